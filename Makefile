@@ -1,0 +1,18 @@
+.PHONY: demo test bench venv clean
+
+venv:
+	@bash scripts/bootstrap.sh
+
+demo: venv
+	.venv/bin/python -m rlmodule.demo
+
+test: venv
+	@bash scripts/ensure-postgres.sh
+	.venv/bin/python -m pytest $(PYTEST_ARGS)
+
+bench:
+	@bash scripts/bootstrap.sh s3,postgres,test,bench
+	.venv/bin/python -m bench $(BENCH_ARGS)
+
+clean:
+	rm -rf .venv .pytest_cache .hypothesis
