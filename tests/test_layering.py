@@ -1,0 +1,63 @@
+"""The layering rule, read from the imports: storage ← rlmodule ← registry ← rlreg."""
+
+from __future__ import annotations
+
+import ast
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+FORBIDDEN = {
+    "storage": {"rlmodule", "registry", "rlreg", "migrations"},
+    "rlmodule": {"registry", "rlreg", "migrations", "fsspec", "sqlalchemy", "s3fs", "alembic"},
+    "registry": {"rlreg"},
+}
+NEVER = {"pickle", "cloudpickle", "dill", "marshal", "shelve"}
+
+
+def _imports(path: Path):
+    tree = ast.parse(path.read_text(), filename=str(path))
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Import):
+            for alias in node.names:
+                yield node.lineno, alias.name
+        elif isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
+            yield node.lineno, node.module
+
+
+def _package_files():
+    for package in ("storage", "rlmodule", "registry", "rlreg", "migrations"):
+        for path in sorted((ROOT / package).rglob("*.py")):
+            yield package, path
+
+
+@pytest.mark.parametrize("package", sorted(FORBIDDEN))
+def test_package_imports_only_layers_below(package):
+    bad = [
+        f"{path.relative_to(ROOT)}:{line} imports {name}"
+        for pkg, path in _package_files()
+        if pkg == package
+        for line, name in _imports(path)
+        if name.split(".")[0] in FORBIDDEN[package]
+    ]
+    assert not bad, "layering broken:\n" + "\n".join(bad)
+
+
+def test_no_pickle_anywhere_a_model_is_saved_or_loaded():
+    bad = [
+        f"{path.relative_to(ROOT)}:{line} imports {name}"
+        for _, path in _package_files()
+        for line, name in _imports(path)
+        if name.split(".")[0] in NEVER
+    ]
+    assert not bad, "pickle-like modules imported:\n" + "\n".join(bad)
+
+
+def test_no_torch_load_in_packages():
+    bad = [
+        f"{path.relative_to(ROOT)}"
+        for _, path in _package_files()
+        if "torch.load(" in path.read_text()
+    ]
+    assert not bad, f"torch.load used in {bad}"
