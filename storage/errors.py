@@ -1,0 +1,47 @@
+"""The storage branch of rlreg's error tree.
+
+```
+StorageError
+├── ObjectNotFoundError        (FileNotFoundError)   a file or object is not there
+├── IntegrityError             (ValueError)          stored bytes do not match their digest
+├── UnsupportedDtypeError      (TypeError)           a tensor or array that cannot be stored
+├── InvalidTensorNameError     (TypeError)           a tensor name that is not a non-empty string
+├── InvalidManifestError       (ValueError)          a manifest that is not one this store wrote
+├── UnknownProtocolError       (ValueError)          a URL whose fsspec protocol is unknown
+└── StorageUnavailableError    (ConnectionError)     unreachable endpoint, missing bucket/credentials
+```
+"""
+
+from __future__ import annotations
+
+
+class StorageError(Exception):
+    """Root of every error raised by ``storage``."""
+
+
+class ObjectNotFoundError(StorageError, FileNotFoundError):
+    """A file or content-addressed object is not where it should be."""
+
+
+class IntegrityError(StorageError, ValueError):
+    """Bytes read from storage or the cache do not match their digest."""
+
+
+class UnsupportedDtypeError(StorageError, TypeError):
+    """A tensor or array whose dtype (or layout) cannot be stored."""
+
+
+class InvalidTensorNameError(StorageError, TypeError):
+    """A tensor name that is not a non-empty string."""
+
+
+class InvalidManifestError(StorageError, ValueError):
+    """A manifest that is malformed or not of a known format."""
+
+
+class UnknownProtocolError(StorageError, ValueError):
+    """A storage URL whose protocol fsspec does not know (or whose backend is not installed)."""
+
+
+class StorageUnavailableError(StorageError, ConnectionError):
+    """The storage cannot be reached: no such bucket, no endpoint, missing or bad credentials."""

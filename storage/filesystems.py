@@ -1,0 +1,159 @@
+"""fsspec filesystems for storage URLs: resolution, error translation and atomic writes."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import tempfile
+import uuid
+from collections.abc import Iterable, Iterator
+from typing import Any
+
+import fsspec
+from fsspec.implementations.local import LocalFileSystem
+from fsspec.implementations.memory import MemoryFileSystem
+
+from storage.errors import ObjectNotFoundError, StorageError, StorageUnavailableError, UnknownProtocolError
+
+# Object stores: a single PUT (or a multipart upload, completed at once) is atomic; no rename.
+OBJECT_STORE_PROTOCOLS = frozenset({"s3", "s3a", "gs", "gcs", "az", "abfs", "abfss", "adl", "oss", "r2"})
+_S3 = frozenset({"s3", "s3a"})
+
+
+def split_protocol(url: str) -> str:
+    """The fsspec protocol of ``url`` (``"file"`` for a plain path)."""
+    protocol, _ = fsspec.core.split_protocol(url)
+    return protocol or "file"
+
+
+def filesystem(url: str, storage_options: dict[str, Any]) -> tuple[fsspec.AbstractFileSystem, str]:
+    """The (cached) fsspec filesystem for ``url`` and the root path inside it."""
+    protocol = split_protocol(url)
+    try:
+        cls = fsspec.get_filesystem_class(protocol)
+    except ValueError:
+        raise UnknownProtocolError(
+            f"unknown storage protocol {protocol!r} in {url!r} (fsspec knows: "
+            f"{', '.join(sorted(fsspec.available_protocols())[:12])}, ...)"
+        ) from None
+    except ImportError as exc:
+        raise UnknownProtocolError(f"storage protocol {protocol!r} in {url!r} is not available: {exc}") from None
+    options = dict(storage_options)
+    if protocol in _S3:
+        options = s3_options(options)
+    fs = cls(**options)
+    path = cls._strip_protocol(url)
+    if isinstance(fs, LocalFileSystem):
+        path = os.path.abspath(path)
+    return fs, path.rstrip("/") or "/"
+
+
+def s3_options(options: dict[str, Any]) -> dict[str, Any]:
+    """s3fs options honouring ``AWS_ENDPOINT_URL`` (MinIO, moto, any S3-compatible store)."""
+    endpoint = os.environ.get("AWS_ENDPOINT_URL_S3") or os.environ.get("AWS_ENDPOINT_URL")
+    client_kwargs = dict(options.get("client_kwargs") or {})
+    if endpoint and "endpoint_url" not in options and "endpoint_url" not in client_kwargs:
+        options["endpoint_url"] = endpoint
+    return options
+
+
+def url_of(fs: fsspec.AbstractFileSystem, path: str) -> str:
+    """The normalised URL of ``path`` on ``fs``."""
+    if isinstance(fs, LocalFileSystem):
+        return "file://" + path
+    return fs.unstrip_protocol(path)
+
+
+def is_local(fs: fsspec.AbstractFileSystem) -> bool:
+    """Whether ``fs`` is the local disk (read in place, never cached)."""
+    return isinstance(fs, LocalFileSystem)
+
+
+def is_object_store(fs: fsspec.AbstractFileSystem) -> bool:
+    """Whether a whole-object PUT is atomic on ``fs`` (object stores and memory)."""
+    protocols = {fs.protocol} if isinstance(fs.protocol, str) else set(fs.protocol)
+    return isinstance(fs, MemoryFileSystem) or bool(protocols & OBJECT_STORE_PROTOCOLS)
+
+
+@contextlib.contextmanager
+def translate_errors(url: str) -> Iterator[None]:
+    """Turn fsspec/s3fs/botocore errors into storage errors naming ``url``."""
+    try:
+        yield
+    except StorageError:
+        raise
+    except FileNotFoundError as exc:
+        if "bucket" in str(exc).lower():
+            raise StorageUnavailableError(f"storage {url!r} is unavailable: {exc}") from exc
+        raise ObjectNotFoundError(f"not found: {url}") from exc
+    except PermissionError as exc:
+        raise StorageUnavailableError(
+            f"storage {url!r} refused access (check credentials): {exc}"
+        ) from exc
+    except Exception as exc:
+        if _is_connection_error(exc):
+            raise StorageUnavailableError(f"storage {url!r} is unavailable: {_describe(exc)}") from exc
+        raise
+
+
+def _is_connection_error(exc: BaseException) -> bool:
+    module = type(exc).__module__ or ""
+    return isinstance(exc, ConnectionError | TimeoutError) or module.split(".")[0] in {
+        "botocore",
+        "aiobotocore",
+        "aiohttp",
+    }
+
+
+def _describe(exc: BaseException) -> str:
+    name = type(exc).__name__
+    if name == "NoCredentialsError":
+        return "no AWS credentials found (set AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY)"
+    return f"{name}: {exc}"
+
+
+def atomic_write(fs: fsspec.AbstractFileSystem, path: str, buffers: Iterable[Any]) -> None:
+    """Write ``buffers`` to ``path`` so that no reader ever sees a partial file."""
+    if is_local(fs):
+        _local_atomic_write(path, buffers)
+    elif is_object_store(fs):
+        fs.pipe_file(path, join(buffers))
+    else:
+        tmp = f"{path}.tmp-{uuid.uuid4().hex}"
+        try:
+            with fs.open(tmp, "wb") as f:
+                for b in buffers:
+                    f.write(b)
+            fs.mv(tmp, path)
+        except BaseException:
+            with contextlib.suppress(Exception):
+                fs.rm_file(tmp)
+            raise
+
+
+def join(buffers: Iterable[Any]) -> bytes:
+    """One bytes object of ``buffers`` (a single copy)."""
+    return b"".join(buffers)
+
+
+def _local_atomic_write(path: str, buffers: Iterable[Any]) -> None:
+    folder = os.path.dirname(path)
+    os.makedirs(folder, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=folder, prefix=".tmp-", suffix="-" + os.path.basename(path))
+    try:
+        with open(fd, "wb", buffering=0, closefd=True) as f:
+            for b in buffers:
+                _write_all(f, b)
+        os.chmod(tmp, 0o644)
+        os.replace(tmp, path)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            os.unlink(tmp)
+        raise
+
+
+def _write_all(f: Any, b: Any) -> None:
+    view = memoryview(b).cast("B")
+    while view.nbytes:
+        n = f.write(view)
+        view = view[n:]

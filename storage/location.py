@@ -1,0 +1,161 @@
+"""``Location``: a folder on any fsspec URL, with atomic writes, JSON and safetensors files."""
+
+from __future__ import annotations
+
+import json
+import os
+import posixpath
+from collections.abc import Mapping
+from typing import Any
+
+import torch
+
+from storage import filesystems
+from storage.errors import ObjectNotFoundError
+from storage.safetensors_format import chunks, header_bytes, layout, parse_header
+from storage.tensors import check_name, tensor_view, to_raw
+
+
+class Location:
+    """A folder on a plain path, ``file://``, ``memory://``, ``s3://bucket/prefix`` or any fsspec URL."""
+
+    def __init__(self, url: str | Any, **storage_options: Any) -> None:
+        url = str(url)
+        self.storage_options = storage_options
+        self.fs, self.path = filesystems.filesystem(url, storage_options)
+        self.url = filesystems.url_of(self.fs, self.path)
+
+    @classmethod
+    def _on(cls, fs: Any, path: str, storage_options: dict[str, Any]) -> Location:
+        loc = cls.__new__(cls)
+        loc.fs, loc.path, loc.storage_options = fs, path, storage_options
+        loc.url = filesystems.url_of(fs, path)
+        return loc
+
+    def __repr__(self) -> str:
+        return f"Location({self.url!r})"
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, Location) and other.url == self.url
+
+    def __hash__(self) -> int:
+        return hash(self.url)
+
+    def child(self, name: str) -> Location:
+        """The Location of the sub-folder ``name``."""
+        return Location._on(self.fs, self._join(name), self.storage_options)
+
+    def _join(self, name: str) -> str:
+        if not isinstance(name, str) or not name:
+            raise ValueError(f"file name {name!r} is not a non-empty string")
+        parts = name.split("/")
+        if any(p in ("", ".", "..") for p in parts):
+            raise ValueError(f"file name {name!r} must be a relative path without '.', '..' or '//'")
+        return posixpath.join(self.path, name)
+
+    def _url(self, name: str) -> str:
+        return f"{self.url.rstrip('/')}/{name}"
+
+    def exists(self, name: str | None = None) -> bool:
+        """Whether this folder (or the file ``name`` in it) exists."""
+        path = self.path if name is None else self._join(name)
+        with filesystems.translate_errors(self.url if name is None else self._url(name)):
+            return bool(self.fs.exists(path))
+
+    def isdir(self) -> bool:
+        """Whether this Location is an existing folder."""
+        with filesystems.translate_errors(self.url):
+            return bool(self.fs.isdir(self.path))
+
+    def makedirs(self) -> None:
+        """Create the folder (and parents); a no-op where folders are implicit."""
+        with filesystems.translate_errors(self.url):
+            self.fs.makedirs(self.path, exist_ok=True)
+
+    def listdir(self) -> list[str]:
+        """Sorted names of the direct children (files and folders)."""
+        with filesystems.translate_errors(self.url):
+            try:
+                entries = self.fs.ls(self.path, detail=False)
+            except FileNotFoundError:
+                raise ObjectNotFoundError(f"not found: {self.url}") from None
+        names = {posixpath.basename(str(e).rstrip("/")) for e in entries}
+        return sorted(n for n in names if n and not n.startswith(".tmp-"))
+
+    def read_bytes(self, name: str) -> bytes:
+        """The content of the file ``name``; ``ObjectNotFoundError`` if missing."""
+        path = self._join(name)
+        with filesystems.translate_errors(self._url(name)):
+            if filesystems.is_local(self.fs):
+                with open(path, "rb") as f:
+                    return f.read()
+            return self.fs.cat_file(path)
+
+    def write_bytes(self, name: str, data: bytes | bytearray | memoryview) -> None:
+        """Write ``data`` to the file ``name`` atomically."""
+        path = self._join(name)
+        with filesystems.translate_errors(self._url(name)):
+            filesystems.atomic_write(self.fs, path, [data])
+
+    def read_json(self, name: str) -> Any:
+        """The parsed UTF-8 JSON file ``name``."""
+        data = self.read_bytes(name)
+        try:
+            return json.loads(data.decode("utf-8"))
+        except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+            raise ValueError(f"{self._url(name)} is not UTF-8 JSON: {exc}") from None
+
+    def write_json(self, name: str, obj: Any) -> None:
+        """Write ``obj`` as UTF-8 JSON with sorted keys, atomically."""
+        text = json.dumps(obj, sort_keys=True, indent=2, ensure_ascii=False, allow_nan=False)
+        self.write_bytes(name, (text + "\n").encode("utf-8"))
+
+    def save_tensors(
+        self, name: str, tensors: Mapping[str, Any], metadata: Mapping[str, str] | None = None
+    ) -> None:
+        """Write ``{key: tensor or ndarray}`` as one safetensors file, streamed and atomic."""
+        raws = {check_name(k): to_raw(k, v) for k, v in tensors.items()}
+        if metadata is not None and not all(isinstance(k, str) and isinstance(v, str) for k, v in metadata.items()):
+            raise TypeError(f"safetensors metadata must map str to str, got {dict(metadata)!r}")
+        order = layout(raws)
+        header = header_bytes(raws, order, metadata)
+        path = self._join(name)
+        with filesystems.translate_errors(self._url(name)):
+            filesystems.atomic_write(self.fs, path, chunks(raws, order, header))
+
+    def load_tensors(self, name: str) -> dict[str, torch.Tensor]:
+        """The tensors of the safetensors file ``name``, exact in dtype, shape and bytes."""
+        buf = self._read_into_buffer(name)
+        entries, _, start = parse_header(buf, self._url(name))
+        return {
+            key: tensor_view(buf, start + e["data_offsets"][0], start + e["data_offsets"][1], e["dtype"], e["shape"])
+            for key, e in sorted(entries.items())
+        }
+
+    def load_metadata(self, name: str) -> dict[str, str]:
+        """The ``__metadata__`` of the safetensors file ``name``."""
+        return parse_header(self.read_bytes(name), self._url(name))[1]
+
+    def _read_into_buffer(self, name: str) -> bytearray | bytes:
+        path = self._join(name)
+        with filesystems.translate_errors(self._url(name)):
+            if filesystems.is_local(self.fs):
+                return read_file(path)
+            return self.fs.cat_file(path)
+
+
+def read_file(path: str) -> bytearray:
+    """A local file read with one ``readinto`` into a fresh writable buffer."""
+    with open(path, "rb", buffering=0) as f:
+        size = os.fstat(f.fileno()).st_size
+        buf = bytearray(size)
+        view = memoryview(buf)
+        got = 0
+        while got < size:
+            n = f.readinto(view[got:])
+            if not n:
+                break
+            got += n
+    if got != size:
+        del buf[got:]
+    return buf

@@ -1,0 +1,170 @@
+"""Tensors and numpy arrays as (dtype, shape, raw little-endian bytes), and back, without copies."""
+
+from __future__ import annotations
+
+import sys
+import warnings
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import torch
+
+from storage.errors import InvalidTensorNameError, UnsupportedDtypeError
+
+# safetensors' dtype names (the format's own), torch dtype, item size in bytes.
+_TORCH_DTYPES: dict[str, torch.dtype] = {
+    "F64": torch.float64,
+    "F32": torch.float32,
+    "F16": torch.float16,
+    "BF16": torch.bfloat16,
+    "I64": torch.int64,
+    "I32": torch.int32,
+    "I16": torch.int16,
+    "I8": torch.int8,
+    "U64": torch.uint64,
+    "U32": torch.uint32,
+    "U16": torch.uint16,
+    "U8": torch.uint8,
+    "BOOL": torch.bool,
+    "F8_E4M3": torch.float8_e4m3fn,
+    "F8_E5M2": torch.float8_e5m2,
+}
+_NAME_OF_TORCH = {v: k for k, v in _TORCH_DTYPES.items()}
+_NAME_OF_NUMPY = {
+    np.dtype(np.float64): "F64",
+    np.dtype(np.float32): "F32",
+    np.dtype(np.float16): "F16",
+    np.dtype(np.int64): "I64",
+    np.dtype(np.int32): "I32",
+    np.dtype(np.int16): "I16",
+    np.dtype(np.int8): "I8",
+    np.dtype(np.uint64): "U64",
+    np.dtype(np.uint32): "U32",
+    np.dtype(np.uint16): "U16",
+    np.dtype(np.uint8): "U8",
+    np.dtype(np.bool_): "BOOL",
+}
+# Manifest dtype names are torch's ("float32", "bfloat16"); the object files use safetensors' names.
+_MANIFEST_NAME = {k: str(v).removeprefix("torch.") for k, v in _TORCH_DTYPES.items()}
+_FORMAT_NAME = {v: k for k, v in _MANIFEST_NAME.items()}
+
+
+@dataclass(frozen=True, slots=True)
+class RawTensor:
+    """One tensor's dtype (safetensors name), shape and C-order little-endian bytes."""
+
+    dtype: str
+    shape: tuple[int, ...]
+    data: memoryview  # 1-d, format "B"
+    keepalive: Any = None
+
+    @property
+    def nbytes(self) -> int:
+        return self.data.nbytes
+
+    @property
+    def itemsize(self) -> int:
+        return itemsize(self.dtype)
+
+
+def itemsize(dtype: str) -> int:
+    """Bytes per element of a safetensors dtype name."""
+    return _TORCH_DTYPES[dtype].itemsize
+
+
+def manifest_dtype(dtype: str) -> str:
+    """The manifest's (torch) name of a safetensors dtype name: ``F32`` -> ``float32``."""
+    return _MANIFEST_NAME[dtype]
+
+
+def format_dtype(name: str) -> str:
+    """The safetensors dtype name of a manifest dtype name, or ``KeyError``."""
+    return _FORMAT_NAME[name]
+
+
+def is_format_dtype(dtype: object) -> bool:
+    """Whether ``dtype`` is a safetensors dtype name this package reads."""
+    return isinstance(dtype, str) and dtype in _TORCH_DTYPES
+
+
+def check_name(name: object) -> str:
+    """Return ``name`` if it is a non-empty string, else raise ``InvalidTensorNameError``."""
+    if not isinstance(name, str):
+        raise InvalidTensorNameError(
+            f"tensor name {name!r} is a {type(name).__name__}, not a str"
+        )
+    if not name:
+        raise InvalidTensorNameError("tensor name '' is empty")
+    return name
+
+
+def to_raw(name: str, value: object) -> RawTensor:
+    """The raw bytes of a torch tensor or numpy array, copying only if not already C-contiguous."""
+    if isinstance(value, torch.Tensor):
+        return _torch_to_raw(name, value)
+    if isinstance(value, np.ndarray | np.generic):
+        return _numpy_to_raw(name, np.asarray(value))
+    raise UnsupportedDtypeError(
+        f"tensor {name!r}: a {type(value).__module__}.{type(value).__qualname__} is not a "
+        "torch.Tensor or numpy.ndarray"
+    )
+
+
+def _torch_to_raw(name: str, t: torch.Tensor) -> RawTensor:
+    if t.layout != torch.strided:
+        raise UnsupportedDtypeError(f"tensor {name!r}: layout {t.layout} is not supported (only strided)")
+    dtype = _NAME_OF_TORCH.get(t.dtype)
+    if dtype is None:
+        raise UnsupportedDtypeError(f"tensor {name!r}: dtype {t.dtype} is not supported")
+    t = t.detach()
+    if t.device.type != "cpu":
+        t = t.cpu()
+    if not t.is_contiguous() or t.storage_offset() < 0:
+        t = t.contiguous()
+    flat = t.reshape(-1)
+    if flat.numel() == 0:
+        data = memoryview(b"")
+    else:
+        data = memoryview(flat.view(torch.uint8).numpy()).cast("B")
+    if sys.byteorder == "big":  # pragma: no cover - little-endian machines only in CI
+        data = memoryview(bytearray(_byteswap(data, t.dtype.itemsize)))
+    return RawTensor(dtype, tuple(t.shape), data, t)
+
+
+def _numpy_to_raw(name: str, a: np.ndarray) -> RawTensor:
+    dt = a.dtype
+    native = dt.newbyteorder("=") if dt.byteorder in "<>" else dt
+    dtype = _NAME_OF_NUMPY.get(native)
+    if dtype is None:
+        raise UnsupportedDtypeError(f"tensor {name!r}: numpy dtype {dt} is not supported")
+    le = dt.newbyteorder("<")
+    if dt != le or not a.flags.c_contiguous:
+        a = np.ascontiguousarray(a, dtype=le)
+    if a.size == 0:
+        data = memoryview(b"")
+    else:
+        data = memoryview(a.reshape(-1).view(np.uint8))
+    return RawTensor(dtype, tuple(int(s) for s in a.shape), data, a)
+
+
+def _byteswap(data: memoryview, size: int) -> bytes:  # pragma: no cover
+    return np.frombuffer(data, dtype=f"u{size}" if size > 1 else "u1").byteswap().tobytes()
+
+
+def tensor_view(buf: Any, start: int, stop: int, dtype: str, shape: list[int] | tuple[int, ...]) -> torch.Tensor:
+    """A zero-copy torch view of ``buf[start:stop]`` as ``dtype``/``shape`` (a copy if misaligned)."""
+    tdtype = _TORCH_DTYPES[dtype]
+    if stop == start:
+        return torch.empty(tuple(shape), dtype=tdtype)
+    size = tdtype.itemsize
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", UserWarning)  # read-only buffers: we hold the only reference
+        if start % size:
+            buf = bytearray(memoryview(buf)[start:stop])
+            start, stop = 0, stop - start
+        flat = torch.frombuffer(buf, dtype=torch.uint8, count=stop - start, offset=start)
+    t = flat.view(tdtype).reshape(tuple(shape))
+    if sys.byteorder == "big":  # pragma: no cover
+        t = torch.from_numpy(t.numpy().byteswap())
+    return t
