@@ -1,0 +1,43 @@
+"""Where a registry lives by default: ``RLREG_DB_URL`` / ``RLREG_STORAGE_URL``, else the data folder."""
+
+from __future__ import annotations
+
+import os
+import sys
+from pathlib import Path
+
+APP = "rlreg"
+
+
+def data_dir() -> Path:
+    """``RLREG_HOME``, else the platform's per-user data folder (``~/.local/share/rlreg`` on Linux)."""
+    home = os.environ.get("RLREG_HOME")
+    if home:
+        return Path(home).expanduser()
+    if sys.platform == "win32":
+        base = os.environ.get("LOCALAPPDATA") or str(Path.home() / "AppData" / "Local")
+    elif sys.platform == "darwin":
+        base = str(Path.home() / "Library" / "Application Support")
+    else:
+        base = os.environ.get("XDG_DATA_HOME") or str(Path.home() / ".local" / "share")
+    return Path(base) / APP
+
+
+def default_db_url() -> str:
+    """``RLREG_DB_URL`` as it is now, else a SQLite file ``rlreg.db`` in the data folder."""
+    url = os.environ.get("RLREG_DB_URL")
+    if url:
+        return url
+    folder = data_dir()
+    folder.mkdir(parents=True, exist_ok=True)
+    return f"sqlite:///{folder / 'rlreg.db'}"
+
+
+def default_storage_url() -> str:
+    """``RLREG_STORAGE_URL`` as it is now, else the folder ``blobs`` in the data folder."""
+    url = os.environ.get("RLREG_STORAGE_URL")
+    if url:
+        return url
+    folder = data_dir() / "blobs"
+    folder.mkdir(parents=True, exist_ok=True)
+    return str(folder)

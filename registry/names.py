@@ -1,0 +1,74 @@
+"""Model and alias names: what the registry accepts, with errors that name the rule broken."""
+
+from __future__ import annotations
+
+import re
+
+from registry.errors import InvalidNameError
+
+MAX_NAME_LENGTH = 200
+MAX_ALIAS_LENGTH = 100
+_SEGMENT = re.compile(r"[A-Za-z0-9._-]+")
+_ALIAS = re.compile(r"[A-Za-z0-9._-]+")
+
+
+def validate_name(name: object) -> str:
+    """Return ``name`` if it is a valid model name, else raise ``InvalidNameError`` saying why.
+
+    A name is 1-200 characters of ASCII letters, digits, ``._-`` and ``/`` between non-empty
+    segments; no ``..`` segment, no leading or trailing ``/``; its last segment is not all digits
+    (in ``rlreg://name/3`` a trailing all-digit segment is the version).
+    """
+    if not isinstance(name, str):
+        raise InvalidNameError(f"model name {name!r} is not a string (got {type(name).__name__})")
+    if not name:
+        raise InvalidNameError("model name '' is empty: a name has 1 to 200 characters")
+    if len(name) > MAX_NAME_LENGTH:
+        raise InvalidNameError(
+            f"model name {name[:40]!r}... is {len(name)} characters long: at most {MAX_NAME_LENGTH}"
+        )
+    bad = sorted({c for c in name if c.isspace() or not c.isprintable()})
+    if bad:
+        raise InvalidNameError(
+            f"model name {name!r} contains whitespace or control characters {bad!r}: not allowed"
+        )
+    if name.startswith("/") or name.endswith("/"):
+        raise InvalidNameError(f"model name {name!r} starts or ends with '/': not allowed")
+    segments = name.split("/")
+    for segment in segments:
+        _check_segment(name, segment)
+    if segments[-1].isdigit():
+        raise InvalidNameError(
+            f"model name {name!r} ends in the all-digit segment {segments[-1]!r}: not allowed, "
+            "because in rlreg://name/3 a trailing all-digit segment is the version"
+        )
+    return name
+
+
+def _check_segment(name: str, segment: str) -> None:
+    if not segment:
+        raise InvalidNameError(f"model name {name!r} has an empty segment ('//'): not allowed")
+    if segment == "..":
+        raise InvalidNameError(f"model name {name!r} has a '..' segment: not allowed")
+    if not _SEGMENT.fullmatch(segment):
+        bad = sorted({c for c in segment if not _SEGMENT.fullmatch(c)})
+        raise InvalidNameError(
+            f"model name {name!r} contains {''.join(bad)!r}: only letters, digits, '.', '_', '-' "
+            "and '/' between segments are allowed"
+        )
+
+
+def validate_alias(alias: object) -> str:
+    """Return ``alias`` if valid (1-100 letters, digits, ``._-``; not ``.``/``..``), else raise."""
+    if not isinstance(alias, str):
+        raise InvalidNameError(f"alias {alias!r} is not a string (got {type(alias).__name__})")
+    if not alias or len(alias) > MAX_ALIAS_LENGTH:
+        raise InvalidNameError(
+            f"alias {alias[:40]!r} has {len(alias)} characters: an alias has 1 to {MAX_ALIAS_LENGTH}"
+        )
+    if alias in {".", ".."} or not _ALIAS.fullmatch(alias):
+        raise InvalidNameError(
+            f"alias {alias!r} is not allowed: use letters, digits, '.', '_' and '-' only "
+            "(and not '.' or '..')"
+        )
+    return alias

@@ -1,0 +1,67 @@
+"""What the registry hands back about models: ``ModelVersion`` and ``ModelInfo``."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+
+def _iso(moment: datetime | None) -> str | None:
+    return moment.isoformat() if moment is not None else None
+
+
+@dataclass(frozen=True)
+class ModelVersion:
+    """One recorded state snapshot of a model."""
+
+    name: str
+    version: int
+    created_at: datetime
+    metadata: dict[str, Any] = field(default_factory=dict)
+    aliases: tuple[str, ...] = ()
+    spec_digest: str = ""
+    tensor_bytes: int = 0
+    position: int = 0
+
+    @property
+    def uri(self) -> str:
+        """``rlreg://name/version``."""
+        return f"rlreg://{self.name}/{self.version}"
+
+    def to_dict(self) -> dict[str, Any]:
+        """A JSON-able dict (``created_at`` as ISO 8601)."""
+        return {
+            "name": self.name,
+            "version": self.version,
+            "created_at": _iso(self.created_at),
+            "metadata": self.metadata,
+            "aliases": list(self.aliases),
+            "spec_digest": self.spec_digest,
+            "tensor_bytes": self.tensor_bytes,
+            "position": self.position,
+            "uri": self.uri,
+        }
+
+
+@dataclass(frozen=True)
+class ModelInfo:
+    """A model: its latest version, how many versions, its aliases (alias → version), when."""
+
+    name: str
+    latest_version: int | None
+    versions: int
+    aliases: dict[str, int] = field(default_factory=dict)
+    created_at: datetime | None = None
+    updated_at: datetime | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        """A JSON-able dict (times as ISO 8601)."""
+        return {
+            "name": self.name,
+            "latest_version": self.latest_version,
+            "versions": self.versions,
+            "aliases": dict(self.aliases),
+            "created_at": _iso(self.created_at),
+            "updated_at": _iso(self.updated_at),
+        }
