@@ -1,0 +1,235 @@
+"""Engines for SQLite and PostgreSQL URLs, and the schema's status and upgrade through Alembic."""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import zlib
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any, Optional, Union
+
+import sqlalchemy as sa
+from alembic import command
+from alembic.config import Config
+from alembic.runtime.migration import MigrationContext
+from alembic.script import ScriptDirectory
+from filelock import FileLock
+from sqlalchemy import event, exc
+from sqlalchemy.engine import URL, Connection, Engine, make_url
+
+from registry import errors
+
+SQLITE_BUSY_TIMEOUT = 60.0  # seconds a writer waits for SQLite's write lock
+WRITE = "rlreg_write"  # execution option: begin with BEGIN IMMEDIATE on SQLite
+UPGRADE_COMMAND = "rlreg db upgrade"
+_ADVISORY_LOCK_KEY = zlib.crc32(b"rlreg.schema") & 0x7FFFFFFF
+
+
+def normalize_url(url: Union[str, URL]) -> URL:
+    """A SQLAlchemy URL: ``postgresql://`` uses psycopg 3; a plain path means a SQLite file."""
+    if isinstance(url, str) and "://" not in url:
+        url = f"sqlite:///{Path(url).expanduser()}"
+    parsed = make_url(url)
+    if parsed.drivername in ("postgresql", "postgres"):
+        parsed = parsed.set(drivername="postgresql+psycopg")
+    return parsed
+
+
+def is_sqlite(engine: Union[Engine, Connection]) -> bool:
+    """True for a SQLite engine or connection."""
+    return engine.dialect.name == "sqlite"
+
+
+def create_engine(url: Union[str, URL], **kwargs: Any) -> Engine:
+    """An engine for ``url``; SQLite gets WAL, a busy timeout and ``BEGIN IMMEDIATE`` for writes."""
+    parsed = normalize_url(url)
+    if parsed.get_backend_name() == "sqlite":
+        return _sqlite_engine(parsed, **kwargs)
+    if parsed.get_backend_name() != "postgresql":
+        raise errors.DatabaseUnavailableError(
+            f"database URL {parsed.render_as_string(hide_password=True)!r}: only sqlite:/// and postgresql:// are supported"
+        )
+    kwargs.setdefault("pool_pre_ping", True)
+    return sa.create_engine(parsed, **kwargs)
+
+
+def _sqlite_engine(url: URL, **kwargs: Any) -> Engine:
+    connect_args = {"timeout": SQLITE_BUSY_TIMEOUT, "check_same_thread": False}
+    connect_args.update(kwargs.pop("connect_args", {}))
+    if url.database not in (None, "", ":memory:"):
+        Path(url.database).parent.mkdir(parents=True, exist_ok=True)
+    engine = sa.create_engine(url, connect_args=connect_args, **kwargs)
+
+    # pysqlite's own transaction handling is switched off so that we issue BEGIN ourselves
+    # (SQLAlchemy's "Serializable isolation / Savepoints / Transactional DDL" recipe).
+    @event.listens_for(engine, "connect")
+    def _on_connect(dbapi_connection: Any, _record: Any) -> None:
+        dbapi_connection.isolation_level = None
+        cursor = dbapi_connection.cursor()
+        cursor.execute("PRAGMA journal_mode=WAL")
+        cursor.execute("PRAGMA synchronous=NORMAL")
+        cursor.execute(f"PRAGMA busy_timeout={int(SQLITE_BUSY_TIMEOUT * 1000)}")
+        cursor.close()
+
+    @event.listens_for(engine, "begin")
+    def _on_begin(conn: Connection) -> None:
+        write = conn.get_execution_options().get(WRITE, False)
+        conn.exec_driver_sql("BEGIN IMMEDIATE" if write else "BEGIN")
+
+    return engine
+
+
+@contextlib.contextmanager
+def translate_errors(what: str) -> Iterator[None]:
+    """Map driver and SQLAlchemy errors onto ``registry.errors`` (``raise ... from e``)."""
+    try:
+        yield
+    except exc.OperationalError as e:
+        raise errors.DatabaseUnavailableError(f"{what}: the database is unavailable or locked: {e.orig}") from e
+    except exc.InterfaceError as e:
+        raise errors.DatabaseUnavailableError(f"{what}: the database connection failed: {e.orig}") from e
+    except exc.IntegrityError as e:
+        raise errors.ConflictError(f"{what}: a concurrent write clashed: {e.orig}") from e
+    except exc.DBAPIError as e:
+        if e.connection_invalidated:
+            raise errors.DatabaseUnavailableError(f"{what}: the database connection was lost: {e.orig}") from e
+        raise errors.RegistryError(f"{what}: database error: {e.orig}") from e
+    except exc.SQLAlchemyError as e:
+        raise errors.RegistryError(f"{what}: {e}") from e
+
+
+# --- schema: Alembic ------------------------------------------------------------------------
+
+
+def alembic_config(connection: Optional[Connection] = None) -> Config:
+    """An Alembic ``Config`` for the ``migrations`` package, usable from any cwd (no alembic.ini)."""
+    import migrations
+
+    config = Config()
+    config.set_main_option("script_location", str(Path(migrations.__file__).resolve().parent))
+    if connection is not None:
+        config.attributes["connection"] = connection
+    return config
+
+
+@dataclasses.dataclass(frozen=True)
+class SchemaStatus:
+    """Where a database's schema stands against the migrations shipped with this rlreg."""
+
+    current: Optional[str]
+    head: str
+    known: bool  # the current revision is one of ours (False: the database is newer than us)
+    empty: bool  # no rlreg tables at all
+
+    @property
+    def up_to_date(self) -> bool:
+        """True when the database is at this rlreg's head revision."""
+        return self.current == self.head
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-able form, for the CLI."""
+        return dataclasses.asdict(self) | {"up_to_date": self.up_to_date}
+
+
+def head_revision() -> str:
+    """The head revision of the shipped migrations."""
+    head = ScriptDirectory.from_config(alembic_config()).get_current_head()
+    assert head is not None, "the migrations package has no revisions"
+    return head
+
+
+def schema_status(engine: Engine) -> SchemaStatus:
+    """The current and head revisions of ``engine``'s database."""
+    script = ScriptDirectory.from_config(alembic_config())
+    head = script.get_current_head()
+    with translate_errors("reading the schema revision"), engine.connect() as conn:
+        current = MigrationContext.configure(conn).get_current_revision()
+        tables = [t for t in sa.inspect(conn).get_table_names() if t.startswith("rlreg_")]
+    known = current is None or _is_known(script, current)
+    return SchemaStatus(current=current, head=head, known=known, empty=current is None and not tables)
+
+
+def _is_known(script: ScriptDirectory, revision: str) -> bool:
+    try:
+        return script.get_revision(revision) is not None
+    except Exception:  # noqa: BLE001 - alembic raises several kinds for an unknown revision
+        return False
+
+
+def upgrade(engine: Engine, revision: str = "head") -> SchemaStatus:
+    """Upgrade the schema to ``revision`` under a cross-process lock; returns the new status."""
+    with _migration_lock(engine), translate_errors(f"upgrading the schema to {revision}"):
+        with engine.begin() as conn:
+            command.upgrade(alembic_config(conn), revision)
+    return schema_status(engine)
+
+
+def downgrade(engine: Engine, revision: str) -> SchemaStatus:
+    """Downgrade the schema to ``revision`` (``"base"`` drops every table) under the lock."""
+    with _migration_lock(engine), translate_errors(f"downgrading the schema to {revision}"):
+        with engine.begin() as conn:
+            command.downgrade(alembic_config(conn), revision)
+    return schema_status(engine)
+
+
+def ensure_schema(engine: Engine, upgrade: bool = False) -> SchemaStatus:
+    """Initialise an empty database; refuse an older (unless ``upgrade``) or newer schema."""
+    status = schema_status(engine)
+    if status.up_to_date:
+        return status
+    _raise_if_newer(engine, status)
+    if not status.empty and not upgrade:
+        raise _older_error(engine, status)
+    with _migration_lock(engine):
+        status = schema_status(engine)  # another process may have done it while we waited
+        _raise_if_newer(engine, status)
+        if not status.up_to_date and (status.empty or upgrade):
+            with translate_errors("creating the schema"), engine.begin() as conn:
+                command.upgrade(alembic_config(conn), "head")
+            status = schema_status(engine)
+    if not status.up_to_date:
+        raise _older_error(engine, status)
+    return status
+
+
+def _where(engine: Engine) -> str:
+    return engine.url.render_as_string(hide_password=True)
+
+
+def _raise_if_newer(engine: Engine, status: SchemaStatus) -> None:
+    if not status.known:
+        raise errors.SchemaVersionError(
+            f"database {_where(engine)} has schema revision {status.current!r}, newer than this rlreg "
+            f"knows (its head is {status.head!r}): upgrade the rlreg package to use it"
+        )
+
+
+def _older_error(engine: Engine, status: SchemaStatus) -> errors.SchemaVersionError:
+    current = "no rlreg revision (foreign tables present)" if status.current is None else repr(status.current)
+    return errors.SchemaVersionError(
+        f"database {_where(engine)} has schema revision {current}, this rlreg needs {status.head!r}: "
+        f"run `{UPGRADE_COMMAND}` (or pass upgrade=True)"
+    )
+
+
+@contextlib.contextmanager
+def _migration_lock(engine: Engine) -> Iterator[None]:
+    """Serialise schema changes across processes: an advisory lock (PostgreSQL) or a file lock."""
+    if is_sqlite(engine):
+        database = engine.url.database
+        if database in (None, "", ":memory:"):
+            yield
+            return
+        with FileLock(f"{database}.migrate.lock", timeout=SQLITE_BUSY_TIMEOUT):
+            yield
+        return
+    with translate_errors("taking the schema lock"):
+        lock_conn = engine.connect().execution_options(isolation_level="AUTOCOMMIT")
+        lock_conn.execute(sa.text("SELECT pg_advisory_lock(:k)"), {"k": _ADVISORY_LOCK_KEY})
+    try:
+        yield
+    finally:
+        with contextlib.suppress(exc.SQLAlchemyError):
+            lock_conn.execute(sa.text("SELECT pg_advisory_unlock(:k)"), {"k": _ADVISORY_LOCK_KEY})
+        lock_conn.close()

@@ -1,0 +1,155 @@
+"""The tables of the event store and its projections (SQLAlchemy 2.x models; Alembic owns the DDL)."""
+
+from __future__ import annotations
+
+import datetime as dt
+import uuid
+from typing import Any, Optional
+
+from sqlalchemy import JSON, BigInteger, CheckConstraint, DateTime, Integer, MetaData, String, TypeDecorator, UniqueConstraint
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+
+NAMING_CONVENTION = {
+    "ix": "ix_%(column_0_label)s",
+    "uq": "uq_%(table_name)s_%(column_0_name)s",
+    "ck": "ck_%(table_name)s_%(constraint_name)s",
+    "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+    "pk": "pk_%(table_name)s",
+}
+
+NAME_LENGTH = 200
+TYPE_LENGTH = 100
+
+
+class UTCDateTime(TypeDecorator[dt.datetime]):
+    """A timezone-aware UTC timestamp on both backends (SQLite keeps no zone: it is restored on read)."""
+
+    impl = DateTime(timezone=True)
+    cache_ok = True
+
+    def process_bind_param(self, value: Optional[dt.datetime], dialect: Any) -> Optional[dt.datetime]:
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            raise ValueError(f"timestamp {value!r} has no timezone: pass an aware UTC datetime")
+        return value.astimezone(dt.timezone.utc)
+
+    def process_result_value(self, value: Optional[dt.datetime], dialect: Any) -> Optional[dt.datetime]:
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            return value.replace(tzinfo=dt.timezone.utc)
+        return value.astimezone(dt.timezone.utc)
+
+
+class Base(DeclarativeBase):
+    """Declarative base whose MetaData names constraints the same way on SQLite and PostgreSQL."""
+
+    metadata = MetaData(naming_convention=NAMING_CONVENTION)
+
+
+class EventRow(Base):
+    """One immutable event; ``position`` is global, dense and commit-ordered."""
+
+    __tablename__ = "rlreg_events"
+    __table_args__ = (UniqueConstraint("stream", "stream_version", name="uq_rlreg_events_stream_version"),)
+
+    position: Mapped[int] = mapped_column(BigInteger, primary_key=True, autoincrement=False)
+    id: Mapped[uuid.UUID] = mapped_column(unique=True)
+    stream: Mapped[str] = mapped_column(String(NAME_LENGTH))
+    stream_version: Mapped[int] = mapped_column(Integer)
+    type: Mapped[str] = mapped_column(String(TYPE_LENGTH))
+    payload: Mapped[Any] = mapped_column(JSON)
+    timestamp: Mapped[dt.datetime] = mapped_column(UTCDateTime)
+
+
+class StreamRow(Base):
+    """The current version of each stream: the row an append's expected-version check updates."""
+
+    __tablename__ = "rlreg_streams"
+
+    name: Mapped[str] = mapped_column(String(NAME_LENGTH), primary_key=True)
+    version: Mapped[int] = mapped_column(Integer)
+
+
+class PositionCounterRow(Base):
+    """The single row that allocates positions; its row lock is held to commit."""
+
+    __tablename__ = "rlreg_position"
+    __table_args__ = (CheckConstraint("id = 1", name="single_row"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=False)
+    last: Mapped[int] = mapped_column(BigInteger)
+
+
+class CheckpointRow(Base):
+    """A consumer's durable position in the log, advanced only forward."""
+
+    __tablename__ = "rlreg_checkpoints"
+
+    consumer: Mapped[str] = mapped_column(String(NAME_LENGTH), primary_key=True)
+    position: Mapped[int] = mapped_column(BigInteger)
+    updated_at: Mapped[dt.datetime] = mapped_column(UTCDateTime)
+
+
+class ModelRow(Base):
+    """Projection: one row per model (stream)."""
+
+    __tablename__ = "rlreg_models"
+
+    name: Mapped[str] = mapped_column(String(NAME_LENGTH), primary_key=True)
+    latest_version: Mapped[int] = mapped_column(Integer)
+    spec_digest: Mapped[Optional[str]] = mapped_column(String(64))
+    created_at: Mapped[dt.datetime] = mapped_column(UTCDateTime)
+    updated_at: Mapped[dt.datetime] = mapped_column(UTCDateTime)
+    position: Mapped[int] = mapped_column(BigInteger)
+
+
+class VersionRow(Base):
+    """Projection: one row per recorded model version (a state snapshot)."""
+
+    __tablename__ = "rlreg_versions"
+
+    name: Mapped[str] = mapped_column(String(NAME_LENGTH), primary_key=True)
+    version: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=False)
+    spec_digest: Mapped[str] = mapped_column(String(64))
+    manifest: Mapped[Any] = mapped_column(JSON)
+    state: Mapped[Any] = mapped_column(JSON)
+    metadata_: Mapped[Any] = mapped_column("metadata", JSON)
+    tensor_bytes: Mapped[int] = mapped_column(BigInteger)
+    created_at: Mapped[dt.datetime] = mapped_column(UTCDateTime)
+    position: Mapped[int] = mapped_column(BigInteger, unique=True)
+
+
+class AliasRow(Base):
+    """Projection: where each alias of a model points now."""
+
+    __tablename__ = "rlreg_aliases"
+
+    name: Mapped[str] = mapped_column(String(NAME_LENGTH), primary_key=True)
+    alias: Mapped[str] = mapped_column(String(NAME_LENGTH), primary_key=True)
+    version: Mapped[int] = mapped_column(Integer)
+    updated_at: Mapped[dt.datetime] = mapped_column(UTCDateTime)
+    position: Mapped[int] = mapped_column(BigInteger)
+
+
+class SpecRow(Base):
+    """Projection: every distinct spec by digest, with the position that first recorded it."""
+
+    __tablename__ = "rlreg_specs"
+
+    digest: Mapped[str] = mapped_column(String(64), primary_key=True)
+    spec: Mapped[Any] = mapped_column(JSON)
+    position: Mapped[int] = mapped_column(BigInteger)
+
+
+metadata = Base.metadata
+events = EventRow.__table__
+streams = StreamRow.__table__
+position_counter = PositionCounterRow.__table__
+checkpoints = CheckpointRow.__table__
+models = ModelRow.__table__
+versions = VersionRow.__table__
+aliases = AliasRow.__table__
+specs = SpecRow.__table__
+PROJECTION_TABLES = (aliases, versions, models, specs)
