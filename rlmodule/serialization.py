@@ -1,0 +1,189 @@
+"""Gym spaces to and from JSON dicts, and class paths to and from strings.
+
+The dicts follow RLlib's `gym_space_to_dict` (arrays as base64 of zlib of `np.save` bytes), so
+RLlib-written dicts of plain arrays read here, with these differences on purpose:
+arrays are decoded with `allow_pickle=False`; the Text charset is a sorted string (RLlib's
+frozenset is not JSON); MultiDiscrete keeps `start`; Dict also stores `"keys"` (its key order,
+which survives JSON writers that sort keys); Sequence, Graph and OneOf are supported; `None`
+maps to `None`. An unknown space raises `SpaceSerializationError` naming it.
+`deserialize_type` never returns a module object or its input string: it resolves the class
+through the trusted-class rule (`rlmodule.trust`) or raises `UntrustedClassError`.
+"""
+
+from __future__ import annotations
+
+import base64
+import io
+import zlib
+from collections import OrderedDict
+from typing import Any
+
+import gymnasium as gym
+import numpy as np
+
+from rlmodule.errors import SpaceSerializationError
+from rlmodule.trust import resolve_class
+
+__all__ = [
+    "gym_space_to_dict", "gym_space_from_dict", "serialize_type", "deserialize_type",
+    "array_to_b64", "array_from_b64",
+]
+
+
+def array_to_b64(array: np.ndarray) -> str:
+    """Base64 of zlib of the `np.save` bytes of `array` (RLlib's encoding)."""
+    buf = io.BytesIO()
+    np.save(buf, np.asarray(array), allow_pickle=False)
+    return base64.b64encode(zlib.compress(buf.getvalue())).decode("ascii")
+
+
+def array_from_b64(text: str) -> np.ndarray:
+    """The array encoded by `array_to_b64`; object arrays (pickle) are refused."""
+    try:
+        raw = zlib.decompress(base64.b64decode(text.encode("ascii"), validate=True))
+        return np.load(io.BytesIO(raw), allow_pickle=False)
+    except ValueError as e:
+        raise SpaceSerializationError(f"cannot decode array {text[:32]!r}...: {e}") from None
+    except (zlib.error, OSError, AttributeError) as e:
+        raise SpaceSerializationError(f"cannot decode array: {e}") from None
+
+
+def _box(s: gym.spaces.Box) -> dict:
+    return {"space": "box", "low": array_to_b64(s.low), "high": array_to_b64(s.high),
+            "shape": list(s.shape), "dtype": s.dtype.str}
+
+
+def _dict_space(s: gym.spaces.Dict) -> dict:
+    bad = [k for k in s.spaces if not isinstance(k, str)]
+    if bad:
+        raise SpaceSerializationError(f"Dict space key {bad[0]!r} is not a string")
+    return {"space": "dict", "spaces": {k: gym_space_to_dict(v) for k, v in s.spaces.items()},
+            "keys": list(s.spaces)}
+
+
+_ENCODERS = {
+    gym.spaces.Box: _box,
+    gym.spaces.Discrete: lambda s: {"space": "discrete", "n": int(s.n), "start": int(s.start)},
+    gym.spaces.MultiBinary: lambda s: {
+        "space": "multi-binary", "n": int(s.n) if np.ndim(s.n) == 0 else [int(x) for x in s.n]},
+    gym.spaces.MultiDiscrete: lambda s: {
+        "space": "multi-discrete", "nvec": array_to_b64(s.nvec), "dtype": s.dtype.str,
+        "start": array_to_b64(s.start)},
+    gym.spaces.Tuple: lambda s: {"space": "tuple",
+                                 "spaces": [gym_space_to_dict(x) for x in s.spaces]},
+    gym.spaces.Dict: _dict_space,
+    gym.spaces.Text: lambda s: {"space": "text", "min_length": int(s.min_length),
+                                "max_length": int(s.max_length),
+                                "charset": "".join(sorted(s.character_set))},
+    gym.spaces.Sequence: lambda s: {"space": "sequence",
+                                    "feature_space": gym_space_to_dict(s.feature_space),
+                                    "stack": bool(s.stack)},
+    gym.spaces.Graph: lambda s: {"space": "graph",
+                                 "node_space": gym_space_to_dict(s.node_space),
+                                 "edge_space": gym_space_to_dict(s.edge_space)},
+    gym.spaces.OneOf: lambda s: {"space": "oneof",
+                                 "spaces": [gym_space_to_dict(x) for x in s.spaces]},
+}
+
+
+def gym_space_to_dict(space: gym.Space | None) -> dict | None:
+    """A JSON-able dict describing `space` (None for None)."""
+    if space is None:
+        return None
+    encoder = _ENCODERS.get(type(space))
+    if encoder is None:
+        raise SpaceSerializationError(
+            f"cannot serialize space of type {type(space).__name__}; supported: "
+            + ", ".join(t.__name__ for t in _ENCODERS)
+        )
+    return encoder(space)
+
+
+def _decode_box(d):
+    return gym.spaces.Box(low=array_from_b64(d["low"]), high=array_from_b64(d["high"]),
+                          shape=tuple(d["shape"]), dtype=np.dtype(d["dtype"]))
+
+
+def _decode_multi_discrete(d):
+    start = array_from_b64(d["start"]) if d.get("start") is not None else None
+    return gym.spaces.MultiDiscrete(array_from_b64(d["nvec"]), dtype=np.dtype(d["dtype"]),
+                                    start=start)
+
+
+def _decode_dict(d):
+    spaces = d["spaces"]
+    keys = d.get("keys") or list(spaces)
+    if sorted(keys) != sorted(spaces):
+        raise SpaceSerializationError(
+            f"dict space: 'keys' {keys} do not match the keys of 'spaces' {sorted(spaces)}")
+    return gym.spaces.Dict(OrderedDict((k, gym_space_from_dict(spaces[k])) for k in keys))
+
+
+def _decode_multi_binary(d):
+    n = d["n"]
+    return gym.spaces.MultiBinary(n if isinstance(n, int) else [int(x) for x in n])
+
+
+_DECODERS = {
+    "box": _decode_box,
+    "discrete": lambda d: gym.spaces.Discrete(int(d["n"]), start=int(d.get("start", 0))),
+    "multi-binary": _decode_multi_binary,
+    "multi-discrete": _decode_multi_discrete,
+    "tuple": lambda d: gym.spaces.Tuple([gym_space_from_dict(x) for x in d["spaces"]]),
+    "dict": _decode_dict,
+    "text": lambda d: gym.spaces.Text(int(d["max_length"]), min_length=int(d["min_length"]),
+                                      charset=_charset(d["charset"])),
+    "sequence": lambda d: gym.spaces.Sequence(gym_space_from_dict(d["feature_space"]),
+                                              stack=bool(d.get("stack", False))),
+    "graph": lambda d: gym.spaces.Graph(gym_space_from_dict(d["node_space"]),
+                                        gym_space_from_dict(d["edge_space"])),
+    "oneof": lambda d: gym.spaces.OneOf([gym_space_from_dict(x) for x in d["spaces"]]),
+}
+
+
+def _charset(value) -> str:
+    if isinstance(value, str):
+        return value
+    if isinstance(value, (list, tuple, set, frozenset)) and all(isinstance(c, str) for c in value):
+        return "".join(sorted(value))
+    raise SpaceSerializationError(f"text space: charset {value!r} is not a string")
+
+
+def gym_space_from_dict(d: dict | None) -> gym.Space | None:
+    """The gym space described by `d` (a dict from `gym_space_to_dict`; None for None)."""
+    if d is None:
+        return None
+    if not isinstance(d, dict) or "space" not in d:
+        raise SpaceSerializationError(f"a space dict needs a 'space' key, got {d!r}")
+    decoder = _DECODERS.get(d["space"])
+    if decoder is None:
+        raise SpaceSerializationError(
+            f"unknown space type {d['space']!r}; known: {', '.join(_DECODERS)}")
+    try:
+        return decoder(d)
+    except SpaceSerializationError:
+        raise
+    except (KeyError, TypeError, ValueError, AssertionError) as e:
+        detail = f"missing key {e}" if isinstance(e, KeyError) else str(e)
+        raise SpaceSerializationError(f"invalid {d['space']!r} space dict: {detail}") from None
+
+
+def serialize_type(type_: type | str) -> str:
+    """The dotted path `module.qualname` of a class; strings pass through."""
+    if isinstance(type_, str):
+        return type_
+    return f"{type_.__module__}.{type_.__qualname__}"
+
+
+def deserialize_type(module: Any, error: bool = False, *, base: type = object,
+                     trusted_modules=None) -> type | None:
+    """The class named by `module` under the trusted-class rule; classes pass through.
+
+    Unlike RLlib this never returns a module object or the input string: a name that does
+    not resolve raises `UntrustedClassError` whatever `error` says (kept for compatibility).
+    """
+    if module is None:
+        return None
+    if isinstance(module, type):
+        return module
+    return resolve_class(module, base, trusted_modules)

@@ -1,0 +1,112 @@
+"""Nested module state split into flat tensors plus JSON, and joined back.
+
+`split_state(state)` walks nested dicts: tensor leaves (torch or numpy) go to a flat dict under
+`/`-joined keys; every other leaf must be JSON (None, bool, int, float, str, lists and dicts of
+those) and stays in `rest`, which keeps the nesting and marks each tensor's place with
+`{"$tensor": "torch"|"numpy"}` so `join_state` restores numpy arrays as numpy. Numpy scalars are
+stored as 0-d numpy tensors. Keys must be strings without "/"; anything else raises
+`StateSerializationError` naming the key.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import numpy as np
+import torch
+
+from rlmodule.errors import StateSerializationError
+
+TENSOR_MARK = "$tensor"
+SEP = "/"
+
+
+def _check_json(key: str, value: Any) -> Any:
+    if value is None or isinstance(value, (bool, str)):
+        return value
+    if isinstance(value, int):
+        return value
+    if isinstance(value, float):
+        if not math.isfinite(value):
+            raise StateSerializationError(f"state key {key!r}: {value} is not valid JSON")
+        return value
+    if isinstance(value, (list, tuple)):
+        return [_check_json(f"{key}[{i}]", v) for i, v in enumerate(value)]
+    raise StateSerializationError(
+        f"state key {key!r}: value of type {type(value).__name__} is neither a tensor nor JSON")
+
+
+def split_state(state: dict) -> tuple[dict[str, torch.Tensor | np.ndarray], dict]:
+    """(flat tensors, JSON rest) of a nested state dict."""
+    tensors: dict = {}
+
+    def walk(node: dict, prefix: str) -> dict:
+        rest = {}
+        for k, v in node.items():
+            if not isinstance(k, str) or SEP in k or not k:
+                raise StateSerializationError(
+                    f"state key {prefix + str(k)!r}: keys must be non-empty strings without "
+                    f"{SEP!r}")
+            key = prefix + k
+            if isinstance(v, torch.Tensor):
+                tensors[key] = v.detach().cpu()
+                rest[k] = {TENSOR_MARK: "torch"}
+            elif isinstance(v, (np.ndarray, np.generic)):
+                if np.asarray(v).dtype == object:
+                    raise StateSerializationError(f"state key {key!r}: object arrays are not stored")
+                tensors[key] = np.ascontiguousarray(v)
+                rest[k] = {TENSOR_MARK: "numpy"}
+            elif isinstance(v, dict):
+                rest[k] = walk(v, key + SEP)
+            else:
+                rest[k] = _check_json(key, v)
+        return rest
+
+    if not isinstance(state, dict):
+        raise StateSerializationError(f"state must be a dict, got {type(state).__name__}")
+    return tensors, walk(state, "")
+
+
+def join_state(tensors: dict, rest: dict) -> dict:
+    """The nested state that `split_state` split into `tensors` and `rest`."""
+    used = set()
+
+    def walk(node: dict, prefix: str) -> dict:
+        out = {}
+        for k, v in node.items():
+            key = prefix + k
+            if isinstance(v, dict) and set(v) == {TENSOR_MARK}:
+                if key not in tensors:
+                    raise StateSerializationError(f"state key {key!r}: its tensor is missing")
+                used.add(key)
+                out[k] = _as_kind(tensors[key], v[TENSOR_MARK])
+            elif isinstance(v, dict):
+                out[k] = walk(v, key + SEP)
+            else:
+                out[k] = v
+        return out
+
+    state = walk(rest or {}, "")
+    for key in tensors:
+        if key not in used:
+            _insert(state, key, tensors[key])
+    return state
+
+
+def _as_kind(value, kind: str):
+    if kind == "numpy" and isinstance(value, torch.Tensor):
+        return value.numpy()
+    if kind == "torch" and isinstance(value, np.ndarray):
+        return torch.from_numpy(value)
+    return value
+
+
+def _insert(state: dict, key: str, value) -> None:
+    *parents, leaf = key.split(SEP)
+    node = state
+    for p in parents:
+        node = node.setdefault(p, {})
+        if not isinstance(node, dict):
+            raise StateSerializationError(f"state key {key!r}: {p!r} is not a dict")
+    node[leaf] = value

@@ -1,0 +1,84 @@
+"""TorchRLModule: an RLModule that is a `torch.nn.Module`; its state is its tensors.
+
+`get_state()` returns the module's parameters and buffers as detached CPU torch tensors
+(copies; RLlib converts to numpy, which cannot hold bfloat16). `set_state()` accepts torch
+tensors or numpy arrays and loads them exactly: a key the module has must match its shape and
+dtype (else `StateMismatchError` naming the key, and nothing is changed); keys the module lacks
+are ignored and missing keys keep their values (RLlib's `strict=False`).
+"""
+
+from __future__ import annotations
+
+from typing import Any, Collection, Optional, Union
+
+import numpy as np
+import torch
+from torch import nn
+
+from rlmodule.annotations import OverrideToImplementCustomLogic, override
+from rlmodule.errors import StateMismatchError
+from rlmodule.rl_module import RLModule, StateDict
+
+
+def _as_tensor(key: str, value: Any) -> torch.Tensor:
+    if isinstance(value, torch.Tensor):
+        return value
+    if isinstance(value, (np.ndarray, np.generic)):
+        return torch.from_numpy(np.ascontiguousarray(value))
+    raise StateMismatchError(
+        f"state key {key!r}: expected a tensor or numpy array, got {type(value).__name__}")
+
+
+class TorchRLModule(nn.Module, RLModule):
+    """An RLModule on torch: `forward()` is `forward_train()`, state is the state_dict."""
+
+    framework: str = "torch"
+
+    def __init__(self, *args, **kwargs) -> None:
+        nn.Module.__init__(self)
+        RLModule.__init__(self, *args, **kwargs)
+
+    def forward(self, batch: dict, **kwargs) -> dict:
+        """Calls `forward_train` (so `module(batch)` trains, as in RLlib)."""
+        return self.forward_train(batch, **kwargs)
+
+    @OverrideToImplementCustomLogic
+    @override(RLModule)
+    def get_state(self, components: Optional[Union[str, Collection[str]]] = None, *,
+                  not_components: Optional[Union[str, Collection[str]]] = None,
+                  inference_only: bool = False, **kwargs) -> StateDict:
+        """The module's parameters and buffers as CPU tensors (inference-only keys if asked)."""
+        state_dict = self.state_dict()
+        if inference_only and not self.config.inference_only:
+            state_dict = self._inference_only_get_state_hook(state_dict)
+        return {k: v.detach().cpu().clone() for k, v in state_dict.items()}
+
+    @OverrideToImplementCustomLogic
+    @override(RLModule)
+    def set_state(self, state: StateDict) -> None:
+        """Loads `state` exactly; refuses (changing nothing) a tensor of the wrong shape/dtype."""
+        own = self.state_dict()
+        tensors = {}
+        for key, value in state.items():
+            if key not in own:
+                continue
+            tensor = _as_tensor(key, value)
+            target = own[key]
+            if tuple(tensor.shape) != tuple(target.shape):
+                raise StateMismatchError(
+                    f"state key {key!r}: shape {tuple(tensor.shape)} does not fit the module's "
+                    f"{tuple(target.shape)}")
+            if tensor.dtype != target.dtype:
+                raise StateMismatchError(
+                    f"state key {key!r}: dtype {str(tensor.dtype).removeprefix('torch.')} does "
+                    f"not fit the module's {str(target.dtype).removeprefix('torch.')}")
+            tensors[key] = tensor
+        self.load_state_dict(tensors, strict=False)
+
+    def _set_inference_only_state_dict_keys(self) -> None:
+        """Hook: records which state_dict keys an inference-only module keeps (none here)."""
+        self._inference_only_state_dict_keys = {}
+
+    def _inference_only_get_state_hook(self, state_dict: StateDict) -> StateDict:
+        """Hook: drops the keys an inference-only module does not have (none here)."""
+        return state_dict
