@@ -180,8 +180,8 @@ class EventStore:
         if len(rows) != len(ids):
             found = {r.id for r in rows}
             raise errors.ConflictError(
-                f"append of {len(ids)} events: {len(found)} of their ids are already recorded "
-                f"({sorted(map(str, found))[:3]}...) and {len(ids) - len(found)} are not: "
+                f"append of {len(ids)} events: {len(found)} of their ids are already recorded and "
+                f"{len(ids) - len(found)} are not (recorded: {', '.join(sorted(map(str, found))[:3])}): "
                 "a retry must resend exactly the original events"
             )
         return [_event(r) for r in rows]
@@ -195,15 +195,14 @@ class EventStore:
             ).returning(streams.c.version)
             return conn.execute(upsert).scalar_one()
         if expected == 0:
-            insert = _insert_for(conn)(streams).values(name=stream, version=n).on_conflict_do_nothing()
-            won = conn.execute(insert).rowcount == 1
+            claim = _insert_for(conn)(streams).values(name=stream, version=n).on_conflict_do_nothing()
         else:
-            won = conn.execute(
+            claim = (
                 streams.update()
                 .where(streams.c.name == stream, streams.c.version == expected)
                 .values(version=expected + n)
-            ).rowcount == 1
-        if not won:
+            )
+        if conn.execute(claim.returning(streams.c.version)).first() is None:
             actual = conn.execute(sa.select(streams.c.version).where(streams.c.name == stream)).scalar()
             raise errors.ConflictError(
                 f"stream {stream!r}: expected version {expected}, but it is at version {actual or 0}"

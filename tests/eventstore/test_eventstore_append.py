@@ -1,0 +1,203 @@
+"""The append contract, on SQLite and PostgreSQL: dense commit-ordered positions, conflicts, idempotency."""
+
+from __future__ import annotations
+
+import threading
+import time
+import uuid
+
+import pytest
+import sqlalchemy as sa
+from eventstore_helpers import jitter, plain
+
+from registry import errors
+from registry.eventstore import EventStore, NewEvent
+
+
+def test_append_records_positions_versions_and_reads_back(store):
+    first = store.append("a", plain(2), expected_version=0)
+    second = store.append("b", plain(1), expected_version=0)
+    third = store.append("a", plain(1), expected_version=2)
+    assert [e.position for e in first + second + third] == [1, 2, 3, 4]
+    assert [e.stream_version for e in third] == [3]
+    assert store.head() == 4 and store.stream_version("a") == 3 and store.stream_version("nope") == 0
+    assert store.events() == first + second + third
+    assert store.events(after=1, limit=2) == [first[1], second[0]]
+    assert store.read_stream("a") == first + third
+    assert store.read_stream("a", after=2) == third
+    assert first[0].timestamp.tzinfo is not None
+    assert first[0].to_dict()["id"] == str(first[0].id)
+
+
+def test_append_at_head_when_no_expected_version(store):
+    store.append("s", plain(2))
+    got = store.append("s", plain(1))
+    assert got[0].stream_version == 3 and got[0].position == 3
+
+
+def test_conflict_loser_leaves_head_and_log_unchanged(store):
+    store.append("m", plain(2), expected_version=0)
+    before = store.events()
+    with pytest.raises(errors.ConflictError, match=r"stream 'm': expected version 1, but it is at version 2"):
+        store.append("m", plain(1), expected_version=1)
+    with pytest.raises(errors.ConflictError, match=r"stream 'm': expected version 0, but it is at version 2"):
+        store.append("m", plain(1), expected_version=0)
+    assert store.head() == 2 and store.events() == before and store.stream_version("m") == 2
+    # the next append still gets the next position: the losers allocated nothing
+    assert store.append("other", plain(1))[0].position == 3
+
+
+def test_racing_creators_of_one_stream_have_exactly_one_winner(make_store):
+    stores = [make_store() for _ in range(4)]
+    barrier = threading.Barrier(len(stores))
+    outcomes: list[object] = [None] * len(stores)
+
+    def create(i: int) -> None:
+        barrier.wait()
+        try:
+            outcomes[i] = stores[i].append("same", plain(i + 1), expected_version=0)
+        except errors.ConflictError as e:
+            outcomes[i] = e
+
+    threads = [threading.Thread(target=create, args=(i,)) for i in range(len(stores))]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    winners = [o for o in outcomes if isinstance(o, list)]
+    assert len(winners) == 1, outcomes
+    assert all("expected version 0, but it is at version" in str(o) for o in outcomes if o is not winners[0])
+    assert stores[0].head() == len(winners[0]) == stores[0].stream_version("same")
+
+
+def test_idempotent_retry_returns_the_original_positions(store):
+    batch = plain(2)
+    original = store.append("m", batch, expected_version=0)
+    store.append("other", plain(1))
+    assert store.append("m", batch, expected_version=0) == original
+    assert store.append("m", batch) == original
+    assert store.head() == 3
+
+
+def test_partial_overlap_of_ids_is_refused_and_changes_nothing(store):
+    batch = plain(2)
+    store.append("m", batch)
+    with pytest.raises(errors.ConflictError, match=r"1 of their ids are already recorded and 1 are not"):
+        store.append("m", [batch[0], NewEvent("Tick", {})])
+    assert store.head() == 2
+
+
+@pytest.mark.parametrize(
+    ("stream", "events", "expected", "error", "message"),
+    [
+        ("", [NewEvent("T", {})], None, errors.InvalidNameError, r"stream name '' is invalid"),
+        (" m", [NewEvent("T", {})], None, errors.InvalidNameError, r"stream name ' m' is invalid"),
+        ("m", [], None, errors.InvalidEventError, r"append to stream 'm': no events given"),
+        ("m", [NewEvent("T", {"x": {1, 2}})], None, errors.InvalidEventError, r"the payload of 'T' is not JSON"),
+        ("m", [NewEvent("T", {"x": float("nan")})], None, errors.InvalidEventError, r"payload of 'T' is not JSON"),
+        ("m", [NewEvent("", {})], None, errors.InvalidNameError, r"event type name '' is invalid"),
+        ("m", [NewEvent("T", {})], -1, errors.InvalidEventError, r"expected_version must be None or an int >= 0"),
+        ("m", ["not an event"], None, errors.InvalidEventError, r"'not an event' is not a NewEvent"),
+    ],
+)
+def test_bad_input_raises_before_anything_is_written(store, stream, events, expected, error, message):
+    store.append("keep", plain(1))
+    with pytest.raises(error, match=message):
+        store.append(stream, events, expected_version=expected)
+    assert store.head() == 1
+
+
+def test_two_events_sharing_an_id_are_refused(store):
+    same = uuid.uuid4()
+    with pytest.raises(errors.InvalidEventError, match="two events share an id"):
+        store.append("m", [NewEvent("T", {}, same), NewEvent("T", {}, same)])
+    assert store.head() == 0
+
+
+def test_two_writers_racing_do_not_interleave_positions(make_store):
+    stores = [make_store(), make_store()]
+    appended: dict[str, list[list[int]]] = {"w0": [], "w1": []}
+    barrier = threading.Barrier(2)
+
+    def write(i: int) -> None:
+        barrier.wait()
+        for _ in range(25):
+            jitter()
+            appended[f"w{i}"].append([e.position for e in stores[i].append(f"w{i}", plain(3))])
+
+    threads = [threading.Thread(target=write, args=(i,)) for i in range(2)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    log = stores[0].events()
+    assert [e.position for e in log] == list(range(1, 151))
+    for stream, batches in appended.items():
+        for positions in batches:
+            assert positions == list(range(positions[0], positions[0] + 3)), positions
+            assert {log[p - 1].stream for p in positions} == {stream}
+        assert [e.stream_version for e in stores[0].read_stream(stream)] == list(range(1, 76))
+
+
+class _HoldOpen:
+    """A projector that holds the append's transaction open (after allocation) until released."""
+
+    def __init__(self) -> None:
+        self.entered, self.release = threading.Event(), threading.Event()
+
+    def apply(self, conn, event) -> None:
+        self.entered.set()
+        assert self.release.wait(30), "the test never released the held append"
+
+    def clear(self, conn) -> None:
+        pass
+
+
+def _wait_for_lock_waiter(store: EventStore) -> None:
+    """On PostgreSQL, wait until some session of this database waits on a lock."""
+    if store.engine.dialect.name != "postgresql":
+        return
+    query = sa.text(
+        "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() AND wait_event_type = 'Lock'"
+    )
+    deadline = time.monotonic() + 10
+    with store.engine.connect() as conn:
+        while conn.execute(query).scalar() == 0:
+            assert time.monotonic() < deadline, "the second append never waited on the counter's lock"
+            conn.rollback()
+            time.sleep(0.01)
+
+
+def test_an_uncommitted_allocation_blocks_the_next_and_a_tailer_sees_neither(make_store):
+    hold = _HoldOpen()
+    first_store, second_store, tailer = make_store(projector=hold), make_store(), make_store()
+    results: dict[str, list] = {}
+    first = threading.Thread(target=lambda: results.setdefault("first", first_store.append("a", plain(2))))
+    second_done = threading.Event()
+
+    def second_append() -> None:
+        results["second"] = second_store.append("b", plain(1))
+        second_done.set()
+
+    first.start()
+    try:
+        assert hold.entered.wait(30), "the first append never reached its projector"
+        second = threading.Thread(target=second_append)
+        second.start()
+        _wait_for_lock_waiter(tailer)
+        assert not second_done.wait(0.3), "the second append committed while the first held the counter"
+        assert tailer.events() == [] and tailer.head() == 0
+    finally:
+        hold.release.set()
+    first.join()
+    second.join()
+    log = tailer.events()
+    assert [(e.stream, e.position) for e in log] == [("a", 1), ("a", 2), ("b", 3)]
+    assert log == results["first"] + results["second"]
+
+
+def test_driver_errors_are_mapped_into_registry_errors():
+    with pytest.raises(errors.DatabaseUnavailableError, match="reading the schema revision") as info:
+        EventStore("postgresql://postgres@127.0.0.1:1/nowhere")
+    assert isinstance(info.value, ConnectionError)
+    assert info.value.__cause__ is not None
