@@ -1,0 +1,337 @@
+"""The ``rlreg`` command line: a thin Click layer over ``registry.Registry``."""
+
+from __future__ import annotations
+
+import functools
+import json
+import sys
+from typing import Any
+
+import click
+
+from rlreg import exitcodes, output, show
+from rlreg.errors import DamageFoundError, InvalidMetadataError, InvalidReferenceError
+from rlreg.session import Session, on_error
+
+EPILOG = """\b
+Exit codes: 0 ok, 1 bug, 2 usage, 3 not found, 4 invalid input, 5 conflict,
+6 database unreachable, 7 storage unreachable, 8 damaged object,
+9 schema out of date, 10 untrusted class, 130 interrupted."""
+
+
+class RlregGroup(click.Group):
+    """A group that turns expected errors into one line on stderr and a distinct exit code."""
+
+    def invoke(self, ctx: click.Context) -> Any:
+        try:
+            return super().invoke(ctx)
+        except (click.exceptions.ClickException, click.exceptions.Exit, click.exceptions.Abort):
+            raise
+        except KeyboardInterrupt:
+            click.echo("rlreg: interrupted", err=True)
+            ctx.exit(exitcodes.INTERRUPTED)
+        except Exception as exc:  # noqa: BLE001 - classified below; bugs are re-raised
+            code = exitcodes.classify(exc)
+            if code is None:
+                raise
+            click.echo(on_error(ctx, exc, code), err=True)
+            ctx.exit(code)
+
+
+def common(func):
+    """Add ``--db``, ``--storage`` and ``--json`` and pass a ``Session`` as the first argument."""
+
+    @click.option(
+        "--db", metavar="URL", envvar="RLREG_DB_URL", show_envvar=True,
+        help="Database URL: sqlite:///path or postgresql+psycopg://user@host/db.",
+    )
+    @click.option(
+        "--storage", metavar="URL", envvar="RLREG_STORAGE_URL", show_envvar=True,
+        help="Blob storage: a folder, file://, memory:// or s3://bucket/prefix.",
+    )
+    @click.option("--json", "as_json", is_flag=True, help="Machine-readable output (JSON).")
+    @click.pass_context
+    @functools.wraps(func)
+    def wrapper(ctx, db, storage, as_json, **kwargs):
+        session = Session(db, storage, as_json)
+        ctx.find_root().meta["rlreg.session"] = session
+        ctx.call_on_close(session.close)
+        return func(session, **kwargs)
+
+    return wrapper
+
+
+@click.group(cls=RlregGroup, epilog=EPILOG, context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(package_name="rlreg")
+def cli() -> None:
+    """rlreg: an event-sourced checkpoint and registry store for RL modules."""
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Entry point of the ``rlreg`` console script."""
+    cli.main(args=argv, prog_name="rlreg")
+
+
+# ---------------------------------------------------------------------------------------- refs
+
+
+def parse_ref(ref: str) -> tuple[str, int | None, str | None]:
+    """Split ``NAME``, ``NAME:VERSION`` or ``NAME@ALIAS`` into (name, version, alias)."""
+    if "@" in ref:
+        name, alias = ref.rsplit("@", 1)
+        if not name or not alias:
+            raise InvalidReferenceError(f"reference {ref!r}: expected NAME@ALIAS with both parts")
+        return name, None, alias
+    if ":" in ref:
+        name, version = ref.rsplit(":", 1)
+        if not name or not version.isdigit() or int(version) < 1:
+            raise InvalidReferenceError(
+                f"reference {ref!r}: expected NAME:VERSION with VERSION a positive integer"
+            )
+        return name, int(version), None
+    return ref, None, None
+
+
+def resolve_version(session: Session, name: str, which: str) -> int:
+    """A version argument of ``diff``: ``3`` or ``@alias``."""
+    if which.startswith("@"):
+        return session.registry.version(name, alias=which[1:]).version
+    if not which.isdigit() or int(which) < 1:
+        raise InvalidReferenceError(f"version {which!r}: expected a positive integer or @ALIAS")
+    return int(which)
+
+
+def parse_metadata(text: str | None) -> dict | None:
+    """``--metadata`` as a dict (a JSON object)."""
+    if text is None:
+        return None
+    try:
+        value = json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise InvalidMetadataError(f"--metadata {text!r} is not JSON: {exc.msg}") from None
+    if not isinstance(value, dict):
+        raise InvalidMetadataError(f"--metadata {text!r}: expected a JSON object")
+    return value
+
+
+# ------------------------------------------------------------------------------------ commands
+
+
+@cli.command(short_help="Train on CartPole, snapshot, alias the best, load it back.")
+@common
+@click.option("--name", default="cartpole-ppo", show_default=True, help="Model name to record under.")
+@click.option("--iterations", default=24, show_default=True, type=click.IntRange(2, 1000),
+              help="Policy-gradient updates.")
+@click.option("--every", default=4, show_default=True, type=click.IntRange(1, 1000),
+              help="Snapshot every N updates.")
+@click.option("--seed", default=None, type=int, help="Random seed (default: a new one per run).")
+def demo(session: Session, name: str, iterations: int, every: int, seed: int | None) -> None:
+    """Train PPO's module on CartPole briefly, snapshot it, alias the best, load it back."""
+    from rlreg.demo import run_demo
+
+    run_demo(session, name=name, iterations=iterations, every=every, seed=seed)
+
+
+@cli.command()
+@common
+def models(session: Session) -> None:
+    """List the models: versions, latest version, aliases."""
+    infos = session.registry.models()
+    if session.as_json:
+        return output.echo_json(infos)
+    click.echo(show.models_table(infos))
+
+
+@cli.command()
+@common
+@click.argument("name")
+def versions(session: Session, name: str) -> None:
+    """List the versions of a model."""
+    rows = session.registry.versions(name)
+    if session.as_json:
+        return output.echo_json(rows)
+    click.echo(show.versions_table(rows))
+
+
+@cli.command("show")
+@common
+@click.argument("ref", metavar="NAME[:VERSION|@ALIAS]")
+def show_cmd(session: Session, ref: str) -> None:
+    """Show one version: spec, spaces, tensors, metadata, aliases."""
+    name, version, alias = parse_ref(ref)
+    reg = session.registry
+    mv = reg.version(name, version, alias=alias)
+    spec = reg.spec(name, mv.version)
+    manifest = reg.manifest(name, mv.version)
+    if session.as_json:
+        return output.echo_json({"version": mv, "spec": spec, "tensors": manifest.get("tensors", {})})
+    click.echo(show.version_report(mv, spec, manifest))
+
+
+@cli.command()
+@common
+@click.argument("name")
+def history(session: Session, name: str) -> None:
+    """The events of one model's stream, oldest first."""
+    events = session.registry.history(name)
+    if session.as_json:
+        return output.echo_json(events)
+    click.echo(output.table(output.EVENT_HEADERS, map(output.event_row, events), right=(0, 2)))
+
+
+@cli.command()
+@common
+@click.option("--after", default=0, show_default=True, type=click.IntRange(min=0),
+              help="Start after this global position.")
+@click.option("--limit", default=None, type=click.IntRange(min=1), help="At most this many events.")
+@click.option("--follow", "-f", is_flag=True,
+              help="Keep printing new events until interrupted (JSON lines with --json).")
+def events(session: Session, after: int, limit: int | None, follow: bool) -> None:
+    """The global event log, by position; --follow tails it."""
+    reg = session.registry
+    if not follow:
+        rows = reg.events(after=after, limit=limit)
+        if session.as_json:
+            return output.echo_json(rows)
+        return click.echo(output.table(output.EVENT_HEADERS, map(output.event_row, rows), right=(0, 2)))
+    try:
+        for count, event in enumerate(reg.follow(after=after), start=1):
+            if session.as_json:
+                output.echo_json(event, lines=True)
+            else:
+                click.echo(show.event_line(event))
+            if limit is not None and count >= limit:
+                break
+    except KeyboardInterrupt:
+        pass  # interrupting is how a tail ends
+
+
+@cli.group()
+def alias() -> None:
+    """Move or remove an alias (each change is an event)."""
+
+
+@alias.command("set")
+@common
+@click.argument("name")
+@click.argument("alias_name", metavar="ALIAS")
+@click.argument("version", type=click.IntRange(min=1))
+def alias_set(session: Session, name: str, alias_name: str, version: int) -> None:
+    """Point ALIAS of NAME at VERSION."""
+    event = session.registry.set_alias(name, alias_name, version)
+    if session.as_json:
+        return output.echo_json(event)
+    click.echo(f"{name}@{alias_name} -> version {version} (event {event.position})")
+
+
+@alias.command("rm")
+@common
+@click.argument("name")
+@click.argument("alias_name", metavar="ALIAS")
+def alias_rm(session: Session, name: str, alias_name: str) -> None:
+    """Remove ALIAS of NAME."""
+    event = session.registry.remove_alias(name, alias_name)
+    if session.as_json:
+        return output.echo_json(event)
+    click.echo(f"{name}@{alias_name} removed (event {event.position})")
+
+
+@cli.command()
+@common
+@click.argument("name")
+@click.argument("a", metavar="A")
+@click.argument("b", metavar="B")
+def diff(session: Session, name: str, a: str, b: str) -> None:
+    """What changed between versions A and B (numbers or @ALIAS)."""
+    result = session.registry.diff(name, resolve_version(session, name, a), resolve_version(session, name, b))
+    if session.as_json:
+        return output.echo_json(result)
+    click.echo(str(result))
+
+
+@cli.command(short_help="Write a version as a checkpoint folder.")
+@common
+@click.argument("ref", metavar="NAME[:VERSION|@ALIAS]")
+@click.argument("path")
+def export(session: Session, ref: str, path: str) -> None:
+    """Write a version as an RLlib-style checkpoint folder at PATH (any fsspec URL)."""
+    name, version, alias = parse_ref(ref)
+    reg = session.registry
+    mv = reg.version(name, version, alias=alias)
+    written = session.with_progress(f"exporting {name}:{mv.version}", reg.export, name, mv.version, path)
+    if session.as_json:
+        return output.echo_json({"name": name, "version": mv.version, "path": written})
+    click.echo(f"exported {name}:{mv.version} to {written}")
+
+
+@cli.command("import")
+@common
+@click.argument("name")
+@click.argument("path")
+@click.option("--metadata", default=None, metavar="JSON", help="Metadata of the new version (a JSON object).")
+def import_cmd(session: Session, name: str, path: str, metadata: str | None) -> None:
+    """Record the checkpoint at PATH as a new version of NAME."""
+    meta = parse_metadata(metadata)
+    mv = session.with_progress(f"importing {path}", session.registry.import_checkpoint, name, path, meta)
+    if session.as_json:
+        return output.echo_json(mv)
+    click.echo(f"imported {path} as {name}:{mv.version}")
+
+
+@cli.command()
+@common
+def verify(session: Session) -> None:
+    """Re-hash every stored object; exit 8 if any is damaged."""
+    report = session.with_progress("verifying", session.registry.verify)
+    summary = show.verify_summary(report)
+    if session.as_json:
+        output.echo_json(summary)
+    else:
+        click.echo(show.verify_text(summary))
+    bad = summary["damaged"] + summary["missing"]
+    if bad:
+        raise DamageFoundError(f"{len(bad)} damaged or missing object(s): {', '.join(bad[:3])}")
+
+
+@cli.group()
+def db() -> None:
+    """The database schema (Alembic migrations)."""
+
+
+@db.command("upgrade")
+@common
+def db_upgrade(session: Session) -> None:
+    """Upgrade the database schema to this package's revision."""
+    status = session.upgrade_schema()
+    if session.as_json:
+        return output.echo_json(status)
+    click.echo(show.schema_text(status, session.db_display))
+
+
+@db.command("current")
+@common
+def db_current(session: Session) -> None:
+    """Show the database's schema revision and this package's."""
+    status = session.schema_status()
+    if session.as_json:
+        return output.echo_json(status)
+    click.echo(show.schema_text(status, session.db_display))
+
+
+@cli.group()
+def projections() -> None:
+    """The read models derived from the event log."""
+
+
+@projections.command("rebuild")
+@common
+def projections_rebuild(session: Session) -> None:
+    """Drop the read models and rebuild them from the events."""
+    count = session.registry.rebuild_projections()
+    if session.as_json:
+        return output.echo_json({"events": count})
+    click.echo(f"rebuilt projections from {count} events")
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

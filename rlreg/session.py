@@ -1,0 +1,106 @@
+"""One command's connection to the registry: URLs, output mode, progress, error lines."""
+
+from __future__ import annotations
+
+import concurrent.futures
+import sys
+from typing import Any, Callable
+
+import click
+from tqdm import tqdm
+
+from rlreg import exitcodes
+
+PROGRESS_AFTER = 1.0  # seconds: quicker operations show no progress bar
+
+
+class Session:
+    """The ``--db``/``--storage``/``--json`` of one command and the registry they open."""
+
+    def __init__(self, db: str | None, storage: str | None, as_json: bool):
+        self.db = db or None
+        self.storage = storage or None
+        self.as_json = as_json
+        self._registry = None
+
+    @property
+    def registry(self):
+        """The ``registry.Registry`` on these URLs, opened on first use."""
+        if self._registry is None:
+            from registry import Registry
+
+            self._registry = Registry(self.db, self.storage)
+        return self._registry
+
+    @property
+    def db_display(self) -> str:
+        """The database URL in use, password hidden."""
+        from registry.config import default_db_url
+
+        return exitcodes.mask_secrets(self.db or default_db_url())
+
+    def _engine(self):
+        from registry.config import default_db_url
+        from registry.db import create_engine
+
+        return create_engine(self.db or default_db_url())
+
+    def schema_status(self) -> Any:
+        """The database's schema revision next to this package's, without upgrading anything."""
+        from registry.db import schema_status
+
+        engine = self._engine()
+        try:
+            return schema_status(engine)
+        finally:
+            engine.dispose()
+
+    def upgrade_schema(self) -> Any:
+        """Upgrade the schema to this package's head revision; returns the status afterwards."""
+        from registry.db import upgrade
+
+        engine = self._engine()
+        try:
+            return upgrade(engine)
+        finally:
+            engine.dispose()
+
+    def with_progress(self, label: str, func: Callable, *args: Any) -> Any:
+        """Run ``func(*args)``; if it takes over a second, show elapsed time on stderr (tty only)."""
+        with concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="rlreg") as pool:
+            future = pool.submit(func, *args)
+            try:
+                return future.result(timeout=PROGRESS_AFTER)
+            except concurrent.futures.TimeoutError:
+                pass
+            bar_format = "{desc}: {elapsed}"
+            with tqdm(desc=label, file=sys.stderr, bar_format=bar_format, disable=None, leave=False) as bar:
+                while True:
+                    try:
+                        return future.result(timeout=0.25)
+                    except concurrent.futures.TimeoutError:
+                        bar.refresh()
+
+    def describe_target(self, code: int) -> str:
+        """Which URL an error of class ``code`` is about, for the error line."""
+        if code == exitcodes.DATABASE:
+            return f"database {exitcodes.mask_secrets(self.db)}" if self.db else "the default database"
+        if code == exitcodes.STORAGE:
+            return f"storage {self.storage}" if self.storage else "the default storage"
+        return ""
+
+    def close(self) -> None:
+        """Release the registry's connections."""
+        if self._registry is not None:
+            self._registry.close()
+            self._registry = None
+
+
+def on_error(ctx: click.Context, exc: BaseException, code: int) -> str:
+    """The one line printed for an expected error of class ``code``."""
+    session = ctx.find_root().meta.get("rlreg.session")
+    message = exitcodes.one_line(exc)
+    target = session.describe_target(code) if session is not None else ""
+    if target and target not in message:
+        message = f"{target}: {message}"
+    return f"rlreg: {exitcodes.LABELS[code]}: {message}"

@@ -1,0 +1,151 @@
+"""What each command prints for people: tables and reports built from API objects."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable, Mapping
+from typing import Any
+
+from rlreg.output import compact, event_summary, fields, size, table, to_jsonable, when
+
+
+def aliases_text(aliases: Any) -> str:
+    """Aliases as ``best=3, prod=2`` (a mapping) or ``best, prod`` (a list)."""
+    if not aliases:
+        return ""
+    if isinstance(aliases, Mapping):
+        return ", ".join(f"{k}={v}" for k, v in sorted(aliases.items()))
+    return ", ".join(sorted(aliases))
+
+
+def models_table(infos: Iterable[Any]) -> str:
+    """``rlreg models``."""
+    rows = [
+        (i.name, i.versions if isinstance(i.versions, int) else len(i.versions), i.latest_version,
+         aliases_text(i.aliases), when(i.updated_at))
+        for i in infos
+    ]
+    if not rows:
+        return "no models yet (rlreg demo records one)"
+    return table(("NAME", "VERSIONS", "LATEST", "ALIASES", "UPDATED (UTC)"), rows, right=(1, 2))
+
+
+def versions_table(versions: Iterable[Any]) -> str:
+    """``rlreg versions NAME``."""
+    rows = [
+        (v.version, when(v.created_at), aliases_text(v.aliases), size(v.tensor_bytes),
+         (v.spec_digest or "")[:12], compact(v.metadata))
+        for v in versions
+    ]
+    return table(("VERSION", "CREATED (UTC)", "ALIASES", "TENSORS", "SPEC", "METADATA"), rows, right=(0, 3))
+
+
+def event_line(event: Any) -> str:
+    """One event as a fixed-width line (``events --follow``, where a table cannot be aligned)."""
+    return (f"{event.position:>8}  {event.stream:<24} {event.stream_version:>4}  {event.type:<16} "
+            f"{when(event.timestamp)}  {event_summary(event)}")
+
+
+def describe_space(space: Any) -> str:
+    """A space dict (``gym_space_to_dict``) in one short line."""
+    if not isinstance(space, Mapping):
+        return str(space)
+    kind = str(space.get("space") or space.get("type") or "").lower()
+    if kind == "box":
+        return f"Box(shape={tuple(space.get('shape', ()))}, dtype={space.get('dtype')})"
+    if kind == "discrete":
+        start = space.get("start", 0)
+        return f"Discrete({space.get('n')})" + (f" start={start}" if start else "")
+    if kind in ("dict", "tuple") and "spaces" in space:
+        inner = space["spaces"]
+        parts = inner.items() if isinstance(inner, Mapping) else enumerate(inner)
+        return f"{kind.title()}(" + ", ".join(f"{k}: {describe_space(v)}" for k, v in parts) + ")"
+    return compact(space, 80)
+
+
+def _class_name(value: Any) -> str:
+    return value if isinstance(value, str) else compact(value, 80)
+
+
+def spec_lines(spec: Mapping, indent: str = "  ") -> list[str]:
+    """The parts of a spec dict people look for: classes, spaces, model config."""
+    body = spec.get("spec", spec)
+    modules = body.get("module_specs") or body.get("modules")
+    if isinstance(modules, Mapping):
+        lines = [f"{indent}multi-module: {_class_name(body.get('multi_rl_module_class') or body.get('module_class'))}"]
+        for module_id, sub in modules.items():
+            lines.append(f"{indent}module {module_id}:")
+            lines.extend(spec_lines(sub, indent + "  "))
+        return lines
+    pairs = [
+        ("module class", _class_name(body.get("module_class"))),
+        ("catalog class", _class_name(body.get("catalog_class"))),
+        ("observation space", describe_space(body.get("observation_space"))),
+        ("action space", describe_space(body.get("action_space"))),
+        ("model config", json.dumps(to_jsonable(body.get("model_config_dict", body.get("model_config"))),
+                                    sort_keys=True)),
+        ("inference only", body.get("inference_only")),
+    ]
+    return [indent + line for line in fields((k, v) for k, v in pairs if v not in (None, "")).splitlines()]
+
+
+def tensors_table(manifest: Mapping) -> str:
+    """The manifest's tensors: name, dtype, shape, bytes, content address."""
+    rows = [
+        (name, t.get("dtype"), "x".join(map(str, t.get("shape", []))) or "scalar", t.get("nbytes"),
+         str(t.get("digest", ""))[:16])
+        for name, t in sorted(manifest.get("tensors", {}).items())
+    ]
+    return table(("TENSOR", "DTYPE", "SHAPE", "BYTES", "DIGEST"), rows, right=(3,))
+
+
+def version_report(mv: Any, spec: Mapping, manifest: Mapping) -> str:
+    """``rlreg show``: the version, its spec and its tensors."""
+    head = fields([
+        ("model", mv.name),
+        ("version", mv.version),
+        ("created", when(mv.created_at) + " UTC"),
+        ("aliases", aliases_text(mv.aliases) or "-"),
+        ("tensor bytes", f"{mv.tensor_bytes} ({size(mv.tensor_bytes)})"),
+        ("spec digest", mv.spec_digest),
+        ("position", mv.position),
+        ("metadata", json.dumps(to_jsonable(mv.metadata), sort_keys=True) if mv.metadata else "-"),
+    ])
+    return "\n".join([head, "spec:", *spec_lines(spec), "", tensors_table(manifest)])
+
+
+def verify_summary(report: Any) -> dict:
+    """A verify report as ``{"checked": N, "damaged": [ids], "missing": [ids], ...}``."""
+    data = to_jsonable(report)
+    if not isinstance(data, Mapping):
+        data = {"report": data}
+    data = dict(data)
+    for key in ("damaged", "missing"):
+        value = data.get(key) or []
+        if isinstance(value, Mapping):
+            value = sorted(value)
+        data[key] = [str(v) if not isinstance(v, Mapping) else v.get("digest", str(v)) for v in value]
+    return data
+
+
+def verify_text(summary: Mapping) -> str:
+    """``rlreg verify`` for people."""
+    checked = summary.get("checked", summary.get("objects", "?"))
+    lines = [f"checked {checked} objects: {len(summary['damaged'])} damaged, {len(summary['missing'])} missing"]
+    lines += [f"  damaged: {d}" for d in summary["damaged"]]
+    lines += [f"  missing: {m}" for m in summary["missing"]]
+    return "\n".join(lines)
+
+
+def schema_text(status: Any, where: str) -> str:
+    """``rlreg db current|upgrade``: the revisions and what to do about them."""
+    if status.up_to_date:
+        state = "up to date"
+    elif not status.known:
+        state = "newer than this rlreg: upgrade the rlreg package"
+    elif status.empty:
+        state = "empty: the schema is created on first use (or by `rlreg db upgrade`)"
+    else:
+        state = "out of date: run `rlreg db upgrade`"
+    return fields([("database", where), ("current", status.current or "-"), ("head", status.head),
+                   ("status", state)])
