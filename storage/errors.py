@@ -7,6 +7,8 @@ StorageError
 ├── UnsupportedDtypeError      (TypeError)           a tensor or array that cannot be stored
 ├── InvalidTensorNameError     (TypeError)           a tensor name that is not a non-empty string
 ├── InvalidManifestError       (ValueError)          a manifest that is not one this store wrote
+├── InvalidDigestError         (ValueError)          a string that is not a digest
+├── TensorNotInManifestError   (LookupError)         a name asked of get() that the manifest lacks
 ├── UnknownProtocolError       (ValueError)          a URL whose fsspec protocol is unknown
 └── StorageUnavailableError    (ConnectionError)     unreachable endpoint, missing bucket/credentials
 ```
@@ -45,3 +47,11 @@ class UnknownProtocolError(StorageError, ValueError):
 
 class StorageUnavailableError(StorageError, ConnectionError):
     """The storage cannot be reached: no such bucket, no endpoint, missing or bad credentials."""
+
+
+class InvalidDigestError(StorageError, ValueError):
+    """A string that is not a digest this package makes."""
+
+
+class TensorNotInManifestError(StorageError, LookupError):
+    """A tensor name asked of ``get`` that the manifest does not hold."""

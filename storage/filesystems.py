@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
+import mmap
 import os
 import tempfile
 import uuid
@@ -52,6 +54,7 @@ def s3_options(options: dict[str, Any]) -> dict[str, Any]:
     """s3fs options honouring ``AWS_ENDPOINT_URL`` (MinIO, moto, any S3-compatible store)."""
     endpoint = os.environ.get("AWS_ENDPOINT_URL_S3") or os.environ.get("AWS_ENDPOINT_URL")
     client_kwargs = dict(options.get("client_kwargs") or {})
+    options.setdefault("use_listings_cache", False)  # objects change behind our back (other writers)
     if endpoint and "endpoint_url" not in options and "endpoint_url" not in client_kwargs:
         options["endpoint_url"] = endpoint
     return options
@@ -115,7 +118,7 @@ def _describe(exc: BaseException) -> str:
 def atomic_write(fs: fsspec.AbstractFileSystem, path: str, buffers: Iterable[Any]) -> None:
     """Write ``buffers`` to ``path`` so that no reader ever sees a partial file."""
     if is_local(fs):
-        _local_atomic_write(path, buffers)
+        local_atomic_write(path, buffers)
     elif is_object_store(fs):
         fs.pipe_file(path, join(buffers))
     else:
@@ -136,7 +139,8 @@ def join(buffers: Iterable[Any]) -> bytes:
     return b"".join(buffers)
 
 
-def _local_atomic_write(path: str, buffers: Iterable[Any]) -> None:
+def local_atomic_write(path: str, buffers: Iterable[Any]) -> None:
+    """Write ``buffers`` to the local file ``path`` through a temporary file and a rename."""
     folder = os.path.dirname(path)
     os.makedirs(folder, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=folder, prefix=".tmp-", suffix="-" + os.path.basename(path))
@@ -157,3 +161,27 @@ def _write_all(f: Any, b: Any) -> None:
     while view.nbytes:
         n = f.write(view)
         view = view[n:]
+
+
+def map_file(path: str) -> Any:
+    """A private (copy-on-write) memory map of a local file; an empty file gives ``b""``."""
+    with open(path, "rb") as f:
+        if os.fstat(f.fileno()).st_size == 0:
+            return b""
+        return mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_COPY)
+
+
+def exists_many(fs: fsspec.AbstractFileSystem, paths: list[str]) -> list[bool]:
+    """Whether each of ``paths`` exists, asked concurrently on async filesystems (s3fs)."""
+    if not paths:
+        return []
+    if getattr(fs, "async_impl", False):
+        return fsspec.asyn.sync(fs.loop, _exists_all, fs, paths)
+    return [bool(fs.exists(p)) for p in paths]
+
+
+async def _exists_all(fs: Any, paths: list[str], batch: int = 64) -> list[bool]:
+    out: list[bool] = []
+    for i in range(0, len(paths), batch):
+        out += await asyncio.gather(*(fs._exists(p) for p in paths[i : i + batch]))
+    return [bool(x) for x in out]

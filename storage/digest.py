@@ -1,0 +1,51 @@
+"""Content addresses: blake3 of a tensor's dtype, shape and bytes, each byte hashed once."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import blake3
+
+PREFIX = "blake3:"
+_THREADS_FROM = 4 << 20  # multi-threaded hashing pays off from a few MB
+_HEX = frozenset("0123456789abcdef")
+
+
+def hasher(nbytes: int) -> blake3.blake3:
+    """A blake3 hasher, multi-threaded when it will be fed ``nbytes`` or more."""
+    return blake3.blake3(max_threads=blake3.blake3.AUTO if nbytes >= _THREADS_FROM else 1)
+
+
+def tensor_digest(dtype: str, shape: tuple[int, ...] | list[int], data: Any) -> str:
+    """The content address of one tensor: ``blake3:`` + hex of (dtype, shape, bytes)."""
+    view = memoryview(data)
+    h = hasher(view.nbytes)
+    h.update(tensor_prefix(dtype, shape))
+    h.update(view)
+    return PREFIX + h.hexdigest()
+
+
+def tensor_prefix(dtype: str, shape: tuple[int, ...] | list[int]) -> bytes:
+    """What is hashed before a tensor's bytes: its dtype and shape."""
+    return f"rlreg.tensor/1\0{dtype}\0{json.dumps(list(shape), separators=(',', ':'))}\0".encode()
+
+
+def bytes_digest(data: Any) -> str:
+    """The content address of an object's header bytes."""
+    return PREFIX + hasher(memoryview(data).nbytes).update(data).hexdigest()
+
+
+def is_digest(value: object) -> bool:
+    """Whether ``value`` looks like a digest this package makes."""
+    return (
+        isinstance(value, str)
+        and value.startswith(PREFIX)
+        and len(value) == len(PREFIX) + 64
+        and set(value[len(PREFIX) :]) <= _HEX
+    )
+
+
+def hex_of(digest: str) -> str:
+    """The 64 hex characters of ``digest``."""
+    return digest[len(PREFIX) :]

@@ -1,0 +1,97 @@
+"""Objects: safetensors files whose keys are tensor digests, addressed by the digest of their header.
+
+The header names every tensor by its content address and gives its place in the file, so hashing the
+header once and each tensor's bytes once verifies every byte of an object: no byte is hashed twice.
+"""
+
+from __future__ import annotations
+
+import struct
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from storage import digest
+from storage.errors import IntegrityError
+from storage.safetensors_format import FormatError, chunks, header_bytes, layout, parse_header
+from storage.tensors import RawTensor
+
+FORMAT = "rlreg.object/1"
+_MAX_HEADER = 100_000_000
+
+
+@dataclass(frozen=True, slots=True)
+class EncodedObject:
+    """An object ready to write: its digest, header and the tensors it holds."""
+
+    digest: str
+    header: bytes
+    raws: dict[str, RawTensor]  # tensor digest -> raw tensor
+    order: list[str]
+
+    @property
+    def nbytes(self) -> int:
+        return len(self.header) + sum(r.nbytes for r in self.raws.values())
+
+    def buffers(self) -> Iterable[memoryview]:
+        """The object's bytes, header first, as buffers (no copy)."""
+        return chunks(self.raws, self.order, self.header)
+
+
+def encode(raws: Mapping[str, RawTensor]) -> EncodedObject:
+    """The object holding ``{tensor digest: raw}``."""
+    order = layout(raws)
+    header = header_bytes(raws, order, {"format": FORMAT})
+    return EncodedObject(digest.bytes_digest(header), header, dict(raws), order)
+
+
+@dataclass(frozen=True, slots=True)
+class Entry:
+    """Where one verified tensor lies in an object's buffer."""
+
+    dtype: str
+    shape: list[int]
+    start: int
+    stop: int
+
+
+def decode(
+    buf: Any, object_digest: str, where: str, names_of: Callable[[str], list[str]]
+) -> dict[str, Entry]:
+    """Verify every byte of the object in ``buf``; return ``{tensor digest: Entry}``.
+
+    ``names_of(tensor_digest)`` gives manifest names for messages (``""`` for the object as a whole).
+    """
+    view = memoryview(buf)
+    header_end = _header_end(view, object_digest, where, names_of)
+    got = digest.bytes_digest(view[:header_end])
+    if got != object_digest:
+        raise _damaged(object_digest, where, names_of(""), f"its header hashes to {got}")
+    try:
+        entries, metadata, start = parse_header(view, where)
+    except FormatError as exc:  # a header with the right digest is well formed unless we wrote it wrong
+        raise _damaged(object_digest, where, names_of(""), str(exc)) from None
+    out = {}
+    for key, e in entries.items():
+        a, b = start + e["data_offsets"][0], start + e["data_offsets"][1]
+        got = digest.tensor_digest(e["dtype"], e["shape"], view[a:b])
+        if got != key:
+            raise _damaged(object_digest, where, names_of(key), f"tensor {key} hashes to {got}")
+        out[key] = Entry(e["dtype"], e["shape"], a, b)
+    return out
+
+
+def _header_end(view: memoryview, object_digest: str, where: str, names_of: Callable[[str], list[str]]) -> int:
+    if view.nbytes >= 8:
+        (n,) = struct.unpack_from("<Q", view, 0)
+        if n <= _MAX_HEADER and 8 + n <= view.nbytes:
+            return 8 + n
+    raise _damaged(object_digest, where, names_of(""), f"{view.nbytes} bytes cannot hold its header")
+
+
+def _damaged(object_digest: str, where: str, names: list[str], detail: str) -> IntegrityError:
+    tensors = ", ".join(repr(n) for n in names) or "(none)"
+    return IntegrityError(
+        f"object {object_digest} at {where} is damaged (tensors {tensors}): {detail}; "
+        "its bytes were not returned"
+    )

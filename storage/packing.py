@@ -1,0 +1,39 @@
+"""Which tensors share an object: large ones alone, small ones packed at content-defined boundaries.
+
+A pack boundary falls after a small tensor whose digest meets a condition (once the pack is big
+enough), so packs are stable across snapshots: changing one small tensor rewrites one pack, and
+adding or removing one shifts at most its neighbours, not every pack after it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+
+from storage import digest, objects
+from storage.tensors import RawTensor
+
+ALONE_FROM = 64 << 10  # tensors of this many bytes or more get an object of their own
+PACK_MIN = 1 << 20  # a pack may close once it holds this much ...
+PACK_MAX = 4 << 20  # ... and must close at this much
+_CUT_ONE_IN = 4
+
+
+def plan(raws: Mapping[str, RawTensor], digests: Mapping[str, str]) -> list[objects.EncodedObject]:
+    """The objects that hold ``raws`` (each distinct tensor once), encoded and addressed."""
+    unique: dict[str, RawTensor] = {}
+    for name in sorted(raws):
+        unique.setdefault(digests[name], raws[name])
+    out = [objects.encode({d: r}) for d, r in unique.items() if r.nbytes >= ALONE_FROM]
+    pack: dict[str, RawTensor] = {}
+    size = 0
+    for d, r in unique.items():
+        if r.nbytes >= ALONE_FROM:
+            continue
+        pack[d] = r
+        size += r.nbytes
+        if size >= PACK_MAX or (size >= PACK_MIN and int(digest.hex_of(d)[:8], 16) % _CUT_ONE_IN == 0):
+            out.append(objects.encode(pack))
+            pack, size = {}, 0
+    if pack:
+        out.append(objects.encode(pack))
+    return out

@@ -1,0 +1,303 @@
+"""``Store``: a content-addressed, deduplicated, verified and cached tensor store on any fsspec URL."""
+
+from __future__ import annotations
+
+import logging
+import posixpath
+from collections import defaultdict
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+import torch
+
+from storage import digest, filesystems, manifest, objects
+from storage.cache import ObjectCache, default_cache_dir, default_max_bytes
+from storage.errors import (
+    IntegrityError,
+    InvalidDigestError,
+    InvalidManifestError,
+    ObjectNotFoundError,
+    TensorNotInManifestError,
+)
+from storage.location import Location
+from storage.packing import plan
+from storage.tensors import check_name, format_dtype, tensor_view, to_raw
+
+log = logging.getLogger(__name__)
+_UPLOAD_BATCH_BYTES = 256 << 20  # remote uploads: at most this much held in memory at once
+
+
+@dataclass
+class StoreStats:
+    """What this Store instance has transferred (for tests and benchmarks)."""
+
+    objects_written: int = 0
+    bytes_written: int = 0
+    objects_read: int = 0
+    bytes_read: int = 0
+    cache_hits: int = 0
+
+
+@dataclass(frozen=True)
+class VerifyReport:
+    """The outcome of ``Store.verify()``: how many objects were checked and which are damaged."""
+
+    checked: int
+    damaged: dict[str, str] = field(default_factory=dict)
+
+    @property
+    def ok(self) -> bool:
+        return not self.damaged
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-able form."""
+        return {"checked": self.checked, "damaged": dict(sorted(self.damaged.items())), "ok": self.ok}
+
+
+class Store:
+    """Tensors stored once by content in safetensors objects under ``<url>/objects/``."""
+
+    def __init__(
+        self, url: str | Any, cache_dir: str | None = None, *, cache_max_bytes: int | None = None, **storage_options: Any
+    ) -> None:
+        self.location = Location(url, **storage_options)
+        self.url = self.location.url
+        self.fs = self.location.fs
+        self._local = filesystems.is_local(self.fs)
+        self._remote = not self._local and self.fs.protocol not in ("memory", ("memory",))
+        self.cache: ObjectCache | None = None
+        if self._remote:
+            self.cache = ObjectCache(cache_dir or default_cache_dir(), cache_max_bytes or default_max_bytes())
+        self.stats = StoreStats()
+
+    def __repr__(self) -> str:
+        return f"Store({self.url!r})"
+
+    # -- paths ---------------------------------------------------------------------------------------
+
+    def _path(self, object_digest: str) -> str:
+        h = digest.hex_of(object_digest)
+        return posixpath.join(self.location.path, "objects", h[:2], h)
+
+    def _where(self, object_digest: str) -> str:
+        h = digest.hex_of(object_digest)
+        return f"{self.url}/objects/{h[:2]}/{h}"
+
+    # -- put -----------------------------------------------------------------------------------------
+
+    def put(self, tensors: Mapping[str, Any]) -> dict[str, Any]:
+        """Store ``{name: tensor or ndarray}``; return its JSON-able manifest. Unchanged bytes are not rewritten."""
+        if not isinstance(tensors, Mapping):
+            raise TypeError(f"put() takes a dict of name -> tensor, not a {type(tensors).__name__}")
+        raws = {check_name(name): to_raw(name, value) for name, value in tensors.items()}
+        digests = {name: digest.tensor_digest(r.dtype, r.shape, r.data) for name, r in raws.items()}
+        planned = plan(raws, digests)
+        object_of = {t: o.digest for o in planned for t in o.raws}
+        with filesystems.translate_errors(self.url):
+            present = set(self._exists([o.digest for o in planned]))
+            self._write([o for o in planned if o.digest not in present])
+        return manifest.build(raws, digests, object_of, {o.digest: o.nbytes for o in planned})
+
+    def _write(self, todo: list[objects.EncodedObject]) -> None:
+        if self._local:
+            for obj in todo:
+                filesystems.local_atomic_write(self._path(obj.digest), obj.buffers())
+                self._count_write(obj)
+            return
+        for batch in _batches(todo, _UPLOAD_BATCH_BYTES):
+            bodies = {self._path(o.digest): filesystems.join(o.buffers()) for o in batch}
+            self.fs.pipe(bodies)  # concurrent PUTs on s3fs; each one atomic
+            for obj in batch:
+                self._count_write(obj)
+                if self.cache is not None:
+                    self.cache.add(obj.digest, [bodies[self._path(obj.digest)]], obj.nbytes)
+
+    def _count_write(self, obj: objects.EncodedObject) -> None:
+        self.stats.objects_written += 1
+        self.stats.bytes_written += obj.nbytes
+
+    # -- get -----------------------------------------------------------------------------------------
+
+    def get(self, manifest_: Mapping[str, Any], names: Iterable[str] | None = None) -> dict[str, torch.Tensor]:
+        """The tensors of ``manifest_`` (or only ``names``), every byte verified against its digest."""
+        entries = manifest.check(manifest_)["tensors"]
+        wanted = sorted(entries) if names is None else [self._wanted(entries, n) for n in names]
+        users: dict[str, list[str]] = defaultdict(list)  # object -> manifest names
+        for name in wanted:
+            users[entries[name]["object"]].append(name)
+        loaded = self._read_objects(users, entries)
+        out = {}
+        for name in wanted:
+            e = entries[name]
+            buf, found = loaded[e["object"]]
+            out[name] = self._view(name, e, buf, found)
+        return out
+
+    @staticmethod
+    def _wanted(entries: Mapping[str, Any], name: Any) -> str:
+        check_name(name)
+        if name not in entries:
+            raise TensorNotInManifestError(f"tensor {name!r} is not in the manifest")
+        return name
+
+    def _view(self, name: str, e: Mapping[str, Any], buf: Any, found: dict[str, objects.Entry]) -> torch.Tensor:
+        entry = found.get(e["digest"])
+        if entry is None or entry.dtype != format_dtype(e["dtype"]) or entry.shape != list(e["shape"]):
+            raise InvalidManifestError(
+                f"manifest entry {name!r} does not match object {e['object']}: no tensor {e['digest']} "
+                f"of dtype {e['dtype']} and shape {e['shape']} in it"
+            )
+        return tensor_view(buf, entry.start, entry.stop, entry.dtype, entry.shape)
+
+    def _read_objects(
+        self, users: Mapping[str, list[str]], entries: Mapping[str, Any]
+    ) -> dict[str, tuple[Any, dict[str, objects.Entry]]]:
+        out: dict[str, tuple[Any, dict[str, objects.Entry]]] = {}
+        missing = []
+        for obj in users:
+            got = self._from_cache(obj, users, entries) if self.cache is not None else None
+            if got is not None:
+                out[obj] = got
+            else:
+                missing.append(obj)
+        with filesystems.translate_errors(self.url):
+            fetched = self._fetch(missing)
+        for obj in missing:
+            data = fetched[obj]
+            if isinstance(data, BaseException):
+                self._raise_fetch_error(obj, data, users[obj])
+            found = self._decode(obj, data, users, entries)
+            self.stats.objects_read += 1
+            self.stats.bytes_read += len(data)
+            if self.cache is not None:
+                self.cache.add(obj, [data], len(data))
+            out[obj] = (data, found)
+        return out
+
+    def _from_cache(self, obj: str, users: Mapping[str, list[str]], entries: Mapping[str, Any]):
+        buf = self.cache.read(obj)  # type: ignore[union-attr]
+        if buf is None:
+            return None
+        try:
+            found = self._decode(obj, buf, users, entries, where=self.cache.path(obj))  # type: ignore[union-attr]
+        except IntegrityError as exc:
+            log.warning("discarding a damaged cache entry: %s", exc)
+            self.cache.discard(obj)  # type: ignore[union-attr]
+            return None
+        self.stats.cache_hits += 1
+        return buf, found
+
+    def _fetch(self, objs: list[str]) -> dict[str, Any]:
+        if not objs:
+            return {}
+        if self._local:
+            out: dict[str, Any] = {}
+            for obj in objs:
+                try:
+                    out[obj] = filesystems.map_file(self._path(obj))
+                except FileNotFoundError as exc:
+                    out[obj] = exc
+            return out
+        paths = [self._path(o) for o in objs]
+        got = self.fs.cat(paths, on_error="return")  # concurrent GETs on s3fs
+        if len(paths) == 1 and not isinstance(got, dict):
+            got = {paths[0]: got}
+        return {o: got.get(p, got.get(self.fs._strip_protocol(p), FileNotFoundError(p))) for o, p in zip(objs, paths)}
+
+    def _raise_fetch_error(self, obj: str, exc: BaseException, names: list[str]) -> None:
+        tensors = ", ".join(repr(n) for n in names)
+        if isinstance(exc, FileNotFoundError):
+            raise ObjectNotFoundError(f"object {obj} (tensors {tensors}) is not in {self.url}") from exc
+        with filesystems.translate_errors(self.url):
+            raise exc
+
+    def _decode(self, obj: str, buf: Any, users: Mapping[str, list[str]], entries: Mapping[str, Any], where: str = ""):
+        def names_of(tensor_digest: str) -> list[str]:
+            named = [n for n in users.get(obj, []) if entries[n]["digest"] == tensor_digest]
+            return named or list(users.get(obj, []))
+
+        return objects.decode(buf, obj, where or self._where(obj), names_of)
+
+    # -- housekeeping --------------------------------------------------------------------------------
+
+    def list_digests(self) -> list[str]:
+        """Every object digest stored, sorted."""
+        root = posixpath.join(self.location.path, "objects")
+        with filesystems.translate_errors(self.url):
+            try:
+                paths = self.fs.find(root)
+            except FileNotFoundError:
+                return []
+        out = []
+        for p in paths:
+            name = posixpath.basename(p)
+            candidate = digest.PREFIX + name
+            if digest.is_digest(candidate):
+                out.append(candidate)
+        return sorted(out)
+
+    def exists(self, digests: Iterable[str]) -> set[str]:
+        """Those of ``digests`` that are stored (asked concurrently on S3)."""
+        ds = _checked_digests(digests)
+        with filesystems.translate_errors(self.url):
+            return set(self._exists(ds))
+
+    def _exists(self, ds: list[str]) -> list[str]:
+        flags = filesystems.exists_many(self.fs, [self._path(d) for d in ds])
+        return [d for d, ok in zip(ds, flags) if ok]
+
+    def delete(self, digests: Iterable[str]) -> set[str]:
+        """Delete objects by digest (from storage and the cache); returns those that were stored."""
+        ds = _checked_digests(digests)
+        present = self.exists(ds)
+        with filesystems.translate_errors(self.url):
+            if present:
+                self.fs.rm([self._path(d) for d in sorted(present)])
+        if self.cache is not None:
+            for d in ds:
+                self.cache.discard(d)
+        return present
+
+    def verify(self, digests: Iterable[str] | None = None) -> VerifyReport:
+        """Re-hash every stored object (or ``digests``), bypassing the cache; report the damaged ones."""
+        ds = self.list_digests() if digests is None else _checked_digests(digests)
+        damaged: dict[str, str] = {}
+        for start in range(0, len(ds), 64):
+            chunk = ds[start : start + 64]
+            with filesystems.translate_errors(self.url):
+                fetched = self._fetch(chunk)
+            for obj in chunk:
+                data = fetched[obj]
+                if isinstance(data, BaseException):
+                    damaged[obj] = f"missing: {data}"
+                    continue
+                try:
+                    objects.decode(data, obj, self._where(obj), lambda _: [])
+                except IntegrityError as exc:
+                    damaged[obj] = str(exc)
+        return VerifyReport(len(ds), damaged)
+
+
+def _checked_digests(digests: Iterable[str]) -> list[str]:
+    if isinstance(digests, str):
+        raise InvalidDigestError(f"expected an iterable of digests, got the single string {digests!r}")
+    ds = list(dict.fromkeys(digests))
+    for d in ds:
+        if not digest.is_digest(d):
+            raise InvalidDigestError(f"{d!r} is not a digest (expected 'blake3:' and 64 hex digits)")
+    return ds
+
+
+def _batches(todo: list[objects.EncodedObject], limit: int) -> Iterable[list[objects.EncodedObject]]:
+    batch: list[objects.EncodedObject] = []
+    size = 0
+    for obj in todo:
+        if batch and size + obj.nbytes > limit:
+            yield batch
+            batch, size = [], 0
+        batch.append(obj)
+        size += obj.nbytes
+    if batch:
+        yield batch
+
