@@ -40,6 +40,13 @@ from rlmodule.errors import (
     StateSerializationError,
     UntrustedClassError,
 )
+from rlmodule.multi_rl_module import (
+    MultiRLModule,
+    MultiRLModuleConfig,
+    MultiRLModuleSpec,
+    spec_from_dict,
+    spec_to_dict,
+)
 from rlmodule.rl_module import RLModule, RLModuleConfig, RLModuleSpec
 from rlmodule.sample_batch import SampleBatch
 from rlmodule.serialization import (
@@ -57,13 +64,13 @@ __all__ = [
     "COMPONENT_LEARNER", "COMPONENT_LEARNER_GROUP", "COMPONENT_RL_MODULE", "DEFAULT_MODULE_ID",
     "DEFAULT_POLICY_ID", "DEPRECATED_VALUE", "CheckpointError", "CheckpointFormatError",
     "CheckpointNotFoundError", "Checkpointable", "Columns", "Deprecated", "DeveloperAPI",
-    "ExperimentalAPI", "ModelConfigError", "OverrideToImplementCustomLogic",
+    "ExperimentalAPI", "ModelConfigError", "MultiRLModule", "MultiRLModuleConfig", "MultiRLModuleSpec", "OverrideToImplementCustomLogic",
     "OverrideToImplementCustomLogic_CallToSuperRecommended", "PublicAPI", "RLModule",
     "RLModuleConfig", "RLModuleError", "RLModuleSpec", "SampleBatch", "SpaceSerializationError",
     "SpecCheckingError", "SpecDict", "SpecType", "StateMismatchError", "StateSerializationError",
     "TorchRLModule", "TypeSpec", "UntrustedClassError", "ViewRequirement", "check_input_specs",
     "check_output_specs", "convert_to_canonical_format", "deprecation_warning",
     "deserialize_type", "gym_space_from_dict", "gym_space_to_dict", "is_overridden",
-    "join_state", "override", "resolve_class", "serialize_type", "split_state",
+    "join_state", "override", "resolve_class", "serialize_type", "spec_from_dict", "spec_to_dict", "split_state",
     "validate_module_id",
 ]

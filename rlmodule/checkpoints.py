@@ -109,6 +109,14 @@ def decode_value(value: Any, trusted_modules=None) -> Any:
 
 # --- reading helpers --------------------------------------------------------------------------
 
+def _as_list(value) -> list:
+    if value is None:
+        return []
+    if isinstance(value, str):
+        return [value]
+    return list(value)
+
+
 def _require_dir(loc) -> None:
     if not loc.isdir():
         raise CheckpointNotFoundError(f"checkpoint folder {loc.url} not found")
@@ -174,6 +182,24 @@ class Checkpointable(abc.ABC):
     def get_checkpointable_components(self) -> list[tuple[str, "Checkpointable"]]:
         """(name, component) pairs saved to sub-folders of the checkpoint."""
         return []
+
+    # -- component paths ("a/b") ------------------------------------------------------------
+    @staticmethod
+    def _check_component(name: str, components, not_components) -> bool:
+        """True if component `name` is selected by `components` and not by `not_components`."""
+        comps = _as_list(components)
+        not_comps = _as_list(not_components)
+        selected = components is None or name in comps or any(
+            c.startswith(name + "/") for c in comps)
+        return selected and name not in not_comps
+
+    @staticmethod
+    def _get_subcomponents(name: str, components) -> Optional[list[str]]:
+        """The parts of `components` below `name` ("name/sub" -> "sub"), None if none."""
+        if components is None:
+            return None
+        subs = [c[len(name) + 1:] for c in _as_list(components) if c.startswith(name + "/")]
+        return subs or None
 
     # -- saving -------------------------------------------------------------------------------
     def save_to_path(self, path=None, *, state: Optional[StateDict] = None) -> str:

@@ -289,6 +289,13 @@ def _to_numpy(struct):
     return tree.map_structure(conv, struct)
 
 
+def _config_property(name: str) -> property:
+    """An attribute of the module that reads and writes `self.config.<name>` (RLlib 2.38)."""
+    return property(lambda self: getattr(self.config, name, None),
+                    lambda self, value: setattr(self.config, name, value),
+                    doc=f"`self.config.{name}` (RLlib 2.38's module attribute).")
+
+
 @PublicAPI(stability="alpha")
 class RLModule(Checkpointable, abc.ABC):
     """Base class of RL modules: forward passes for inference, exploration and training.
@@ -326,14 +333,15 @@ class RLModule(Checkpointable, abc.ABC):
                 "[Algo]RLModule) and that you are using `super().__init__(...)` in "
                 "your custom constructor."
             )
-        self.observation_space = config.observation_space
-        self.action_space = config.action_space
-        self.inference_only = config.inference_only
-        self.learner_only = config.learner_only
-        self.model_config = config.model_config_dict
-        self.catalog_class = config.catalog_class
         self.setup()
         self._is_setup = True
+
+    observation_space = _config_property("observation_space")
+    action_space = _config_property("action_space")
+    inference_only = _config_property("inference_only")
+    learner_only = _config_property("learner_only")
+    model_config = _config_property("model_config_dict")
+    catalog_class = _config_property("catalog_class")
 
     def __init_subclass__(cls, **kwargs):
         super().__init_subclass__(**kwargs)
