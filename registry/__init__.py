@@ -1,1 +1,161 @@
-"""registry."""
+"""registry: RLModule specs and state snapshots recorded as events, replayed on demand.
+
+``Registry(db_url, storage_url)`` is the API; the module-level functions (``registry.load(name)``,
+``registry.snapshot(name, module)``, ...) use the default registry of ``RLREG_DB_URL`` and
+``RLREG_STORAGE_URL`` as they are at the moment of the call (else the local data folder).
+"""
+
+from __future__ import annotations
+
+import threading
+from typing import Any
+
+from typing import TYPE_CHECKING
+
+from registry import config
+from registry.errors import (
+    ConflictError, DatabaseUnavailableError, IntegrityError, InvalidEventError, InvalidNameError,
+    NotFoundError, RegistryError, SchemaVersionError,
+)
+from registry.eventstore import Event
+from registry.modeldiff import ModelDiff
+from registry.records import ModelInfo, ModelVersion
+from registry.uri import ModelRef, parse_uri
+
+if TYPE_CHECKING:
+    from registry.api import Registry
+
+
+def __getattr__(attr: str) -> Any:
+    # ``Registry`` pulls in rlmodule and storage: import it on first use, so that
+    # ``import registry.eventstore`` (or the rlreg:// entry point's discovery) stays light.
+    if attr == "Registry":
+        from registry.api import Registry
+
+        return Registry
+    raise AttributeError(f"module 'registry' has no attribute {attr!r}")
+
+__all__ = [
+    "ConflictError", "DatabaseUnavailableError", "Event", "IntegrityError", "InvalidEventError",
+    "InvalidNameError", "ModelDiff", "ModelInfo", "ModelRef", "ModelVersion", "NotFoundError",
+    "Registry", "RegistryError", "SchemaVersionError",
+    "default_registry", "parse_uri",
+    "snapshot", "register", "load", "version", "versions", "models", "spec", "manifest", "history",
+    "events", "follow", "set_alias", "remove_alias", "diff", "export", "import_checkpoint",
+    "rebuild_projections", "verify", "schema_status", "upgrade_schema",
+]
+
+_DEFAULTS: dict[tuple[str, str], "Registry"] = {}
+_LOCK = threading.Lock()
+
+
+def default_registry(db_url: str | None = None, storage_url: str | None = None) -> "Registry":
+    """The process's shared ``Registry`` for these URLs (default: the environment's, read now)."""
+    from registry.api import Registry
+
+    key = (db_url or config.default_db_url(), storage_url or config.default_storage_url())
+    with _LOCK:
+        reg = _DEFAULTS.get(key)
+        if reg is None:
+            reg = _DEFAULTS[key] = Registry(*key)
+        return reg
+
+
+def snapshot(name: str, module: Any, metadata: dict | None = None) -> ModelVersion:
+    """``Registry.snapshot`` on the default registry."""
+    return default_registry().snapshot(name, module, metadata)
+
+
+def register(name: str, spec: Any) -> str:
+    """``Registry.register`` on the default registry."""
+    return default_registry().register(name, spec)
+
+
+def load(name: str, version: int | None = None, alias: str | None = None) -> Any:
+    """``Registry.load`` on the default registry."""
+    return default_registry().load(name, version, alias=alias)
+
+
+def version(name: str, version: int | None = None, alias: str | None = None) -> ModelVersion:
+    """``Registry.version`` on the default registry."""
+    return default_registry().version(name, version, alias=alias)
+
+
+def versions(name: str) -> list[ModelVersion]:
+    """``Registry.versions`` on the default registry."""
+    return default_registry().versions(name)
+
+
+def models() -> list[ModelInfo]:
+    """``Registry.models`` on the default registry."""
+    return default_registry().models()
+
+
+def spec(name: str, version: int | None = None, alias: str | None = None) -> dict:
+    """``Registry.spec`` on the default registry."""
+    return default_registry().spec(name, version, alias=alias)
+
+
+def manifest(name: str, version: int | None = None, alias: str | None = None) -> dict:
+    """``Registry.manifest`` on the default registry."""
+    return default_registry().manifest(name, version, alias=alias)
+
+
+def history(name: str) -> list[Event]:
+    """``Registry.history`` on the default registry."""
+    return default_registry().history(name)
+
+
+def events(after: int = 0, limit: int | None = None) -> list[Event]:
+    """``Registry.events`` on the default registry."""
+    return default_registry().events(after, limit)
+
+
+def follow(after: int = 0, **kwargs: Any):
+    """``Registry.follow`` on the default registry."""
+    return default_registry().follow(after, **kwargs)
+
+
+def set_alias(name: str, alias: str, version: int) -> Event:
+    """``Registry.set_alias`` on the default registry."""
+    return default_registry().set_alias(name, alias, version)
+
+
+def remove_alias(name: str, alias: str) -> Event:
+    """``Registry.remove_alias`` on the default registry."""
+    return default_registry().remove_alias(name, alias)
+
+
+def diff(name: str, a: int | str, b: int | str) -> ModelDiff:
+    """``Registry.diff`` on the default registry."""
+    return default_registry().diff(name, a, b)
+
+
+def export(name: str, version: int | None, path: Any, alias: str | None = None) -> str:
+    """``Registry.export`` on the default registry."""
+    return default_registry().export(name, version, path, alias=alias)
+
+
+def import_checkpoint(name: str, path: Any, metadata: dict | None = None) -> ModelVersion:
+    """``Registry.import_checkpoint`` on the default registry."""
+    return default_registry().import_checkpoint(name, path, metadata)
+
+
+def rebuild_projections() -> int:
+    """``Registry.rebuild_projections`` on the default registry."""
+    return default_registry().rebuild_projections()
+
+
+def verify() -> dict:
+    """``Registry.verify`` on the default registry."""
+    return default_registry().verify()
+
+
+def schema_status():
+    """``Registry.schema_status`` on the default registry."""
+    return default_registry().schema_status()
+
+
+def upgrade_schema():
+    """``Registry.upgrade_schema`` on the default registry."""
+    return default_registry().upgrade_schema()
