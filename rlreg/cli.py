@@ -288,9 +288,12 @@ def verify(session: Session) -> None:
         output.echo_json(summary)
     else:
         click.echo(show.verify_text(summary))
-    bad = summary["damaged"] + summary["missing"]
-    if bad:
-        raise DamageFoundError(f"{len(bad)} damaged or missing object(s): {', '.join(bad[:3])}")
+    if not summary["ok"]:
+        bad = [*summary["damaged"], *summary["missing"]]
+        raise DamageFoundError(
+            f"{len(summary['damaged'])} damaged object(s), {len(summary['missing'])} version(s) with "
+            f"missing objects: {', '.join(bad[:3])}"
+        )
 
 
 @cli.group()

@@ -122,26 +122,28 @@ def run_demo(session, *, name: str, iterations: int, every: int, seed: int | Non
     reg = session.registry
     env = gym.make(ENV_ID, max_episode_steps=MAX_EPISODE_STEPS)
 
-    existing = {m.name: m for m in reg.models()}
-    if name in existing:
-        module = reg.load(name)
-        say(session, f"resuming {name} from version {existing[name].latest_version} (seed {seed})")
+    iteration0, env_steps = 0, 0
+    if reg.exists(name):
+        latest = reg.version(name)
+        module = reg.load(name, latest.version)
+        iteration0 = _int(latest.metadata.get("iteration"))
+        env_steps = _int(latest.metadata.get("env_steps"))
+        say(session, f"resuming {name} from version {latest.version} (seed {seed})")
     else:
         module = make_spec(env).build()
         say(session, f"built PPOTorchRLModule for {ENV_ID}, hidden {HIDDEN} (seed {seed})")
     optimizer = torch.optim.Adam(module.parameters(), lr=LEARNING_RATE)
 
     snapshots: dict[int, tuple[float, dict]] = {}  # version -> (mean return, state dict copy)
-    env_steps = 0
-    for it in range(1, iterations + 1):
+    for it in range(iteration0 + 1, iteration0 + iterations + 1):
         batch = collect(env, module, EPISODES_PER_ITERATION, seed * 1000 + it * EPISODES_PER_ITERATION)
         env_steps += len(batch.actions)
         loss = update(module, optimizer, batch)
         mean_return = sum(batch.episode_returns) / len(batch.episode_returns)
         line = f"iteration {it:>3}  mean return {mean_return:6.1f}  loss {loss:7.3f}"
-        if it % every == 0 or it == iterations:
+        if (it - iteration0) % every == 0 or it == iteration0 + iterations:
             metadata = {"iteration": it, "mean_return": round(mean_return, 2), "env_steps": env_steps,
-                        "seed": seed, "env": ENV_ID}
+                        "seed": seed}
             mv = reg.snapshot(name, module, metadata=metadata)
             snapshots[mv.version] = (mean_return, copy.deepcopy(module.state_dict()))
             line += f"  -> snapshot {name}:{mv.version}"
@@ -168,13 +170,17 @@ def run_demo(session, *, name: str, iterations: int, every: int, seed: int | Non
     if result is not None:
         say(session, f"\ndiff {name} {last_two[0]} {last_two[1]}:")
         say(session, str(result))
-    say(session, f"\ndone in {seconds:.1f} s: {env_steps} env steps, {len(snapshots)} snapshots")
+    say(session, f"\ndone in {seconds:.1f} s: {iterations} updates, {len(snapshots)} snapshots")
     summary = {"name": name, "seed": seed, "env_steps": env_steps, "best": best_version,
                "snapshots": sorted(snapshots), "check": check, "versions": versions, "diff": result,
                "seconds": round(seconds, 2)}
     if session.as_json:
         output.echo_json(summary)
     return summary
+
+
+def _int(value) -> int:
+    return value if isinstance(value, int) and not isinstance(value, bool) else 0
 
 
 def check_best(session, env, name: str, best_state: dict, seed: int) -> dict:

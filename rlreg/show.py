@@ -115,25 +115,33 @@ def version_report(mv: Any, spec: Mapping, manifest: Mapping) -> str:
 
 
 def verify_summary(report: Any) -> dict:
-    """A verify report as ``{"checked": N, "damaged": [ids], "missing": [ids], ...}``."""
+    """``Registry.verify()``'s report as ``{"ok", "versions", "checked", "damaged", "missing"}``.
+
+    ``damaged`` maps an object's digest to what is wrong with it; ``missing`` maps ``name/version``
+    to the digests of the objects it needs that are not in the store.
+    """
     data = to_jsonable(report)
-    if not isinstance(data, Mapping):
-        data = {"report": data}
-    data = dict(data)
-    for key in ("damaged", "missing"):
-        value = data.get(key) or []
-        if isinstance(value, Mapping):
-            value = sorted(value)
-        data[key] = [str(v) if not isinstance(v, Mapping) else v.get("digest", str(v)) for v in value]
-    return data
+    stored = data.get("storage") or {}
+    damaged = stored.get("damaged") or {}
+    if not isinstance(damaged, Mapping):
+        damaged = {str(d): "damaged" for d in damaged}
+    return {
+        "ok": bool(data.get("ok")) and not damaged,
+        "versions": data.get("versions"),
+        "objects": data.get("objects"),
+        "checked": stored.get("checked"),
+        "damaged": dict(damaged),
+        "missing": dict(data.get("missing") or {}),
+    }
 
 
 def verify_text(summary: Mapping) -> str:
     """``rlreg verify`` for people."""
-    checked = summary.get("checked", summary.get("objects", "?"))
-    lines = [f"checked {checked} objects: {len(summary['damaged'])} damaged, {len(summary['missing'])} missing"]
-    lines += [f"  damaged: {d}" for d in summary["damaged"]]
-    lines += [f"  missing: {m}" for m in summary["missing"]]
+    damaged, missing = summary["damaged"], summary["missing"]
+    state = "ok" if summary["ok"] else f"{len(damaged)} damaged, {len(missing)} versions with missing objects"
+    lines = [f"checked {summary['checked']} objects of {summary['versions']} versions: {state}"]
+    lines += [f"  damaged {digest}: {why}" for digest, why in sorted(damaged.items())]
+    lines += [f"  missing {version}: {', '.join(ds)}" for version, ds in sorted(missing.items())]
     return "\n".join(lines)
 
 
