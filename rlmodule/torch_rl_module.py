@@ -59,10 +59,10 @@ class TorchRLModule(nn.Module, RLModule):
         """Loads `state` exactly; refuses (changing nothing) a tensor of the wrong shape/dtype."""
         own = self.state_dict()
         tensors = {}
-        for key, value in state.items():
-            if key not in own:
+        for key in own:
+            if key not in state:
                 continue
-            tensor = _as_tensor(key, value)
+            tensor = _as_tensor(key, state[key])
             target = own[key]
             if tuple(tensor.shape) != tuple(target.shape):
                 raise StateMismatchError(
