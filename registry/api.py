@@ -1,0 +1,389 @@
+"""``Registry``: record RLModule specs and state snapshots as events, and replay them."""
+
+from __future__ import annotations
+
+import json
+import random
+import time
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
+from typing import Any
+
+import sqlalchemy as sa
+import storage
+from storage import Store
+
+from registry import config, db, errors, replay
+from registry.eventstore import Event, EventStore, NewEvent
+from registry.modeldiff import ModelDiff, diff_versions
+from registry.names import validate_alias, validate_name
+from registry.projections import (
+    ALIAS_REMOVED, ALIAS_SET, SPEC_RECORDED, VERSION_RECORDED, Projections, spec_digest,
+)
+from registry.records import ModelInfo, ModelVersion
+from registry.schema import aliases, models, specs, streams, versions
+from rlmodule import RLModule, spec_from_dict, spec_to_dict, join_state, split_state
+
+MAX_ATTEMPTS = 200  # optimistic-concurrency retries of one append before ConflictError escapes
+
+
+class Registry:
+    """Models recorded as events in a database (SQLite or PostgreSQL), tensors in a ``storage.Store``."""
+
+    def __init__(
+        self,
+        db_url: str | None = None,
+        storage_url: str | None = None,
+        *,
+        cache_dir: str | None = None,
+        upgrade: bool = False,
+        trusted_modules: Any = None,
+    ) -> None:
+        self.db_url = str(db_url) if db_url else config.default_db_url()
+        self.storage_url = str(storage_url) if storage_url else config.default_storage_url()
+        self.trusted_modules = trusted_modules
+        self._events = EventStore(self.db_url, Projections(), upgrade=upgrade)
+        self._store = Store(self.storage_url, cache_dir=cache_dir)
+
+    def __repr__(self) -> str:
+        where = db.normalize_url(self.db_url).render_as_string(hide_password=True)
+        return f"Registry({where!r}, {self.storage_url!r})"
+
+    def close(self) -> None:
+        """Release database connections."""
+        self._events.close()
+
+    def __enter__(self) -> Registry:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    @property
+    def store(self) -> Store:
+        """The tensor store."""
+        return self._store
+
+    @property
+    def event_store(self) -> EventStore:
+        """The event log."""
+        return self._events
+
+    # --- recording -----------------------------------------------------------------------
+
+    def snapshot(self, name: str, module: Any, metadata: Mapping[str, Any] | None = None) -> ModelVersion:
+        """Record ``module``'s spec (when it changed) and state as the next version of ``name``."""
+        validate_name(name)
+        metadata = _json_metadata(name, metadata)
+        if not isinstance(module, RLModule):
+            raise TypeError(f"snapshot of {name!r}: {type(module).__name__} is not an RLModule")
+        spec = spec_to_dict(module)
+        digest = spec_digest(spec)
+        tensors, rest = split_state(module.get_state())
+        manifest = self._store.put(tensors)  # blobs first: an event never names a missing blob
+        size = sum(int(t["nbytes"]) for t in manifest["tensors"].values())
+
+        def events(latest: int, last_digest: str | None) -> list[NewEvent]:
+            out = [] if last_digest == digest else [NewEvent(SPEC_RECORDED, {"spec": spec, "spec_digest": digest})]
+            payload = {"version": latest + 1, "spec_digest": digest, "manifest": manifest, "state": rest,
+                       "metadata": metadata, "tensor_bytes": size}
+            return [*out, NewEvent(VERSION_RECORDED, payload)]
+
+        recorded = self._append_with_retry(name, events)
+        last = recorded[-1]
+        return ModelVersion(
+            name=name, version=last.payload["version"], created_at=last.timestamp, metadata=metadata,
+            aliases=(), spec_digest=digest, tensor_bytes=size, position=last.position,
+        )
+
+    def register(self, name: str, spec: Any) -> str:
+        """Record ``spec`` (an RLModuleSpec, MultiRLModuleSpec or its dict) for ``name``; returns its digest."""
+        validate_name(name)
+        spec_dict = spec_to_dict(spec_from_dict(dict(spec), trusted_modules=self.trusted_modules)) if isinstance(
+            spec, Mapping) else spec_to_dict(spec)
+        digest = spec_digest(spec_dict)
+
+        def events(latest: int, last_digest: str | None) -> list[NewEvent]:
+            if last_digest == digest:
+                return []
+            return [NewEvent(SPEC_RECORDED, {"spec": spec_dict, "spec_digest": digest})]
+
+        self._append_with_retry(name, events)
+        return digest
+
+    def _append_with_retry(self, name: str, make_events) -> list[Event]:
+        """Append ``make_events(latest_version, last_spec_digest)`` at the stream's head, retrying clashes."""
+        for attempt in range(MAX_ATTEMPTS):
+            with self._read(f"reading model {name!r}") as conn:
+                # The stream version first: if it moves after this read, the append below conflicts.
+                expected = conn.execute(sa.select(streams.c.version).where(streams.c.name == name)).scalar() or 0
+                row = conn.execute(sa.select(models.c.latest_version, models.c.spec_digest)
+                                   .where(models.c.name == name)).first()
+            latest, last_digest = (row.latest_version, row.spec_digest) if row else (0, None)
+            new = make_events(latest, last_digest)
+            if not new:
+                return []
+            try:
+                return self._events.append(name, new, expected_version=expected)
+            except errors.ConflictError:
+                if attempt == MAX_ATTEMPTS - 1:
+                    raise
+                time.sleep(random.uniform(0, min(0.002 * 2 ** min(attempt, 6), 0.1)))
+        raise AssertionError("unreachable")
+
+    # --- reading -------------------------------------------------------------------------
+
+    @contextmanager
+    def _read(self, what: str) -> Iterator[sa.Connection]:
+        with db.translate_errors(what), self._events.engine.connect() as conn, conn.begin():
+            yield conn
+
+    def _row(self, conn: sa.Connection, name: str, version: int | None, alias: str | None) -> Any:
+        """The projected version row that ``(version, alias)`` names, or ``NotFoundError``."""
+        validate_name(name)
+        if version is not None and alias is not None:
+            raise errors.InvalidNameError(f"model {name!r}: give a version or an alias, not both")
+        model = conn.execute(sa.select(models).where(models.c.name == name)).first()
+        if model is None:
+            raise errors.NotFoundError(f"no model named {name!r}")
+        if alias is not None:
+            validate_alias(alias)
+            version = conn.execute(
+                sa.select(aliases.c.version).where(aliases.c.name == name, aliases.c.alias == alias)
+            ).scalar()
+            if version is None:
+                raise errors.NotFoundError(f"model {name!r} has no alias {alias!r}")
+        elif version is None:
+            if model.latest_version == 0:
+                raise errors.NotFoundError(f"model {name!r} has no versions yet (only a spec)")
+            version = model.latest_version
+        elif isinstance(version, bool) or not isinstance(version, int):
+            raise errors.InvalidNameError(f"model {name!r}: version {version!r} is not an integer")
+        row = conn.execute(sa.select(versions).where(versions.c.name == name, versions.c.version == version)).first()
+        if row is None:
+            raise errors.NotFoundError(
+                f"model {name!r} has no version {version} (latest is {model.latest_version})"
+            )
+        return row
+
+    def _aliases_of(self, conn: sa.Connection, name: str) -> dict[int, tuple[str, ...]]:
+        rows = conn.execute(
+            sa.select(aliases.c.alias, aliases.c.version).where(aliases.c.name == name).order_by(aliases.c.alias)
+        )
+        out: dict[int, tuple[str, ...]] = {}
+        for alias, version in rows:
+            out[version] = (*out.get(version, ()), alias)
+        return out
+
+    @staticmethod
+    def _model_version(row: Any, alias_map: Mapping[int, tuple[str, ...]]) -> ModelVersion:
+        return ModelVersion(
+            name=row.name, version=row.version, created_at=row.created_at, metadata=row.metadata or {},
+            aliases=alias_map.get(row.version, ()), spec_digest=row.spec_digest,
+            tensor_bytes=row.tensor_bytes, position=row.position,
+        )
+
+    def version(self, name: str, version: int | None = None, *, alias: str | None = None) -> ModelVersion:
+        """The version that ``version`` (default: the latest) or ``alias`` names."""
+        with self._read(f"reading model {name!r}") as conn:
+            row = self._row(conn, name, version, alias)
+            return self._model_version(row, self._aliases_of(conn, name))
+
+    def versions(self, name: str) -> list[ModelVersion]:
+        """Every version of ``name``, by version ascending."""
+        validate_name(name)
+        with self._read(f"reading model {name!r}") as conn:
+            if conn.execute(sa.select(models.c.name).where(models.c.name == name)).first() is None:
+                raise errors.NotFoundError(f"no model named {name!r}")
+            alias_map = self._aliases_of(conn, name)
+            rows = conn.execute(sa.select(versions).where(versions.c.name == name).order_by(versions.c.version))
+            return [self._model_version(row, alias_map) for row in rows]
+
+    def models(self) -> list[ModelInfo]:
+        """Every model, by name."""
+        with self._read("reading models") as conn:
+            alias_rows = conn.execute(sa.select(aliases.c.name, aliases.c.alias, aliases.c.version))
+            by_model: dict[str, dict[str, int]] = {}
+            for name, alias, version in alias_rows:
+                by_model.setdefault(name, {})[alias] = version
+            rows = conn.execute(sa.select(models).order_by(models.c.name)).all()
+        return [
+            ModelInfo(
+                name=r.name, latest_version=r.latest_version or None, versions=r.latest_version,
+                aliases=dict(sorted(by_model.get(r.name, {}).items())),
+                created_at=r.created_at, updated_at=r.updated_at,
+            )
+            for r in rows
+        ]
+
+    def exists(self, name: str) -> bool:
+        """Whether a model called ``name`` has been recorded."""
+        validate_name(name)
+        with self._read(f"reading model {name!r}") as conn:
+            return conn.execute(sa.select(models.c.name).where(models.c.name == name)).first() is not None
+
+    def existing_names(self, candidates: list[str]) -> set[str]:
+        """The subset of ``candidates`` that are recorded model names."""
+        if not candidates:
+            return set()
+        with self._read("reading models") as conn:
+            return set(conn.execute(sa.select(models.c.name).where(models.c.name.in_(candidates))).scalars())
+
+    def spec(self, name: str, version: int | None = None, *, alias: str | None = None) -> dict:
+        """The spec dict of a version."""
+        with self._read(f"reading model {name!r}") as conn:
+            row = self._row(conn, name, version, alias)
+            return self._spec_of(conn, row.spec_digest)
+
+    @staticmethod
+    def _spec_of(conn: sa.Connection, digest: str) -> dict:
+        spec = conn.execute(sa.select(specs.c.spec).where(specs.c.digest == digest)).scalar()
+        if spec is None:
+            raise errors.NotFoundError(f"spec {digest!r} is not recorded")
+        return spec
+
+    def manifest(self, name: str, version: int | None = None, *, alias: str | None = None) -> dict:
+        """The storage manifest of a version's tensors."""
+        with self._read(f"reading model {name!r}") as conn:
+            return self._row(conn, name, version, alias).manifest
+
+    def load(self, name: str, version: int | None = None, *, alias: str | None = None) -> RLModule:
+        """The module of a version (default: the latest), rebuilt from its spec and state."""
+        with self._read(f"reading model {name!r}") as conn:
+            row = self._row(conn, name, version, alias)
+            spec = self._spec_of(conn, row.spec_digest)
+        tensors = self._get(row.manifest)
+        state = join_state(tensors, row.state or {})
+        return replay.rebuild(spec, state, set(tensors), self.trusted_modules)
+
+    def _get(self, manifest: dict, names: list[str] | None = None) -> dict:
+        try:
+            return self._store.get(manifest, names=names)
+        except storage.IntegrityError as exc:
+            raise errors.IntegrityError(str(exc)) from exc
+
+    # --- the log -------------------------------------------------------------------------
+
+    def history(self, name: str) -> list[Event]:
+        """Every event of ``name``'s stream, in order."""
+        validate_name(name)
+        recorded = self._events.read_stream(name)
+        if not recorded:
+            raise errors.NotFoundError(f"no model named {name!r}")
+        return recorded
+
+    def events(self, after: int = 0, limit: int | None = None) -> list[Event]:
+        """Events of every model with ``position > after``, ascending."""
+        return self._events.events(after, limit)
+
+    def follow(self, after: int = 0, *, poll_interval: float = 0.05, timeout: float | None = None,
+               stop: Any = None) -> Iterator[Event]:
+        """Yield events after ``after`` as they commit (ends after ``timeout`` idle seconds or on ``stop``)."""
+        return self._events.follow(after, poll_interval=poll_interval, timeout=timeout, stop=stop)
+
+    def head(self) -> int:
+        """The position of the last event (0 when the log is empty)."""
+        return self._events.head()
+
+    # --- aliases -------------------------------------------------------------------------
+
+    def set_alias(self, name: str, alias: str, version: int) -> Event:
+        """Point ``alias`` at ``version`` of ``name`` (moving it if it pointed elsewhere)."""
+        validate_alias(alias)
+        if version is None:
+            raise errors.InvalidNameError(f"model {name!r}: set_alias({alias!r}) needs a version")
+        with self._read(f"reading model {name!r}") as conn:
+            self._row(conn, name, version, None)
+        return self._events.append(name, [NewEvent(ALIAS_SET, {"alias": alias, "version": version})])[0]
+
+    def remove_alias(self, name: str, alias: str) -> Event:
+        """Remove ``alias`` from ``name``."""
+        with self._read(f"reading model {name!r}") as conn:
+            self._row(conn, name, None, alias)
+        return self._events.append(name, [NewEvent(ALIAS_REMOVED, {"alias": alias})])[0]
+
+    # --- comparing, exporting, importing -------------------------------------------------
+
+    def diff(self, name: str, a: int | str, b: int | str) -> ModelDiff:
+        """What changed from version (or alias) ``a`` to ``b``."""
+        with self._read(f"reading model {name!r}") as conn:
+            rows = [self._row(conn, name, *_version_or_alias(x)) for x in (a, b)]
+            sides = [
+                {"manifest": r.manifest, "spec": self._spec_of(conn, r.spec_digest), "state": r.state,
+                 "metadata": r.metadata} for r in rows
+            ]
+        return diff_versions(name, rows[0].version, rows[1].version, sides[0], sides[1], self._get)
+
+    def export(self, name: str, version: int | None, path: Any, *, alias: str | None = None) -> str:
+        """Write a version as a checkpoint folder that ``RLModule.from_checkpoint(path)`` loads; its URL."""
+        return self.load(name, version, alias=alias).save_to_path(path)
+
+    def import_checkpoint(self, name: str, path: Any, metadata: Mapping[str, Any] | None = None) -> ModelVersion:
+        """Record the checkpoint folder at ``path`` as the next version of ``name``."""
+        validate_name(name)
+        _json_metadata(name, metadata)
+        module = RLModule.from_checkpoint(path, trusted_modules=self.trusted_modules)
+        return self.snapshot(name, module, metadata)
+
+    # --- housekeeping --------------------------------------------------------------------
+
+    def rebuild_projections(self) -> int:
+        """Drop and rebuild the read models from the log; returns the number of events replayed."""
+        return self._events.rebuild_projections()
+
+    def projection_rows(self) -> dict[str, list[dict]]:
+        """Every read-model row, table by table (to compare a rebuild with the live rows)."""
+        with self._read("reading projections") as conn:
+            return Projections().dump(conn)
+
+    def verify(self) -> dict[str, Any]:
+        """Check that every version's objects exist and that every stored object matches its digest."""
+        with self._read("reading versions") as conn:
+            rows = conn.execute(sa.select(versions.c.name, versions.c.version, versions.c.manifest)).all()
+        needed = {r.name + "/" + str(r.version): set(storage.manifest_objects(r.manifest)) for r in rows}
+        present = self._store.exists(set().union(*needed.values())) if needed else set()
+        missing = {key: sorted(digests - present) for key, digests in needed.items() if digests - present}
+        report = self._store.verify()
+        return {
+            "versions": len(rows),
+            "objects_referenced": len(set().union(*needed.values())) if needed else 0,
+            "missing": missing,
+            "storage": report.to_dict(),
+            "ok": not missing and report.ok,
+        }
+
+    def schema_status(self) -> db.SchemaStatus:
+        """The database's schema revision against this rlreg's migrations."""
+        return db.schema_status(self._events.engine)
+
+    def upgrade_schema(self) -> db.SchemaStatus:
+        """Upgrade the database's schema to this rlreg's head revision."""
+        return db.upgrade(self._events.engine)
+
+
+def _version_or_alias(x: int | str | None) -> tuple[int | None, str | None]:
+    if isinstance(x, str) and not x.isdigit():
+        return None, x
+    return (int(x) if x is not None else None), None
+
+
+def _json_metadata(name: str, metadata: Mapping[str, Any] | None) -> dict[str, Any]:
+    """A copy of ``metadata`` if it is a JSON object, else ``InvalidEventError`` naming the bad key."""
+    if metadata is None:
+        return {}
+    if not isinstance(metadata, Mapping):
+        raise errors.InvalidEventError(
+            f"snapshot of {name!r}: metadata must be a dict of JSON values, got {type(metadata).__name__}"
+        )
+    out = {}
+    for key, value in metadata.items():
+        if not isinstance(key, str):
+            raise errors.InvalidEventError(f"snapshot of {name!r}: metadata key {key!r} is not a string")
+        try:
+            json.dumps(value, allow_nan=False)
+        except (TypeError, ValueError) as exc:
+            raise errors.InvalidEventError(
+                f"snapshot of {name!r}: metadata[{key!r}] is not JSON ({exc})"
+            ) from None
+        out[key] = json.loads(json.dumps(value))
+    return out

@@ -1,0 +1,119 @@
+"""Rebuild a module from a recorded spec and state, skipping the random initialisation it overwrites.
+
+The module is first built on PyTorch's ``meta`` device (no memory, no random numbers), its storage
+allocated with ``to_empty`` and then filled by ``set_state``. That is exact only if the state covers
+every parameter and buffer and the module keeps no other tensors; when anything says otherwise (the
+build fails on meta, a non-persistent buffer, a tensor attribute, a key the state lacks) the module
+is built the ordinary way instead.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterator, Mapping
+from typing import Any
+
+import torch
+
+from rlmodule import spec_from_dict
+
+log = logging.getLogger(__name__)
+_NN_REGISTRIES = frozenset({"_parameters", "_buffers", "_modules"})
+
+
+def rebuild(spec: Mapping[str, Any], state: dict, tensor_keys: set[str], trusted_modules=None) -> Any:
+    """The module of ``spec`` with ``state`` set; ``tensor_keys`` are the flat keys of its tensors."""
+    module = _build_on_meta(spec, state, tensor_keys, trusted_modules)
+    if module is None:
+        module = _spec(spec, trusted_modules).build()
+        module.set_state(state)
+    return module
+
+
+def _spec(spec: Mapping[str, Any], trusted_modules) -> Any:
+    """The spec object, without a ``load_state_path`` (the registry supplies the state itself)."""
+    obj = spec_from_dict(dict(spec), trusted_modules=trusted_modules)
+    _drop_load_state_path(obj)
+    return obj
+
+
+def _drop_load_state_path(spec: Any) -> None:
+    if hasattr(spec, "load_state_path"):
+        spec.load_state_path = None
+    subs = getattr(spec, "module_specs", None)
+    for sub in subs.values() if isinstance(subs, Mapping) else ():
+        _drop_load_state_path(sub)
+
+
+def _build_on_meta(spec: Mapping[str, Any], state: dict, tensor_keys: set[str], trusted_modules) -> Any:
+    spec_obj = _spec(spec, trusted_modules)  # outside the meta context: class resolution may import
+    try:
+        with torch.device("meta"):
+            module = spec_obj.build()
+        roots = list(_torch_roots(module))
+        if not roots or not all(_only_registered_tensors(root) for root in roots):
+            return None
+        if _state_keys(module) != tensor_keys:  # set_state must overwrite every tensor
+            return None
+        for root in roots:
+            root.to_empty(device="cpu")
+        module.set_state(state)
+        if _any_meta(roots):
+            return None
+    except Exception as exc:  # noqa: BLE001 - any failure means: build it the ordinary way
+        log.debug("meta-device build of %s failed (%r); building normally", spec.get("module_class"), exc)
+        return None
+    return module
+
+
+def _torch_roots(module: Any) -> Iterator[torch.nn.Module]:
+    """The ``nn.Module`` trees that hold the module's tensors (a multi-module's sub-modules)."""
+    if isinstance(module, torch.nn.Module):
+        yield module
+        return
+    values = getattr(module, "values", None)
+    if values is None:
+        return
+    for sub in values():
+        yield from _torch_roots(sub)
+
+
+def _state_keys(module: Any) -> set[str] | None:
+    """The flat state keys the module's tensors would have (``mid/param`` inside a multi-module)."""
+    if isinstance(module, torch.nn.Module):
+        return set(module.state_dict().keys())
+    items = getattr(module, "items", None)
+    if items is None:
+        return None
+    keys: set[str] = set()
+    for module_id, sub in items():
+        sub_keys = _state_keys(sub)
+        if sub_keys is None:
+            return None
+        keys |= {f"{module_id}/{k}" for k in sub_keys}
+    return keys
+
+
+def _only_registered_tensors(root: torch.nn.Module) -> bool:
+    """True when every tensor the tree holds is a parameter or a persistent buffer."""
+    for sub in root.modules():
+        if sub._non_persistent_buffers_set:
+            return False
+        for key, value in vars(sub).items():
+            if key not in _NN_REGISTRIES and _holds_tensor(value):
+                return False
+    return True
+
+
+def _holds_tensor(value: Any) -> bool:
+    if isinstance(value, torch.Tensor):
+        return True
+    if isinstance(value, (list, tuple)):
+        return any(isinstance(v, torch.Tensor) for v in value)
+    if isinstance(value, dict):
+        return any(isinstance(v, torch.Tensor) for v in value.values())
+    return False
+
+
+def _any_meta(roots: list[torch.nn.Module]) -> bool:
+    return any(t.is_meta for root in roots for t in (*root.parameters(), *root.buffers()))

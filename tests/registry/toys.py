@@ -1,0 +1,123 @@
+"""A user's own modules for the registry tests: Dict observations, buffers of several dtypes."""
+
+from __future__ import annotations
+
+import gymnasium as gym
+import numpy as np
+import torch
+from torch import nn
+
+from rlmodule import Columns, MultiRLModuleSpec, RLModuleSpec, TorchRLModule
+
+OBS_SPACE = gym.spaces.Dict(
+    {
+        "pos": gym.spaces.Box(-1.0, 1.0, (3,), np.float32),
+        "grid": gym.spaces.Box(0, 255, (2, 2), np.uint8),
+        "mode": gym.spaces.Discrete(4),
+    }
+)
+ACT_SPACE = gym.spaces.Discrete(3)
+
+
+class DictPolicy(TorchRLModule):
+    """An MLP over a Dict observation, with float16/bfloat16/int64/bool/uint8 buffers beside it."""
+
+    def setup(self) -> None:
+        hidden = int(self.config.model_config_dict.get("hidden", 8))
+        self.embed = nn.Embedding(4, 2)
+        self.net = nn.Sequential(nn.Linear(3 + 4 + 2, hidden), nn.Tanh(), nn.Linear(hidden, 3))
+        self.register_buffer("steps", torch.zeros((), dtype=torch.int64))
+        self.register_buffer("obs_mean", torch.zeros(3, dtype=torch.float16))
+        self.register_buffer("scale", torch.ones(2, 2, dtype=torch.bfloat16))
+        self.register_buffer("mask", torch.ones(3, dtype=torch.bool))
+        self.register_buffer("seen", torch.zeros(4, dtype=torch.uint8))
+        self.register_buffer("bias64", torch.zeros(3, dtype=torch.float64))
+
+    def _logits(self, batch):
+        obs = batch[Columns.OBS]
+        grid = obs["grid"].float().reshape(-1, 4) / 255.0 * self.scale.float().reshape(1, 4)
+        pos = obs["pos"] - self.obs_mean.float()
+        x = torch.cat([pos, grid, self.embed(obs["mode"].long())], dim=-1)
+        logits = self.net(x) + self.bias64.float()
+        return logits.masked_fill(~self.mask, -1e9)
+
+    def _forward_inference(self, batch, **kwargs):
+        return {Columns.ACTION_DIST_INPUTS: self._logits(batch)}
+
+    def _forward_exploration(self, batch, **kwargs):
+        return self._forward_inference(batch)
+
+    def _forward_train(self, batch, **kwargs):
+        return self._forward_inference(batch)
+
+
+def spec(hidden: int = 8, **kwargs) -> RLModuleSpec:
+    """The spec of a DictPolicy."""
+    return RLModuleSpec(
+        module_class=DictPolicy, observation_space=OBS_SPACE, action_space=ACT_SPACE,
+        model_config_dict={"hidden": hidden}, **kwargs,
+    )
+
+
+def multi_spec(hidden: int = 8) -> MultiRLModuleSpec:
+    """Two DictPolicies under module ids p0 and p1."""
+    return MultiRLModuleSpec(module_specs={"p0": spec(hidden), "p1": spec(hidden + 2)})
+
+
+def batch(n: int = 5, seed: int = 0) -> dict:
+    """A fixed observation batch."""
+    g = torch.Generator().manual_seed(seed)
+    return {
+        Columns.OBS: {
+            "pos": torch.rand(n, 3, generator=g) * 2 - 1,
+            "grid": torch.randint(0, 256, (n, 2, 2), generator=g, dtype=torch.uint8),
+            "mode": torch.randint(0, 4, (n,), generator=g),
+        }
+    }
+
+
+def train_step(module: DictPolicy, seed: int) -> None:
+    """Change every tensor a little, as a training step (and a counter) would."""
+    g = torch.Generator().manual_seed(seed)
+    with torch.no_grad():
+        for p in module.parameters():
+            p.add_(torch.randn(p.shape, generator=g) * 0.01)
+        module.steps += 1
+        module.obs_mean.add_(torch.randn(3, generator=g).half() * 0.1)
+        module.scale.mul_(1.5)
+        module.mask[seed % 3] = bool(seed % 2)
+        module.seen[seed % 4] += 1
+        module.bias64.add_(torch.randn(3, generator=g, dtype=torch.float64))
+
+
+def states_equal(a, b) -> bool:
+    """Bit-for-bit equality of two modules' states (dtype, shape and bytes of every tensor)."""
+    sa, sb = a.get_state(), b.get_state()
+    if _flat_keys(sa) != _flat_keys(sb):
+        return False
+    return all(_same(x, y) for x, y in zip(_leaves(sa), _leaves(sb)))
+
+
+def _flat_keys(state, prefix=""):
+    keys = []
+    for k in sorted(state):
+        if isinstance(state[k], dict):
+            keys += _flat_keys(state[k], f"{prefix}{k}/")
+        else:
+            keys.append(prefix + k)
+    return keys
+
+
+def _leaves(state):
+    for k in sorted(state):
+        if isinstance(state[k], dict):
+            yield from _leaves(state[k])
+        else:
+            yield state[k]
+
+
+def _same(x, y) -> bool:
+    if isinstance(x, torch.Tensor) and isinstance(y, torch.Tensor):
+        return (x.dtype == y.dtype and x.shape == y.shape
+                and torch.equal(x.contiguous().reshape(-1).view(torch.uint8), y.contiguous().reshape(-1).view(torch.uint8)))
+    return x == y
