@@ -160,7 +160,7 @@ def _is_known(script: ScriptDirectory, revision: str) -> bool:
 def upgrade(engine: Engine, revision: str = "head") -> SchemaStatus:
     """Upgrade the schema to ``revision`` under a cross-process lock; returns the new status."""
     with _migration_lock(engine), translate_errors(f"upgrading the schema to {revision}"):
-        with engine.begin() as conn:
+        with _begin_write(engine) as conn:
             command.upgrade(alembic_config(conn), revision)
     return schema_status(engine)
 
@@ -168,7 +168,7 @@ def upgrade(engine: Engine, revision: str = "head") -> SchemaStatus:
 def downgrade(engine: Engine, revision: str) -> SchemaStatus:
     """Downgrade the schema to ``revision`` (``"base"`` drops every table) under the lock."""
     with _migration_lock(engine), translate_errors(f"downgrading the schema to {revision}"):
-        with engine.begin() as conn:
+        with _begin_write(engine) as conn:
             command.downgrade(alembic_config(conn), revision)
     return schema_status(engine)
 
@@ -185,12 +185,21 @@ def ensure_schema(engine: Engine, upgrade: bool = False) -> SchemaStatus:
         status = schema_status(engine)  # another process may have done it while we waited
         _raise_if_newer(engine, status)
         if not status.up_to_date and (status.empty or upgrade):
-            with translate_errors("creating the schema"), engine.begin() as conn:
+            with translate_errors("creating the schema"), _begin_write(engine) as conn:
                 command.upgrade(alembic_config(conn), "head")
             status = schema_status(engine)
     if not status.up_to_date:
         raise _older_error(engine, status)
     return status
+
+
+@contextlib.contextmanager
+def _begin_write(engine: Engine) -> Iterator[Connection]:
+    """A transaction that takes SQLite's write lock up front (a deferred one could fail as busy)."""
+    with engine.connect() as conn:
+        conn = conn.execution_options(**{WRITE: True})
+        with conn.begin():
+            yield conn
 
 
 def _where(engine: Engine) -> str:
