@@ -181,7 +181,18 @@ def exists_many(fs: fsspec.AbstractFileSystem, paths: list[str]) -> list[bool]:
 
 
 async def _exists_all(fs: Any, paths: list[str], batch: int = 64) -> list[bool]:
+    probe = _s3_head if hasattr(fs, "_call_s3") else fs._exists
     out: list[bool] = []
     for i in range(0, len(paths), batch):
-        out += await asyncio.gather(*(fs._exists(p) for p in paths[i : i + batch]))
+        out += await asyncio.gather(*(probe(fs, p) if probe is _s3_head else probe(p) for p in paths[i : i + batch]))
     return [bool(x) for x in out]
+
+
+async def _s3_head(fs: Any, path: str) -> bool:
+    """One HEAD per object (s3fs's ``_exists`` also lists, to find folders: a second request)."""
+    bucket, key, _ = fs.split_path(path)
+    try:
+        await fs._call_s3("head_object", Bucket=bucket, Key=key)
+    except FileNotFoundError:
+        return False
+    return True

@@ -128,10 +128,13 @@ class Store:
             users[entries[name]["object"]].append(name)
         loaded = self._read_objects(users, entries)
         out = {}
+        seen: set[str] = set()
         for name in wanted:
             e = entries[name]
             buf, found = loaded[e["object"]]
-            out[name] = self._view(name, e, buf, found)
+            t = self._view(name, e, buf, found)
+            out[name] = t.clone() if e["digest"] in seen else t  # equal tensors must not alias
+            seen.add(e["digest"])
         return out
 
     @staticmethod

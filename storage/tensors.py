@@ -140,7 +140,7 @@ def _numpy_to_raw(name: str, a: np.ndarray) -> RawTensor:
         raise UnsupportedDtypeError(f"tensor {name!r}: numpy dtype {dt} is not supported")
     le = dt.newbyteorder("<")
     if dt != le or not a.flags.c_contiguous:
-        a = np.ascontiguousarray(a, dtype=le)
+        a = a.astype(le, order="C")  # (np.ascontiguousarray would turn a 0-d array into 1-d)
     if a.size == 0:
         data = memoryview(b"")
     else:
