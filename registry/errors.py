@@ -4,13 +4,34 @@
     ├── RegistryError
     │   ├── NotFoundError (LookupError)            unknown model name, version or alias
     │   ├── ConflictError                          a stream moved under an append; a checkpoint went back
-    │   ├── IntegrityError (storage IntegrityError) a blob fails its digest (wraps storage's)
+    │   ├── IntegrityError (storage's IntegrityError)  a blob fails its digest (wraps storage's)
     │   ├── InvalidNameError (ValueError)          a bad model, alias or stream name
     │   ├── InvalidEventError (ValueError)         an event that is not JSON or has a bad type
     │   ├── SchemaVersionError                     the database schema is older or newer than this rlreg
     │   └── DatabaseUnavailableError (ConnectionError)  the database cannot be reached or stays locked
-    ├── storage.StorageError                       (storage/errors.py, re-exported here when present)
-    └── rlmodule.RLModuleError                     (rlmodule/errors.py, re-exported here when present)
+    ├── StorageError                               (storage/errors.py, re-exported here)
+    │   ├── ObjectNotFoundError (FileNotFoundError)  a file or object is not there
+    │   ├── IntegrityError (ValueError)            stored bytes do not match their digest
+    │   ├── UnsupportedDtypeError (TypeError)      a tensor or array that cannot be stored
+    │   ├── InvalidTensorNameError (TypeError)     a tensor name that is not a non-empty string
+    │   ├── InvalidManifestError (ValueError)      a manifest that is not one this store wrote
+    │   ├── InvalidDigestError (ValueError)        a string that is not a digest
+    │   ├── TensorNotInManifestError (LookupError) a name asked of get() that the manifest lacks
+    │   ├── UnknownProtocolError (ValueError)      a URL whose fsspec protocol is unknown
+    │   └── StorageUnavailableError (ConnectionError)  unreachable endpoint, missing bucket/credentials
+    └── RLModuleError                              (rlmodule/errors.py, re-exported here)
+        ├── UntrustedClassError (ValueError)       a class path the trusted-class rule refuses
+        ├── SpaceSerializationError (ValueError)   a gym space (or its dict) we cannot encode/decode
+        ├── ModelConfigError (TypeError)           a model_config_dict value that is not JSON
+        ├── StateSerializationError (ValueError)   a state leaf that is neither tensor nor JSON
+        ├── StateMismatchError (ValueError)        a tensor whose name/shape/dtype does not fit
+        ├── CheckpointError (ValueError)           a checkpoint we cannot write or read
+        │   ├── CheckpointNotFoundError (FileNotFoundError)
+        │   └── CheckpointFormatError
+        └── SpecCheckingError (ValueError)         forward-pass data that does not match the specs
+
+registry.IntegrityError is also storage's IntegrityError (so also a ValueError): storage raises its
+own, the registry wraps it.
 
 Driver errors (sqlite3, psycopg, SQLAlchemy) never escape the event store: they are mapped onto this
 tree with ``raise ... from e``.
@@ -18,16 +39,30 @@ tree with ``raise ... from e``.
 
 from __future__ import annotations
 
-try:  # storage's branch; the registry's IntegrityError subclasses storage's own.
-    from storage.errors import *  # noqa: F401,F403
-    from storage.errors import IntegrityError as _StorageIntegrityError
-except ImportError:  # storage has not landed its errors module yet
-    _StorageIntegrityError = ValueError  # type: ignore[misc,assignment]
-
-try:  # rlmodule's branch
-    from rlmodule.errors import *  # noqa: F401,F403
-except ImportError:
-    pass
+from rlmodule.errors import (  # noqa: F401 - re-exported: the whole tree in one place
+    CheckpointError,
+    CheckpointFormatError,
+    CheckpointNotFoundError,
+    ModelConfigError,
+    RLModuleError,
+    SpaceSerializationError,
+    SpecCheckingError,
+    StateMismatchError,
+    StateSerializationError,
+    UntrustedClassError,
+)
+from storage.errors import IntegrityError as StorageIntegrityError
+from storage.errors import (  # noqa: F401 - re-exported
+    InvalidDigestError,
+    InvalidManifestError,
+    InvalidTensorNameError,
+    ObjectNotFoundError,
+    StorageError,
+    StorageUnavailableError,
+    TensorNotInManifestError,
+    UnknownProtocolError,
+    UnsupportedDtypeError,
+)
 
 
 class RegistryError(Exception):
@@ -42,7 +77,7 @@ class ConflictError(RegistryError):
     """An append's expected stream version did not match, or a checkpoint would move backwards."""
 
 
-class IntegrityError(RegistryError, _StorageIntegrityError):  # type: ignore[misc,valid-type]
+class IntegrityError(RegistryError, StorageIntegrityError):
     """A stored blob or record fails its check (also storage's ``IntegrityError``)."""
 
 

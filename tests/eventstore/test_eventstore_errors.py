@@ -1,0 +1,31 @@
+"""The error tree: every class under its root and the builtin it resembles; the docstring draws them all."""
+
+from __future__ import annotations
+
+import pytest
+import storage.errors
+
+from registry import errors
+
+
+@pytest.mark.parametrize(
+    ("cls", "bases"),
+    [
+        (errors.NotFoundError, (errors.RegistryError, LookupError)),
+        (errors.ConflictError, (errors.RegistryError,)),
+        (errors.IntegrityError, (errors.RegistryError, storage.errors.IntegrityError, ValueError)),
+        (errors.InvalidNameError, (errors.RegistryError, ValueError)),
+        (errors.InvalidEventError, (errors.RegistryError, ValueError)),
+        (errors.SchemaVersionError, (errors.RegistryError,)),
+        (errors.DatabaseUnavailableError, (errors.RegistryError, ConnectionError)),
+    ],
+)
+def test_error_classes_derive_from_root_and_builtin(cls, bases):
+    assert all(issubclass(cls, base) for base in bases), cls.__mro__
+
+
+def test_docstring_draws_every_exported_error_class():
+    classes = [n for n, v in vars(errors).items() if isinstance(v, type) and issubclass(v, Exception)]
+    missing = [n for n in classes if n not in errors.__doc__ and n != "StorageIntegrityError"]
+    assert not missing, f"errors missing from the drawn tree: {missing}"
+    assert errors.StorageError is storage.errors.StorageError
