@@ -1,0 +1,131 @@
+"""Snapshots replayed bit for bit: a user's own module, multi-modules, specs, the default registry."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+import registry_toys as toys
+import torch
+
+import registry
+from registry import ModelVersion, NotFoundError, Registry
+from rlmodule import Columns, MultiRLModule
+
+
+def outputs(module, batch):
+    return module.forward_inference(batch)[Columns.ACTION_DIST_INPUTS]
+
+
+def test_twenty_versions_of_a_users_module_replay_bit_for_bit(make_registry, storage_url):
+    reg = make_registry(storage_url)
+    module = toys.spec().build()
+    batch = toys.batch()
+    expected = []
+    for step in range(1, 21):
+        toys.train_step(module, step)
+        version = reg.snapshot("team/cartpole/ppo", module, {"step": step, "reward": step * 0.5})
+        assert (version.version, version.metadata) == (step, {"step": step, "reward": step * 0.5})
+        expected.append((module.get_state(), outputs(module, batch)))
+
+    listed = reg.versions("team/cartpole/ppo")
+    assert [v.version for v in listed] == list(range(1, 21))
+    assert [v.metadata["step"] for v in listed] == list(range(1, 21))
+    assert all(v.tensor_bytes == listed[0].tensor_bytes > 0 for v in listed)
+    for number, (state, out) in enumerate(expected, start=1):
+        loaded = reg.load("team/cartpole/ppo", number)
+        assert type(loaded) is toys.DictPolicy
+        reference = toys.spec().build()
+        reference.set_state(state)
+        assert toys.states_equal(loaded, reference), f"version {number} differs"
+        assert torch.equal(outputs(loaded, batch), out)
+    assert toys.states_equal(reg.load("team/cartpole/ppo"), module)
+
+
+def test_multi_module_round_trip(reg):
+    multi = toys.multi_spec().build()
+    toys.train_step(multi["p1"], 3)
+    version = reg.snapshot("league", multi)
+    loaded = reg.load("league")
+    assert isinstance(loaded, MultiRLModule) and sorted(loaded.keys()) == ["p0", "p1"]
+    assert toys.states_equal(loaded, multi)
+    assert reg.manifest("league", 1)["tensors"].keys() >= {"p0/net.0.weight", "p1/steps"}
+    assert reg.spec("league") == reg.spec("league", version.version)
+    assert "multi_rl_module_class" in reg.spec("league")
+
+
+def test_a_spec_is_recorded_only_when_it_changes(reg):
+    module = toys.spec(hidden=8).build()
+    reg.snapshot("p", module)
+    reg.snapshot("p", module)
+    reg.snapshot("p", toys.spec(hidden=16).build())
+    types = [e.type for e in reg.history("p")]
+    assert types == ["SpecRecorded", "VersionRecorded", "VersionRecorded", "SpecRecorded", "VersionRecorded"]
+    assert [e.stream_version for e in reg.history("p")] == [1, 2, 3, 4, 5]
+    v = reg.versions("p")
+    assert v[0].spec_digest == v[1].spec_digest != v[2].spec_digest
+    assert reg.spec("p", 3)["module_config"]["model_config_dict"] == {"hidden": 16}
+    assert reg.load("p", 3).net[0].out_features == 16
+
+
+def test_register_records_a_spec_alone(reg):
+    digest = reg.register("only/spec", toys.spec())
+    assert len(digest) == 64
+    assert reg.register("only/spec", toys.spec()) == digest  # unchanged: nothing appended
+    assert [e.type for e in reg.history("only/spec")] == ["SpecRecorded"]
+    [info] = reg.models()
+    assert (info.name, info.latest_version, info.versions) == ("only/spec", None, 0)
+    with pytest.raises(NotFoundError, match="model 'only/spec' has no versions yet"):
+        reg.load("only/spec")
+    version = reg.snapshot("only/spec", toys.spec().build())
+    assert version.spec_digest == digest and version.version == 1
+    assert [e.type for e in reg.history("only/spec")] == ["SpecRecorded", "VersionRecorded"]
+
+
+def test_two_registries_on_the_same_urls_see_the_same_models(make_registry):
+    a, b = make_registry(), make_registry()
+    module = toys.spec().build()
+    a.snapshot("shared", module)
+    assert [m.name for m in b.models()] == ["shared"]
+    assert toys.states_equal(b.load("shared"), module)
+
+
+def test_events_and_records_are_json(reg):
+    reg.snapshot("j", toys.spec().build(), {"note": "first"})
+    reg.set_alias("j", "prod", 1)
+    json.dumps([e.to_dict() for e in reg.events()])
+    json.dumps([v.to_dict() for v in reg.versions("j")])
+    json.dumps([m.to_dict() for m in reg.models()])
+    assert reg.versions("j")[0].to_dict()["uri"] == "rlreg://j/1"
+    assert [e.position for e in reg.events(after=1)] == [2, 3]
+    assert [e.position for e in reg.events(limit=1)] == [1]
+
+
+def test_module_level_helpers_read_the_environment_at_call_time(monkeypatch, tmp_path, default_env):
+    module = toys.spec().build()
+    assert isinstance(registry.snapshot("env/a", module), ModelVersion)
+    assert [m.name for m in registry.models()] == ["env/a"]
+    monkeypatch.setenv("RLREG_DB_URL", f"sqlite:///{tmp_path / 'other.db'}")
+    monkeypatch.setenv("RLREG_STORAGE_URL", str(tmp_path / "other-blobs"))
+    assert registry.models() == []
+    monkeypatch.setenv("RLREG_DB_URL", default_env[0])
+    monkeypatch.setenv("RLREG_STORAGE_URL", default_env[1])
+    assert toys.states_equal(registry.load("env/a"), module)
+    assert [v.version for v in registry.versions("env/a")] == [1]
+
+
+def test_default_locations_are_under_rlreg_home(tmp_path, monkeypatch):
+    home = tmp_path / "home"
+    monkeypatch.setenv("RLREG_HOME", str(home))
+    with Registry() as reg:
+        reg.snapshot("local", toys.spec().build())
+        assert reg.db_url == f"sqlite:///{home / 'rlreg.db'}"
+        assert reg.storage_url == str(home / "blobs")
+    assert (home / "rlreg.db").is_file() and any((home / "blobs").rglob("*"))
+
+
+def test_public_api_is_exported():
+    for name in registry.__all__:
+        assert getattr(registry, name) is not None, name
+    assert registry.Registry is Registry
+    assert {"Registry", "ModelVersion", "Event", "ModelDiff", "load", "snapshot"} <= set(registry.__all__)
