@@ -13,10 +13,11 @@ from typing import Any, Callable, Optional, Sequence
 import torch
 from torch import nn
 
+from rlmodule.columns import Columns
+
 ENCODER_OUT = "encoder_out"
 ACTOR = "actor"
 CRITIC = "critic"
-OBS = "obs"  # Columns.OBS
 
 _ACTIVATIONS: dict[str, Callable[[], nn.Module]] = {
     "tanh": nn.Tanh,
@@ -143,7 +144,7 @@ class TorchMLPEncoder(nn.Module):
 
     def forward(self, inputs: dict, **kwargs) -> dict:
         """Encodes `inputs["obs"]`."""
-        return {ENCODER_OUT: self.net(inputs[OBS])}
+        return {ENCODER_OUT: self.net(inputs[Columns.OBS])}
 
 
 class TorchActorCriticEncoder(nn.Module):

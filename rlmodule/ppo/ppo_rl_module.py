@@ -26,11 +26,15 @@ class PPORLModule(RLModule, abc.ABC):
         self.action_dist_cls = catalog.get_action_dist_cls(framework=self.framework)
 
     def _ppo_catalog(self):
-        if self.config.catalog_class is not None:
-            return self.config.get_catalog()
         from rlmodule.ppo.ppo_catalog import PPOCatalog  # RLlib's default for PPO modules
 
-        return PPOCatalog(
+        catalog_class = self.config.catalog_class or PPOCatalog
+        if not (isinstance(catalog_class, type) and issubclass(catalog_class, PPOCatalog)):
+            raise TypeError(
+                f"{type(self).__name__} needs catalog_class=PPOCatalog or a subclass of it, "
+                f"got {catalog_class!r}"
+            )
+        return catalog_class(
             observation_space=self.config.observation_space,
             action_space=self.config.action_space,
             model_config_dict=self.config.model_config_dict,

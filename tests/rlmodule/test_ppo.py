@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
 
 import gymnasium as gym
 import pytest
 import torch
 
-from rlmodule import RLModuleSpec, SpecCheckingError
+from rlmodule import RLModule, RLModuleSpec, SpecCheckingError
+from rlmodule.catalog import Catalog
 from rlmodule.distributions import TorchCategorical, TorchDiagGaussian
 from rlmodule.ppo import PPOCatalog, PPORLModule, PPOTorchRLModule
 
@@ -132,6 +135,8 @@ def test_box_actions_get_a_diag_gaussian_and_free_log_std():
 
 def test_catalog_defaults_to_ppo_catalog_and_refuses_build_encoder():
     assert shapes(build(catalog_class=None, hidden=[8])) == shapes(build(hidden=[8]))
+    with pytest.raises(TypeError, match="needs catalog_class=PPOCatalog or a subclass of it, got"):
+        build(catalog_class=Catalog, hidden=[8])
     cat = PPOCatalog(CARTPOLE_OBS, TWO_ACTIONS, {})
     with pytest.raises(NotImplementedError, match="build_actor_critic_encoder\\(\\) instead"):
         cat.build_encoder("torch")
@@ -151,3 +156,33 @@ def test_state_transfer_and_json_spec_round_trip_reproduce_outputs():
 def test_missing_obs_is_named():
     with pytest.raises(SpecCheckingError, match="obs"):
         build(hidden=[8]).forward_inference({"observations": torch.zeros(1, 4)})
+
+
+def test_learner_checkpoint_restores_into_an_inference_only_module(tmp_path):
+    learner = build(hidden=[16], vf_share_layers=False)
+    path = learner.save_to_path(tmp_path / "learner")
+    actor = build(hidden=[16], vf_share_layers=False, inference_only=True)
+    actor.restore_from_path(path)  # the learner's vf/critic tensors are ignored, as in RLlib
+    assert torch.equal(actor.forward_inference(OBS)["action_dist_inputs"],
+                       learner.forward_inference(OBS)["action_dist_inputs"])
+
+
+def test_fresh_process_resolves_ppo_classes_through_the_trust_rule(tmp_path):
+    module = build(hidden=[16])
+    path = module.save_to_path(tmp_path / "ppo")
+    code = (
+        "import sys, torch\n"
+        "from rlmodule import RLModule\n"
+        "assert 'rlmodule.ppo' not in sys.modules\n"
+        f"m = RLModule.from_checkpoint({str(path)!r})\n"
+        "print(type(m).__module__, type(m).__name__, type(m.config.catalog_class).__name__,\n"
+        "      m.config.catalog_class.__name__)\n"
+        "torch.manual_seed(0)\n"
+        "print(m.forward_train({'obs': torch.ones(2, 4)})['vf_preds'].tolist())\n"
+    )
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr
+    lines = proc.stdout.splitlines()
+    assert lines[0] == "rlmodule.ppo.torch_ppo_rl_module PPOTorchRLModule type PPOCatalog"
+    expected = module.forward_train({"obs": torch.ones(2, 4)})["vf_preds"].tolist()
+    assert lines[1] == str(expected)
