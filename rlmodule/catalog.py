@@ -156,7 +156,9 @@ class Catalog:
         hiddens = [int(h) for h in config["fcnet_hiddens"]]
         latent_dim = config["encoder_latent_dim"]
         if not hiddens and not latent_dim:
-            raise ValueError("model config 'fcnet_hiddens' (or 'hidden') must list at least one size")
+            raise ValueError(
+                "model config 'fcnet_hiddens' (or 'hidden') must list at least one size"
+            )
         return MLPEncoderConfig(
             input_dims=list(observation_space.shape),
             hidden_layer_dims=hiddens if latent_dim else hiddens[:-1],

@@ -103,7 +103,9 @@ def tamper(module: RLModule) -> None:
 
 
 def parse_args(argv):
-    parser = argparse.ArgumentParser(prog="python -m rlmodule.demo", description=__doc__.split("\n")[0])
+    parser = argparse.ArgumentParser(
+        prog="python -m rlmodule.demo", description=__doc__.split("\n")[0]
+    )
     parser.add_argument("--steps", type=int, default=200, help="environment steps to run (>0)")
     parser.add_argument("--seed", type=int, default=0, help="seed for weights, env and sampling")
     parser.add_argument("--path", default=None,

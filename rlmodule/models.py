@@ -55,7 +55,9 @@ def get_initializer(name: Optional[str]) -> Optional[Callable[..., Any]]:
 
 def _check_framework(framework: str) -> None:
     if framework != "torch":
-        raise ValueError(f"unknown framework {framework!r}: rlmodule builds models for 'torch' only")
+        raise ValueError(
+            f"unknown framework {framework!r}: rlmodule builds models for 'torch' only"
+        )
 
 
 def _linear(in_dim, out_dim, use_bias, w_init, w_init_config, b_init, b_init_config) -> nn.Linear:
@@ -204,10 +206,13 @@ class MLPHeadConfig:
 
     def __post_init__(self):
         if not self.input_dims or len(self.input_dims) != 1:
-            raise ValueError(f"{type(self).__name__}: input_dims must be [n], got {self.input_dims!r}")
+            raise ValueError(
+                f"{type(self).__name__}: input_dims must be [n], got {self.input_dims!r}"
+            )
         if self.output_layer_dim is None and not self.hidden_layer_dims:
             raise ValueError(
-                f"{type(self).__name__}: needs hidden_layer_dims or output_layer_dim to know its size"
+                f"{type(self).__name__}: needs hidden_layer_dims or output_layer_dim "
+                "to know its size"
             )
 
     @property
@@ -231,7 +236,8 @@ class FreeLogStdMLPHeadConfig(MLPHeadConfig):
         super().__post_init__()
         if self.output_layer_dim is None or int(self.output_layer_dim) % 2:
             raise ValueError(
-                f"FreeLogStdMLPHeadConfig: output_layer_dim must be even, got {self.output_layer_dim!r}"
+                "FreeLogStdMLPHeadConfig: output_layer_dim must be even, "
+                f"got {self.output_layer_dim!r}"
             )
 
     def build(self, framework: str = "torch") -> nn.Module:

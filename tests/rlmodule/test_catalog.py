@@ -45,7 +45,8 @@ def test_defaults_follow_rllib_model_defaults():
         "net.mlp.0.weight", "net.mlp.0.bias", "net.mlp.2.weight", "net.mlp.2.bias"
     ]
     assert cat.latent_dims == [256]
-    assert MODEL_DEFAULTS["vf_share_layers"] is True and MODEL_DEFAULTS["fcnet_hiddens"] == [256, 256]
+    assert MODEL_DEFAULTS["vf_share_layers"] is True
+    assert MODEL_DEFAULTS["fcnet_hiddens"] == [256, 256]
 
 
 def test_hidden_is_honoured_and_encoder_runs():
@@ -88,7 +89,7 @@ def test_bad_model_config_is_refused(model_config, error, message):
 
 
 def test_only_one_dimensional_box_observations():
-    with pytest.raises(ValueError, match=r"no default encoder for observation space Box.*only 1-D Box"):
+    with pytest.raises(ValueError, match=r"observation space Box.*only 1-D Box observation"):
         Catalog(gym.spaces.Box(0, 1, (2, 3)), gym.spaces.Discrete(2), {})
     with pytest.raises(ValueError, match="no default encoder for observation space Discrete"):
         Catalog(gym.spaces.Discrete(3), gym.spaces.Discrete(2), {})
@@ -133,7 +134,8 @@ def test_nested_space_samples_have_the_space_structure():
     [
         (gym.spaces.Box(0, 5, (2,), dtype="int64"), ValueError,
          r"Box\(..., int64\) action spaces are not supported"),
-        (gym.spaces.Box(0, 1, (2, 2)), ValueError, r"action space has multiple dimensions \(2, 2\)"),
+        (gym.spaces.Box(0, 1, (2, 2)), ValueError,
+         r"action space has multiple dimensions \(2, 2\)"),
         (gym.spaces.MultiBinary(3), NotImplementedError, "unsupported action space: MultiBinary"),
     ],
 )

@@ -31,7 +31,8 @@ def test_demo_runs_as_a_module_and_reports_a_bit_exact_match(tmp_path):
 
 
 def test_demo_on_memory_url_matches(capsys):
-    assert demo.main(["--steps", "20", "--seed", "3", "--path", f"memory://{uuid.uuid4().hex}"]) == 0
+    path = f"memory://{uuid.uuid4().hex}"
+    assert demo.main(["--steps", "20", "--seed", "3", "--path", path]) == 0
     out = capsys.readouterr().out
     assert "forward_train        on 20 observations: action_dist_inputs, vf_preds: identical" in out
 
