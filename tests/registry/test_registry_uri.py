@@ -1,0 +1,120 @@
+"""``rlreg://`` URIs as ``load_state_path`` and in ``restore_from_path``, in this process and a fresh one."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import textwrap
+
+import fsspec
+import pytest
+import registry_toys as toys
+import torch
+
+import registry
+from registry.fs import RegistryFileSystem
+from rlmodule import CheckpointNotFoundError, RLModule
+
+
+@pytest.fixture
+def recorded(default_env):
+    """Three versions of ``team/pol`` in the default registry, ``best`` pointing at version 1."""
+    module = toys.spec().build()
+    modules = []
+    for step in (1, 2, 3):
+        toys.train_step(module, step)
+        registry.snapshot("team/pol", module)
+        modules.append(toys.spec().build())
+        modules[-1].set_state(module.get_state())
+    registry.set_alias("team/pol", "best", 1)
+    return modules
+
+
+def test_load_state_path_and_restore_from_path(recorded):
+    v1, v2, v3 = recorded
+    assert toys.states_equal(toys.spec(load_state_path="rlreg://team/pol@best").build(), v1)
+    assert toys.states_equal(toys.spec(load_state_path="rlreg://team/pol/2").build(), v2)
+    assert toys.states_equal(toys.spec(load_state_path="rlreg://team/pol").build(), v3)
+    fresh = toys.spec().build()
+    fresh.restore_from_path("rlreg://team/pol/2")
+    assert toys.states_equal(fresh, v2)
+    assert toys.states_equal(RLModule.from_checkpoint("rlreg://team/pol@best"), v1)
+
+
+def test_an_alias_that_moves_is_followed_by_the_next_restore(recorded):
+    v1, _, v3 = recorded
+    module = toys.spec().build()
+    module.restore_from_path("rlreg://team/pol@best")
+    assert toys.states_equal(module, v1)
+    registry.set_alias("team/pol", "best", 3)
+    module.restore_from_path("rlreg://team/pol@best")
+    assert toys.states_equal(module, v3)
+
+
+def test_multi_module_components_through_rlreg(default_env):
+    multi = toys.multi_spec().build()
+    toys.train_step(multi["p0"], 5)
+    registry.snapshot("league", multi)
+    other = toys.multi_spec().build()
+    other.restore_from_path("rlreg://league/1/p0", component="p0")
+    assert toys.states_equal(other["p0"], multi["p0"])
+    assert not toys.states_equal(other["p1"], multi["p1"])
+
+
+def test_the_filesystem_lists_a_read_only_checkpoint_folder(recorded):
+    fs, path = fsspec.core.url_to_fs("rlreg://team/pol/2")
+    assert isinstance(fs, RegistryFileSystem) and path == "team/pol/2"
+    names = fs.ls(path, detail=False)
+    assert {"team/pol/2/metadata.json", "team/pol/2/class_and_ctor_args.json"} <= set(names)
+    assert fs.isdir(path) and fs.isfile("team/pol/2/metadata.json")
+    assert json.loads(fs.cat_file("team/pol/2/metadata.json"))["format"] == "rlreg.checkpoint/1"
+    with pytest.raises(PermissionError, match="read-only"):
+        fs.pipe_file("team/pol/2/x", b"no")
+    with pytest.raises(PermissionError, match="read-only"):
+        fs.open("team/pol/2/metadata.json", "wb")
+    with pytest.raises(FileNotFoundError, match="model 'team/pol' has no version 9"):
+        fs.info("team/pol/9")
+    with pytest.raises(FileNotFoundError, match="no model named by rlreg://nobody/1"):
+        fs.info("nobody/1")
+
+
+def test_unknown_versions_raise_not_found(recorded):
+    module = toys.spec().build()
+    with pytest.raises(CheckpointNotFoundError, match="rlreg://team/pol/9"):
+        module.restore_from_path("rlreg://team/pol/9")
+    with pytest.raises(CheckpointNotFoundError, match="rlreg://team/pol@nope"):
+        module.restore_from_path("rlreg://team/pol@nope")
+
+
+CHILD = textwrap.dedent(
+    """
+    import sys, json
+    import torch
+    import registry_toys as toys
+    from rlmodule import RLModule
+
+    assert "registry" not in sys.modules
+    built = toys.spec(load_state_path="rlreg://team/pol@best").build()
+    restored = toys.spec().build()
+    restored.restore_from_path("rlreg://team/pol/3")
+    out = {}
+    for label, module in (("best", built), ("v3", restored)):
+        out[label] = {k: [str(v.dtype), list(v.shape), v.reshape(-1).view(torch.uint8).numpy().tobytes().hex()]
+                      for k, v in module.get_state().items()}
+    print(json.dumps(out))
+    """
+)
+
+
+def test_a_process_that_never_imports_registry(recorded, subprocess_env):
+    v1, _, v3 = recorded
+    done = subprocess.run(
+        [sys.executable, "-c", CHILD], env=subprocess_env, capture_output=True, text=True, timeout=120
+    )
+    assert done.returncode == 0, done.stderr
+    got = json.loads(done.stdout)
+    for label, module in (("best", v1), ("v3", v3)):
+        expected = {k: [str(v.dtype), list(v.shape), v.reshape(-1).view(torch.uint8).numpy().tobytes().hex()]
+                    for k, v in module.get_state().items()}
+        assert got[label] == expected, label
