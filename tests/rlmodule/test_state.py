@@ -1,0 +1,70 @@
+"""split_state / join_state: nested state to flat tensors plus JSON and back."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+import torch
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from rlmodule import StateSerializationError, join_state, split_state
+
+keys = st.text(alphabet="abcxyz._-0", min_size=1, max_size=5)
+tensors = st.one_of(
+    st.integers(0, 4).map(lambda n: torch.arange(n, dtype=torch.float64)),
+    st.integers(0, 4).map(lambda n: np.arange(n, dtype=np.int16)),
+    st.just(torch.ones(2, 2, dtype=torch.bfloat16)),
+)
+json_leaves = st.none() | st.booleans() | st.integers() | st.text(max_size=4) | st.floats(
+    allow_nan=False, allow_infinity=False) | st.lists(st.integers(), max_size=3)
+states = st.recursive(st.dictionaries(keys, tensors | json_leaves, max_size=4),
+                      lambda c: st.dictionaries(keys, c | tensors | json_leaves, max_size=3),
+                      max_leaves=8)
+
+
+def _equal(a, b):
+    assert type(a) is type(b)
+    if isinstance(a, dict):
+        assert a.keys() == b.keys()
+        for k in a:
+            _equal(a[k], b[k])
+    elif isinstance(a, torch.Tensor):
+        assert a.dtype == b.dtype and torch.equal(a, b)
+    elif isinstance(a, np.ndarray):
+        assert a.dtype == b.dtype and np.array_equal(a, b)
+    else:
+        assert a == b
+
+
+@settings(max_examples=50, deadline=None)
+@given(states)
+def test_round_trip(state):
+    flat, rest = split_state(state)
+    assert all(isinstance(v, (torch.Tensor, np.ndarray)) for v in flat.values())
+    _equal(join_state(flat, json.loads(json.dumps(rest, sort_keys=True))), state)
+
+
+def test_keys_are_slash_joined():
+    flat, rest = split_state({"a": {"b": torch.zeros(1)}, "n": 3})
+    assert list(flat) == ["a/b"] and rest == {"a": {"b": {"$tensor": "torch"}}, "n": 3}
+
+
+@pytest.mark.parametrize("state,message", [
+    ({"a": {"f": print}}, "state key 'a/f': value of type builtin_function_or_method is neither a tensor nor JSON"),
+    ({"a/b": 1}, "state key 'a/b': keys must be non-empty strings without '/'"),
+    ({1: 1}, "state key '1': keys must be non-empty strings"),
+    ({"x": float("nan")}, "state key 'x': nan is not valid JSON"),
+    ({"o": np.array([{}], dtype=object)}, "state key 'o': object arrays are not stored"),
+    ([1], "state must be a dict, got list"),
+])
+def test_refusals_name_the_key(state, message):
+    with pytest.raises(StateSerializationError, match=message.replace("(", r"\(")):
+        split_state(state)
+
+
+def test_missing_tensor_is_refused():
+    with pytest.raises(StateSerializationError, match="state key 'a/b': its tensor is missing"):
+        join_state({}, {"a": {"b": {"$tensor": "torch"}}})
