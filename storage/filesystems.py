@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import inspect
 import mmap
 import os
 import tempfile
@@ -196,3 +197,36 @@ async def _s3_head(fs: Any, path: str) -> bool:
     except FileNotFoundError:
         return False
     return True
+
+
+def cat_many(fs: fsspec.AbstractFileSystem, paths: list[str], sizes: list[int | None] | None = None) -> list[Any]:
+    """The bytes of each of ``paths`` (or the exception reading it), fetched concurrently on s3fs.
+
+    Unlike ``fs.cat(list)``, no path expansion first. With a known size below s3fs's block size a
+    fetch is one GET (s3fs would otherwise HEAD first, to split large objects into ranged GETs).
+    """
+    if getattr(fs, "async_impl", False):
+        return fsspec.asyn.sync(fs.loop, _cat_all, fs, paths, sizes or [None] * len(paths))
+    out: list[Any] = []
+    for p in paths:
+        try:
+            out.append(fs.cat_file(p))
+        except Exception as exc:  # noqa: BLE001 - returned to the caller, which names the object
+            out.append(exc)
+    return out
+
+
+async def _cat_all(fs: Any, paths: list[str], sizes: list[int | None], batch: int = 32) -> list[Any]:
+    block = getattr(fs, "default_block_size", 0) or 0
+    coros = [
+        fs._cat_file(p, max_concurrency=1) if n is not None and n <= block and _takes_concurrency(fs) else fs._cat_file(p)
+        for p, n in zip(paths, sizes)
+    ]
+    out: list[Any] = []
+    for i in range(0, len(coros), batch):
+        out += await asyncio.gather(*coros[i : i + batch], return_exceptions=True)
+    return out
+
+
+def _takes_concurrency(fs: Any) -> bool:
+    return "max_concurrency" in inspect.signature(fs._cat_file).parameters

@@ -126,7 +126,7 @@ class Store:
         users: dict[str, list[str]] = defaultdict(list)  # object -> manifest names
         for name in wanted:
             users[entries[name]["object"]].append(name)
-        loaded = self._read_objects(users, entries)
+        loaded = self._read_objects(users, entries, manifest_)
         out = {}
         seen: set[str] = set()
         for name in wanted:
@@ -154,7 +154,7 @@ class Store:
         return tensor_view(buf, entry.start, entry.stop, entry.dtype, entry.shape)
 
     def _read_objects(
-        self, users: Mapping[str, list[str]], entries: Mapping[str, Any]
+        self, users: Mapping[str, list[str]], entries: Mapping[str, Any], manifest_: Mapping[str, Any]
     ) -> dict[str, tuple[Any, dict[str, objects.Entry]]]:
         out: dict[str, tuple[Any, dict[str, objects.Entry]]] = {}
         missing = []
@@ -165,7 +165,7 @@ class Store:
             else:
                 missing.append(obj)
         with filesystems.translate_errors(self.url):
-            fetched = self._fetch(missing)
+            fetched = self._fetch(missing, _object_sizes(manifest_))
         for obj in missing:
             data = fetched[obj]
             if isinstance(data, BaseException):
@@ -191,7 +191,7 @@ class Store:
         self.stats.cache_hits += 1
         return buf, found
 
-    def _fetch(self, objs: list[str]) -> dict[str, Any]:
+    def _fetch(self, objs: list[str], sizes: Mapping[str, int] | None = None) -> dict[str, Any]:
         if not objs:
             return {}
         if self._local:
@@ -202,11 +202,9 @@ class Store:
                 except FileNotFoundError as exc:
                     out[obj] = exc
             return out
-        paths = [self._path(o) for o in objs]
-        got = self.fs.cat(paths, on_error="return")  # concurrent GETs on s3fs
-        if len(paths) == 1 and not isinstance(got, dict):
-            got = {paths[0]: got}
-        return {o: got.get(p, got.get(self.fs._strip_protocol(p), FileNotFoundError(p))) for o, p in zip(objs, paths)}
+        known = [(sizes or {}).get(o) for o in objs]
+        got = filesystems.cat_many(self.fs, [self._path(o) for o in objs], known)  # concurrent GETs
+        return dict(zip(objs, got))
 
     def _raise_fetch_error(self, obj: str, exc: BaseException, names: list[str]) -> None:
         tensors = ", ".join(repr(n) for n in names)
@@ -280,6 +278,13 @@ class Store:
                 except IntegrityError as exc:
                     damaged[obj] = str(exc)
         return VerifyReport(len(ds), damaged)
+
+
+def _object_sizes(manifest_: Mapping[str, Any]) -> dict[str, int]:
+    objs = manifest_.get("objects")
+    if not isinstance(objs, Mapping):
+        return {}
+    return {d: o["nbytes"] for d, o in objs.items() if isinstance(o, Mapping) and isinstance(o.get("nbytes"), int)}
 
 
 def _checked_digests(digests: Iterable[str]) -> list[str]:

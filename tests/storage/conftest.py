@@ -38,6 +38,8 @@ def same(a: torch.Tensor, b: torch.Tensor) -> bool:
     """Equal dtype, shape and bytes (NaN-safe, -0.0-safe)."""
     if a.dtype != b.dtype or a.shape != b.shape:
         return False
+    if a.numel() == 0:
+        return True
     return bytes(a.contiguous().reshape(-1).view(torch.uint8).numpy()) == bytes(
         b.contiguous().reshape(-1).view(torch.uint8).numpy()
     )

@@ -1,0 +1,153 @@
+"""Every byte read is verified: damage in storage or in the cache is caught and never returned."""
+
+from __future__ import annotations
+
+import os
+
+import pytest
+import torch
+from conftest import count_requests, same
+
+from storage import IntegrityError, ObjectNotFoundError, Store, manifest_objects
+
+
+def object_path(store: Store, obj: str) -> str:
+    h = obj.removeprefix("blake3:")
+    return f"{store.location.path}/objects/{h[:2]}/{h}"
+
+
+def flip(fs, path: str, offset: int) -> None:
+    """Flip one bit of the file at ``path`` (through fsspec, on any backend)."""
+    data = bytearray(fs.cat_file(path))
+    data[offset] ^= 0x01
+    fs.pipe_file(path, bytes(data))
+
+
+def fresh_reader(store_url: str, tmp_path, name: str = "cache2") -> Store:
+    """Another Store on the same URL with an empty cache, so reads go to storage."""
+    return Store(store_url, cache_dir=str(tmp_path / name))
+
+
+def test_flipped_data_byte_names_object_and_tensor(store, store_url, tmp_path):
+    m = store.put({"big": torch.randn(50_000), "b": torch.randn(7)})
+    obj = m["tensors"]["big"]["object"]
+    flip(store.fs, object_path(store, obj), -5)
+    reader = fresh_reader(store_url, tmp_path)
+    with pytest.raises(IntegrityError) as info:
+        reader.get(m)
+    assert str(info.value).startswith(f"object {obj} at {reader.url}/objects/{obj[7:9]}/{obj[7:]} is damaged ")
+    assert "(tensors 'big'): tensor " + m["tensors"]["big"]["digest"] + " hashes to blake3:" in str(info.value)
+    assert str(info.value).endswith("; its bytes were not returned")
+    assert same(reader.get(m, names=["b"])["b"], store.get(m, names=["b"])["b"])  # other objects still load
+
+
+def test_flipped_byte_in_a_pack_names_that_tensor(store, store_url, tmp_path):
+    tensors = {"a": torch.zeros(4), "b": torch.ones(4), "c": torch.full((4,), 2.0)}
+    m = store.put(tensors)
+    (obj,) = manifest_objects(m)
+    data = bytes(store.fs.cat_file(object_path(store, obj)))
+    flip(store.fs, object_path(store, obj), data.rindex(torch.ones(4).numpy().tobytes()) + 3)
+    with pytest.raises(IntegrityError, match=r"is damaged \(tensors 'b'\): tensor blake3:"):
+        fresh_reader(store_url, tmp_path).get(m)
+
+
+def test_flipped_header_byte(store, store_url, tmp_path):
+    m = store.put({"w": torch.randn(10)})
+    (obj,) = manifest_objects(m)
+    flip(store.fs, object_path(store, obj), 20)
+    with pytest.raises(IntegrityError, match=r"is damaged \(tensors 'w'\): its header hashes to blake3:"):
+        fresh_reader(store_url, tmp_path).get(m)
+
+
+def test_truncated_object(store, store_url, tmp_path):
+    m = store.put({"w": torch.randn(10)})
+    (obj,) = manifest_objects(m)
+    store.fs.pipe_file(object_path(store, obj), b"\x05\x00")
+    with pytest.raises(IntegrityError, match=r"\(tensors 'w'\): 2 bytes cannot hold its header"):
+        fresh_reader(store_url, tmp_path).get(m)
+
+
+def test_verify_reports_damaged_and_missing(store):
+    m1 = store.put({"a": torch.randn(100_000)})
+    m2 = store.put({"b": torch.randn(100_000)})
+    (bad,) = manifest_objects(m1)
+    (good,) = manifest_objects(m2)
+    flip(store.fs, object_path(store, bad), 1000)
+    report = store.verify()
+    assert report.checked == 2 and not report.ok
+    assert list(report.damaged) == [bad] and "hashes to" in report.damaged[bad]
+    gone = "blake3:" + "1" * 64
+    report = store.verify([good, gone])
+    assert report.damaged == {gone: report.damaged[gone]} and report.damaged[gone].startswith("missing: ")
+
+
+def test_missing_object_names_it(store):
+    m = store.put({"w": torch.randn(10)})
+    (obj,) = manifest_objects(m)
+    store.fs.rm_file(object_path(store, obj))
+    reader = Store(store.url, cache_dir=None) if store.cache is None else store
+    if reader.cache is not None:
+        reader.cache.discard(obj)
+    with pytest.raises(ObjectNotFoundError, match=rf"^object {obj} \(tensors 'w'\) is not in {reader.url}$"):
+        reader.get(m)
+
+
+@pytest.fixture
+def s3_store(s3_bucket, tmp_path) -> Store:
+    return Store(s3_bucket + "/store", cache_dir=str(tmp_path / "cache"))
+
+
+def test_damaged_cache_entry_is_refetched(s3_store, tmp_path):
+    state = {"w": torch.randn(20_000), "b": torch.randn(3)}
+    m = s3_store.put(state)  # put fills the cache (write-through)
+    obj = m["tensors"]["w"]["object"]
+    path = s3_store.cache.path(obj)
+    with open(path, "r+b") as f:
+        f.seek(-3, os.SEEK_END)
+        byte = f.read(1)
+        f.seek(-3, os.SEEK_END)
+        f.write(bytes([byte[0] ^ 0x10]))
+    out = s3_store.get(m)
+    assert same(out["w"], state["w"])
+    assert s3_store.stats.objects_read == 1 and s3_store.stats.cache_hits == 1
+    assert open(path, "rb").read() == s3_store.fs.cat_file(object_path(s3_store, obj))  # repaired
+
+
+def test_damaged_cache_entry_and_no_bucket_copy_is_an_error(s3_store):
+    m = s3_store.put({"w": torch.randn(20_000)})
+    (obj,) = manifest_objects(m)
+    with open(s3_store.cache.path(obj), "r+b") as f:
+        f.seek(100)
+        f.write(b"\xff\xff")
+    s3_store.fs.rm_file(object_path(s3_store, obj))
+    with pytest.raises(ObjectNotFoundError, match=rf"^object {obj} \(tensors 'w'\) is not in s3://"):
+        s3_store.get(m)
+
+
+def test_cached_load_makes_no_request(s3_store, tmp_path):
+    state = {f"l{i}": torch.randn(300) for i in range(50)} | {"big": torch.randn(100_000)}
+    m = s3_store.put(state)
+    for obj in manifest_objects(m):
+        s3_store.fs.rm_file(object_path(s3_store, obj))  # the bucket no longer has them
+    assert s3_store.list_digests() == []
+    requests = count_requests(s3_store)
+    out = s3_store.get(m)
+    assert requests[0] == 0
+    assert all(same(out[k], v) for k, v in state.items())
+
+
+def test_cache_fill_on_read_then_hit(s3_store, tmp_path):
+    m = s3_store.put({"w": torch.randn(10_000)})
+    reader = Store(s3_store.url, cache_dir=str(tmp_path / "other-cache"))
+    requests = count_requests(reader)
+    reader.get(m)
+    first = requests[0]
+    reader.get(m)
+    assert first == 1 and requests[0] == 1 and reader.stats.cache_hits == 1
+
+
+def test_cache_is_size_bounded(s3_bucket, tmp_path):
+    store = Store(s3_bucket + "/store", cache_dir=str(tmp_path / "c"), cache_max_bytes=1_000_000)
+    for i in range(8):
+        store.put({"w": torch.full((100_000,), float(i))})  # 400 KB objects
+    assert 0 < store.cache.total_bytes() <= 1_000_000
