@@ -17,6 +17,7 @@ from rlmodule.checker import (
     check_output_specs,
     convert_to_canonical_format,
 )
+from rlmodule.catalog import Catalog
 from rlmodule.checkpoints import Checkpointable
 from rlmodule.columns import (
     COMPONENT_LEARNER,
@@ -28,6 +29,16 @@ from rlmodule.columns import (
     validate_module_id,
 )
 from rlmodule.deprecation import DEPRECATED_VALUE, Deprecated, deprecation_warning
+from rlmodule.distributions import (
+    Distribution,
+    TorchCategorical,
+    TorchDeterministic,
+    TorchDiagGaussian,
+    TorchDistribution,
+    TorchMultiCategorical,
+    TorchMultiDistribution,
+    TorchSquashedGaussian,
+)
 from rlmodule.errors import (
     CheckpointError,
     CheckpointFormatError,
@@ -61,6 +72,8 @@ from rlmodule.trust import resolve_class
 from rlmodule.view_requirement import ViewRequirement
 
 __all__ = [
+    "Catalog", "Distribution", "TorchCategorical", "TorchDeterministic", "TorchDiagGaussian",
+    "TorchDistribution", "TorchMultiCategorical", "TorchMultiDistribution", "TorchSquashedGaussian",
     "COMPONENT_LEARNER", "COMPONENT_LEARNER_GROUP", "COMPONENT_RL_MODULE", "DEFAULT_MODULE_ID",
     "DEFAULT_POLICY_ID", "DEPRECATED_VALUE", "CheckpointError", "CheckpointFormatError",
     "CheckpointNotFoundError", "Checkpointable", "Columns", "Deprecated", "DeveloperAPI",

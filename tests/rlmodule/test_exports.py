@@ -14,7 +14,9 @@ REQUIRED = {
     "SpecType", "override", "OverrideToImplementCustomLogic",
     "OverrideToImplementCustomLogic_CallToSuperRecommended", "Deprecated", "spec_to_dict",
     "spec_from_dict", "split_state", "join_state", "resolve_class", "UntrustedClassError",
-    "StateSerializationError",
+    "StateSerializationError", "Catalog", "Distribution", "TorchCategorical", "TorchDiagGaussian",
+    "TorchDeterministic", "TorchMultiCategorical", "TorchSquashedGaussian", "TorchMultiDistribution",
+    "TorchDistribution",
 }
 
 
