@@ -5,6 +5,8 @@ from __future__ import annotations
 import gymnasium as gym
 import pytest
 import torch
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from torch import nn
 
 from rlmodule.catalog import MODEL_DEFAULTS, Catalog
@@ -192,3 +194,43 @@ def test_custom_catalog_from_rllib_docstring():
     cat = MyCatalog(gym.spaces.Box(0, 1), gym.spaces.Box(0, 1), {})
     my_head = cat.build_my_head(framework="torch")
     assert my_head(torch.Tensor([[1]])).shape == (1, 32)
+
+
+leaf_spaces = st.one_of(
+    st.integers(1, 5).map(gym.spaces.Discrete),
+    st.integers(1, 3).map(lambda n: gym.spaces.Box(-1.0, 1.0, (n,), dtype="float32")),
+    st.lists(st.integers(1, 4), min_size=1, max_size=3).map(gym.spaces.MultiDiscrete),
+)
+action_spaces = st.recursive(
+    leaf_spaces,
+    lambda children: st.one_of(
+        st.lists(children, min_size=1, max_size=3).map(gym.spaces.Tuple),
+        st.dictionaries(st.sampled_from("abcd"), children, min_size=1, max_size=3).map(
+            gym.spaces.Dict),
+    ),
+    max_leaves=5,
+)
+
+
+def _discrete_leaves_fit(space, sample) -> bool:
+    if isinstance(space, gym.spaces.Tuple):
+        return all(_discrete_leaves_fit(s, x) for s, x in zip(space.spaces, sample))
+    if isinstance(space, gym.spaces.Dict):
+        return set(space.spaces) == set(sample) and all(
+            _discrete_leaves_fit(s, sample[k]) for k, s in space.spaces.items())
+    if isinstance(space, gym.spaces.Box):
+        return tuple(sample.shape[1:]) == space.shape
+    return all(space.contains(row.numpy().astype(space.dtype)) for row in sample)
+
+
+@settings(max_examples=30, deadline=None)
+@given(action_spaces, st.integers(1, 3))
+def test_any_nested_action_space_round_trips_through_its_distribution(space, batch):
+    dist_cls = catalog(space).get_action_dist_cls("torch")
+    width = dist_cls.required_input_dim(space)
+    dist = dist_cls.from_logits(torch.randn(batch, width))
+    sample = dist.sample()
+    assert _discrete_leaves_fit(space, sample)
+    assert dist.logp(sample).shape == (batch,)
+    assert dist.entropy().shape == (batch,)
+    assert _discrete_leaves_fit(space, dist.to_deterministic().sample())
