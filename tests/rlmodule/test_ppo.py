@@ -10,7 +10,7 @@ import gymnasium as gym
 import pytest
 import torch
 
-from rlmodule import RLModule, RLModuleSpec, SpecCheckingError
+from rlmodule import RLModuleSpec, SpecCheckingError
 from rlmodule.catalog import Catalog
 from rlmodule.distributions import TorchCategorical, TorchDiagGaussian
 from rlmodule.ppo import PPOCatalog, PPORLModule, PPOTorchRLModule
