@@ -193,6 +193,8 @@ def events(session: Session, after: int, limit: int | None, follow: bool) -> Non
         rows = reg.events(after=after, limit=limit)
         if session.as_json:
             return output.echo_json(rows)
+        if not rows:
+            return click.echo(f"no events after position {after}")
         return click.echo(output.table(output.EVENT_HEADERS, map(output.event_row, rows), right=(0, 2)))
     try:
         for count, event in enumerate(reg.follow(after=after), start=1):

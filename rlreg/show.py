@@ -6,6 +6,8 @@ import json
 from collections.abc import Iterable, Mapping
 from typing import Any
 
+import numpy as np
+
 from rlreg.output import compact, event_summary, fields, size, table, to_jsonable, when
 
 
@@ -34,7 +36,7 @@ def versions_table(versions: Iterable[Any]) -> str:
     """``rlreg versions NAME``."""
     rows = [
         (v.version, when(v.created_at), aliases_text(v.aliases), size(v.tensor_bytes),
-         (v.spec_digest or "")[:12], compact(v.metadata))
+         short_digest(v.spec_digest), compact(v.metadata))
         for v in versions
     ]
     return table(("VERSION", "CREATED (UTC)", "ALIASES", "TENSORS", "SPEC", "METADATA"), rows, right=(0, 3))
@@ -52,7 +54,7 @@ def describe_space(space: Any) -> str:
         return str(space)
     kind = str(space.get("space") or space.get("type") or "").lower()
     if kind == "box":
-        return f"Box(shape={tuple(space.get('shape', ()))}, dtype={space.get('dtype')})"
+        return f"Box(shape={tuple(space.get('shape', ()))}, dtype={_dtype_name(space.get('dtype'))})"
     if kind == "discrete":
         start = space.get("start", 0)
         return f"Discrete({space.get('n')})" + (f" start={start}" if start else "")
@@ -63,13 +65,20 @@ def describe_space(space: Any) -> str:
     return compact(space, 80)
 
 
+def _dtype_name(dtype: Any) -> str:
+    try:
+        return np.dtype(dtype).name
+    except TypeError:
+        return str(dtype)
+
+
 def _class_name(value: Any) -> str:
     return value if isinstance(value, str) else compact(value, 80)
 
 
 def spec_lines(spec: Mapping, indent: str = "  ") -> list[str]:
     """The parts of a spec dict people look for: classes, spaces, model config."""
-    body = spec.get("spec", spec)
+    body = {**spec, **(spec.get("module_config") or {})}  # RLModuleSpec.to_dict nests the config
     modules = body.get("module_specs") or body.get("modules")
     if isinstance(modules, Mapping):
         lines = [f"{indent}multi-module: {_class_name(body.get('multi_rl_module_class') or body.get('module_class'))}"]
@@ -79,21 +88,27 @@ def spec_lines(spec: Mapping, indent: str = "  ") -> list[str]:
         return lines
     pairs = [
         ("module class", _class_name(body.get("module_class"))),
-        ("catalog class", _class_name(body.get("catalog_class"))),
+        ("catalog class", _class_name(body.get("catalog_class") or body.get("catalog_class_path"))),
         ("observation space", describe_space(body.get("observation_space"))),
         ("action space", describe_space(body.get("action_space"))),
         ("model config", json.dumps(to_jsonable(body.get("model_config_dict", body.get("model_config"))),
                                     sort_keys=True)),
         ("inference only", body.get("inference_only")),
+        ("load state path", body.get("load_state_path")),
     ]
     return [indent + line for line in fields((k, v) for k, v in pairs if v not in (None, "")).splitlines()]
+
+
+def short_digest(value: Any, n: int = 12) -> str:
+    """The first ``n`` hex digits of a digest, without its ``blake3:`` scheme."""
+    return str(value or "").rpartition(":")[2][:n]
 
 
 def tensors_table(manifest: Mapping) -> str:
     """The manifest's tensors: name, dtype, shape, bytes, content address."""
     rows = [
         (name, t.get("dtype"), "x".join(map(str, t.get("shape", []))) or "scalar", t.get("nbytes"),
-         str(t.get("digest", ""))[:16])
+         short_digest(t.get("digest")))
         for name, t in sorted(manifest.get("tensors", {}).items())
     ]
     return table(("TENSOR", "DTYPE", "SHAPE", "BYTES", "DIGEST"), rows, right=(3,))
@@ -126,9 +141,8 @@ def verify_summary(report: Any) -> dict:
     if not isinstance(damaged, Mapping):
         damaged = {str(d): "damaged" for d in damaged}
     return {
+        **{k: v for k, v in data.items() if k != "storage"},
         "ok": bool(data.get("ok")) and not damaged,
-        "versions": data.get("versions"),
-        "objects": data.get("objects"),
         "checked": stored.get("checked"),
         "damaged": dict(damaged),
         "missing": dict(data.get("missing") or {}),
@@ -140,7 +154,7 @@ def verify_text(summary: Mapping) -> str:
     damaged, missing = summary["damaged"], summary["missing"]
     state = "ok" if summary["ok"] else f"{len(damaged)} damaged, {len(missing)} versions with missing objects"
     lines = [f"checked {summary['checked']} objects of {summary['versions']} versions: {state}"]
-    lines += [f"  damaged {digest}: {why}" for digest, why in sorted(damaged.items())]
+    lines += [f"  damaged: {why}" for _, why in sorted(damaged.items())]
     lines += [f"  missing {version}: {', '.join(ds)}" for version, ds in sorted(missing.items())]
     return "\n".join(lines)
 

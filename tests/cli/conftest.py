@@ -1,0 +1,123 @@
+"""Fixtures for the command line tests: the real ``rlreg`` console script run in a subprocess."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+BIN = Path(sys.executable).parent
+RLREG = shutil.which("rlreg", path=str(BIN)) or shutil.which("rlreg")
+
+
+@dataclass
+class Result:
+    """What one ``rlreg`` run printed and returned."""
+
+    args: tuple[str, ...]
+    code: int
+    out: str
+    err: str
+
+    def json(self):
+        """stdout parsed as one JSON document."""
+        return json.loads(self.out)
+
+    def json_lines(self):
+        """stdout parsed as JSON lines."""
+        return [json.loads(line) for line in self.out.splitlines() if line.strip()]
+
+
+class Runner:
+    """Runs ``rlreg ARGS`` with an isolated RLREG_HOME (and optional --db/--storage env vars)."""
+
+    def __init__(self, home: Path, env: dict[str, str] | None = None):
+        self.home = home
+        base = {k: v for k, v in os.environ.items() if k not in ("RLREG_DB_URL", "RLREG_STORAGE_URL")}
+        self.env = {**base, "RLREG_HOME": str(home), **(env or {})}
+
+    def __call__(self, *args: str, code: int = 0, timeout: float = 120) -> Result:
+        """Run and check the exit code (``code=None`` skips the check)."""
+        proc = subprocess.run(
+            [RLREG, *args], env=self.env, capture_output=True, text=True, timeout=timeout, cwd=self.home
+        )
+        result = Result(tuple(args), proc.returncode, proc.stdout, proc.stderr)
+        if code is not None:
+            assert proc.returncode == code, (
+                f"rlreg {' '.join(args)} exited {proc.returncode}, expected {code}\n"
+                f"stdout:\n{proc.stdout}\nstderr:\n{proc.stderr}"
+            )
+        return result
+
+    def popen(self, *args: str) -> subprocess.Popen:
+        """Start ``rlreg ARGS`` in the background (stdout and stderr piped, text mode)."""
+        return subprocess.Popen(
+            [RLREG, *args], env=self.env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+            cwd=self.home,
+        )
+
+
+@pytest.fixture
+def rlreg(tmp_path) -> Runner:
+    """A runner on a fresh, empty embedded registry (SQLite file + local folder)."""
+    assert RLREG, f"the rlreg console script is not installed next to {sys.executable}"
+    home = tmp_path / "home"
+    home.mkdir()
+    return Runner(home, {"RLREG_CACHE_DIR": str(tmp_path / "cache")})
+
+
+@pytest.fixture
+def home_registry(rlreg):
+    """A ``registry.Registry`` in this process on the same embedded registry as ``rlreg``."""
+    from registry import Registry
+
+    reg = Registry(f"sqlite:///{rlreg.home / 'rlreg.db'}", str(rlreg.home / "blobs"))
+    yield reg
+    reg.close()
+
+
+def small_module(seed: int = 0, hidden: int = 8):
+    """A small PPO CartPole module with deterministic weights."""
+    import gymnasium as gym
+    import torch
+
+    from rlmodule import RLModuleSpec
+    from rlmodule.ppo import PPOCatalog, PPOTorchRLModule
+
+    env = gym.make("CartPole-v1")
+    torch.manual_seed(seed)
+    return RLModuleSpec(
+        module_class=PPOTorchRLModule,
+        observation_space=env.observation_space,
+        action_space=env.action_space,
+        model_config_dict={"hidden": [hidden]},
+        catalog_class=PPOCatalog,
+    ).build()
+
+
+@dataclass
+class DemoRuns:
+    """A home where ``rlreg demo`` ran twice: the runner and both runs' results."""
+
+    rlreg: Runner
+    first: Result
+    second: Result
+
+
+@pytest.fixture(scope="session")
+def demo_runs(tmp_path_factory) -> DemoRuns:
+    """``rlreg demo`` (defaults, for people) then ``rlreg demo --json`` (shorter), on one home."""
+    assert RLREG, f"the rlreg console script is not installed next to {sys.executable}"
+    base = tmp_path_factory.mktemp("demo")
+    home = base / "home"
+    home.mkdir()
+    runner = Runner(home, {"RLREG_CACHE_DIR": str(base / "cache")})
+    first = runner("demo", "--seed", "1")
+    second = runner("demo", "--json", "--iterations", "8", "--seed", "2")
+    return DemoRuns(runner, first, second)
