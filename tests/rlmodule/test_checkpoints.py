@@ -301,3 +301,47 @@ def test_save_with_given_state_does_not_mutate_it(toy_spec, tmp_path):
     keys = set(state)
     multi.save_to_path(str(tmp_path / "m"), state=state)
     assert set(state) == keys
+
+
+@pytest.mark.s3
+def test_round_trip_on_s3(toy_spec, s3_bucket):
+    multi = _multi(toy_spec)
+    url = multi.save_to_path(f"{s3_bucket}/ckpts/multi")
+    assert url.startswith("s3://")
+    restored = RLModule.from_checkpoint(url)
+    for mid in ("p0", "p1"):
+        _same_outputs(restored[mid], multi[mid], toy_batch())
+    spec = MultiRLModuleSpec.from_module(multi)
+    spec.load_state_path, spec.modules_to_load = url, {"p0"}
+    torch.manual_seed(11)
+    _same_state(spec.build()["p0"].get_state(), multi["p0"].get_state())
+
+
+def test_fresh_process_needs_trust_to_load_a_foreign_class(toy_module, tmp_path):
+    import os
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    url = toy_module.save_to_path(str(tmp_path / "ckpt"))
+    script = f"""
+import os, sys
+from rlmodule import RLModule, UntrustedClassError
+try:
+    RLModule.from_checkpoint({url!r})
+except UntrustedClassError as e:
+    print("REFUSED", e)
+print("imported before trust:", "rlmodule_toys" in sys.modules)
+os.environ["RLREG_TRUSTED_MODULES"] = "rlmodule_toys"
+m = RLModule.from_checkpoint({url!r})
+print("LOADED", type(m).__name__)
+"""
+    env = {**os.environ, "PYTHONPATH": str(Path(__file__).parent)}
+    env.pop("RLREG_TRUSTED_MODULES", None)
+    out = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, env=env,
+                         cwd=str(tmp_path), timeout=120)
+    assert out.returncode == 0, out.stderr
+    assert ("REFUSED class 'rlmodule_toys.ToyTorchModule' is not trusted: module 'rlmodule_toys' "
+            "is not imported") in out.stdout
+    assert "imported before trust: False" in out.stdout
+    assert "LOADED ToyTorchModule" in out.stdout
