@@ -111,7 +111,7 @@ class EventStore:
     @contextmanager
     def transaction(self) -> Iterator[Connection]:
         """A write transaction (``BEGIN IMMEDIATE`` on SQLite), e.g. for a consumer's writes and checkpoint."""
-        with db.translate_errors("write transaction"), self.engine.connect() as conn:
+        with db.sqlite_writer_queue(self.engine), db.translate_errors("write transaction"), self.engine.connect() as conn:
             conn = conn.execution_options(**{db.WRITE: True})
             with conn.begin():
                 yield conn
