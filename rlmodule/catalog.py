@@ -58,15 +58,28 @@ MODEL_DEFAULTS: dict[str, Any] = {
 FRAMEWORKS = ("torch",)
 
 
+def _layer_sizes(key: str, value) -> list[int]:
+    """`value` as a list of positive layer sizes, else a ValueError naming `key`."""
+    ok = isinstance(value, (list, tuple)) and all(
+        isinstance(v, (int, np.integer)) and not isinstance(v, bool) and v > 0 for v in value
+    )
+    if not ok:
+        raise ValueError(f"model config {key!r} must be a list of positive ints, got {value!r}")
+    return [int(v) for v in value]
+
+
 def _merged_model_config(model_config_dict: Optional[dict]) -> dict:
     """MODEL_DEFAULTS overlaid with the user's dict; `"hidden"` stands for `"fcnet_hiddens"`."""
     user = dict(model_config_dict or {})
+    for key in ("hidden", "fcnet_hiddens", "post_fcnet_hiddens"):
+        if key in user:
+            user[key] = _layer_sizes(key, user[key])
     if "hidden" in user:
-        hidden = list(user["hidden"])
-        if "fcnet_hiddens" in user and list(user["fcnet_hiddens"]) != hidden:
+        hidden = user["hidden"]
+        if "fcnet_hiddens" in user and user["fcnet_hiddens"] != hidden:
             raise ValueError(
                 f"model config sets both 'hidden' {hidden} and 'fcnet_hiddens' "
-                f"{list(user['fcnet_hiddens'])}: give one of them"
+                f"{user['fcnet_hiddens']}: give one of them"
             )
         user["fcnet_hiddens"] = hidden
     return {**MODEL_DEFAULTS, **user}
