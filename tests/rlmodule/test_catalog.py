@@ -81,7 +81,7 @@ def test_initializers_are_named_torch_init_functions():
          ValueError, r"sets both 'hidden' \[8\] and 'fcnet_hiddens' \[16\]: give one of them"),
         ({"hidden": []}, ValueError, "'fcnet_hiddens' \\(or 'hidden'\\) must list at least one"),
         ({"use_lstm": True}, ValueError, "recurrent and attention encoders are not supported"),
-        ({"hidden": 64}, ValueError, "model config 'hidden' must be a list of positive ints, got 64"),
+        ({"hidden": 64}, ValueError, "config .hidden. must be a list of positive ints, got 64"),
         ({"fcnet_hiddens": [8, 0]}, ValueError, r"'fcnet_hiddens' must be .*, got \[8, 0\]"),
         ({"post_fcnet_hiddens": [True]}, ValueError, "'post_fcnet_hiddens' must be a list"),
         ({"fcnet_activation": "gelu2"}, ValueError, "unknown activation 'gelu2'"),
