@@ -1,0 +1,133 @@
+"""Bad input raises a clear error and changes nothing; damage is detected; projections rebuild equal."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import pytest
+import registry_toys as toys
+import storage
+import torch
+
+import registry
+from registry import IntegrityError, InvalidEventError, InvalidNameError, NotFoundError, RegistryError
+from rlmodule import StateSerializationError
+
+
+class UnserializableState(toys.DictPolicy):
+    """A module whose state holds a value that is neither a tensor nor JSON."""
+
+    def get_state(self, *args, **kwargs):
+        state = super().get_state(*args, **kwargs)
+        state["extras"] = {"when": object()}
+        return state
+
+
+@pytest.fixture
+def recorded(reg):
+    """Two versions of ``pol`` and the states they hold."""
+    module = toys.spec().build()
+    states = []
+    for step in (1, 2):
+        toys.train_step(module, step)
+        reg.snapshot("pol", module, {"step": step})
+        states.append(module.get_state())
+    reg.set_alias("pol", "best", 1)
+    return states
+
+
+def assert_nothing_changed(reg, states, head, digests):
+    assert reg.head() == head
+    assert sorted(reg.store.list_digests()) == digests
+    for number, state in enumerate(states, start=1):
+        expected = toys.spec().build()
+        expected.set_state(state)
+        assert toys.states_equal(reg.load("pol", number), expected)
+
+
+def test_bad_input_raises_before_anything_is_written(reg, recorded):
+    head, digests = reg.head(), sorted(reg.store.list_digests())
+    module = toys.spec().build()
+    toys.train_step(module, 99)  # new tensors: a partial write would show up as new blobs
+    cases = [
+        (lambda: reg.snapshot("bad name", module), InvalidNameError, "model name 'bad name' contains whitespace"),
+        (lambda: reg.snapshot("pol/7", module), InvalidNameError, "ends in the all-digit segment '7'"),
+        (lambda: reg.snapshot("../pol", module), InvalidNameError, "has a '..' segment"),
+        (lambda: reg.snapshot("pol", module, {"t": torch.ones(1)}), InvalidEventError, "metadata['t'] is not JSON"),
+        (lambda: reg.snapshot("pol", module, {"x": float("nan")}), InvalidEventError, "metadata['x'] is not JSON"),
+        (lambda: reg.snapshot("pol", module, {1: "a"}), InvalidEventError, "metadata key 1 is not a string"),
+        (lambda: reg.snapshot("pol", "not a module"), TypeError, "str is not an RLModule"),
+        (lambda: reg.load("pol", 3), NotFoundError, "model 'pol' has no version 3 (latest is 2)"),
+        (lambda: reg.load("pol", alias="worst"), NotFoundError, "model 'pol' has no alias 'worst'"),
+        (lambda: reg.load("nobody"), NotFoundError, "no model named 'nobody'"),
+        (lambda: reg.versions("nobody"), NotFoundError, "no model named 'nobody'"),
+        (lambda: reg.history("nobody"), NotFoundError, "no model named 'nobody'"),
+        (lambda: reg.load("pol", 1, alias="best"), InvalidNameError, "give a version or an alias, not both"),
+        (lambda: reg.load("pol", "1"), InvalidNameError, "version '1' is not an integer"),
+        (lambda: reg.set_alias("pol", "best", 5), NotFoundError, "model 'pol' has no version 5"),
+        (lambda: reg.diff("pol", 1, 4), NotFoundError, "model 'pol' has no version 4"),
+        (lambda: reg.export("pol", 9, "memory://nowhere"), NotFoundError, "model 'pol' has no version 9"),
+    ]
+    for call, error, message in cases:
+        with pytest.raises(error, match=re.escape(message)):
+            call()
+    unserializable = UnserializableState(toys.spec().get_rl_module_config())
+    with pytest.raises(StateSerializationError, match="state key 'extras/when'"):
+        reg.snapshot("pol", unserializable)
+    assert_nothing_changed(reg, recorded, head, digests)
+
+
+def test_errors_form_one_tree():
+    assert issubclass(NotFoundError, RegistryError) and issubclass(NotFoundError, LookupError)
+    assert issubclass(InvalidNameError, ValueError)
+    assert issubclass(IntegrityError, storage.IntegrityError) and issubclass(IntegrityError, RegistryError)
+
+
+def test_a_damaged_blob_is_detected_and_never_returned(make_registry, local_storage_url):
+    reg = make_registry()
+    module = toys.spec().build()
+    reg.snapshot("pol", module)
+    [obj] = [p for p in Path(local_storage_url).rglob("*") if p.is_file() and "objects" in p.parts]
+    data = bytearray(obj.read_bytes())
+    data[-1] ^= 0xFF
+    obj.write_bytes(bytes(data))
+    with pytest.raises(IntegrityError) as info:
+        reg.load("pol")
+    assert isinstance(info.value, storage.IntegrityError)
+    report = reg.verify()
+    assert not report["ok"] and len(report["storage"]["damaged"]) == 1
+    obj.unlink()
+    report = reg.verify()
+    assert report["missing"] == {"pol/1": sorted(storage.manifest_objects(reg.manifest("pol")))}
+
+
+def test_verify_of_a_healthy_registry(reg, recorded):
+    report = reg.verify()
+    assert report["ok"] and report["versions"] == 2 and report["missing"] == {}
+    assert report["storage"]["checked"] >= 1
+
+
+def test_projections_rebuilt_equal_the_live_ones(reg, recorded):
+    reg.snapshot("other", toys.multi_spec().build())
+    reg.register("spec/only", toys.spec(hidden=3))
+    reg.set_alias("pol", "prod", 2)
+    reg.remove_alias("pol", "best")
+    live = reg.projection_rows()
+    assert reg.rebuild_projections() == reg.head()
+    assert reg.projection_rows() == live
+    assert [v.aliases for v in reg.versions("pol")] == [(), ("prod",)]
+
+
+def test_schema_status_and_upgrade(reg):
+    status = reg.schema_status()
+    assert status.up_to_date and status.current == status.head
+    assert reg.upgrade_schema().up_to_date
+
+
+def test_module_level_bad_input(default_env):
+    with pytest.raises(NotFoundError, match="no model named 'ghost'"):
+        registry.load("ghost")
+    with pytest.raises(InvalidNameError, match="model name '' is empty"):
+        registry.versions("")
+    assert registry.events() == []
