@@ -1,0 +1,47 @@
+"""Several processes putting the same tensors at once: one consistent, verified result.
+
+One set of spawned processes writes to a local folder and then to S3 (process start-up, mostly
+importing torch, is the slow part on a shared machine).
+"""
+
+from __future__ import annotations
+
+import json
+import multiprocessing
+from collections import defaultdict
+
+from _writer import snapshot, write
+from conftest import same
+
+from storage import Store
+
+PROCESSES = 3
+
+
+def test_concurrent_writers_of_the_same_tensors(s3_bucket, tmp_path):
+    urls = [str(tmp_path / "store"), s3_bucket + "/store"]
+    ctx = multiprocessing.get_context("spawn")
+    barrier, results = ctx.Barrier(PROCESSES), ctx.Queue()
+    procs = [
+        ctx.Process(target=write, args=(urls, str(tmp_path / f"cache{i}"), barrier, results))
+        for i in range(PROCESSES)
+    ]
+    for p in procs:
+        p.start()
+    manifests = defaultdict(set)
+    for _ in range(PROCESSES * len(urls)):
+        url, m = results.get(timeout=180)
+        manifests[url].add(m)
+    for p in procs:
+        p.join(timeout=60)
+        assert p.exitcode == 0
+    assert len(manifests[urls[0]]) == 1 and manifests[urls[0]] == manifests[urls[1]]
+    manifest = json.loads(manifests[urls[0]].pop())
+    for url in urls:
+        store = Store(url, cache_dir=str(tmp_path / "reader"))
+        report = store.verify()
+        assert report.ok and report.checked == len(manifest["objects"])
+        found = sorted(store.fs.find(store.location.path))
+        assert found == sorted(store._path(d) for d in manifest["objects"])  # no temporary files left
+        out = store.get(manifest)
+        assert all(same(out[k], v) for k, v in snapshot().items())
