@@ -149,6 +149,13 @@ def _read_required(loc, name: str, reader):
     return reader(name)
 
 
+class _Deferred:
+    """A component restored by its own `restore_from_path` (not planned ahead)."""
+
+    def __init__(self, loc, component) -> None:
+        self.loc, self.component = loc, component
+
+
 class Checkpointable(abc.ABC):
     """A component that saves to and restores from a checkpoint folder on any fsspec URL."""
 
@@ -250,10 +257,30 @@ class Checkpointable(abc.ABC):
             raise CheckpointError(f"checkpoint {loc.url}: {e}") from None
 
     def restore_from_path(self, path, *, component: Optional[str] = None, **kwargs) -> None:
-        """Restores state from `path`; with `component`, `path` is that component's own folder."""
-        loc = as_location(path)
+        """Restores state from `path`; with `component`, `path` is that component's own folder.
+
+        Every state file is read and checked (`check_state`) before any `set_state` runs, so
+        a missing file or a misfit tensor anywhere in the tree leaves every component as it was.
+        """
+        plan = self._restore_plan(as_location(path), component, kwargs)
+        for target, state in plan:
+            if isinstance(state, _Deferred):
+                continue
+            target.check_state(state)
+        for target, state in plan:
+            if isinstance(state, _Deferred):
+                target.restore_from_path(state.loc, component=state.component, **kwargs)
+            else:
+                target.set_state(state)
+
+    def check_state(self, state: StateDict) -> None:
+        """Raises if `state` cannot be set on this component (called before any set_state)."""
+
+    def _restore_plan(self, loc, component, kwargs) -> list:
+        """(component, state) pairs to set, subcomponents first, as RLlib restores them."""
         _require_dir(loc)
         own_state = self._read_own_state(loc) if component is None else None
+        plan = []
         for name, comp in self.get_checkpointable_components():
             comp_arg = None
             if component is None:
@@ -266,9 +293,13 @@ class Checkpointable(abc.ABC):
                     comp_arg = component[len(name) + 1:]
                 elif component != name:
                     continue
-            comp.restore_from_path(comp_loc, component=comp_arg, **kwargs)
+            if type(comp).restore_from_path is Checkpointable.restore_from_path:
+                plan.extend(comp._restore_plan(comp_loc, comp_arg, kwargs))
+            else:  # a component with its own restore logic restores itself, in order
+                plan.append((comp, _Deferred(comp_loc, comp_arg)))
         if component is None:
-            self.set_state(own_state)
+            plan.append((self, own_state))
+        return plan
 
     @classmethod
     def from_checkpoint(cls, path, *, trusted_modules=None, **kwargs) -> "Checkpointable":

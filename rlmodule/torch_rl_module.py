@@ -53,10 +53,7 @@ class TorchRLModule(nn.Module, RLModule):
             state_dict = self._inference_only_get_state_hook(state_dict)
         return {k: v.detach().cpu().clone() for k, v in state_dict.items()}
 
-    @OverrideToImplementCustomLogic
-    @override(RLModule)
-    def set_state(self, state: StateDict) -> None:
-        """Loads `state` exactly; refuses (changing nothing) a tensor of the wrong shape/dtype."""
+    def _checked_tensors(self, state: StateDict) -> dict[str, torch.Tensor]:
         own = self.state_dict()
         tensors = {}
         for key in own:
@@ -73,7 +70,18 @@ class TorchRLModule(nn.Module, RLModule):
                     f"state key {key!r}: dtype {str(tensor.dtype).removeprefix('torch.')} does "
                     f"not fit the module's {str(target.dtype).removeprefix('torch.')}")
             tensors[key] = tensor
-        self.load_state_dict(tensors, strict=False)
+        return tensors
+
+    @override(RLModule)
+    def check_state(self, state: StateDict) -> None:
+        """Raises StateMismatchError if a tensor of `state` does not fit the module."""
+        self._checked_tensors(state)
+
+    @OverrideToImplementCustomLogic
+    @override(RLModule)
+    def set_state(self, state: StateDict) -> None:
+        """Loads `state` exactly; refuses (changing nothing) a tensor of the wrong shape/dtype."""
+        self.load_state_dict(self._checked_tensors(state), strict=False)
 
     def _set_inference_only_state_dict_keys(self) -> None:
         """Hook: records which state_dict keys an inference-only module keeps (none here)."""

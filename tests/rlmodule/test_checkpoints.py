@@ -345,3 +345,35 @@ print("LOADED", type(m).__name__)
             "is not imported") in out.stdout
     assert "imported before trust: False" in out.stdout
     assert "LOADED ToyTorchModule" in out.stdout
+
+
+def test_bad_tensor_in_one_module_leaves_every_module_unchanged(toy_spec, tmp_path):
+    source = _multi(toy_spec)
+    loc = Location(str(tmp_path / "m"))
+    source.save_to_path(loc)
+    p1 = loc.child("p1")
+    tensors = p1.load_tensors("module_state.safetensors")
+    tensors["steps"] = tensors["steps"].long()
+    p1.save_tensors("module_state.safetensors", tensors)
+    torch.manual_seed(8)
+    target = _multi(toy_spec)
+    before = {mid: target[mid].get_state() for mid in ("p0", "p1")}
+    with pytest.raises(StateMismatchError, match="state key 'steps': dtype int64 does not fit"):
+        target.restore_from_path(loc.url)
+    for mid in ("p0", "p1"):
+        _same_state(target[mid].get_state(), before[mid])
+
+
+class _SelfRestoring(CountingModule):
+    restored_from = None
+
+    def restore_from_path(self, path, *, component=None, **kwargs):
+        type(self).restored_from = getattr(path, "url", str(path))
+
+
+def test_component_with_its_own_restore_logic_is_called(tmp_path):
+    multi = MultiRLModuleSpec(module_specs={"c": RLModuleSpec(
+        module_class=_SelfRestoring, observation_space=OBS_SPACE, action_space=ACT_SPACE)}).build()
+    url = multi.save_to_path(str(tmp_path / "m"))
+    multi.restore_from_path(url)
+    assert _SelfRestoring.restored_from.endswith("/m/c")
