@@ -121,3 +121,37 @@ def demo_runs(tmp_path_factory) -> DemoRuns:
     first = runner("demo", "--seed", "1")
     second = runner("demo", "--json", "--iterations", "8", "--seed", "2")
     return DemoRuns(runner, first, second)
+
+
+class InProcess:
+    """Runs the same ``rlreg`` command group in this process (Click's CliRunner): for the tables,
+    where a subprocess per view would only re-pay torch's import. The entry point itself is
+    exercised by the subprocess tests."""
+
+    def __init__(self, runner: Runner):
+        self.env = {"RLREG_HOME": str(runner.home), "RLREG_DB_URL": None, "RLREG_STORAGE_URL": None,
+                    "RLREG_CACHE_DIR": runner.env.get("RLREG_CACHE_DIR")}
+
+    def __call__(self, *args: str, code: int = 0) -> Result:
+        from click.testing import CliRunner
+
+        from rlreg.cli import cli
+
+        got = CliRunner().invoke(cli, list(args), env=self.env, prog_name="rlreg")
+        if got.exception is not None and not isinstance(got.exception, SystemExit):
+            raise got.exception
+        result = Result(tuple(args), got.exit_code, got.stdout, got.stderr)
+        assert result.code == code, f"rlreg {' '.join(args)} exited {result.code}\n{result.out}\n{result.err}"
+        return result
+
+
+@pytest.fixture(scope="session")
+def demo_inproc(demo_runs) -> InProcess:
+    """In-process ``rlreg`` on the demo's home."""
+    return InProcess(demo_runs.rlreg)
+
+
+@pytest.fixture
+def inproc(rlreg) -> InProcess:
+    """In-process ``rlreg`` on the same fresh home as ``rlreg``."""
+    return InProcess(rlreg)
