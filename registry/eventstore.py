@@ -133,16 +133,16 @@ class EventStore:
         """
         new_events = list(new_events)
         _check_append(stream, new_events, expected_version)
-        for attempt in range(2):
-            try:
-                with self.transaction() as conn:
-                    return self._append_in(conn, stream, new_events, expected_version)
-            except errors.ConflictError as e:
-                # A concurrent retry of the same append may have inserted our ids first (PostgreSQL):
-                # look again, and return its events if they are ours.
-                if attempt or not isinstance(e.__cause__, sa.exc.IntegrityError):
-                    raise
-        raise AssertionError("unreachable")
+        try:
+            with self.transaction() as conn:
+                return self._append_in(conn, stream, new_events, expected_version)
+        except errors.ConflictError:
+            # A concurrent retry of this very append may have committed first: then its events are ours.
+            with self._read("re-reading a conflicting append") as conn:
+                recorded = self._recorded(conn, new_events)
+            if recorded is None:
+                raise
+            return recorded
 
     def _append_in(
         self, conn: Connection, stream: str, new_events: list[NewEvent], expected: Optional[int]

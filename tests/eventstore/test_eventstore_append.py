@@ -201,3 +201,24 @@ def test_driver_errors_are_mapped_into_registry_errors():
         EventStore("postgresql://postgres@127.0.0.1:1/nowhere")
     assert isinstance(info.value, ConnectionError)
     assert info.value.__cause__ is not None
+
+
+@pytest.mark.parametrize("expected", [None, 0])
+def test_concurrent_retries_of_one_append_record_it_once(make_store, expected):
+    stores = [make_store() for _ in range(4)]
+    batch = plain(2)
+    barrier = threading.Barrier(len(stores))
+    results: list[object] = [None] * len(stores)
+
+    def retry(i: int) -> None:
+        barrier.wait()
+        results[i] = stores[i].append("m", batch, expected_version=expected)
+
+    threads = [threading.Thread(target=retry, args=(i,)) for i in range(len(stores))]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert all(r == results[0] for r in results), results
+    assert [e.position for e in results[0]] == [1, 2]
+    assert stores[0].head() == 2 and stores[0].stream_version("m") == 2

@@ -45,8 +45,8 @@ def _tail_while_writing(url: str, naive: bool) -> tuple[int, set[int], int]:
                 p.kill()
 
 
-def test_a_tailer_misses_nothing_under_concurrent_writer_processes(store, db_url):
-    head, seen, reads = _tail_while_writing(db_url, naive=False)
+def test_a_tailer_misses_nothing_under_concurrent_writer_processes(store, store_url):
+    head, seen, reads = _tail_while_writing(store_url, naive=False)
     expected_total = WRITERS * sum(1 + i % 3 for i in range(APPENDS))
     assert head == expected_total
     assert [e.position for e in store.events()] == list(range(1, head + 1)), "positions have holes"
@@ -54,8 +54,8 @@ def test_a_tailer_misses_nothing_under_concurrent_writer_processes(store, db_url
     assert reads > WRITERS, "the tailer did not actually tail while writers ran"
 
 
-def test_control_sequence_like_allocation_fails_the_same_check(store, db_url):
-    head, seen, _ = _tail_while_writing(db_url, naive=True)
+def test_control_sequence_like_allocation_fails_the_same_check(store, store_url):
+    head, seen, _ = _tail_while_writing(store_url, naive=True)
     missed = set(range(1, head + 1)) - seen
     assert missed, (
         "the naive control missed nothing: the stress run cannot tell a correct allocation from a broken one"
