@@ -1,0 +1,73 @@
+"""RLlib's own checkpointing of its PPO module: save_to_path, then build from the spec + restore_from_path.
+
+Run by the registry benchmark with the peers' venv python; reads its config as JSON on stdin and
+prints the rows as one JSON list on stdout.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from peerlib import (
+    best_of, emit, folder_bytes, guarded_stdout, perturb, quiet_environment, read_config, require,
+    rllib_spec, row, same_tensors, state_bytes, timed,
+)
+
+SYSTEM = "RLlib save_to_path"
+
+
+def main() -> None:
+    """Measure snapshot, load and repeated snapshots of RLlib's PPO module; print the rows."""
+    out = guarded_stdout()
+    quiet_environment()
+    require("torch", "gymnasium", "ray.rllib")
+    config = read_config()
+    work = Path(config["workdir"])
+    spec = rllib_spec(config)
+    module = spec.build()
+    params, nbytes = state_bytes(module)
+    repeats = config["repeats"]
+
+    def save(i: int) -> Path:
+        path = work / f"v{i}"
+        module.save_to_path(str(path))
+        return path
+
+    snap_s, path = best_of(repeats, save, before=lambda i: perturb(module, i))
+
+    def load(_: int):
+        fresh = spec.build()
+        fresh.restore_from_path(str(path))
+        return fresh
+
+    load_s, loaded = best_of(repeats, load)
+    same_tensors(module, loaded)
+    rows = [
+        row("snapshot", SYSTEM, "seconds", snap_s, "s", params=params, state_bytes=nbytes,
+            written_bytes=folder_bytes(path), version=_version()),
+        row("load", "RLlib build + restore_from_path", "seconds", load_s, "s", params=params),
+    ]
+    rows += repeated(module, work, config)
+    emit(out, rows)
+
+
+def repeated(module, work: Path, config: dict) -> list[dict]:
+    """Snapshots 2..N in which only the tensors of at most small_tensor_bytes change."""
+    before = folder_bytes(work)
+    changed = 0
+    for i in range(2, config["snapshots"] + 1):
+        changed += perturb(module, i, max_bytes=config["small_tensor_bytes"])
+        timed(lambda: module.save_to_path(str(work / f"r{i}")))
+    written = folder_bytes(work) - before
+    return [row("repeated snapshots", SYSTEM, "written_bytes", written, "B", changed_bytes=changed,
+                snapshots=config["snapshots"] - 1)]
+
+
+def _version() -> str:
+    import ray
+
+    return f"ray {ray.__version__}"
+
+
+if __name__ == "__main__":
+    main()

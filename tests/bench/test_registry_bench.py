@@ -1,0 +1,134 @@
+"""The registry benchmark on tiny sizes (`--quick`): every row well-formed, ratios and targets consistent."""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from bench import registry as registry_bench
+from bench.peers import venv
+from bench.registry_table import OURS_LOAD, OURS_SNAPSHOT, TIME_TARGETS
+
+ROOT = Path(__file__).resolve().parents[2]
+REQUIRED = {"suite": str, "case": str, "system": str, "metric": str, "unit": str}
+CASES = ("snapshot", "load", "repeated snapshots")
+PEER_SYSTEMS = {
+    "snapshot": {"safetensors save_file", "torch.save", "RLlib save_to_path", "MLflow log_model + register"},
+    "load": {"build + safetensors load_file", "build + torch.load", "RLlib build + restore_from_path",
+             "MLflow load_model"},
+}
+
+
+@pytest.fixture(scope="module")
+def quick_run():
+    """One quick run of the suite: (its rows, what it printed)."""
+    out = io.StringIO()
+    with contextlib.redirect_stdout(out):
+        rows = registry_bench.run(quick=True, eventstore=False)
+    return rows, out.getvalue()
+
+
+def _registry_rows(rows):
+    return [r for r in rows if r["suite"] == "registry"]
+
+
+def _one(rows, case, system):
+    found = [r for r in rows if r["case"] == case and r["system"] == system]
+    assert len(found) == 1, f"{len(found)} rows for {case!r} / {system!r}"
+    return found[0]
+
+
+def test_every_row_is_well_formed_and_json(quick_run):
+    rows, _ = quick_run
+    assert json.loads(json.dumps(rows)) == rows
+    for r in rows:
+        for key, kind in REQUIRED.items():
+            assert isinstance(r.get(key), kind), f"row {r} lacks {key!r} ({kind.__name__})"
+        if r.get("value") is None:
+            assert isinstance(r.get("skipped"), str) and r["skipped"], f"row {r} has no value nor reason"
+        else:
+            assert isinstance(r["value"], (int, float)) and r["value"] >= 0, r
+
+
+def test_rlreg_and_in_process_peers_are_measured(quick_run):
+    rows = _registry_rows(quick_run[0])
+    for case in ("snapshot", "load"):
+        for system in ({OURS_SNAPSHOT if case == "snapshot" else OURS_LOAD}
+                       | {s for s in PEER_SYSTEMS[case] if "RLlib" not in s and "MLflow" not in s}):
+            assert _one(rows, case, system)["value"] > 0
+    ours = _one(rows, "snapshot", OURS_SNAPSHOT)
+    assert ours["params"] > 0 and ours["state_bytes"] >= 4 * ours["params"]
+
+
+def test_every_peer_is_measured_or_skipped_with_a_reason(quick_run):
+    rows = _registry_rows(quick_run[0])
+    for case, systems in PEER_SYSTEMS.items():
+        for system in systems:
+            r = _one(rows, case, system)
+            assert r["value"] is not None or r["skipped"], r
+    for system in ("RLlib save_to_path", "MLflow log_model + register"):
+        r = _one(rows, "snapshot", system)
+        if r["value"] is not None:  # an equal module: as many parameters as rlreg's
+            assert r["params"] == _one(rows, "snapshot", OURS_SNAPSHOT)["params"]
+            assert "note" not in r
+
+
+def test_ratios_and_targets_follow_from_the_values(quick_run):
+    rows = _registry_rows(quick_run[0])
+    for case, (ours_system, base_system, limit) in TIME_TARGETS.items():
+        ours, base = _one(rows, case, ours_system), _one(rows, case, base_system)
+        assert ours["target_ratio"] == pytest.approx(ours["value"] / base["value"])
+        assert ours["ok"] is (ours["target_ratio"] <= limit)
+        assert base["rlreg_over_this"] == pytest.approx(ours["value"] / base["value"])
+    for r in (r for r in rows if r["case"] == "repeated snapshots" and r["value"] is not None):
+        assert r["changed_bytes"] > 0 and r["snapshots"] == registry_bench.SIZES[True]["snapshots"] - 1
+        assert r["written_over_changed"] == pytest.approx(r["value"] / r["changed_bytes"])
+
+
+def test_the_table_names_every_system_and_target(quick_run):
+    rows, printed = quick_run
+    for r in _registry_rows(rows):
+        assert r["system"] in printed
+    assert "<= 1.5 x safetensors save_file" in printed
+    assert "<= 1 x build + safetensors load_file" in printed
+    assert "written/changed" in printed
+
+
+def test_a_missing_peers_venv_skips_each_peer_with_the_fix(tmp_path, monkeypatch):
+    monkeypatch.setenv("RLREG_PEERS_VENV", str(tmp_path / "nowhere"))
+    rows = venv.run_peer("mlflow", registry_bench.SIZES[True], timeout=60)
+    assert [(r["case"], r["value"]) for r in rows] == [(c, None) for c in CASES]
+    for r in rows:
+        assert r["skipped"] == f"{tmp_path / 'nowhere'} does not exist (run `bash bench/peers/setup.sh`; `make bench` does)"
+
+
+def test_a_venv_without_the_peer_names_the_missing_module(tmp_path, monkeypatch):
+    fake = tmp_path / "venv"
+    (fake / "bin").mkdir(parents=True)
+    (fake / "bin" / "python").symlink_to(os.path.realpath(sys.executable))  # bare Python: no torch
+    monkeypatch.setenv("RLREG_PEERS_VENV", str(fake))
+    rows = venv.run_peer("rllib", registry_bench.SIZES[True], timeout=60)
+    assert {r["system"] for r in rows} == {"RLlib save_to_path", "RLlib build + restore_from_path"}
+    for r in rows:
+        assert r["value"] is None
+        assert r["skipped"] == f"not installed in {fake}: ModuleNotFoundError: No module named 'torch' (see its install.log)"
+
+
+def test_command_line_writes_the_rows_as_json(tmp_path):
+    out = tmp_path / "rows.json"
+    env = {**os.environ, "RLREG_PEERS_VENV": str(tmp_path / "no-peers")}
+    done = subprocess.run([sys.executable, "-m", "bench.registry", "--quick", "--no-eventstore",
+                           "--json", str(out)],
+                          cwd=ROOT, env=env, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr
+    rows = json.loads(out.read_text())
+    assert _one(_registry_rows(rows), "snapshot", OURS_SNAPSHOT)["value"] > 0
+    assert "rlreg Registry.load" in done.stdout
+    assert "skipping rllib" in done.stderr
