@@ -26,7 +26,7 @@ from registry import errors
 from registry.uri import ModelRef, split_path
 
 _LOCK = threading.Lock()
-_EXPORTED: dict[tuple[str, str, str, int], str] = {}
+_EXPORTED: dict[tuple[str, str, str, int, int], str] = {}
 _ROOT: list[str] = []
 
 
@@ -77,17 +77,19 @@ class RegistryFileSystem(AbstractFileSystem):
 
     def _materialise(self, ref: ModelRef) -> str:
         reg = self._registry()
-        key = (reg.db_url, reg.storage_url, ref.name, int(ref.version))
+        try:
+            recorded = reg.version(ref.name, ref.version)
+        except errors.NotFoundError as exc:
+            raise FileNotFoundError(f"{ref}: {exc}") from None
+        # The position too: a database wiped and refilled at the same URL must not serve stale files.
+        key = (reg.db_url, reg.storage_url, ref.name, recorded.version, recorded.position)
         with _LOCK:
             folder = _EXPORTED.get(key)
             if folder is not None and os.path.isdir(folder):
                 return folder
             folder = tempfile.mkdtemp(dir=_scratch())
             target = os.path.join(folder, "checkpoint")
-            try:
-                reg.export(ref.name, ref.version, target)
-            except errors.NotFoundError as exc:
-                raise FileNotFoundError(f"{ref}: {exc}") from None
+            reg.export(ref.name, recorded.version, target)
             _EXPORTED[key] = target
             return target
 
