@@ -62,7 +62,9 @@ def create_engine(url: Union[str, URL], **kwargs: Any) -> Engine:
 def _sqlite_engine(url: URL, **kwargs: Any) -> Engine:
     connect_args = {"timeout": SQLITE_BUSY_TIMEOUT, "check_same_thread": False}
     connect_args.update(kwargs.pop("connect_args", {}))
-    if url.database not in (None, "", ":memory:"):
+    if url.database in (None, "", ":memory:"):
+        kwargs.setdefault("poolclass", sa.pool.StaticPool)  # one connection: the in-memory database
+    else:
         Path(url.database).parent.mkdir(parents=True, exist_ok=True)
     engine = sa.create_engine(url, connect_args=connect_args, **kwargs)
 

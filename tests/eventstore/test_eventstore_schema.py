@@ -129,3 +129,9 @@ def test_urls_are_normalised():
     assert db.normalize_url("/tmp/x/rlreg.db").render_as_string() == "sqlite:////tmp/x/rlreg.db"
     with pytest.raises(errors.DatabaseUnavailableError, match=r"'mysql://u@h/d': only sqlite:/// and postgresql://"):
         db.create_engine("mysql://u@h/d")
+
+
+def test_an_in_memory_sqlite_store_works():
+    with EventStore("sqlite://") as store:
+        assert [e.position for e in store.append("m", plain(2))] == [1, 2]
+        assert store.head() == 2
