@@ -121,3 +121,27 @@ def _same(x, y) -> bool:
         return (x.dtype == y.dtype and x.shape == y.shape
                 and torch.equal(x.contiguous().reshape(-1).view(torch.uint8), y.contiguous().reshape(-1).view(torch.uint8)))
     return x == y
+
+
+class NonPersistentBufferPolicy(DictPolicy):
+    """A buffer computed in setup and kept out of the state: replay must not leave it uninitialised."""
+
+    def setup(self) -> None:
+        super().setup()
+        self.register_buffer("table", torch.arange(5.0) * 3, persistent=False)
+
+
+class TensorAttributePolicy(DictPolicy):
+    """A plain tensor attribute made in setup (not a buffer)."""
+
+    def setup(self) -> None:
+        super().setup()
+        self.consts = torch.linspace(0, 1, 4)
+
+
+class ItemInSetupPolicy(DictPolicy):
+    """A setup that reads a tensor's value, which the meta device cannot do."""
+
+    def setup(self) -> None:
+        super().setup()
+        self.width = int(torch.tensor(4).item())

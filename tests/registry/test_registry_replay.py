@@ -129,3 +129,35 @@ def test_public_api_is_exported():
         assert getattr(registry, name) is not None, name
     assert registry.Registry is Registry
     assert {"Registry", "ModelVersion", "Event", "ModelDiff", "load", "snapshot"} <= set(registry.__all__)
+
+
+def test_load_skips_random_initialisation(reg):
+    module = toys.spec().build()
+    reg.snapshot("fast", module)
+    torch.manual_seed(123)
+    expected = torch.rand(4)
+    torch.manual_seed(123)
+    loaded = reg.load("fast")
+    assert torch.equal(torch.rand(4), expected), "load drew random numbers: the module was initialised"
+    assert toys.states_equal(loaded, module)
+    assert all(not t.is_meta for t in (*loaded.parameters(), *loaded.buffers()))
+
+
+@pytest.mark.parametrize(
+    ("cls", "check"),
+    [
+        (toys.NonPersistentBufferPolicy, lambda m: torch.equal(m.table, torch.arange(5.0) * 3)),
+        (toys.TensorAttributePolicy, lambda m: torch.equal(m.consts, torch.linspace(0, 1, 4))),
+        (toys.ItemInSetupPolicy, lambda m: m.width == 4),
+    ],
+)
+def test_modules_the_meta_device_cannot_build_exactly_are_built_normally(reg, cls, check):
+    spec = toys.spec()
+    spec.module_class = cls
+    module = spec.build()
+    toys.train_step(module, 1)
+    reg.snapshot("careful", module)
+    loaded = reg.load("careful")
+    assert type(loaded) is cls and check(loaded)
+    assert toys.states_equal(loaded, module)
+    assert all(not t.is_meta for t in (*loaded.parameters(), *loaded.buffers()))
