@@ -1,0 +1,150 @@
+"""Expected errors: one clear line on stderr, no traceback, a distinct exit code per class."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import pytest
+from clihelpers import RLREG, Runner, small_module
+
+from rlreg import exitcodes
+
+
+def assert_error(result, code: int, *fragments: str) -> None:
+    """Exit ``code``, exactly one stderr line starting with ``rlreg:``, naming every fragment."""
+    assert result.code == code, f"exit {result.code}, expected {code}: {result.err}"
+    lines = result.err.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("rlreg: "), result.err
+    assert "Traceback" not in result.err
+    for fragment in fragments:
+        assert fragment in lines[0], f"{fragment!r} not in {lines[0]!r}"
+
+
+def test_usage_errors_exit_2_without_importing_the_registry(rlreg):
+    result = rlreg("versions", code=None)
+    assert result.code == exitcodes.USAGE and "Missing argument 'NAME'" in result.err
+    assert rlreg("frobnicate", code=None).code == exitcodes.USAGE
+
+
+def test_bad_reference_exits_4(rlreg):
+    assert_error(rlreg("show", "cartpole:abc", code=None), exitcodes.INVALID,
+                 "reference 'cartpole:abc': expected NAME:VERSION with VERSION a positive integer")
+
+
+def test_python_dash_m_is_the_same_entry_point(rlreg):
+    proc = subprocess.run([sys.executable, "-m", "rlreg", "--version"], capture_output=True, text=True,
+                          env=rlreg.env, timeout=60)
+    assert proc.returncode == 0 and proc.stdout.startswith("rlreg, version ")
+
+
+def test_unknown_model_exits_3(rlreg):
+    assert_error(rlreg("show", "nope@best", code=None), exitcodes.NOT_FOUND, "no model named 'nope'")
+
+
+def test_bad_name_exits_4(rlreg):
+    assert_error(rlreg("versions", "bad name", code=None), exitcodes.INVALID,
+                 "model name 'bad name' contains whitespace")
+
+
+def test_unreachable_database_exits_6_naming_it_without_the_password(rlreg):
+    url = "postgresql://someone:s3cret@127.0.0.1:1/rlreg"
+    result = rlreg("models", "--db", url, code=None)
+    assert_error(result, exitcodes.DATABASE, "postgresql://someone:***@127.0.0.1:1/rlreg", "Connection refused")
+    assert "s3cret" not in result.err
+
+
+@pytest.mark.s3
+def test_missing_bucket_exits_7(tmp_path, s3_server, home_registry):
+    home_registry.snapshot("local", small_module(3))
+    checkpoint = home_registry.export("local", 1, str(tmp_path / "ckpt"))
+    home = tmp_path / "s3home"
+    home.mkdir()
+    runner = Runner(home, {"RLREG_CACHE_DIR": str(tmp_path / "cache")})  # AWS_* from the s3 fixture
+    result = runner("import", "copy", checkpoint, "--storage", "s3://rlreg-no-such-bucket/models", code=None)
+    assert_error(result, exitcodes.STORAGE, "rlreg-no-such-bucket")
+
+
+def test_unknown_storage_protocol_exits_7(inproc):
+    assert_error(inproc("verify", "--storage", "nosuchproto://x", code=None), exitcodes.STORAGE,
+                 "unknown storage protocol 'nosuchproto'")
+
+
+def test_damaged_object_verify_and_load_exit_8(rlreg, inproc, home_registry):
+    home_registry.snapshot("damaged", small_module(1))
+    assert rlreg("verify", "--json").json()["ok"] is True
+    [obj] = [p for p in (rlreg.home / "blobs").rglob("*") if p.is_file()]
+    data = bytearray(obj.read_bytes())
+    data[-1] ^= 0x01  # one bit of the last tensor
+    obj.write_bytes(bytes(data))
+
+    result = rlreg("verify", "--json", code=None)
+    assert result.code == exitcodes.INTEGRITY
+    report = result.json()
+    assert report["ok"] is False and list(report["damaged"]) == [f"blake3:{obj.name}"]
+    assert f"1 damaged object(s), 0 version(s) with missing objects: blake3:{obj.name}" in result.err
+    text = inproc("verify", code=None)
+    assert text.code == exitcodes.INTEGRITY and "1 damaged, 0 versions with missing objects" in text.out
+    assert_error(inproc("export", "damaged", str(rlreg.home / "out"), code=None), exitcodes.INTEGRITY,
+                 f"object blake3:{obj.name}", "is damaged")
+
+
+def test_old_schema_exits_9_until_db_upgrade(rlreg, inproc, home_registry):
+    from registry.db import create_engine, downgrade
+
+    home_registry.close()
+    engine = create_engine(f"sqlite:///{rlreg.home / 'rlreg.db'}")
+    downgrade(engine, "0001_event_log")
+    engine.dispose()
+
+    assert_error(rlreg("models", code=None), exitcodes.SCHEMA, "run `rlreg db upgrade`", "0001_event_log")
+    status = inproc("db", "current", "--json").json()
+    assert status["current"] == "0001_event_log" and status["up_to_date"] is False
+    assert "out of date: run `rlreg db upgrade`" in inproc("db", "current").out
+    upgraded = rlreg("db", "upgrade", "--json").json()
+    assert upgraded["up_to_date"] is True and upgraded["current"] == upgraded["head"]
+    assert inproc("models").out.strip() == "no models yet (rlreg demo records one)"
+
+
+def test_untrusted_class_in_a_checkpoint_exits_10(rlreg, home_registry, tmp_path):
+    home_registry.snapshot("source", small_module(2))
+    path = tmp_path / "ckpt"
+    home_registry.export("source", 1, str(path))
+    class_file = path / "class_and_ctor_args.json"
+    doc = json.loads(class_file.read_text())
+    doc["class"] = "not_a_trusted_pkg.policies.Policy"
+    class_file.write_text(json.dumps(doc))
+    result = rlreg("import", "imported", str(path), code=None)
+    assert_error(result, exitcodes.UNTRUSTED, "'not_a_trusted_pkg.policies.Policy' is not trusted",
+                 "RLREG_TRUSTED_MODULES")
+    assert [m.name for m in home_registry.models()] == ["source"]
+
+
+@pytest.mark.parametrize(
+    "make, code",
+    [
+        (lambda: __import__("registry").ConflictError("stream moved"), exitcodes.CONFLICT),
+        (lambda: __import__("registry").DatabaseUnavailableError("down"), exitcodes.DATABASE),
+        (lambda: __import__("registry").SchemaVersionError("old"), exitcodes.SCHEMA),
+        (lambda: __import__("registry").IntegrityError("bad bytes"), exitcodes.INTEGRITY),
+        (lambda: __import__("registry").NotFoundError("no model"), exitcodes.NOT_FOUND),
+        (lambda: __import__("registry").InvalidNameError("bad"), exitcodes.INVALID),
+        (lambda: __import__("storage").errors.StorageUnavailableError("no bucket"), exitcodes.STORAGE),
+        (lambda: __import__("storage").errors.IntegrityError("flipped"), exitcodes.INTEGRITY),
+        (lambda: __import__("rlmodule").errors.UntrustedClassError("evil"), exitcodes.UNTRUSTED),
+        (lambda: __import__("rlmodule").errors.CheckpointNotFoundError("gone"), exitcodes.NOT_FOUND),
+    ],
+)
+def test_every_error_class_has_its_code(make, code):
+    assert exitcodes.classify(make()) == code
+
+
+def test_a_bug_is_not_disguised_as_an_expected_error():
+    assert exitcodes.classify(RuntimeError("bug")) is None
+    assert exitcodes.classify(KeyError("bug")) is None
+    assert exitcodes.classify(ValueError("bug")) is None
+
+
+def test_the_console_script_is_installed():
+    assert RLREG and RLREG.endswith("rlreg")
