@@ -12,7 +12,7 @@ import torch
 
 import registry
 from registry import IntegrityError, InvalidEventError, InvalidNameError, NotFoundError, RegistryError
-from rlmodule import StateSerializationError
+from rlmodule import StateSerializationError, UntrustedClassError, spec_to_dict
 
 
 class UnserializableState(toys.DictPolicy):
@@ -72,6 +72,9 @@ def test_bad_input_raises_before_anything_is_written(reg, recorded):
     for call, error, message in cases:
         with pytest.raises(error, match=re.escape(message)):
             call()
+    foreign = spec_to_dict(toys.spec()) | {"module_class": "never_imported_pkg.policies.Policy"}
+    with pytest.raises(UntrustedClassError, match="class 'never_imported_pkg.policies.Policy' is not trusted"):
+        reg.register("pol", foreign)
     unserializable = UnserializableState(toys.spec().get_rl_module_config())
     with pytest.raises(StateSerializationError, match="state key 'extras/when'"):
         reg.snapshot("pol", unserializable)
