@@ -15,7 +15,7 @@ import sqlalchemy as sa
 from registry import db
 from registry.eventstore import EventStore
 from registry.projections import Projections
-from registry.schema import checkpoints, events, position_counter, streams, PROJECTION_TABLES
+from registry.schema import PROJECTION_TABLES, checkpoints, events, position_counter, streams
 
 SCRATCH_TABLE = "consumer_seen"  # a consumer's own table, made by the checkpoint tests
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import multiprocessing
 
-from eventstore_helpers import NaiveEventStore, append_worker
+from eventstore_helpers import append_worker
 
 from registry.eventstore import EventStore
 
