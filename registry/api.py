@@ -22,7 +22,7 @@ from registry.projections import (
 )
 from registry.records import ModelInfo, ModelVersion
 from registry.schema import aliases, models, specs, streams, versions
-from rlmodule import RLModule, spec_from_dict, spec_to_dict, join_state, split_state
+from rlmodule import RLModule, join_state, spec_to_dict, split_state
 
 MAX_ATTEMPTS = 200  # optimistic-concurrency retries of one append before ConflictError escapes
 
@@ -99,8 +99,9 @@ class Registry:
     def register(self, name: str, spec: Any) -> str:
         """Record ``spec`` (an RLModuleSpec, MultiRLModuleSpec or its dict) for ``name``; returns its digest."""
         validate_name(name)
-        spec_dict = spec_to_dict(spec_from_dict(dict(spec), trusted_modules=self.trusted_modules)) if isinstance(
-            spec, Mapping) else spec_to_dict(spec)
+        # Through the spec object: checks the dict and its classes, and drops any load_state_path.
+        spec_dict = spec_to_dict(replay.spec_object(
+            dict(spec) if isinstance(spec, Mapping) else spec_to_dict(spec), self.trusted_modules))
         digest = spec_digest(spec_dict)
 
         def events(latest: int, last_digest: str | None) -> list[NewEvent]:

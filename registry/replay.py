@@ -25,13 +25,13 @@ def rebuild(spec: Mapping[str, Any], state: dict, tensor_keys: set[str], trusted
     """The module of ``spec`` with ``state`` set; ``tensor_keys`` are the flat keys of its tensors."""
     module = _build_on_meta(spec, state, tensor_keys, trusted_modules)
     if module is None:
-        module = _spec(spec, trusted_modules).build()
+        module = spec_object(spec, trusted_modules).build()
         module.set_state(state)
     return module
 
 
-def _spec(spec: Mapping[str, Any], trusted_modules) -> Any:
-    """The spec object, without a ``load_state_path`` (the registry supplies the state itself)."""
+def spec_object(spec: Mapping[str, Any], trusted_modules=None) -> Any:
+    """The spec object of a spec dict, without ``load_state_path`` (the registry supplies the state)."""
     obj = spec_from_dict(dict(spec), trusted_modules=trusted_modules)
     _drop_load_state_path(obj)
     return obj
@@ -46,7 +46,7 @@ def _drop_load_state_path(spec: Any) -> None:
 
 
 def _build_on_meta(spec: Mapping[str, Any], state: dict, tensor_keys: set[str], trusted_modules) -> Any:
-    spec_obj = _spec(spec, trusted_modules)  # outside the meta context: class resolution may import
+    spec_obj = spec_object(spec, trusted_modules)  # outside the meta context: class resolution may import
     try:
         with torch.device("meta"):
             module = spec_obj.build()

@@ -77,6 +77,7 @@ def test_register_records_a_spec_alone(reg):
     assert (info.name, info.latest_version, info.versions) == ("only/spec", None, 0)
     with pytest.raises(NotFoundError, match="model 'only/spec' has no versions yet"):
         reg.load("only/spec")
+    assert reg.register("only/spec", toys.spec(load_state_path="rlreg://elsewhere/1")) == digest
     version = reg.snapshot("only/spec", toys.spec().build())
     assert version.spec_digest == digest and version.version == 1
     assert [e.type for e in reg.history("only/spec")] == ["SpecRecorded", "VersionRecorded"]
