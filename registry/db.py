@@ -14,7 +14,8 @@ from alembic import command
 from alembic.config import Config
 from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
-from filelock import FileLock
+from alembic.util.exc import CommandError
+from filelock import FileLock, Timeout
 
 try:
     import fcntl
@@ -186,7 +187,8 @@ def _is_known(script: ScriptDirectory, revision: str) -> bool:
 
 def upgrade(engine: Engine, revision: str = "head") -> SchemaStatus:
     """Upgrade the schema to ``revision`` under a cross-process lock; returns the new status."""
-    with _migration_lock(engine), translate_errors(f"upgrading the schema to {revision}"):
+    _raise_if_newer(engine, schema_status(engine))
+    with _migration_lock(engine), _alembic_errors(f"upgrading the schema to {revision!r}"):
         with _begin_write(engine) as conn:
             command.upgrade(alembic_config(conn), revision)
     return schema_status(engine)
@@ -194,10 +196,19 @@ def upgrade(engine: Engine, revision: str = "head") -> SchemaStatus:
 
 def downgrade(engine: Engine, revision: str) -> SchemaStatus:
     """Downgrade the schema to ``revision`` (``"base"`` drops every table) under the lock."""
-    with _migration_lock(engine), translate_errors(f"downgrading the schema to {revision}"):
+    with _migration_lock(engine), _alembic_errors(f"downgrading the schema to {revision!r}"):
         with _begin_write(engine) as conn:
             command.downgrade(alembic_config(conn), revision)
     return schema_status(engine)
+
+
+@contextlib.contextmanager
+def _alembic_errors(what: str) -> Iterator[None]:
+    with translate_errors(what):
+        try:
+            yield
+        except CommandError as e:
+            raise errors.SchemaVersionError(f"{what}: {e}") from e
 
 
 def ensure_schema(engine: Engine, upgrade: bool = False) -> SchemaStatus:
@@ -257,8 +268,17 @@ def _migration_lock(engine: Engine) -> Iterator[None]:
         if database in (None, "", ":memory:"):
             yield
             return
-        with FileLock(f"{database}.migrate.lock", timeout=SQLITE_BUSY_TIMEOUT):
+        try:
+            lock = FileLock(f"{database}.migrate.lock", timeout=SQLITE_BUSY_TIMEOUT)
+            lock.acquire()
+        except Timeout as e:
+            raise errors.DatabaseUnavailableError(
+                f"another process has held the schema lock {lock.lock_file} for {SQLITE_BUSY_TIMEOUT:g} s"
+            ) from e
+        try:
             yield
+        finally:
+            lock.release()
         return
     with translate_errors("taking the schema lock"):
         lock_conn = engine.connect().execution_options(isolation_level="AUTOCOMMIT")

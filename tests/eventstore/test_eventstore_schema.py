@@ -100,6 +100,8 @@ def test_a_newer_schema_is_refused_naming_both_revisions(db_url, engine):
             r"\(its head is '0002_projections'\): upgrade the rlreg package",
         ):
             EventStore(db_url, upgrade=upgrade)
+    with pytest.raises(errors.SchemaVersionError, match=r"'0099_future', newer than this rlreg knows"):
+        db.upgrade(engine)
 
 
 def test_foreign_tables_without_a_revision_are_not_touched(db_url, engine):
@@ -135,3 +137,9 @@ def test_an_in_memory_sqlite_store_works():
     with EventStore("sqlite://") as store:
         assert [e.position for e in store.append("m", plain(2))] == [1, 2]
         assert store.head() == 2
+
+
+def test_an_unknown_target_revision_is_a_schema_error(engine):
+    with pytest.raises(errors.SchemaVersionError, match=r"upgrading the schema to '0042_nope': .*0042_nope"):
+        db.upgrade(engine, "0042_nope")
+    assert db.schema_status(engine).empty
