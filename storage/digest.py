@@ -2,14 +2,14 @@
 
 from __future__ import annotations
 
-import json
+import re
 from typing import Any
 
 import blake3
 
 PREFIX = "blake3:"
 _THREADS_FROM = 4 << 20  # multi-threaded hashing pays off from a few MB
-_HEX = frozenset("0123456789abcdef")
+_DIGEST = re.compile(r"blake3:[0-9a-f]{64}")
 
 
 def hasher(nbytes: int) -> blake3.blake3:
@@ -28,7 +28,7 @@ def tensor_digest(dtype: str, shape: tuple[int, ...] | list[int], data: Any) -> 
 
 def tensor_prefix(dtype: str, shape: tuple[int, ...] | list[int]) -> bytes:
     """What is hashed before a tensor's bytes: its dtype and shape."""
-    return f"rlreg.tensor/1\0{dtype}\0{json.dumps(list(shape), separators=(',', ':'))}\0".encode()
+    return f"rlreg.tensor/1\0{dtype}\0[{','.join(map(str, shape))}]\0".encode()
 
 
 def bytes_digest(data: Any) -> str:
@@ -38,12 +38,7 @@ def bytes_digest(data: Any) -> str:
 
 def is_digest(value: object) -> bool:
     """Whether ``value`` looks like a digest this package makes."""
-    return (
-        isinstance(value, str)
-        and value.startswith(PREFIX)
-        and len(value) == len(PREFIX) + 64
-        and set(value[len(PREFIX) :]) <= _HEX
-    )
+    return isinstance(value, str) and _DIGEST.fullmatch(value) is not None
 
 
 def hex_of(digest: str) -> str:

@@ -13,7 +13,7 @@ import torch
 from storage import filesystems
 from storage.errors import ObjectNotFoundError
 from storage.safetensors_format import chunks, header_bytes, layout, parse_header
-from storage.tensors import check_name, tensor_view, to_raw
+from storage.tensors import buffer_tensor, check_name, tensor_view, to_raw
 
 
 class Location:
@@ -127,8 +127,9 @@ class Location:
         """The tensors of the safetensors file ``name``, exact in dtype, shape and bytes."""
         buf = self._read_into_buffer(name)
         entries, _, start = parse_header(buf, self._url(name))
+        flat = buffer_tensor(buf)
         return {
-            key: tensor_view(buf, start + e["data_offsets"][0], start + e["data_offsets"][1], e["dtype"], e["shape"])
+            key: tensor_view(flat, start + e["data_offsets"][0], start + e["data_offsets"][1], e["dtype"], e["shape"])
             for key, e in sorted(entries.items())
         }
 
@@ -136,12 +137,12 @@ class Location:
         """The ``__metadata__`` of the safetensors file ``name``."""
         return parse_header(self.read_bytes(name), self._url(name))[1]
 
-    def _read_into_buffer(self, name: str) -> bytearray | bytes:
+    def _read_into_buffer(self, name: str) -> bytearray:
         path = self._join(name)
         with filesystems.translate_errors(self._url(name)):
             if filesystems.is_local(self.fs):
                 return read_file(path)
-            return self.fs.cat_file(path)
+            return bytearray(self.fs.cat_file(path))  # writable: the tensors are views of it
 
 
 def read_file(path: str) -> bytearray:

@@ -7,10 +7,12 @@ from typing import Any
 
 from storage import digest
 from storage.errors import InvalidManifestError
-from storage.tensors import RawTensor, format_dtype, manifest_dtype
+from storage.tensors import FORMAT_DTYPES, RawTensor, manifest_dtype
 
 FORMAT = "rlreg.manifest/1"
 _FIELDS = ("digest", "dtype", "nbytes", "object", "shape")
+_FIELD_SET = frozenset(_FIELDS)
+_DTYPES = frozenset(manifest_dtype(d) for d in FORMAT_DTYPES)
 
 
 def build(
@@ -54,14 +56,12 @@ def check(manifest: Any) -> Mapping[str, Any]:
 
 
 def _check_entry(name: Any, entry: Any) -> None:
-    if not isinstance(entry, Mapping) or any(f not in entry for f in _FIELDS):
+    if not isinstance(entry, Mapping) or not _FIELD_SET <= entry.keys():
         raise InvalidManifestError(f"manifest entry {name!r} lacks one of {', '.join(_FIELDS)}")
     if not (digest.is_digest(entry["digest"]) and digest.is_digest(entry["object"])):
         raise InvalidManifestError(f"manifest entry {name!r} has a malformed digest")
-    try:
-        format_dtype(entry["dtype"])
-    except (KeyError, TypeError):
-        raise InvalidManifestError(f"manifest entry {name!r} has unknown dtype {entry['dtype']!r}") from None
+    if entry["dtype"] not in _DTYPES:
+        raise InvalidManifestError(f"manifest entry {name!r} has unknown dtype {entry['dtype']!r}")
     shape = entry["shape"]
-    if not isinstance(shape, list) or not all(isinstance(s, int) and s >= 0 for s in shape):
+    if type(shape) is not list or not all(type(s) is int and s >= 0 for s in shape):
         raise InvalidManifestError(f"manifest entry {name!r} has a malformed shape {shape!r}")

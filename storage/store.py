@@ -22,7 +22,7 @@ from storage.errors import (
 )
 from storage.location import Location
 from storage.packing import plan
-from storage.tensors import check_name, format_dtype, tensor_view, to_raw
+from storage.tensors import buffer_tensor, check_name, format_dtype, tensor_view, to_raw
 
 log = logging.getLogger(__name__)
 _UPLOAD_BATCH_BYTES = 256 << 20  # remote uploads: at most this much held in memory at once
@@ -102,7 +102,8 @@ class Store:
     def _write(self, todo: list[objects.EncodedObject]) -> None:
         if self._local:
             for obj in todo:
-                filesystems.local_atomic_write(self._path(obj.digest), obj.buffers())
+                buffers = obj.buffers() if len(obj.raws) == 1 else [filesystems.join(obj.buffers())]  # one write
+                filesystems.local_atomic_write(self._path(obj.digest), buffers)
                 self._count_write(obj)
             return
         for batch in _batches(todo, _UPLOAD_BATCH_BYTES):
@@ -170,12 +171,14 @@ class Store:
             data = fetched[obj]
             if isinstance(data, BaseException):
                 self._raise_fetch_error(obj, data, users[obj])
+            if isinstance(data, bytes):
+                data = bytearray(data)  # writable (the tensors are views of it), copied before verifying
             found = self._decode(obj, data, users, entries)
             self.stats.objects_read += 1
             self.stats.bytes_read += len(data)
             if self.cache is not None:
                 self.cache.add(obj, [data], len(data))
-            out[obj] = (data, found)
+            out[obj] = (buffer_tensor(data), found)
         return out
 
     def _from_cache(self, obj: str, users: Mapping[str, list[str]], entries: Mapping[str, Any]):
@@ -189,7 +192,7 @@ class Store:
             self.cache.discard(obj)  # type: ignore[union-attr]
             return None
         self.stats.cache_hits += 1
-        return buf, found
+        return buffer_tensor(buf), found
 
     def _fetch(self, objs: list[str], sizes: Mapping[str, int] | None = None) -> dict[str, Any]:
         if not objs:

@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
+import ctypes
 import sys
-import warnings
 from dataclasses import dataclass
 from typing import Any
 
@@ -30,7 +30,9 @@ _TORCH_DTYPES: dict[str, torch.dtype] = {
     "F8_E4M3": torch.float8_e4m3fn,
     "F8_E5M2": torch.float8_e5m2,
 }
+FORMAT_DTYPES = frozenset(_TORCH_DTYPES)
 _NAME_OF_TORCH = {v: k for k, v in _TORCH_DTYPES.items()}
+_EMPTY = memoryview(b"")
 _NAME_OF_NUMPY = {
     np.dtype(np.float64): "F64",
     np.dtype(np.float32): "F32",
@@ -117,18 +119,17 @@ def _torch_to_raw(name: str, t: torch.Tensor) -> RawTensor:
     dtype = _NAME_OF_TORCH.get(t.dtype)
     if dtype is None:
         raise UnsupportedDtypeError(f"tensor {name!r}: dtype {t.dtype} is not supported")
-    t = t.detach()
+    if t.requires_grad:
+        t = t.detach()
     if t.device.type != "cpu":
         t = t.cpu()
-    if not t.is_contiguous() or t.storage_offset() < 0:
+    if not t.is_contiguous():
         t = t.contiguous()
-    flat = t.reshape(-1)
-    if flat.numel() == 0:
-        data = memoryview(b"")
-    else:
-        data = memoryview(flat.view(torch.uint8).numpy()).cast("B")
+    nbytes = t.numel() * t.element_size()
+    # A view of the tensor's memory by address, as safetensors does: far cheaper than .numpy().
+    data = memoryview((ctypes.c_ubyte * nbytes).from_address(t.data_ptr())).cast("B") if nbytes else _EMPTY
     if sys.byteorder == "big":  # pragma: no cover - little-endian machines only in CI
-        data = memoryview(bytearray(_byteswap(data, t.dtype.itemsize)))
+        data = memoryview(bytearray(_byteswap(data, t.element_size())))
     return RawTensor(dtype, tuple(t.shape), data, t)
 
 
@@ -152,19 +153,22 @@ def _byteswap(data: memoryview, size: int) -> bytes:  # pragma: no cover
     return np.frombuffer(data, dtype=f"u{size}" if size > 1 else "u1").byteswap().tobytes()
 
 
-def tensor_view(buf: Any, start: int, stop: int, dtype: str, shape: list[int] | tuple[int, ...]) -> torch.Tensor:
-    """A zero-copy torch view of ``buf[start:stop]`` as ``dtype``/``shape`` (a copy if misaligned)."""
+def buffer_tensor(buf: Any) -> torch.Tensor:
+    """A flat uint8 tensor over a writable buffer (no copy); slice it with ``tensor_view``."""
+    if memoryview(buf).nbytes == 0:
+        return torch.empty(0, dtype=torch.uint8)
+    return torch.frombuffer(buf, dtype=torch.uint8)
+
+
+def tensor_view(flat: torch.Tensor, start: int, stop: int, dtype: str, shape: list[int] | tuple[int, ...]) -> torch.Tensor:
+    """``flat[start:stop]`` as ``dtype``/``shape``: a view, or a copy if ``start`` is misaligned."""
     tdtype = _TORCH_DTYPES[dtype]
     if stop == start:
         return torch.empty(tuple(shape), dtype=tdtype)
-    size = tdtype.itemsize
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", UserWarning)  # read-only buffers: we hold the only reference
-        if start % size:
-            buf = bytearray(memoryview(buf)[start:stop])
-            start, stop = 0, stop - start
-        flat = torch.frombuffer(buf, dtype=torch.uint8, count=stop - start, offset=start)
-    t = flat.view(tdtype).reshape(tuple(shape))
+    part = flat[start:stop]
+    if start % tdtype.itemsize:
+        part = part.clone()
+    t = part.view(tdtype).view(tuple(shape))
     if sys.byteorder == "big":  # pragma: no cover
         t = torch.from_numpy(t.numpy().byteswap())
     return t

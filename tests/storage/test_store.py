@@ -75,14 +75,14 @@ def test_names_subset_reads_only_their_objects(store):
 
 
 GOLDEN = (
-    '{"format":"rlreg.manifest/1","objects":{"blake3:0f65d1f38838a748be93d4ee94976a683d9eb35b1b1990424c51bdde4be280bf"'
-    ':{"nbytes":460}},"tensors":{"b":{"digest":"blake3:b1a79d6bc5371165fc16fc6f6189d6043e9d5c23c9ad5ccc80998a8cc5728d31",'
-    '"dtype":"bfloat16","nbytes":2,"object":"blake3:0f65d1f38838a748be93d4ee94976a683d9eb35b1b1990424c51bdde4be280bf",'
-    '"shape":[]},"mask":{"digest":"blake3:4ce0a8b027fbacd5c19be53522decbf46e79bbdf1bfa82c63a2d440e385feedf",'
-    '"dtype":"bool","nbytes":2,"object":"blake3:0f65d1f38838a748be93d4ee94976a683d9eb35b1b1990424c51bdde4be280bf",'
-    '"shape":[2]},"w":{"digest":"blake3:e2037d1989d9a8cf33c9c59646aa80ada602860bf36d311add226ce4cee8a642",'
-    '"dtype":"float32","nbytes":24,"object":"blake3:0f65d1f38838a748be93d4ee94976a683d9eb35b1b1990424c51bdde4be280bf",'
-    '"shape":[2,3]}}}'
+    "{\"format\":\"rlreg.manifest/1\",\"objects\":{\"blake3:2f45539a9bfe34366573169a4aebd3ef89d12cb57ec849b8d2387101b918f0"
+    "39\":{\"nbytes\":540}},\"tensors\":{\"b\":{\"digest\":\"blake3:b1a79d6bc5371165fc16fc6f6189d6043e9d5c23c9ad5ccc80998a8cc"
+    "5728d31\",\"dtype\":\"bfloat16\",\"nbytes\":2,\"object\":\"blake3:2f45539a9bfe34366573169a4aebd3ef89d12cb57ec849b8d23871"
+    "01b918f039\",\"shape\":[]},\"mask\":{\"digest\":\"blake3:4ce0a8b027fbacd5c19be53522decbf46e79bbdf1bfa82c63a2d440e385fe"
+    "edf\",\"dtype\":\"bool\",\"nbytes\":2,\"object\":\"blake3:2f45539a9bfe34366573169a4aebd3ef89d12cb57ec849b8d2387101b918f0"
+    "39\",\"shape\":[2]},\"w\":{\"digest\":\"blake3:e2037d1989d9a8cf33c9c59646aa80ada602860bf36d311add226ce4cee8a642\",\"dtyp"
+    "e\":\"float32\",\"nbytes\":24,\"object\":\"blake3:2f45539a9bfe34366573169a4aebd3ef89d12cb57ec849b8d2387101b918f039\",\"s"
+    "hape\":[2,3]}}}"
 )
 
 
@@ -99,7 +99,7 @@ def test_manifest_golden_bytes(store):
     # the tensor's address is blake3 over its dtype, shape and little-endian bytes
     data = torch.arange(6, dtype=torch.float32).numpy().tobytes()
     assert m["tensors"]["w"]["digest"] == "blake3:" + blake3.blake3(b"rlreg.tensor/1\0F32\0[2,3]\0" + data).hexdigest()
-    assert manifest_objects(m) == {"blake3:0f65d1f38838a748be93d4ee94976a683d9eb35b1b1990424c51bdde4be280bf"}
+    assert manifest_objects(m) == {"blake3:2f45539a9bfe34366573169a4aebd3ef89d12cb57ec849b8d2387101b918f039"}
 
 
 def module_state(n_biases: int = 300, seed: int = 0) -> dict[str, torch.Tensor]:

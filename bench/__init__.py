@@ -1,0 +1,17 @@
+"""rlreg's benchmarks: ``python -m bench [SUITE ...] [--quick] [--json PATH]``.
+
+Each suite is a module ``bench.<name>`` with ``run(quick: bool) -> list[dict]`` that prints its own
+table and returns its rows (JSON-able dicts). Adding a suite is one line in ``SUITES``.
+"""
+
+from __future__ import annotations
+
+# name -> module; `python -m bench` runs them all in this order.
+SUITES: dict[str, str] = {
+    "storage": "bench.storage",
+    "registry": "bench.registry",  # includes the event-store rows (bench.eventstore)
+}
+# Runnable by name, but already part of another suite's run.
+EXTRA_SUITES: dict[str, str] = {
+    "eventstore": "bench.eventstore",
+}
