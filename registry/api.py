@@ -77,7 +77,7 @@ class Registry:
         metadata = _json_metadata(name, metadata)
         if not isinstance(module, RLModule):
             raise TypeError(f"snapshot of {name!r}: {type(module).__name__} is not an RLModule")
-        spec = spec_to_dict(module)
+        spec = self._spec_dict(spec_to_dict(module))
         digest = spec_digest(spec)
         tensors, rest = split_state(module.get_state())
         manifest = self._store.put(tensors)  # blobs first: an event never names a missing blob
@@ -99,9 +99,7 @@ class Registry:
     def register(self, name: str, spec: Any) -> str:
         """Record ``spec`` (an RLModuleSpec, MultiRLModuleSpec or its dict) for ``name``; returns its digest."""
         validate_name(name)
-        # Through the spec object: checks the dict and its classes, and drops any load_state_path.
-        spec_dict = spec_to_dict(replay.spec_object(
-            dict(spec) if isinstance(spec, Mapping) else spec_to_dict(spec), self.trusted_modules))
+        spec_dict = self._spec_dict(dict(spec) if isinstance(spec, Mapping) else spec_to_dict(spec))
         digest = spec_digest(spec_dict)
 
         def events(latest: int, last_digest: str | None) -> list[NewEvent]:
@@ -111,6 +109,11 @@ class Registry:
 
         self._append_with_retry(name, events)
         return digest
+
+    def _spec_dict(self, spec: dict) -> dict:
+        """``spec`` as it will be replayed: its classes resolved now (so a load cannot fail on them
+        later) and without ``load_state_path`` (the registry supplies the state)."""
+        return spec_to_dict(replay.spec_object(spec, self.trusted_modules))
 
     def _append_with_retry(self, name: str, make_events) -> list[Event]:
         """Append ``make_events(latest_version, last_spec_digest)`` at the stream's head, retrying clashes."""

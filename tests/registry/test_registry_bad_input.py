@@ -134,3 +134,15 @@ def test_module_level_bad_input(default_env):
     with pytest.raises(InvalidNameError, match="model name '' is empty"):
         registry.versions("")
     assert registry.events() == []
+
+
+def test_a_class_defined_in_a_function_is_refused_before_anything_is_written(reg, recorded):
+    class Local(toys.DictPolicy):
+        pass
+
+    spec = toys.spec()
+    spec.module_class = Local
+    head, digests = reg.head(), sorted(reg.store.list_digests())
+    with pytest.raises(UntrustedClassError, match="is defined inside a function"):
+        reg.snapshot("pol", spec.build())
+    assert_nothing_changed(reg, recorded, head, digests)
