@@ -68,13 +68,17 @@ def format_table(rows: list[dict[str, Any]], config: dict[str, Any], quick: bool
 
 
 def _time_section(rows, case: str, title: str, size: int) -> list[str]:
-    out = ["", f"{title:<52}{'seconds':>9}{'MB/s':>8}{'rlreg/this':>12}  target"]
+    written = case == "snapshot"
+    out = ["", f"{title:<52}{'seconds':>9}{'MB/s':>8}{'written MB' if written else '':>11}"
+               f"{'rlreg/this':>12}  target"]
     for r in (r for r in rows if r["case"] == case):
         if r["value"] is None:
             out.append(f"  {r['system']:<50}skipped: {r['skipped']}")
             continue
         rate = size / r["value"] / MB if size else 0.0
-        line = f"  {r['system']:<50}{r['value']:>9.3f}{rate:>8.0f}{r.get('rlreg_over_this', 0):>12.2f}"
+        wrote = f"{r['written_bytes'] / MB:.1f}" if written and "written_bytes" in r else ""
+        line = (f"  {r['system']:<50}{r['value']:>9.3f}{rate:>8.0f}{wrote:>11}"
+                f"{r.get('rlreg_over_this', 0):>12.2f}")
         if "target" in r:
             line += f"  {r['target']}: {r['target_ratio']:.2f} {'ok' if r['ok'] else 'MISSED'}"
         out.append(line + (f"  ({r['note']})" if "note" in r else ""))

@@ -105,8 +105,9 @@ def test_a_missing_peers_venv_skips_each_peer_with_the_fix(tmp_path, monkeypatch
     monkeypatch.setenv("RLREG_PEERS_VENV", str(tmp_path / "nowhere"))
     rows = venv.run_peer("mlflow", registry_bench.SIZES[True], timeout=60)
     assert [(r["case"], r["value"]) for r in rows] == [(c, None) for c in CASES]
+    fix = "(run `bash bench/peers/setup.sh`; `make bench` does)"
     for r in rows:
-        assert r["skipped"] == f"{tmp_path / 'nowhere'} does not exist (run `bash bench/peers/setup.sh`; `make bench` does)"
+        assert r["skipped"] == f"{tmp_path / 'nowhere'} does not exist {fix}"
 
 
 def test_a_venv_without_the_peer_names_the_missing_module(tmp_path, monkeypatch):
@@ -118,7 +119,8 @@ def test_a_venv_without_the_peer_names_the_missing_module(tmp_path, monkeypatch)
     assert {r["system"] for r in rows} == {"RLlib save_to_path", "RLlib build + restore_from_path"}
     for r in rows:
         assert r["value"] is None
-        assert r["skipped"] == f"not installed in {fake}: ModuleNotFoundError: No module named 'torch' (see its install.log)"
+        assert r["skipped"] == (f"not installed in {fake}: ModuleNotFoundError: "
+                                "No module named 'torch' (see its install.log)")
 
 
 def test_command_line_writes_the_rows_as_json(tmp_path):
