@@ -222,3 +222,12 @@ def test_concurrent_retries_of_one_append_record_it_once(make_store, expected):
     assert all(r == results[0] for r in results), results
     assert [e.position for e in results[0]] == [1, 2]
     assert stores[0].head() == 2 and stores[0].stream_version("m") == 2
+
+
+def test_payloads_round_trip_exactly(store):
+    payload = {"z": 1, "a": [1.5, -0.0, 2**62, None, True], "ü": {"nested": "ß✓"}, "m": ""}
+    recorded = store.append("m", [NewEvent("T", payload)])
+    (read,) = store.events()
+    assert read == recorded[0]
+    assert list(read.payload) == ["z", "a", "ü", "m"]  # key order kept, not re-sorted
+    assert read.payload == payload and isinstance(read.payload["a"][2], int)
