@@ -101,3 +101,13 @@ class InProcess:
         result = Result(tuple(args), got.exit_code, got.stdout, got.stderr)
         assert code is None or result.code == code, f"rlreg {' '.join(args)} exited {result.code}\n{result.out}\n{result.err}"
         return result
+
+
+def assert_error(result, code: int, *fragments: str) -> None:
+    """Exit ``code``, exactly one stderr line starting with ``rlreg:``, naming every fragment."""
+    assert result.code == code, f"exit {result.code}, expected {code}: {result.err}"
+    lines = result.err.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("rlreg: "), result.err
+    assert "Traceback" not in result.err
+    for fragment in fragments:
+        assert fragment in lines[0], f"{fragment!r} not in {lines[0]!r}"

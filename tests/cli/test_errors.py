@@ -7,19 +7,9 @@ import subprocess
 import sys
 
 import pytest
-from clihelpers import RLREG, Runner, small_module
+from clihelpers import RLREG, Runner, assert_error, small_module
 
 from rlreg import exitcodes
-
-
-def assert_error(result, code: int, *fragments: str) -> None:
-    """Exit ``code``, exactly one stderr line starting with ``rlreg:``, naming every fragment."""
-    assert result.code == code, f"exit {result.code}, expected {code}: {result.err}"
-    lines = result.err.strip().splitlines()
-    assert len(lines) == 1 and lines[0].startswith("rlreg: "), result.err
-    assert "Traceback" not in result.err
-    for fragment in fragments:
-        assert fragment in lines[0], f"{fragment!r} not in {lines[0]!r}"
 
 
 def test_usage_errors_exit_2_without_importing_the_registry(rlreg):
