@@ -6,7 +6,7 @@ and ``module.restore_from_path("rlreg://name/3")`` read them like any other chec
 that never imported ``registry``: fsspec finds this class through the ``fsspec.specs`` entry point.
 
 A version is exported once per process into a temporary folder and served from there (versions
-never change). Filesystem instances are not cached, so one ``storage.Location`` (one restore)
+never change; the ``MAX_EXPORTED`` most recently used stay exported). Filesystem instances are not cached, so one ``storage.Location`` (one restore)
 resolves an alias or "the latest" once and reads every file of that same version.
 """
 
@@ -17,6 +17,7 @@ import os
 import shutil
 import tempfile
 import threading
+from collections import OrderedDict
 from typing import Any
 
 from fsspec import AbstractFileSystem
@@ -26,7 +27,8 @@ from registry import errors
 from registry.uri import ModelRef, split_path
 
 _LOCK = threading.Lock()
-_EXPORTED: dict[tuple[str, str, str, int, int], str] = {}
+_EXPORTED: OrderedDict[tuple[str, str, str, int, int], str] = OrderedDict()  # least recently used first
+MAX_EXPORTED = 16  # versions kept exported per process; older folders are deleted
 _ROOT: list[str] = []
 
 
@@ -86,11 +88,14 @@ class RegistryFileSystem(AbstractFileSystem):
         with _LOCK:
             folder = _EXPORTED.get(key)
             if folder is not None and os.path.isdir(folder):
+                _EXPORTED.move_to_end(key)
                 return folder
-            folder = tempfile.mkdtemp(dir=_scratch())
-            target = os.path.join(folder, "checkpoint")
+            target = os.path.join(tempfile.mkdtemp(dir=_scratch()), "checkpoint")
             reg.export(ref.name, recorded.version, target)
             _EXPORTED[key] = target
+            while len(_EXPORTED) > MAX_EXPORTED:
+                _, old = _EXPORTED.popitem(last=False)
+                shutil.rmtree(os.path.dirname(old), ignore_errors=True)
             return target
 
     def _local_path(self, path: str) -> tuple[str, str]:

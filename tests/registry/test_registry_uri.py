@@ -118,3 +118,19 @@ def test_a_process_that_never_imports_registry(recorded, subprocess_env):
         expected = {k: [str(v.dtype), list(v.shape), v.reshape(-1).view(torch.uint8).numpy().tobytes().hex()]
                     for k, v in module.get_state().items()}
         assert got[label] == expected, label
+
+
+def test_only_the_most_recently_used_versions_stay_exported(default_env, monkeypatch):
+    import registry.fs as rfs
+
+    monkeypatch.setattr(rfs, "MAX_EXPORTED", 2)
+    module = toys.spec().build()
+    for step in range(1, 4):
+        toys.train_step(module, step)
+        registry.snapshot("lru", module)
+    for number in (1, 2, 3, 1):
+        restored = toys.spec().build()
+        restored.restore_from_path(f"rlreg://lru/{number}")
+        assert toys.states_equal(restored, registry.load("lru", number))
+    kept = [key for key in rfs._EXPORTED if key[2] == "lru"]
+    assert [key[3] for key in kept] == [3, 1]
