@@ -61,6 +61,9 @@ def format_table(rows: list[dict[str, Any]], config: dict[str, Any], quick: bool
         "rlreg on a SQLite file + local blob folder; every file read back from the page cache;"
         " the 2 cores are shared with other work.",
     ]
+    versions = sorted({r["version"] for r in rows if r.get("version")})
+    if versions:
+        lines.append(f"peers in .venv-peers: {', '.join(versions)}.")
     lines += _time_section(rows, "snapshot", "snapshot (a new version of the whole module)", size)
     lines += _time_section(rows, "load", "load (a module ready to use: built + state loaded)", size)
     lines += _written_section(rows, config)

@@ -1,4 +1,4 @@
-"""RLlib's own checkpointing of its PPO module: save_to_path, then build from the spec + restore_from_path.
+"""RLlib's checkpointing of its PPO module: save_to_path; build + restore_from_path, or from_checkpoint.
 
 Run by the registry benchmark with the peers' venv python; reads its config as JSON on stdin and
 prints the rows as one JSON list on stdout.
@@ -21,6 +21,8 @@ def main() -> None:
     out = guarded_stdout()
     quiet_environment()
     require("torch", "gymnasium", "ray.rllib")
+    from ray.rllib.core.rl_module.rl_module import RLModule
+
     config = read_config()
     work = Path(config["workdir"])
     spec = rllib_spec(config)
@@ -42,10 +44,13 @@ def main() -> None:
 
     load_s, loaded = best_of(repeats, load)
     same_tensors(module, loaded)
+    restore_s, restored = best_of(repeats, lambda _: RLModule.from_checkpoint(str(path)))
+    same_tensors(module, restored)
     rows = [
         row("snapshot", SYSTEM, "seconds", snap_s, "s", params=params, state_bytes=nbytes,
             written_bytes=folder_bytes(path), version=_version()),
         row("load", "RLlib build + restore_from_path", "seconds", load_s, "s", params=params),
+        row("load", "RLlib RLModule.from_checkpoint", "seconds", restore_s, "s", params=params),
     ]
     rows += repeated(module, work, config)
     emit(out, rows)

@@ -22,7 +22,8 @@ ROOT = HERE.parents[1]
 SETUP = "bash bench/peers/setup.sh"
 PEERS = {
     # name: (script, systems its rows are about)
-    "rllib": ("rllib_peer.py", ("RLlib save_to_path", "RLlib build + restore_from_path")),
+    "rllib": ("rllib_peer.py", ("RLlib save_to_path", "RLlib build + restore_from_path",
+                                "RLlib RLModule.from_checkpoint")),
     "mlflow": ("mlflow_peer.py", ("MLflow log_model + register", "MLflow load_model")),
 }
 
@@ -53,8 +54,8 @@ def run_peer(name: str, config: dict[str, Any], timeout: float) -> list[dict[str
         if reason is None:
             return rows
     print(f"registry bench: skipping {name}: {reason}", file=sys.stderr)
-    save, load = systems
-    return [skipped("snapshot", save, reason), skipped("load", load, reason),
+    save, *loads = systems
+    return [skipped("snapshot", save, reason), *(skipped("load", load, reason) for load in loads),
             skipped("repeated snapshots", save, reason, metric="written_bytes", unit="B")]
 
 

@@ -22,7 +22,7 @@ CASES = ("snapshot", "load", "repeated snapshots")
 PEER_SYSTEMS = {
     "snapshot": {"safetensors save_file", "torch.save", "RLlib save_to_path", "MLflow log_model + register"},
     "load": {"build + safetensors load_file", "build + torch.load", "RLlib build + restore_from_path",
-             "MLflow load_model"},
+             "RLlib RLModule.from_checkpoint", "MLflow load_model"},
 }
 
 
@@ -116,7 +116,8 @@ def test_a_venv_without_the_peer_names_the_missing_module(tmp_path, monkeypatch)
     (fake / "bin" / "python").symlink_to(os.path.realpath(sys.executable))  # bare Python: no torch
     monkeypatch.setenv("RLREG_PEERS_VENV", str(fake))
     rows = venv.run_peer("rllib", registry_bench.SIZES[True], timeout=60)
-    assert {r["system"] for r in rows} == {"RLlib save_to_path", "RLlib build + restore_from_path"}
+    assert {r["system"] for r in rows} == {"RLlib save_to_path", "RLlib build + restore_from_path",
+                                           "RLlib RLModule.from_checkpoint"}
     for r in rows:
         assert r["value"] is None
         assert r["skipped"] == (f"not installed in {fake}: ModuleNotFoundError: "
