@@ -17,6 +17,7 @@ from registry.projections import Projections
 
 LOG_TABLES = {"rlreg_events", "rlreg_streams", "rlreg_position", "rlreg_checkpoints"}
 PROJECTION_TABLES = {"rlreg_models", "rlreg_versions", "rlreg_aliases", "rlreg_specs"}
+HEAD = "0003_append_only_events"
 
 
 def _tables(engine) -> set[str]:
@@ -40,9 +41,22 @@ def test_migration_history_up_and_down(engine):
     assert _tables(engine) == LOG_TABLES
     status = db.downgrade(engine, "base")
     assert status.current is None and status.empty and _tables(engine) == set()
-    assert db.upgrade(engine).current == db.head_revision() == "0002_projections"
+    assert db.upgrade(engine).current == db.head_revision() == HEAD
     with engine.connect() as conn:
         assert conn.execute(sa.text("SELECT id, last FROM rlreg_position")).all() == [(1, 0)]
+
+
+def test_events_are_append_only_in_the_database(engine):
+    db.upgrade(engine)
+    with EventStore(engine) as store:
+        store.append("m", plain(2))
+    for statement in ("UPDATE rlreg_events SET type = 'X'", "DELETE FROM rlreg_events"):
+        with pytest.raises(sa.exc.IntegrityError, match=r"rlreg_events is append-only: (UPDATE|DELETE) refused"):
+            with engine.begin() as conn:
+                conn.execute(sa.text(statement))
+    db.downgrade(engine, "0002_projections")  # the guard is a migration of its own: it comes off cleanly
+    with engine.begin() as conn:
+        assert conn.execute(sa.text("DELETE FROM rlreg_events")).rowcount == 2
 
 
 def test_models_and_migrations_do_not_drift(engine):
@@ -72,7 +86,7 @@ def test_an_older_schema_is_refused_with_the_command_to_run(db_url, engine):
     db.upgrade(engine, "0001_event_log")
     with pytest.raises(
         errors.SchemaVersionError,
-        match=r"has schema revision '0001_event_log', this rlreg needs '0002_projections': "
+        match=r"has schema revision '0001_event_log', this rlreg needs '0003_append_only_events': "
         r"run `rlreg db upgrade` \(or pass upgrade=True\)",
     ):
         EventStore(db_url)
@@ -97,7 +111,7 @@ def test_a_newer_schema_is_refused_naming_both_revisions(db_url, engine):
         with pytest.raises(
             errors.SchemaVersionError,
             match=r"has schema revision '0099_future', newer than this rlreg knows "
-            r"\(its head is '0002_projections'\): upgrade the rlreg package",
+            r"\(its head is '0003_append_only_events'\): upgrade the rlreg package",
         ):
             EventStore(db_url, upgrade=upgrade)
     with pytest.raises(errors.SchemaVersionError, match=r"'0099_future', newer than this rlreg knows"):
