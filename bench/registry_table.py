@@ -58,8 +58,8 @@ def format_table(rows: list[dict[str, Any]], config: dict[str, Any], quick: bool
         f"registry benchmark ({'quick' if quick else 'full'}): PPO module "
         f"{config['model_config']['fcnet_hiddens']} x2 encoders, {ours.get('params', 0) / 1e6:.2f} M "
         f"float32 parameters = {size / MB:.1f} MB; fastest of {config['repeats']} runs each.",
-        "rlreg on a SQLite file + local blob folder; every file read back from the page cache;"
-        " the 2 cores are shared with other work.",
+        "rlreg on a SQLite file + local blob folder. Each timed run starts after os.sync(); files are"
+        " read back from the page cache; the 2 cores and the disk are shared with other work.",
     ]
     versions = sorted({r["version"] for r in rows if r.get("version")})
     if versions:
@@ -91,13 +91,13 @@ def _time_section(rows, case: str, title: str, size: int) -> list[str]:
 def _written_section(rows, config) -> list[str]:
     n, small = config["snapshots"], config["small_tensor_bytes"]
     out = ["", f"{f'snapshots 2..{n}: only tensors <= {small >> 10} KiB change':<52}"
-               f"{'changed MB':>11}{'written MB':>12}{'written/changed':>17}  target"]
+               f"{'changed MB':>11}{'written MB':>12}{'written/changed':>17}{'s each':>9}  target"]
     for r in (r for r in rows if r["case"] == "repeated snapshots"):
         if r["value"] is None:
             out.append(f"  {r['system']:<50}skipped: {r['skipped']}")
             continue
         line = (f"  {r['system']:<50}{r['changed_bytes'] / MB:>11.3f}{r['value'] / MB:>12.3f}"
-                f"{r['written_over_changed']:>17.2f}")
+                f"{r['written_over_changed']:>17.2f}{r.get('seconds_each', 0):>9.3f}")
         if "target" in r:
             line += f"  {r['target']}: {'ok' if r['ok'] else 'MISSED'}"
         if r.get("process_write_bytes"):

@@ -54,8 +54,13 @@ def row(case: str, system: str, metric: str, value: float, unit: str, **detail: 
 
 
 def timed(op: Callable[[], Any]) -> tuple[float, Any]:
-    """Seconds taken by op() after a garbage collection, and its result."""
+    """Seconds taken by op(), and its result.
+
+    First a garbage collection and os.sync(): each run starts with no dirty pages, or its writes
+    would be throttled by the kernel's write-back of whatever was written before it.
+    """
     gc.collect()
+    os.sync()
     start = time.perf_counter()
     result = op()
     return time.perf_counter() - start, result

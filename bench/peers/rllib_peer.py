@@ -58,14 +58,13 @@ def main() -> None:
 
 def repeated(module, work: Path, config: dict) -> list[dict]:
     """Snapshots 2..N in which only the tensors of at most small_tensor_bytes change."""
-    before = folder_bytes(work)
-    changed = 0
+    before, changed, seconds = folder_bytes(work), 0, 0.0
     for i in range(2, config["snapshots"] + 1):
         changed += perturb(module, i, max_bytes=config["small_tensor_bytes"])
-        timed(lambda: module.save_to_path(str(work / f"r{i}")))
-    written = folder_bytes(work) - before
-    return [row("repeated snapshots", SYSTEM, "written_bytes", written, "B", changed_bytes=changed,
-                snapshots=config["snapshots"] - 1)]
+        seconds += timed(lambda: module.save_to_path(str(work / f"r{i}")))[0]
+    n = config["snapshots"] - 1
+    return [row("repeated snapshots", SYSTEM, "written_bytes", folder_bytes(work) - before, "B",
+                changed_bytes=changed, snapshots=n, seconds_each=seconds / n)]
 
 
 def _version() -> str:

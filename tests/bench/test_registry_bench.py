@@ -89,6 +89,7 @@ def test_ratios_and_targets_follow_from_the_values(quick_run):
         assert base["rlreg_over_this"] == pytest.approx(ours["value"] / base["value"])
     for r in (r for r in rows if r["case"] == "repeated snapshots" and r["value"] is not None):
         assert r["changed_bytes"] > 0 and r["snapshots"] == registry_bench.SIZES[True]["snapshots"] - 1
+        assert r["seconds_each"] > 0
         assert r["written_over_changed"] == pytest.approx(r["value"] / r["changed_bytes"])
 
 
