@@ -25,6 +25,23 @@ def best_of(fn: Callable[[], Any], repeats: int, setup: Callable[[], Any] | None
     return best
 
 
+def interleaved(cases: dict[str, tuple[Callable[[], Any], Callable[[], Any] | None]], repeats: int) -> dict[str, float]:
+    """Best-of-``repeats`` seconds of each ``name: (fn, setup)``, run in turn within each repeat.
+
+    Alternating the contenders gives each the same share of a shared machine's bad moments.
+    """
+    best = dict.fromkeys(cases, float("inf"))
+    for _ in range(repeats):
+        for name, (fn, setup) in cases.items():
+            if setup is not None:
+                setup()
+            gc.collect()
+            start = time.perf_counter()
+            fn()
+            best[name] = min(best[name], time.perf_counter() - start)
+    return best
+
+
 def memcpy_bandwidth(nbytes: int = 256 << 20, repeats: int = 3) -> float:
     """Bytes per second of one large in-memory copy (numpy ``copyto``)."""
     src = np.ones(nbytes, dtype=np.uint8)

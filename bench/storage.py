@@ -23,7 +23,7 @@ from typing import Any
 import safetensors.torch
 import torch
 
-from bench._timing import best_of, disk_write_bandwidth, memcpy_bandwidth
+from bench._timing import best_of, disk_write_bandwidth, interleaved, memcpy_bandwidth
 from storage import Store, manifest_objects
 from storage.digest import tensor_digest
 from storage.tensors import to_raw
@@ -76,19 +76,34 @@ def local_rows(case: str, state: dict[str, torch.Tensor], work: Path, repeats: i
     nbytes = sum(t.numel() * t.element_size() for t in state.values())
     st_file, pt_file, store_dir = work / "s.safetensors", work / "s.pt", work / "store"
     fresh = lambda: shutil.rmtree(store_dir, ignore_errors=True)  # noqa: E731
-    t_save = best_of(lambda: safetensors.torch.save_file(state, str(st_file)), repeats)
+    no_file = lambda: st_file.unlink(missing_ok=True)  # noqa: E731
     holder: dict[str, Any] = {}
-    t_put = best_of(lambda: holder.update(m=Store(store_dir).put(state)), repeats, setup=fresh)
+    t = interleaved(
+        {
+            "save": (lambda: safetensors.torch.save_file(state, str(st_file)), no_file),
+            "put": (lambda: holder.update(m=Store(store_dir).put(state)), fresh),
+        },
+        repeats,
+    )
+    t_save, t_put = t["save"], t["put"]
     store = Store(store_dir)
     before = store.stats.bytes_written
-    t_put2 = best_of(lambda: store.put(state), repeats)
-    written2 = store.stats.bytes_written - before
-    t_digest = best_of(lambda: digest_pass(state), repeats)
-    t_get = best_of(lambda: store.get(holder["m"]), repeats)
-    t_load = best_of(lambda: touch(safetensors.torch.load_file(str(st_file))), repeats)
-    t_load_bare = best_of(lambda: safetensors.torch.load_file(str(st_file)), repeats)
     torch.save(state, pt_file)
-    t_torch = best_of(lambda: torch.load(pt_file, weights_only=True), repeats)
+    t = interleaved(
+        {
+            "put2": (lambda: store.put(state), None),
+            "digest": (lambda: digest_pass(state), None),
+            "get": (lambda: store.get(holder["m"]), None),
+            "load": (lambda: touch(safetensors.torch.load_file(str(st_file))), None),
+            "load_bare": (lambda: safetensors.torch.load_file(str(st_file)), None),
+            "torch": (lambda: torch.load(pt_file, weights_only=True), None),
+        },
+        repeats,
+    )
+    written2 = store.stats.bytes_written - before
+    t_put2, t_digest, t_get, t_load, t_load_bare, t_torch = (
+        t[k] for k in ("put2", "digest", "get", "load", "load_bare", "torch")
+    )
     n = len(state)
     rows = [
         row(case, "save_file", t_save * 1e3, "ms", "safetensors", bytes=nbytes, GBps=nbytes / t_save / 1e9),
@@ -102,10 +117,11 @@ def local_rows(case: str, state: dict[str, torch.Tensor], work: Path, repeats: i
         row(case, "get / (load_file + touch)", t_get / t_load, "×"),
         row(case, "torch.load(weights_only)", t_torch * 1e3, "ms", "torch"),
         row(case, "get / torch.load", t_get / t_torch, "×"),
-        row(case, "objects", len(manifest_objects(holder["m"])), "", tensors=n),
+        row(case, "objects written", len(manifest_objects(holder["m"])), "", tensors=n),
     ]
     if n >= 1000:
         rows += [
+            row(case, "objects", len(manifest_objects(holder["m"])), "", tensors=n),
             row(case, "get µs/tensor", t_get / n * 1e6, "µs"),
             row(case, "put µs/tensor", t_put / n * 1e6, "µs"),
             row(case, "load_file µs/tensor", t_load_bare / n * 1e6, "µs", "safetensors"),
@@ -200,7 +216,7 @@ def format_table(rows: list[dict[str, Any]]) -> str:
 
 def run(quick: bool = False) -> list[dict[str, Any]]:
     """Measure everything, print the table, return the rows."""
-    repeats = 2 if quick else 3
+    repeats = 3 if quick else 5
     with tempfile.TemporaryDirectory(prefix="rlreg-bench-storage-", dir=os.environ.get("RLREG_BENCH_DIR")) as tmp:
         work = Path(tmp)
         os.environ["RLREG_CACHE_DIR"] = str(work / "cache")

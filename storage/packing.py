@@ -20,13 +20,16 @@ _CUT_ONE_IN = 4
 
 def plan(raws: Mapping[str, RawTensor], digests: Mapping[str, str]) -> list[objects.EncodedObject]:
     """The objects that hold ``raws`` (each distinct tensor once), encoded and addressed."""
-    unique: dict[str, RawTensor] = {}
-    for name in sorted(raws):
-        unique.setdefault(digests[name], raws[name])
-    out = [objects.encode({d: r}) for d, r in unique.items() if r.nbytes >= ALONE_FROM]
+    unique = _unique(raws, digests)
+    return [objects.encode({d: r}) for d, r in unique.items() if r.nbytes >= ALONE_FROM] + packs(raws, digests)
+
+
+def packs(raws: Mapping[str, RawTensor], digests: Mapping[str, str]) -> list[objects.EncodedObject]:
+    """The packs that hold the small tensors of ``raws``."""
+    out = []
     pack: dict[str, RawTensor] = {}
     size = 0
-    for d, r in unique.items():
+    for d, r in _unique(raws, digests).items():
         if r.nbytes >= ALONE_FROM:
             continue
         pack[d] = r
@@ -37,3 +40,10 @@ def plan(raws: Mapping[str, RawTensor], digests: Mapping[str, str]) -> list[obje
     if pack:
         out.append(objects.encode(pack))
     return out
+
+
+def _unique(raws: Mapping[str, RawTensor], digests: Mapping[str, str]) -> dict[str, RawTensor]:
+    unique: dict[str, RawTensor] = {}
+    for name in sorted(raws):
+        unique.setdefault(digests[name], raws[name])
+    return unique

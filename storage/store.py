@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import logging
+import os
 import posixpath
 from collections import defaultdict
 from collections.abc import Iterable, Mapping
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -21,8 +23,8 @@ from storage.errors import (
     TensorNotInManifestError,
 )
 from storage.location import Location
-from storage.packing import plan
-from storage.tensors import buffer_tensor, check_name, format_dtype, tensor_view, to_raw
+from storage.packing import ALONE_FROM, packs, plan
+from storage.tensors import RawTensor, buffer_tensor, check_name, format_dtype, tensor_view, to_raw
 
 log = logging.getLogger(__name__)
 _UPLOAD_BATCH_BYTES = 256 << 20  # remote uploads: at most this much held in memory at once
@@ -91,6 +93,8 @@ class Store:
         if not isinstance(tensors, Mapping):
             raise TypeError(f"put() takes a dict of name -> tensor, not a {type(tensors).__name__}")
         raws = {check_name(name): to_raw(name, value) for name, value in tensors.items()}
+        if self._local:
+            return self._put_local(raws)
         digests = {name: digest.tensor_digest(r.dtype, r.shape, r.data) for name, r in raws.items()}
         planned = plan(raws, digests)
         object_of = {t: o.digest for o in planned for t in o.raws}
@@ -99,13 +103,39 @@ class Store:
             self._write([o for o in planned if o.digest not in present])
         return manifest.build(raws, digests, object_of, {o.digest: o.nbytes for o in planned})
 
+    def _put_local(self, raws: dict[str, RawTensor]) -> dict[str, Any]:
+        """Hash the next tensor while a writer thread writes the last (largest first)."""
+        digests: dict[str, str] = {}
+        planned: dict[str, objects.EncodedObject] = {}
+        with ThreadPoolExecutor(max_workers=1, thread_name_prefix="rlreg-put") as writer:
+            pending = []
+
+            def submit(obj: objects.EncodedObject) -> None:
+                planned[obj.digest] = obj
+                if not os.path.exists(self._path(obj.digest)):
+                    pending.append(writer.submit(self._write_local, obj))
+
+            for name in sorted(raws, key=lambda n: -raws[n].nbytes):
+                r = raws[name]
+                digests[name] = d = digest.tensor_digest(r.dtype, r.shape, r.data)
+                if r.nbytes >= ALONE_FROM:
+                    obj = objects.encode({d: r})
+                    if obj.digest not in planned:
+                        submit(obj)
+            for obj in packs(raws, digests):
+                submit(obj)
+            with filesystems.translate_errors(self.url):
+                for future in pending:
+                    future.result()
+        object_of = {t: o.digest for o in planned.values() for t in o.raws}
+        return manifest.build(raws, digests, object_of, {o: obj.nbytes for o, obj in planned.items()})
+
+    def _write_local(self, obj: objects.EncodedObject) -> None:
+        buffers = obj.buffers() if len(obj.raws) == 1 else [filesystems.join(obj.buffers())]  # one write
+        filesystems.local_atomic_write(self._path(obj.digest), buffers)
+        self._count_write(obj)
+
     def _write(self, todo: list[objects.EncodedObject]) -> None:
-        if self._local:
-            for obj in todo:
-                buffers = obj.buffers() if len(obj.raws) == 1 else [filesystems.join(obj.buffers())]  # one write
-                filesystems.local_atomic_write(self._path(obj.digest), buffers)
-                self._count_write(obj)
-            return
         for batch in _batches(todo, _UPLOAD_BATCH_BYTES):
             bodies = {self._path(o.digest): filesystems.join(o.buffers()) for o in batch}
             self.fs.pipe(bodies)  # concurrent PUTs on s3fs; each one atomic
