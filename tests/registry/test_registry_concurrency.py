@@ -6,8 +6,9 @@ import json
 import subprocess
 import sys
 import threading
+from pathlib import Path
 
-from conftest import HERE
+HERE = Path(__file__).resolve().parent
 
 WORKERS = 3
 SNAPSHOTS = 8
