@@ -138,3 +138,15 @@ def test_a_bug_is_not_disguised_as_an_expected_error():
 
 def test_the_console_script_is_installed():
     assert RLREG and RLREG.endswith("rlreg")
+
+
+def test_an_rllib_pickle_checkpoint_is_refused_with_exit_4(inproc, tmp_path):
+    folder = tmp_path / "rllib"
+    folder.mkdir()
+    (folder / "metadata.json").write_text(json.dumps({
+        "class_and_ctor_args_file": "class_and_ctor_args.pkl", "state_file": "module_state.pt",
+        "ray_version": "2.35.0", "checkpoint_version": "2.0",
+    }))
+    (folder / "class_and_ctor_args.pkl").write_bytes(b"\x80\x05not for us")
+    assert_error(inproc("import", "from-rllib", str(folder), code=None), exitcodes.INVALID,
+                 "RLlib pickle checkpoints are not read")
