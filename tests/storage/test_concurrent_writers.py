@@ -1,4 +1,4 @@
-"""Several processes putting the same tensors at once: one consistent, verified result.
+"""Several processes putting the same tensors at once (sharing one cache): one consistent, verified result.
 
 One set of spawned processes writes to a local folder and then to S3 (process start-up, mostly
 importing torch, is the slow part on a shared machine).
@@ -23,7 +23,7 @@ def test_concurrent_writers_of_the_same_tensors(s3_bucket, tmp_path):
     ctx = multiprocessing.get_context("spawn")
     barrier, results = ctx.Barrier(PROCESSES), ctx.Queue()
     procs = [
-        ctx.Process(target=write, args=(urls, str(tmp_path / f"cache{i}"), barrier, results))
+        ctx.Process(target=write, args=(urls, str(tmp_path / "shared-cache"), barrier, results))
         for i in range(PROCESSES)
     ]
     for p in procs:
@@ -45,3 +45,9 @@ def test_concurrent_writers_of_the_same_tensors(s3_bucket, tmp_path):
         assert found == sorted(store._path(d) for d in manifest["objects"])  # no temporary files left
         out = store.get(manifest)
         assert all(same(out[k], v) for k, v in snapshot().items())
+    # the S3 writers shared one cache: it alone now serves a load, verified
+    cached = Store(urls[1], cache_dir=str(tmp_path / "shared-cache"))
+    cached.fs.rm(cached.location.path, recursive=True)
+    out = cached.get(manifest)
+    assert cached.stats.cache_hits == len(manifest["objects"]) and cached.stats.objects_read == 0
+    assert all(same(out[k], v) for k, v in snapshot().items())

@@ -86,3 +86,35 @@ def test_plain_path_and_file_url_agree(tmp_path):
 def test_bad_file_name_rejected(tmp_path):
     with pytest.raises(ValueError, match=r"^file name '\.\./x' must be a relative path"):
         Location(tmp_path).write_bytes("../x", b"")
+
+
+def test_known_protocol_without_its_backend_gives_the_install_hint():
+    pytest.importorskip("fsspec")
+    try:
+        import gcsfs  # noqa: F401
+    except ImportError:
+        pass
+    else:
+        pytest.skip("gcsfs is installed here")
+    with pytest.raises(UnknownProtocolError) as info:
+        Location("gcs://bucket/x")
+    assert str(info.value) == (
+        "storage protocol 'gcs' in 'gcs://bucket/x' is not available: Please install gcsfs to access Google Storage"
+    )
+
+
+def test_write_is_atomic_on_failure(tmp_path):
+    loc = Location(tmp_path)
+    loc.write_bytes("f.bin", b"old")
+
+    def chunks():
+        yield b"new-partial"
+        raise OSError("disk on fire")
+
+    from storage.filesystems import atomic_write
+
+    with pytest.raises(OSError, match="disk on fire"):
+        atomic_write(loc.fs, loc.path + "/f.bin", chunks())
+    assert loc.read_bytes("f.bin") == b"old"
+    assert loc.listdir() == ["f.bin"]  # no temporary file left
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["f.bin"]
