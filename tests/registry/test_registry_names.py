@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
+import string
+
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from registry.errors import InvalidNameError, NotFoundError
 from registry.names import validate_alias, validate_name
@@ -102,3 +106,20 @@ def test_split_path_finds_the_longest_registered_name():
     )
     with pytest.raises(NotFoundError, match="no model named by rlreg://other/3"):
         split_path("other/3", names)
+
+
+SEGMENT = st.text(alphabet=string.ascii_letters + string.digits + "._-", min_size=1, max_size=12).filter(
+    lambda s: s != ".."
+)
+NAMES = st.lists(SEGMENT, min_size=1, max_size=4).map("/".join).filter(
+    lambda n: len(n) <= 200 and not n.rsplit("/", 1)[-1].isdigit()
+)
+
+
+@settings(max_examples=60, deadline=None)
+@given(name=NAMES, version=st.integers(1, 10**6), alias=SEGMENT.filter(lambda a: a != "."))
+def test_every_valid_name_round_trips_through_uris(name, version, alias):
+    assert validate_name(name) == name
+    for ref in (ModelRef(name), ModelRef(name, version=version), ModelRef(name, alias=alias)):
+        assert parse_uri(str(ref)) == ref
+    assert split_path(f"{name}/{version}/p0/metadata.json", {name}) == (ModelRef(name, version), "p0/metadata.json")
