@@ -41,8 +41,8 @@ if [ $? -eq 0 ]; then
     exit 0
 fi
 # Everything at once failed: install what can be, one peer at a time, so one broken peer skips alone.
-for r in "torch==2.13.0" "safetensors>=0.4.3" "ray[rllib]>=2.60,<3" "mlflow>=3.17,<4"; do
-    if ! "${pip[@]}" install "$r" >>"$log" 2>&1; then
+grep -vE '^[[:space:]]*(#|$)' "$req" | while read -r r; do
+    if ! "${pip[@]}" install "$r" >>"$log" 2>&1 </dev/null; then
         echo "peers: $r could not be installed (see $log); the benchmark will skip it" >&2
     fi
 done
