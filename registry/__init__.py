@@ -41,7 +41,7 @@ __all__ = [
     "Registry", "RegistryError", "SchemaVersionError",
     "default_registry", "parse_uri",
     "snapshot", "register", "load", "version", "versions", "models", "spec", "manifest", "history",
-    "events", "follow", "set_alias", "remove_alias", "diff", "export", "import_checkpoint",
+    "events", "follow", "set_alias", "aliases", "remove_alias", "diff", "export", "import_checkpoint",
     "rebuild_projections", "verify", "schema_status", "upgrade_schema",
 ]
 
@@ -119,6 +119,11 @@ def follow(after: int = 0, **kwargs: Any):
 def set_alias(name: str, alias: str, version: int) -> Event:
     """``Registry.set_alias`` on the default registry."""
     return default_registry().set_alias(name, alias, version)
+
+
+def aliases(name: str) -> dict[str, int]:
+    """``Registry.aliases`` on the default registry."""
+    return default_registry().aliases(name)
 
 
 def remove_alias(name: str, alias: str) -> Event:

@@ -300,6 +300,17 @@ class Registry:
             self._row(conn, name, version, None)
         return self._events.append(name, [NewEvent(ALIAS_SET, {"alias": alias, "version": version})])[0]
 
+    def aliases(self, name: str) -> dict[str, int]:
+        """``{alias: version}`` of ``name``, by alias."""
+        validate_name(name)
+        with self._read(f"reading model {name!r}") as conn:
+            if conn.execute(sa.select(models.c.name).where(models.c.name == name)).first() is None:
+                raise errors.NotFoundError(f"no model named {name!r}")
+            rows = conn.execute(
+                sa.select(aliases.c.alias, aliases.c.version).where(aliases.c.name == name).order_by(aliases.c.alias)
+            )
+            return {alias: version for alias, version in rows}
+
     def remove_alias(self, name: str, alias: str) -> Event:
         """Remove ``alias`` from ``name``."""
         with self._read(f"reading model {name!r}") as conn:

@@ -32,7 +32,7 @@ def test_aliases_move_and_are_listed_on_versions(three_versions):
     reg.set_alias("pol", "best", 3)  # moves
     assert [v.aliases for v in reg.versions("pol")] == [(), ("prod",), ("best",)]
     assert reg.version("pol", alias="best").version == 3
-    assert reg.models()[0].aliases == {"best": 3, "prod": 2}
+    assert reg.models()[0].aliases == reg.aliases("pol") == {"best": 3, "prod": 2}
     removed = reg.remove_alias("pol", "prod")
     assert (removed.type, removed.payload) == ("AliasRemoved", {"alias": "prod"})
     assert reg.version("pol", 2).aliases == ()
