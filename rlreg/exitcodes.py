@@ -48,12 +48,13 @@ LABELS = {
 }
 
 
-def _chain(exc: BaseException) -> Iterator[BaseException]:
+def _chain(exc: BaseException | None) -> Iterator[BaseException]:
+    """The error and the errors it was raised from (``raise ... from e``), outermost first."""
     seen: set[int] = set()
     while exc is not None and id(exc) not in seen:
         seen.add(id(exc))
         yield exc
-        exc = exc.__cause__ or exc.__context__
+        exc = exc.__cause__
 
 
 def _names(exc: BaseException) -> set[str]:
@@ -65,10 +66,15 @@ def _module_root(exc: BaseException) -> str:
 
 
 def classify(exc: BaseException) -> int | None:
-    """The exit code for an expected error, or ``None`` when it is a bug (let it raise)."""
-    for code, test in _RULES:
-        if any(test(e) for e in _chain(exc)):
-            return code
+    """The exit code for an expected error, or ``None`` when it is a bug (let it raise).
+
+    The outermost error decides; the errors it was raised from are consulted only when it is not
+    one of ours (a driver error wrapped without a class of its own).
+    """
+    for error in _chain(exc):
+        for code, test in _RULES:
+            if test(error):
+                return code
     return None
 
 
@@ -76,38 +82,28 @@ def _is(*names: str):
     return lambda e: bool(_names(e) & set(names))
 
 
-def _driver_connection_error(e: BaseException) -> bool:
+def _driver_error(e: BaseException) -> bool:
     return _module_root(e) in {"sqlalchemy", "psycopg", "sqlite3", "alembic"} and bool(
-        _names(e) & {"OperationalError", "InterfaceError", "DatabaseError", "ArgumentError",
-                     "NoSuchModuleError", "CommandError"}
+        _names(e) & {"OperationalError", "InterfaceError", "DatabaseError", "ArgumentError", "CommandError"}
     )
 
 
-def _storage_unreachable(e: BaseException) -> bool:
-    root = _module_root(e)
-    if root in {"botocore", "aiobotocore", "s3fs", "aiohttp", "fsspec"}:
-        return True
-    return root == "storage" and bool(
-        _names(e) & {"StorageUnavailableError", "UnreachableError", "BucketNotFoundError",
-                     "UnknownProtocolError", "CredentialsError", "StorageConfigError"}
-    )
+def _object_store_error(e: BaseException) -> bool:
+    return _module_root(e) in {"botocore", "aiobotocore", "s3fs", "aiohttp"}
 
 
 # Order matters: the most specific classes first (a registry IntegrityError is also a
-# RegistryError; an UntrustedClassError may also be an ImportError or a ValueError).
+# RegistryError; an UntrustedClassError is also a ValueError).
 _RULES = (
-    (SCHEMA, _is("SchemaError", "SchemaOutOfDateError", "SchemaMismatchError", "SchemaVersionError")),
+    (SCHEMA, _is("SchemaVersionError")),
     (UNTRUSTED, _is("UntrustedClassError")),
-    (INTEGRITY, _is("IntegrityError", "DamageFoundError", "DemoMismatchError", "DigestMismatchError", "CorruptObjectError")),
+    (INTEGRITY, _is("IntegrityError", "DamageFoundError", "DemoMismatchError")),
     (CONFLICT, _is("ConflictError")),
-    (NOT_FOUND, _is("NotFoundError", "ObjectNotFoundError", "ModelNotFoundError",
-                    "VersionNotFoundError", "AliasNotFoundError", "CheckpointNotFoundError")),
-    (INVALID, _is("InvalidNameError", "InvalidReferenceError", "CheckpointError",
-                  "StateSerializationError", "InvalidMetadataError", "ValidationError")),
-    (DATABASE, _driver_connection_error),
-    (DATABASE, _is("DatabaseUnavailableError", "DatabaseError", "EventStoreError")),
-    (STORAGE, _storage_unreachable),
-    (STORAGE, _is("StorageError")),
+    (NOT_FOUND, _is("NotFoundError", "ObjectNotFoundError", "CheckpointNotFoundError")),
+    (DATABASE, _is("DatabaseUnavailableError")),
+    (DATABASE, _driver_error),
+    (STORAGE, _is("StorageUnavailableError", "UnknownProtocolError", "StorageError")),
+    (STORAGE, _object_store_error),
     (NOT_FOUND, _is("FileNotFoundError")),
     (STORAGE, _is("PermissionError", "ConnectionError", "TimeoutError")),
     (INVALID, _is("RegistryError", "RLModuleError", "CLIError")),

@@ -81,7 +81,8 @@ def spec_lines(spec: Mapping, indent: str = "  ") -> list[str]:
     body = {**spec, **(spec.get("module_config") or {})}  # RLModuleSpec.to_dict nests the config
     modules = body.get("module_specs") or body.get("modules")
     if isinstance(modules, Mapping):
-        lines = [f"{indent}multi-module: {_class_name(body.get('multi_rl_module_class') or body.get('module_class'))}"]
+        kind = _class_name(body.get("multi_rl_module_class") or body.get("module_class"))
+        lines = [f"{indent}multi-module: {kind}"]
         for module_id, sub in modules.items():
             lines.append(f"{indent}module {module_id}:")
             lines.extend(spec_lines(sub, indent + "  "))

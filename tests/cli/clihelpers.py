@@ -99,7 +99,8 @@ class InProcess:
         if got.exception is not None and not isinstance(got.exception, SystemExit):
             raise got.exception
         result = Result(tuple(args), got.exit_code, got.stdout, got.stderr)
-        assert code is None or result.code == code, f"rlreg {' '.join(args)} exited {result.code}\n{result.out}\n{result.err}"
+        shown = f"rlreg {' '.join(args)} exited {result.code}\n{result.out}\n{result.err}"
+        assert code is None or result.code == code, shown
         return result
 
 

@@ -40,3 +40,13 @@ def test_best_alias_is_the_best_snapshot_of_the_run(demo_runs):
     mine = [v for v in summary["versions"] if v["version"] in summary["snapshots"]]
     top = max(mine, key=lambda v: v["metadata"]["mean_return"])
     assert summary["best"] == top["version"]
+
+
+def test_demo_on_explicit_urls_resolves_rlreg_uris_there(rlreg, tmp_path):
+    db = f"sqlite:///{tmp_path / 'elsewhere.db'}"
+    blobs = str(tmp_path / "elsewhere-blobs")
+    summary = rlreg("demo", "--db", db, "--storage", blobs, "--iterations", "2", "--every", "1",
+                    "--name", "elsewhere/ppo", "--json").json()
+    assert summary["snapshots"] == [1, 2] and summary["check"]["identical_logits"] is True
+    assert not (rlreg.home / "rlreg.db").exists()  # nothing went to the default registry
+    assert any((tmp_path / "elsewhere-blobs" / "objects").iterdir())

@@ -41,7 +41,8 @@ def test_bad_name_exits_4(rlreg):
 def test_unreachable_database_exits_6_naming_it_without_the_password(rlreg):
     url = "postgresql://someone:s3cret@127.0.0.1:1/rlreg"
     result = rlreg("models", "--db", url, code=None)
-    assert_error(result, exitcodes.DATABASE, "postgresql://someone:***@127.0.0.1:1/rlreg", "Connection refused")
+    assert_error(result, exitcodes.DATABASE, "postgresql://someone:***@127.0.0.1:1/rlreg",
+                 "Connection refused")
     assert "s3cret" not in result.err
 
 
@@ -131,9 +132,21 @@ def test_every_error_class_has_its_code(make, code):
 
 
 def test_a_bug_is_not_disguised_as_an_expected_error():
+    from registry import NotFoundError
+
     assert exitcodes.classify(RuntimeError("bug")) is None
     assert exitcodes.classify(KeyError("bug")) is None
     assert exitcodes.classify(ValueError("bug")) is None
+    try:  # a bug while handling an expected error is still a bug
+        try:
+            raise NotFoundError("no model")
+        except NotFoundError:
+            raise RuntimeError("bug in the handler")  # noqa: B904 - the implicit context is the point
+    except RuntimeError as exc:
+        assert exitcodes.classify(exc) is None
+    wrapped = __import__("registry").DatabaseUnavailableError("down")
+    wrapped.__cause__ = OSError("connection refused")
+    assert exitcodes.classify(wrapped) == exitcodes.DATABASE
 
 
 def test_the_console_script_is_installed():

@@ -26,7 +26,8 @@ def test_commands_on_postgresql_and_s3(tmp_path, pg_url, s3_bucket):
     out = rlreg("export", "team/cartpole@prod", str(tmp_path / "ckpt"), "--json").json()
     assert out["version"] == 1
     restored = RLModule.from_checkpoint(str(tmp_path / "ckpt"))
-    assert all(torch.equal(a, b) for a, b in zip(restored.state_dict().values(), module.state_dict().values()))
+    pairs = zip(restored.state_dict().values(), module.state_dict().values())
+    assert all(torch.equal(a, b) for a, b in pairs)
 
     inproc = InProcess(rlreg)
     inproc.env.update(env)
