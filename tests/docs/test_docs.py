@@ -95,7 +95,7 @@ def needs(path: Path) -> set[str]:
 def test_docs_exist():
     """The documentation the issue asks for is there."""
     names = {p.name for p in doc_files()}
-    expected = {"quickstart.md", "concepts.md", "team-setup.md", "experiment-tracking.md", "api.md",
+    expected = {"index.md", "quickstart.md", "concepts.md", "team-setup.md", "experiment-tracking.md", "api.md",
                 "layout.md", "from-rllib.md", "cli.md"}
     assert expected <= names, f"missing docs: {sorted(expected - names)}"
 
