@@ -95,9 +95,34 @@ def needs(path: Path) -> set[str]:
 def test_docs_exist():
     """The documentation the issue asks for is there."""
     names = {p.name for p in doc_files()}
-    expected = {"index.md", "quickstart.md", "concepts.md", "team-setup.md", "experiment-tracking.md", "api.md",
-                "layout.md", "from-rllib.md", "cli.md"}
+    expected = {"index.md", "quickstart.md", "concepts.md", "team-setup.md", "experiment-tracking.md",
+                "api.md", "layout.md", "from-rllib.md", "cli.md"}
     assert expected <= names, f"missing docs: {sorted(expected - names)}"
+
+
+LINK = re.compile(r"\]\((?P<target>[^)\s]+)\)")
+
+
+def anchors(path: Path) -> set[str]:
+    """GitHub's anchors for a Markdown file's headings."""
+    text = FENCE.sub("", path.read_text(encoding="utf-8"))
+    heads = re.findall(r"^#+\s+(.*)$", text, re.MULTILINE)
+    return {re.sub(r"[^\w\- ]", "", h.strip().lower()).replace(" ", "-") for h in heads}
+
+
+@pytest.mark.parametrize("path", doc_files(), ids=lambda p: p.name)
+def test_links_between_docs_resolve(path):
+    """Every relative link points at an existing file, and at an existing heading if it has #anchor."""
+    text = FENCE.sub("", path.read_text(encoding="utf-8"))
+    broken = []
+    for target in LINK.findall(text):
+        if "://" in target or target.startswith("mailto:"):
+            continue
+        file, _, anchor = target.partition("#")
+        dest = (path.parent / file) if file else path
+        if not dest.exists() or (anchor and dest.suffix == ".md" and anchor not in anchors(dest)):
+            broken.append(target)
+    assert not broken, f"{path.name}: broken links {broken}"
 
 
 @pytest.mark.parametrize("path", doc_files(), ids=lambda p: p.name)
