@@ -65,16 +65,20 @@ class Session:
         finally:
             engine.dispose()
 
-    def with_progress(self, label: str, func: Callable, *args: Any) -> Any:
-        """Run ``func(*args)``; if it takes over a second, show elapsed time on stderr (tty only)."""
+    def with_progress(self, label: str, func: Callable, *args: Any, stream: Any = None) -> Any:
+        """Run ``func(*args)``; past a second, show the elapsed time on stderr (a terminal only).
+
+        The registry's operations report no progress of their own, so this is a timer, not a
+        fraction done.
+        """
         with concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="rlreg") as pool:
             future = pool.submit(func, *args)
             try:
                 return future.result(timeout=PROGRESS_AFTER)
             except concurrent.futures.TimeoutError:
                 pass
-            bar_format = "{desc}: {elapsed}"
-            with tqdm(desc=label, file=sys.stderr, bar_format=bar_format, disable=None, leave=False) as bar:
+            stream = sys.stderr if stream is None else stream
+            with tqdm(desc=label, file=stream, bar_format="{desc}: {elapsed}", disable=None, leave=False) as bar:
                 while True:
                     try:
                         return future.result(timeout=0.25)
