@@ -57,7 +57,8 @@ def test_alias_errors_change_nothing(three_versions):
     assert reg.version("pol", alias="best").version == 1
 
 
-def test_diff_reports_tensors_spec_and_metadata(reg):
+def test_diff_reports_tensors_spec_and_metadata(make_registry, storage_url):
+    reg = make_registry(storage_url)
     module = toys.spec().build()
     reg.snapshot("d", module, {"step": 1, "tag": "x"})
     with torch.no_grad():
@@ -98,10 +99,12 @@ def test_diff_by_alias(three_versions):
     assert reg.diff("pol", "best", 3).a == 1
 
 
-@pytest.mark.parametrize("where", ["local", "memory"])
-def test_export_then_import_round_trip(three_versions, tmp_path, where):
+@pytest.mark.parametrize("where", ["local", "memory", pytest.param("s3", marks=pytest.mark.s3)])
+def test_export_then_import_round_trip(three_versions, tmp_path, where, request):
     reg = three_versions
-    path = str(tmp_path / "ckpt") if where == "local" else "memory://exported/ckpt"
+    path = {"local": str(tmp_path / "ckpt"), "memory": "memory://exported/ckpt"}.get(where)
+    if where == "s3":
+        path = request.getfixturevalue("s3_bucket") + "/exported/ckpt"
     reg.export("pol", 2, path)
     restored = RLModule.from_checkpoint(path)
     assert type(restored) is toys.DictPolicy

@@ -25,6 +25,12 @@ class UnserializableState(toys.DictPolicy):
 
 
 @pytest.fixture
+def reg(make_registry, storage_url):
+    """This file's registries run on local and S3 storage."""
+    return make_registry(storage_url)
+
+
+@pytest.fixture
 def recorded(reg):
     """Two versions of ``pol`` and the states they hold."""
     module = toys.spec().build()

@@ -134,3 +134,13 @@ def test_only_the_most_recently_used_versions_stay_exported(default_env, monkeyp
         assert toys.states_equal(restored, registry.load("lru", number))
     kept = [key for key in rfs._EXPORTED if key[2] == "lru"]
     assert [key[3] for key in kept] == [3, 1]
+
+
+@pytest.mark.s3
+def test_rlreg_uris_over_s3_storage(default_env, s3_bucket, monkeypatch):
+    monkeypatch.setenv("RLREG_STORAGE_URL", s3_bucket + "/blobs")
+    module = toys.spec().build()
+    toys.train_step(module, 4)
+    registry.snapshot("on/s3", module)
+    registry.set_alias("on/s3", "prod", 1)
+    assert toys.states_equal(toys.spec(load_state_path="rlreg://on/s3@prod").build(), module)
