@@ -144,3 +144,13 @@ def test_rlreg_uris_over_s3_storage(default_env, s3_bucket, monkeypatch):
     registry.snapshot("on/s3", module)
     registry.set_alias("on/s3", "prod", 1)
     assert toys.states_equal(toys.spec(load_state_path="rlreg://on/s3@prod").build(), module)
+
+
+def test_nested_names_resolve_to_the_longest_registered_one(default_env):
+    outer, inner = toys.spec().build(), toys.spec().build()
+    toys.train_step(inner, 9)
+    registry.snapshot("team", outer)
+    registry.snapshot("team/pol", inner)
+    assert toys.states_equal(RLModule.from_checkpoint("rlreg://team/1"), outer)
+    assert toys.states_equal(RLModule.from_checkpoint("rlreg://team/pol/1"), inner)
+    assert toys.states_equal(RLModule.from_checkpoint("rlreg://team/pol"), inner)
