@@ -2,8 +2,9 @@
 
 The module is first built on PyTorch's ``meta`` device (no memory, no random numbers), its storage
 allocated with ``to_empty`` and then filled by ``set_state``. That is exact only if the state covers
-every parameter and buffer and the module keeps no other tensors; when anything says otherwise (the
-build fails on meta, a non-persistent buffer, a tensor attribute, a key the state lacks) the module
+every parameter and buffer, ``set_state`` is rlmodule's own (which writes every key it is given) and
+the module keeps no other tensors; when anything says otherwise (the build fails on meta, a
+non-persistent buffer, a tensor attribute, a key the state lacks, a custom ``set_state``) the module
 is built the ordinary way instead.
 """
 
@@ -15,7 +16,7 @@ from typing import Any
 
 import torch
 
-from rlmodule import spec_from_dict
+from rlmodule import MultiRLModule, TorchRLModule, spec_from_dict
 
 log = logging.getLogger(__name__)
 _NN_REGISTRIES = frozenset({"_parameters", "_buffers", "_modules"})
@@ -51,7 +52,7 @@ def _build_on_meta(spec: Mapping[str, Any], state: dict, tensor_keys: set[str], 
         with torch.device("meta"):
             module = spec_obj.build()
         roots = list(_torch_roots(module))
-        if not roots or not all(_only_registered_tensors(root) for root in roots):
+        if not roots or not all(_only_registered_tensors(root) for root in roots) or not _stock_set_state(module):
             return None
         if _state_keys(module) != tensor_keys:  # set_state must overwrite every tensor
             return None
@@ -76,6 +77,13 @@ def _torch_roots(module: Any) -> Iterator[torch.nn.Module]:
         return
     for sub in values():
         yield from _torch_roots(sub)
+
+
+def _stock_set_state(module: Any) -> bool:
+    """True when every ``set_state`` involved is rlmodule's own, which writes every key it is given."""
+    if isinstance(module, MultiRLModule):
+        return type(module).set_state is MultiRLModule.set_state and all(map(_stock_set_state, module.values()))
+    return type(module).set_state is TorchRLModule.set_state
 
 
 def _state_keys(module: Any) -> set[str] | None:

@@ -145,3 +145,10 @@ class ItemInSetupPolicy(DictPolicy):
     def setup(self) -> None:
         super().setup()
         self.width = int(torch.tensor(4).item())
+
+
+class PartialSetStatePolicy(DictPolicy):
+    """A custom set_state that loads only the network: the rest must keep its initial values."""
+
+    def set_state(self, state) -> None:
+        super().set_state({k: v for k, v in state.items() if k.startswith("net.")})
