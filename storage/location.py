@@ -13,7 +13,7 @@ import torch
 from storage import filesystems
 from storage.errors import ObjectNotFoundError
 from storage.safetensors_format import chunks, header_bytes, layout, parse_header
-from storage.tensors import buffer_tensor, check_name, tensor_view, to_raw
+from storage.tensors import BufferView, check_name, to_raw
 
 
 class Location:
@@ -127,9 +127,9 @@ class Location:
         """The tensors of the safetensors file ``name``, exact in dtype, shape and bytes."""
         buf = self._read_into_buffer(name)
         entries, _, start = parse_header(buf, self._url(name))
-        flat = buffer_tensor(buf)
+        view = BufferView(buf)
         return {
-            key: tensor_view(flat, start + e["data_offsets"][0], start + e["data_offsets"][1], e["dtype"], e["shape"])
+            key: view.tensor(start + e["data_offsets"][0], start + e["data_offsets"][1], e["dtype"], e["shape"])
             for key, e in sorted(entries.items())
         }
 

@@ -24,7 +24,7 @@ from storage.errors import (
 )
 from storage.location import Location
 from storage.packing import ALONE_FROM, packs, plan
-from storage.tensors import RawTensor, buffer_tensor, check_name, format_dtype, tensor_view, to_raw
+from storage.tensors import BufferView, RawTensor, check_name, format_dtype, to_raw
 
 log = logging.getLogger(__name__)
 _UPLOAD_BATCH_BYTES = 256 << 20  # remote uploads: at most this much held in memory at once
@@ -175,14 +175,14 @@ class Store:
             raise TensorNotInManifestError(f"tensor {name!r} is not in the manifest")
         return name
 
-    def _view(self, name: str, e: Mapping[str, Any], buf: Any, found: dict[str, objects.Entry]) -> torch.Tensor:
+    def _view(self, name: str, e: Mapping[str, Any], buf: BufferView, found: dict[str, objects.Entry]) -> torch.Tensor:
         entry = found.get(e["digest"])
-        if entry is None or entry.dtype != format_dtype(e["dtype"]) or entry.shape != list(e["shape"]):
+        if entry is None or entry.dtype != format_dtype(e["dtype"]) or entry.shape != e["shape"]:
             raise InvalidManifestError(
                 f"manifest entry {name!r} does not match object {e['object']}: no tensor {e['digest']} "
                 f"of dtype {e['dtype']} and shape {e['shape']} in it"
             )
-        return tensor_view(buf, entry.start, entry.stop, entry.dtype, entry.shape)
+        return buf.tensor(entry.start, entry.stop, entry.dtype, entry.shape)
 
     def _read_objects(
         self, users: Mapping[str, list[str]], entries: Mapping[str, Any], manifest_: Mapping[str, Any]
@@ -208,7 +208,7 @@ class Store:
             self.stats.bytes_read += len(data)
             if self.cache is not None:
                 self.cache.add(obj, [data], len(data))
-            out[obj] = (buffer_tensor(data), found)
+            out[obj] = (BufferView(data), found)
         return out
 
     def _from_cache(self, obj: str, users: Mapping[str, list[str]], entries: Mapping[str, Any]):
@@ -222,7 +222,7 @@ class Store:
             self.cache.discard(obj)  # type: ignore[union-attr]
             return None
         self.stats.cache_hits += 1
-        return buffer_tensor(buf), found
+        return BufferView(buf), found
 
     def _fetch(self, objs: list[str], sizes: Mapping[str, int] | None = None) -> dict[str, Any]:
         if not objs:

@@ -153,22 +153,40 @@ def _byteswap(data: memoryview, size: int) -> bytes:  # pragma: no cover
     return np.frombuffer(data, dtype=f"u{size}" if size > 1 else "u1").byteswap().tobytes()
 
 
-def buffer_tensor(buf: Any) -> torch.Tensor:
-    """A flat uint8 tensor over a writable buffer (no copy); slice it with ``tensor_view``."""
-    if memoryview(buf).nbytes == 0:
-        return torch.empty(0, dtype=torch.uint8)
-    return torch.frombuffer(buf, dtype=torch.uint8)
+class BufferView:
+    """Zero-copy tensors over one writable buffer (a memory map or a bytearray)."""
+
+    __slots__ = ("flat", "_typed")
+
+    def __init__(self, buf: Any) -> None:
+        if memoryview(buf).nbytes == 0:
+            self.flat = torch.empty(0, dtype=torch.uint8)
+        else:
+            self.flat = torch.frombuffer(buf, dtype=torch.uint8)
+        self._typed: dict[str, torch.Tensor] = {}
+
+    def tensor(self, start: int, stop: int, dtype: str, shape: list[int] | tuple[int, ...]) -> torch.Tensor:
+        """``buf[start:stop]`` as ``dtype``/``shape``: a view, or a copy if ``start`` is misaligned."""
+        tdtype = _TORCH_DTYPES[dtype]
+        size = tdtype.itemsize
+        if stop == start:
+            return torch.empty(tuple(shape), dtype=tdtype)
+        if start % size:
+            return self.flat[start:stop].clone().view(tdtype).view(tuple(shape))
+        typed = self._typed.get(dtype)
+        if typed is None:
+            n = self.flat.numel() // size * size
+            typed = self._typed[dtype] = self.flat[:n].view(tdtype)
+        t = typed.as_strided(tuple(shape), _strides(shape), start // size)
+        if sys.byteorder == "big":  # pragma: no cover
+            t = torch.from_numpy(t.numpy().byteswap())
+        return t
 
 
-def tensor_view(flat: torch.Tensor, start: int, stop: int, dtype: str, shape: list[int] | tuple[int, ...]) -> torch.Tensor:
-    """``flat[start:stop]`` as ``dtype``/``shape``: a view, or a copy if ``start`` is misaligned."""
-    tdtype = _TORCH_DTYPES[dtype]
-    if stop == start:
-        return torch.empty(tuple(shape), dtype=tdtype)
-    part = flat[start:stop]
-    if start % tdtype.itemsize:
-        part = part.clone()
-    t = part.view(tdtype).view(tuple(shape))
-    if sys.byteorder == "big":  # pragma: no cover
-        t = torch.from_numpy(t.numpy().byteswap())
-    return t
+def _strides(shape: list[int] | tuple[int, ...]) -> tuple[int, ...]:
+    out = []
+    step = 1
+    for s in reversed(shape):
+        out.append(step)
+        step *= max(s, 1)
+    return tuple(reversed(out))

@@ -118,3 +118,17 @@ def test_write_is_atomic_on_failure(tmp_path):
     assert loc.read_bytes("f.bin") == b"old"
     assert loc.listdir() == ["f.bin"]  # no temporary file left
     assert sorted(p.name for p in tmp_path.iterdir()) == ["f.bin"]
+
+
+def test_misaligned_foreign_file_is_read_exactly(tmp_path):
+    from storage.filesystems import atomic_write
+    from storage.safetensors_format import chunks, header_bytes
+    from storage.tensors import to_raw
+
+    raws = {"i8": to_raw("i8", torch.tensor([1, 2, 3], dtype=torch.int8)), "f": to_raw("f", torch.tensor([1.5, -2.0]))}
+    order = ["i8", "f"]  # the float32 data starts 3 bytes in: not aligned
+    loc = Location(tmp_path)
+    atomic_write(loc.fs, loc.path + "/m.safetensors", chunks(raws, order, header_bytes(raws, order)))
+    out = loc.load_tensors("m.safetensors")
+    assert torch.equal(out["f"], torch.tensor([1.5, -2.0])) and torch.equal(out["i8"], torch.tensor([1, 2, 3], dtype=torch.int8))
+    assert safetensors.torch.load_file(str(tmp_path / "m.safetensors"))["f"].tolist() == [1.5, -2.0]
