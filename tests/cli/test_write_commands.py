@@ -67,10 +67,10 @@ def test_projections_rebuild_replays_every_event(rlreg, inproc, home_registry):
 
 def test_verify_ok_and_db_commands_on_a_fresh_registry(rlreg, inproc, home_registry):
     home_registry.snapshot("checked", small_module(12))
-    report = rlreg("verify", "--json").json()
+    report = inproc("verify", "--json").json()  # the console script's verify: test_errors.py
     assert report["ok"] is True and report["checked"] == 1 and report["damaged"] == {}
     assert inproc("verify").out.strip() == "checked 1 objects of 1 versions: ok"
-    status = rlreg("db", "current", "--json").json()
+    status = inproc("db", "current", "--json").json()
     assert status["up_to_date"] is True and status["current"] == status["head"]
     text = inproc("db", "current").out
     assert f"database: sqlite:///{rlreg.home / 'rlreg.db'}" in text and "status:   up to date" in text

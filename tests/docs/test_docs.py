@@ -135,12 +135,14 @@ def test_no_run_blocks_say_why(path):
     assert not silent, f"no-run without a reason at {silent}"
 
 
-@pytest.mark.parametrize("path", doc_files(), ids=lambda p: p.name)
+def runnable(path: Path) -> list[Block]:
+    """The blocks of a doc that run."""
+    return [b for b in blocks(path) if b.lang in RUN and "no-run" not in b.flags]
+
+
+@pytest.mark.parametrize("path", [p for p in doc_files() if runnable(p)], ids=lambda p: p.name)
 def test_doc_code_runs(path, tmp_path, monkeypatch, request):
-    """Run the doc's python blocks in order, in one namespace."""
-    runnable = [b for b in blocks(path) if b.lang in RUN and "no-run" not in b.flags]
-    if not runnable:
-        pytest.skip(f"{path.name} has no runnable code blocks")
+    """Run the doc's python and bash blocks in order, python in one namespace."""
     wanted = needs(path)
     if "postgres" in wanted:
         monkeypatch.setenv("RLREG_DB_URL", request.getfixturevalue("pg_url"))
@@ -152,7 +154,7 @@ def test_doc_code_runs(path, tmp_path, monkeypatch, request):
     # A real module, so classes a doc defines resolve by path as a user's imported module's would.
     module = types.ModuleType(f"rlreg_docs_{path.stem.replace('-', '_')}")
     monkeypatch.setitem(sys.modules, module.__name__, module)
-    for block in runnable:
+    for block in runnable(path):
         if block.lang == "bash":
             run_shell_block(block, monkeypatch)
             continue
