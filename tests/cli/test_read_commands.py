@@ -109,3 +109,21 @@ def test_export_writes_a_checkpoint_rlmodule_loads(rlreg_demo, best, tmp_path):
         a = restored.forward_inference({"obs": obs})["action_dist_inputs"]
         b = original.forward_inference({"obs": obs})["action_dist_inputs"]
     assert torch.equal(a, b)
+
+
+def test_show_a_multi_module_lists_each_module(inproc, home_registry):
+    import gymnasium as gym
+
+    from rlmodule import MultiRLModuleSpec, RLModuleSpec
+    from rlmodule.ppo import PPOCatalog, PPOTorchRLModule
+
+    env = gym.make("CartPole-v1")
+    single = RLModuleSpec(module_class=PPOTorchRLModule, observation_space=env.observation_space,
+                          action_space=env.action_space, model_config_dict={"hidden": [8]},
+                          catalog_class=PPOCatalog)
+    home_registry.snapshot("league", MultiRLModuleSpec(module_specs={"p0": single, "p1": single}).build())
+    text = inproc("show", "league").out
+    assert "  multi-module: rlmodule.multi_rl_module.MultiRLModule" in text
+    assert text.count("observation space: Box(shape=(4,), dtype=float32)") == 2
+    assert "  module p0:" in text and "  module p1:" in text
+    assert "p1/pi.net.mlp.0.weight" in text
