@@ -103,7 +103,10 @@ def _state_keys(module: Any) -> set[str] | None:
 
 
 def _only_registered_tensors(root: torch.nn.Module) -> bool:
-    """True when every tensor the tree holds is a parameter or a persistent buffer."""
+    """True when every tensor the tree holds is a parameter or persistent buffer, none shared (tied)."""
+    held = [t for named in (root.named_parameters, root.named_buffers) for _, t in named(remove_duplicate=False)]
+    if len({id(t) for t in held}) != len(held):  # to_empty would untie them
+        return False
     for sub in root.modules():
         if sub._non_persistent_buffers_set:
             return False

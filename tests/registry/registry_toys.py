@@ -152,3 +152,12 @@ class PartialSetStatePolicy(DictPolicy):
 
     def set_state(self, state) -> None:
         super().set_state({k: v for k, v in state.items() if k.startswith("net.")})
+
+
+class TiedPolicy(DictPolicy):
+    """A second head sharing (tied to) the output layer's weight."""
+
+    def setup(self) -> None:
+        super().setup()
+        self.head2 = nn.Linear(self.net[2].in_features, 3)
+        self.head2.weight = self.net[2].weight

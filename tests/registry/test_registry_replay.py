@@ -132,8 +132,9 @@ def test_public_api_is_exported():
     assert {"Registry", "ModelVersion", "Event", "ModelDiff", "load", "snapshot"} <= set(registry.__all__)
 
 
-def test_load_skips_random_initialisation(reg):
-    module = toys.spec().build()
+@pytest.mark.parametrize("make", [lambda: toys.spec().build(), lambda: toys.multi_spec().build()])
+def test_load_skips_random_initialisation(reg, make):
+    module = make()
     reg.snapshot("fast", module)
     torch.manual_seed(123)
     expected = torch.rand(4)
@@ -141,7 +142,8 @@ def test_load_skips_random_initialisation(reg):
     loaded = reg.load("fast")
     assert torch.equal(torch.rand(4), expected), "load drew random numbers: the module was initialised"
     assert toys.states_equal(loaded, module)
-    assert all(not t.is_meta for t in (*loaded.parameters(), *loaded.buffers()))
+    for part in (loaded.values() if isinstance(loaded, MultiRLModule) else [loaded]):
+        assert all(not t.is_meta for t in (*part.parameters(), *part.buffers()))
 
 
 @pytest.mark.parametrize(
@@ -150,6 +152,7 @@ def test_load_skips_random_initialisation(reg):
         (toys.NonPersistentBufferPolicy, lambda m: torch.equal(m.table, torch.arange(5.0) * 3)),
         (toys.TensorAttributePolicy, lambda m: torch.equal(m.consts, torch.linspace(0, 1, 4))),
         (toys.ItemInSetupPolicy, lambda m: m.width == 4),
+        (toys.TiedPolicy, lambda m: m.head2.weight is m.net[2].weight),
         (toys.PartialSetStatePolicy, lambda m: torch.equal(m.scale, torch.ones(2, 2, dtype=torch.bfloat16))),
     ],
 )
