@@ -111,8 +111,9 @@ def test_export_writes_a_checkpoint_rlmodule_loads(rlreg_demo, best, tmp_path):
     assert torch.equal(a, b)
 
 
-def test_show_a_multi_module_lists_each_module(inproc, home_registry):
+def test_show_a_multi_module_lists_each_module(rlreg, home_registry):
     import gymnasium as gym
+    from clihelpers import InProcess
 
     from rlmodule import MultiRLModuleSpec, RLModuleSpec
     from rlmodule.ppo import PPOCatalog, PPOTorchRLModule
@@ -122,7 +123,7 @@ def test_show_a_multi_module_lists_each_module(inproc, home_registry):
                           action_space=env.action_space, model_config_dict={"hidden": [8]},
                           catalog_class=PPOCatalog)
     home_registry.snapshot("league", MultiRLModuleSpec(module_specs={"p0": single, "p1": single}).build())
-    text = inproc("show", "league").out
+    text = InProcess(rlreg)("show", "league").out  # on this test's own home, not the demo's
     assert "  multi-module: rlmodule.multi_rl_module.MultiRLModule" in text
     assert text.count("observation space: Box(shape=(4,), dtype=float32)") == 2
     assert "  module p0:" in text and "  module p1:" in text
