@@ -22,6 +22,7 @@ from typing import Any
 import torch
 
 from bench.peers import files, venv
+from bench.peers.fresh_process import first_load_seconds
 from bench.peers.peerlib import folder_bytes, perturb, row, same_tensors, state_bytes, timed
 from bench.registry_table import SUITE, finish, format_table
 
@@ -75,7 +76,8 @@ class RegistryContender:
         from registry import Registry
 
         self.blobs = work / "blobs"
-        self.registry = Registry(f"sqlite:///{work / 'rlreg.db'}", str(self.blobs))
+        self.db_url = f"sqlite:///{work / 'rlreg.db'}"
+        self.registry = Registry(self.db_url, str(self.blobs))
         self.version = 0
 
     def snapshot(self, module: torch.nn.Module) -> None:
@@ -102,6 +104,7 @@ def measure_in_process(spec, config: dict[str, Any], work: Path) -> list[dict[st
     contenders = [ours, *(files.FileContender(f, spec.build, work / f) for f in files.FORMATS)]
     try:
         rows = _snapshots_and_loads(module, contenders, config)
+        rows += _first_loads(ours, contenders[1], config)
         rows += _repeated(module, contenders, config)
     finally:
         ours.close()
@@ -134,6 +137,19 @@ def _snapshots_and_loads(module, contenders, config) -> list[dict[str, Any]]:
                         written_bytes=first_written[c]))
         rows.append(row("load", c.load_system, "seconds", load[c], "s"))
     return rows
+
+
+def _first_loads(ours: RegistryContender, base: files.FileContender, config) -> list[dict[str, Any]]:
+    """The first load in a new process, by rlreg and by the safetensors baseline."""
+    jobs = {
+        "rlreg": {"db_url": ours.db_url, "storage_url": str(ours.blobs), "name": MODEL,
+                  "version": ours.version},
+        "safetensors": {"file": str(base.last), "config": config},
+    }
+    systems = {"rlreg": "rlreg Registry(...).load", "safetensors": base.load_system}
+    return [row("first load in a new process", systems[kind], "seconds",
+                first_load_seconds(kind, job, config["repeats"]), "s")
+            for kind, job in jobs.items()]
 
 
 def _repeated(module, contenders, config) -> list[dict[str, Any]]:
