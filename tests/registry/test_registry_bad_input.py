@@ -152,3 +152,17 @@ def test_a_class_defined_in_a_function_is_refused_before_anything_is_written(reg
     with pytest.raises(UntrustedClassError, match="is defined inside a function"):
         reg.snapshot("pol", spec.build())
     assert_nothing_changed(reg, recorded, head, digests)
+
+
+def test_an_older_schema_is_refused_then_upgraded_on_request(make_registry, db_url):
+    from registry import SchemaVersionError, db
+
+    first = make_registry()
+    first.snapshot("pol", toys.spec().build())
+    previous = db.downgrade(first.event_store.engine, "-1").current
+    first.close()
+    with pytest.raises(SchemaVersionError, match=f"has schema revision '{previous}'.*run `rlreg db upgrade`"):
+        make_registry()
+    upgraded = make_registry(upgrade=True)
+    assert upgraded.schema_status().up_to_date
+    assert [v.version for v in upgraded.versions("pol")] == [1]
