@@ -6,7 +6,8 @@ unchanged ``put`` (bytes written, vs the first put and a bare digest pass); ``ge
 verified) vs ``load_file`` + reading every byte and vs ``torch.load(weights_only=True)``; objects
 and µs per tensor for the 2,000-tensor dict. On S3 (moto's server in this process, through s3fs):
 requests per put and per get, and a warm-cache get vs the local get. Times are the best of N runs
-(the machine is shared); the machine's memcpy and disk-write bandwidth are printed as the limits.
+(the machine is shared), taken in turn within each repeat, with dirty pages flushed (untimed)
+before each write; the machine's memcpy and disk-write bandwidth are printed as the limits.
 ``run(quick)`` prints the table and returns the rows; ``python -m bench storage`` runs it.
 """
 
@@ -75,8 +76,10 @@ def local_rows(case: str, state: dict[str, torch.Tensor], work: Path, repeats: i
     """Every local-folder measurement of one state dict."""
     nbytes = sum(t.numel() * t.element_size() for t in state.values())
     st_file, pt_file, store_dir = work / "s.safetensors", work / "s.pt", work / "store"
-    fresh = lambda: shutil.rmtree(store_dir, ignore_errors=True)  # noqa: E731
-    no_file = lambda: st_file.unlink(missing_ok=True)  # noqa: E731
+    # Untimed before each write: remove the last copy and flush dirty pages (os.sync), so that
+    # neither contender is throttled by the kernel writing back the other's gigabyte.
+    fresh = lambda: (shutil.rmtree(store_dir, ignore_errors=True), os.sync())  # noqa: E731
+    no_file = lambda: (st_file.unlink(missing_ok=True), os.sync())  # noqa: E731
     holder: dict[str, Any] = {}
     t = interleaved(
         {

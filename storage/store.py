@@ -7,7 +7,7 @@ import os
 import posixpath
 from collections import defaultdict
 from collections.abc import Iterable, Mapping
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -28,6 +28,25 @@ from storage.tensors import BufferView, RawTensor, check_name, format_dtype, to_
 
 log = logging.getLogger(__name__)
 _UPLOAD_BATCH_BYTES = 256 << 20  # remote uploads: at most this much held in memory at once
+_THREADED_PUT_FROM = 8 << 20  # below this a writer thread costs more than it overlaps
+
+
+class _Inline:
+    """A stand-in for a one-thread executor that runs each call at once (small puts)."""
+
+    def __enter__(self) -> _Inline:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        return None
+
+    def submit(self, fn: Any, *args: Any) -> Future:
+        future: Future = Future()
+        try:
+            future.set_result(fn(*args))
+        except BaseException as exc:  # noqa: BLE001 - re-raised by future.result(), as from a thread
+            future.set_exception(exc)
+        return future
 
 
 @dataclass
@@ -107,7 +126,8 @@ class Store:
         """Hash the next tensor while a writer thread writes the last (largest first)."""
         digests: dict[str, str] = {}
         planned: dict[str, objects.EncodedObject] = {}
-        with ThreadPoolExecutor(max_workers=1, thread_name_prefix="rlreg-put") as writer:
+        threaded = sum(r.nbytes for r in raws.values()) >= _THREADED_PUT_FROM
+        with ThreadPoolExecutor(max_workers=1, thread_name_prefix="rlreg-put") if threaded else _Inline() as writer:
             pending = []
 
             def submit(obj: objects.EncodedObject) -> None:
