@@ -6,8 +6,9 @@ and ``module.restore_from_path("rlreg://name/3")`` read them like any other chec
 that never imported ``registry``: fsspec finds this class through the ``fsspec.specs`` entry point.
 
 A version is exported once per process into a temporary folder and served from there (versions
-never change; the ``MAX_EXPORTED`` most recently used stay exported). Filesystem instances are not cached, so one ``storage.Location`` (one restore)
-resolves an alias or "the latest" once and reads every file of that same version.
+never change; the ``MAX_EXPORTED`` most recently used stay exported). Filesystem instances are not
+cached, so one ``storage.Location`` (one restore) resolves an alias or "the latest" once and reads
+every file of that same version.
 """
 
 from __future__ import annotations

@@ -116,10 +116,13 @@ def _leaves(state):
             yield state[k]
 
 
+def _bytes(t: torch.Tensor) -> torch.Tensor:
+    return t.contiguous().reshape(-1).view(torch.uint8)
+
+
 def _same(x, y) -> bool:
     if isinstance(x, torch.Tensor) and isinstance(y, torch.Tensor):
-        return (x.dtype == y.dtype and x.shape == y.shape
-                and torch.equal(x.contiguous().reshape(-1).view(torch.uint8), y.contiguous().reshape(-1).view(torch.uint8)))
+        return x.dtype == y.dtype and x.shape == y.shape and torch.equal(_bytes(x), _bytes(y))
     return x == y
 
 
