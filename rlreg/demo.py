@@ -6,10 +6,11 @@ policy-gradient loop that improves CartPole's return within a few seconds on one
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import os
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import click
 
@@ -112,86 +113,136 @@ def say(session, text: str = "") -> None:
 
 def run_demo(session, *, name: str, iterations: int, every: int, seed: int | None) -> dict:
     """The whole demo; returns (and with --json prints) a summary."""
+    import torch
+
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)  # tiny networks: one thread is faster, and fair to a shared machine
+    try:
+        return _run(session, name=name, iterations=iterations, every=every, seed=seed)
+    finally:
+        torch.set_num_threads(threads)
+
+
+@dataclass
+class Run:
+    """One demo run's state: where it started, and the snapshots it took."""
+
+    name: str
+    seed: int
+    iteration0: int = 0
+    env_steps: int = 0
+    snapshots: dict = field(default_factory=dict)  # version -> (mean return, copy of the state dict)
+
+
+def _run(session, *, name: str, iterations: int, every: int, seed: int | None) -> dict:
     import gymnasium as gym
     import torch
 
     started = time.perf_counter()
-    torch.set_num_threads(1)
-    seed = int.from_bytes(os.urandom(4), "little") % 100_000 if seed is None else seed
-    torch.manual_seed(seed)
-    reg = session.registry
+    run = Run(name, int.from_bytes(os.urandom(4), "little") % 100_000 if seed is None else seed)
+    torch.manual_seed(run.seed)
     env = gym.make(ENV_ID, max_episode_steps=MAX_EPISODE_STEPS)
+    module = start(session, env, run)
+    train(session, env, module, run, iterations, every)
 
-    iteration0, env_steps = 0, 0
-    if reg.exists(name):
-        latest = reg.version(name)
-        module = reg.load(name, latest.version)
-        iteration0 = _int(latest.metadata.get("iteration"))
-        env_steps = _int(latest.metadata.get("env_steps"))
-        say(session, f"resuming {name} from version {latest.version} (seed {seed})")
-    else:
-        module = make_spec(env).build()
-        say(session, f"built PPOTorchRLModule for {ENV_ID}, hidden {HIDDEN} (seed {seed})")
-    optimizer = torch.optim.Adam(module.parameters(), lr=LEARNING_RATE)
-
-    snapshots: dict[int, tuple[float, dict]] = {}  # version -> (mean return, state dict copy)
-    for it in range(iteration0 + 1, iteration0 + iterations + 1):
-        batch = collect(env, module, EPISODES_PER_ITERATION, seed * 1000 + it * EPISODES_PER_ITERATION)
-        env_steps += len(batch.actions)
-        loss = update(module, optimizer, batch)
-        mean_return = sum(batch.episode_returns) / len(batch.episode_returns)
-        line = f"iteration {it:>3}  mean return {mean_return:6.1f}  loss {loss:7.3f}"
-        if (it - iteration0) % every == 0 or it == iteration0 + iterations:
-            metadata = {"iteration": it, "mean_return": round(mean_return, 2), "env_steps": env_steps,
-                        "seed": seed}
-            mv = reg.snapshot(name, module, metadata=metadata)
-            snapshots[mv.version] = (mean_return, copy.deepcopy(module.state_dict()))
-            line += f"  -> snapshot {name}:{mv.version}"
-        say(session, line)
-
-    best_version = max(snapshots, key=lambda v: snapshots[v][0])
-    reg.set_alias(name, "best", best_version)
-    say(session, f"\nalias best -> version {best_version} "
-                 f"(mean return {snapshots[best_version][0]:.1f}, the best of this run)")
-
-    check = check_best(session, env, name, snapshots[best_version][1], seed)
-    say(session, f"loaded rlreg://{name}@best into a fresh module: "
-                 f"{check['matching_actions']}/{check['observations']} greedy actions match version "
-                 f"{best_version}, logits identical: {check['identical_logits']}")
+    best = max(run.snapshots, key=lambda v: run.snapshots[v][0])
+    session.registry.set_alias(name, "best", best)
+    say(session, f"\nalias best -> version {best} (mean return {run.snapshots[best][0]:.1f}, "
+                 "the best of this run)")
+    check = check_best(session, env, name, run.snapshots[best][1], run.seed)
+    say(session, f"loaded rlreg://{name}@best into a fresh module: {check['matching_actions']}/"
+                 f"{check['observations']} greedy actions match version {best}, "
+                 f"logits identical: {check['identical_logits']}")
     if not check["identical_logits"]:
-        raise DemoMismatchError(f"rlreg://{name}@best does not reproduce version {best_version}'s outputs")
+        raise DemoMismatchError(f"rlreg://{name}@best does not reproduce version {best}'s outputs")
 
-    versions = reg.versions(name)
-    last_two = [v.version for v in versions[-2:]]
-    result = reg.diff(name, *last_two) if len(last_two) == 2 else None
+    versions, result = report(session, name)
     seconds = time.perf_counter() - started
-    say(session, "")
-    say(session, show.versions_table(versions))
-    if result is not None:
-        say(session, f"\ndiff {name} {last_two[0]} {last_two[1]}:")
-        say(session, str(result))
-    say(session, f"\ndone in {seconds:.1f} s: {iterations} updates, {len(snapshots)} snapshots")
-    summary = {"name": name, "seed": seed, "env_steps": env_steps, "best": best_version,
-               "snapshots": sorted(snapshots), "check": check, "versions": versions, "diff": result,
+    say(session, f"\ndone in {seconds:.1f} s: {iterations} updates, {len(run.snapshots)} snapshots")
+    summary = {"name": name, "seed": run.seed, "env_steps": run.env_steps, "best": best,
+               "snapshots": sorted(run.snapshots), "check": check, "versions": versions, "diff": result,
                "seconds": round(seconds, 2)}
     if session.as_json:
         output.echo_json(summary)
     return summary
 
 
+def start(session, env, run: Run):
+    """A fresh PPO module, or the model's latest version when it exists (the second run)."""
+    reg = session.registry
+    if not reg.exists(run.name):
+        say(session, f"built PPOTorchRLModule for {ENV_ID}, hidden {HIDDEN} (seed {run.seed})")
+        return make_spec(env).build()
+    latest = reg.version(run.name)
+    run.iteration0 = _int(latest.metadata.get("iteration"))
+    run.env_steps = _int(latest.metadata.get("env_steps"))
+    say(session, f"resuming {run.name} from version {latest.version} (seed {run.seed})")
+    return reg.load(run.name, latest.version)
+
+
+def train(session, env, module, run: Run, iterations: int, every: int) -> None:
+    """Policy-gradient updates; a snapshot with the mean return every ``every`` of them."""
+    import torch
+
+    optimizer = torch.optim.Adam(module.parameters(), lr=LEARNING_RATE)
+    last = run.iteration0 + iterations
+    for it in range(run.iteration0 + 1, last + 1):
+        batch = collect(env, module, EPISODES_PER_ITERATION, run.seed * 1000 + it * EPISODES_PER_ITERATION)
+        run.env_steps += len(batch.actions)
+        loss = update(module, optimizer, batch)
+        mean_return = sum(batch.episode_returns) / len(batch.episode_returns)
+        line = f"iteration {it:>3}  mean return {mean_return:6.1f}  loss {loss:7.3f}"
+        if (it - run.iteration0) % every == 0 or it == last:
+            metadata = {"iteration": it, "mean_return": round(mean_return, 2), "env_steps": run.env_steps,
+                        "seed": run.seed}
+            mv = session.registry.snapshot(run.name, module, metadata=metadata)
+            run.snapshots[mv.version] = (mean_return, copy.deepcopy(module.state_dict()))
+            line += f"  -> snapshot {run.name}:{mv.version}"
+        say(session, line)
+
+
+def report(session, name: str):
+    """Print the versions table and the diff of the last two versions; return both."""
+    reg = session.registry
+    versions = reg.versions(name)
+    say(session, "")
+    say(session, show.versions_table(versions))
+    if len(versions) < 2:
+        return versions, None
+    a, b = versions[-2].version, versions[-1].version
+    result = reg.diff(name, a, b)
+    say(session, f"\ndiff {name} {a} {b}:")
+    say(session, str(result))
+    return versions, result
+
+
 def _int(value) -> int:
     return value if isinstance(value, int) and not isinstance(value, bool) else 0
+
+
+@contextlib.contextmanager
+def default_registry_at(db: str | None, storage: str | None):
+    """``rlreg://`` URIs resolve on the default registry: point it at ours for the block."""
+    saved = {k: os.environ.get(k) for k in ("RLREG_DB_URL", "RLREG_STORAGE_URL")}
+    for key, value in (("RLREG_DB_URL", db), ("RLREG_STORAGE_URL", storage)):
+        if value:
+            os.environ[key] = value
+    try:
+        yield
+    finally:
+        for key, value in saved.items():
+            if value is None:
+                os.environ.pop(key, None)
+            else:
+                os.environ[key] = value
 
 
 def check_best(session, env, name: str, best_state: dict, seed: int) -> dict:
     """Load ``rlreg://name@best`` via ``load_state_path`` and compare it with the best snapshot."""
     import torch
 
-    if session.db:  # rlreg:// resolves against the default registry: point it at ours
-        os.environ["RLREG_DB_URL"] = session.db
-    if session.storage:
-        os.environ["RLREG_STORAGE_URL"] = session.storage
-    loaded = make_spec(env, load_state_path=f"rlreg://{name}@best").build()
+    with default_registry_at(session.db, session.storage):
+        loaded = make_spec(env, load_state_path=f"rlreg://{name}@best").build()
     reference = make_spec(env).build()
     reference.load_state_dict(best_state)
 

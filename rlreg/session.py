@@ -78,7 +78,8 @@ class Session:
             except concurrent.futures.TimeoutError:
                 pass
             stream = sys.stderr if stream is None else stream
-            with tqdm(desc=label, file=stream, bar_format="{desc}: {elapsed}", disable=None, leave=False) as bar:
+            bar = tqdm(desc=label, file=stream, bar_format="{desc}: {elapsed}", disable=None, leave=False)
+            with bar:
                 while True:
                     try:
                         return future.result(timeout=0.25)
