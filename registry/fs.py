@@ -14,6 +14,7 @@ every file of that same version.
 from __future__ import annotations
 
 import atexit
+import errno
 import os
 import shutil
 import tempfile
@@ -133,8 +134,7 @@ class RegistryFileSystem(AbstractFileSystem):
 
     def _open(self, path: str, mode: str = "rb", **kwargs: Any) -> Any:
         if mode != "rb":
-            raise PermissionError(f"rlreg://{self._strip_protocol(path)} is read-only: record versions "
-                                  "with registry.snapshot() instead")
+            self._read_only(path)
         local, stripped = self._local_path(path)
         if not os.path.isfile(local):
             raise FileNotFoundError(f"rlreg://{stripped}")
@@ -146,7 +146,8 @@ class RegistryFileSystem(AbstractFileSystem):
             raise FileNotFoundError(f"rlreg://{stripped}")
         return self._local.cat_file(local, start=start, end=end)
 
-    def _read_only(self, *args: Any, **kwargs: Any) -> None:
-        raise PermissionError("rlreg:// is read-only: record versions with registry.snapshot() instead")
+    def _read_only(self, path: Any = "", *args: Any, **kwargs: Any) -> None:
+        where = f"rlreg://{self._strip_protocol(path)}" if isinstance(path, str) else "rlreg://"
+        raise OSError(errno.EROFS, f"{where} is read-only: record versions with registry.snapshot() instead")
 
     mkdir = makedirs = rm = _rm = rmdir = pipe_file = put_file = touch = mv = cp_file = _read_only

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import errno
 import json
 import subprocess
 import sys
@@ -69,10 +70,13 @@ def test_the_filesystem_lists_a_read_only_checkpoint_folder(recorded):
     assert {"team/pol/2/metadata.json", "team/pol/2/class_and_ctor_args.json"} <= set(names)
     assert fs.isdir(path) and fs.isfile("team/pol/2/metadata.json")
     assert json.loads(fs.cat_file("team/pol/2/metadata.json"))["format"] == "rlreg.checkpoint/1"
-    with pytest.raises(PermissionError, match="read-only"):
+    with pytest.raises(OSError, match="rlreg://team/pol/2/x is read-only") as info:
         fs.pipe_file("team/pol/2/x", b"no")
-    with pytest.raises(PermissionError, match="read-only"):
+    assert info.value.errno == errno.EROFS
+    with pytest.raises(OSError, match="rlreg://team/pol/2/metadata.json is read-only"):
         fs.open("team/pol/2/metadata.json", "wb")
+    with pytest.raises(OSError, match="rlreg://team/pol/2 is read-only"):
+        toys.spec().build().save_to_path("rlreg://team/pol/2")
     with pytest.raises(FileNotFoundError, match="model 'team/pol' has no version 9"):
         fs.info("team/pol/9")
     with pytest.raises(FileNotFoundError, match="no model named by rlreg://nobody/1"):
