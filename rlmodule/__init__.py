@@ -17,7 +17,7 @@ from rlmodule.checker import (
     check_output_specs,
     convert_to_canonical_format,
 )
-from rlmodule.catalog import Catalog
+from rlmodule.catalog import MODEL_DEFAULTS, Catalog
 from rlmodule.checkpoints import Checkpointable
 from rlmodule.columns import (
     COMPONENT_LEARNER,
@@ -72,7 +72,7 @@ from rlmodule.trust import resolve_class
 from rlmodule.view_requirement import ViewRequirement
 
 __all__ = [
-    "Catalog", "Distribution", "TorchCategorical", "TorchDeterministic", "TorchDiagGaussian",
+    "MODEL_DEFAULTS", "Catalog", "Distribution", "TorchCategorical", "TorchDeterministic", "TorchDiagGaussian",
     "TorchDistribution", "TorchMultiCategorical", "TorchMultiDistribution", "TorchSquashedGaussian",
     "COMPONENT_LEARNER", "COMPONENT_LEARNER_GROUP", "COMPONENT_RL_MODULE", "DEFAULT_MODULE_ID",
     "DEFAULT_POLICY_ID", "DEPRECATED_VALUE", "CheckpointError", "CheckpointFormatError",
