@@ -75,3 +75,15 @@ def test_verify_ok_and_db_commands_on_a_fresh_registry(rlreg, inproc, home_regis
     text = inproc("db", "current").out
     assert f"database: sqlite:///{rlreg.home / 'rlreg.db'}" in text and "status:   up to date" in text
     assert json.loads(inproc("db", "upgrade", "--json").out)["up_to_date"] is True
+
+
+def test_verify_reports_a_missing_object_by_version(inproc, home_registry, rlreg):
+    home_registry.snapshot("lost", small_module(14))
+    [obj] = [p for p in (rlreg.home / "blobs").rglob("*") if p.is_file()]
+    obj.unlink()
+    result = inproc("verify", "--json", code=exitcodes.INTEGRITY)
+    report = result.json()
+    assert report["ok"] is False and report["missing"] == {"lost/1": [f"blake3:{obj.name}"]}
+    assert "0 damaged object(s), 1 version(s) with missing objects: lost/1" in result.err
+    text = inproc("verify", code=exitcodes.INTEGRITY).out
+    assert f"  missing lost/1: blake3:{obj.name}" in text
