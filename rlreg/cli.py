@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import functools
 import json
+import os
 import sys
 from typing import Any
 
@@ -16,7 +17,8 @@ from rlreg.session import Session, on_error
 EPILOG = """\b
 Exit codes: 0 ok, 1 bug, 2 usage, 3 not found, 4 invalid input, 5 conflict,
 6 database unreachable, 7 storage unreachable, 8 damaged object,
-9 schema out of date, 10 untrusted class, 130 interrupted."""
+9 schema out of date, 10 untrusted class, 130 interrupted,
+141 output pipe closed."""
 
 
 class RlregGroup(click.Group):
@@ -30,6 +32,9 @@ class RlregGroup(click.Group):
         except KeyboardInterrupt:
             click.echo("rlreg: interrupted", err=True)
             ctx.exit(exitcodes.INTERRUPTED)
+        except BrokenPipeError:  # the reader went away (`rlreg events --follow | head`): not an error
+            os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # nothing left to flush to
+            ctx.exit(exitcodes.PIPE_CLOSED)
         except Exception as exc:  # noqa: BLE001 - classified below; bugs are re-raised
             code = exitcodes.classify(exc)
             if code is None:

@@ -15,6 +15,7 @@ code    meaning
 9       schema out of date (or newer than this package): run ``rlreg db upgrade``
 10      untrusted class: a checkpoint names a class outside the trusted modules
 130     interrupted (Ctrl-C)
+141     the output pipe was closed by its reader (``rlreg events --follow | head``)
 ======  ==========================================================================
 """
 
@@ -35,6 +36,7 @@ INTEGRITY = 8
 SCHEMA = 9
 UNTRUSTED = 10
 INTERRUPTED = 130
+PIPE_CLOSED = 141  # 128 + SIGPIPE, what a shell reports for a writer whose reader left
 
 LABELS = {
     NOT_FOUND: "not found",

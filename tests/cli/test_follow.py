@@ -57,3 +57,19 @@ def test_follow_with_limit_ends_by_itself(rlreg, home_registry, inproc):
     lines = result.out.splitlines()
     assert len(lines) == 2 and "SpecRecorded" in lines[0] and "VersionRecorded" in lines[1]
     assert lines[0].split()[:2] == ["1", "limited"]
+
+
+def test_a_reader_that_leaves_ends_the_tail_quietly(rlreg, home_registry):
+    home_registry.snapshot("piped", small_module(15))
+    follower = rlreg.popen("events", "--follow", "--json")
+    try:
+        assert json.loads(follower.stdout.readline())["position"] == 1
+        follower.stdout.close()  # like `| head -n 1` exiting
+        home_registry.set_alias("piped", "a", 1)  # the follower's next write meets a closed pipe
+        home_registry.set_alias("piped", "b", 1)
+        code = follower.wait(timeout=WAIT)
+    finally:
+        if follower.poll() is None:
+            follower.kill()
+    err = follower.stderr.read()
+    assert code == 141 and err == "", err
