@@ -1,7 +1,7 @@
 """Rebuild a module from a recorded spec and state, skipping the random initialisation it overwrites.
 
 The module is first built on PyTorch's ``meta`` device (no memory, no random numbers), its storage
-allocated with ``to_empty`` and then filled by ``set_state``. That is exact only if the state covers
+allocated (uninitialised) and then filled by ``set_state``. That is exact only if the state covers
 every parameter and buffer, ``set_state`` is rlmodule's own (which writes every key it is given) and
 the module keeps no other tensors; when anything says otherwise (the build fails on meta, a
 non-persistent buffer, a tensor attribute, a key the state lacks, a custom ``set_state``) the module
@@ -56,8 +56,8 @@ def _build_on_meta(spec: Mapping[str, Any], state: dict, tensor_keys: set[str], 
             return None
         if _state_keys(module) != tensor_keys:  # set_state must overwrite every tensor
             return None
-        for root in roots:
-            root.to_empty(device="cpu")
+        if not all(_allocate(root) for root in roots):
+            return None
         module.set_state(state)
         if _any_meta(roots):
             return None
@@ -77,6 +77,26 @@ def _torch_roots(module: Any) -> Iterator[torch.nn.Module]:
         return
     for sub in values():
         yield from _torch_roots(sub)
+
+
+def _allocate(root: torch.nn.Module) -> bool:
+    """Give every meta parameter and buffer uninitialised CPU storage; False if one is unusual.
+
+    Like ``Module.to_empty(device="cpu")``, whose first call costs a third of a second importing
+    sympy (through ``torch._refs.empty_like``).
+    """
+    for sub in root.modules():
+        for name, param in sub._parameters.items():
+            if param is None:
+                continue
+            if type(param) is not torch.nn.Parameter:
+                return False
+            empty = torch.empty(param.shape, dtype=param.dtype)
+            sub._parameters[name] = torch.nn.Parameter(empty, requires_grad=param.requires_grad)
+        for name, buffer in sub._buffers.items():
+            if buffer is not None:
+                sub._buffers[name] = torch.empty(buffer.shape, dtype=buffer.dtype)
+    return True
 
 
 def _stock_set_state(module: Any) -> bool:
@@ -105,7 +125,7 @@ def _state_keys(module: Any) -> set[str] | None:
 def _only_registered_tensors(root: torch.nn.Module) -> bool:
     """True when every tensor the tree holds is a parameter or persistent buffer, none shared (tied)."""
     held = [t for named in (root.named_parameters, root.named_buffers) for _, t in named(remove_duplicate=False)]
-    if len({id(t) for t in held}) != len(held):  # to_empty would untie them
+    if len({id(t) for t in held}) != len(held):  # fresh storage per occurrence would untie them
         return False
     for sub in root.modules():
         if sub._non_persistent_buffers_set:
