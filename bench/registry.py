@@ -23,7 +23,9 @@ import torch
 
 from bench.peers import files, venv
 from bench.peers.fresh_process import first_load_seconds
-from bench.peers.peerlib import folder_bytes, perturb, row, same_tensors, state_bytes, timed
+from bench.peers.peerlib import (
+    folder_bytes, perturb, row, same_tensors, state_bytes, timed, timing_row,
+)
 from bench.registry_table import SUITE, finish, format_table
 
 SIZES: dict[bool, dict[str, Any]] = {
@@ -117,26 +119,26 @@ def measure_in_process(spec, config: dict[str, Any], work: Path) -> list[dict[st
 
 
 def _snapshots_and_loads(module, contenders, config) -> list[dict[str, Any]]:
-    snap = {c: float("inf") for c in contenders}
-    load = dict(snap)
+    """Snapshot and load timings, the contenders taking turns in each repeat."""
+    snap: dict[Any, list[float]] = {c: [] for c in contenders}
+    load: dict[Any, list[float]] = {c: [] for c in contenders}
     first_written = {}
     for i in range(config["repeats"]):
         perturb(module, i)
         for c in contenders:
             before = c.written()
-            snap[c] = min(snap[c], timed(lambda: c.snapshot(module))[0])
+            snap[c].append(timed(lambda: c.snapshot(module))[0])
             first_written.setdefault(c, c.written() - before)
     for _ in range(config["repeats"]):
         for c in contenders:
             seconds, loaded = timed(c.load)
-            load[c] = min(load[c], seconds)
+            load[c].append(seconds)
             same_tensors(module, loaded)
             del loaded
     rows = []
     for c in contenders:
-        rows.append(row("snapshot", c.snapshot_system, "seconds", snap[c], "s",
-                        written_bytes=first_written[c]))
-        rows.append(row("load", c.load_system, "seconds", load[c], "s"))
+        rows.append(timing_row("snapshot", c.snapshot_system, snap[c], written_bytes=first_written[c]))
+        rows.append(timing_row("load", c.load_system, load[c]))
     return rows
 
 
@@ -148,8 +150,8 @@ def _first_loads(ours: RegistryContender, base: files.FileContender, config) -> 
         "safetensors": {"file": str(base.last), "config": config},
     }
     systems = {"rlreg": "rlreg Registry(...).load", "safetensors": base.load_system}
-    return [row("first load in a new process", systems[kind], "seconds",
-                first_load_seconds(kind, job, config["repeats"]), "s")
+    return [timing_row("first load in a new process", systems[kind],
+                       first_load_seconds(kind, job, config["repeats"]))
             for kind, job in jobs.items()]
 
 

@@ -64,7 +64,7 @@ def format_table(rows: list[dict[str, Any]], config: dict[str, Any], quick: bool
     lines = [
         f"registry benchmark ({'quick' if quick else 'full'}): PPO module "
         f"{config['model_config']['fcnet_hiddens']} x2 encoders, {ours.get('params', 0) / 1e6:.2f} M "
-        f"float32 parameters = {size / MB:.1f} MB; fastest of {config['repeats']} runs each.",
+        f"float32 parameters = {size / MB:.1f} MB; {config['repeats']} runs each, ratios of medians.",
         "rlreg on a SQLite file + local blob folder. Each timed run starts after os.sync(); files are"
         " read back from the page cache; the 2 cores and the disk are shared with other work.",
         "First load in a new process: imports before the clock; rlreg's time includes opening the Registry.",
@@ -82,16 +82,16 @@ def format_table(rows: list[dict[str, Any]], config: dict[str, Any], quick: bool
 
 def _time_section(rows, case: str, title: str, size: int) -> list[str]:
     written = case == "snapshot"
-    out = ["", f"{title:<52}{'seconds':>9}{'MB/s':>8}{'written MB' if written else '':>11}"
-               f"{'rlreg/this':>12}  target"]
+    out = ["", f"{title:<52}{'median s':>9}{'best s':>8}{'MB/s':>7}{'written MB' if written else '':>11}"
+               f"{'rlreg/this':>11}  target"]
     for r in (r for r in rows if r["case"] == case):
         if r["value"] is None:
             out.append(f"  {r['system']:<50}skipped: {r['skipped']}")
             continue
         rate = size / r["value"] / MB if size else 0.0
         wrote = f"{r['written_bytes'] / MB:.1f}" if written and "written_bytes" in r else ""
-        line = (f"  {r['system']:<50}{r['value']:>9.3f}{rate:>8.0f}{wrote:>11}"
-                f"{r.get('rlreg_over_this', 0):>12.2f}")
+        line = (f"  {r['system']:<50}{r['value']:>9.3f}{r.get('best', r['value']):>8.3f}{rate:>7.0f}"
+                f"{wrote:>11}{r.get('rlreg_over_this', 0):>11.2f}")
         if "target" in r:
             line += f"  {r['target']}: {r['target_ratio']:.2f} {'ok' if r['ok'] else 'MISSED'}"
         out.append(line + (f"  ({r['note']})" if "note" in r else ""))

@@ -17,17 +17,17 @@ from typing import Any
 ROOT = Path(__file__).resolve().parents[2]
 
 
-def first_load_seconds(kind: str, job: dict[str, Any], repeats: int) -> float:
-    """The fastest of `repeats` first loads, each in a new process."""
-    best = float("inf")
+def first_load_seconds(kind: str, job: dict[str, Any], repeats: int) -> list[float]:
+    """The seconds of `repeats` first loads, each in a new process."""
+    seconds = []
     for _ in range(repeats):
         done = subprocess.run([sys.executable, "-m", "bench.peers.fresh_process", kind],
                               input=json.dumps(job), capture_output=True, text=True, cwd=ROOT,
                               timeout=600)
         if done.returncode:
             raise RuntimeError(f"first {kind} load failed: {done.stderr.strip()[-500:]}")
-        best = min(best, float(done.stdout.strip().splitlines()[-1]))
-    return best
+        seconds.append(float(done.stdout.strip().splitlines()[-1]))
+    return seconds
 
 
 def _child(kind: str, job: dict[str, Any]) -> float:

@@ -11,8 +11,8 @@ from __future__ import annotations
 from pathlib import Path
 
 from peerlib import (
-    best_of, emit, folder_bytes, guarded_stdout, perturb, quiet_environment, read_config, require,
-    rllib_spec, row, same_tensors, state_bytes, timed,
+    emit, folder_bytes, guarded_stdout, perturb, quiet_environment, read_config, require,
+    rllib_spec, row, runs, same_tensors, state_bytes, timed, timing_row,
 )
 
 SYSTEM = "MLflow log_model + register"
@@ -41,15 +41,15 @@ def main() -> None:
         return int(info.registered_model_version)
 
     size_before = folder_bytes(work)
-    snap_s, version = best_of(config["repeats"], log, before=lambda i: perturb(module, i))
+    snap_s, version = runs(config["repeats"], log, before=lambda i: perturb(module, i))
     written = (folder_bytes(work) - size_before) // config["repeats"]
-    load_s, loaded = best_of(config["repeats"],
+    load_s, loaded = runs(config["repeats"],
                              lambda _: mlflow.pytorch.load_model(f"models:/{NAME}/{version}"))
     same_tensors(module, loaded)
     rows = [
-        row("snapshot", SYSTEM, "seconds", snap_s, "s", params=params, state_bytes=nbytes,
-            written_bytes=written, version=f"mlflow {mlflow.__version__}"),
-        row("load", "MLflow load_model", "seconds", load_s, "s", params=params),
+        timing_row("snapshot", SYSTEM, snap_s, params=params, state_bytes=nbytes,
+                   written_bytes=written, version=f"mlflow {mlflow.__version__}"),
+        timing_row("load", "MLflow load_model", load_s, params=params),
     ]
     before, changed, seconds = folder_bytes(work), 0, 0.0
     for i in range(2, config["snapshots"] + 1):

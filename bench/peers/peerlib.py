@@ -10,6 +10,7 @@ import gc
 import importlib
 import json
 import os
+import statistics
 import sys
 import time
 from pathlib import Path
@@ -66,15 +67,21 @@ def timed(op: Callable[[], Any]) -> tuple[float, Any]:
     return time.perf_counter() - start, result
 
 
-def best_of(repeats: int, op: Callable[[int], Any], before: Callable[[int], Any] | None = None):
-    """The fastest of `repeats` runs of op(i) (before(i) runs untimed first) and the last result."""
-    best, result = float("inf"), None
+def runs(repeats: int, op: Callable[[int], Any], before: Callable[[int], Any] | None = None):
+    """The seconds of each of `repeats` runs of op(i) (before(i) runs untimed first), last result."""
+    seconds, result = [], None
     for i in range(repeats):
         if before is not None:
             before(i)
-        seconds, result = timed(lambda: op(i))
-        best = min(best, seconds)
-    return best, result
+        took, result = timed(lambda: op(i))
+        seconds.append(took)
+    return seconds, result
+
+
+def timing_row(case: str, system: str, seconds: list[float], **detail: Any) -> dict:
+    """A row of seconds: the median run as the value, the fastest as `best`."""
+    return row(case, system, "seconds", statistics.median(seconds), "s", best=min(seconds),
+               runs=len(seconds), **detail)
 
 
 def folder_bytes(path: str | os.PathLike) -> int:

@@ -9,8 +9,8 @@ from __future__ import annotations
 from pathlib import Path
 
 from peerlib import (
-    best_of, emit, folder_bytes, guarded_stdout, perturb, quiet_environment, read_config, require,
-    rllib_spec, row, same_tensors, state_bytes, timed,
+    emit, folder_bytes, guarded_stdout, perturb, quiet_environment, read_config, require,
+    rllib_spec, row, runs, same_tensors, state_bytes, timed, timing_row,
 )
 
 SYSTEM = "RLlib save_to_path"
@@ -35,22 +35,22 @@ def main() -> None:
         module.save_to_path(str(path))
         return path
 
-    snap_s, path = best_of(repeats, save, before=lambda i: perturb(module, i))
+    snap_s, path = runs(repeats, save, before=lambda i: perturb(module, i))
 
     def load(_: int):
         fresh = spec.build()
         fresh.restore_from_path(str(path))
         return fresh
 
-    load_s, loaded = best_of(repeats, load)
+    load_s, loaded = runs(repeats, load)
     same_tensors(module, loaded)
-    restore_s, restored = best_of(repeats, lambda _: RLModule.from_checkpoint(str(path)))
+    restore_s, restored = runs(repeats, lambda _: RLModule.from_checkpoint(str(path)))
     same_tensors(module, restored)
     rows = [
-        row("snapshot", SYSTEM, "seconds", snap_s, "s", params=params, state_bytes=nbytes,
-            written_bytes=folder_bytes(path), version=_version()),
-        row("load", "RLlib build + restore_from_path", "seconds", load_s, "s", params=params),
-        row("load", "RLlib RLModule.from_checkpoint", "seconds", restore_s, "s", params=params),
+        timing_row("snapshot", SYSTEM, snap_s, params=params, state_bytes=nbytes,
+                   written_bytes=folder_bytes(path), version=_version()),
+        timing_row("load", "RLlib build + restore_from_path", load_s, params=params),
+        timing_row("load", "RLlib RLModule.from_checkpoint", restore_s, params=params),
     ]
     rows += repeated(module, work, config)
     emit(out, rows)

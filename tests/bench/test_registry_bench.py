@@ -62,6 +62,8 @@ def test_every_row_is_well_formed_and_json(quick_run):
             assert isinstance(r.get("skipped"), str) and r["skipped"], f"row {r} has no value nor reason"
         else:
             assert isinstance(r["value"], (int, float)) and r["value"] >= 0, r
+        if r["suite"] == "registry" and r["metric"] == "seconds" and r["value"] is not None:
+            assert 0 < r["best"] <= r["value"] and r["runs"] == registry_bench.SIZES[True]["repeats"], r
 
 
 def test_rlreg_and_in_process_peers_are_measured(quick_run):
