@@ -163,3 +163,41 @@ def test_an_rllib_pickle_checkpoint_is_refused_with_exit_4(inproc, tmp_path):
     (folder / "class_and_ctor_args.pkl").write_bytes(b"\x80\x05not for us")
     assert_error(inproc("import", "from-rllib", str(folder), code=None), exitcodes.INVALID,
                  "RLlib pickle checkpoints are not read")
+
+
+def test_a_users_own_class_loads_once_its_package_is_trusted(rlreg, tmp_path, monkeypatch, request):
+    import importlib
+    import textwrap
+
+    import gymnasium as gym
+
+    from registry import Registry
+    from rlmodule import RLModuleSpec
+    from rlmodule.ppo import PPOCatalog
+
+    package = tmp_path / "site" / "rlreg_user_models"
+    package.mkdir(parents=True)
+    (package / "__init__.py").write_text("")
+    (package / "policies.py").write_text(textwrap.dedent('''
+        from rlmodule.ppo import PPOTorchRLModule
+
+        class MyPolicy(PPOTorchRLModule):
+            """A user's own module class."""
+    '''))
+    monkeypatch.syspath_prepend(str(tmp_path / "site"))
+    for name in ("rlreg_user_models", "rlreg_user_models.policies"):  # forgotten after the test
+        request.addfinalizer(lambda name=name: sys.modules.pop(name, None))
+    policies = importlib.import_module("rlreg_user_models.policies")
+    env = gym.make("CartPole-v1")
+    module = RLModuleSpec(module_class=policies.MyPolicy, observation_space=env.observation_space,
+                          action_space=env.action_space, model_config_dict={"hidden": [8]},
+                          catalog_class=PPOCatalog).build()
+    with Registry(f"sqlite:///{rlreg.home / 'rlreg.db'}", str(rlreg.home / "blobs")) as reg:
+        reg.snapshot("mine", module)
+
+    rlreg.env["PYTHONPATH"] = str(tmp_path / "site")
+    refused = rlreg("export", "mine", str(tmp_path / "out"), code=None)
+    assert_error(refused, exitcodes.UNTRUSTED, "'rlreg_user_models.policies.MyPolicy' is not trusted",
+                 "RLREG_TRUSTED_MODULES=rlreg_user_models")
+    rlreg.env["RLREG_TRUSTED_MODULES"] = "rlreg_user_models"
+    assert rlreg("export", "mine", str(tmp_path / "out"), "--json").json()["version"] == 1
