@@ -12,7 +12,7 @@ import torch
 
 import registry
 from registry import IntegrityError, InvalidEventError, InvalidNameError, NotFoundError, RegistryError
-from rlmodule import StateSerializationError, UntrustedClassError, spec_to_dict
+from rlmodule import CheckpointNotFoundError, StateSerializationError, UntrustedClassError, spec_to_dict
 
 
 class UnserializableState(toys.DictPolicy):
@@ -74,6 +74,9 @@ def test_bad_input_raises_before_anything_is_written(reg, recorded):
         (lambda: reg.set_alias("pol", "best", 5), NotFoundError, "model 'pol' has no version 5"),
         (lambda: reg.diff("pol", 1, 4), NotFoundError, "model 'pol' has no version 4"),
         (lambda: reg.export("pol", 9, "memory://nowhere"), NotFoundError, "model 'pol' has no version 9"),
+        (lambda: reg.import_checkpoint("pol", "memory://no/checkpoint"), CheckpointNotFoundError,
+         "no/checkpoint not found"),
+        (lambda: reg.import_checkpoint("pol/1", "memory://no/checkpoint"), InvalidNameError, "all-digit segment"),
     ]
     for call, error, message in cases:
         with pytest.raises(error, match=re.escape(message)):
