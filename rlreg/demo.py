@@ -142,6 +142,7 @@ def _run(session, *, name: str, iterations: int, every: int, seed: int | None) -
     run = Run(name, int.from_bytes(os.urandom(4), "little") % 100_000 if seed is None else seed)
     torch.manual_seed(run.seed)
     env = gym.make(ENV_ID, max_episode_steps=MAX_EPISODE_STEPS)
+    say(session, f"registry: {session.db_display} + {session.registry.storage_url}")
     module = start(session, env, run)
     train(session, env, module, run, iterations, every)
 
@@ -159,6 +160,7 @@ def _run(session, *, name: str, iterations: int, every: int, seed: int | None) -
     versions, result = report(session, name)
     seconds = time.perf_counter() - started
     say(session, f"\ndone in {seconds:.1f} s: {iterations} updates, {len(run.snapshots)} snapshots")
+    say(session, f"next: rlreg show {name}@best   rlreg history {name}   rlreg events --follow")
     summary = {"name": name, "seed": run.seed, "env_steps": run.env_steps, "best": best,
                "snapshots": sorted(run.snapshots), "check": check, "versions": versions, "diff": result,
                "seconds": round(seconds, 2)}

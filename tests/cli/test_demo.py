@@ -24,6 +24,7 @@ def test_first_run_trains_snapshots_aliases_and_loads_best_back(demo_runs):
 def test_second_run_resumes_and_appends_new_versions(demo_runs):
     summary = demo_runs.second.json()
     assert "resuming cartpole-ppo from version 6" in demo_runs.second.err
+    assert f"registry: sqlite:///{demo_runs.rlreg.home / 'rlreg.db'} + " in demo_runs.second.err
     assert summary["snapshots"] == [7, 8]
     assert summary["best"] in (7, 8)
     assert summary["check"] == {"observations": 256, "matching_actions": 256, "identical_logits": True}
