@@ -4,8 +4,9 @@ Peers: `torch.save`/`torch.load` and raw safetensors (in this process, on the ve
 RLlib's own `save_to_path`/`restore_from_path` of an equal PPO module and MLflow's `log_model` +
 registered model version on its SQLite backend (both in `.venv-peers`, see `bench/peers/venv.py`).
 Load means a module ready to use: built from its spec with the saved tensors loaded into it. Also:
-snapshots 2..N of a module whose big tensors do not change (bytes written vs bytes changed), and the
-event-store rows of `bench/eventstore.py` when it exists. `run(quick)` returns the rows and prints
+the first load in a new process (rlreg vs the safetensors baseline), snapshots 2..N of a module whose
+big tensors do not change (bytes written vs bytes changed), and the event-store rows of
+`bench/eventstore.py` when it exists. `run(quick)` returns the rows and prints
 the table; `python -m bench registry [--quick] [--json PATH]` runs it.
 """
 
