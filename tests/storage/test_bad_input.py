@@ -7,7 +7,7 @@ import socket
 import numpy as np
 import pytest
 import torch
-from conftest import stored_bytes
+from storage_helpers import stored_bytes
 
 import storage
 from storage import (

@@ -11,7 +11,7 @@ import multiprocessing
 from collections import defaultdict
 
 from _writer import snapshot, write
-from conftest import same
+from storage_helpers import same
 
 from storage import Store
 

@@ -6,7 +6,7 @@ import os
 
 import pytest
 import torch
-from conftest import count_requests, same
+from storage_helpers import count_requests, same
 
 from storage import IntegrityError, ObjectNotFoundError, Store, manifest_objects
 

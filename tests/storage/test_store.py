@@ -8,7 +8,7 @@ import blake3
 import numpy as np
 import pytest
 import torch
-from conftest import same, stored_bytes
+from storage_helpers import same, stored_bytes
 
 from storage import Store, manifest_objects
 
