@@ -25,6 +25,7 @@ from registry.schema import aliases, models, specs, streams, versions
 from rlmodule import RLModule, join_state, spec_to_dict, split_state
 
 MAX_ATTEMPTS = 200  # optimistic-concurrency retries of one append before ConflictError escapes
+LOST_REPLY_ATTEMPTS = 4  # resends of the same events after the database stopped answering
 
 
 class Registry:
@@ -128,11 +129,27 @@ class Registry:
             if not new:
                 return []
             try:
-                return self._events.append(name, new, expected_version=expected)
+                return self._append_resending(name, new, expected)
             except errors.ConflictError:
                 if attempt == MAX_ATTEMPTS - 1:
                     raise
                 time.sleep(random.uniform(0, min(0.002 * 2 ** min(attempt, 6), 0.1)))
+        raise AssertionError("unreachable")
+
+    def _append_resending(self, name: str, new: list[NewEvent], expected: int) -> list[Event]:
+        """Append ``new``; when the reply is lost, resend the same events (same ids).
+
+        A commit whose reply never arrived is indistinguishable from one that failed; resending the
+        identical events is safe because the event store returns the originally recorded events for
+        ids it already holds, so a lost reply never records a version twice.
+        """
+        for attempt in range(LOST_REPLY_ATTEMPTS):
+            try:
+                return self._events.append(name, new, expected_version=expected)
+            except errors.DatabaseUnavailableError:
+                if attempt == LOST_REPLY_ATTEMPTS - 1:
+                    raise
+                time.sleep(min(0.05 * 2**attempt, 1.0))
         raise AssertionError("unreachable")
 
     # --- reading -------------------------------------------------------------------------
