@@ -86,13 +86,13 @@ class Session:
                     except concurrent.futures.TimeoutError:
                         bar.refresh()
 
-    def describe_target(self, code: int) -> str:
-        """Which URL an error of class ``code`` is about, for the error line."""
+    def describe_target(self, code: int) -> tuple[str, str]:
+        """What an error of class ``code`` is about: ``("database", url)``, ``("storage", url)`` or empty."""
         if code == exitcodes.DATABASE:
-            return f"database {exitcodes.mask_secrets(self.db)}" if self.db else "the default database"
+            return ("database", exitcodes.mask_secrets(self.db)) if self.db else ("the default database", "")
         if code == exitcodes.STORAGE:
-            return f"storage {self.storage}" if self.storage else "the default storage"
-        return ""
+            return ("storage", self.storage) if self.storage else ("the default storage", "")
+        return "", ""
 
     def close(self) -> None:
         """Release the registry's connections."""
@@ -102,10 +102,10 @@ class Session:
 
 
 def on_error(ctx: click.Context, exc: BaseException, code: int) -> str:
-    """The one line printed for an expected error of class ``code``."""
+    """The one line printed for an expected error of class ``code``, naming the URL it is about."""
     session = ctx.find_root().meta.get("rlreg.session")
     message = exitcodes.one_line(exc)
-    target = session.describe_target(code) if session is not None else ""
-    if target and target not in message:
-        message = f"{target}: {message}"
+    what, url = session.describe_target(code) if session is not None else ("", "")
+    if what and not (url and url in message):
+        message = f"{what} {url}: {message}" if url else f"{what}: {message}"
     return f"rlreg: {exitcodes.LABELS[code]}: {message}"
