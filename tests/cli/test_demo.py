@@ -9,6 +9,8 @@ def test_first_run_trains_snapshots_aliases_and_loads_best_back(demo_runs):
     out = demo_runs.first.out
     returns = [float(r) for r in re.findall(r"iteration\s+\d+\s+mean return\s+([\d.]+)", out)]
     assert len(returns) == 24, out
+    # real training: the policy gets better (seeded; CartPole's random policy averages ~20)
+    assert sum(returns[-4:]) / 4 > 2 * sum(returns[:4]) / 4, returns
     snapshots = re.findall(r"-> snapshot cartpole-ppo:(\d+)", out)
     assert snapshots == ["1", "2", "3", "4", "5", "6"], out
     best = int(re.search(r"alias best -> version (\d+)", out).group(1))
