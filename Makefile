@@ -12,7 +12,9 @@ test: venv
 
 bench:
 	@bash scripts/bootstrap.sh s3,postgres,test,bench
+	@bash scripts/ensure-postgres.sh
+	@bash bench/peers/setup.sh
 	.venv/bin/python -m bench $(BENCH_ARGS)
 
 clean:
-	rm -rf .venv .pytest_cache .hypothesis
+	rm -rf .venv .venv-peers .pytest_cache .hypothesis

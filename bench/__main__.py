@@ -39,6 +39,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.json:
         report = {"machine": platform.platform(), "python": sys.version.split()[0], "quick": args.quick,
                   "started": started, "rows": rows}
+        Path(args.json).parent.mkdir(parents=True, exist_ok=True)
         Path(args.json).write_text(json.dumps(report, indent=1, default=str) + "\n")
         print(f"\nwrote {len(rows)} rows to {args.json}")
     return 0
