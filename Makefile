@@ -4,7 +4,7 @@ venv:
 	@bash scripts/bootstrap.sh
 
 demo: venv
-	.venv/bin/python -m rlmodule.demo
+	.venv/bin/rlreg demo
 
 test: venv
 	@bash scripts/ensure-postgres.sh
