@@ -84,8 +84,31 @@ def _import_module(path: str, parts: list[str], trusted_modules):
     )
 
 
-def resolve_class(path: str, base: type = object, trusted_modules=None) -> type:
-    """The class named by `path`, if the trusted-class rule allows it and it subclasses `base`."""
+def _base_names(base) -> str:
+    bases = base if isinstance(base, tuple) else (base,)
+    names = [f"{b.__module__}.{b.__qualname__}" for b in bases]
+    return names[0] if len(names) == 1 else "any of " + ", ".join(names)
+
+
+def _static_attr(obj, attr: str):
+    """`obj.attr` read from `__dict__`s only: no module `__getattr__`, no descriptors run."""
+    if inspect.isclass(obj):
+        for klass in inspect.getmro(obj):
+            if attr in vars(klass):
+                return vars(klass)[attr]
+        raise AttributeError(attr)
+    try:
+        return vars(obj)[attr]
+    except (KeyError, TypeError):
+        raise AttributeError(attr) from None
+
+
+def resolve_class(path: str, base: type | tuple[type, ...] = object, trusted_modules=None) -> type:
+    """The class named by `path`, if the trusted-class rule allows it and it subclasses `base`.
+
+    `base` may be a tuple of classes (any of them). Names are looked up in `__dict__`s only,
+    so a lazy package `__getattr__` never imports a submodule on our behalf.
+    """
     if not isinstance(path, str) or not _PATH_RE.match(path):
         if isinstance(path, str) and "<locals>" in path:
             raise UntrustedClassError(
@@ -100,19 +123,19 @@ def resolve_class(path: str, base: type = object, trusted_modules=None) -> type:
     obj = module
     for attr in attrs:
         try:
-            obj = getattr(obj, attr)
+            obj = _static_attr(obj, attr)
         except AttributeError:
             if skipped is not None:
                 raise _untrusted(path, skipped) from None
+            lazy = " (names served by a module __getattr__ are not loaded)" if (
+                inspect.ismodule(obj) and "__getattr__" in vars(obj)) else ""
             raise UntrustedClassError(
-                f"class {path!r} cannot be loaded: {obj.__name__!r} has no attribute {attr!r}"
+                f"class {path!r} cannot be loaded: {obj.__name__!r} has no attribute {attr!r}{lazy}"
             ) from None
     if not inspect.isclass(obj):
         raise UntrustedClassError(
             f"{path!r} is not a class (it is a {type(obj).__name__}); only classes are loaded"
         )
     if not issubclass(obj, base):
-        raise UntrustedClassError(
-            f"class {path!r} is not a subclass of {base.__module__}.{base.__qualname__}"
-        )
+        raise UntrustedClassError(f"class {path!r} is not a subclass of {_base_names(base)}")
     return obj

@@ -94,3 +94,66 @@ def test_trusted_module_that_fails_to_import(tmp_path, monkeypatch):
     with pytest.raises(UntrustedClassError,
                        match="importing module 'rlreg_broken_pkg' raised RuntimeError: boom"):
         resolve_class("rlreg_broken_pkg.Cls", object, trusted_modules="rlreg_broken_pkg")
+
+
+@pytest.fixture
+def lazy_package(tmp_path, monkeypatch):
+    """An imported package `rlreg_lazy_pkg` whose module `__getattr__` imports submodules."""
+    pkg = tmp_path / "rlreg_lazy_pkg"
+    pkg.mkdir()
+    marker = tmp_path / "sub-was-imported"
+    (pkg / "__init__.py").write_text(textwrap.dedent("""
+        import importlib
+        def __getattr__(name):
+            return importlib.import_module(f"{__name__}.{name}")
+    """))
+    (pkg / "sub.py").write_text(textwrap.dedent(f"""
+        open({str(marker)!r}, "w").close()
+        class Foo:
+            pass
+    """))
+    monkeypatch.syspath_prepend(str(tmp_path))
+    __import__("rlreg_lazy_pkg")
+    yield marker
+    for name in [n for n in sys.modules if n.startswith("rlreg_lazy_pkg")]:
+        del sys.modules[name]
+
+
+@pytest.mark.parametrize("path,message", [
+    ("rlreg_lazy_pkg.sub.Foo", "class 'rlreg_lazy_pkg.sub.Foo' is not trusted: module "
+                               "'rlreg_lazy_pkg.sub' is not imported"),
+    ("rlreg_lazy_pkg.sub", "class 'rlreg_lazy_pkg.sub' cannot be loaded: 'rlreg_lazy_pkg' has no "
+                           "attribute 'sub' (names served by a module __getattr__ are not loaded)"),
+])
+def test_lazy_package_getattr_never_imports_a_submodule(lazy_package, path, message):
+    with pytest.raises(UntrustedClassError) as e:
+        resolve_class(path, object)
+    assert message in str(e.value)
+    assert "rlreg_lazy_pkg.sub" not in sys.modules
+    assert not lazy_package.exists()
+
+
+@pytest.mark.parametrize("path,submodule", [
+    ("numpy.f2py.Foo", "numpy.f2py"),
+    ("torch._dynamo.Foo", "torch._dynamo"),
+])
+def test_refusal_leaves_lazy_library_submodules_unimported(path, submodule):
+    if submodule in sys.modules:
+        pytest.skip(f"{submodule} is already imported in this test process")
+    with pytest.raises(UntrustedClassError, match=f"module {submodule!r} is not imported"):
+        resolve_class(path, object)
+    assert submodule not in sys.modules
+
+
+def test_nested_class_resolves_from_class_dicts(foreign_package):
+    inner = resolve_class("rlreg_foreign_pkg.mods.Foreign.Inner", RLModule,
+                          trusted_modules=["rlreg_foreign_pkg"])
+    assert inner.__qualname__ == "Foreign.Inner"
+
+
+def test_tuple_base_names_every_allowed_base(foreign_package):
+    with pytest.raises(UntrustedClassError,
+                       match="is not a subclass of any of rlmodule.multi_rl_module.MultiRLModule, "
+                             "builtins.int"):
+        resolve_class("rlreg_foreign_pkg.mods.Foreign", (MultiRLModule, int),
+                      trusted_modules=["rlreg_foreign_pkg"])
