@@ -6,6 +6,7 @@ header once and each tensor's bytes once verifies every byte of an object: no by
 
 from __future__ import annotations
 
+import json
 import struct
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
@@ -68,13 +69,41 @@ class Entry:
 
 
 def decode(
-    buf: Any, object_digest: str, where: str, names_of: Callable[[str], list[str]]
+    buf: Any, object_digest: str, where: str, names_of: Callable[[str], list[str]], hint: str = ""
 ) -> dict[str, Entry]:
     """Verify every byte of the object in ``buf``; return ``{tensor digest: Entry}``.
 
-    ``names_of(tensor_digest)`` gives manifest names for messages (``""`` for the object as a whole).
+    ``names_of(tensor_digest)`` gives manifest names for messages (``""`` for the object as a whole);
+    ``hint`` ends the message of an ``IntegrityError`` (what the caller can do about it).
     """
     view = memoryview(buf)
+    try:
+        return _decode(view, object_digest, where, names_of)
+    except IntegrityError as exc:
+        if hint:
+            raise IntegrityError(f"{exc}; {hint}") from None
+        raise
+
+
+def held_tensors(buf: Any, object_digest: str) -> list[str]:
+    """The tensor digests the object in ``buf`` holds, read from its header if that is intact (else ``[]``)."""
+    view = memoryview(buf)
+    try:
+        header_end = _header_end(view, object_digest, "", lambda _: [])
+    except IntegrityError:
+        return []
+    if digest.bytes_digest(view[:header_end]) != object_digest:
+        return []  # a damaged header: its keys cannot be trusted
+    try:
+        header = json.loads(bytes(view[8:header_end]))
+    except ValueError:
+        return []
+    if not isinstance(header, dict):
+        return []
+    return sorted(k for k in header if k != "__metadata__" and digest.is_digest(k))
+
+
+def _decode(view: memoryview, object_digest: str, where: str, names_of: Callable[[str], list[str]]) -> dict[str, Entry]:
     header_end = _header_end(view, object_digest, where, names_of)
     got = digest.bytes_digest(view[:header_end])
     if got != object_digest:

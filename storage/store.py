@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 import os
 import posixpath
+import uuid
 from collections import defaultdict
 from collections.abc import Iterable, Mapping
 from concurrent.futures import Future, ThreadPoolExecutor
@@ -29,6 +30,9 @@ from storage.tensors import BufferView, RawTensor, check_name, format_dtype, to_
 log = logging.getLogger(__name__)
 _UPLOAD_BATCH_BYTES = 256 << 20  # remote uploads: at most this much held in memory at once
 _THREADED_PUT_FROM = 8 << 20  # below this a writer thread costs more than it overlaps
+_REPAIR_HINT = (
+    "run Store.verify(quarantine=True) to move it aside; the next put of these tensors then rewrites it"
+)
 
 
 class _Inline:
@@ -62,10 +66,18 @@ class StoreStats:
 
 @dataclass(frozen=True)
 class VerifyReport:
-    """The outcome of ``Store.verify()``: how many objects were checked and which are damaged."""
+    """The outcome of ``Store.verify()``: how many objects were checked and which are damaged.
+
+    ``damaged`` maps each damaged (or missing) object to what is wrong with it; ``damaged_tensors``
+    maps it to the digests of the tensors it holds, as its header names them (``[]`` when the header
+    itself is damaged or the object is missing); ``quarantined`` maps each object moved aside by
+    ``verify(quarantine=True)`` to the URL it was moved to.
+    """
 
     checked: int
     damaged: dict[str, str] = field(default_factory=dict)
+    damaged_tensors: dict[str, list[str]] = field(default_factory=dict)
+    quarantined: dict[str, str] = field(default_factory=dict)
 
     @property
     def ok(self) -> bool:
@@ -73,7 +85,13 @@ class VerifyReport:
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-able form."""
-        return {"checked": self.checked, "damaged": dict(sorted(self.damaged.items())), "ok": self.ok}
+        return {
+            "checked": self.checked,
+            "damaged": dict(sorted(self.damaged.items())),
+            "damaged_tensors": {k: list(v) for k, v in sorted(self.damaged_tensors.items())},
+            "quarantined": dict(sorted(self.quarantined.items())),
+            "ok": self.ok,
+        }
 
 
 class Store:
@@ -271,7 +289,8 @@ class Store:
             named = [n for n in users.get(obj, []) if entries[n]["digest"] == tensor_digest]
             return named or list(users.get(obj, []))
 
-        return objects.decode(buf, obj, where or self._where(obj), names_of)
+        hint = "" if where else _REPAIR_HINT  # a damaged cache entry is discarded and fetched again
+        return objects.decode(buf, obj, where or self._where(obj), names_of, hint)
 
     # -- housekeeping --------------------------------------------------------------------------------
 
@@ -313,24 +332,51 @@ class Store:
                 self.cache.discard(d)
         return present
 
-    def verify(self, digests: Iterable[str] | None = None) -> VerifyReport:
-        """Re-hash every stored object (or ``digests``), bypassing the cache; report the damaged ones."""
+    def verify(self, digests: Iterable[str] | None = None, *, quarantine: bool = False) -> VerifyReport:
+        """Re-hash every stored object (or ``digests``), bypassing the cache; report the damaged ones.
+
+        With ``quarantine=True`` each damaged object is moved to ``<url>/quarantine/<hex>`` (never
+        deleted), so that the next ``put`` of its tensors writes it again.
+        """
         ds = self.list_digests() if digests is None else _checked_digests(digests)
         damaged: dict[str, str] = {}
+        held: dict[str, list[str]] = {}
+        moved: dict[str, str] = {}
         for start in range(0, len(ds), 64):
             chunk = ds[start : start + 64]
             with filesystems.translate_errors(self.url):
                 fetched = self._fetch(chunk)
             for obj in chunk:
-                data = fetched[obj]
+                data = fetched.pop(obj)
                 if isinstance(data, BaseException):
-                    damaged[obj] = f"missing: {data}"
+                    damaged[obj], held[obj] = f"missing: {data}", []
                     continue
                 try:
                     objects.decode(data, obj, self._where(obj), lambda _: [])
                 except IntegrityError as exc:
-                    damaged[obj] = str(exc)
-        return VerifyReport(len(ds), damaged)
+                    damaged[obj], held[obj] = str(exc), objects.held_tensors(data, obj)
+                    if quarantine:
+                        del data  # (a local memory map) before the file is moved
+                        moved[obj] = self._quarantine(obj)
+        return VerifyReport(len(ds), damaged, held, moved)
+
+    def _quarantine(self, obj: str) -> str:
+        """Move a damaged object aside, under ``quarantine/``; return the URL it was moved to."""
+        h = digest.hex_of(obj)
+        name = h
+        with filesystems.translate_errors(self.url):
+            if self.fs.exists(posixpath.join(self.location.path, "quarantine", name)):
+                name = f"{h}.{uuid.uuid4().hex[:12]}"  # damaged before: keep both copies
+            dest = posixpath.join(self.location.path, "quarantine", name)
+            if self._local:
+                os.makedirs(os.path.dirname(dest), exist_ok=True)
+                os.replace(self._path(obj), dest)
+            else:
+                self.fs.mv(self._path(obj), dest)
+        if self.cache is not None:
+            self.cache.discard(obj)
+        log.warning("moved damaged object %s to %s/quarantine/%s", obj, self.url, name)
+        return f"{self.url}/quarantine/{name}"
 
 
 def _object_sizes(manifest_: Mapping[str, Any]) -> dict[str, int]:

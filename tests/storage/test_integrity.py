@@ -37,7 +37,10 @@ def test_flipped_data_byte_names_object_and_tensor(store, store_url, tmp_path):
         reader.get(m)
     assert str(info.value).startswith(f"object {obj} at {reader.url}/objects/{obj[7:9]}/{obj[7:]} is damaged ")
     assert "(tensors 'big'): tensor " + m["tensors"]["big"]["digest"] + " hashes to blake3:" in str(info.value)
-    assert str(info.value).endswith("; its bytes were not returned")
+    assert str(info.value).endswith(
+        "; its bytes were not returned; run Store.verify(quarantine=True) to move it aside; "
+        "the next put of these tensors then rewrites it"
+    )
     assert same(reader.get(m, names=["b"])["b"], store.get(m, names=["b"])["b"])  # other objects still load
 
 
@@ -76,9 +79,63 @@ def test_verify_reports_damaged_and_missing(store):
     report = store.verify()
     assert report.checked == 2 and not report.ok
     assert list(report.damaged) == [bad] and "hashes to" in report.damaged[bad]
+    assert report.damaged_tensors == {bad: [m1["tensors"]["a"]["digest"]]}
+    assert report.quarantined == {} and store.list_digests() == sorted([bad, good])  # nothing moved
     gone = "blake3:" + "1" * 64
     report = store.verify([good, gone])
     assert report.damaged == {gone: report.damaged[gone]} and report.damaged[gone].startswith("missing: ")
+    assert report.damaged_tensors == {gone: []}
+    assert report.to_dict() == {
+        "checked": 2, "damaged": report.damaged, "damaged_tensors": {gone: []}, "quarantined": {}, "ok": False
+    }
+
+
+def test_verify_names_every_tensor_of_a_damaged_pack_and_none_for_a_damaged_header(store):
+    m = store.put({"a": torch.zeros(4), "b": torch.ones(4), "c": torch.full((4,), 2.0)})
+    (pack,) = manifest_objects(m)
+    m2 = store.put({"w": torch.randn(10)})
+    (lone,) = manifest_objects(m2)
+    flip(store.fs, object_path(store, pack), -1)  # data
+    flip(store.fs, object_path(store, lone), 20)  # header
+    report = store.verify()
+    assert report.damaged_tensors == {
+        pack: sorted(m["tensors"][n]["digest"] for n in "abc"),
+        lone: [],
+    }
+    assert "its header hashes to" in report.damaged[lone]
+
+
+def test_quarantine_lets_the_next_put_rewrite_a_damaged_object(store, store_url, tmp_path):
+    state = {"big": torch.randn(50_000), "b": torch.randn(7)}
+    m = store.put(state)
+    obj = m["tensors"]["big"]["object"]
+    path = object_path(store, obj)
+    good = bytes(store.fs.cat_file(path))
+    flip(store.fs, path, -5)
+    store.put(state)  # existence-only dedup: the damaged object stays
+    with pytest.raises(IntegrityError, match=r"run Store\.verify\(quarantine=True\)"):
+        fresh_reader(store_url, tmp_path).get(m)
+    assert store.fs.cat_file(path) != good  # get moved nothing (reads are side-effect free)
+
+    report = store.verify(quarantine=True)
+    h = obj.removeprefix("blake3:")
+    assert list(report.damaged) == [obj] and report.quarantined == {obj: f"{store.url}/quarantine/{h}"}
+    assert not store.fs.exists(path) and obj not in store.list_digests()
+    moved = bytes(store.fs.cat_file(f"{store.location.path}/quarantine/{h}"))
+    assert moved != good and len(moved) == len(good)  # kept, not deleted
+    assert store.verify().ok
+
+    written = store.stats.objects_written
+    assert store.put(state) == m
+    assert store.stats.objects_written == written + 1  # only the quarantined object was rewritten
+    assert bytes(store.fs.cat_file(path)) == good
+    out = fresh_reader(store_url, tmp_path, "cache3").get(m)
+    assert all(same(out[k], v) for k, v in state.items())
+
+    flip(store.fs, path, -5)  # damaged again: the first quarantined copy is kept too
+    report = store.verify([obj], quarantine=True)
+    (again,) = report.quarantined.values()
+    assert again.startswith(f"{store.url}/quarantine/{h}.") and store.fs.exists(f"{store.location.path}/quarantine/{h}")
 
 
 def test_missing_object_names_it(store):
