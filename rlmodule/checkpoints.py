@@ -11,14 +11,17 @@ Layout of `save_to_path(path)` (any `storage.Location` URL: a folder, file://, m
 `metadata.json` is written last, so a folder without it is an incomplete checkpoint.
 Constructor arguments are JSON with tags: `{"$space": ..}` for gym spaces, `{"$type": path}`
 for classes, `{"$tuple": [..]}` for tuples and `{"$object": path, "value": obj.to_dict()}` for
-objects with `to_dict`/`from_dict` (RLModuleConfig, specs). Classes resolve only through the
-trusted-class rule. Unlike RLlib, `save_to_path(state=...)` never mutates the caller's dict.
+objects with `to_dict`/`from_dict`. Classes resolve only through the trusted-class rule and an
+allow-list: `$object` names a subclass of `object_bases()` (our configs and specs), `$type` one of
+`type_bases()` (RLModule, Catalog, configs, specs). A malformed file raises CheckpointFormatError
+naming it. Unlike RLlib, `save_to_path(state=...)` never mutates the caller's dict.
 """
 
 from __future__ import annotations
 
 import abc
 import inspect
+import posixpath
 import tempfile
 from collections.abc import Collection
 from importlib import metadata as importlib_metadata
@@ -27,7 +30,8 @@ from typing import Any, Optional, Union
 import gymnasium as gym
 
 from rlmodule.errors import (
-    CheckpointError, CheckpointFormatError, CheckpointNotFoundError, StateSerializationError,
+    CheckpointError, CheckpointFormatError, CheckpointNotFoundError, RLModuleError,
+    StateSerializationError, UntrustedClassError,
 )
 from rlmodule.serialization import gym_space_from_dict, gym_space_to_dict, serialize_type
 from rlmodule.state import join_state, split_state
@@ -89,22 +93,65 @@ def _from_dict(cls, d, trusted_modules):
     return cls.from_dict(d)
 
 
-def decode_value(value: Any, trusted_modules=None) -> Any:
-    """The constructor argument encoded by `encode_value`."""
+def object_bases() -> tuple[type, ...]:
+    """The classes (and their subclasses) a `$object` tag may name: our configs and specs."""
+    from rlmodule.multi_rl_module import MultiRLModuleConfig, MultiRLModuleSpec
+    from rlmodule.rl_module import RLModuleConfig, RLModuleSpec
+
+    return (RLModuleConfig, RLModuleSpec, MultiRLModuleSpec, MultiRLModuleConfig)
+
+
+def type_bases() -> tuple[type, ...]:
+    """The classes (and their subclasses) a `$type` tag may name: modules, catalogs, configs, specs."""
+    from rlmodule.catalog import Catalog
+    from rlmodule.rl_module import RLModule
+
+    return (RLModule, Catalog, *object_bases())
+
+
+def _tagged_class(tag: str, path, bases, trusted_modules, where: str) -> type:
+    try:
+        return resolve_class(path, bases, trusted_modules)
+    except UntrustedClassError as e:
+        raise UntrustedClassError(f"{where}: tag {tag!r} names {path!r}, which is refused: {e}") from None
+
+
+_BAD_VALUE = (KeyError, TypeError, ValueError, AttributeError)
+
+
+def decode_value(value: Any, trusted_modules=None, where: str = "value") -> Any:
+    """The constructor argument encoded by `encode_value`; refuses classes outside the allow-lists."""
     if isinstance(value, list):
-        return [decode_value(v, trusted_modules) for v in value]
+        return [decode_value(v, trusted_modules, f"{where}[{i}]") for i, v in enumerate(value)]
     if not isinstance(value, dict):
         return value
     if set(value) == {"$tuple"}:
-        return tuple(decode_value(v, trusted_modules) for v in value["$tuple"])
+        if not isinstance(value["$tuple"], list):
+            raise CheckpointFormatError(
+                f"{where}: tag '$tuple' holds a {type(value['$tuple']).__name__}, not a list")
+        return tuple(decode_value(v, trusted_modules, f"{where}[{i}]")
+                     for i, v in enumerate(value["$tuple"]))
     if set(value) == {"$space"}:
-        return gym_space_from_dict(value["$space"])
+        try:
+            return gym_space_from_dict(value["$space"])
+        except _BAD_VALUE as e:
+            raise CheckpointFormatError(f"{where}: tag '$space' holds no valid space: {e}") from None
     if set(value) == {"$type"}:
-        return resolve_class(value["$type"], object, trusted_modules)
+        return _tagged_class("$type", value["$type"], type_bases(), trusted_modules, where)
     if set(value) == {"$object", "value"}:
-        cls = resolve_class(value["$object"], object, trusted_modules)
-        return _from_dict(cls, value["value"], trusted_modules)
-    return {k: decode_value(v, trusted_modules) for k, v in value.items()}
+        path = value["$object"]
+        cls = _tagged_class("$object", path, object_bases(), trusted_modules, where)
+        try:
+            return _from_dict(cls, value["value"], trusted_modules)
+        except UntrustedClassError as e:
+            raise UntrustedClassError(f"{where}: {e}") from None
+        except RLModuleError:
+            raise
+        except _BAD_VALUE as e:
+            raise CheckpointFormatError(
+                f"{where}: tag '$object' {path!r} cannot be rebuilt from its value: "
+                f"{type(e).__name__}: {e}") from None
+    return {k: decode_value(v, trusted_modules, f"{where}[{k!r}]") for k, v in value.items()}
 
 
 # --- reading helpers --------------------------------------------------------------------------
@@ -122,13 +169,28 @@ def _require_dir(loc) -> None:
         raise CheckpointNotFoundError(f"checkpoint folder {loc.url} not found")
 
 
+def _file_url(loc, name: str) -> str:
+    return f"{loc.url.rstrip('/')}/{name}"
+
+
+def read_json_object(loc, name: str) -> dict:
+    """The JSON object in the checkpoint file `name`; refuses a missing file, bad JSON or a non-object."""
+    _require_file(loc, name)
+    try:
+        data = loc.read_json(name)
+    except ValueError as e:  # storage's message names the file and the JSON error
+        raise CheckpointFormatError(f"checkpoint file {e}") from None
+    if not isinstance(data, dict):
+        raise CheckpointFormatError(
+            f"checkpoint file {_file_url(loc, name)} holds a JSON {type(data).__name__}, "
+            "not an object")
+    return data
+
+
 def read_metadata(loc, metadata_file: str = "metadata.json") -> dict:
     """The checked metadata of the checkpoint at `loc`; refuses unknown formats and versions."""
     _require_dir(loc)
-    if not loc.exists(metadata_file):
-        raise CheckpointNotFoundError(
-            f"{loc.url} is not a complete checkpoint: {metadata_file} is missing")
-    meta = loc.read_json(metadata_file)
+    meta = read_json_object(loc, metadata_file)
     fmt = meta.get("format")
     if fmt != CHECKPOINT_FORMAT:
         raise CheckpointFormatError(
@@ -142,11 +204,32 @@ def read_metadata(loc, metadata_file: str = "metadata.json") -> dict:
     return meta
 
 
-def _read_required(loc, name: str, reader):
+def metadata_file_name(loc, meta: dict, key: str, default: str, suffix: str,
+                       metadata_file: str = "metadata.json") -> str:
+    """The file named by `meta[key]`: a plain name inside the checkpoint folder ending in `suffix`."""
+    name = meta.get(key, default)
+    if (not isinstance(name, str) or len(name) <= len(suffix) or not name.endswith(suffix)
+            or name != posixpath.basename(name) or "\\" in name or name.startswith(".")):
+        raise CheckpointFormatError(
+            f"checkpoint file {_file_url(loc, metadata_file)}: {key} {name!r} is not a file "
+            f"name ending in {suffix!r} inside the checkpoint folder")
+    return name
+
+
+def _require_file(loc, name: str) -> None:
     if not loc.exists(name):
         raise CheckpointNotFoundError(
             f"{loc.url} is not a complete checkpoint: {name} is missing")
-    return reader(name)
+
+
+def read_tensors(loc, name: str) -> dict:
+    """The tensors of the checkpoint's safetensors file `name`; refuses a damaged file."""
+    _require_file(loc, name)
+    try:
+        return loc.load_tensors(name)
+    except ValueError as e:  # storage's FormatError: truncated file, bad header or offsets
+        raise CheckpointFormatError(
+            f"checkpoint file {_file_url(loc, name)} is not a valid safetensors file: {e}") from None
 
 
 class _Deferred:
@@ -247,14 +330,15 @@ class Checkpointable(abc.ABC):
     # -- restoring ----------------------------------------------------------------------------
     def _read_own_state(self, loc) -> StateDict:
         meta = read_metadata(loc, self.METADATA_FILE_NAME)
-        state_file = meta.get("state_file", self.STATE_FILE_NAME + ".safetensors")
+        state_file = metadata_file_name(loc, meta, "state_file", self.STATE_FILE_NAME + ".safetensors",
+                                        ".safetensors", self.METADATA_FILE_NAME)
         json_file = state_file.removesuffix(".safetensors") + ".json"
-        tensors = _read_required(loc, state_file, loc.load_tensors)
-        rest = _read_required(loc, json_file, loc.read_json)
+        tensors = read_tensors(loc, state_file)
+        rest = read_json_object(loc, json_file)
         try:
             return join_state(tensors, rest)
         except StateSerializationError as e:
-            raise CheckpointError(f"checkpoint {loc.url}: {e}") from None
+            raise CheckpointFormatError(f"checkpoint {loc.url}: {e}") from None
 
     def restore_from_path(self, path, *, component: Optional[str] = None, **kwargs) -> None:
         """Restores state from `path`; with `component`, `path` is that component's own folder.
@@ -306,11 +390,40 @@ class Checkpointable(abc.ABC):
         """A new instance of the saved class (a subclass of `cls`), restored from `path`."""
         loc = as_location(path)
         meta = read_metadata(loc, cls.METADATA_FILE_NAME)
-        ctor_file = meta.get("class_and_ctor_args_file", cls.CLASS_AND_CTOR_ARGS_FILE_NAME)
-        ctor = _read_required(loc, ctor_file, loc.read_json)
+        ctor_file = metadata_file_name(loc, meta, "class_and_ctor_args_file",
+                                       cls.CLASS_AND_CTOR_ARGS_FILE_NAME, ".json",
+                                       cls.METADATA_FILE_NAME)
+        ctor = read_json_object(loc, ctor_file)
         klass = resolve_class(ctor.get("class"), cls, trusted_modules)
-        args = decode_value(ctor.get("ctor_args", []), trusted_modules)
-        ctor_kwargs = decode_value(ctor.get("ctor_kwargs", {}), trusted_modules)
-        obj = klass(*args, **ctor_kwargs)
+        args, ctor_kwargs = _decode_ctor(ctor, trusted_modules, _file_url(loc, ctor_file))
+        obj = _construct(klass, args, ctor_kwargs, _file_url(loc, ctor_file))
         obj.restore_from_path(loc, **kwargs)
         return obj
+
+
+def _decode_ctor(ctor: dict, trusted_modules, url: str) -> tuple[list, dict]:
+    """The decoded (ctor_args, ctor_kwargs) of a class_and_ctor_args.json object."""
+    args, kwargs = ctor.get("ctor_args", []), ctor.get("ctor_kwargs", {})
+    if not isinstance(args, list):
+        raise CheckpointFormatError(
+            f"checkpoint file {url}: ctor_args is a JSON {type(args).__name__}, not a list")
+    if not isinstance(kwargs, dict):
+        raise CheckpointFormatError(
+            f"checkpoint file {url}: ctor_kwargs is a JSON {type(kwargs).__name__}, not an object")
+    try:
+        return (decode_value(args, trusted_modules, "ctor_args"),
+                decode_value(kwargs, trusted_modules, "ctor_kwargs"))
+    except (CheckpointFormatError, UntrustedClassError) as e:
+        raise type(e)(f"checkpoint file {url}: {e}") from None
+
+
+def _construct(klass: type, args: list, kwargs: dict, url: str):
+    """`klass(*args, **kwargs)`; arguments the constructor refuses raise CheckpointFormatError."""
+    try:
+        return klass(*args, **kwargs)
+    except RLModuleError:
+        raise
+    except _BAD_VALUE as e:
+        raise CheckpointFormatError(
+            f"checkpoint file {url}: {serialize_type(klass)} cannot be built from its ctor_args "
+            f"and ctor_kwargs: {type(e).__name__}: {e}") from e

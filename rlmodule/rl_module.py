@@ -48,10 +48,8 @@ StateDict = Dict[str, Any]
 
 
 def _catalog_base() -> type:
-    try:
-        from rlmodule.catalog import Catalog
-    except ImportError:  # the catalog module is not there yet: any trusted class
-        return object
+    from rlmodule.catalog import Catalog  # imported on use: rlmodule/__init__ loads it after us
+
     return Catalog
 
 
