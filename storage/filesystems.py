@@ -14,7 +14,7 @@ from typing import Any
 
 import fsspec
 from fsspec.implementations.local import LocalFileSystem
-from fsspec.implementations.memory import MemoryFileSystem
+from fsspec.implementations.memory import MemoryFile, MemoryFileSystem
 
 from storage.errors import ObjectNotFoundError, StorageError, StorageUnavailableError, UnknownProtocolError
 
@@ -116,12 +116,33 @@ def _describe(exc: BaseException) -> str:
     return f"{name}: {exc}"
 
 
-def atomic_write(fs: fsspec.AbstractFileSystem, path: str, buffers: Iterable[Any]) -> None:
-    """Write ``buffers`` to ``path`` so that no reader ever sees a partial file."""
+def atomic_write(fs: fsspec.AbstractFileSystem, path: str, buffers: Iterable[Any], step: int = 8 << 20) -> None:
+    """Write ``buffers`` to ``path`` as they come (never joined first) so that no reader sees a partial file.
+
+    On S3, s3fs buffers at most a part at a time and makes the object appear only when it completes
+    the upload (one PUT below its block size, else a multipart upload) at ``close()``; an exception
+    raised while writing aborts it instead (s3fs's ``__exit__`` would complete it), leaving no object.
+    """
     if is_local(fs):
         local_atomic_write(path, buffers)
+    elif isinstance(fs, MemoryFileSystem):
+        f = MemoryFile(fs, fs._strip_protocol(path))  # not visible until commit()
+        for b in buffers:
+            f.write(b)
+        f.commit()
     elif is_object_store(fs):
-        fs.pipe_file(path, join(buffers))
+        f = fs.open(path, "wb")
+        try:
+            for b in buffers:
+                view = memoryview(b).cast("B")
+                for i in range(0, view.nbytes, step):  # bounded by s3fs's part buffer, not by the tensor
+                    f.write(view[i : i + step])
+        except BaseException:
+            with contextlib.suppress(Exception):
+                f.discard()  # aborts a started multipart upload
+            f.closed = True  # so that neither close() nor __del__ completes the upload
+            raise
+        f.close()
     else:
         tmp = f"{path}.tmp-{uuid.uuid4().hex}"
         try:

@@ -28,7 +28,7 @@ from storage.packing import ALONE_FROM, packs, plan
 from storage.tensors import BufferView, RawTensor, check_name, format_dtype, to_raw
 
 log = logging.getLogger(__name__)
-_UPLOAD_BATCH_BYTES = 256 << 20  # remote uploads: at most this much held in memory at once
+_UPLOAD_THREADS = 8  # remote uploads in flight (each buffers at most one part in s3fs)
 _THREADED_PUT_FROM = 8 << 20  # below this a writer thread costs more than it overlaps
 _REPAIR_HINT = (
     "run Store.verify(quarantine=True) to move it aside; the next put of these tensors then rewrites it"
@@ -174,13 +174,24 @@ class Store:
         self._count_write(obj)
 
     def _write(self, todo: list[objects.EncodedObject]) -> None:
-        for batch in _batches(todo, _UPLOAD_BATCH_BYTES):
-            bodies = {self._path(o.digest): filesystems.join(o.buffers()) for o in batch}
-            self.fs.pipe(bodies)  # concurrent PUTs on s3fs; each one atomic
-            for obj in batch:
-                self._count_write(obj)
-                if self.cache is not None:
-                    self.cache.add(obj.digest, [bodies[self._path(obj.digest)]], obj.nbytes)
+        """Stream each object to storage (concurrently), then into the cache."""
+        if not todo:
+            return
+        with ThreadPoolExecutor(max_workers=min(_UPLOAD_THREADS, len(todo)), thread_name_prefix="rlreg-upload") as pool:
+            futures = [pool.submit(self._write_one, obj) for obj in todo]
+            try:
+                for future in futures:
+                    future.result()
+            except BaseException:
+                for future in futures:
+                    future.cancel()
+                raise
+
+    def _write_one(self, obj: objects.EncodedObject) -> None:
+        filesystems.atomic_write(self.fs, self._path(obj.digest), obj.buffers())
+        self._count_write(obj)
+        if self.cache is not None:
+            self.cache.add(obj.digest, obj.buffers(), obj.nbytes)
 
     def _count_write(self, obj: objects.EncodedObject) -> None:
         self.stats.objects_written += 1
@@ -394,17 +405,3 @@ def _checked_digests(digests: Iterable[str]) -> list[str]:
         if not digest.is_digest(d):
             raise InvalidDigestError(f"{d!r} is not a digest (expected 'blake3:' and 64 hex digits)")
     return ds
-
-
-def _batches(todo: list[objects.EncodedObject], limit: int) -> Iterable[list[objects.EncodedObject]]:
-    batch: list[objects.EncodedObject] = []
-    size = 0
-    for obj in todo:
-        if batch and size + obj.nbytes > limit:
-            yield batch
-            batch, size = [], 0
-        batch.append(obj)
-        size += obj.nbytes
-    if batch:
-        yield batch
-

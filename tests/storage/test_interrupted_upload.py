@@ -1,0 +1,64 @@
+"""An upload interrupted mid-object leaves nothing at the object's path (and no open multipart upload)."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from storage_helpers import same
+
+from storage import Store, manifest_objects, objects
+
+_BLOCK = 5 << 20  # s3fs's smallest part size: the tensor below spans several parts
+
+
+def object_path(store: Store, obj: str) -> str:
+    h = obj.removeprefix("blake3:")
+    return f"{store.location.path}/objects/{h[:2]}/{h}"
+
+
+def interrupted_chunks(real):
+    """``chunks`` that yields the header and half of the first tensor, then fails."""
+
+    def chunks(raws, order, header):
+        parts = real(raws, order, header)
+        yield next(parts)  # the header
+        data = next(parts)
+        yield data[: data.nbytes // 2]
+        raise RuntimeError("interrupted mid-object")
+
+    return chunks
+
+
+@pytest.fixture
+def block_store(store_url, tmp_path) -> Store:
+    """A Store whose s3fs parts are 5 MiB, so that half a 12 MB tensor is one uploaded part."""
+    options = {"default_block_size": _BLOCK} if store_url.startswith("s3://") else {}
+    return Store(store_url, cache_dir=str(tmp_path / "cache"), **options)
+
+
+def test_interrupted_upload_leaves_no_object(block_store, monkeypatch, tmp_path):
+    store = block_store
+    state = {"w": torch.randn(3_000_000)}  # 12 MB: one object
+    parts = []
+    if store.url.startswith("s3://"):
+        store.fs.connect()
+        store.fs.s3.meta.events.register("before-send.s3.UploadPart", lambda **_: parts.append(1))
+    monkeypatch.setattr(objects, "chunks", interrupted_chunks(objects.chunks))
+    with pytest.raises(RuntimeError, match="^interrupted mid-object$"):
+        store.put(state)
+    monkeypatch.undo()
+
+    assert store.list_digests() == []
+    assert store.stats.objects_written == 0
+    if store.url.startswith("s3://"):
+        assert parts, "the interruption came after a part was uploaded"
+        bucket = store.location.path.split("/")[0]
+        assert store.fs.call_s3("list_multipart_uploads", Bucket=bucket).get("Uploads", []) == []
+    if store.cache is not None:
+        assert store.cache.total_bytes() == 0
+
+    m = store.put(state)  # nothing claims the digest: the next put writes it
+    (obj,) = manifest_objects(m)
+    assert store.fs.exists(object_path(store, obj)) and store.stats.objects_written == 1
+    out = Store(store.url, cache_dir=str(tmp_path / "fresh")).get(m)
+    assert same(out["w"], state["w"])
