@@ -13,7 +13,7 @@ import sqlalchemy as sa
 import storage
 from storage import Store
 
-from registry import config, db, errors, replay
+from registry import config, db, errors, replay, uri
 from registry.eventstore import Event, EventStore, NewEvent
 from registry.modeldiff import ModelDiff, diff_versions
 from registry.names import validate_alias, validate_name
@@ -311,6 +311,10 @@ class Registry:
     def set_alias(self, name: str, alias: str, version: int) -> Event:
         """Point ``alias`` at ``version`` of ``name`` (moving it if it pointed elsewhere)."""
         validate_alias(alias)
+        if alias == uri.LATEST:
+            raise errors.InvalidNameError(
+                f"model {name!r}: alias {alias!r} is reserved (rlreg://{name}@latest is always the newest version)"
+            )
         if version is None:
             raise errors.InvalidNameError(f"model {name!r}: set_alias({alias!r}) needs a version")
         with self._read(f"reading model {name!r}") as conn:
@@ -394,7 +398,7 @@ class Registry:
 
 
 def _version_or_alias(x: int | str | None) -> tuple[int | None, str | None]:
-    if isinstance(x, str) and not x.isdigit():
+    if isinstance(x, str) and not uri.is_version_text(x):
         return None, x
     return (int(x) if x is not None else None), None
 

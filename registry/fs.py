@@ -4,42 +4,98 @@
 ``RLModule.save_to_path`` writes them, so ``RLModuleSpec(load_state_path="rlreg://name@best").build()``
 and ``module.restore_from_path("rlreg://name/3")`` read them like any other checkpoint, in a process
 that never imported ``registry``: fsspec finds this class through the ``fsspec.specs`` entry point.
+Paths follow the grammar of ``registry.uri``; a bare ``name`` is spelled ``name@latest`` inside the
+filesystem, so that ``<path>/<module_id>`` (how a MultiRLModule restores) stays inside that model.
 
-A version is exported once per process into a temporary folder and served from there (versions
-never change; the ``MAX_EXPORTED`` most recently used stay exported). Filesystem instances are not
-cached, so one ``storage.Location`` (one restore) resolves an alias or "the latest" once and reads
-every file of that same version.
+Serving verified bytes: a version's checkpoint is built in memory from the tensors ``Store.get``
+returns (each verified against its digest) and served from those immutable bytes; nothing is
+re-read from a scratch folder that another process could change after it was written. The
+``MAX_CACHED`` most recently used checkpoints (at most ``MAX_CACHED_BYTES`` in all) stay built.
+Eviction only drops the cache's reference: a reader that already holds a checkpoint keeps reading
+it, so evicting under concurrent readers is safe. Filesystem instances are not cached, so one
+``storage.Location`` (one restore) resolves an alias or "the latest" once and reads every file of
+that same version.
 """
 
 from __future__ import annotations
 
-import atexit
 import errno
-import os
-import shutil
-import tempfile
+import io
 import threading
+import uuid
 from collections import OrderedDict
+from dataclasses import dataclass
 from typing import Any
 
+import fsspec
 from fsspec import AbstractFileSystem
-from fsspec.implementations.local import LocalFileSystem
 
 from registry import errors
-from registry.uri import ModelRef, split_path
+from registry.uri import ModelRef, canonical_path, split_path
+
+MAX_CACHED = 8  # checkpoints kept built per process, most recently used
+MAX_CACHED_BYTES = 1 << 30  # ... and at most this many bytes of them (the newest is always kept)
+
+
+@dataclass(frozen=True)
+class Checkpoint:
+    """One version's checkpoint folder in memory: file bytes by relative path, and its folders."""
+
+    files: dict[str, bytes]
+    folders: frozenset[str]
+
+    @property
+    def nbytes(self) -> int:
+        """Total bytes of its files."""
+        return sum(len(b) for b in self.files.values())
+
+    def children(self, folder: str) -> list[str]:
+        """Relative paths of ``folder``'s direct children, sorted."""
+        prefix = f"{folder}/" if folder else ""
+        out = {p[len(prefix):].split("/", 1)[0] for p in [*self.files, *self.folders] if p.startswith(prefix) and p != folder}
+        return sorted(prefix + c for c in out if c)
+
 
 _LOCK = threading.Lock()
-_EXPORTED: OrderedDict[tuple[str, str, str, int, int], str] = OrderedDict()  # least recently used first
-MAX_EXPORTED = 16  # versions kept exported per process; older folders are deleted
-_ROOT: list[str] = []
+_CACHE: OrderedDict[tuple[str, str, str, int, int], Checkpoint] = OrderedDict()  # least recent first
+_BUILDING: dict[tuple[str, str, str, int, int], threading.Lock] = {}
 
 
-def _scratch() -> str:
-    if not _ROOT:
-        root = tempfile.mkdtemp(prefix="rlreg-fs-")
-        atexit.register(shutil.rmtree, root, True)
-        _ROOT.append(root)
-    return _ROOT[0]
+def build_checkpoint(reg: Any, name: str, version: int) -> Checkpoint:
+    """``reg``'s version as checkpoint bytes: the module loaded from verified tensors, saved in memory."""
+    memory = fsspec.filesystem("memory")
+    root = f"/rlreg-fs/{uuid.uuid4().hex}"
+    try:
+        reg.export(name, version, f"memory://{root}")
+        files = {path[len(root) + 1:]: memory.cat_file(path) for path in memory.find(root)}
+    finally:
+        if memory.exists(root):
+            memory.rm(root, recursive=True)
+    folders = {""} | {"/".join(p.split("/")[:k]) for p in files for k in range(1, p.count("/") + 1)}
+    return Checkpoint(files, frozenset(folders))
+
+
+def _cached(key: tuple[str, str, str, int, int], build: Any) -> Checkpoint:
+    with _LOCK:
+        hit = _CACHE.get(key)
+        if hit is not None:
+            _CACHE.move_to_end(key)
+            return hit
+        building = _BUILDING.setdefault(key, threading.Lock())
+    with building:  # one build per version at a time; other versions build in parallel
+        with _LOCK:
+            hit = _CACHE.get(key)
+        if hit is None:
+            hit = build()
+        with _LOCK:
+            _CACHE[key] = hit
+            _CACHE.move_to_end(key)
+            _BUILDING.pop(key, None)
+            while len(_CACHE) > 1 and (
+                len(_CACHE) > MAX_CACHED or sum(c.nbytes for c in _CACHE.values()) > MAX_CACHED_BYTES
+            ):
+                _CACHE.popitem(last=False)  # readers holding it keep their reference
+        return hit
 
 
 class RegistryFileSystem(AbstractFileSystem):
@@ -53,98 +109,72 @@ class RegistryFileSystem(AbstractFileSystem):
         super().__init__(**kwargs)
         self.db_url, self.storage_url = db_url, storage_url
         self._pinned: dict[tuple[str, str | None], int] = {}
-        self._local = LocalFileSystem()
+
+    @classmethod
+    def _strip_protocol(cls, path: Any) -> Any:
+        stripped = super()._strip_protocol(path)
+        return canonical_path(stripped) if isinstance(stripped, str) else stripped
 
     def _registry(self) -> Any:
         from registry import default_registry
 
         return default_registry(self.db_url, self.storage_url)
 
-    def _resolve(self, path: str) -> tuple[ModelRef, str]:
-        """The version a path names (aliases and "latest" pinned for this instance) and the inner path."""
-        path = self._strip_protocol(path)
-        reg = self._registry()
-        segments = path.split("/")
-        candidates = ["/".join(segments[:k]) for k in range(1, len(segments) + 1)]
+    def _resolve(self, path: str) -> tuple[ModelRef, str, Checkpoint]:
+        """The version a path names (aliases and "latest" pinned for this instance), the inner path, its files."""
         try:
-            ref, inner = split_path(path, reg.existing_names(candidates) if "@" not in path else ())
+            ref, inner = split_path(path)
+            reg = self._registry()
             if ref.version is None:
                 key = (ref.name, ref.alias)
                 if key not in self._pinned:
                     self._pinned[key] = reg.version(ref.name, alias=ref.alias).version
                 ref = ModelRef(ref.name, self._pinned[key])
-            return ref, inner
+            recorded = reg.version(ref.name, ref.version)
         except errors.NotFoundError as exc:
             raise FileNotFoundError(f"rlreg://{path}: {exc}") from None
         except errors.InvalidNameError as exc:
             raise FileNotFoundError(f"rlreg://{path} names no model: {exc}") from None
-
-    def _materialise(self, ref: ModelRef) -> str:
-        reg = self._registry()
-        try:
-            recorded = reg.version(ref.name, ref.version)
-        except errors.NotFoundError as exc:
-            raise FileNotFoundError(f"{ref}: {exc}") from None
         # The position too: a database wiped and refilled at the same URL must not serve stale files.
         key = (reg.db_url, reg.storage_url, ref.name, recorded.version, recorded.position)
-        with _LOCK:
-            folder = _EXPORTED.get(key)
-            if folder is not None and os.path.isdir(folder):
-                _EXPORTED.move_to_end(key)
-                return folder
-            target = os.path.join(tempfile.mkdtemp(dir=_scratch()), "checkpoint")
-            reg.export(ref.name, recorded.version, target)
-            _EXPORTED[key] = target
-            while len(_EXPORTED) > MAX_EXPORTED:
-                _, old = _EXPORTED.popitem(last=False)
-                shutil.rmtree(os.path.dirname(old), ignore_errors=True)
-            return target
-
-    def _local_path(self, path: str) -> tuple[str, str]:
-        """(local path serving ``path``, ``path`` without protocol)."""
-        stripped = self._strip_protocol(path)
-        ref, inner = self._resolve(stripped)
-        root = self._materialise(ref)
-        return (os.path.join(root, *inner.split("/")) if inner else root), stripped
-
-    def _rename(self, info: dict, local_root: str, root: str) -> dict:
-        out = dict(info)
-        rel = os.path.relpath(info["name"], local_root).replace(os.sep, "/")
-        out["name"] = root if rel == "." else f"{root}/{rel}"
-        return out
+        checkpoint = _cached(key, lambda: build_checkpoint(reg, ref.name, recorded.version))
+        return ref, inner, checkpoint
 
     def info(self, path: str, **kwargs: Any) -> dict:
-        local, stripped = self._local_path(path)
-        if not os.path.exists(local):
-            raise FileNotFoundError(f"rlreg://{stripped}")
-        return self._rename(self._local.info(local), local, stripped)
+        stripped = self._strip_protocol(path)
+        ref, inner, checkpoint = self._resolve(stripped)
+        if inner in checkpoint.files:
+            return {"name": stripped, "size": len(checkpoint.files[inner]), "type": "file"}
+        if inner in checkpoint.folders:
+            return {"name": stripped, "size": 0, "type": "directory"}
+        raise FileNotFoundError(f"rlreg://{stripped}: version {ref.version} of model "
+                                f"{ref.name!r} has no file or folder {inner!r}")
 
     def ls(self, path: str, detail: bool = True, **kwargs: Any) -> list:
-        local, stripped = self._local_path(path)
-        if not os.path.exists(local):
-            raise FileNotFoundError(f"rlreg://{stripped}")
-        if not os.path.isdir(local):
-            entries = [self.info(path)]
+        stripped = self._strip_protocol(path)
+        found = self.info(stripped)
+        if found["type"] == "file":
+            entries = [found]
         else:
-            entries = [
-                self._rename(self._local.info(os.path.join(local, n)), local, stripped)
-                for n in sorted(os.listdir(local))
-            ]
+            _, inner, checkpoint = self._resolve(stripped)
+            base = stripped[: len(stripped) - len(inner)].rstrip("/")
+            entries = [self.info(f"{base}/{child}") for child in checkpoint.children(inner)]
         return entries if detail else [e["name"] for e in entries]
+
+    def _file(self, path: str) -> tuple[str, bytes]:
+        stripped = self._strip_protocol(path)
+        if self.info(stripped)["type"] != "file":
+            raise IsADirectoryError(f"rlreg://{stripped} is a folder")
+        _, inner, checkpoint = self._resolve(stripped)
+        return stripped, checkpoint.files[inner]
 
     def _open(self, path: str, mode: str = "rb", **kwargs: Any) -> Any:
         if mode != "rb":
             self._read_only(path)
-        local, stripped = self._local_path(path)
-        if not os.path.isfile(local):
-            raise FileNotFoundError(f"rlreg://{stripped}")
-        return self._local.open(local, "rb")
+        return io.BytesIO(self._file(path)[1])
 
     def cat_file(self, path: str, start: int | None = None, end: int | None = None, **kwargs: Any) -> bytes:
-        local, stripped = self._local_path(path)
-        if not os.path.isfile(local):
-            raise FileNotFoundError(f"rlreg://{stripped}")
-        return self._local.cat_file(local, start=start, end=end)
+        return self._file(path)[1][start:end]
 
     def _read_only(self, path: Any = "", *args: Any, **kwargs: Any) -> None:
         where = f"rlreg://{self._strip_protocol(path)}" if isinstance(path, str) else "rlreg://"

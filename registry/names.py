@@ -10,14 +10,15 @@ MAX_NAME_LENGTH = 200
 MAX_ALIAS_LENGTH = 100
 _SEGMENT = re.compile(r"[A-Za-z0-9._-]+")
 _ALIAS = re.compile(r"[A-Za-z0-9._-]+")
+_DIGITS = re.compile(r"[0-9]+")
 
 
 def validate_name(name: object) -> str:
     """Return ``name`` if it is a valid model name, else raise ``InvalidNameError`` saying why.
 
     A name is 1-200 characters of ASCII letters, digits, ``._-`` and ``/`` between non-empty
-    segments; no ``..`` segment, no leading or trailing ``/``; its last segment is not all digits
-    (in ``rlreg://name/3`` a trailing all-digit segment is the version).
+    segments; no ``..`` segment, no leading or trailing ``/``; no segment is all digits (in
+    ``rlreg://name/3/p0`` the first all-digit segment is the version: see ``registry.uri``).
     """
     if not isinstance(name, str):
         raise InvalidNameError(f"model name {name!r} is not a string (got {type(name).__name__})")
@@ -37,10 +38,11 @@ def validate_name(name: object) -> str:
     segments = name.split("/")
     for segment in segments:
         _check_segment(name, segment)
-    if segments[-1].isdigit():
+    digits = next((s for s in segments if _DIGITS.fullmatch(s)), None)
+    if digits is not None:
         raise InvalidNameError(
-            f"model name {name!r} ends in the all-digit segment {segments[-1]!r}: not allowed, "
-            "because in rlreg://name/3 a trailing all-digit segment is the version"
+            f"model name {name!r} has the all-digit segment {digits!r}: not allowed, because in "
+            "rlreg://name/3 the first all-digit segment is the version (write e.g. 'v3' or 'run3')"
         )
     return name
 

@@ -1,15 +1,38 @@
-"""``rlreg://`` URIs: ``rlreg://name/3`` (a version), ``rlreg://name@prod`` (an alias), ``rlreg://name``."""
+"""``rlreg://`` URIs and the paths of the ``rlreg://`` filesystem.
+
+The grammar (one reading per string, whatever models exist)::
+
+    uri       = "rlreg://" ref [ "/" inner ]
+    ref       = name                   the latest version of model ``name``
+              | name "/" version       that version (ASCII digits, 1 or more)
+              | name "@" alias         the version the alias points at now
+              | name "@latest"         the latest version, spelled explicitly
+    inner     = a path inside the version's checkpoint folder (only after a version or an alias)
+
+A model name's segments are never all digits and never contain ``@`` (``registry.names``), so the
+reference ends at the first segment that is all ASCII digits (the version) or contains ``@`` (the
+alias); without either, the whole path is the model name. So ``rlreg://team/p0`` always means the
+model ``team/p0``: a component folder of model ``team`` is ``rlreg://team/3/p0`` or
+``rlreg://team@best/p0`` (or ``rlreg://team@latest/p0``). ``latest`` is therefore a reserved alias.
+"""
 
 from __future__ import annotations
 
-from collections.abc import Collection
+import re
 from dataclasses import dataclass
 
-from registry.errors import InvalidNameError, NotFoundError
+from registry.errors import InvalidNameError
 from registry.names import validate_alias, validate_name
 
 SCHEME = "rlreg"
 PREFIX = f"{SCHEME}://"
+LATEST = "latest"  # ``name@latest`` is the latest version; no alias may be called this
+_DIGITS = re.compile(r"[0-9]+")  # ASCII only: str.isdigit() also accepts '²' and '٣'
+
+
+def is_version_text(text: str) -> bool:
+    """True if ``text`` is all ASCII digits (``str.isdigit`` also accepts '²', '٣')."""
+    return bool(_DIGITS.fullmatch(text))
 
 
 @dataclass(frozen=True)
@@ -21,11 +44,15 @@ class ModelRef:
     alias: str | None = None
 
     def __str__(self) -> str:
+        return PREFIX + self.path()
+
+    def path(self) -> str:
+        """The reference without the scheme: ``name``, ``name/3`` or ``name@alias``."""
         if self.alias is not None:
-            return f"{PREFIX}{self.name}@{self.alias}"
+            return f"{self.name}@{self.alias}"
         if self.version is not None:
-            return f"{PREFIX}{self.name}/{self.version}"
-        return f"{PREFIX}{self.name}"
+            return f"{self.name}/{self.version}"
+        return self.name
 
 
 def parse_uri(uri: str) -> ModelRef:
@@ -36,44 +63,57 @@ def parse_uri(uri: str) -> ModelRef:
 
 
 def parse_ref(ref: str, *, uri: str | None = None) -> ModelRef:
-    """Parse ``name``, ``name/N`` or ``name@alias`` (a URI without its scheme)."""
-    shown = uri if uri is not None else ref
-    if "@" in ref:
-        name, _, alias = ref.partition("@")
-        _valid(name, shown)
-        if "@" in alias or "/" in alias:
-            raise InvalidNameError(f"{shown!r}: an alias ends the URI (rlreg://name@alias)")
-        return ModelRef(name, alias=validate_alias(alias))
-    head, sep, last = ref.rpartition("/")
-    if sep and last.isdigit():
-        return ModelRef(_valid(head, shown), version=_version(last, shown))
-    return ModelRef(_valid(ref, shown))
+    """Parse ``name``, ``name/N`` or ``name@alias`` (a URI without its scheme, no inner path)."""
+    shown = uri if uri is not None else PREFIX + ref
+    model, inner = split_path(ref, shown=shown)
+    if inner:
+        raise InvalidNameError(
+            f"{shown!r}: {inner!r} follows the {'alias' if model.alias else 'version'}: "
+            "expected rlreg://name, rlreg://name/version or rlreg://name@alias"
+        )
+    return model
 
 
-def split_path(path: str, names: Collection[str]) -> tuple[ModelRef, str]:
-    """Split a protocol-less path into the model it names and the path inside that model's checkpoint.
+def split_path(path: str, *, shown: str | None = None) -> tuple[ModelRef, str]:
+    """Split a protocol-less path into the model reference and the path inside its checkpoint.
 
-    ``names`` are the model names that exist: since a name may have several segments, the longest
-    existing name that prefixes ``path`` wins. A segment with ``@`` always ends the reference.
+    The reference ends at the first all-digit segment (a version) or the first segment with ``@``
+    (an alias); without either the whole path is a model name (see the module's grammar).
     """
-    segments = path.strip("/").split("/")
+    shown = shown if shown is not None else PREFIX + path
+    segments = path.split("/")
     for i, segment in enumerate(segments):
+        inner = "/".join(segments[i + 1 :])
         if "@" in segment:
-            ref = parse_ref("/".join(segments[: i + 1]), uri=PREFIX + path)
-            return ref, "/".join(segments[i + 1 :])
-    for k in range(len(segments), 0, -1):
-        name = "/".join(segments[:k])
-        if name in names:
-            rest = segments[k:]
-            if rest and rest[0].isdigit():
-                return ModelRef(name, version=_version(rest[0], PREFIX + path)), "/".join(rest[1:])
-            return ModelRef(name), "/".join(rest)
-    raise NotFoundError(f"no model named by {PREFIX}{path}: no prefix of it is a registered model name")
+            head, _, alias = segment.partition("@")
+            name = _valid("/".join([*segments[:i], head]), shown)
+            if "@" in alias:
+                raise InvalidNameError(f"{shown!r}: one '@' per URI (rlreg://name@alias)")
+            if alias == LATEST:
+                return ModelRef(name), inner
+            return ModelRef(name, alias=_valid_alias(alias, shown)), inner
+        if i > 0 and is_version_text(segment):
+            return ModelRef(_valid("/".join(segments[:i]), shown), version=_version(segment, shown)), inner
+    return ModelRef(_valid(path, shown)), ""
+
+
+def canonical_path(path: str) -> str:
+    """``path`` with a bare model name spelled ``name@latest``, so paths below it stay inside it."""
+    if not path or "@" in path or any(i > 0 and is_version_text(s) for i, s in enumerate(path.split("/"))):
+        return path
+    return f"{path}@{LATEST}"
 
 
 def _valid(name: str, shown: str) -> str:
     try:
         return validate_name(name)
+    except InvalidNameError as exc:
+        raise InvalidNameError(f"{shown!r}: {exc}") from None
+
+
+def _valid_alias(alias: str, shown: str) -> str:
+    try:
+        return validate_alias(alias)
     except InvalidNameError as exc:
         raise InvalidNameError(f"{shown!r}: {exc}") from None
 

@@ -58,7 +58,7 @@ def test_bad_input_raises_before_anything_is_written(reg, recorded):
     toys.train_step(module, 99)  # new tensors: a partial write would show up as new blobs
     cases = [
         (lambda: reg.snapshot("bad name", module), InvalidNameError, "model name 'bad name' contains whitespace"),
-        (lambda: reg.snapshot("pol/7", module), InvalidNameError, "ends in the all-digit segment '7'"),
+        (lambda: reg.snapshot("pol/7", module), InvalidNameError, "has the all-digit segment '7'"),
         (lambda: reg.snapshot("../pol", module), InvalidNameError, "has a '..' segment"),
         (lambda: reg.snapshot("pol", module, {"t": torch.ones(1)}), InvalidEventError, "metadata['t'] is not JSON"),
         (lambda: reg.snapshot("pol", module, {"x": float("nan")}), InvalidEventError, "metadata['x'] is not JSON"),

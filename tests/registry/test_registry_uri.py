@@ -4,9 +4,12 @@ from __future__ import annotations
 
 import errno
 import json
+import re
 import subprocess
 import sys
 import textwrap
+import threading
+from pathlib import Path
 
 import fsspec
 import pytest
@@ -14,8 +17,9 @@ import registry_toys as toys
 import torch
 
 import registry
+from registry import IntegrityError
 from registry.fs import RegistryFileSystem
-from rlmodule import CheckpointNotFoundError, RLModule
+from rlmodule import CheckpointNotFoundError, MultiRLModuleSpec, RLModule
 
 
 @pytest.fixture
@@ -79,8 +83,10 @@ def test_the_filesystem_lists_a_read_only_checkpoint_folder(recorded):
         toys.spec().build().save_to_path("rlreg://team/pol/2")
     with pytest.raises(FileNotFoundError, match="model 'team/pol' has no version 9"):
         fs.info("team/pol/9")
-    with pytest.raises(FileNotFoundError, match="no model named by rlreg://nobody/1"):
+    with pytest.raises(FileNotFoundError, match="rlreg://nobody/1: no model named 'nobody'"):
         fs.info("nobody/1")
+    with pytest.raises(FileNotFoundError, match="version 2 of model 'team/pol' has no file or folder 'nope'"):
+        fs.info("team/pol/2/nope")
 
 
 def test_unknown_versions_raise_not_found(recorded):
@@ -124,10 +130,10 @@ def test_a_process_that_never_imports_registry(recorded, subprocess_env):
         assert got[label] == expected, label
 
 
-def test_only_the_most_recently_used_versions_stay_exported(default_env, monkeypatch):
+def test_only_the_most_recently_used_versions_stay_built(default_env, monkeypatch):
     import registry.fs as rfs
 
-    monkeypatch.setattr(rfs, "MAX_EXPORTED", 2)
+    monkeypatch.setattr(rfs, "MAX_CACHED", 2)
     module = toys.spec().build()
     for step in range(1, 4):
         toys.train_step(module, step)
@@ -136,7 +142,7 @@ def test_only_the_most_recently_used_versions_stay_exported(default_env, monkeyp
         restored = toys.spec().build()
         restored.restore_from_path(f"rlreg://lru/{number}")
         assert toys.states_equal(restored, registry.load("lru", number))
-    kept = [key for key in rfs._EXPORTED if key[2] == "lru"]
+    kept = [key for key in rfs._CACHE if key[2] == "lru"]
     assert [key[3] for key in kept] == [3, 1]
 
 
@@ -150,7 +156,86 @@ def test_rlreg_uris_over_s3_storage(default_env, s3_bucket, monkeypatch):
     assert toys.states_equal(toys.spec(load_state_path="rlreg://on/s3@prod").build(), module)
 
 
-def test_nested_names_resolve_to_the_longest_registered_one(default_env):
+def test_a_registered_name_never_shadows_a_component_folder(default_env):
+    multi = toys.multi_spec().build()
+    toys.train_step(multi["p0"], 3)
+    registry.snapshot("team", multi)
+    registry.set_alias("team", "best", 1)
+    hijacker = toys.spec().build()
+    toys.train_step(hijacker, 8)
+    registry.snapshot("team/p0", hijacker)
+    assert toys.states_equal(RLModule.from_checkpoint("rlreg://team/p0"), hijacker)  # always the model
+    for path in ("rlreg://team/1/p0", "rlreg://team@best/p0", "rlreg://team@latest/p0"):
+        other = toys.multi_spec().build()
+        other.restore_from_path(path, component="p0")
+        assert toys.states_equal(other["p0"], multi["p0"]), path
+    # MultiRLModuleSpec restores <load_state_path>/<module_id>: inside model team, not model team/p0.
+    for path in ("rlreg://team", "rlreg://team/1", "rlreg://team@best"):
+        built = MultiRLModuleSpec(module_specs=toys.multi_spec().module_specs, load_state_path=path).build()
+        assert toys.states_equal(built["p0"], multi["p0"]), path
+        assert toys.states_equal(built["p1"], multi["p1"]), path
+    fs = RegistryFileSystem()
+    assert {"team/1/metadata.json", "team/1/p0", "team/1/p1"} <= set(fs.ls("team/1", detail=False))
+    assert "team@latest/p0" in fs.ls("rlreg://team", detail=False)
+
+
+def test_a_missing_version_keeps_the_registrys_reason(recorded):
+    fs = RegistryFileSystem()
+    for path, reason in (("team/pol/9", "model 'team/pol' has no version 9 (latest is 3)"),
+                         ("team/pol@nope", "model 'team/pol' has no alias 'nope'"),
+                         ("team/pol/9/metadata.json", "has no version 9 (latest is 3)")):
+        with pytest.raises(FileNotFoundError, match=re.escape(reason)):
+            fs.info(path)
+        with pytest.raises(FileNotFoundError, match=re.escape(reason)):
+            fs.cat_file(path)
+    assert not fs.exists("team/pol/9")
+
+
+def test_checkpoints_are_served_from_verified_bytes(default_env):
+    module = toys.spec().build()
+    registry.snapshot("checked", module)
+    _, storage_url = default_env
+    [obj] = [p for p in Path(storage_url).rglob("*") if p.is_file() and "objects" in p.parts]
+    data = bytearray(obj.read_bytes())
+    data[-1] ^= 0xFF
+    obj.write_bytes(bytes(data))
+    with pytest.raises(IntegrityError, match="is damaged"):
+        toys.spec().build().restore_from_path("rlreg://checked/1")
+
+
+def test_eviction_is_safe_for_concurrent_readers(default_env, monkeypatch):
+    import registry.fs as rfs
+
+    monkeypatch.setattr(rfs, "MAX_CACHED", 1)  # every other read evicts what another thread reads
+    module, expected = toys.spec().build(), {}
+    for step in range(1, 5):
+        toys.train_step(module, step)
+        registry.snapshot("busy", module)
+        expected[step] = registry.load("busy", step)
+    failures: list[BaseException] = []
+    start = threading.Barrier(4)
+
+    def reader(offset: int) -> None:
+        try:
+            start.wait()
+            for i in range(6):
+                number = (offset + i) % 4 + 1
+                restored = toys.spec().build()
+                restored.restore_from_path(f"rlreg://busy/{number}")
+                assert toys.states_equal(restored, expected[number]), number
+        except BaseException as exc:  # noqa: BLE001 - reported below
+            failures.append(exc)
+
+    threads = [threading.Thread(target=reader, args=(k,)) for k in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert failures == []
+    assert len(rfs._CACHE) == 1
+
+
+def test_nested_names_each_resolve_to_their_own_model(default_env):
     outer, inner = toys.spec().build(), toys.spec().build()
     toys.train_step(inner, 9)
     registry.snapshot("team", outer)
