@@ -238,15 +238,63 @@ def cat_many(fs: fsspec.AbstractFileSystem, paths: list[str], sizes: list[int | 
 
 
 async def _cat_all(fs: Any, paths: list[str], sizes: list[int | None], batch: int = 32) -> list[Any]:
-    block = getattr(fs, "default_block_size", 0) or 0
-    coros = [
-        fs._cat_file(p, max_concurrency=1) if n is not None and n <= block and _takes_concurrency(fs) else fs._cat_file(p)
-        for p, n in zip(paths, sizes)
-    ]
+    if hasattr(fs, "_call_s3"):
+        coros = [_s3_read(fs, p, n) for p, n in zip(paths, sizes)]
+    else:
+        block = getattr(fs, "default_block_size", 0) or 0
+        coros = [
+            fs._cat_file(p, max_concurrency=1)
+            if n is not None and n <= block and _takes_concurrency(fs)
+            else fs._cat_file(p)
+            for p, n in zip(paths, sizes)
+        ]
     out: list[Any] = []
     for i in range(0, len(coros), batch):
         out += await asyncio.gather(*coros[i : i + batch], return_exceptions=True)
     return out
+
+
+async def _s3_read(fs: Any, path: str, size: int | None) -> bytearray:
+    """An S3 object read straight into one writable buffer (s3fs's ``cat`` returns bytes: a copy more).
+
+    With a known size above s3fs's block size, ranged GETs fill their parts of it concurrently;
+    otherwise one GET (never a HEAD first).
+    """
+    bucket, key, _ = fs.split_path(path)
+    block = getattr(fs, "default_block_size", 0) or (50 << 20)
+    if size is None or size <= block:
+        resp = await fs._call_s3("get_object", Bucket=bucket, Key=key)
+        buf = bytearray(int(resp["ContentLength"]))
+        await _read_body(resp["Body"], memoryview(buf), path)
+        return buf
+    buf = bytearray(size)
+    view = memoryview(buf)
+    limit = asyncio.Semaphore(max(1, int(getattr(fs, "max_concurrency", 1) or 1)))
+
+    async def part(start: int) -> None:
+        stop = min(start + block, size)
+        async with limit:
+            resp = await fs._call_s3("get_object", Bucket=bucket, Key=key, Range=f"bytes={start}-{stop - 1}")
+            if int(resp["ContentLength"]) != stop - start:
+                resp["Body"].close()
+                raise OSError(f"{path}: expected bytes {start}..{stop} of {size}, got {resp['ContentLength']} bytes")
+            await _read_body(resp["Body"], view[start:stop], path)
+
+    await asyncio.gather(*(part(start) for start in range(0, size, block)))
+    return buf
+
+
+async def _read_body(body: Any, view: memoryview, path: str) -> None:
+    """Fill ``view`` from a streamed response body, which must hold exactly that many bytes."""
+    try:
+        pos = 0
+        while pos < view.nbytes:
+            n = await body.readinto(view[pos:])
+            if n == 0:
+                raise OSError(f"{path}: the response ended after {pos} of {view.nbytes} bytes")
+            pos += n
+    finally:
+        body.close()
 
 
 def _takes_concurrency(fs: Any) -> bool:

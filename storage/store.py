@@ -250,7 +250,7 @@ class Store:
             data = fetched[obj]
             if isinstance(data, BaseException):
                 self._raise_fetch_error(obj, data, users[obj])
-            if isinstance(data, bytes):
+            if isinstance(data, bytes):  # not S3 (read into a bytearray) or a local memory map
                 data = bytearray(data)  # writable (the tensors are views of it), copied before verifying
             found = self._decode(obj, data, users, entries)
             self.stats.objects_read += 1
