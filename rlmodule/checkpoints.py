@@ -31,7 +31,7 @@ import gymnasium as gym
 
 from rlmodule.errors import (
     CheckpointError, CheckpointFormatError, CheckpointNotFoundError, RLModuleError,
-    StateSerializationError, UntrustedClassError,
+    StateMismatchError, StateSerializationError, UntrustedClassError,
 )
 from rlmodule.serialization import gym_space_from_dict, gym_space_to_dict, serialize_type
 from rlmodule.state import join_state, split_state
@@ -343,15 +343,23 @@ class Checkpointable(abc.ABC):
     def restore_from_path(self, path, *, component: Optional[str] = None, **kwargs) -> None:
         """Restores state from `path`; with `component`, `path` is that component's own folder.
 
-        Every state file is read and checked (`check_state`) before any `set_state` runs, so
-        a missing file or a misfit tensor anywhere in the tree leaves every component as it was.
+        Every state file is read and checked (`check_state`, `unknown_state_keys`) before any
+        `set_state` runs, so a missing file, a misfit tensor or a tensor the module does not have
+        anywhere in the tree leaves every component as it was. Unlike `set_state` (RLlib's
+        `strict=False`), a checkpoint's unknown tensor keys are refused.
         """
         plan = self._restore_plan(as_location(path), component, kwargs)
-        for target, state in plan:
+        for target, state, loc in plan:
             if isinstance(state, _Deferred):
                 continue
             target.check_state(state)
-        for target, state in plan:
+            unknown = target.unknown_state_keys(state)
+            if unknown:
+                raise StateMismatchError(
+                    f"checkpoint {loc.url}: {type(target).__name__} has no state key"
+                    f"{'s' if len(unknown) > 1 else ''} {', '.join(map(repr, unknown))}; "
+                    "the checkpoint was saved from a different module")
+        for target, state, _ in plan:
             if isinstance(state, _Deferred):
                 target.restore_from_path(state.loc, component=state.component, **kwargs)
             else:
@@ -360,8 +368,12 @@ class Checkpointable(abc.ABC):
     def check_state(self, state: StateDict) -> None:
         """Raises if `state` cannot be set on this component (called before any set_state)."""
 
+    def unknown_state_keys(self, state: StateDict) -> list[str]:
+        """Keys of a checkpoint's `state` this component does not have ([] here: none checked)."""
+        return []
+
     def _restore_plan(self, loc, component, kwargs) -> list:
-        """(component, state) pairs to set, subcomponents first, as RLlib restores them."""
+        """(component, state, folder) triples to set, subcomponents first, as RLlib restores them."""
         _require_dir(loc)
         own_state = self._read_own_state(loc) if component is None else None
         plan = []
@@ -380,9 +392,9 @@ class Checkpointable(abc.ABC):
             if type(comp).restore_from_path is Checkpointable.restore_from_path:
                 plan.extend(comp._restore_plan(comp_loc, comp_arg, kwargs))
             else:  # a component with its own restore logic restores itself, in order
-                plan.append((comp, _Deferred(comp_loc, comp_arg)))
+                plan.append((comp, _Deferred(comp_loc, comp_arg), comp_loc))
         if component is None:
-            plan.append((self, own_state))
+            plan.append((self, own_state, loc))
         return plan
 
     @classmethod

@@ -4,7 +4,9 @@
 (copies; RLlib converts to numpy, which cannot hold bfloat16). `set_state()` accepts torch
 tensors or numpy arrays and loads them exactly: a key the module has must match its shape and
 dtype (else `StateMismatchError` naming the key, and nothing is changed); keys the module lacks
-are ignored and missing keys keep their values (RLlib's `strict=False`).
+are ignored and missing keys keep their values (RLlib's `strict=False`). `restore_from_path` is
+stricter: it refuses a checkpoint's tensor keys the module lacks (`unknown_state_keys`), except
+those an inference-only module drops from a learner's state (`_inference_only_get_state_hook`).
 """
 
 from __future__ import annotations
@@ -76,6 +78,17 @@ class TorchRLModule(nn.Module, RLModule):
     def check_state(self, state: StateDict) -> None:
         """Raises StateMismatchError if a tensor of `state` does not fit the module."""
         self._checked_tensors(state)
+
+    @override(RLModule)
+    def unknown_state_keys(self, state: StateDict) -> list[str]:
+        """Tensor keys of `state` the module lacks, except those an inference-only module drops."""
+        own = self.state_dict()
+        unknown = {k: v for k, v in state.items() if k not in own
+                   and isinstance(v, (torch.Tensor, np.ndarray, np.generic))}
+        if unknown and self.config.inference_only:  # a learner's state: drop what the hook drops
+            kept = self._inference_only_get_state_hook(dict(unknown))
+            unknown = {k: v for k, v in unknown.items() if k in kept}
+        return sorted(unknown)
 
     @OverrideToImplementCustomLogic
     @override(RLModule)

@@ -9,7 +9,8 @@ import pytest
 import torch
 
 from rlmodule import (
-    CheckpointFormatError, CheckpointNotFoundError, RLModule, RLModuleConfig, UntrustedClassError,
+    CheckpointFormatError, CheckpointNotFoundError, MultiRLModuleSpec, RLModule, RLModuleConfig,
+    StateMismatchError, UntrustedClassError,
 )
 from rlmodule.checkpoints import decode_value
 from storage import Location
@@ -181,3 +182,63 @@ def test_missing_state_file_named_in_metadata_is_not_found(toy_module, tmp_path)
     _json("metadata.json", lambda d: {**d, "state_file": "other.safetensors"})(loc)
     with pytest.raises(CheckpointNotFoundError, match="other.safetensors is missing"):
         RLModule.from_checkpoint(loc.url)
+
+
+def _add_tensor(loc, key: str, name: str = "module_state.safetensors") -> None:
+    tensors = loc.load_tensors(name)
+    tensors[key] = torch.zeros(2)
+    loc.save_tensors(name, tensors)
+
+
+def test_restore_refuses_tensor_keys_the_module_lacks(toy_module, toy_spec, tmp_path):
+    loc = Location(str(tmp_path / "ckpt"))
+    toy_module.save_to_path(loc)
+    _add_tensor(loc, "extra.weight")
+    _add_tensor(loc, "zz")
+    other = toy_spec.build()
+    before = _state_of(other)
+    with pytest.raises(StateMismatchError) as e:
+        other.restore_from_path(loc.url)
+    assert str(e.value) == (f"checkpoint {loc.url}: ToyTorchModule has no state keys 'extra.weight', "
+                            "'zz'; the checkpoint was saved from a different module")
+    _unchanged(other, before)
+    with pytest.raises(StateMismatchError, match="has no state keys 'extra.weight', 'zz'"):
+        RLModule.from_checkpoint(loc.url)
+
+
+def test_set_state_keeps_rllib_semantics_for_unknown_keys(toy_module, toy_spec):
+    other = toy_spec.build()
+    other.set_state({**toy_module.get_state(), "extra.weight": torch.zeros(2)})
+    _unchanged(other, toy_module.get_state())
+
+
+def test_learner_checkpoint_restores_into_inference_only_module_but_not_foreign_keys(
+        toy_module, toy_spec, tmp_path):
+    loc = Location(str(tmp_path / "ckpt"))
+    toy_module.save_to_path(loc)
+    assert "vf.weight" in loc.load_tensors("module_state.safetensors")
+    toy_spec.inference_only = True
+    actor = toy_spec.build()
+    assert "vf.weight" not in actor.get_state()
+    actor.restore_from_path(loc.url)  # the learner's vf.* tensors are dropped, as the hook does
+    _unchanged(actor, toy_module.get_state(inference_only=True))
+    _add_tensor(loc, "critic_extra")
+    fresh = toy_spec.build()
+    before = _state_of(fresh)
+    with pytest.raises(StateMismatchError, match="ToyTorchModule has no state key 'critic_extra';"):
+        fresh.restore_from_path(loc.url)
+    _unchanged(fresh, before)
+
+
+def test_unknown_key_in_one_module_of_a_multi_module_is_refused(toy_spec, tmp_path):
+    multi = MultiRLModuleSpec(module_specs={"a": toy_spec, "b": toy_spec}).build()
+    loc = Location(str(tmp_path / "multi"))
+    multi.save_to_path(loc)
+    _add_tensor(loc.child("b"), "stray")
+    other = MultiRLModuleSpec(module_specs={"a": toy_spec, "b": toy_spec}).build()
+    before = {mid: _state_of(other[mid]) for mid in ("a", "b")}
+    with pytest.raises(StateMismatchError, match=r"checkpoint .*/multi/b: ToyTorchModule has no "
+                                                 r"state key 'stray'"):
+        other.restore_from_path(loc.url)
+    for mid in ("a", "b"):
+        _unchanged(other[mid], before[mid])
