@@ -39,11 +39,18 @@ class Registry:
         cache_dir: str | None = None,
         upgrade: bool = False,
         trusted_modules: Any = None,
+        create: bool = True,
     ) -> None:
+        """Open the registry; ``create=False`` refuses a database that holds no registry yet.
+
+        With ``create=True`` (the default, and what the module-level helpers use) an empty database,
+        or a SQLite file that does not exist yet, becomes an empty registry on first use. Read-only
+        callers pass ``create=False`` so that a mistyped URL raises ``NotFoundError`` naming it.
+        """
         self.db_url = str(db_url) if db_url else config.default_db_url()
         self.storage_url = str(storage_url) if storage_url else config.default_storage_url()
         self.trusted_modules = trusted_modules
-        self._events = EventStore(self.db_url, Projections(), upgrade=upgrade)
+        self._events = EventStore(self.db_url, Projections(), upgrade=upgrade, create=create)
         self._store = Store(self.storage_url, cache_dir=cache_dir)
 
     def __repr__(self) -> str:

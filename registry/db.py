@@ -47,10 +47,15 @@ def is_sqlite(engine: Union[Engine, Connection]) -> bool:
     return engine.dialect.name == "sqlite"
 
 
-def create_engine(url: Union[str, URL], **kwargs: Any) -> Engine:
-    """An engine for ``url``; SQLite gets WAL, a busy timeout and ``BEGIN IMMEDIATE`` for writes."""
+def create_engine(url: Union[str, URL], *, create: bool = True, **kwargs: Any) -> Engine:
+    """An engine for ``url``; SQLite gets WAL, a busy timeout and ``BEGIN IMMEDIATE`` for writes.
+
+    A SQLite file is created on first use only with ``create`` (its folder must exist either way);
+    without it a missing file raises ``NotFoundError`` instead of becoming an empty database.
+    """
     parsed = normalize_url(url)
     if parsed.get_backend_name() == "sqlite":
+        _check_sqlite_file(parsed, create)
         return _sqlite_engine(parsed, **kwargs)
     if parsed.get_backend_name() != "postgresql":
         raise errors.DatabaseUnavailableError(
@@ -60,13 +65,34 @@ def create_engine(url: Union[str, URL], **kwargs: Any) -> Engine:
     return sa.create_engine(parsed, **kwargs)
 
 
+def _check_sqlite_file(url: URL, create: bool) -> None:
+    """Refuse a SQLite file whose folder is missing, or (unless ``create``) that does not exist."""
+    database = url.database
+    if database in (None, "", ":memory:") or database.startswith("file:"):
+        return
+    path = Path(database)
+    where = url.render_as_string(hide_password=True)
+    if path.exists():
+        if path.is_dir():
+            raise errors.DatabaseUnavailableError(f"database URL {where!r}: {str(path)!r} is a folder, not a SQLite file")
+        return
+    if not path.parent.is_dir():
+        raise errors.DatabaseUnavailableError(
+            f"database URL {where!r}: the folder {str(path.parent.absolute())!r} does not exist "
+            "(check the URL, or create the folder first)"
+        )
+    if not create:
+        raise errors.NotFoundError(
+            f"no registry database at {where!r}: the file {str(path.absolute())!r} does not exist "
+            f"(check the URL; to start a registry there run `{UPGRADE_COMMAND}` or record a version)"
+        )
+
+
 def _sqlite_engine(url: URL, **kwargs: Any) -> Engine:
     connect_args = {"timeout": SQLITE_BUSY_TIMEOUT, "check_same_thread": False}
     connect_args.update(kwargs.pop("connect_args", {}))
     if url.database in (None, "", ":memory:"):
         kwargs.setdefault("poolclass", sa.pool.StaticPool)  # one connection: the in-memory database
-    else:
-        Path(url.database).parent.mkdir(parents=True, exist_ok=True)
     engine = sa.create_engine(url, connect_args=connect_args, **kwargs)
 
     # pysqlite's own transaction handling is switched off so that we issue BEGIN ourselves
@@ -211,12 +237,17 @@ def _alembic_errors(what: str) -> Iterator[None]:
             raise errors.SchemaVersionError(f"{what}: {e}") from e
 
 
-def ensure_schema(engine: Engine, upgrade: bool = False) -> SchemaStatus:
-    """Initialise an empty database; refuse an older (unless ``upgrade``) or newer schema."""
+def ensure_schema(engine: Engine, upgrade: bool = False, create: bool = True) -> SchemaStatus:
+    """Initialise an empty database (only with ``create``); refuse an older (unless ``upgrade``) or newer schema."""
     status = schema_status(engine)
     if status.up_to_date:
         return status
     _raise_if_newer(engine, status)
+    if status.empty and not create:
+        raise errors.NotFoundError(
+            f"no registry in database {_where(engine)}: it has no rlreg tables (check the URL; to start "
+            f"a registry there run `{UPGRADE_COMMAND}` or record a version)"
+        )
     if not status.empty and not upgrade:
         raise _older_error(engine, status)
     with _migration_lock(engine):

@@ -86,14 +86,19 @@ class EventStore:
         *,
         upgrade: bool = False,
         check_schema: bool = True,
+        create: bool = True,
     ) -> None:
         if isinstance(url_or_engine, Engine):
             self.engine, self._owns_engine = url_or_engine, False
         else:
-            self.engine, self._owns_engine = db.create_engine(url_or_engine), True
+            self.engine, self._owns_engine = db.create_engine(url_or_engine, create=create), True
         self.projector = projector
         if check_schema:
-            db.ensure_schema(self.engine, upgrade=upgrade)
+            try:
+                db.ensure_schema(self.engine, upgrade=upgrade, create=create)
+            except BaseException:
+                self.close()
+                raise
 
     def close(self) -> None:
         """Release the engine's connections (only if this store created the engine)."""
