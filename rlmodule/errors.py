@@ -8,7 +8,7 @@
     ├── StateMismatchError (ValueError)        a tensor whose name/shape/dtype does not fit the module
     ├── CheckpointError (ValueError)           a checkpoint we cannot write or read
     │   ├── CheckpointNotFoundError (FileNotFoundError)  missing or partial checkpoint folder
-    │   └── CheckpointFormatError                        unknown format / checkpoint version
+    │   └── CheckpointFormatError                        unknown format/version or a malformed file
     └── SpecCheckingError (ValueError)         forward-pass data that does not match the specs
 """
 
@@ -48,7 +48,7 @@ class CheckpointNotFoundError(CheckpointError, FileNotFoundError):
 
 
 class CheckpointFormatError(CheckpointError):
-    """A checkpoint written in a format or version we do not read."""
+    """A checkpoint in a format or version we do not read, or with a malformed file."""
 
 
 class SpecCheckingError(RLModuleError, ValueError):
