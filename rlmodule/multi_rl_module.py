@@ -212,7 +212,7 @@ class MultiRLModule(RLModule):
                 state[module_id] = module.get_state(
                     components=self._get_subcomponents(module_id, components),
                     not_components=self._get_subcomponents(module_id, not_components),
-                    inference_only=inference_only)
+                    inference_only=inference_only, **kwargs)
         return state
 
     @override(RLModule)

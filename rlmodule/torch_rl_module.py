@@ -31,6 +31,12 @@ def _as_tensor(key: str, value: Any) -> torch.Tensor:
         f"state key {key!r}: expected a tensor or numpy array, got {type(value).__name__}")
 
 
+def _cpu(tensor: torch.Tensor, copy: bool) -> torch.Tensor:
+    """``tensor`` detached on the CPU; a copy if ``copy`` (moving off a device copies anyway)."""
+    out = tensor.detach().cpu()
+    return out.clone() if copy and out.data_ptr() == tensor.data_ptr() else out
+
+
 class TorchRLModule(nn.Module, RLModule):
     """An RLModule on torch: `forward()` is `forward_train()`, state is the state_dict."""
 
@@ -49,11 +55,17 @@ class TorchRLModule(nn.Module, RLModule):
     def get_state(self, components: Optional[Union[str, Collection[str]]] = None, *,
                   not_components: Optional[Union[str, Collection[str]]] = None,
                   inference_only: bool = False, **kwargs) -> StateDict:
-        """The module's parameters and buffers as CPU tensors (inference-only keys if asked)."""
+        """The module's parameters and buffers as CPU tensors (inference-only keys if asked).
+
+        The tensors are copies unless ``copy=False`` is passed: then CPU tensors are detached views
+        of the module's own storage (what RLlib's numpy state is), which a caller that consumes them
+        at once (a snapshot, a checkpoint) uses to avoid copying every byte before writing it.
+        """
+        copy = kwargs.get("copy", True)
         state_dict = self.state_dict()
         if inference_only and not self.config.inference_only:
             state_dict = self._inference_only_get_state_hook(state_dict)
-        return {k: v.detach().cpu().clone() for k, v in state_dict.items()}
+        return {k: _cpu(v, copy) for k, v in state_dict.items()}
 
     def _checked_tensors(self, state: StateDict) -> dict[str, torch.Tensor]:
         own = self.state_dict()

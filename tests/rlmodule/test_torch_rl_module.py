@@ -70,3 +70,19 @@ def test_framework_and_numpy_scalar_state(toy_module):
     assert toy_module.framework == "torch"
     with pytest.raises(StateMismatchError, match="dtype float64 does not fit the module's int32"):
         toy_module.set_state({"steps": np.zeros(4)})
+
+
+def test_get_state_copy_false_shares_the_modules_storage(toy_module):
+    views = toy_module.get_state(copy=False)
+    copies = toy_module.get_state()
+    for key, tensor in toy_module.state_dict().items():
+        assert views[key].data_ptr() == tensor.data_ptr(), key
+        assert copies[key].data_ptr() != tensor.data_ptr(), key
+        assert not views[key].requires_grad
+
+
+def test_multi_module_forwards_copy_false(toy_module):
+    multi = toy_module.as_multi_rl_module()
+    views = multi.get_state(copy=False)["default_policy"]
+    for key, tensor in toy_module.state_dict().items():
+        assert views[key].data_ptr() == tensor.data_ptr(), key
