@@ -151,9 +151,9 @@ def rebuild_projections() -> int:
     return default_registry().rebuild_projections()
 
 
-def verify() -> dict:
+def verify(repair: bool = False) -> dict:
     """``Registry.verify`` on the default registry."""
-    return default_registry().verify()
+    return default_registry().verify(repair)
 
 
 def schema_status():

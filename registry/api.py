@@ -379,18 +379,26 @@ class Registry:
         with self._read("reading projections") as conn:
             return Projections().dump(conn)
 
-    def verify(self) -> dict[str, Any]:
-        """Check that every version's objects exist and that every stored object matches its digest."""
+    def verify(self, repair: bool = False) -> dict[str, Any]:
+        """Check every version's objects exist and every stored object matches its digest.
+
+        ``missing`` and ``damaged_versions`` name each ``model/version`` a missing or damaged object
+        breaks (``damaged_versions``: tensor name -> object digest). With ``repair=True`` damaged
+        objects are moved aside (storage's quarantine, listed in ``storage.quarantined``), so the
+        next snapshot holding those tensors writes them again and the versions load once more.
+        """
         with self._read("reading versions") as conn:
             rows = conn.execute(sa.select(versions.c.name, versions.c.version, versions.c.manifest)).all()
-        needed = {r.name + "/" + str(r.version): set(storage.manifest_objects(r.manifest)) for r in rows}
-        present = self._store.exists(set().union(*needed.values())) if needed else set()
+        needed = {f"{r.name}/{r.version}": set(storage.manifest_objects(r.manifest)) for r in rows}
+        referenced = set().union(*needed.values()) if needed else set()
+        present = self._store.exists(referenced) if referenced else set()
         missing = {key: sorted(digests - present) for key, digests in needed.items() if digests - present}
-        report = self._store.verify()
+        report = self._store.verify(quarantine=repair)
         return {
             "versions": len(rows),
-            "objects_referenced": len(set().union(*needed.values())) if needed else 0,
+            "objects_referenced": len(referenced),
             "missing": missing,
+            "damaged_versions": _versions_holding(rows, set(report.damaged)),
             "storage": report.to_dict(),
             "ok": not missing and report.ok,
         }
@@ -402,6 +410,16 @@ class Registry:
     def upgrade_schema(self) -> db.SchemaStatus:
         """Upgrade the database's schema to this rlreg's head revision."""
         return db.upgrade(self._events.engine)
+
+
+def _versions_holding(rows: list[Any], objects: set[str]) -> dict[str, dict[str, str]]:
+    """``{"model/version": {tensor name: object digest}}`` for the tensors stored in ``objects``."""
+    out: dict[str, dict[str, str]] = {}
+    for row in rows:
+        hit = {t: e["object"] for t, e in sorted(row.manifest["tensors"].items()) if e["object"] in objects}
+        if hit:
+            out[f"{row.name}/{row.version}"] = hit
+    return out
 
 
 def _version_or_alias(x: int | str | None) -> tuple[int | None, str | None]:

@@ -169,3 +169,31 @@ def test_an_older_schema_is_refused_then_upgraded_on_request(make_registry, db_u
     upgraded = make_registry(upgrade=True)
     assert upgraded.schema_status().up_to_date
     assert [v.version for v in upgraded.versions("pol")] == [1]
+
+
+def test_verify_names_the_versions_and_tensors_a_damaged_object_breaks_and_repairs(make_registry, local_storage_url):
+    reg = make_registry()
+    module, other = toys.spec().build(), toys.spec(hidden=4).build()
+    reg.snapshot("pol", module)
+    reg.snapshot("pol", module, {"again": True})  # same tensors: the same object
+    reg.snapshot("other", other)
+    [obj] = storage.manifest_objects(reg.manifest("pol"))
+    assert storage.manifest_objects(reg.manifest("pol", 1)) == {obj} != storage.manifest_objects(reg.manifest("other"))
+    path = next(p for p in Path(local_storage_url).rglob(obj.split(":")[-1]) if p.is_file())
+    data = bytearray(path.read_bytes())
+    data[-1] ^= 0xFF
+    path.write_bytes(bytes(data))
+    tensors = {name: obj for name in sorted(reg.manifest("pol")["tensors"])}
+    report = reg.verify()
+    assert not report["ok"] and report["missing"] == {}
+    assert report["damaged_versions"] == {"pol/1": tensors, "pol/2": tensors}
+    assert report["storage"]["quarantined"] == {} and path.exists()
+    repaired = reg.verify(repair=True)
+    assert repaired["damaged_versions"] == {"pol/1": tensors, "pol/2": tensors}
+    assert list(repaired["storage"]["quarantined"]) == [obj] and not path.exists()
+    with pytest.raises(FileNotFoundError):
+        reg.load("pol", 1)
+    reg.snapshot("pol", module)  # the next snapshot of those tensors writes the object again
+    assert toys.states_equal(reg.load("pol", 1), module) and toys.states_equal(reg.load("pol", 2), module)
+    healthy = reg.verify()
+    assert healthy["ok"] and healthy["damaged_versions"] == {} and healthy["missing"] == {}
