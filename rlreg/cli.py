@@ -43,8 +43,14 @@ class RlregGroup(click.Group):
             ctx.exit(code)
 
 
-def common(func):
-    """Add ``--db``, ``--storage`` and ``--json`` and pass a ``Session`` as the first argument."""
+def common(func=None, *, writes: bool = False):
+    """Add ``--db``, ``--storage`` and ``--json`` and pass a ``Session`` as the first argument.
+
+    A command that only reads (``writes=False``) refuses a database URL given explicitly that
+    holds no registry, so a mistyped URL is an error rather than a new, empty registry.
+    """
+    if func is None:
+        return functools.partial(common, writes=writes)
 
     @click.option(
         "--db", metavar="URL", envvar="RLREG_DB_URL", show_envvar=True,
@@ -58,7 +64,7 @@ def common(func):
     @click.pass_context
     @functools.wraps(func)
     def wrapper(ctx, db, storage, as_json, **kwargs):
-        session = Session(db, storage, as_json)
+        session = Session(db, storage, as_json, create=writes or not db)
         ctx.find_root().meta["rlreg.session"] = session
         ctx.call_on_close(session.close)
         return func(session, **kwargs)
@@ -123,7 +129,7 @@ def parse_metadata(text: str | None) -> dict | None:
 
 
 @cli.command(short_help="Train on CartPole, snapshot, alias the best, load it back.")
-@common
+@common(writes=True)
 @click.option("--name", default="cartpole-ppo", show_default=True, help="Model name to record under.")
 @click.option("--iterations", default=24, show_default=True, type=click.IntRange(2, 1000),
               help="Policy-gradient updates.")
@@ -219,7 +225,7 @@ def alias() -> None:
 
 
 @alias.command("set")
-@common
+@common(writes=True)
 @click.argument("name")
 @click.argument("alias_name", metavar="ALIAS")
 @click.argument("version", type=click.IntRange(min=1))
@@ -232,7 +238,7 @@ def alias_set(session: Session, name: str, alias_name: str, version: int) -> Non
 
 
 @alias.command("rm")
-@common
+@common(writes=True)
 @click.argument("name")
 @click.argument("alias_name", metavar="ALIAS")
 def alias_rm(session: Session, name: str, alias_name: str) -> None:
@@ -272,7 +278,7 @@ def export(session: Session, ref: str, path: str) -> None:
 
 
 @cli.command("import")
-@common
+@common(writes=True)
 @click.argument("name")
 @click.argument("path")
 @click.option("--metadata", default=None, metavar="JSON", help="Metadata of the new version (a JSON object).")

@@ -17,10 +17,11 @@ PROGRESS_AFTER = 1.0  # seconds: quicker operations show no progress bar
 class Session:
     """The ``--db``/``--storage``/``--json`` of one command and the registry they open."""
 
-    def __init__(self, db: str | None, storage: str | None, as_json: bool):
+    def __init__(self, db: str | None, storage: str | None, as_json: bool, *, create: bool = True):
         self.db = db or None
         self.storage = storage or None
         self.as_json = as_json
+        self.create = create  # False: a database without a registry is an error, not a new registry
         self._registry = None
 
     @property
@@ -29,7 +30,7 @@ class Session:
         if self._registry is None:
             from registry import Registry
 
-            self._registry = Registry(self.db, self.storage)
+            self._registry = Registry(self.db, self.storage, create=self.create)
         return self._registry
 
     @property

@@ -201,3 +201,12 @@ def test_a_users_own_class_loads_once_its_package_is_trusted(rlreg, tmp_path, mo
                  "RLREG_TRUSTED_MODULES=rlreg_user_models")
     rlreg.env["RLREG_TRUSTED_MODULES"] = "rlreg_user_models"
     assert rlreg("export", "mine", str(tmp_path / "out"), "--json").json()["version"] == 1
+
+
+def test_a_mistyped_database_url_is_not_turned_into_a_new_registry(inproc, tmp_path):
+    typo = f"sqlite:///{tmp_path / 'rlrge.db'}"
+    assert_error(inproc("models", "--db", typo, code=None), exitcodes.NOT_FOUND,
+                 f"no registry database at '{typo}'", "rlreg db upgrade")
+    assert not (tmp_path / "rlrge.db").exists()
+    assert_error(inproc("models", "--db", f"sqlite:///{tmp_path / 'no-such-folder' / 'r.db'}", code=None),
+                 exitcodes.DATABASE, "does not exist")

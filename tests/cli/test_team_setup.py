@@ -9,7 +9,7 @@ from clihelpers import InProcess, Runner, small_module
 pytestmark = [pytest.mark.postgres, pytest.mark.s3]
 
 
-def test_commands_on_postgresql_and_s3(tmp_path, pg_url, s3_bucket):
+def test_commands_on_postgresql_and_s3(tmp_path, pg_url, pg_database, s3_bucket):
     from registry import Registry
     from rlmodule import RLModule
 
@@ -37,3 +37,7 @@ def test_commands_on_postgresql_and_s3(tmp_path, pg_url, s3_bucket):
     assert report["ok"] is True and report["checked"] >= 1
     assert inproc("db", "current", "--json").json()["up_to_date"] is True
     assert f"database: {pg_url}\n" in inproc("db", "current").out
+
+    empty = pg_database()  # a database nobody has started a registry in: read commands refuse it
+    refused = inproc("versions", "team/cartpole", "--db", empty, code=3)
+    assert "no registry" in refused.err and empty.rsplit("/", 1)[1] in refused.err
