@@ -293,9 +293,11 @@ def import_cmd(session: Session, name: str, path: str, metadata: str | None) -> 
 
 @cli.command()
 @common
-def verify(session: Session) -> None:
+@click.option("--repair", is_flag=True,
+              help="Move damaged objects aside, so the next snapshot of those tensors writes them again.")
+def verify(session: Session, repair: bool) -> None:
     """Re-hash every stored object; exit 8 if any is damaged."""
-    report = session.with_progress("verifying", session.registry.verify)
+    report = session.with_progress("verifying", session.registry.verify, repair)
     summary = show.verify_summary(report)
     if session.as_json:
         output.echo_json(summary)

@@ -147,6 +147,8 @@ def verify_summary(report: Any) -> dict:
         "checked": stored.get("checked"),
         "damaged": dict(damaged),
         "missing": dict(data.get("missing") or {}),
+        "damaged_versions": dict(data.get("damaged_versions") or {}),
+        "quarantined": list(stored.get("quarantined") or []),
     }
 
 
@@ -156,6 +158,9 @@ def verify_text(summary: Mapping) -> str:
     state = "ok" if summary["ok"] else f"{len(damaged)} damaged, {len(missing)} versions with missing objects"
     lines = [f"checked {summary['checked']} objects of {summary['versions']} versions: {state}"]
     lines += [f"  damaged: {why}" for _, why in sorted(damaged.items())]
+    for version, tensors in sorted(summary["damaged_versions"].items()):
+        lines.append(f"  breaks {version}: {', '.join(sorted(tensors))}")
+    lines += [f"  moved aside (the next snapshot rewrites it): {d}" for d in summary["quarantined"]]
     lines += [f"  missing {version}: {', '.join(ds)}" for version, ds in sorted(missing.items())]
     return "\n".join(lines)
 

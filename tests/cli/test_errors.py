@@ -79,6 +79,13 @@ def test_damaged_object_verify_and_load_exit_8(rlreg, inproc, home_registry):
     assert text.code == exitcodes.INTEGRITY and "1 damaged, 0 versions with missing objects" in text.out
     assert_error(inproc("export", "damaged", str(rlreg.home / "out"), code=None), exitcodes.INTEGRITY,
                  f"object blake3:{obj.name}", "is damaged")
+    assert "  breaks damaged/1: " in text.out and "pi.net.mlp.0.weight" in text.out
+
+    repaired = inproc("verify", "--repair", "--json", code=exitcodes.INTEGRITY).json()
+    assert repaired["quarantined"] == [f"blake3:{obj.name}"] and not obj.exists()
+    home_registry.snapshot("damaged", small_module(1))  # the same tensors: written again
+    assert inproc("verify", "--json").json()["ok"] is True
+    assert inproc("export", "damaged:1", str(rlreg.home / "out")).code == 0  # version 1 loads again
 
 
 def test_old_schema_exits_9_until_db_upgrade(rlreg, inproc, home_registry):
