@@ -101,6 +101,10 @@ def canonical_path(path: str) -> str:
     """``path`` with a bare model name spelled ``name@latest``, so paths below it stay inside it."""
     if not path or "@" in path or any(i > 0 and is_version_text(s) for i, s in enumerate(path.split("/"))):
         return path
+    try:
+        validate_name(path)
+    except InvalidNameError:
+        return path  # not a name: left as written, so its error shows what the user wrote
     return f"{path}@{LATEST}"
 
 

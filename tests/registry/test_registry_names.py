@@ -122,6 +122,7 @@ def test_canonical_path_spells_the_latest_explicitly():
     assert canonical_path("team@latest") == "team@latest"
     assert canonical_path("team/3/p0") == "team/3/p0"
     assert canonical_path("team@best/p0") == "team@best/p0"
+    assert canonical_path("a/b/٣") == "a/b/٣"  # not a name: errors show it as written
     assert split_path(canonical_path("team") + "/p0") == (ModelRef("team"), "p0")
 
 

@@ -95,6 +95,10 @@ def test_unknown_versions_raise_not_found(recorded):
         module.restore_from_path("rlreg://team/pol/9")
     with pytest.raises(CheckpointNotFoundError, match="rlreg://team/pol@nope"):
         module.restore_from_path("rlreg://team/pol@nope")
+    with pytest.raises(CheckpointNotFoundError, match="checkpoint folder rlreg://team/pol/٣ not found"):
+        module.restore_from_path("rlreg://team/pol/٣")  # never version 3
+    with pytest.raises(FileNotFoundError, match="'team/pol/٣' contains '٣'"):
+        RegistryFileSystem().info("rlreg://team/pol/٣")
 
 
 CHILD = textwrap.dedent(
