@@ -250,13 +250,6 @@ class Registry:
         with self._read(f"reading model {name!r}") as conn:
             return conn.execute(sa.select(models.c.name).where(models.c.name == name)).first() is not None
 
-    def existing_names(self, candidates: list[str]) -> set[str]:
-        """The subset of ``candidates`` that are recorded model names."""
-        if not candidates:
-            return set()
-        with self._read("reading models") as conn:
-            return set(conn.execute(sa.select(models.c.name).where(models.c.name.in_(candidates))).scalars())
-
     def spec(self, name: str, version: int | None = None, *, alias: str | None = None) -> dict:
         """The spec dict of a version."""
         with self._read(f"reading model {name!r}") as conn:
