@@ -56,9 +56,9 @@ class Checkpoint:
         return sorted(prefix + c for c in out if c)
 
 
-_LOCK = threading.Lock()
+_LOCK = threading.Lock()  # guards _CACHE
+_BUILD_LOCK = threading.Lock()  # one build at a time (as the folder exports were): loads stay serial
 _CACHE: OrderedDict[tuple[str, str, str, int, int], Checkpoint] = OrderedDict()  # least recent first
-_BUILDING: dict[tuple[str, str, str, int, int], threading.Lock] = {}
 
 
 def build_checkpoint(reg: Any, name: str, version: int) -> Checkpoint:
@@ -81,16 +81,14 @@ def _cached(key: tuple[str, str, str, int, int], build: Any) -> Checkpoint:
         if hit is not None:
             _CACHE.move_to_end(key)
             return hit
-        building = _BUILDING.setdefault(key, threading.Lock())
-    with building:  # one build per version at a time; other versions build in parallel
+    with _BUILD_LOCK:
         with _LOCK:
-            hit = _CACHE.get(key)
+            hit = _CACHE.get(key)  # another thread may have built it while we waited
         if hit is None:
             hit = build()
         with _LOCK:
             _CACHE[key] = hit
             _CACHE.move_to_end(key)
-            _BUILDING.pop(key, None)
             while len(_CACHE) > 1 and (
                 len(_CACHE) > MAX_CACHED or sum(c.nbytes for c in _CACHE.values()) > MAX_CACHED_BYTES
             ):

@@ -235,7 +235,7 @@ def test_eviction_is_safe_for_concurrent_readers(default_env, monkeypatch):
         t.start()
     for t in threads:
         t.join()
-    assert failures == []
+    assert [repr(f) for f in failures] == []
     assert len(rfs._CACHE) == 1
 
 
