@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import inspect
 import json
 import random
 import time
@@ -87,7 +88,7 @@ class Registry:
             raise TypeError(f"snapshot of {name!r}: {type(module).__name__} is not an RLModule")
         spec = self._spec_dict(spec_to_dict(module))
         digest = spec_digest(spec)
-        tensors, rest = split_state(module.get_state())
+        tensors, rest = split_state(_state_to_store(module))
         manifest = self._store.put(tensors)  # blobs first: an event never names a missing blob
         size = sum(int(t["nbytes"]) for t in manifest["tensors"].values())
 
@@ -441,3 +442,14 @@ def _json_metadata(name: str, metadata: Mapping[str, Any] | None) -> dict[str, A
             ) from None
         out[key] = json.loads(json.dumps(value))
     return out
+
+
+def _state_to_store(module: RLModule) -> Any:
+    """The module's state without copying its tensors when its ``get_state`` takes ``copy=False``.
+
+    The views are hashed and written within ``snapshot`` itself, so copying every byte first only
+    costs time (a third of a 100 MB snapshot); a module must not train while it is snapshotted.
+    """
+    params = inspect.signature(module.get_state).parameters
+    takes_copy = "copy" in params or any(p.kind is p.VAR_KEYWORD for p in params.values())
+    return module.get_state(copy=False) if takes_copy else module.get_state()

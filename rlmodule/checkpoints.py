@@ -165,8 +165,14 @@ def _as_list(value) -> list:
 
 
 def _require_dir(loc) -> None:
-    if not loc.isdir():
-        raise CheckpointNotFoundError(f"checkpoint folder {loc.url} not found")
+    if loc.isdir():
+        return
+    try:  # listing says why (e.g. rlreg://name/9: "no version 9 (latest is 3)"); isdir() cannot
+        loc.listdir()
+    except FileNotFoundError as exc:
+        why = str(exc.__cause__ or exc.__context__ or exc)
+        raise CheckpointNotFoundError(f"checkpoint folder {loc.url} not found: {why}") from None
+    raise CheckpointNotFoundError(f"checkpoint folder {loc.url} not found")
 
 
 def _file_url(loc, name: str) -> str:

@@ -247,3 +247,11 @@ def test_nested_names_each_resolve_to_their_own_model(default_env):
     assert toys.states_equal(RLModule.from_checkpoint("rlreg://team/1"), outer)
     assert toys.states_equal(RLModule.from_checkpoint("rlreg://team/pol/1"), inner)
     assert toys.states_equal(RLModule.from_checkpoint("rlreg://team/pol"), inner)
+
+
+def test_restoring_a_missing_version_says_why(recorded):
+    with pytest.raises(CheckpointNotFoundError, match=re.escape("has no version 9 (latest is 3)")):
+        RLModule.from_checkpoint("rlreg://team/pol/9")
+    module = toys.spec().build()
+    with pytest.raises(CheckpointNotFoundError, match=re.escape("has no alias 'nope'")):
+        module.restore_from_path("rlreg://team/pol@nope")
