@@ -14,6 +14,7 @@ from storage.errors import (
 )
 from storage.location import Location
 from storage.manifest import manifest_objects
+from storage.progress import ProgressCallback
 from storage.store import Store, StoreStats, VerifyReport
 
 __all__ = [
@@ -23,6 +24,7 @@ __all__ = [
     "InvalidTensorNameError",
     "Location",
     "ObjectNotFoundError",
+    "ProgressCallback",
     "Store",
     "StoreStats",
     "StorageError",

@@ -9,7 +9,7 @@ import mmap
 import os
 import tempfile
 import uuid
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from typing import Any
 
 import fsspec
@@ -220,24 +220,56 @@ async def _s3_head(fs: Any, path: str) -> bool:
     return True
 
 
-def cat_many(fs: fsspec.AbstractFileSystem, paths: list[str], sizes: list[int | None] | None = None) -> list[Any]:
+def check_bucket(fs: fsspec.AbstractFileSystem, path: str, url: str) -> None:
+    """Raise ``StorageUnavailableError`` naming the bucket of ``path`` if ``fs`` (S3) has no such bucket.
+
+    s3fs lists a missing bucket as empty; one HEAD of the bucket tells "empty" from "not there".
+    Other filesystems have no buckets: a folder that does not exist yet is simply empty.
+    """
+    if not hasattr(fs, "_call_s3"):
+        return
+    bucket = fs.split_path(path)[0]
+    try:
+        fsspec.asyn.sync(fs.loop, fs._call_s3, "head_bucket", Bucket=bucket)
+    except FileNotFoundError as exc:
+        raise StorageUnavailableError(f"storage {url!r} is unavailable: no bucket {bucket!r} ({exc})") from exc
+
+
+def cat_many(
+    fs: fsspec.AbstractFileSystem,
+    paths: list[str],
+    sizes: list[int | None] | None = None,
+    on_done: Callable[[int], None] | None = None,
+) -> list[Any]:
     """The bytes of each of ``paths`` (or the exception reading it), fetched concurrently on s3fs.
 
     Unlike ``fs.cat(list)``, no path expansion first. With a known size below s3fs's block size a
     fetch is one GET (s3fs would otherwise HEAD first, to split large objects into ranged GETs).
+    ``on_done(i)`` is called as the fetch of ``paths[i]`` ends (from the event loop's thread on s3fs).
     """
     if getattr(fs, "async_impl", False):
-        return fsspec.asyn.sync(fs.loop, _cat_all, fs, paths, sizes or [None] * len(paths))
+        return fsspec.asyn.sync(fs.loop, _cat_all, fs, paths, sizes or [None] * len(paths), on_done)
     out: list[Any] = []
-    for p in paths:
+    for i, p in enumerate(paths):
         try:
             out.append(fs.cat_file(p))
         except Exception as exc:  # noqa: BLE001 - returned to the caller, which names the object
             out.append(exc)
+        if on_done is not None:
+            on_done(i)
     return out
 
 
-async def _cat_all(fs: Any, paths: list[str], sizes: list[int | None], batch: int = 32) -> list[Any]:
+async def _reporting(i: int, coro: Any, on_done: Callable[[int], None]) -> Any:
+    try:
+        return await coro
+    finally:
+        on_done(i)
+
+
+async def _cat_all(
+    fs: Any, paths: list[str], sizes: list[int | None], on_done: Callable[[int], None] | None = None, batch: int = 32
+) -> list[Any]:
     if hasattr(fs, "_call_s3"):
         coros = [_s3_read(fs, p, n) for p, n in zip(paths, sizes)]
     else:
@@ -248,6 +280,8 @@ async def _cat_all(fs: Any, paths: list[str], sizes: list[int | None], batch: in
             else fs._cat_file(p)
             for p, n in zip(paths, sizes)
         ]
+    if on_done is not None:
+        coros = [_reporting(i, c, on_done) for i, c in enumerate(coros)]
     out: list[Any] = []
     for i in range(0, len(coros), batch):
         out += await asyncio.gather(*coros[i : i + batch], return_exceptions=True)

@@ -25,6 +25,7 @@ from storage.errors import (
 )
 from storage.location import Location
 from storage.packing import ALONE_FROM, packs, plan
+from storage.progress import Progress, ProgressCallback
 from storage.tensors import BufferView, RawTensor, check_name, format_dtype, to_raw
 
 log = logging.getLogger(__name__)
@@ -125,22 +126,34 @@ class Store:
 
     # -- put -----------------------------------------------------------------------------------------
 
-    def put(self, tensors: Mapping[str, Any]) -> dict[str, Any]:
-        """Store ``{name: tensor or ndarray}``; return its JSON-able manifest. Unchanged bytes are not rewritten."""
+    def put(self, tensors: Mapping[str, Any], *, progress: ProgressCallback | None = None) -> dict[str, Any]:
+        """Store ``{name: tensor or ndarray}``; return its JSON-able manifest. Unchanged bytes are not rewritten.
+
+        ``progress(done, total)`` counts tensor bytes (``total``: the sum of the manifest's tensor
+        ``nbytes``), called as each object is written or found already stored, from any thread.
+        """
         if not isinstance(tensors, Mapping):
             raise TypeError(f"put() takes a dict of name -> tensor, not a {type(tensors).__name__}")
         raws = {check_name(name): to_raw(name, value) for name, value in tensors.items()}
+        prog = Progress(progress, sum(r.nbytes for r in raws.values()))
+        prog.start()
         if self._local:
-            return self._put_local(raws)
+            return self._put_local(raws, prog)
         digests = {name: digest.tensor_digest(r.dtype, r.shape, r.data) for name, r in raws.items()}
         planned = plan(raws, digests)
         object_of = {t: o.digest for o in planned for t in o.raws}
+        weight: dict[str, int] = defaultdict(int)  # object -> bytes of the named tensors it holds
+        for name, r in raws.items():
+            weight[object_of[digests[name]]] += r.nbytes
         with filesystems.translate_errors(self.url):
             present = set(self._exists([o.digest for o in planned]))
-            self._write([o for o in planned if o.digest not in present])
+            for o in planned:
+                if o.digest in present:
+                    prog.add(weight[o.digest])
+            self._write([o for o in planned if o.digest not in present], lambda o: prog.add(weight[o.digest]))
         return manifest.build(raws, digests, object_of, {o.digest: o.nbytes for o in planned})
 
-    def _put_local(self, raws: dict[str, RawTensor]) -> dict[str, Any]:
+    def _put_local(self, raws: dict[str, RawTensor], prog: Progress) -> dict[str, Any]:
         """Hash the next tensor while a writer thread writes the last (largest first)."""
         digests: dict[str, str] = {}
         planned: dict[str, objects.EncodedObject] = {}
@@ -148,10 +161,12 @@ class Store:
         with ThreadPoolExecutor(max_workers=1, thread_name_prefix="rlreg-put") if threaded else _Inline() as writer:
             pending = []
 
-            def submit(obj: objects.EncodedObject) -> None:
+            def submit(obj: objects.EncodedObject, weight: int) -> None:
                 planned[obj.digest] = obj
-                if not os.path.exists(self._path(obj.digest)):
-                    pending.append(writer.submit(self._write_local, obj))
+                if os.path.exists(self._path(obj.digest)):
+                    prog.add(weight)
+                else:
+                    pending.append(writer.submit(self._write_local, obj, prog, weight))
 
             for name in sorted(raws, key=lambda n: -raws[n].nbytes):
                 r = raws[name]
@@ -159,26 +174,29 @@ class Store:
                 if r.nbytes >= ALONE_FROM:
                     obj = objects.encode({d: r})
                     if obj.digest not in planned:
-                        submit(obj)
+                        submit(obj, r.nbytes)
+                    else:
+                        prog.add(r.nbytes)  # a second name of a tensor already on its way
             for obj in packs(raws, digests):
-                submit(obj)
+                submit(obj, sum(r.nbytes for n, r in raws.items() if digests[n] in obj.raws))
             with filesystems.translate_errors(self.url):
                 for future in pending:
                     future.result()
         object_of = {t: o.digest for o in planned.values() for t in o.raws}
         return manifest.build(raws, digests, object_of, {o: obj.nbytes for o, obj in planned.items()})
 
-    def _write_local(self, obj: objects.EncodedObject) -> None:
+    def _write_local(self, obj: objects.EncodedObject, prog: Progress, weight: int) -> None:
         buffers = obj.buffers() if len(obj.raws) == 1 else [filesystems.join(obj.buffers())]  # one write
         filesystems.local_atomic_write(self._path(obj.digest), buffers)
         self._count_write(obj)
+        prog.add(weight)
 
-    def _write(self, todo: list[objects.EncodedObject]) -> None:
-        """Stream each object to storage (concurrently), then into the cache."""
+    def _write(self, todo: list[objects.EncodedObject], written: Any = None) -> None:
+        """Stream each object to storage (concurrently), then into the cache; ``written(obj)`` after each."""
         if not todo:
             return
         with ThreadPoolExecutor(max_workers=min(_UPLOAD_THREADS, len(todo)), thread_name_prefix="rlreg-upload") as pool:
-            futures = [pool.submit(self._write_one, obj) for obj in todo]
+            futures = [pool.submit(self._write_one, obj, written) for obj in todo]
             try:
                 for future in futures:
                     future.result()
@@ -187,11 +205,13 @@ class Store:
                     future.cancel()
                 raise
 
-    def _write_one(self, obj: objects.EncodedObject) -> None:
+    def _write_one(self, obj: objects.EncodedObject, written: Any = None) -> None:
         filesystems.atomic_write(self.fs, self._path(obj.digest), obj.buffers())
         self._count_write(obj)
         if self.cache is not None:
             self.cache.add(obj.digest, obj.buffers(), obj.nbytes)
+        if written is not None:
+            written(obj)
 
     def _count_write(self, obj: objects.EncodedObject) -> None:
         self.stats.objects_written += 1
@@ -199,14 +219,23 @@ class Store:
 
     # -- get -----------------------------------------------------------------------------------------
 
-    def get(self, manifest_: Mapping[str, Any], names: Iterable[str] | None = None) -> dict[str, torch.Tensor]:
-        """The tensors of ``manifest_`` (or only ``names``), every byte verified against its digest."""
+    def get(
+        self, manifest_: Mapping[str, Any], names: Iterable[str] | None = None, *, progress: ProgressCallback | None = None
+    ) -> dict[str, torch.Tensor]:
+        """The tensors of ``manifest_`` (or only ``names``), every byte verified against its digest.
+
+        ``progress(done, total)`` counts the bytes of the objects read (``total``: their sizes in the
+        manifest), called as each is fetched (remote), verified (local) or found in the cache.
+        """
         entries = manifest.check(manifest_)["tensors"]
         wanted = sorted(entries) if names is None else [self._wanted(entries, n) for n in names]
         users: dict[str, list[str]] = defaultdict(list)  # object -> manifest names
         for name in wanted:
             users[entries[name]["object"]].append(name)
-        loaded = self._read_objects(users, entries, manifest_)
+        sizes = _object_sizes(manifest_)
+        prog = Progress(progress, sum(sizes.get(o, 0) for o in users))
+        prog.start()
+        loaded = self._read_objects(users, entries, sizes, prog)
         out = {}
         seen: set[str] = set()
         for name in wanted:
@@ -234,7 +263,7 @@ class Store:
         return buf.tensor(entry.start, entry.stop, entry.dtype, entry.shape)
 
     def _read_objects(
-        self, users: Mapping[str, list[str]], entries: Mapping[str, Any], manifest_: Mapping[str, Any]
+        self, users: Mapping[str, list[str]], entries: Mapping[str, Any], sizes: Mapping[str, int], prog: Progress
     ) -> dict[str, tuple[Any, dict[str, objects.Entry]]]:
         out: dict[str, tuple[Any, dict[str, objects.Entry]]] = {}
         missing = []
@@ -242,10 +271,11 @@ class Store:
             got = self._from_cache(obj, users, entries) if self.cache is not None else None
             if got is not None:
                 out[obj] = got
+                prog.add(sizes.get(obj, 0))
             else:
                 missing.append(obj)
         with filesystems.translate_errors(self.url):
-            fetched = self._fetch(missing, _object_sizes(manifest_))
+            fetched = self._fetch(missing, sizes, lambda o: prog.add(sizes.get(o, 0)))
         for obj in missing:
             data = fetched[obj]
             if isinstance(data, BaseException):
@@ -253,6 +283,8 @@ class Store:
             if isinstance(data, bytes):  # not S3 (read into a bytearray) or a local memory map
                 data = bytearray(data)  # writable (the tensors are views of it), copied before verifying
             found = self._decode(obj, data, users, entries)
+            if self._local:  # read in place: the verification is the work
+                prog.add(sizes.get(obj, 0))
             self.stats.objects_read += 1
             self.stats.bytes_read += len(data)
             if self.cache is not None:
@@ -273,7 +305,8 @@ class Store:
         self.stats.cache_hits += 1
         return BufferView(buf), found
 
-    def _fetch(self, objs: list[str], sizes: Mapping[str, int] | None = None) -> dict[str, Any]:
+    def _fetch(self, objs: list[str], sizes: Mapping[str, int] | None = None, fetched: Any = None) -> dict[str, Any]:
+        """``{object: its bytes or the exception reading it}``; ``fetched(object)`` as each remote read ends."""
         if not objs:
             return {}
         if self._local:
@@ -285,7 +318,8 @@ class Store:
                     out[obj] = exc
             return out
         known = [(sizes or {}).get(o) for o in objs]
-        got = filesystems.cat_many(self.fs, [self._path(o) for o in objs], known)  # concurrent GETs
+        on_done = None if fetched is None else (lambda i: fetched(objs[i]))
+        got = filesystems.cat_many(self.fs, [self._path(o) for o in objs], known, on_done)  # concurrent GETs
         return dict(zip(objs, got))
 
     def _raise_fetch_error(self, obj: str, exc: BaseException, names: list[str]) -> None:
@@ -306,20 +340,29 @@ class Store:
     # -- housekeeping --------------------------------------------------------------------------------
 
     def list_digests(self) -> list[str]:
-        """Every object digest stored, sorted."""
+        """Every object digest stored, sorted.
+
+        An empty list for a store nothing was put into yet (its folder or prefix is created by the
+        first ``put``); ``StorageUnavailableError`` naming the bucket when an S3 bucket does not exist.
+        """
+        return sorted(self._listing())
+
+    def _listing(self) -> dict[str, int]:
+        """``{object digest: size in bytes}`` of every stored object (one listing)."""
         root = posixpath.join(self.location.path, "objects")
         with filesystems.translate_errors(self.url):
             try:
-                paths = self.fs.find(root)
+                found = self.fs.find(root, detail=True)
             except FileNotFoundError:
-                return []
-        out = []
-        for p in paths:
-            name = posixpath.basename(p)
-            candidate = digest.PREFIX + name
+                found = {}
+            if not found:  # an empty listing: tell an empty bucket or prefix from a missing bucket
+                filesystems.check_bucket(self.fs, self.location.path, self.url)
+        out = {}
+        for p, info in found.items():
+            candidate = digest.PREFIX + posixpath.basename(p)
             if digest.is_digest(candidate):
-                out.append(candidate)
-        return sorted(out)
+                out[candidate] = int(info.get("size") or 0)
+        return out
 
     def exists(self, digests: Iterable[str]) -> set[str]:
         """Those of ``digests`` that are stored (asked concurrently on S3)."""
@@ -343,32 +386,47 @@ class Store:
                 self.cache.discard(d)
         return present
 
-    def verify(self, digests: Iterable[str] | None = None, *, quarantine: bool = False) -> VerifyReport:
+    def verify(
+        self,
+        digests: Iterable[str] | None = None,
+        *,
+        quarantine: bool = False,
+        progress: ProgressCallback | None = None,
+    ) -> VerifyReport:
         """Re-hash every stored object (or ``digests``), bypassing the cache; report the damaged ones.
 
         With ``quarantine=True`` each damaged object is moved to ``<url>/quarantine/<hex>`` (never
-        deleted), so that the next ``put`` of its tensors writes it again.
+        deleted), so that the next ``put`` of its tensors writes it again. ``progress(done, total)``
+        counts the bytes of the objects checked (``total`` from one listing), once per object.
         """
-        ds = self.list_digests() if digests is None else _checked_digests(digests)
+        ds = _checked_digests(digests) if digests is not None else []
+        sizes = self._listing() if digests is None or progress is not None else {}
+        if digests is None:
+            ds = sorted(sizes)
+        prog = Progress(progress, sum(sizes.get(d, 0) for d in ds))
+        prog.start()
+        fetched_remote = None if self._local else (lambda o: prog.add(sizes.get(o, 0)))
         damaged: dict[str, str] = {}
         held: dict[str, list[str]] = {}
         moved: dict[str, str] = {}
         for start in range(0, len(ds), 64):
             chunk = ds[start : start + 64]
             with filesystems.translate_errors(self.url):
-                fetched = self._fetch(chunk)
+                fetched = self._fetch(chunk, None, fetched_remote)
             for obj in chunk:
                 data = fetched.pop(obj)
                 if isinstance(data, BaseException):
                     damaged[obj], held[obj] = f"missing: {data}", []
-                    continue
-                try:
-                    objects.decode(data, obj, self._where(obj), lambda _: [])
-                except IntegrityError as exc:
-                    damaged[obj], held[obj] = str(exc), objects.held_tensors(data, obj)
-                    if quarantine:
-                        del data  # (a local memory map) before the file is moved
-                        moved[obj] = self._quarantine(obj)
+                else:
+                    try:
+                        objects.decode(data, obj, self._where(obj), lambda _: [])
+                    except IntegrityError as exc:
+                        damaged[obj], held[obj] = str(exc), objects.held_tensors(data, obj)
+                        if quarantine:
+                            del data  # (a local memory map) before the file is moved
+                            moved[obj] = self._quarantine(obj)
+                if self._local:  # read in place: the hash is the read
+                    prog.add(sizes.get(obj, 0))
         return VerifyReport(len(ds), damaged, held, moved)
 
     def _quarantine(self, obj: str) -> str:

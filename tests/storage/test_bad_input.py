@@ -153,7 +153,7 @@ def test_exported_members():
     exported = set(storage.__all__)
     public = {name for name in dir(storage) if not name.startswith("_")}
     modules = {"cache", "digest", "errors", "filesystems", "location", "manifest", "objects", "packing",
-               "safetensors_format", "store", "tensors"}
+               "progress", "safetensors_format", "store", "tensors"}
     assert exported == public - modules
     assert {"Store", "Location", "manifest_objects", "StorageError", "IntegrityError", "ObjectNotFoundError",
             "UnsupportedDtypeError", "UnknownProtocolError", "StorageUnavailableError"} <= exported

@@ -1,0 +1,104 @@
+"""``progress(done, total)`` of put, get and verify: total known up front, monotonic, once per object."""
+
+from __future__ import annotations
+
+import threading
+
+import pytest
+import torch
+
+from storage import Store
+
+
+class Recorder:
+    """A progress callback that records its calls and the threads they came from."""
+
+    def __init__(self) -> None:
+        self.calls: list[tuple[int, int]] = []
+        self.threads: set[str] = set()
+        self._lock = threading.Lock()
+
+    def __call__(self, done: int, total: int) -> None:
+        with self._lock:
+            self.calls.append((done, total))
+            self.threads.add(threading.current_thread().name)
+
+    def check(self, total: int, objects: int) -> None:
+        """Starts at (0, total), never goes back, ends at (total, total), at most one call per object more."""
+        assert self.calls[0] == (0, total)
+        assert self.calls[-1] == (total, total)
+        assert {t for _, t in self.calls} == {total}
+        dones = [d for d, _ in self.calls]
+        assert dones == sorted(dones), dones
+        assert len(self.calls) <= objects + 1, self.calls
+
+
+def state() -> dict[str, torch.Tensor]:
+    """Large tensors (objects of their own, one named twice) and small ones (packed)."""
+    torch.manual_seed(0)
+    big = torch.randn(40_000)
+    out = {f"layer{i}.weight": torch.randn(30_000 + i) for i in range(12)}
+    out |= {f"layer{i}.bias": torch.randn(i + 1) for i in range(12)}
+    return out | {"shared.a": big, "shared.b": big, "step": torch.tensor(7)}
+
+
+def tensor_bytes(m) -> int:
+    return sum(e["nbytes"] for e in m["tensors"].values())
+
+
+def object_bytes(m) -> int:
+    return sum(o["nbytes"] for o in m["objects"].values())
+
+
+def test_put_counts_tensor_bytes_written_and_already_stored(store):
+    first, again = Recorder(), Recorder()
+    m = store.put(state(), progress=first)
+    first.check(tensor_bytes(m), len(m["objects"]) + 1)  # (+1: the second name of the shared tensor)
+    assert store.put(state(), progress=again) == m  # nothing written: every object found stored
+    again.check(tensor_bytes(m), len(m["objects"]) + 1)
+
+
+def test_get_counts_the_bytes_of_the_objects_read(store, store_url, tmp_path):
+    m = store.put(state())
+    fresh = Store(store_url, cache_dir=str(tmp_path / "fresh-cache"))  # nothing cached: every object read
+    cold, warm = Recorder(), Recorder()
+    got = fresh.get(m, progress=cold)
+    assert torch.equal(got["shared.b"], state()["shared.b"])
+    cold.check(object_bytes(m), len(m["objects"]))
+    fresh.get(m, progress=warm)  # from the cache (remote) or read in place again
+    warm.check(object_bytes(m), len(m["objects"]))
+
+
+def test_get_of_some_names_counts_only_their_objects(store):
+    m = store.put(state())
+    rec = Recorder()
+    store.get(m, names=["layer3.weight"], progress=rec)
+    obj = m["tensors"]["layer3.weight"]["object"]
+    rec.check(m["objects"][obj]["nbytes"], 1)
+
+
+def test_verify_counts_every_stored_object(store):
+    m = store.put(state())
+    whole, some = Recorder(), Recorder()
+    assert store.verify(progress=whole).ok
+    whole.check(object_bytes(m), len(m["objects"]))
+    two = sorted(m["objects"])[:2]
+    assert store.verify(two, progress=some).checked == 2
+    some.check(sum(m["objects"][o]["nbytes"] for o in two), 2)
+
+
+def test_verify_of_an_empty_store_reports_zero_of_zero(store):
+    rec = Recorder()
+    assert store.verify(progress=rec).checked == 0
+    assert rec.calls == [(0, 0)]
+
+
+@pytest.mark.s3
+def test_concurrent_uploads_report_in_order(s3_bucket, tmp_path):
+    """Objects complete on several upload threads at once; the calls still never go back."""
+    store = Store(s3_bucket + "/many", cache_dir=str(tmp_path / "cache"))
+    tensors = {f"w{i}": torch.full((20_000,), float(i)) for i in range(24)}
+    rec = Recorder()
+    m = store.put(tensors, progress=rec)
+    rec.check(tensor_bytes(m), len(m["objects"]))
+    assert any(t.startswith("rlreg-upload") for t in rec.threads), rec.threads
