@@ -12,7 +12,7 @@ from typing import Any
 
 import sqlalchemy as sa
 import storage
-from storage import Store
+from storage import ProgressCallback, Store
 
 from registry import config, db, errors, replay, uri
 from registry.eventstore import Event, EventStore, NewEvent
@@ -80,8 +80,13 @@ class Registry:
 
     # --- recording -----------------------------------------------------------------------
 
-    def snapshot(self, name: str, module: Any, metadata: Mapping[str, Any] | None = None) -> ModelVersion:
-        """Record ``module``'s spec (when it changed) and state as the next version of ``name``."""
+    def snapshot(
+        self, name: str, module: Any, metadata: Mapping[str, Any] | None = None, *, progress: ProgressCallback | None = None
+    ) -> ModelVersion:
+        """Record ``module``'s spec (when it changed) and state as the next version of ``name``.
+
+        ``progress(done, total)``: tensor bytes stored so far (``Store.put``'s), once per object.
+        """
         validate_name(name)
         metadata = _json_metadata(name, metadata)
         if not isinstance(module, RLModule):
@@ -89,7 +94,7 @@ class Registry:
         spec = self._spec_dict(spec_to_dict(module))
         digest = spec_digest(spec)
         tensors, rest = split_state(_state_to_store(module))
-        manifest = self._store.put(tensors)  # blobs first: an event never names a missing blob
+        manifest = self._store.put(tensors, progress=progress)  # blobs first: an event never names a missing blob
         size = sum(int(t["nbytes"]) for t in manifest["tensors"].values())
 
         def events(latest: int, last_digest: str | None) -> list[NewEvent]:
@@ -269,18 +274,23 @@ class Registry:
         with self._read(f"reading model {name!r}") as conn:
             return self._row(conn, name, version, alias).manifest
 
-    def load(self, name: str, version: int | None = None, *, alias: str | None = None) -> RLModule:
-        """The module of a version (default: the latest), rebuilt from its spec and state."""
+    def load(
+        self, name: str, version: int | None = None, *, alias: str | None = None, progress: ProgressCallback | None = None
+    ) -> RLModule:
+        """The module of a version (default: the latest), rebuilt from its spec and state.
+
+        ``progress(done, total)``: bytes of the version's objects read so far (``Store.get``'s).
+        """
         with self._read(f"reading model {name!r}") as conn:
             row = self._row(conn, name, version, alias)
             spec = self._spec_of(conn, row.spec_digest)
-        tensors = self._get(row.manifest)
+        tensors = self._get(row.manifest, progress=progress)
         state = join_state(tensors, row.state or {})
         return replay.rebuild(spec, state, set(tensors), self.trusted_modules)
 
-    def _get(self, manifest: dict, names: list[str] | None = None) -> dict:
+    def _get(self, manifest: dict, names: list[str] | None = None, progress: ProgressCallback | None = None) -> dict:
         try:
-            return self._store.get(manifest, names=names)
+            return self._store.get(manifest, names=names, progress=progress)
         except storage.IntegrityError as exc:
             raise errors.IntegrityError(str(exc)) from exc
 
@@ -351,16 +361,37 @@ class Registry:
             ]
         return diff_versions(name, rows[0].version, rows[1].version, sides[0], sides[1], self._get)
 
-    def export(self, name: str, version: int | None, path: Any, *, alias: str | None = None) -> str:
-        """Write a version as a checkpoint folder that ``RLModule.from_checkpoint(path)`` loads; its URL."""
-        return self.load(name, version, alias=alias).save_to_path(path)
+    def export(
+        self,
+        name: str,
+        version: int | None,
+        path: Any,
+        *,
+        alias: str | None = None,
+        progress: ProgressCallback | None = None,
+    ) -> str:
+        """Write a version as a checkpoint folder that ``RLModule.from_checkpoint(path)`` loads; its URL.
 
-    def import_checkpoint(self, name: str, path: Any, metadata: Mapping[str, Any] | None = None) -> ModelVersion:
-        """Record the checkpoint folder at ``path`` as the next version of ``name``."""
+        ``progress`` reports the read from the store (``load``'s), not the checkpoint's write.
+        """
+        return self.load(name, version, alias=alias, progress=progress).save_to_path(path)
+
+    def import_checkpoint(
+        self,
+        name: str,
+        path: Any,
+        metadata: Mapping[str, Any] | None = None,
+        *,
+        progress: ProgressCallback | None = None,
+    ) -> ModelVersion:
+        """Record the checkpoint folder at ``path`` as the next version of ``name``.
+
+        ``progress`` reports the write to the store (``snapshot``'s), not the checkpoint's read.
+        """
         validate_name(name)
         _json_metadata(name, metadata)
         module = RLModule.from_checkpoint(path, trusted_modules=self.trusted_modules)
-        return self.snapshot(name, module, metadata)
+        return self.snapshot(name, module, metadata, progress=progress)
 
     # --- housekeeping --------------------------------------------------------------------
 
@@ -373,13 +404,14 @@ class Registry:
         with self._read("reading projections") as conn:
             return Projections().dump(conn)
 
-    def verify(self, repair: bool = False) -> dict[str, Any]:
+    def verify(self, repair: bool = False, *, progress: ProgressCallback | None = None) -> dict[str, Any]:
         """Check every version's objects exist and every stored object matches its digest.
 
         ``missing`` and ``damaged_versions`` name each ``model/version`` a missing or damaged object
         breaks (``damaged_versions``: tensor name -> object digest). With ``repair=True`` damaged
         objects are moved aside (storage's quarantine, listed in ``storage.quarantined``), so the
         next snapshot holding those tensors writes them again and the versions load once more.
+        ``progress(done, total)``: bytes of the stored objects re-hashed so far (``Store.verify``'s).
         """
         with self._read("reading versions") as conn:
             rows = conn.execute(sa.select(versions.c.name, versions.c.version, versions.c.manifest)).all()
@@ -387,7 +419,7 @@ class Registry:
         referenced = set().union(*needed.values()) if needed else set()
         present = self._store.exists(referenced) if referenced else set()
         missing = {key: sorted(digests - present) for key, digests in needed.items() if digests - present}
-        report = self._store.verify(quarantine=repair)
+        report = self._store.verify(quarantine=repair, progress=progress)
         return {
             "versions": len(rows),
             "objects_referenced": len(referenced),

@@ -271,7 +271,8 @@ def export(session: Session, ref: str, path: str) -> None:
     name, version, alias = parse_ref(ref)
     reg = session.registry
     mv = reg.version(name, version, alias=alias)
-    written = session.with_progress(f"exporting {name}:{mv.version}", reg.export, name, mv.version, path)
+    with session.progress(f"exporting {name}:{mv.version}") as progress:
+        written = reg.export(name, mv.version, path, progress=progress)
     if session.as_json:
         return output.echo_json({"name": name, "version": mv.version, "path": written})
     click.echo(f"exported {name}:{mv.version} to {written}")
@@ -285,7 +286,8 @@ def export(session: Session, ref: str, path: str) -> None:
 def import_cmd(session: Session, name: str, path: str, metadata: str | None) -> None:
     """Record the checkpoint at PATH as a new version of NAME."""
     meta = parse_metadata(metadata)
-    mv = session.with_progress(f"importing {path}", session.registry.import_checkpoint, name, path, meta)
+    with session.progress(f"importing {path}") as progress:
+        mv = session.registry.import_checkpoint(name, path, meta, progress=progress)
     if session.as_json:
         return output.echo_json(mv)
     click.echo(f"imported {path} as {name}:{mv.version}")
@@ -297,7 +299,8 @@ def import_cmd(session: Session, name: str, path: str, metadata: str | None) -> 
               help="Move damaged objects aside, so the next snapshot of those tensors writes them again.")
 def verify(session: Session, repair: bool) -> None:
     """Re-hash every stored object; exit 8 if any is damaged."""
-    report = session.with_progress("verifying", session.registry.verify, repair)
+    with session.progress("verifying") as progress:
+        report = session.registry.verify(repair, progress=progress)
     summary = show.verify_summary(report)
     if session.as_json:
         output.echo_json(summary)

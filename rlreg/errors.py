@@ -21,3 +21,7 @@ class DamageFoundError(CLIError):
 
 class DemoMismatchError(CLIError):
     """The module loaded back by ``rlreg demo`` does not reproduce the snapshot's outputs."""
+
+
+class InvalidSettingError(CLIError, ValueError):
+    """An ``RLREG_*`` environment variable whose value is not one the command line knows."""

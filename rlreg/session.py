@@ -2,16 +2,21 @@
 
 from __future__ import annotations
 
-import concurrent.futures
+import contextlib
+import os
 import sys
-from typing import Any, Callable
+from collections.abc import Callable, Iterator
+from typing import Any
 
 import click
 from tqdm import tqdm
 
 from rlreg import exitcodes
+from rlreg.errors import InvalidSettingError
 
 PROGRESS_AFTER = 1.0  # seconds: quicker operations show no progress bar
+PROGRESS_ENV = "RLREG_PROGRESS"  # auto (a terminal, after a second), always (at once, any stream), never
+PROGRESS_MODES = ("auto", "always", "never")
 
 
 class Session:
@@ -66,26 +71,36 @@ class Session:
         finally:
             engine.dispose()
 
-    def with_progress(self, label: str, func: Callable, *args: Any, stream: Any = None) -> Any:
-        """Run ``func(*args)``; past a second, show the elapsed time on stderr (a terminal only).
+    @contextlib.contextmanager
+    def progress(self, label: str, stream: Any = None) -> Iterator[Callable[[int, int], None]]:
+        """A ``progress(done_bytes, total_bytes)`` callback drawing a byte bar on stderr.
 
-        The registry's operations report no progress of their own, so this is a timer, not a
-        fraction done.
+        By default (``RLREG_PROGRESS=auto``) the bar shows only on a terminal, only past a second,
+        and never with ``--json``; ``always`` shows it at once on any stream (still not with
+        ``--json``); ``never`` hides it. Calls come from the store, serialised, once per object.
         """
-        with concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="rlreg") as pool:
-            future = pool.submit(func, *args)
-            try:
-                return future.result(timeout=PROGRESS_AFTER)
-            except concurrent.futures.TimeoutError:
-                pass
-            stream = sys.stderr if stream is None else stream
-            bar = tqdm(desc=label, file=stream, bar_format="{desc}: {elapsed}", disable=None, leave=False)
-            with bar:
-                while True:
-                    try:
-                        return future.result(timeout=0.25)
-                    except concurrent.futures.TimeoutError:
-                        bar.refresh()
+        mode = os.environ.get(PROGRESS_ENV, "auto").strip().lower() or "auto"
+        if mode not in PROGRESS_MODES:
+            raise InvalidSettingError(f"{PROGRESS_ENV}={mode!r} is not one of {', '.join(PROGRESS_MODES)}")
+        stream = sys.stderr if stream is None else stream
+        shown = {"auto": _isatty(stream), "always": True, "never": False}[mode]
+        delay = 0.0 if mode == "always" else PROGRESS_AFTER
+        bar = tqdm(
+            desc=label, total=None, unit="B", unit_scale=True, file=stream, leave=False, delay=delay,
+            disable=self.as_json or not shown,
+        )
+
+        def update(done: int, total: int) -> None:
+            if bar.disable:
+                return
+            if bar.total != total:
+                bar.total = total
+            bar.update(done - bar.n)
+            if done >= total and bar.format_dict["elapsed"] >= delay:  # (shown, or due to be)
+                bar.refresh()  # the last state is drawn even within tqdm's mininterval of the one before
+
+        with bar:
+            yield update
 
     def describe_target(self, code: int) -> tuple[str, str]:
         """What an error of class ``code`` is about: ``("database", url)``, ``("storage", url)`` or empty."""
@@ -110,3 +125,8 @@ def on_error(ctx: click.Context, exc: BaseException, code: int) -> str:
     if what and not (url and url in message):
         message = f"{what} {url}: {message}" if url else f"{what}: {message}"
     return f"rlreg: {exitcodes.LABELS[code]}: {message}"
+
+
+def _isatty(stream: Any) -> bool:
+    isatty = getattr(stream, "isatty", None)
+    return bool(isatty and isatty())
