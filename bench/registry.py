@@ -78,6 +78,7 @@ class RegistryContender:
     def __init__(self, work: Path):
         from registry import Registry
 
+        work.mkdir(parents=True, exist_ok=True)  # a SQLite URL's folder must exist (never made silently)
         self.blobs = work / "blobs"
         self.db_url = f"sqlite:///{work / 'rlreg.db'}"
         self.registry = Registry(self.db_url, str(self.blobs))
