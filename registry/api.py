@@ -8,12 +8,14 @@ import random
 import time
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
+from contextvars import ContextVar
 from typing import Any
 
 import sqlalchemy as sa
 import storage
 from storage import ProgressCallback, Store
 
+from registry import actor as actors
 from registry import config, db, errors, replay, uri
 from registry.eventstore import Event, EventStore, NewEvent
 from registry.modeldiff import ModelDiff, diff_versions
@@ -41,8 +43,13 @@ class Registry:
         upgrade: bool = False,
         trusted_modules: Any = None,
         create: bool = True,
+        actor: str | Mapping[str, Any] | None = None,
     ) -> None:
         """Open the registry; ``create=False`` refuses a database that holds no registry yet.
+
+        Every event records its actor (``registry.actor``): this process (OS user, host, pid, rlreg
+        version, ``RLREG_ACTOR``, ``RLREG_RUN_ID``), with the fields of ``actor`` (a name, or a
+        mapping of fields) and of ``acting_as(...)`` put over it.
 
         With ``create=True`` (the default, and what the module-level helpers use) an empty database,
         or a SQLite file that does not exist yet, becomes an empty registry on first use. Read-only
@@ -51,7 +58,9 @@ class Registry:
         self.db_url = str(db_url) if db_url else config.default_db_url()
         self.storage_url = str(storage_url) if storage_url else config.default_storage_url()
         self.trusted_modules = trusted_modules
-        self._events = EventStore(self.db_url, Projections(), upgrade=upgrade, create=create)
+        self._actor = actors.override(actor)
+        self._acting_as: ContextVar[dict[str, Any]] = ContextVar(f"rlreg_actor_{id(self)}", default={})
+        self._events = EventStore(self.db_url, Projections(), upgrade=upgrade, create=create, actor=self.current_actor)
         self._store = Store(self.storage_url, cache_dir=cache_dir)
 
     def __repr__(self) -> str:
@@ -67,6 +76,23 @@ class Registry:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+
+    def current_actor(self) -> dict[str, Any]:
+        """The actor the next event appended here (in this thread or task) records."""
+        return {**actors.process_actor(), **self._actor, **self._acting_as.get()}
+
+    @contextmanager
+    def acting_as(self, actor: str | Mapping[str, Any] | None = None, **fields: Any) -> Iterator[dict[str, Any]]:
+        """Within the block (this thread or task only), events record ``actor`` (a name, or fields).
+
+        E.g. a server recording a request on behalf of a token's owner:
+        ``with reg.acting_as("alice", via="web"): reg.set_alias(...)``.
+        """
+        token = self._acting_as.set({**self._acting_as.get(), **actors.override(actor, **fields)})
+        try:
+            yield self.current_actor()
+        finally:
+            self._acting_as.reset(token)
 
     @property
     def store(self) -> Store:
@@ -107,7 +133,7 @@ class Registry:
         last = recorded[-1]
         return ModelVersion(
             name=name, version=last.payload["version"], created_at=last.timestamp, metadata=metadata,
-            aliases=(), spec_digest=digest, tensor_bytes=size, position=last.position,
+            aliases=(), spec_digest=digest, tensor_bytes=size, position=last.position, actor=last.actor,
         )
 
     def register(self, name: str, spec: Any) -> str:
@@ -214,7 +240,7 @@ class Registry:
         return ModelVersion(
             name=row.name, version=row.version, created_at=row.created_at, metadata=row.metadata or {},
             aliases=alias_map.get(row.version, ()), spec_digest=row.spec_digest,
-            tensor_bytes=row.tensor_bytes, position=row.position,
+            tensor_bytes=row.tensor_bytes, position=row.position, actor=row.actor,
         )
 
     def version(self, name: str, version: int | None = None, *, alias: str | None = None) -> ModelVersion:

@@ -41,3 +41,9 @@ def default_storage_url() -> str:
     folder = data_dir() / "blobs"
     folder.mkdir(parents=True, exist_ok=True)
     return str(folder)
+
+
+def actor_settings() -> dict[str, str]:
+    """``RLREG_ACTOR`` (who, e.g. a CI job or a person) and ``RLREG_RUN_ID`` (a tracker's run), when set."""
+    found = {"actor": os.environ.get("RLREG_ACTOR", "").strip(), "run_id": os.environ.get("RLREG_RUN_ID", "").strip()}
+    return {key: value for key, value in found.items() if value}

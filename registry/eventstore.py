@@ -34,11 +34,16 @@ from registry.schema import NAME_LENGTH, TYPE_LENGTH, checkpoints, events, posit
 
 @dataclasses.dataclass(frozen=True)
 class NewEvent:
-    """An event to append: a type, a JSON payload and an id (a retry reuses the id)."""
+    """An event to append: a type, a JSON payload, an id (a retry reuses the id) and who appends it.
+
+    ``actor`` (a JSON object, see ``registry.actor``) left ``None`` is filled by the store's ``actor``
+    callable, if it has one.
+    """
 
     type: str
     payload: Any
     id: uuid.UUID = dataclasses.field(default_factory=uuid.uuid4)
+    actor: Optional[dict[str, Any]] = None
 
 
 @dataclasses.dataclass(frozen=True)
@@ -52,6 +57,7 @@ class Event:
     payload: Any
     timestamp: dt.datetime
     id: uuid.UUID
+    actor: Optional[dict[str, Any]] = None
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-able form."""
@@ -63,6 +69,7 @@ class Event:
             "payload": self.payload,
             "timestamp": self.timestamp.isoformat(),
             "id": str(self.id),
+            "actor": self.actor,
         }
 
 
@@ -87,7 +94,10 @@ class EventStore:
         upgrade: bool = False,
         check_schema: bool = True,
         create: bool = True,
+        actor: Optional[Callable[[], dict[str, Any]]] = None,
     ) -> None:
+        """``actor()``, if given, supplies the actor of each appended event that names none."""
+        self.actor = actor
         if isinstance(url_or_engine, Engine):
             self.engine, self._owns_engine = url_or_engine, False
         else:
@@ -136,7 +146,7 @@ class EventStore:
         Raises ``ConflictError`` (naming stream, expected and actual) when the stream is not at
         ``expected_version``. A retry with the same event ids returns the originally recorded events.
         """
-        new_events = list(new_events)
+        new_events = self._with_actor(list(new_events))
         _check_append(stream, new_events, expected_version)
         try:
             with self.transaction() as conn:
@@ -148,6 +158,13 @@ class EventStore:
             if recorded is None:
                 raise
             return recorded
+
+    def _with_actor(self, new_events: list[NewEvent]) -> list[NewEvent]:
+        if self.actor is None or all(not isinstance(e, NewEvent) or e.actor is not None for e in new_events):
+            return new_events
+        actor = self.actor()
+        return [dataclasses.replace(e, actor=actor) if isinstance(e, NewEvent) and e.actor is None else e
+                for e in new_events]
 
     def _append_in(
         self, conn: Connection, stream: str, new_events: list[NewEvent], expected: Optional[int]
@@ -165,7 +182,7 @@ class EventStore:
         ).scalar_one()
         now = dt.datetime.now(dt.timezone.utc)
         recorded = [
-            Event(last_position - n + 1 + i, stream, first_version + i, e.type, e.payload, now, e.id)
+            Event(last_position - n + 1 + i, stream, first_version + i, e.type, e.payload, now, e.id, e.actor)
             for i, e in enumerate(new_events)
         ]
         self._insert(conn, recorded)
@@ -318,7 +335,7 @@ def _insert_for(conn: Connection) -> Callable[..., Any]:
 
 
 def _event(row: Any) -> Event:
-    return Event(row.position, row.stream, row.stream_version, row.type, row.payload, row.timestamp, row.id)
+    return Event(row.position, row.stream, row.stream_version, row.type, row.payload, row.timestamp, row.id, row.actor)
 
 
 def _checkpoint(conn: Connection, consumer: str) -> int:
@@ -372,5 +389,17 @@ def _check_append(stream: str, new_events: list[NewEvent], expected: Optional[in
             raise errors.InvalidEventError(
                 f"append to stream {stream!r}: the payload of {e.type!r} is not JSON: {exc}"
             ) from exc
+        if e.actor is not None and not _is_json_object(e.actor):
+            raise errors.InvalidEventError(
+                f"append to stream {stream!r}: the actor of {e.type!r} is not a JSON object: {e.actor!r}"
+            )
     if len({e.id for e in new_events}) != len(new_events):
         raise errors.InvalidEventError(f"append to stream {stream!r}: two events share an id")
+
+
+def _is_json_object(value: Any) -> bool:
+    try:
+        json.dumps(value, allow_nan=False)
+    except (TypeError, ValueError):
+        return False
+    return isinstance(value, dict) and all(isinstance(k, str) for k in value)

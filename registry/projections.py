@@ -124,7 +124,7 @@ class Projections:
             versions.insert().values(
                 name=event.stream, version=version, spec_digest=p["spec_digest"], manifest=p["manifest"],
                 state=p["state"], metadata=p["metadata"], tensor_bytes=p["tensor_bytes"],
-                created_at=event.timestamp, position=event.position,
+                created_at=event.timestamp, position=event.position, actor=event.actor,
             )
         )
         conn.execute(models.update().where(models.c.name == event.stream).values(latest_version=version))

@@ -23,6 +23,7 @@ class ModelVersion:
     spec_digest: str = ""
     tensor_bytes: int = 0
     position: int = 0
+    actor: dict[str, Any] | None = None  # who recorded it (``registry.actor``); None before actors were recorded
 
     @property
     def uri(self) -> str:
@@ -41,6 +42,7 @@ class ModelVersion:
             "tensor_bytes": self.tensor_bytes,
             "position": self.position,
             "uri": self.uri,
+            "actor": self.actor,
         }
 
 

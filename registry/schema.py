@@ -61,6 +61,7 @@ class EventRow(Base):
     type: Mapped[str] = mapped_column(String(TYPE_LENGTH))
     payload: Mapped[Any] = mapped_column(JSON)
     timestamp: Mapped[dt.datetime] = mapped_column(UTCDateTime)
+    actor: Mapped[Optional[Any]] = mapped_column(JSON(none_as_null=True))  # who appended it (registry.actor); NULL before 0004
 
 
 class StreamRow(Base):
@@ -119,6 +120,7 @@ class VersionRow(Base):
     tensor_bytes: Mapped[int] = mapped_column(BigInteger)
     created_at: Mapped[dt.datetime] = mapped_column(UTCDateTime)
     position: Mapped[int] = mapped_column(BigInteger, unique=True)
+    actor: Mapped[Optional[Any]] = mapped_column(JSON(none_as_null=True))  # who recorded the version
 
 
 class AliasRow(Base):

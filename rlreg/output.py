@@ -10,6 +10,8 @@ from typing import Any
 
 import click
 
+from registry.actor import describe as describe_actor
+
 
 def table(headers: Sequence[str], rows: Iterable[Sequence[Any]], *, right: Iterable[int] = ()) -> str:
     """Format rows as a plain table with a header line; columns in ``right`` are right-aligned."""
@@ -117,7 +119,7 @@ def event_summary(event: Any) -> str:
     return compact(p, 50)
 
 
-EVENT_HEADERS = ("POSITION", "STREAM", "SEQ", "TYPE", "TIME (UTC)", "SUMMARY")
+EVENT_HEADERS = ("POSITION", "STREAM", "SEQ", "TYPE", "TIME (UTC)", "ACTOR", "SUMMARY")
 
 
 def event_row(event: Any) -> tuple:
@@ -128,5 +130,6 @@ def event_row(event: Any) -> tuple:
         event.stream_version,
         event.type,
         when(event.timestamp),
+        describe_actor(getattr(event, "actor", None)),
         event_summary(event),
     )

@@ -8,6 +8,9 @@ from typing import Any
 
 import numpy as np
 
+from registry.actor import describe as describe_actor
+from registry.actor import details as actor_details
+
 from rlreg.output import compact, event_summary, fields, size, table, to_jsonable, when
 
 
@@ -45,7 +48,7 @@ def versions_table(versions: Iterable[Any]) -> str:
 def event_line(event: Any) -> str:
     """One event as a fixed-width line (``events --follow``, where a table cannot be aligned)."""
     return (f"{event.position:>8}  {event.stream:<24} {event.stream_version:>4}  {event.type:<16} "
-            f"{when(event.timestamp)}  {event_summary(event)}")
+            f"{when(event.timestamp)}  {describe_actor(event.actor):<20} {event_summary(event)}")
 
 
 def describe_space(space: Any) -> str:
@@ -125,6 +128,7 @@ def version_report(mv: Any, spec: Mapping, manifest: Mapping) -> str:
         ("tensor bytes", f"{mv.tensor_bytes} ({size(mv.tensor_bytes)})"),
         ("spec digest", mv.spec_digest),
         ("position", mv.position),
+        ("recorded by", actor_details(mv.actor)),
         ("metadata", json.dumps(to_jsonable(mv.metadata), sort_keys=True) if mv.metadata else "-"),
     ])
     return "\n".join([head, "spec:", *spec_lines(spec), "", tensors_table(manifest)])
