@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import datetime as dt
 import io
+import json
 import multiprocessing
 from contextlib import redirect_stdout
 
@@ -86,7 +88,7 @@ def test_an_older_schema_is_refused_with_the_command_to_run(db_url, engine):
     db.upgrade(engine, "0001_event_log")
     with pytest.raises(
         errors.SchemaVersionError,
-        match=r"has schema revision '0001_event_log', this rlreg needs '0003_append_only_events': "
+        match=rf"has schema revision '0001_event_log', this rlreg needs '{HEAD}': "
         r"run `rlreg db upgrade` \(or pass upgrade=True\)",
     ):
         EventStore(db_url)
@@ -95,12 +97,24 @@ def test_an_older_schema_is_refused_with_the_command_to_run(db_url, engine):
 
 def test_an_older_schema_is_upgraded_on_request_and_projections_rebuilt(db_url, engine):
     db.upgrade(engine, "0001_event_log")
-    with EventStore(db_url, check_schema=False) as old:  # a 0001-era writer: the log only
-        old.append("m", [spec_event({"a": 1}), version_event(1, {"a": 1})])
+    _append_0001_era(engine, "m", [spec_event({"a": 1}), version_event(1, {"a": 1})])  # the log only
     with EventStore(db_url, projector=Projections(), upgrade=True) as store:
         assert store.rebuild_projections() == 2
+        assert [e.actor for e in store.events()] == [None, None]  # recorded before actors were
         with store.engine.connect() as conn:
             assert [r["version"] for r in Projections().dump(conn)["rlreg_versions"]] == [1]
+
+
+def _append_0001_era(engine, stream, new_events):
+    """What a 0001-era writer stored: the log's columns of revision 0001 (no actor)."""
+    rows = [{"position": i, "id": e.id.hex, "stream": stream, "stream_version": i, "type": e.type,
+             "payload": json.dumps(e.payload), "timestamp": dt.datetime.now(dt.timezone.utc)}
+            for i, e in enumerate(new_events, start=1)]
+    with engine.begin() as conn:
+        conn.execute(sa.text("INSERT INTO rlreg_events (position, id, stream, stream_version, type, payload, timestamp) "
+                             "VALUES (:position, :id, :stream, :stream_version, :type, :payload, :timestamp)"), rows)
+        conn.execute(sa.text("INSERT INTO rlreg_streams (name, version) VALUES (:s, :n)"), {"s": stream, "n": len(rows)})
+        conn.execute(sa.text("UPDATE rlreg_position SET last = :n"), {"n": len(rows)})
 
 
 def test_a_newer_schema_is_refused_naming_both_revisions(db_url, engine):
@@ -111,7 +125,7 @@ def test_a_newer_schema_is_refused_naming_both_revisions(db_url, engine):
         with pytest.raises(
             errors.SchemaVersionError,
             match=r"has schema revision '0099_future', newer than this rlreg knows "
-            r"\(its head is '0003_append_only_events'\): upgrade the rlreg package",
+            rf"\(its head is '{HEAD}'\): upgrade the rlreg package",
         ):
             EventStore(db_url, upgrade=upgrade)
     with pytest.raises(errors.SchemaVersionError, match=r"'0099_future', newer than this rlreg knows"):
