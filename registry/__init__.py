@@ -45,7 +45,7 @@ __all__ = [
     "rebuild_projections", "verify", "schema_status", "upgrade_schema",
 ]
 
-_DEFAULTS: dict[tuple[str, str], "Registry"] = {}
+_DEFAULTS: dict[tuple[str, str | None], "Registry"] = {}
 _LOCK = threading.Lock()
 
 
@@ -53,7 +53,7 @@ def default_registry(db_url: str | None = None, storage_url: str | None = None) 
     """The process's shared ``Registry`` for these URLs (default: the environment's, read now)."""
     from registry.api import Registry
 
-    key = (db_url or config.default_db_url(), storage_url or config.default_storage_url())
+    key = (db_url or config.default_db_url(), storage_url or config.storage_url_setting())
     with _LOCK:
         reg = _DEFAULTS.get(key)
         if reg is None:

@@ -6,7 +6,7 @@ import inspect
 import json
 import random
 import time
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from contextlib import contextmanager
 from contextvars import ContextVar
 from typing import Any
@@ -16,17 +16,22 @@ import storage
 from storage import ProgressCallback, Store
 
 from registry import actor as actors
-from registry import config, db, errors, replay, uri
+from registry import binding, config, db, errors, query, replay, uri
+from registry import tags as labels
 from registry.eventstore import Event, EventStore, NewEvent
 from registry.modeldiff import ModelDiff, diff_versions
 from registry.names import validate_alias, validate_name
 from registry.projections import (
-    ALIAS_REMOVED, ALIAS_SET, SPEC_RECORDED, VERSION_RECORDED, Projections, spec_digest,
+    ALIAS_REMOVED, ALIAS_SET, DESCRIPTION_SET, SPEC_RECORDED, TAGS_REMOVED, TAGS_SET, VERSION_RECORDED,
+    Projections, spec_digest,
 )
 from registry.records import ModelInfo, ModelVersion
 from registry.schema import aliases, models, specs, streams, versions
 from rlmodule import RLModule, join_state, spec_to_dict, split_state
 
+QUERY_COLUMNS = {"version": versions.c.version, "created_at": versions.c.created_at,
+                 "metadata": versions.c.metadata, "tags": versions.c.tags}
+VERSION_FIELDS = [c for c in versions.c if c.name not in ("manifest", "state")]  # what a listing reads
 MAX_ATTEMPTS = 200  # optimistic-concurrency retries of one append before ConflictError escapes
 LOST_REPLY_ATTEMPTS = 4  # resends of the same events after the database stopped answering
 
@@ -56,16 +61,28 @@ class Registry:
         callers pass ``create=False`` so that a mistyped URL raises ``NotFoundError`` naming it.
         """
         self.db_url = str(db_url) if db_url else config.default_db_url()
-        self.storage_url = str(storage_url) if storage_url else config.default_storage_url()
         self.trusted_modules = trusted_modules
         self._actor = actors.override(actor)
         self._acting_as: ContextVar[dict[str, Any]] = ContextVar(f"rlreg_actor_{id(self)}", default={})
         self._events = EventStore(self.db_url, Projections(), upgrade=upgrade, create=create, actor=self.current_actor)
-        self._store = Store(self.storage_url, cache_dir=cache_dir)
+        self._cache_dir = cache_dir
+        try:
+            given = str(storage_url) if storage_url else config.storage_url_setting()
+            self._bind(binding.bind(self._events, given, config.default_storage_url, record=create, where=self._where()))
+        except BaseException:
+            self._events.close()
+            raise
+
+    def _where(self) -> str:
+        return db.normalize_url(self.db_url).render_as_string(hide_password=True)
+
+    def _bind(self, bound: binding.Binding) -> None:
+        self._binding = bound
+        self.storage_url = bound.url
+        self._store = Store(bound.url, cache_dir=self._cache_dir)
 
     def __repr__(self) -> str:
-        where = db.normalize_url(self.db_url).render_as_string(hide_password=True)
-        return f"Registry({where!r}, {self.storage_url!r})"
+        return f"Registry({self._where()!r}, {self.storage_url!r})"
 
     def close(self) -> None:
         """Release database connections."""
@@ -94,6 +111,39 @@ class Registry:
         finally:
             self._acting_as.reset(token)
 
+    def _check_binding(self) -> None:
+        """Refuse to write objects when another client has moved (or bound) the storage since we opened."""
+        now = binding.recorded(self._events)
+        if now.url is not None and now.url != self.storage_url:
+            raise binding.moved_away(self._where(), self.storage_url, now.url)
+
+    def storage_history(self) -> list[Event]:
+        """The events that bound or moved this registry's storage, oldest first (the last one holds)."""
+        return [e for e in self._events.read_stream(binding.REGISTRY_STREAM) if e.type in binding.STORAGE_EVENTS]
+
+    def move_storage(self, url: str) -> Event:
+        """Record that the objects now live at ``url``, after checking every object the versions need is there.
+
+        Raises ``StorageMoveError`` naming the missing objects (nothing is recorded). Copy the objects
+        first (``aws s3 sync``, ``rsync -a``) and pause writers during the move: a snapshot that
+        opened on the old URL is refused once the move is recorded.
+        """
+        new = binding.normalize(url)
+        current = binding.recorded(self._events)
+        previous = current.url or self.storage_url
+        if new == previous:
+            raise errors.StorageMismatchError(f"storage move: the registry at {self._where()} is already at {new!r}")
+        with self._read("reading versions") as conn:
+            manifests = conn.execute(sa.select(versions.c.manifest)).scalars().all()
+        needed = set().union(*(storage.manifest_objects(m) for m in manifests))
+        target = Store(new, cache_dir=self._cache_dir)
+        missing = sorted(needed - target.exists(needed)) if needed else []
+        if missing:
+            raise binding.move_refused(previous, new, missing, len(needed))
+        event = binding.record_move(self._events, current, previous, new)
+        self._bind(binding.Binding(new, event.stream_version, event))
+        return event
+
     @property
     def store(self) -> Store:
         """The tensor store."""
@@ -120,6 +170,7 @@ class Registry:
         spec = self._spec_dict(spec_to_dict(module))
         digest = spec_digest(spec)
         tensors, rest = split_state(_state_to_store(module))
+        self._check_binding()
         manifest = self._store.put(tensors, progress=progress)  # blobs first: an event never names a missing blob
         size = sum(int(t["nbytes"]) for t in manifest["tensors"].values())
 
@@ -240,7 +291,8 @@ class Registry:
         return ModelVersion(
             name=row.name, version=row.version, created_at=row.created_at, metadata=row.metadata or {},
             aliases=alias_map.get(row.version, ()), spec_digest=row.spec_digest,
-            tensor_bytes=row.tensor_bytes, position=row.position, actor=row.actor,
+            tensor_bytes=row.tensor_bytes, position=row.position, actor=row.actor, tags=row.tags or {},
+            description=row.description,
         )
 
     def version(self, name: str, version: int | None = None, *, alias: str | None = None) -> ModelVersion:
@@ -249,15 +301,37 @@ class Registry:
             row = self._row(conn, name, version, alias)
             return self._model_version(row, self._aliases_of(conn, name))
 
-    def versions(self, name: str) -> list[ModelVersion]:
-        """Every version of ``name``, by version ascending."""
+    def versions(
+        self, name: str, where: str | None = None, order_by: str | None = None, limit: int | None = None
+    ) -> list[ModelVersion]:
+        """The versions of ``name`` (by version ascending), filtered and sorted in SQL.
+
+        ``where`` and ``order_by`` are in ``registry.query``'s language, e.g. ``where='metadata.mean_return
+        > 100 and tags.stage = "eval"'``, ``order_by='-metadata.mean_return'``; ``limit`` keeps the first
+        ``limit`` (>= 1). A malformed expression raises ``QueryError`` naming the offending token.
+        """
         validate_name(name)
+        _check_limit(limit)
         with self._read(f"reading model {name!r}") as conn:
             if conn.execute(sa.select(models.c.name).where(models.c.name == name)).first() is None:
                 raise errors.NotFoundError(f"no model named {name!r}")
-            alias_map = self._aliases_of(conn, name)
-            rows = conn.execute(sa.select(versions).where(versions.c.name == name).order_by(versions.c.version))
-            return [self._model_version(row, alias_map) for row in rows]
+            picked = sa.select(versions.c.version).where(versions.c.name == name)
+            dialect = conn.dialect.name
+            if where is not None:
+                picked = picked.where(query.where_clause(where, QUERY_COLUMNS, dialect))
+            order = query.order_clauses(order_by, QUERY_COLUMNS, dialect) if order_by else [versions.c.version]
+            numbers = conn.execute(picked.order_by(*order).limit(limit)).scalars().all()
+            return self._versions_by_number(conn, name, numbers)
+
+    def _versions_by_number(self, conn: sa.Connection, name: str, numbers: list[int]) -> list[ModelVersion]:
+        """The versions ``numbers`` of ``name`` in that order (whole rows read only for these)."""
+        alias_map = self._aliases_of(conn, name)
+        rows = {}
+        for chunk in range(0, len(numbers), 500):
+            wanted = numbers[chunk:chunk + 500]
+            query_rows = sa.select(*VERSION_FIELDS).where(versions.c.name == name, versions.c.version.in_(wanted))
+            rows.update((r.version, r) for r in conn.execute(query_rows))
+        return [self._model_version(rows[n], alias_map) for n in numbers]
 
     def models(self) -> list[ModelInfo]:
         """Every model, by name."""
@@ -271,7 +345,7 @@ class Registry:
             ModelInfo(
                 name=r.name, latest_version=r.latest_version or None, versions=r.latest_version,
                 aliases=dict(sorted(by_model.get(r.name, {}).items())),
-                created_at=r.created_at, updated_at=r.updated_at,
+                created_at=r.created_at, updated_at=r.updated_at, description=r.description,
             )
             for r in rows
         ]
@@ -375,6 +449,42 @@ class Registry:
             self._row(conn, name, None, alias)
         return self._events.append(name, [NewEvent(ALIAS_REMOVED, {"alias": alias})])[0]
 
+    # --- tags and descriptions -----------------------------------------------------------
+
+    def set_tags(self, name: str, version: int, tags: Mapping[str, str]) -> Event:
+        """Set ``tags`` (key -> text) on ``version`` of ``name``, keeping its other tags."""
+        tags = labels.validate_tags(tags)
+        self._check_version(name, version)
+        return self._events.append(name, [NewEvent(TAGS_SET, {"version": version, "tags": tags})])[0]
+
+    def remove_tags(self, name: str, version: int, keys: Iterable[str]) -> Event:
+        """Remove the tags ``keys`` from ``version`` of ``name`` (``NotFoundError`` if one is not set)."""
+        keys = labels.validate_keys(keys)
+        row = self._check_version(name, version)
+        missing = [k for k in keys if k not in (row.tags or {})]
+        if missing:
+            raise errors.NotFoundError(
+                f"model {name!r} version {version} has no tag {', '.join(map(repr, missing))} to remove"
+            )
+        return self._events.append(name, [NewEvent(TAGS_REMOVED, {"version": version, "keys": keys})])[0]
+
+    def set_description(self, name: str, text: str, version: int | None = None) -> Event:
+        """Describe the model ``name`` (``version=None``) or one version of it; ``""`` clears it."""
+        text = labels.validate_description(text)
+        if version is None:
+            validate_name(name)
+            if not self.exists(name):
+                raise errors.NotFoundError(f"no model named {name!r}")
+        else:
+            self._check_version(name, version)
+        return self._events.append(name, [NewEvent(DESCRIPTION_SET, {"version": version, "text": text})])[0]
+
+    def _check_version(self, name: str, version: int) -> Any:
+        if version is None or isinstance(version, bool) or not isinstance(version, int):
+            raise errors.InvalidNameError(f"model {name!r}: version {version!r} is not an integer")
+        with self._read(f"reading model {name!r}") as conn:
+            return self._row(conn, name, version, None)
+
     # --- comparing, exporting, importing -------------------------------------------------
 
     def diff(self, name: str, a: int | str, b: int | str) -> ModelDiff:
@@ -462,6 +572,11 @@ class Registry:
     def upgrade_schema(self) -> db.SchemaStatus:
         """Upgrade the database's schema to this rlreg's head revision."""
         return db.upgrade(self._events.engine)
+
+
+def _check_limit(limit: Any) -> None:
+    if limit is not None and (isinstance(limit, bool) or not isinstance(limit, int) or limit < 1):
+        raise errors.QueryError(f"limit {limit!r}: expected a whole number >= 1, or None", text=str(limit))
 
 
 def _versions_holding(rows: list[Any], objects: set[str]) -> dict[str, dict[str, str]]:

@@ -33,6 +33,11 @@ def default_db_url() -> str:
     return f"sqlite:///{folder / 'rlreg.db'}"
 
 
+def storage_url_setting() -> str | None:
+    """``RLREG_STORAGE_URL`` as it is now, or ``None`` (then the database's recorded URL is used)."""
+    return os.environ.get("RLREG_STORAGE_URL") or None
+
+
 def default_storage_url() -> str:
     """``RLREG_STORAGE_URL`` as it is now, else the folder ``blobs`` in the data folder."""
     url = os.environ.get("RLREG_STORAGE_URL")

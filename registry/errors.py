@@ -8,6 +8,9 @@
     │   ├── InvalidNameError (ValueError)          a bad model, alias or stream name
     │   ├── InvalidEventError (ValueError)         an event that is not JSON or has a bad type
     │   ├── SchemaVersionError                     the database schema is older or newer than this rlreg
+    │   ├── StorageMismatchError (ValueError)      a storage URL other than the one the database records
+    │   ├── StorageMoveError (NotFoundError)       a storage move to a location that lacks objects
+    │   ├── QueryError (ValueError)                a malformed where/order_by expression (names the token)
     │   └── DatabaseUnavailableError (ConnectionError)  the database cannot be reached or stays locked
     ├── StorageError                               (storage/errors.py, re-exported here)
     │   ├── ObjectNotFoundError (FileNotFoundError)  a file or object is not there
@@ -95,3 +98,19 @@ class SchemaVersionError(RegistryError):
 
 class DatabaseUnavailableError(RegistryError, ConnectionError):
     """The database cannot be reached, or stayed locked past the busy timeout."""
+
+
+class StorageMismatchError(RegistryError, ValueError):
+    """A client was given a storage URL other than the one its registry's database records."""
+
+
+class StorageMoveError(NotFoundError):
+    """``move_storage`` refused: the new location lacks objects that recorded versions need."""
+
+
+class QueryError(RegistryError, ValueError):
+    """A ``where`` or ``order_by`` expression that does not parse; ``position`` is the offending character."""
+
+    def __init__(self, message: str, *, text: str = "", position: int = 0) -> None:
+        super().__init__(message)
+        self.text, self.position = text, position

@@ -6,6 +6,9 @@ Event types (stream = model name; payloads are JSON):
 - ``VersionRecorded`` ``{"version": N, "spec_digest", "manifest", "state", "metadata", "tensor_bytes"}``
 - ``AliasSet``        ``{"alias": str, "version": int}``
 - ``AliasRemoved``    ``{"alias": str}``
+- ``TagsSet``         ``{"version": N, "tags": {key: text}}`` (merged into the version's tags)
+- ``TagsRemoved``     ``{"version": N, "keys": [key, ...]}``
+- ``DescriptionSet``  ``{"version": N or null (the model), "text": str ("" clears it)}``
 
 The projector also guards the log: a version that is not the next one, a version naming an unknown
 spec, an alias to a missing version or the removal of a missing alias raise, which rolls the append back.
@@ -30,7 +33,10 @@ SPEC_RECORDED = "SpecRecorded"
 VERSION_RECORDED = "VersionRecorded"
 ALIAS_SET = "AliasSet"
 ALIAS_REMOVED = "AliasRemoved"
-EVENT_TYPES = (SPEC_RECORDED, VERSION_RECORDED, ALIAS_SET, ALIAS_REMOVED)
+TAGS_SET = "TagsSet"
+TAGS_REMOVED = "TagsRemoved"
+DESCRIPTION_SET = "DescriptionSet"
+EVENT_TYPES = (SPEC_RECORDED, VERSION_RECORDED, ALIAS_SET, ALIAS_REMOVED, TAGS_SET, TAGS_REMOVED, DESCRIPTION_SET)
 
 
 def canonical_json(obj: Any) -> str:
@@ -77,6 +83,9 @@ class Projections:
             VERSION_RECORDED: self._version_recorded,
             ALIAS_SET: self._alias_set,
             ALIAS_REMOVED: self._alias_removed,
+            TAGS_SET: self._tags_set,
+            TAGS_REMOVED: self._tags_removed,
+            DESCRIPTION_SET: self._description_set,
         }
 
     def _touch_model(self, conn: Connection, event: Event) -> Any:
@@ -152,3 +161,41 @@ class Projections:
         gone = conn.execute(aliases.delete().where(aliases.c.name == event.stream, aliases.c.alias == alias))
         if gone.rowcount != 1:
             raise errors.NotFoundError(f"model {event.stream!r} has no alias {alias!r} to remove")
+
+    def _version_row(self, conn: Connection, event: Event, model: Any, version: Any) -> Any:
+        row = conn.execute(
+            sa.select(versions.c.tags).where(versions.c.name == event.stream, versions.c.version == version)
+        ).first()
+        if row is None:
+            raise errors.NotFoundError(
+                f"model {event.stream!r} has no version {version!r} (latest is {model.latest_version})"
+            )
+        return row
+
+    def _set_version(self, conn: Connection, event: Event, version: int, **values: Any) -> None:
+        conn.execute(
+            versions.update().where(versions.c.name == event.stream, versions.c.version == version).values(**values)
+        )
+
+    def _tags_set(self, conn: Connection, event: Event, model: Any) -> None:
+        version, tags = event.payload["version"], event.payload["tags"]
+        current = self._version_row(conn, event, model, version).tags or {}
+        self._set_version(conn, event, version, tags={**current, **tags})
+
+    def _tags_removed(self, conn: Connection, event: Event, model: Any) -> None:
+        version, keys = event.payload["version"], event.payload["keys"]
+        tags = dict(self._version_row(conn, event, model, version).tags or {})
+        missing = [k for k in keys if k not in tags]
+        if missing:
+            raise errors.NotFoundError(
+                f"model {event.stream!r} version {version} has no tag {', '.join(map(repr, missing))} to remove"
+            )
+        self._set_version(conn, event, version, tags={k: v for k, v in tags.items() if k not in keys})
+
+    def _description_set(self, conn: Connection, event: Event, model: Any) -> None:
+        version, text = event.payload["version"], event.payload["text"] or None
+        if version is None:
+            conn.execute(models.update().where(models.c.name == event.stream).values(description=text))
+            return
+        self._version_row(conn, event, model, version)
+        self._set_version(conn, event, version, description=text)

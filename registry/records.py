@@ -24,6 +24,8 @@ class ModelVersion:
     tensor_bytes: int = 0
     position: int = 0
     actor: dict[str, Any] | None = None  # who recorded it (``registry.actor``); None before actors were recorded
+    tags: dict[str, str] = field(default_factory=dict)
+    description: str | None = None
 
     @property
     def uri(self) -> str:
@@ -43,6 +45,8 @@ class ModelVersion:
             "position": self.position,
             "uri": self.uri,
             "actor": self.actor,
+            "tags": dict(self.tags),
+            "description": self.description,
         }
 
 
@@ -56,6 +60,7 @@ class ModelInfo:
     aliases: dict[str, int] = field(default_factory=dict)
     created_at: datetime | None = None
     updated_at: datetime | None = None
+    description: str | None = None
 
     def to_dict(self) -> dict[str, Any]:
         """A JSON-able dict (times as ISO 8601)."""
@@ -66,4 +71,5 @@ class ModelInfo:
             "aliases": dict(self.aliases),
             "created_at": _iso(self.created_at),
             "updated_at": _iso(self.updated_at),
+            "description": self.description,
         }

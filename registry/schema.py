@@ -6,7 +6,7 @@ import datetime as dt
 import uuid
 from typing import Any, Optional
 
-from sqlalchemy import JSON, BigInteger, CheckConstraint, DateTime, Integer, MetaData, String, TypeDecorator, UniqueConstraint
+from sqlalchemy import JSON, BigInteger, CheckConstraint, DateTime, Integer, MetaData, String, Text, TypeDecorator, UniqueConstraint
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
 NAMING_CONVENTION = {
@@ -104,6 +104,7 @@ class ModelRow(Base):
     created_at: Mapped[dt.datetime] = mapped_column(UTCDateTime)
     updated_at: Mapped[dt.datetime] = mapped_column(UTCDateTime)
     position: Mapped[int] = mapped_column(BigInteger)
+    description: Mapped[Optional[str]] = mapped_column(Text)
 
 
 class VersionRow(Base):
@@ -121,6 +122,8 @@ class VersionRow(Base):
     created_at: Mapped[dt.datetime] = mapped_column(UTCDateTime)
     position: Mapped[int] = mapped_column(BigInteger, unique=True)
     actor: Mapped[Optional[Any]] = mapped_column(JSON(none_as_null=True))  # who recorded the version
+    tags: Mapped[Optional[Any]] = mapped_column(JSON(none_as_null=True))  # {key: text}; NULL: none yet
+    description: Mapped[Optional[str]] = mapped_column(Text)
 
 
 class AliasRow(Base):

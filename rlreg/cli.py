@@ -156,12 +156,18 @@ def models(session: Session) -> None:
 @cli.command()
 @common
 @click.argument("name")
-def versions(session: Session, name: str) -> None:
-    """List the versions of a model."""
-    rows = session.registry.versions(name)
+@click.option("--where", default=None, metavar="EXPR",
+              help='Filter, e.g. \'metadata.mean_return > 100 and tags.stage = "eval"\' (see docs/search.md).')
+@click.option("--sort", default=None, metavar="FIELDS", help="Order, e.g. -metadata.mean_return,version.")
+@click.option("--limit", default=None, type=click.IntRange(min=1), help="At most this many versions.")
+def versions(session: Session, name: str, where: str | None, sort: str | None, limit: int | None) -> None:
+    """List the versions of a model (filtered and sorted by metadata, tags, version, created_at)."""
+    reg = session.registry
+    rows = reg.versions(name, where=where, order_by=sort, limit=limit)
     if session.as_json:
         return output.echo_json(rows)
-    click.echo(show.versions_table(rows))
+    about = next((m.description for m in reg.models() if m.name == name), None)
+    click.echo(show.versions_table(rows, about=about))
 
 
 @cli.command("show")
@@ -176,7 +182,8 @@ def show_cmd(session: Session, ref: str) -> None:
     manifest = reg.manifest(name, mv.version)
     if session.as_json:
         return output.echo_json({"version": mv, "spec": spec, "tensors": manifest.get("tensors", {})})
-    click.echo(show.version_report(mv, spec, manifest))
+    about = next((m.description for m in reg.models() if m.name == name), None)
+    click.echo(show.version_report(mv, spec, manifest, about=about))
 
 
 @cli.command()
@@ -250,6 +257,61 @@ def alias_rm(session: Session, name: str, alias_name: str) -> None:
 
 
 @cli.command()
+@common(writes=True)
+@click.argument("ref", metavar="NAME:VERSION|NAME@ALIAS")
+@click.argument("assignments", metavar="KEY=VALUE...", nargs=-1, required=True)
+def tag(session: Session, ref: str, assignments: tuple[str, ...]) -> None:
+    """Set tags on a version (an event); other tags stay."""
+    from registry.tags import parse_assignments
+
+    tags = parse_assignments(assignments)
+    name, version = _one_version(session, ref, "tag")
+    event = session.registry.set_tags(name, version, tags)
+    if session.as_json:
+        return output.echo_json(event)
+    click.echo(f"{name}:{version} tagged {output.compact(tags)} (event {event.position})")
+
+
+@cli.command()
+@common(writes=True)
+@click.argument("ref", metavar="NAME:VERSION|NAME@ALIAS")
+@click.argument("keys", metavar="KEY...", nargs=-1, required=True)
+def untag(session: Session, ref: str, keys: tuple[str, ...]) -> None:
+    """Remove tags from a version (an event)."""
+    name, version = _one_version(session, ref, "untag")
+    event = session.registry.remove_tags(name, version, keys)
+    if session.as_json:
+        return output.echo_json(event)
+    click.echo(f"{name}:{version} untagged {', '.join(event.payload['keys'])} (event {event.position})")
+
+
+@cli.command()
+@common(writes=True)
+@click.argument("ref", metavar="NAME[:VERSION|@ALIAS]")
+@click.argument("text")
+def describe(session: Session, ref: str, text: str) -> None:
+    """Describe a model (NAME) or one version (NAME:VERSION); an empty TEXT clears it."""
+    name, version, alias = parse_ref(ref)
+    if alias is not None:
+        version = session.registry.version(name, alias=alias).version
+    event = session.registry.set_description(name, text, version)
+    if session.as_json:
+        return output.echo_json(event)
+    what = name if version is None else f"{name}:{version}"
+    click.echo(f"{what} {'described' if text else 'description cleared'} (event {event.position})")
+
+
+def _one_version(session: Session, ref: str, command: str) -> tuple[str, int]:
+    """The (name, version) a ``NAME:V`` or ``NAME@ALIAS`` argument names (a bare NAME is refused)."""
+    name, version, alias = parse_ref(ref)
+    if alias is not None:
+        return name, session.registry.version(name, alias=alias).version
+    if version is None:
+        raise InvalidReferenceError(f"{command} {ref!r}: name a version, e.g. {ref}:3 or {ref}@best")
+    return name, version
+
+
+@cli.command()
 @common
 @click.argument("name")
 @click.argument("a", metavar="A")
@@ -312,6 +374,33 @@ def verify(session: Session, repair: bool) -> None:
             f"{len(summary['damaged'])} damaged object(s), {len(summary['missing'])} version(s) with "
             f"missing objects: {', '.join(bad[:3])}"
         )
+
+
+@cli.group()
+def storage() -> None:
+    """Where the registry keeps its objects (recorded by its database)."""
+
+
+@storage.command("show")
+@common
+def storage_show(session: Session) -> None:
+    """The storage URL the database records, and how it got there."""
+    reg = session.registry
+    changes = reg.storage_history()
+    if session.as_json:
+        return output.echo_json({"url": reg.storage_url, "events": changes})
+    click.echo(show.storage_text(reg.storage_url, changes))
+
+
+@storage.command("move")
+@common(writes=True)
+@click.argument("url")
+def storage_move(session: Session, url: str) -> None:
+    """Record that the objects now live at URL (every object the versions need must be there)."""
+    event = session.registry.move_storage(url)
+    if session.as_json:
+        return output.echo_json(event)
+    click.echo(f"storage moved from {event.payload['previous']} to {event.payload['url']} (event {event.position})")
 
 
 @cli.group()

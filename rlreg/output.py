@@ -116,6 +116,15 @@ def event_summary(event: Any) -> str:
         return f"{p.get('alias')} -> {p.get('version')}"
     if event.type == "AliasRemoved":
         return f"{p.get('alias')} removed"
+    if event.type == "TagsSet":
+        return f"version {p.get('version')}: {compact(p.get('tags'), 40)}"
+    if event.type == "TagsRemoved":
+        return f"version {p.get('version')}: removed {', '.join(map(str, p.get('keys') or []))}"
+    if event.type == "DescriptionSet":
+        what = "model" if p.get("version") is None else f"version {p.get('version')}"
+        return f"{what}: {compact(p.get('text'), 40) or '(cleared)'}"
+    if event.type in ("StorageBound", "StorageMoved"):
+        return f"storage {p.get('how', 'moved')}: {p.get('url')}"
     return compact(p, 50)
 
 

@@ -35,14 +35,25 @@ def models_table(infos: Iterable[Any]) -> str:
     return table(("NAME", "VERSIONS", "LATEST", "ALIASES", "UPDATED (UTC)"), rows, right=(1, 2))
 
 
-def versions_table(versions: Iterable[Any]) -> str:
-    """``rlreg versions NAME``."""
+def versions_table(versions: Iterable[Any], about: str | None = None) -> str:
+    """``rlreg versions NAME`` (after the model's description, if it has one)."""
     rows = [
         (v.version, when(v.created_at), aliases_text(v.aliases), size(v.tensor_bytes),
-         short_digest(v.spec_digest), compact(v.metadata))
+         short_digest(v.spec_digest), compact(getattr(v, "tags", None), 40), compact(v.metadata),
+         _short(getattr(v, "description", None)))
         for v in versions
     ]
-    return table(("VERSION", "CREATED (UTC)", "ALIASES", "TENSORS", "SPEC", "METADATA"), rows, right=(0, 3))
+    headers = ("VERSION", "CREATED (UTC)", "ALIASES", "TENSORS", "SPEC", "TAGS", "METADATA", "DESCRIPTION")
+    text = table(headers, rows, right=(0, 3)) if rows else "no versions match"
+    return f"{about}\n\n{text}" if about else text
+
+
+def _short(text: str | None, limit: int = 40) -> str:
+    """The first line of ``text``, cut to ``limit`` characters (with "…" when anything was left out)."""
+    if not text:
+        return ""
+    line = text.splitlines()[0]
+    return line[: limit - 1] + "…" if len(line) > limit or line != text else line
 
 
 def event_line(event: Any) -> str:
@@ -118,7 +129,7 @@ def tensors_table(manifest: Mapping) -> str:
     return table(("TENSOR", "DTYPE", "SHAPE", "BYTES", "DIGEST"), rows, right=(3,))
 
 
-def version_report(mv: Any, spec: Mapping, manifest: Mapping) -> str:
+def version_report(mv: Any, spec: Mapping, manifest: Mapping, about: str | None = None) -> str:
     """``rlreg show``: the version, its spec and its tensors."""
     head = fields([
         ("model", mv.name),
@@ -130,6 +141,9 @@ def version_report(mv: Any, spec: Mapping, manifest: Mapping) -> str:
         ("position", mv.position),
         ("recorded by", actor_details(mv.actor)),
         ("metadata", json.dumps(to_jsonable(mv.metadata), sort_keys=True) if mv.metadata else "-"),
+        ("tags", compact(getattr(mv, "tags", None), 200) or "-"),
+        ("description", getattr(mv, "description", None) or "-"),
+        ("model description", about or "-"),
     ])
     return "\n".join([head, "spec:", *spec_lines(spec), "", tensors_table(manifest)])
 
@@ -181,3 +195,14 @@ def schema_text(status: Any, where: str) -> str:
         state = "out of date: run `rlreg db upgrade`"
     return fields([("database", where), ("current", status.current or "-"), ("head", status.head),
                    ("status", state)])
+
+
+def storage_text(url: str, changes: Iterable[Any]) -> str:
+    """``rlreg storage show``: the URL in use, then each binding or move with who and when."""
+    lines = [f"storage: {url}"]
+    for e in changes:
+        what = f"moved from {e.payload.get('previous')}" if e.type == "StorageMoved" else e.payload.get("how", "bound")
+        lines.append(f"  {when(e.timestamp)} UTC  {what} -> {e.payload.get('url')}  by {describe_actor(e.actor)}")
+    if len(lines) == 1:
+        lines.append("  (not recorded yet: the first client that names a storage URL records it)")
+    return "\n".join(lines)

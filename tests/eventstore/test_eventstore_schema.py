@@ -19,7 +19,7 @@ from registry.projections import Projections
 
 LOG_TABLES = {"rlreg_events", "rlreg_streams", "rlreg_position", "rlreg_checkpoints"}
 PROJECTION_TABLES = {"rlreg_models", "rlreg_versions", "rlreg_aliases", "rlreg_specs"}
-HEAD = "0004_event_actor"
+HEAD = "0005_tags_descriptions"
 
 
 def _tables(engine) -> set[str]:

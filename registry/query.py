@@ -1,0 +1,452 @@
+"""A small, safe language to filter and sort versions, compiled to SQL (never ``eval``).
+
+Grammar (keywords and field names are case-insensitive; whitespace separates nothing else)::
+
+    where      = or
+    or         = and { "or" and }
+    and        = not { "and" not }
+    not        = "not" not | "(" or ")" | comparison
+    comparison = field op literal
+    field      = "version" | "created_at" | ("metadata" | "tags") "." key { "." key }
+    key        = identifier | string          identifier: [A-Za-z_][A-Za-z0-9_-]*
+    op         = "=" | "==" | "!=" | "<" | "<=" | ">" | ">="
+    literal    = number | string | "true" | "false"
+    number     = [-] digits [ "." digits ] [ ("e" | "E") [+-] digits ]
+    string     = '"' chars '"' | "'" chars "'"   with \\" \\' \\\\ escapes
+
+    order      = key_order { "," key_order }
+    key_order  = [ "-" | "+" ] field            "-" sorts descending
+
+Meaning:
+
+- ``version`` compares with a whole number; ``created_at`` with an ISO 8601 date or time as a string
+  (``created_at >= "2026-12-01"``; a time without a zone is UTC).
+- ``metadata.a.b`` is the value at that path of the version's metadata (a nested key for each dot).
+  A comparison holds only when the value has the literal's type: ``metadata.r > 100`` is false for a
+  version whose ``r`` is missing, a string or ``true``; strings compare by code point; ``true`` and
+  ``false`` allow only ``=`` and ``!=``.
+- ``tags.k`` is the tag ``k`` (tags are flat: ``tags.a.b`` is the tag ``a.b``) and compares with
+  strings only.
+- Every comparison is true or false (never SQL's unknown), so ``not`` is plain negation: ``not
+  metadata.r > 100`` holds for versions without ``r``. ``!=`` holds only where the value exists.
+- Sorting by ``metadata.x`` puts numbers first (by value), then strings, then versions without it;
+  ties are broken by version, ascending.
+
+``parse(text)`` and ``parse_order(text)`` give a small tree; ``where_clause`` and ``order_clauses``
+compile it for SQLite or PostgreSQL. Errors are ``QueryError`` naming the offending token and its
+position.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import operator
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any, Union
+
+import sqlalchemy as sa
+from sqlalchemy.dialects import postgresql
+
+from registry.errors import QueryError
+
+MAX_LENGTH = 2000  # characters of one expression
+MAX_NUMBER = 2**63 - 1  # what both databases take as a parameter
+MAX_DEPTH = 50  # nesting of parentheses and "not"
+OPERATORS = ("=", "!=", "<", "<=", ">", ">=")
+FIELDS = ("version", "created_at", "metadata", "tags")
+KEYWORDS = ("and", "or", "not", "true", "false")
+
+_TOKEN = re.compile(
+    r"""(?P<space>\s+)
+      | (?P<number>-?[0-9]+(?:\.[0-9]+)?(?:[eE][+-]?[0-9]+)?(?![A-Za-z0-9_]))
+      | (?P<string>"(?:[^"\\]|\\.)*"|'(?:[^'\\]|\\.)*')
+      | (?P<op>==|!=|<=|>=|=|<|>)
+      | (?P<punct>[().,+-])
+      | (?P<ident>[A-Za-z_][A-Za-z0-9_-]*)
+    """,
+    re.VERBOSE,
+)
+
+
+# --- the tree ----------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Field:
+    """``version``, ``created_at``, ``metadata.<path>`` or ``tags.<key>``."""
+
+    kind: str
+    path: tuple[str, ...] = ()
+
+    def __str__(self) -> str:
+        keys = "".join(f".{k}" if _IDENT.fullmatch(k) and k.lower() not in KEYWORDS else f".{_quote(k)}"
+                       for k in self.path)
+        return self.kind + keys
+
+
+@dataclass(frozen=True)
+class Compare:
+    """``field op value``."""
+
+    field: Field
+    op: str
+    value: Union[int, float, str, bool]
+
+    def __str__(self) -> str:
+        if isinstance(self.value, bool):
+            value = "true" if self.value else "false"
+        elif isinstance(self.value, str):
+            value = _quote(self.value)
+        else:
+            value = repr(self.value)
+        return f"{self.field} {self.op} {value}"
+
+
+@dataclass(frozen=True)
+class Not:
+    """``not item``."""
+
+    item: Node
+
+    def __str__(self) -> str:
+        return f"not ({self.item})"
+
+
+@dataclass(frozen=True)
+class And:
+    """``a and b and ...``."""
+
+    items: tuple[Node, ...]
+
+    def __str__(self) -> str:
+        return " and ".join(f"({i})" for i in self.items)
+
+
+@dataclass(frozen=True)
+class Or:
+    """``a or b or ...``."""
+
+    items: tuple[Node, ...]
+
+    def __str__(self) -> str:
+        return " or ".join(f"({i})" for i in self.items)
+
+
+Node = Union[Compare, Not, And, Or]
+
+
+@dataclass(frozen=True)
+class OrderKey:
+    """One sort key: a field, descending or not."""
+
+    field: Field
+    descending: bool = False
+
+    def __str__(self) -> str:
+        return ("-" if self.descending else "") + str(self.field)
+
+
+_IDENT = re.compile(r"[A-Za-z_][A-Za-z0-9_-]*")
+_KEY = re.compile(r'[^"\\\x00-\x1f\x7f]{1,200}')  # SQLite's JSON paths cannot escape '"'
+
+
+def _quote(text: str) -> str:
+    return '"' + text.replace("\\", "\\\\").replace('"', '\\"') + '"'
+
+
+# --- tokens ------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Token:
+    """A lexeme of an expression and where it starts (0-based)."""
+
+    kind: str
+    text: str
+    pos: int
+
+
+def tokenize(text: str, what: str = "where") -> list[Token]:
+    """The tokens of ``text`` (without whitespace), ending with an ``end`` token."""
+    if not isinstance(text, str):
+        raise QueryError(f"{what}: expected a string, got {type(text).__name__}", text=str(text), position=0)
+    if len(text) > MAX_LENGTH:
+        raise QueryError(f"{what}: the expression has {len(text)} characters, at most {MAX_LENGTH}",
+                         text=text[:80], position=MAX_LENGTH)
+    tokens, pos = [], 0
+    while pos < len(text):
+        match = _TOKEN.match(text, pos)
+        if match is None:
+            raise _error(what, text, pos, "unexpected character", text[pos])
+        if match.lastgroup != "space":
+            tokens.append(Token(match.lastgroup, match.group(), pos))
+        pos = match.end()
+    tokens.append(Token("end", "", len(text)))
+    return tokens
+
+
+def _error(what: str, text: str, pos: int, problem: str, token: str | None = None) -> QueryError:
+    where = "at the end" if pos >= len(text) else f"at character {pos + 1}"
+    if token:
+        where += f" {token!r}"
+    return QueryError(f"{what} {text!r}: {where}: {problem}", text=text, position=pos)
+
+
+# --- the parser --------------------------------------------------------------------------------
+
+
+class _Parser:
+    def __init__(self, text: str, what: str) -> None:
+        self.text, self.what = text, what
+        self.tokens = tokenize(text, what)
+        self.i = 0
+        self.depth = 0
+
+    @property
+    def token(self) -> Token:
+        return self.tokens[self.i]
+
+    def fail(self, problem: str, token: Token | None = None) -> QueryError:
+        token = token or self.token
+        return _error(self.what, self.text, token.pos, problem, token.text if token.kind != "end" else None)
+
+    def keyword(self, word: str) -> bool:
+        if self.token.kind == "ident" and self.token.text.lower() == word:
+            self.i += 1
+            return True
+        return False
+
+    def punct(self, char: str) -> bool:
+        if self.token.kind == "punct" and self.token.text == char:
+            self.i += 1
+            return True
+        return False
+
+    def done(self) -> None:
+        if self.token.kind != "end":
+            raise self.fail("expected 'and', 'or' or the end")
+
+    def where(self) -> Node:
+        items = [self.conjunction()]
+        while self.keyword("or"):
+            items.append(self.conjunction())
+        return items[0] if len(items) == 1 else Or(tuple(items))
+
+    def conjunction(self) -> Node:
+        items = [self.negation()]
+        while self.keyword("and"):
+            items.append(self.negation())
+        return items[0] if len(items) == 1 else And(tuple(items))
+
+    def negation(self) -> Node:
+        self.depth += 1
+        if self.depth > MAX_DEPTH:
+            raise self.fail(f"more than {MAX_DEPTH} nested 'not' or '('")
+        try:
+            if self.keyword("not"):
+                return Not(self.negation())
+            opening = self.token
+            if self.punct("("):
+                inner = self.where()
+                if not self.punct(")"):
+                    raise self.fail(f"expected ')' to close the '(' at character {opening.pos + 1}")
+                return inner
+            return self.comparison()
+        finally:
+            self.depth -= 1
+
+    def field(self) -> Field:
+        token = self.token
+        if token.kind != "ident" or token.text.lower() not in FIELDS:
+            raise self.fail("expected a field (version, created_at, metadata.KEY or tags.KEY)")
+        self.i += 1
+        kind = token.text.lower()
+        path: list[str] = []
+        while self.punct("."):
+            key = self.token
+            if key.kind == "ident":
+                path.append(key.text)
+            elif key.kind == "string" and _KEY.fullmatch(_unquote(key.text)):
+                path.append(_unquote(key.text))
+            elif key.kind == "string":
+                raise self.fail('expected a key of 1-200 characters without \'"\', \'\\\' or control characters', key)
+            else:
+                raise self.fail(f"expected a key after '{kind}.'")
+            self.i += 1
+        if kind in ("metadata", "tags") and not path:
+            raise self.fail(f"expected '.' and a key after {kind!r} (e.g. {kind}.name)")
+        if kind not in ("metadata", "tags") and path:
+            raise self.fail(f"{kind!r} has no keys", token)
+        if kind == "tags":
+            path = [".".join(path)]
+        return Field(kind, tuple(path))
+
+    def comparison(self) -> Compare:
+        field = self.field()
+        op = self.token
+        if op.kind != "op":
+            raise self.fail("expected a comparison (=, !=, <, <=, >, >=)")
+        self.i += 1
+        value = self.literal()
+        compare = Compare(field, "=" if op.text == "==" else op.text, value)
+        _check_types(compare, self, self.tokens[self.i - 1])
+        return compare
+
+    def literal(self) -> Union[int, float, str, bool]:
+        token = self.token
+        if token.kind == "number":
+            self.i += 1
+            number = float(token.text) if any(c in token.text for c in ".eE") else int(token.text)
+            if abs(number) > MAX_NUMBER:
+                raise self.fail(f"expected a number within +-{MAX_NUMBER:.3g}", token)
+            return number
+        if token.kind == "string":
+            self.i += 1
+            return _unquote(token.text)
+        if token.kind == "ident" and token.text.lower() in ("true", "false"):
+            self.i += 1
+            return token.text.lower() == "true"
+        raise self.fail("expected a value (a number, a quoted string, true or false)")
+
+    def order(self) -> list[OrderKey]:
+        keys = [self.order_key()]
+        while self.punct(","):
+            keys.append(self.order_key())
+        if self.token.kind != "end":
+            raise self.fail("expected ',' or the end")
+        return keys
+
+    def order_key(self) -> OrderKey:
+        descending = self.punct("-")
+        if not descending:
+            self.punct("+")
+        return OrderKey(self.field(), descending)
+
+
+def _unquote(text: str) -> str:
+    return re.sub(r"\\(.)", r"\1", text[1:-1], flags=re.DOTALL)
+
+
+def _check_types(compare: Compare, parser: _Parser, token: Token) -> None:
+    kind, value, op = compare.field.kind, compare.value, compare.op
+    if kind == "version" and (isinstance(value, bool) or not isinstance(value, int)):
+        raise parser.fail("'version' compares with a whole number", token)
+    if kind == "created_at":
+        if not isinstance(value, str):
+            raise parser.fail('\'created_at\' compares with a quoted ISO date or time ("2026-12-01")', token)
+        try:
+            _timestamp(value)
+        except ValueError:
+            raise parser.fail("expected an ISO 8601 date or time", token) from None
+    if kind == "tags" and not isinstance(value, str):
+        raise parser.fail(f"tags are text: write {compare.field} {op} \"{_plain(value)}\"", token)
+    if isinstance(value, bool) and op not in ("=", "!="):
+        raise parser.fail(f"true and false compare only with = and !=, not {op!r}", token)
+
+
+def _plain(value: Any) -> str:
+    return ("true" if value else "false") if isinstance(value, bool) else str(value)
+
+
+def _timestamp(text: str) -> dt.datetime:
+    moment = dt.datetime.fromisoformat(text)
+    return moment.replace(tzinfo=dt.timezone.utc) if moment.tzinfo is None else moment
+
+
+def parse(text: str) -> Node:
+    """The tree of a ``where`` expression; ``QueryError`` names the offending token otherwise."""
+    parser = _Parser(text, "where")
+    if parser.token.kind == "end":
+        raise parser.fail("expected a condition (e.g. metadata.mean_return > 100)")
+    node = parser.where()
+    parser.done()
+    return node
+
+
+def parse_order(text: str) -> list[OrderKey]:
+    """The sort keys of an ``order_by`` text such as ``-metadata.mean_return, version``."""
+    parser = _Parser(text, "order_by")
+    if parser.token.kind == "end":
+        raise parser.fail("expected a field to sort by (e.g. -metadata.mean_return)")
+    return parser.order()
+
+
+# --- SQL -----------------------------------------------------------------------------------------
+
+
+Columns = Mapping[str, Any]  # "version", "created_at", "metadata", "tags" -> SQLAlchemy columns
+
+
+def where_clause(text: str, columns: Columns, dialect: str) -> sa.ColumnElement[bool]:
+    """``text`` parsed and compiled to a SQL condition for ``dialect`` (``sqlite`` or ``postgresql``)."""
+    return _sql(parse(text), columns, dialect)
+
+
+def order_clauses(text: str, columns: Columns, dialect: str) -> list[Any]:
+    """``text`` parsed and compiled to ``ORDER BY`` terms, ending with ``version`` as the tie-break."""
+    terms: list[Any] = []
+    for key in parse_order(text):
+        for value in _sort_values(key.field, columns, dialect):
+            terms.append((value.desc() if key.descending else value.asc()).nulls_last())
+    return [*terms, columns["version"].asc()]
+
+
+def _sql(node: Node, columns: Columns, dialect: str) -> sa.ColumnElement[bool]:
+    if isinstance(node, And):
+        return sa.and_(*(_sql(i, columns, dialect) for i in node.items))
+    if isinstance(node, Or):
+        return sa.or_(*(_sql(i, columns, dialect) for i in node.items))
+    if isinstance(node, Not):
+        return sa.not_(_sql(node.item, columns, dialect))
+    return sa.func.coalesce(_comparison(node, columns, dialect), sa.false())
+
+
+def _comparison(node: Compare, columns: Columns, dialect: str) -> sa.ColumnElement[bool]:
+    field, value = node.field, node.value
+    if field.kind == "version":
+        left: Any = columns["version"]
+    elif field.kind == "created_at":
+        left, value = columns["created_at"], _timestamp(str(value))
+    else:
+        left = _json_value(columns[field.kind], field.path, _json_kind(value), dialect)
+        if isinstance(value, bool) and dialect == "sqlite":
+            value = int(value)
+    right = sa.literal(value, left.type) if isinstance(value, dt.datetime) else sa.literal(value)
+    return _OPERATORS[node.op](left, right)
+
+
+def _json_kind(value: Any) -> str:
+    if isinstance(value, bool):
+        return "boolean"
+    return "number" if isinstance(value, (int, float)) else "string"
+
+
+_OPERATORS = {"=": operator.eq, "!=": operator.ne, "<": operator.lt, "<=": operator.le, ">": operator.gt,
+              ">=": operator.ge}
+_SQLITE_TYPES = {"number": ("integer", "real"), "string": ("text",), "boolean": ("true", "false")}
+_PG_TYPES = {"number": "number", "string": "string", "boolean": "boolean"}
+
+
+def _json_value(column: Any, path: tuple[str, ...], kind: str, dialect: str) -> Any:
+    """The JSON value at ``path`` when it is of ``kind``, else NULL (so a comparison never errors)."""
+    if dialect == "sqlite":
+        where = sa.literal("$" + "".join("." + _quote(k) for k in path))
+        found = sa.func.json_type(column, where)
+        value = sa.func.json_extract(column, where)
+        return sa.case((found.in_(_SQLITE_TYPES[kind]), value), else_=sa.null())
+    keys = sa.literal(list(path), postgresql.ARRAY(sa.Text))
+    found = sa.func.json_typeof(column.op("#>")(keys))
+    text = column.op("#>>")(keys).collate("C")  # code-point order, as SQLite's BINARY
+    value = {"number": sa.cast(text, sa.Float), "string": text, "boolean": sa.cast(text, sa.Boolean)}[kind]
+    return sa.case((found == _PG_TYPES[kind], value), else_=sa.null())
+
+
+def _sort_values(field: Field, columns: Columns, dialect: str) -> list[Any]:
+    if field.kind in ("version", "created_at"):
+        return [columns[field.kind]]
+    column = columns[field.kind]
+    if field.kind == "tags":
+        return [_json_value(column, field.path, "string", dialect)]
+    return [_json_value(column, field.path, "number", dialect), _json_value(column, field.path, "string", dialect)]

@@ -1,0 +1,91 @@
+"""Tags and descriptions are events; versions(where, order_by, limit) filters and sorts in SQL."""
+
+from __future__ import annotations
+
+import pytest
+import registry_toys as toys
+
+from registry import InvalidNameError, NotFoundError
+from registry.errors import QueryError
+
+
+@pytest.fixture
+def six(reg):
+    module = toys.spec().build()
+    for value in (5.0, 150, "n/a", None, 120.5, 99):
+        reg.snapshot("m", module, {"mean_return": value, "eval": {"score": 1}} if value is not None else {})
+    return reg
+
+
+def test_tags_and_descriptions_are_events_shown_on_versions(six):
+    reg = six
+    assert reg.set_tags("m", 2, {"stage": "eval", "seed": "3"}).payload == {"version": 2, "tags": {"stage": "eval", "seed": "3"}}
+    reg.set_tags("m", 2, {"stage": "prod"})  # merges: seed stays
+    removed = reg.remove_tags("m", 2, ["seed"])
+    assert (removed.type, removed.payload) == ("TagsRemoved", {"version": 2, "keys": ["seed"]})
+    reg.set_description("m", "PPO on CartPole")
+    reg.set_description("m", "the good one\nsecond line", version=2)
+    assert reg.version("m", 2).tags == {"stage": "prod"} and reg.version("m", 1).tags == {}
+    assert reg.version("m", 2).description == "the good one\nsecond line"
+    assert reg.models()[0].description == "PPO on CartPole" and reg.models()[0].to_dict()["description"]
+    assert reg.versions("m")[1].to_dict()["tags"] == {"stage": "prod"}
+    reg.set_description("m", "", version=2)  # clears
+    assert reg.version("m", 2).description is None
+    assert [e.type for e in reg.history("m")][-6:] == ["TagsSet", "TagsSet", "TagsRemoved", "DescriptionSet", "DescriptionSet", "DescriptionSet"]
+    before = reg.projection_rows()
+    reg.rebuild_projections()
+    assert reg.projection_rows() == before
+
+
+def test_bad_tags_and_descriptions_record_nothing(six):
+    reg = six
+    head = reg.head()
+    with pytest.raises(NotFoundError, match=r"model 'm' has no version 9 \(latest is 6\)"):
+        reg.set_tags("m", 9, {"a": "b"})
+    with pytest.raises(NotFoundError, match="no model named 'nope'"):
+        reg.set_description("nope", "x")
+    with pytest.raises(NotFoundError, match="model 'm' version 1 has no tag 'stage' to remove"):
+        reg.remove_tags("m", 1, ["stage"])
+    with pytest.raises(InvalidNameError, match="tag key '1x' is not allowed"):
+        reg.set_tags("m", 1, {"1x": "y"})
+    with pytest.raises(InvalidNameError, match=r"tag 'k': the value 3 is not text"):
+        reg.set_tags("m", 1, {"k": 3})
+    with pytest.raises(InvalidNameError, match="tags must be a non-empty dict"):
+        reg.set_tags("m", 1, {})
+    with pytest.raises(InvalidNameError, match="a description is text of at most 10000 characters"):
+        reg.set_description("m", "x" * 10_001)
+    assert reg.head() == head
+
+
+def test_where_order_by_and_limit(six):
+    reg = six
+    reg.set_tags("m", 2, {"stage": "eval"})
+    reg.set_tags("m", 5, {"stage": "eval"})
+    reg.set_tags("m", 6, {"stage": "train"})
+
+    def versions(**kwargs):
+        return [v.version for v in reg.versions("m", **kwargs)]
+
+    assert versions(where="metadata.mean_return > 100") == [2, 5]
+    assert versions(where='metadata.mean_return > 100 and tags.stage = "eval"') == [2, 5]
+    assert versions(where="not metadata.mean_return > 100") == [1, 3, 4, 6]
+    assert versions(where='metadata.mean_return = "n/a" or version >= 6') == [3, 6]
+    assert versions(order_by="-metadata.mean_return") == [2, 5, 6, 1, 3, 4]
+    assert versions(order_by="-metadata.mean_return", limit=2) == [2, 5]
+    assert versions(order_by="tags.stage, -version", limit=3) == [5, 2, 6]
+    assert versions(where='created_at >= "2000-01-01" and created_at < "2999-01-01"', limit=20) == [1, 2, 3, 4, 5, 6]
+    assert versions(limit=2) == [1, 2] and versions(where="version > 99") == []
+    listed = reg.versions("m", where="version = 2")[0]
+    assert listed == reg.version("m", 2)  # the same ModelVersion whichever way it is read
+
+
+def test_malformed_queries_and_limits_are_refused(six):
+    with pytest.raises(QueryError, match=r"where 'metadata.x >> 3': at character 13 '>': expected a value"):
+        six.versions("m", where="metadata.x >> 3")
+    with pytest.raises(QueryError, match=r"order_by 'metadata\.': at the end: expected a key"):
+        six.versions("m", order_by="metadata.")
+    for bad in (0, -1, True, 2.5):
+        with pytest.raises(QueryError, match=f"limit {bad!r}: expected a whole number >= 1"):
+            six.versions("m", limit=bad)
+    with pytest.raises(NotFoundError, match="no model named 'nope'"):
+        six.versions("nope", where="version = 1")
