@@ -26,11 +26,9 @@ from registry.projections import (
     Projections, spec_digest,
 )
 from registry.records import ModelInfo, ModelVersion
-from registry.schema import aliases, models, specs, streams, versions
+from registry.schema import aliases, models, specs, streams, version_fields, versions
 from rlmodule import RLModule, join_state, spec_to_dict, split_state
 
-QUERY_COLUMNS = {"version": versions.c.version, "created_at": versions.c.created_at,
-                 "metadata": versions.c.metadata, "tags": versions.c.tags}
 VERSION_FIELDS = [c for c in versions.c if c.name not in ("manifest", "state")]  # what a listing reads
 MAX_ATTEMPTS = 200  # optimistic-concurrency retries of one append before ConflictError escapes
 LOST_REPLY_ATTEMPTS = 4  # resends of the same events after the database stopped answering
@@ -315,12 +313,8 @@ class Registry:
         with self._read(f"reading model {name!r}") as conn:
             if conn.execute(sa.select(models.c.name).where(models.c.name == name)).first() is None:
                 raise errors.NotFoundError(f"no model named {name!r}")
-            picked = sa.select(versions.c.version).where(versions.c.name == name)
-            dialect = conn.dialect.name
-            if where is not None:
-                picked = picked.where(query.where_clause(where, QUERY_COLUMNS, dialect))
-            order = query.order_clauses(order_by, QUERY_COLUMNS, dialect) if order_by else [versions.c.version]
-            numbers = conn.execute(picked.order_by(*order).limit(limit)).scalars().all()
+            target = query.Target(name, versions.c.version, versions.c.created_at, version_fields)
+            numbers = conn.execute(query.select_versions(target, where, order_by, limit)).scalars().all()
             return self._versions_by_number(conn, name, numbers)
 
     def _versions_by_number(self, conn: sa.Connection, name: str, numbers: list[int]) -> list[ModelVersion]:

@@ -27,7 +27,8 @@ from sqlalchemy.engine import Connection
 
 from registry import errors
 from registry.eventstore import Event
-from registry.schema import PROJECTION_TABLES, aliases, models, specs, versions
+from registry.query import encode_key, field_rows
+from registry.schema import PROJECTION_TABLES, aliases, models, specs, version_fields, versions
 
 SPEC_RECORDED = "SpecRecorded"
 VERSION_RECORDED = "VersionRecorded"
@@ -136,6 +137,7 @@ class Projections:
                 created_at=event.timestamp, position=event.position, actor=event.actor,
             )
         )
+        self._index(conn, event.stream, version, "metadata", p["metadata"])
         conn.execute(models.update().where(models.c.name == event.stream).values(latest_version=version))
 
     def _alias_set(self, conn: Connection, event: Event, model: Any) -> None:
@@ -181,6 +183,8 @@ class Projections:
         version, tags = event.payload["version"], event.payload["tags"]
         current = self._version_row(conn, event, model, version).tags or {}
         self._set_version(conn, event, version, tags={**current, **tags})
+        self._unindex(conn, event.stream, version, "tags", list(tags))
+        self._index(conn, event.stream, version, "tags", tags)
 
     def _tags_removed(self, conn: Connection, event: Event, model: Any) -> None:
         version, keys = event.payload["version"], event.payload["keys"]
@@ -191,6 +195,7 @@ class Projections:
                 f"model {event.stream!r} version {version} has no tag {', '.join(map(repr, missing))} to remove"
             )
         self._set_version(conn, event, version, tags={k: v for k, v in tags.items() if k not in keys})
+        self._unindex(conn, event.stream, version, "tags", keys)
 
     def _description_set(self, conn: Connection, event: Event, model: Any) -> None:
         version, text = event.payload["version"], event.payload["text"] or None
@@ -199,3 +204,15 @@ class Projections:
             return
         self._version_row(conn, event, model, version)
         self._set_version(conn, event, version, description=text)
+
+    def _index(self, conn: Connection, name: str, version: int, source: str, values: Any) -> None:
+        """Add the search rows of ``values`` (``registry.query.field_rows``)."""
+        rows = field_rows(name, version, source, values or {})
+        if rows:
+            conn.execute(version_fields.insert(), rows)
+
+    def _unindex(self, conn: Connection, name: str, version: int, source: str, keys: list[str]) -> None:
+        f = version_fields.c
+        encoded = [encode_key((k,)) for k in keys]
+        conn.execute(version_fields.delete().where(f.name == name, f.version == version, f.source == source,
+                                                   f.key.in_(encoded)))

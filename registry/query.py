@@ -32,14 +32,20 @@ Meaning:
 - Sorting by ``metadata.x`` puts numbers first (by value), then strings, then versions without it;
   ties are broken by version, ascending.
 
-``parse(text)`` and ``parse_order(text)`` give a small tree; ``where_clause`` and ``order_clauses``
-compile it for SQLite or PostgreSQL. Errors are ``QueryError`` naming the offending token and its
-position.
+- Metadata strings longer than 1,000 characters, numbers beyond 1e308 and lists are not searchable.
+
+``parse(text)`` and ``parse_order(text)`` give a small tree (``str(tree)`` prints it back);
+``select_versions(target, where, order_by, limit)`` compiles both to one ``SELECT version`` (the same
+SQL on SQLite and PostgreSQL). Comparisons on metadata and tags read the search projection
+``rlreg_version_fields`` (one row per scalar leaf, indexed by key and value, filled with
+``field_rows``) instead of parsing every version's JSON, so they stay fast with many versions.
+Errors are ``QueryError`` naming the offending token and its position.
 """
 
 from __future__ import annotations
 
 import datetime as dt
+import json
 import operator
 import re
 from collections.abc import Mapping
@@ -47,12 +53,12 @@ from dataclasses import dataclass
 from typing import Any, Union
 
 import sqlalchemy as sa
-from sqlalchemy.dialects import postgresql
 
 from registry.errors import QueryError
 
 MAX_LENGTH = 2000  # characters of one expression
-MAX_NUMBER = 2**63 - 1  # what both databases take as a parameter
+MAX_NUMBER = 2**63 - 1  # the largest number literal
+MAX_FLOAT = 1e308  # larger numbers in metadata are not searchable
 MAX_DEPTH = 50  # nesting of parentheses and "not"
 OPERATORS = ("=", "!=", "<", "<=", ">", ">=")
 FIELDS = ("version", "created_at", "metadata", "tags")
@@ -373,80 +379,113 @@ def parse_order(text: str) -> list[OrderKey]:
     return parser.order()
 
 
-# --- SQL -----------------------------------------------------------------------------------------
+# --- the search projection and SQL ---------------------------------------------------------------
+
+MAX_TEXT = 1000  # longer strings are not searchable (an index entry must stay small on PostgreSQL)
 
 
-Columns = Mapping[str, Any]  # "version", "created_at", "metadata", "tags" -> SQLAlchemy columns
+def encode_key(path: tuple[str, ...]) -> str:
+    """A path as the key of ``rlreg_version_fields``: canonical JSON of the list of keys."""
+    return json.dumps(list(path), ensure_ascii=False, separators=(",", ":"))
 
 
-def where_clause(text: str, columns: Columns, dialect: str) -> sa.ColumnElement[bool]:
-    """``text`` parsed and compiled to a SQL condition for ``dialect`` (``sqlite`` or ``postgresql``)."""
-    return _sql(parse(text), columns, dialect)
+def field_rows(name: str, version: int, source: str, values: Mapping[str, Any]) -> list[dict[str, Any]]:
+    """The ``rlreg_version_fields`` rows of a version's metadata or tags: one per scalar leaf."""
+    rows: list[dict[str, Any]] = []
+
+    def walk(value: Any, path: tuple[str, ...]) -> None:
+        if isinstance(value, Mapping):
+            for key, inner in value.items():
+                walk(inner, (*path, key))
+            return
+        kind = _json_kind(value)
+        if kind is None or (kind == "string" and len(value) > MAX_TEXT):
+            return
+        key = encode_key(path)
+        if len(key) <= 500:
+            number = float(value) if kind != "string" and abs(value) <= MAX_FLOAT else None
+            if kind == "string" or number is not None:
+                rows.append({"name": name, "version": version, "source": source, "key": key, "kind": kind,
+                             "num": number, "text": value if kind == "string" else None})
+
+    walk(values, ())
+    return rows
 
 
-def order_clauses(text: str, columns: Columns, dialect: str) -> list[Any]:
-    """``text`` parsed and compiled to ``ORDER BY`` terms, ending with ``version`` as the tie-break."""
-    terms: list[Any] = []
-    for key in parse_order(text):
-        for value in _sort_values(key.field, columns, dialect):
-            terms.append((value.desc() if key.descending else value.asc()).nulls_last())
-    return [*terms, columns["version"].asc()]
+@dataclass(frozen=True)
+class Target:
+    """What a query runs on: one model's versions and the search projection's rows."""
+
+    name: str
+    version: Any  # the versions table's version column
+    created_at: Any
+    fields: sa.Table  # rlreg_version_fields
 
 
-def _sql(node: Node, columns: Columns, dialect: str) -> sa.ColumnElement[bool]:
+def select_versions(target: Target, where: str | None = None, order_by: str | None = None,
+                    limit: int | None = None) -> sa.Select:
+    """``SELECT version`` of ``target.name``'s versions matching ``where``, sorted by ``order_by``."""
+    table = target.version.table
+    query = sa.select(target.version).where(table.c.name == target.name)
+    if where is not None:
+        query = query.where(_sql(parse(where), target))
+    order = [target.version.asc()]
+    if order_by is not None:
+        joined, terms = table, []
+        for i, key in enumerate(parse_order(order_by)):
+            joined, values = _sort_values(key.field, target, joined, i)
+            terms += [(v.desc() if key.descending else v.asc()).nulls_last() for v in values]
+        query, order = query.select_from(joined), [*terms, target.version.asc()]
+    return query.order_by(*order).limit(limit)
+
+
+def _sql(node: Node, target: Target) -> sa.ColumnElement[bool]:
     if isinstance(node, And):
-        return sa.and_(*(_sql(i, columns, dialect) for i in node.items))
+        return sa.and_(*(_sql(i, target) for i in node.items))
     if isinstance(node, Or):
-        return sa.or_(*(_sql(i, columns, dialect) for i in node.items))
+        return sa.or_(*(_sql(i, target) for i in node.items))
     if isinstance(node, Not):
-        return sa.not_(_sql(node.item, columns, dialect))
-    return sa.func.coalesce(_comparison(node, columns, dialect), sa.false())
+        return sa.not_(_sql(node.item, target))
+    return _comparison(node, target)
 
 
-def _comparison(node: Compare, columns: Columns, dialect: str) -> sa.ColumnElement[bool]:
-    field, value = node.field, node.value
-    if field.kind == "version":
-        left: Any = columns["version"]
-    elif field.kind == "created_at":
-        left, value = columns["created_at"], _timestamp(str(value))
-    else:
-        left = _json_value(columns[field.kind], field.path, _json_kind(value), dialect)
-        if isinstance(value, bool) and dialect == "sqlite":
-            value = int(value)
-    right = sa.literal(value, left.type) if isinstance(value, dt.datetime) else sa.literal(value)
-    return _OPERATORS[node.op](left, right)
+def _comparison(node: Compare, target: Target) -> sa.ColumnElement[bool]:
+    compare = _OPERATORS[node.op]
+    if node.field.kind == "version":
+        return compare(target.version, node.value)
+    if node.field.kind == "created_at":
+        return compare(target.created_at, _timestamp(str(node.value)))
+    f = target.fields.c
+    kind = _json_kind(node.value)
+    value = node.value if kind == "string" else float(node.value)
+    matching = sa.select(f.version).where(
+        f.name == target.name, f.source == node.field.kind, f.key == encode_key(node.field.path), f.kind == kind,
+        compare(f.text if kind == "string" else f.num, value),
+    )
+    return target.version.in_(matching)
 
 
-def _json_kind(value: Any) -> str:
+def _json_kind(value: Any) -> str | None:
     if isinstance(value, bool):
         return "boolean"
-    return "number" if isinstance(value, (int, float)) else "string"
+    if isinstance(value, (int, float)):
+        return "number"
+    return "string" if isinstance(value, str) else None
 
 
 _OPERATORS = {"=": operator.eq, "!=": operator.ne, "<": operator.lt, "<=": operator.le, ">": operator.gt,
               ">=": operator.ge}
-_SQLITE_TYPES = {"number": ("integer", "real"), "string": ("text",), "boolean": ("true", "false")}
-_PG_TYPES = {"number": "number", "string": "string", "boolean": "boolean"}
 
 
-def _json_value(column: Any, path: tuple[str, ...], kind: str, dialect: str) -> Any:
-    """The JSON value at ``path`` when it is of ``kind``, else NULL (so a comparison never errors)."""
-    if dialect == "sqlite":
-        where = sa.literal("$" + "".join("." + _quote(k) for k in path))
-        found = sa.func.json_type(column, where)
-        value = sa.func.json_extract(column, where)
-        return sa.case((found.in_(_SQLITE_TYPES[kind]), value), else_=sa.null())
-    keys = sa.literal(list(path), postgresql.ARRAY(sa.Text))
-    found = sa.func.json_typeof(column.op("#>")(keys))
-    text = column.op("#>>")(keys).collate("C")  # code-point order, as SQLite's BINARY
-    value = {"number": sa.cast(text, sa.Float), "string": text, "boolean": sa.cast(text, sa.Boolean)}[kind]
-    return sa.case((found == _PG_TYPES[kind], value), else_=sa.null())
-
-
-def _sort_values(field: Field, columns: Columns, dialect: str) -> list[Any]:
+def _sort_values(field: Field, target: Target, joined: Any, i: int) -> tuple[Any, list[Any]]:
+    """The (possibly joined) FROM and the values to sort by for one sort key."""
     if field.kind in ("version", "created_at"):
-        return [columns[field.kind]]
-    column = columns[field.kind]
+        return joined, [getattr(target, field.kind)]
+    f = target.fields.alias(f"sort_{i}")
+    on = sa.and_(f.c.name == target.name, f.c.version == target.version, f.c.source == field.kind,
+                 f.c.key == encode_key(field.path))
+    joined = joined.outerjoin(f, on)
+    text = sa.case((f.c.kind == "string", f.c.text), else_=sa.null())
     if field.kind == "tags":
-        return [_json_value(column, field.path, "string", dialect)]
-    return [_json_value(column, field.path, "number", dialect), _json_value(column, field.path, "string", dialect)]
+        return joined, [text]
+    return joined, [sa.case((f.c.kind == "number", f.c.num), else_=sa.null()), text]

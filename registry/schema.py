@@ -6,7 +6,11 @@ import datetime as dt
 import uuid
 from typing import Any, Optional
 
-from sqlalchemy import JSON, BigInteger, CheckConstraint, DateTime, Integer, MetaData, String, Text, TypeDecorator, UniqueConstraint
+from sqlalchemy import (
+    JSON, BigInteger, CheckConstraint, DateTime, Float, Index, Integer, MetaData, String, Text, TypeDecorator,
+    UniqueConstraint,
+)
+from sqlalchemy.dialects import postgresql
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
 NAMING_CONVENTION = {
@@ -19,6 +23,9 @@ NAMING_CONVENTION = {
 
 NAME_LENGTH = 200
 TYPE_LENGTH = 100
+KEY_LENGTH = 500
+# Text compared by code point on both databases: SQLite's default (BINARY), PostgreSQL's "C" collation.
+CodePointText = Text().with_variant(postgresql.TEXT(collation="C"), "postgresql")
 
 
 class UTCDateTime(TypeDecorator[dt.datetime]):
@@ -126,6 +133,29 @@ class VersionRow(Base):
     description: Mapped[Optional[str]] = mapped_column(Text)
 
 
+class VersionFieldRow(Base):
+    """Projection for search: one row per scalar leaf of a version's metadata and per tag.
+
+    ``key`` is the path as canonical JSON (``["eval","score"]``); ``kind`` says which of ``num``
+    (numbers; booleans as 1/0) and ``text`` holds the value. Indexed by key and value, so a ``where``
+    or a sort on one key reads an index range, not every version's JSON (see ``registry.query``).
+    """
+
+    __tablename__ = "rlreg_version_fields"
+    __table_args__ = (
+        Index("ix_rlreg_version_fields_num", "name", "source", "key", "num"),
+        Index("ix_rlreg_version_fields_text", "name", "source", "key", "text"),
+    )
+
+    name: Mapped[str] = mapped_column(String(NAME_LENGTH), primary_key=True)
+    version: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=False)
+    source: Mapped[str] = mapped_column(String(8), primary_key=True)  # "metadata" or "tags"
+    key: Mapped[str] = mapped_column(String(KEY_LENGTH), primary_key=True)
+    kind: Mapped[str] = mapped_column(String(8))  # "number", "string" or "boolean"
+    num: Mapped[Optional[float]] = mapped_column(Float(precision=53))
+    text: Mapped[Optional[str]] = mapped_column(CodePointText)
+
+
 class AliasRow(Base):
     """Projection: where each alias of a model points now."""
 
@@ -157,4 +187,5 @@ models = ModelRow.__table__
 versions = VersionRow.__table__
 aliases = AliasRow.__table__
 specs = SpecRow.__table__
-PROJECTION_TABLES = (aliases, versions, models, specs)
+version_fields = VersionFieldRow.__table__
+PROJECTION_TABLES = (version_fields, aliases, versions, models, specs)

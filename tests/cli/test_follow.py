@@ -25,20 +25,21 @@ def _next_event(lines: queue.Queue) -> dict:
 
 
 def test_follow_prints_json_lines_as_another_process_appends(rlreg, home_registry):
-    home_registry.snapshot("tailed", small_module(4))  # positions 1 (spec) and 2 (version 1)
-    follower = rlreg.popen("events", "--follow", "--json", "--after", "1")
+    base = home_registry.head()  # the registry's storage binding
+    home_registry.snapshot("tailed", small_module(4))  # positions base+1 (spec) and base+2 (version 1)
+    follower = rlreg.popen("events", "--follow", "--json", "--after", str(base + 1))
     lines: queue.Queue = queue.Queue()
     threading.Thread(target=_lines, args=(follower.stdout, lines), daemon=True).start()
     try:
         first = _next_event(lines)  # already in the log when the follower started
-        assert (first["position"], first["type"]) == (2, "VersionRecorded")
+        assert (first["position"], first["type"]) == (base + 2, "VersionRecorded")
 
         home_registry.snapshot("tailed", small_module(5))  # written after the follower is running
         home_registry.set_alias("tailed", "best", 2)
         home_registry.remove_alias("tailed", "best")
         seen = [_next_event(lines) for _ in range(3)]
         assert [(e["position"], e["type"]) for e in seen] == [
-            (3, "VersionRecorded"), (4, "AliasSet"), (5, "AliasRemoved")
+            (base + 3, "VersionRecorded"), (base + 4, "AliasSet"), (base + 5, "AliasRemoved")
         ]
         assert seen[0]["payload"]["version"] == 2 and seen[1]["payload"] == {"alias": "best", "version": 2}
         assert all(e["stream"] == "tailed" for e in seen)
@@ -51,12 +52,13 @@ def test_follow_prints_json_lines_as_another_process_appends(rlreg, home_registr
 
 
 def test_follow_with_limit_ends_by_itself(rlreg, home_registry, inproc):
+    base = home_registry.head()
     home_registry.snapshot("limited", small_module(6))
     home_registry.set_alias("limited", "prod", 1)
-    result = inproc("events", "--follow", "--limit", "2")
+    result = inproc("events", "--follow", "--limit", "2", "--after", str(base))
     lines = result.out.splitlines()
     assert len(lines) == 2 and "SpecRecorded" in lines[0] and "VersionRecorded" in lines[1]
-    assert lines[0].split()[:2] == ["1", "limited"]
+    assert lines[0].split()[:2] == [str(base + 1), "limited"]
 
 
 def test_a_reader_that_leaves_ends_the_tail_quietly(rlreg, home_registry):

@@ -18,7 +18,7 @@ from registry.eventstore import EventStore
 from registry.projections import Projections
 
 LOG_TABLES = {"rlreg_events", "rlreg_streams", "rlreg_position", "rlreg_checkpoints"}
-PROJECTION_TABLES = {"rlreg_models", "rlreg_versions", "rlreg_aliases", "rlreg_specs"}
+PROJECTION_TABLES = {"rlreg_models", "rlreg_versions", "rlreg_aliases", "rlreg_specs", "rlreg_version_fields"}
 HEAD = "0005_tags_descriptions"
 
 

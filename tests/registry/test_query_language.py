@@ -16,6 +16,7 @@ from hypothesis import HealthCheck, given, settings
 from registry import query
 from registry.errors import QueryError
 from registry.query import And, Compare, Field, Not, Or, OrderKey
+from registry.schema import version_fields
 
 KEYS = ("r", "s", "b", "and", "a.b", "x y")
 text = st.text(st.characters(blacklist_categories=("Cs", "Cc")), max_size=6)
@@ -187,17 +188,17 @@ order_keys = st.lists(
     min_size=1, max_size=2,
 )
 
-TABLE = sa.Table(
-    "q", sa.MetaData(), sa.Column("version", sa.Integer, primary_key=True), sa.Column("metadata", sa.JSON),
-    sa.Column("tags", sa.JSON), sa.Column("created_at", sa.DateTime(timezone=True)),
+VERSIONS = sa.Table(
+    "q", sa.MetaData(), sa.Column("name", sa.String(20), primary_key=True),
+    sa.Column("version", sa.Integer, primary_key=True), sa.Column("created_at", sa.DateTime(timezone=True)),
 )
-COLUMNS = {c.name: c for c in TABLE.c}
 
 
 @pytest.fixture
 def engine(db_url):
-    engine = sa.create_engine(db_url.replace("postgresql+psycopg2", "postgresql+psycopg"))
-    TABLE.create(engine)
+    engine = sa.create_engine(db_url)
+    VERSIONS.create(engine)
+    version_fields.create(engine)
     yield engine
     engine.dispose()
 
@@ -206,15 +207,16 @@ def engine(db_url):
 @given(rows, nodes, order_keys)
 def test_sql_selects_and_orders_what_the_oracle_does(engine, rows_in, node, keys):
     records = [{"version": i, **r} for i, r in enumerate(rows_in, start=1)]
-    dialect = engine.dialect.name
+    target = query.Target("m", VERSIONS.c.version, VERSIONS.c.created_at, version_fields)
     with engine.begin() as conn:
-        conn.execute(TABLE.delete())
-        conn.execute(TABLE.insert(), [{**r, "created_at": None} for r in records])
-        selected = conn.execute(
-            sa.select(TABLE.c.version).where(query.where_clause(str(node), COLUMNS, dialect)).order_by(TABLE.c.version)
-        ).scalars().all()
-        ordered = conn.execute(
-            sa.select(TABLE.c.version).order_by(*query.order_clauses(", ".join(map(str, keys)), COLUMNS, dialect))
-        ).scalars().all()
+        conn.execute(VERSIONS.delete())
+        conn.execute(version_fields.delete())
+        conn.execute(VERSIONS.insert(), [{"name": "m", "version": r["version"], "created_at": None} for r in records])
+        fields = [f for r in records for source in ("metadata", "tags")
+                  for f in query.field_rows("m", r["version"], source, r[source])]
+        if fields:
+            conn.execute(version_fields.insert(), fields)
+        selected = conn.execute(query.select_versions(target, where=str(node))).scalars().all()
+        ordered = conn.execute(query.select_versions(target, order_by=", ".join(map(str, keys)))).scalars().all()
     assert selected == [r["version"] for r in records if oracle(node, r)], (str(node), json.dumps(records))
     assert ordered == oracle_order(keys, records), ([str(k) for k in keys], json.dumps(records))
