@@ -132,7 +132,7 @@ def tensors_table(manifest: Mapping) -> str:
 def version_report(mv: Any, spec: Mapping, manifest: Mapping, about: str | None = None) -> str:
     """``rlreg show``: the version, its spec and its tensors."""
     head = fields([
-        ("model", mv.name),
+        ("model", f"{mv.name} ({about})" if about else mv.name),
         ("version", mv.version),
         ("created", when(mv.created_at) + " UTC"),
         ("aliases", aliases_text(mv.aliases) or "-"),
@@ -143,7 +143,6 @@ def version_report(mv: Any, spec: Mapping, manifest: Mapping, about: str | None 
         ("metadata", json.dumps(to_jsonable(mv.metadata), sort_keys=True) if mv.metadata else "-"),
         ("tags", compact(getattr(mv, "tags", None), 200) or "-"),
         ("description", getattr(mv, "description", None) or "-"),
-        ("model description", about or "-"),
     ])
     return "\n".join([head, "spec:", *spec_lines(spec), "", tensors_table(manifest)])
 

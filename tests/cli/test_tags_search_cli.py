@@ -29,8 +29,8 @@ def test_tag_describe_and_search(inproc, home_registry):
     listed = inproc("versions", "walk", "--sort", "-version", "--limit", "1", "--json").json()
     assert [v["version"] for v in listed] == [3] and listed[0]["tags"] == {"stage": "eval"}
     shown = inproc("show", "walk@best").out
-    assert "tags:              stage=eval" in shown and "description:       best so far" in shown
-    assert "model description: PPO walker" in shown
+    assert "tags:         stage=eval" in shown and "description:  best so far" in shown
+    assert "model:        walk (PPO walker)" in shown
     assert "version 2: removed seed" in inproc("history", "walk").out
 
     before = len(home_registry.events())
