@@ -32,7 +32,7 @@ Meaning:
 - Sorting by ``metadata.x`` puts numbers first (by value), then strings, then versions without it;
   ties are broken by version, ascending.
 
-- Metadata strings longer than 1,000 characters, numbers beyond 1e308 and lists are not searchable.
+- Metadata strings longer than 1,000 bytes (UTF-8), numbers beyond 1e308 and lists are not searchable.
 
 ``parse(text)`` and ``parse_order(text)`` give a small tree (``str(tree)`` prints it back);
 ``select_versions(target, where, order_by, limit)`` compiles both to one ``SELECT version`` (the same
@@ -381,7 +381,8 @@ def parse_order(text: str) -> list[OrderKey]:
 
 # --- the search projection and SQL ---------------------------------------------------------------
 
-MAX_TEXT = 1000  # longer strings are not searchable (an index entry must stay small on PostgreSQL)
+MAX_KEY_BYTES = 500  # longer key paths are not searchable
+MAX_TEXT = 1000  # bytes: longer strings are not searchable (PostgreSQL's index entries stay < 2704 bytes)
 
 
 def encode_key(path: tuple[str, ...]) -> str:
@@ -399,10 +400,10 @@ def field_rows(name: str, version: int, source: str, values: Mapping[str, Any]) 
                 walk(inner, (*path, key))
             return
         kind = _json_kind(value)
-        if kind is None or (kind == "string" and len(value) > MAX_TEXT):
+        if kind is None or (kind == "string" and len(value.encode("utf-8", "surrogatepass")) > MAX_TEXT):
             return
         key = encode_key(path)
-        if len(key) <= 500:
+        if len(key.encode("utf-8", "surrogatepass")) <= MAX_KEY_BYTES:
             number = float(value) if kind != "string" and abs(value) <= MAX_FLOAT else None
             if kind == "string" or number is not None:
                 rows.append({"name": name, "version": version, "source": source, "key": key, "kind": kind,

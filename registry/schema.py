@@ -143,8 +143,8 @@ class VersionFieldRow(Base):
 
     __tablename__ = "rlreg_version_fields"
     __table_args__ = (
-        Index("ix_rlreg_version_fields_num", "name", "source", "key", "num"),
-        Index("ix_rlreg_version_fields_text", "name", "source", "key", "text"),
+        Index("ix_rlreg_version_fields_num", "name", "source", "key", "kind", "num", "version"),
+        Index("ix_rlreg_version_fields_text", "name", "source", "key", "kind", "text", "version"),
     )
 
     name: Mapped[str] = mapped_column(String(NAME_LENGTH), primary_key=True)

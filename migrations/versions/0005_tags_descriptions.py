@@ -39,8 +39,8 @@ def upgrade() -> None:
         sa.Column("text", sa.Text().with_variant(postgresql.TEXT(collation="C"), "postgresql"), nullable=True),
         sa.PrimaryKeyConstraint("name", "version", "source", "key", name=op.f("pk_rlreg_version_fields")),
     )
-    op.create_index("ix_rlreg_version_fields_num", "rlreg_version_fields", ["name", "source", "key", "num"])
-    op.create_index("ix_rlreg_version_fields_text", "rlreg_version_fields", ["name", "source", "key", "text"])
+    op.create_index("ix_rlreg_version_fields_num", "rlreg_version_fields", ["name", "source", "key", "kind", "num", "version"])
+    op.create_index("ix_rlreg_version_fields_text", "rlreg_version_fields", ["name", "source", "key", "kind", "text", "version"])
 
 
 def downgrade() -> None:
