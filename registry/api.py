@@ -308,7 +308,7 @@ class Registry:
         """Events of every model with ``position > after``, ascending."""
         return self._events.events(after, limit)
 
-    def follow(self, after: int = 0, *, poll_interval: float = 0.05, timeout: float | None = None,
+    def follow(self, after: int = 0, *, poll_interval: float | None = None, timeout: float | None = None,
                stop: Any = None) -> Iterator[Event]:
         """Yield events after ``after`` as they commit (ends after ``timeout`` idle seconds or on ``stop``)."""
         return self._events.follow(after, poll_interval=poll_interval, timeout=timeout, stop=stop)
