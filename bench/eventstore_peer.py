@@ -149,7 +149,10 @@ class Peer:
         return self._versions[stream]
 
     def _id(self, stream: str) -> uuid.UUID:
-        return uuid.uuid5(uuid.NAMESPACE_URL, f"{self.url}/{stream}")
+        self._ids = getattr(self, "_ids", {})
+        if stream not in self._ids:
+            self._ids[stream] = uuid.uuid4()
+        return self._ids[stream]
 
     def close(self) -> None:
         """Release connections."""

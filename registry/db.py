@@ -209,6 +209,39 @@ def is_driver_error(e: BaseException) -> bool:
     return isinstance(e, sqlite3.Error) or (psycopg is not None and isinstance(e, psycopg.Error))
 
 
+class ThreadConnections:
+    """One sqlite3 connection per thread (and process), set up like the engine's, kept for the store's life.
+
+    A SQLite append or read costs tens of microseconds in SQLite itself; checking a connection out of
+    SQLAlchemy's pool and back costs as much again. Each connection comes from the engine (so its
+    connect-time settings apply) and is detached from its pool, which it then never counts against.
+    Not for in-memory databases, whose one connection is the database.
+    """
+
+    def __init__(self, engine: Engine) -> None:
+        self.engine, self.local, self.lock, self.opened = engine, threading.local(), threading.Lock(), []
+
+    def get(self) -> Any:
+        """This thread's connection."""
+        key = (os.getpid(), id(self))
+        if getattr(self.local, "key", None) != key:  # a forked child opens its own
+            fairy = self.engine.raw_connection()
+            driver = fairy.driver_connection
+            fairy.detach()
+            with self.lock:
+                self.opened.append(driver)
+            self.local.key, self.local.driver = key, driver
+        return self.local.driver
+
+    def close(self) -> None:
+        """Close every connection opened here (by this process)."""
+        with self.lock:
+            opened, self.opened = self.opened, []
+        for driver in opened:
+            with contextlib.suppress(Exception):
+                driver.close()
+
+
 @contextlib.contextmanager
 def dbapi_connection(engine: Engine, what: str, *, autocommit: bool = False) -> Iterator[Any]:
     """A pooled driver connection (sqlite3 or psycopg) for hand-written SQL, errors mapped as by ``translate_errors``.

@@ -58,11 +58,12 @@ class SQLiteLog:
             return None
         last = dbapi.execute(self.allocate, (n,)).fetchall()[0][0]
         version, first = got[0][0] - n + 1, last - n + 1
-        stamp = now.astimezone(UTC).strftime("%Y-%m-%d %H:%M:%S.%f")
-        dbapi.executemany(
-            self.insert,
-            [(first + i, ids[i].hex, stream, version + i, types[i], payloads[i], stamp) for i in range(n)],
-        )
+        stamp = now.strftime("%Y-%m-%d %H:%M:%S.%f")  # ``now`` is UTC; SQLAlchemy's format for SQLite
+        rows = [(first + i, ids[i].hex, stream, version + i, types[i], payloads[i], stamp) for i in range(n)]
+        if n == 1:
+            dbapi.execute(self.insert, rows[0])
+        else:
+            dbapi.executemany(self.insert, rows)
         return last, got[0][0]
 
     def events(self, dbapi: Any, after: int, limit: Optional[int]) -> list[tuple]:

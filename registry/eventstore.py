@@ -102,6 +102,8 @@ class EventStore:
         self.projector = projector
         self._sqlite = db.is_sqlite(self.engine)
         self._log: Union[SQLiteLog, PostgresLog] = SQLiteLog() if self._sqlite else PostgresLog()
+        in_memory = self.engine.url.database in (None, "", ":memory:")
+        self._pinned = db.ThreadConnections(self.engine) if self._sqlite and not in_memory else None
         if check_schema:
             try:
                 db.ensure_schema(self.engine, upgrade=upgrade, create=create)
@@ -111,6 +113,8 @@ class EventStore:
 
     def close(self) -> None:
         """Release the engine's connections (only if this store created the engine)."""
+        if self._pinned is not None:
+            self._pinned.close()
         if self._owns_engine:
             self.engine.dispose()
 
@@ -138,6 +142,10 @@ class EventStore:
     @contextmanager
     def _driver(self, what: str) -> Iterator[Any]:
         """A driver connection outside any transaction (each statement commits on its own)."""
+        if self._pinned is not None:
+            with db.translate_errors(what):
+                yield self._pinned.get()
+            return
         with db.dbapi_connection(self.engine, what, autocommit=True) as driver:
             yield driver
 
@@ -184,15 +192,24 @@ class EventStore:
         if not self._sqlite:
             with self._driver("appending") as driver:  # one statement, its own transaction
                 return self._write(driver, stream, new_events, payloads, expected)
-        with db.sqlite_writer_queue(self.engine), db.dbapi_connection(self.engine, "appending") as driver:
-            driver.execute("BEGIN IMMEDIATE")
-            try:
-                recorded = self._write(driver, stream, new_events, payloads, expected)
-                driver.execute("COMMIT")
-            except BaseException:
-                driver.rollback()
-                raise
-            return recorded
+        with db.sqlite_writer_queue(self.engine):
+            driver = self._pinned.get() if self._pinned is not None else None
+            if driver is None:  # in memory: the engine's one connection
+                with db.dbapi_connection(self.engine, "appending") as driver:
+                    return self._write_sqlite(driver, stream, new_events, payloads, expected)
+            return self._write_sqlite(driver, stream, new_events, payloads, expected)
+
+    def _write_sqlite(
+        self, driver: Any, stream: str, new_events: list[NewEvent], payloads: list[str], expected: Optional[int]
+    ) -> list[Event]:
+        driver.execute("BEGIN IMMEDIATE")
+        try:
+            recorded = self._write(driver, stream, new_events, payloads, expected)
+            driver.execute("COMMIT")
+        except BaseException:
+            driver.rollback()
+            raise
+        return recorded
 
     def _append_joined(
         self, conn: Connection, stream: str, new_events: list[NewEvent], payloads: list[str], expected: Optional[int]
@@ -464,6 +481,6 @@ def _check_append(stream: str, new_events: list[NewEvent], expected: Optional[in
             raise errors.InvalidEventError(
                 f"append to stream {stream!r}: the payload of {e.type!r} is not JSON: {exc}"
             ) from exc
-    if len({e.id for e in new_events}) != len(new_events):
+    if len(new_events) > 1 and len({e.id for e in new_events}) != len(new_events):
         raise errors.InvalidEventError(f"append to stream {stream!r}: two events share an id")
     return payloads
