@@ -33,12 +33,16 @@ def __getattr__(attr: str) -> Any:
         from registry.api import Registry
 
         return Registry
+    if attr == "PendingVersion":
+        from registry.pending import PendingVersion
+
+        return PendingVersion
     raise AttributeError(f"module 'registry' has no attribute {attr!r}")
 
 __all__ = [
     "ConflictError", "DatabaseUnavailableError", "Event", "IntegrityError", "InvalidEventError",
     "InvalidNameError", "ModelDiff", "ModelInfo", "ModelRef", "ModelVersion", "NotFoundError",
-    "Registry", "RegistryError", "SchemaVersionError",
+    "PendingVersion", "Registry", "RegistryError", "SchemaVersionError",
     "default_registry", "parse_uri",
     "snapshot", "register", "load", "version", "versions", "models", "spec", "manifest", "history",
     "events", "follow", "set_alias", "aliases", "remove_alias", "diff", "export", "import_checkpoint",

@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 import os
 import posixpath
+import stat
 import uuid
 from collections import defaultdict
 from collections.abc import Iterable, Mapping
@@ -146,7 +147,7 @@ class Store:
         for name, r in raws.items():
             weight[object_of[digests[name]]] += r.nbytes
         with filesystems.translate_errors(self.url):
-            present = set(self._exists([o.digest for o in planned]))
+            present = self._intact_remote(planned)
             for o in planned:
                 if o.digest in present:
                     prog.add(weight[o.digest])
@@ -163,7 +164,7 @@ class Store:
 
             def submit(obj: objects.EncodedObject, weight: int) -> None:
                 planned[obj.digest] = obj
-                if os.path.exists(self._path(obj.digest)):
+                if self._intact_local(obj):
                     prog.add(weight)
                 else:
                     pending.append(writer.submit(self._write_local, obj, prog, weight))
@@ -187,9 +188,41 @@ class Store:
 
     def _write_local(self, obj: objects.EncodedObject, prog: Progress, weight: int) -> None:
         buffers = obj.buffers() if len(obj.raws) == 1 else [filesystems.join(obj.buffers())]  # one write
-        filesystems.local_atomic_write(self._path(obj.digest), buffers)
+        filesystems.local_atomic_write(self._path(obj.digest), buffers, durable=True)
         self._count_write(obj)
         prog.add(weight)
+
+    # A dedup hit proves only that a regular file (an object) of the right size is stored under the
+    # digest; its bytes are checked when it is read (and by verify), not here: re-hashing every
+    # reused object would cost a full read per snapshot.
+
+    def _intact_local(self, obj: objects.EncodedObject) -> bool:
+        """Whether ``obj`` is stored as a regular file of its size; a damaged entry is made ready to rewrite."""
+        path = self._path(obj.digest)
+        try:
+            st = os.lstat(path)
+        except FileNotFoundError:
+            return False
+        if stat.S_ISREG(st.st_mode) and st.st_size == obj.nbytes:
+            return True
+        what = f"a regular file of {st.st_size} bytes" if stat.S_ISREG(st.st_mode) else "not a regular file"
+        log.warning("object %s at %s is %s, not %d bytes: rewriting it", obj.digest, self._where(obj.digest),
+                    what, obj.nbytes)
+        if stat.S_ISDIR(st.st_mode):
+            self._quarantine(obj.digest)  # a rename cannot replace a folder: move it aside
+        return False
+
+    def _intact_remote(self, planned: list[objects.EncodedObject]) -> set[str]:
+        """The digests of ``planned`` stored with the size each should have (the size the bucket reports)."""
+        sizes = filesystems.sizes_many(self.fs, [self._path(o.digest) for o in planned])
+        present = set()
+        for o, size in zip(planned, sizes):
+            if size == o.nbytes:
+                present.add(o.digest)
+            elif size is not None:
+                log.warning("object %s at %s holds %d bytes, not %d: rewriting it", o.digest,
+                            self._where(o.digest), size, o.nbytes)
+        return present
 
     def _write(self, todo: list[objects.EncodedObject], written: Any = None) -> None:
         """Stream each object to storage (concurrently), then into the cache; ``written(obj)`` after each."""
