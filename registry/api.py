@@ -318,12 +318,23 @@ class Registry:
 
         ``progress(done, total)``: bytes of the version's objects read so far (``Store.get``'s).
         """
-        with self._read(f"reading model {name!r}") as conn:
-            row = self._row(conn, name, version, alias)
-            spec = self._spec_of(conn, row.spec_digest)
+        row, spec = self._stored(name, version, alias=alias)
         tensors = self._get(row.manifest, progress=progress)
         state = join_state(tensors, row.state or {})
         return replay.rebuild(spec, state, set(tensors), self.trusted_modules)
+
+    def _stored(self, name: str, version: int | None = None, *, alias: str | None = None) -> tuple[Any, dict]:
+        """The projected row of a version and its spec dict, in one read transaction."""
+        with self._read(f"reading model {name!r}") as conn:
+            row = self._row(conn, name, version, alias)
+            return row, self._spec_of(conn, row.spec_digest)
+
+    def bind(self) -> Any:
+        """``with reg.bind():`` makes ``rlreg://`` URIs (``load_state_path``, ``restore_from_path``)
+        resolve on this registry within the block, in this thread or task; no environment change."""
+        from registry import fs
+
+        return fs.bind(self)
 
     def _get(self, manifest: dict, names: list[str] | None = None, progress: ProgressCallback | None = None) -> dict:
         try:

@@ -31,6 +31,20 @@ def rebuild(spec: Mapping[str, Any], state: dict, tensor_keys: set[str], trusted
     return module
 
 
+def metadata_only(spec: Mapping[str, Any], trusted_modules=None) -> Any:
+    """The module of ``spec`` built on the ``meta`` device: its structure, without memory or random numbers.
+
+    For what a checkpoint folder says besides its tensors (metadata, constructor arguments,
+    components); built the ordinary way if it cannot be built on ``meta``.
+    """
+    try:
+        with torch.device("meta"):
+            return spec_object(spec, trusted_modules).build()
+    except Exception as exc:  # noqa: BLE001 - any failure means: build it the ordinary way
+        log.debug("meta-device build of %s failed (%r); building normally", spec.get("module_class"), exc)
+        return spec_object(spec, trusted_modules).build()
+
+
 def spec_object(spec: Mapping[str, Any], trusted_modules=None) -> Any:
     """The spec object of a spec dict, without ``load_state_path`` (the registry supplies the state)."""
     obj = spec_from_dict(dict(spec), trusted_modules=trusted_modules)
