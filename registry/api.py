@@ -321,7 +321,7 @@ class Registry:
         row, spec = self._stored(name, version, alias=alias)
         tensors = self._get(row.manifest, progress=progress)
         state = join_state(tensors, row.state or {})
-        return replay.rebuild(spec, state, set(tensors), self.trusted_modules)
+        return replay.rebuild(spec, state, tensors, self.trusted_modules)
 
     def _stored(self, name: str, version: int | None = None, *, alias: str | None = None) -> tuple[Any, dict]:
         """The projected row of a version and its spec dict, in one read transaction."""

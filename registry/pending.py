@@ -14,6 +14,7 @@ collected that way is raised by ``Registry.close()``, and reported on stderr at 
 from __future__ import annotations
 
 import atexit
+import ctypes
 import concurrent.futures
 import sys
 import threading
@@ -88,9 +89,7 @@ class StagingPool:
             if key not in sizes:
                 out[key] = np.array(t, copy=True)  # numpy state: a fresh copy
                 continue
-            dst = buf[offset : offset + sizes[key]].view(t.dtype).view(t.shape)
-            dst.copy_(t)
-            out[key] = dst
+            out[key] = _copy_into(buf[offset : offset + sizes[key]], t)
             offset += _aligned(sizes[key])
         return out, lambda: self._give(buf)
 
@@ -109,6 +108,20 @@ class StagingPool:
     def clear(self) -> None:
         with self._lock:
             self._free.clear()
+
+
+def _copy_into(dst: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
+    """``t`` copied into the bytes ``dst``, as a tensor of its dtype and shape.
+
+    A plain ``memmove`` for a contiguous CPU tensor: torch's ``copy_`` splits large copies over its
+    intra-op threads, which on a busy machine made staging twenty times slower than one memcpy.
+    """
+    out = dst.view(t.dtype).view(t.shape)
+    if t.device.type == "cpu" and t.is_contiguous() and dst.numel():
+        ctypes.memmove(out.data_ptr(), t.data_ptr(), dst.numel())
+    else:
+        out.copy_(t)
+    return out
 
 
 def _aligned(n: int) -> int:

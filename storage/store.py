@@ -100,8 +100,15 @@ class Store:
     """Tensors stored once by content in safetensors objects under ``<url>/objects/``."""
 
     def __init__(
-        self, url: str | Any, cache_dir: str | None = None, *, cache_max_bytes: int | None = None, **storage_options: Any
+        self,
+        url: str | Any,
+        cache_dir: str | None = None,
+        *,
+        cache_max_bytes: int | None = None,
+        durable: bool = True,
+        **storage_options: Any,
     ) -> None:
+        """``durable=False`` skips the fsyncs of local objects (faster; a power loss may then tear one)."""
         self.location = Location(url, **storage_options)
         self.url = self.location.url
         self.fs = self.location.fs
@@ -111,6 +118,7 @@ class Store:
         if self._remote:
             self.cache = ObjectCache(cache_dir or default_cache_dir(), cache_max_bytes or default_max_bytes())
         self.stats = StoreStats()
+        self.durable = durable
 
     def __repr__(self) -> str:
         return f"Store({self.url!r})"
@@ -188,7 +196,7 @@ class Store:
 
     def _write_local(self, obj: objects.EncodedObject, prog: Progress, weight: int) -> None:
         buffers = obj.buffers() if len(obj.raws) == 1 else [filesystems.join(obj.buffers())]  # one write
-        filesystems.local_atomic_write(self._path(obj.digest), buffers, durable=True)
+        filesystems.local_atomic_write(self._path(obj.digest), buffers, durable=self.durable)
         self._count_write(obj)
         prog.add(weight)
 
