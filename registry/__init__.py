@@ -65,9 +65,9 @@ def default_registry(db_url: str | None = None, storage_url: str | None = None) 
         return reg
 
 
-def snapshot(name: str, module: Any, metadata: dict | None = None) -> ModelVersion:
-    """``Registry.snapshot`` on the default registry."""
-    return default_registry().snapshot(name, module, metadata)
+def snapshot(name: str, module: Any, metadata: dict | None = None, *, block: bool = True) -> Any:
+    """``Registry.snapshot`` on the default registry (``block=False``: a ``PendingVersion``)."""
+    return default_registry().snapshot(name, module, metadata, block=block)
 
 
 def register(name: str, spec: Any) -> str:

@@ -242,6 +242,13 @@ def sizes_many(fs: fsspec.AbstractFileSystem, paths: list[str]) -> list[int | No
     return [_size(fs, p) for p in paths]
 
 
+def size_of(fs: fsspec.AbstractFileSystem, path: str) -> int | None:
+    """The size of the file at ``path`` (``None`` if no file is there); on S3 one HEAD."""
+    if hasattr(fs, "_call_s3"):
+        return fsspec.asyn.sync(fs.loop, _s3_head, fs, path)
+    return _size(fs, path)
+
+
 def _size(fs: fsspec.AbstractFileSystem, path: str) -> int | None:
     try:
         info = fs.info(path)
