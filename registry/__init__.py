@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING
 from registry import config
 from registry.errors import (
     ConflictError, DatabaseUnavailableError, IntegrityError, InvalidEventError, InvalidNameError,
-    NotFoundError, RegistryError, SchemaVersionError,
+    NotFoundError, QueryError, RegistryError, SchemaVersionError, StorageMismatchError, StorageMoveError,
 )
 from registry.eventstore import Event
 from registry.modeldiff import ModelDiff
@@ -42,7 +42,8 @@ def __getattr__(attr: str) -> Any:
 __all__ = [
     "ConflictError", "DatabaseUnavailableError", "Event", "IntegrityError", "InvalidEventError",
     "InvalidNameError", "ModelDiff", "ModelInfo", "ModelRef", "ModelVersion", "NotFoundError",
-    "PendingVersion", "Registry", "RegistryError", "SchemaVersionError",
+    "PendingVersion", "QueryError", "Registry", "RegistryError", "SchemaVersionError", "StorageMismatchError",
+    "StorageMoveError",
     "default_registry", "parse_uri",
     "snapshot", "register", "load", "version", "versions", "models", "spec", "manifest", "history",
     "events", "follow", "set_alias", "aliases", "remove_alias", "diff", "export", "import_checkpoint",
@@ -85,9 +86,9 @@ def version(name: str, version: int | None = None, alias: str | None = None) -> 
     return default_registry().version(name, version, alias=alias)
 
 
-def versions(name: str) -> list[ModelVersion]:
+def versions(name: str, where: str | None = None, order_by: str | None = None, limit: int | None = None) -> list[ModelVersion]:
     """``Registry.versions`` on the default registry."""
-    return default_registry().versions(name)
+    return default_registry().versions(name, where=where, order_by=order_by, limit=limit)
 
 
 def models() -> list[ModelInfo]:
