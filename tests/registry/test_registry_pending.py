@@ -177,7 +177,7 @@ def test_interpreter_exit_waits_for_pending_snapshots_and_reports_failures(sqlit
         good = Registry({sqlite_url!r}, {str(tmp_path / "blobs")!r})
         for i in range(3):
             good.snapshot("m", module, {{"i": i}}, block=False)
-        bad = Registry({sqlite_url!r}, {str(tmp_path / "blocked" / "blobs")!r})
+        bad = Registry({"sqlite:///" + str(tmp_path / "other.db")!r}, {str(tmp_path / "blocked" / "blobs")!r})
         bad.snapshot("lost", module, block=False)
         print("leaving")
     """)
