@@ -107,8 +107,10 @@ def test_an_older_schema_is_upgraded_on_request_and_projections_rebuilt(db_url, 
 
 def _append_0001_era(engine, stream, new_events):
     """What a 0001-era writer stored: the log's columns of revision 0001 (no actor)."""
+    now = dt.datetime.now(dt.timezone.utc)
+    stamp = now.strftime("%Y-%m-%d %H:%M:%S.%f") if engine.dialect.name == "sqlite" else now  # as the log writes it
     rows = [{"position": i, "id": e.id.hex, "stream": stream, "stream_version": i, "type": e.type,
-             "payload": json.dumps(e.payload), "timestamp": dt.datetime.now(dt.timezone.utc)}
+             "payload": json.dumps(e.payload), "timestamp": stamp}
             for i, e in enumerate(new_events, start=1)]
     with engine.begin() as conn:
         conn.execute(sa.text("INSERT INTO rlreg_events (position, id, stream, stream_version, type, payload, timestamp) "

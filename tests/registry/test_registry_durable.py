@@ -30,6 +30,7 @@ def test_objects_are_fsynced_before_the_version_event_commits(tmp_path, monkeypa
     monkeypatch.setattr(os, "replace", replace)
     monkeypatch.setattr(EventStore, "append", append)
     with Registry(f"sqlite:///{tmp_path / 'r.db'}", str(tmp_path / "blobs")) as reg:
+        calls.clear()  # opening a new registry appended its storage binding
         reg.snapshot("m", registry_toys.spec(hidden=64).build())
         objs = manifest_objects(reg.manifest("m"))
     before = calls[: calls.index(("append", ""))]

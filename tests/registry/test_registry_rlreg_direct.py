@@ -77,7 +77,7 @@ def test_the_state_tensors_are_views_of_the_verified_object_mapping(two):
     tensors = Location("rlreg://m/1", registry=a).load_tensors("module_state.safetensors")
     with open("/proc/self/maps") as f:
         maps = [line.split() for line in f]
-    objects_dir = os.path.join(a.storage_url, "objects")
+    objects_dir = os.path.join(a.storage_url.removeprefix("file://"), "objects")  # storage_url is normalised
 
     def mapped_file(address: int) -> str:
         for fields in maps:
