@@ -65,7 +65,10 @@ from rlmodule.serialization import (
     gym_space_from_dict,
     gym_space_to_dict,
     serialize_type,
+    space_from_dict,
+    space_to_dict,
 )
+from rlmodule.spaces import FlexDict, Repeated, Simplex
 from rlmodule.state import join_state, split_state
 from rlmodule.torch_rl_module import TorchRLModule
 from rlmodule.trust import resolve_class
@@ -85,5 +88,5 @@ __all__ = [
     "check_output_specs", "convert_to_canonical_format", "deprecation_warning",
     "deserialize_type", "gym_space_from_dict", "gym_space_to_dict", "is_overridden",
     "join_state", "override", "resolve_class", "serialize_type", "spec_from_dict", "spec_to_dict", "split_state",
-    "validate_module_id",
+    "validate_module_id", "FlexDict", "Repeated", "Simplex", "space_from_dict", "space_to_dict",
 ]
