@@ -44,6 +44,7 @@ from rlmodule.errors import (
     CheckpointFormatError,
     CheckpointNotFoundError,
     ModelConfigError,
+    PickleRefusedError,
     RLModuleError,
     SpaceSerializationError,
     SpecCheckingError,
@@ -59,6 +60,7 @@ from rlmodule.multi_rl_module import (
     spec_to_dict,
 )
 from rlmodule.rl_module import RLModule, RLModuleConfig, RLModuleSpec
+from rlmodule import rllib_checkpoint  # noqa: E402 - RLlib's checkpoints, read without unpickling
 from rlmodule.sample_batch import SampleBatch
 from rlmodule.serialization import (
     deserialize_type,
@@ -88,5 +90,5 @@ __all__ = [
     "check_output_specs", "convert_to_canonical_format", "deprecation_warning",
     "deserialize_type", "gym_space_from_dict", "gym_space_to_dict", "is_overridden",
     "join_state", "override", "resolve_class", "serialize_type", "spec_from_dict", "spec_to_dict", "split_state",
-    "validate_module_id", "FlexDict", "Repeated", "Simplex", "space_from_dict", "space_to_dict",
+    "validate_module_id", "FlexDict", "PickleRefusedError", "Repeated", "Simplex", "space_from_dict", "space_to_dict",
 ]

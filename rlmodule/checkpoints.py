@@ -201,13 +201,23 @@ def read_metadata(loc, metadata_file: str = "metadata.json") -> dict:
     if fmt != CHECKPOINT_FORMAT:
         raise CheckpointFormatError(
             f"checkpoint {loc.url} has format {fmt!r}; this rlreg reads {CHECKPOINT_FORMAT!r}"
-            + (" (RLlib pickle checkpoints are not read)" if fmt is None else ""))
+            + (_rllib_hint(meta) if fmt is None else ""))
     version = meta.get("checkpoint_version")
     if version not in READABLE_CHECKPOINT_VERSIONS:
         raise CheckpointFormatError(
             f"checkpoint {loc.url} has checkpoint_version {version!r}; this rlreg reads "
             + ", ".join(repr(v) for v in READABLE_CHECKPOINT_VERSIONS))
     return meta
+
+
+def _rllib_hint(meta: dict) -> str:
+    """What to do with a checkpoint RLlib wrote (its pickles are never loaded by from_checkpoint)."""
+    if "ray_version" not in meta and not str(meta.get("class_and_ctor_args_file", "")).endswith(".pkl"):
+        return " (RLlib pickle checkpoints are not read)"
+    return (f": it is an RLlib {meta.get('ray_version', '')} checkpoint (pickle files), which "
+            "RLModule.from_checkpoint does not read; import it with `rlreg import NAME PATH "
+            "--from-rllib` (Registry.import_checkpoint(..., from_rllib=True) or "
+            "rlmodule.rllib_checkpoint.load_rllib_checkpoint), which decodes it without unpickling")
 
 
 def metadata_file_name(loc, meta: dict, key: str, default: str, suffix: str,
