@@ -17,9 +17,7 @@ never do.
 
 from __future__ import annotations
 
-import io
 import json
-import pickle
 import posixpath
 import re
 from collections import OrderedDict
@@ -32,6 +30,7 @@ from rlmodule.checkpoints import as_location
 from rlmodule.errors import CheckpointFormatError, CheckpointNotFoundError, StateMismatchError
 from rlmodule.pickle_free import decode
 from rlmodule.rllib_globals import RLLIB_GLOBALS
+from rlmodule.rllib_writer import Call as _Call, Global as _Global, New as _New, dumps as _dumps
 
 __all__ = ["export_as", "is_rllib_checkpoint", "load_rllib_checkpoint", "rllib_metadata",
            "save_rllib_checkpoint"]
@@ -228,63 +227,6 @@ def load_rllib_checkpoint(path):
 
 # -- writing ----------------------------------------------------------------------------------------
 
-class _Global:
-    """Pickles as a reference to `module.name` (an RLlib class we do not import)."""
-
-    def __init__(self, module: str, name: str) -> None:
-        self.module, self.name = module, name
-
-
-class _New:
-    """Pickles as `cls.__new__(cls)` + BUILD(state): how a dataclass instance is pickled."""
-
-    def __init__(self, cls: _Global, state: dict) -> None:
-        self.cls, self.state = cls, state
-
-
-class _Call:
-    """Pickles as `func(*args)` (REDUCE)."""
-
-    def __init__(self, func: _Global, args: tuple) -> None:
-        self.func, self.args = func, args
-
-
-class _Writer(pickle._Pickler):
-    """The pure-Python pickler plus our three reference types (no import of what they name)."""
-
-    dispatch = dict(pickle._Pickler.dispatch)
-
-    def _save_global(self, obj: _Global) -> None:
-        self.save(obj.module)
-        self.save(obj.name)
-        self.write(pickle.STACK_GLOBAL)
-        self.memoize(obj)
-
-    def _save_new(self, obj: _New) -> None:
-        self.save(obj.cls)
-        self.save(())
-        self.write(pickle.NEWOBJ)
-        self.memoize(obj)
-        self.save(obj.state)
-        self.write(pickle.BUILD)
-
-    def _save_call(self, obj: _Call) -> None:
-        self.save(obj.func)
-        self.save(obj.args)
-        self.write(pickle.REDUCE)
-        self.memoize(obj)
-
-    dispatch[_Global] = _save_global
-    dispatch[_New] = _save_new
-    dispatch[_Call] = _save_call
-
-
-def _dumps(obj) -> bytes:
-    buf = io.BytesIO()
-    _Writer(buf, protocol=5).dump(obj)
-    return buf.getvalue()
-
-
 _RAY_PPO = _Global("ray.rllib.algorithms.ppo.torch.default_ppo_torch_rl_module", "DefaultPPOTorchRLModule")
 _RAY_CATALOG = _Global("ray.rllib.algorithms.ppo.ppo_catalog", "PPOCatalog")
 _RAY_MULTI = _Global("ray.rllib.core.rl_module.multi_rl_module", "MultiRLModule")
@@ -350,7 +292,7 @@ def _write(loc, cls: _Global, kwargs: dict, state: dict) -> None:
                           else np.asarray(v)) for k, v in state.items())
     loc.write_bytes("class_and_ctor_args.pkl",
                     _dumps({"class": cls, "ctor_args_and_kwargs": ((), kwargs)}))
-    loc.write_bytes("module_state.pkl", pickle.dumps(arrays, protocol=5))
+    loc.write_bytes("module_state.pkl", _dumps(arrays))
     loc.write_bytes("metadata.json", json.dumps({
         "class_and_ctor_args_file": "class_and_ctor_args.pkl", "state_file": "module_state",
         "ray_version": EXPORT_RAY_VERSION, "ray_commit": "", "checkpoint_version": "2.1",
