@@ -274,6 +274,11 @@ class Registry:
         with self._read(f"reading model {name!r}") as conn:
             return self._row(conn, name, version, alias).manifest
 
+    def state(self, name: str, version: int | None = None, *, alias: str | None = None) -> Any:
+        """The non-tensor part of a version's state (JSON), as ``split_state`` left it."""
+        with self._read(f"reading model {name!r}") as conn:
+            return self._row(conn, name, version, alias).state or {}
+
     def load(
         self, name: str, version: int | None = None, *, alias: str | None = None, progress: ProgressCallback | None = None
     ) -> RLModule:
@@ -287,6 +292,15 @@ class Registry:
         tensors = self._get(row.manifest, progress=progress)
         state = join_state(tensors, row.state or {})
         return replay.rebuild(spec, state, set(tensors), self.trusted_modules)
+
+    def tensors(self, name: str, version: int | None = None, names: list[str] | None = None, *,
+                alias: str | None = None) -> dict:
+        """Some (default: all) of a version's tensors, read and verified, without rebuilding the module."""
+        manifest = self.manifest(name, version, alias=alias)
+        unknown = sorted(set(names or ()) - set(manifest["tensors"]))
+        if unknown:
+            raise errors.NotFoundError(f"model {name!r} version {version or alias or 'latest'}: no tensor {unknown[0]!r}")
+        return self._get(manifest, names=names)
 
     def _get(self, manifest: dict, names: list[str] | None = None, progress: ProgressCallback | None = None) -> dict:
         try:
