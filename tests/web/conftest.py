@@ -7,15 +7,12 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
-from webclient import ASGIClient, Server
+from webclient import TOKENS, ASGIClient, Server
 from webtoys import populate
 
 from registry import Registry
 from rlreg.web import create_app, parse_tokens
 
-TOKENS = "alice:alice-token-0123456789,ci-bot:sha256:" + __import__("hashlib").sha256(b"ci-bot-token-0123456789").hexdigest()
-ALICE = {"Authorization": "Bearer alice-token-0123456789"}
-CI_BOT = {"Authorization": "Bearer ci-bot-token-0123456789"}
 
 
 @dataclass

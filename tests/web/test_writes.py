@@ -3,8 +3,7 @@
 from __future__ import annotations
 
 import pytest
-from conftest import ALICE, CI_BOT
-from webclient import ASGIClient
+from webclient import ALICE, CI_BOT, ASGIClient
 from webtoys import MODEL
 
 from rlreg.web import create_app, parse_tokens

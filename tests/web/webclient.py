@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import functools
+import hashlib
 import json
 import os
 import shutil
@@ -17,6 +18,10 @@ import httpx
 
 BIN = Path(sys.executable).parent
 RLREG = shutil.which("rlreg", path=str(BIN)) or shutil.which("rlreg")
+# RLREG_SERVE_TOKENS of the writable apps: alice's token as itself, ci-bot's as its SHA-256
+TOKENS = "alice:alice-token-0123456789,ci-bot:sha256:" + hashlib.sha256(b"ci-bot-token-0123456789").hexdigest()
+ALICE = {"Authorization": "Bearer alice-token-0123456789"}
+CI_BOT = {"Authorization": "Bearer ci-bot-token-0123456789"}
 
 
 class ASGIClient:
