@@ -14,4 +14,5 @@ SUITES: dict[str, str] = {
 # Runnable by name, but already part of another suite's run.
 EXTRA_SUITES: dict[str, str] = {
     "eventstore": "bench.eventstore",
+    "web": "bench.web",  # rlreg serve's pages with 10,000 versions
 }

@@ -69,14 +69,14 @@ def _versions_query(request: Request) -> dict[str, Any]:
     }
 
 
-def _table(reg: Any, name: str, query: dict[str, Any]) -> list[Any]:
-    """The versions the table shows: the registry filters and sorts; newest first by default."""
-    asked = dict(query)
-    if not reads.supports(reg.versions, "order_by") and not asked["where"] and not asked["order_by"]:
-        rows = reads.versions(reg, name, include_deleted=asked["include_deleted"])
-        return list(reversed(rows))[: asked["limit"]]
-    asked["order_by"] = asked["order_by"] or "-version"
-    return reads.versions(reg, name, **asked)
+def _table(reg: Any, name: str, query: dict[str, Any], every: list[Any]) -> list[Any]:
+    """The versions the table shows: the registry filters and sorts; newest first by default.
+
+    ``every`` (all versions, for the chart) serves the default view when the registry cannot sort.
+    """
+    if not reads.supports(reg.versions, "order_by") and not query["where"] and not query["order_by"]:
+        return list(reversed(every))[: query["limit"]]
+    return reads.versions(reg, name, **{**query, "order_by": query["order_by"] or "-version"})
 
 
 def model_page(request: Request, name: str) -> Response:
@@ -84,15 +84,15 @@ def model_page(request: Request, name: str) -> Response:
     reg = request.app.state.registry
     info = to_jsonable(reads.model_info(reg, name))
     query = _versions_query(request)
+    every = reads.versions(reg, name, include_deleted=query["include_deleted"])
     where_error, status = None, 200
     try:
-        rows = _table(reg, name, query)
+        rows = _table(reg, name, query, every)
     except Exception as exc:  # a malformed where or sort: shown beside the form, as a 400
         known = http_status(exc)
         if known is None or known[0] != 400:
             raise
         where_error, status, rows = str(exc), 400, []
-    every = reads.versions(reg, name, include_deleted=query["include_deleted"])
     keys = charts.numeric_keys(v.metadata for v in every)
     key = request.query_params.get("chart") or charts.default_key(keys)
     chart = charts.line_chart(key, [(v.version, v.metadata.get(key)) for v in every]) if key else None

@@ -98,7 +98,8 @@ def event_page(reg: Registry, *, before: int | None = None, limit: int = 50, str
     top = head if before is None else min(before, head)
     found: list[Any] = []
     lowest = top + 1
-    for event in _backwards(reg, top, chunk=max(limit * 4, 200)):
+    chunk = limit + 1 if stream is None and not types else max(limit * 4, 200)
+    for event in _backwards(reg, top, chunk=chunk):
         lowest = event.position
         if (stream is None or event.stream == stream) and (not types or event.type in types):
             found.append(event)
