@@ -267,7 +267,8 @@ class Registry:
             if conn.execute(sa.select(models.c.name).where(models.c.name == name)).first() is None:
                 raise errors.NotFoundError(f"no model named {name!r}")
             alias_map = self._aliases_of(conn, name)
-            rows = conn.execute(sa.select(versions).where(versions.c.name == name).order_by(versions.c.version))
+            listed = [c for c in versions.c if c.name not in ("manifest", "state")]  # not in a ModelVersion
+            rows = conn.execute(sa.select(*listed).where(versions.c.name == name).order_by(versions.c.version))
             return [self._model_version(row, alias_map) for row in rows]
 
     def models(self) -> list[ModelInfo]:

@@ -17,7 +17,6 @@ import anyio
 from rlreg.output import event_summary, to_jsonable
 
 HEARTBEAT = 15.0  # seconds without an event before a keep-alive comment
-POLL_INTERVAL = 0.1  # follow's polling, so a new event reaches the page well within a second
 
 
 def sse_message(event: Any) -> str:
@@ -32,7 +31,7 @@ def messages(reg: Any, after: int, stop: threading.Event, *, stream: str | None 
     """SSE messages for events after ``after`` (filtered), with heartbeats, until ``stop`` is set."""
     yield f": following after position {after}\nretry: 1000\n\n"
     while not stop.is_set():
-        for event in reg.follow(after=after, poll_interval=POLL_INTERVAL, timeout=HEARTBEAT, stop=stop):
+        for event in reg.follow(after=after, timeout=HEARTBEAT, stop=stop):
             after = event.position
             if (stream is None or event.stream == stream) and (not types or event.type in types):
                 yield sse_message(event)

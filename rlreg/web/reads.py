@@ -59,7 +59,7 @@ def model_info(reg: Registry, name: str) -> Any:
 
 def alias_history(reg: Registry, name: str) -> list[Any]:
     """The ``AliasSet``/``AliasRemoved`` events of a model, newest first."""
-    return [e for e in reversed(reg.history(name)) if e.type in ALIAS_EVENTS]
+    return list(reversed(reg.event_store.read_stream(name, types=ALIAS_EVENTS)))
 
 
 def tensor(reg: Registry, ref: PathRef, tensor_name: str) -> tuple[Any, Any, dict]:
