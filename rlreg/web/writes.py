@@ -26,13 +26,19 @@ def writer(request: Request) -> tuple[Any, str]:
     if not state.allow_writes:
         raise ReadOnlyError("this server is read-only: start it with `rlreg serve --allow-writes`")
     actor = state.tokens.authorize(request.headers.get("authorization"))
-    return as_actor(state.registry, actor), actor
+    return state.registry, actor
 
 
-def as_actor(reg: Any, actor: str) -> Any:
-    """The registry whose events record ``actor`` as who made them."""
-    bind = getattr(reg, "as_actor", None)
-    return bind(actor) if bind is not None else reg
+def as_actor(reg: Any, actor: str, action: Callable[[Any], Any]) -> Any:
+    """``action(reg)`` with ``actor`` recorded as who made its events (``Registry.acting_as``, this thread).
+
+    The events still name this server's user, host and process beside the token's name.
+    """
+    acting_as = getattr(reg, "acting_as", None)
+    if acting_as is None:  # a registry that records no actors yet
+        return action(reg)
+    with acting_as(actor):
+        return action(reg)
 
 
 async def body(request: Request) -> dict[str, Any]:
@@ -59,7 +65,7 @@ def _method(reg: Any, name: str) -> Callable[..., Any]:
 async def _run(request: Request, action: Callable[[Any], Any], status: int = 200) -> JSONResponse:
     """Authorise, then run ``action(registry)`` in a worker thread; its result as JSON."""
     reg, actor = writer(request)
-    result = await run_in_threadpool(action, reg)
+    result = await run_in_threadpool(as_actor, reg, actor, action)
     return json_response({"actor": actor, "result": result}, status=status)
 
 
@@ -91,7 +97,7 @@ def _force(request: Request, data: dict[str, Any]) -> bool:
 async def alias_set(request: Request) -> JSONResponse:
     """``PUT /api/v1/aliases/NAME@ALIAS`` with ``{"version": N}``: move the alias."""
     ref = _alias_ref(request)
-    reg, _ = writer(request)
+    writer(request)
     version = (await body(request)).get("version")
     if isinstance(version, bool) or not isinstance(version, int) or version < 1:
         raise BadParameterError(f'expected {{"version": N}} with N a positive integer, got {version!r}')
