@@ -16,8 +16,9 @@ from webtoys import HOSTILE, MODEL, OTHER, RETURNS
 LIVE_WITHIN = 2.0  # seconds from a snapshot's commit in another process to its row in the page
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def browser():
+    """One chromium for the tests of this module (Playwright's sync API then leaves no loop behind)."""
     try:
         from playwright.sync_api import sync_playwright
     except ImportError:
