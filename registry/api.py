@@ -17,7 +17,7 @@ from storage import ProgressCallback, Store
 from registry import config, db, errors, replay, uri
 from registry.eventstore import Event, EventStore, NewEvent
 from registry.modeldiff import ModelDiff, diff_versions
-from registry.names import validate_alias, validate_name
+from registry.names import did_you_mean, validate_alias, validate_name
 from registry.projections import (
     ALIAS_REMOVED, ALIAS_SET, SPEC_RECORDED, VERSION_RECORDED, Projections, spec_digest,
 )
@@ -173,15 +173,16 @@ class Registry:
             yield conn
 
     def _row(self, conn: sa.Connection, name: str, version: int | None, alias: str | None) -> Any:
-        """The projected version row that ``(version, alias)`` names, or ``NotFoundError``."""
-        validate_name(name)
-        if version is not None and alias is not None:
-            raise errors.InvalidNameError(f"model {name!r}: give a version or an alias, not both")
+        """The projected version row that ``(version, alias)`` names, or ``NotFoundError``.
+
+        ``name`` may be a whole reference (``walk:3``, ``walk@best``, ``rlreg://walk/3``).
+        """
+        ref = uri.reference(name, version, alias)
+        name, version, alias = ref.name, ref.version, ref.alias
         model = conn.execute(sa.select(models).where(models.c.name == name)).first()
         if model is None:
-            raise errors.NotFoundError(f"no model named {name!r}")
+            raise self._no_model(conn, name)
         if alias is not None:
-            validate_alias(alias)
             version = conn.execute(
                 sa.select(aliases.c.version).where(aliases.c.name == name, aliases.c.alias == alias)
             ).scalar()
@@ -191,14 +192,18 @@ class Registry:
             if model.latest_version == 0:
                 raise errors.NotFoundError(f"model {name!r} has no versions yet (only a spec)")
             version = model.latest_version
-        elif isinstance(version, bool) or not isinstance(version, int):
-            raise errors.InvalidNameError(f"model {name!r}: version {version!r} is not an integer")
         row = conn.execute(sa.select(versions).where(versions.c.name == name, versions.c.version == version)).first()
         if row is None:
             raise errors.NotFoundError(
                 f"model {name!r} has no version {version} (latest is {model.latest_version})"
             )
         return row
+
+    @staticmethod
+    def _no_model(conn: sa.Connection, name: str) -> errors.NotFoundError:
+        """``NotFoundError`` for an unknown model, suggesting the closest recorded names."""
+        known = conn.execute(sa.select(models.c.name)).scalars().all()
+        return errors.NotFoundError(f"no model named {name!r}{did_you_mean(name, known)}")
 
     def _aliases_of(self, conn: sa.Connection, name: str) -> dict[int, tuple[str, ...]]:
         rows = conn.execute(
@@ -221,14 +226,14 @@ class Registry:
         """The version that ``version`` (default: the latest) or ``alias`` names."""
         with self._read(f"reading model {name!r}") as conn:
             row = self._row(conn, name, version, alias)
-            return self._model_version(row, self._aliases_of(conn, name))
+            return self._model_version(row, self._aliases_of(conn, row.name))
 
     def versions(self, name: str) -> list[ModelVersion]:
         """Every version of ``name``, by version ascending."""
         validate_name(name)
         with self._read(f"reading model {name!r}") as conn:
             if conn.execute(sa.select(models.c.name).where(models.c.name == name)).first() is None:
-                raise errors.NotFoundError(f"no model named {name!r}")
+                raise self._no_model(conn, name)
             alias_map = self._aliases_of(conn, name)
             rows = conn.execute(sa.select(versions).where(versions.c.name == name).order_by(versions.c.version))
             return [self._model_version(row, alias_map) for row in rows]
@@ -301,7 +306,8 @@ class Registry:
         validate_name(name)
         recorded = self._events.read_stream(name)
         if not recorded:
-            raise errors.NotFoundError(f"no model named {name!r}")
+            with self._read(f"reading model {name!r}") as conn:
+                raise self._no_model(conn, name)
         return recorded
 
     def events(self, after: int = 0, limit: int | None = None) -> list[Event]:
@@ -321,6 +327,7 @@ class Registry:
 
     def set_alias(self, name: str, alias: str, version: int) -> Event:
         """Point ``alias`` at ``version`` of ``name`` (moving it if it pointed elsewhere)."""
+        validate_name(name)
         validate_alias(alias)
         if alias == uri.LATEST:
             raise errors.InvalidNameError(
@@ -329,7 +336,7 @@ class Registry:
         if version is None:
             raise errors.InvalidNameError(f"model {name!r}: set_alias({alias!r}) needs a version")
         with self._read(f"reading model {name!r}") as conn:
-            self._row(conn, name, version, None)
+            version = self._row(conn, name, version, None).version  # 3, "3", "best" or "@best"
         return self._events.append(name, [NewEvent(ALIAS_SET, {"alias": alias, "version": version})])[0]
 
     def aliases(self, name: str) -> dict[str, int]:
@@ -337,7 +344,7 @@ class Registry:
         validate_name(name)
         with self._read(f"reading model {name!r}") as conn:
             if conn.execute(sa.select(models.c.name).where(models.c.name == name)).first() is None:
-                raise errors.NotFoundError(f"no model named {name!r}")
+                raise self._no_model(conn, name)
             rows = conn.execute(
                 sa.select(aliases.c.alias, aliases.c.version).where(aliases.c.name == name).order_by(aliases.c.alias)
             )
@@ -345,6 +352,7 @@ class Registry:
 
     def remove_alias(self, name: str, alias: str) -> Event:
         """Remove ``alias`` from ``name``."""
+        validate_name(name)
         with self._read(f"reading model {name!r}") as conn:
             self._row(conn, name, None, alias)
         return self._events.append(name, [NewEvent(ALIAS_REMOVED, {"alias": alias})])[0]
@@ -354,7 +362,7 @@ class Registry:
     def diff(self, name: str, a: int | str, b: int | str) -> ModelDiff:
         """What changed from version (or alias) ``a`` to ``b``."""
         with self._read(f"reading model {name!r}") as conn:
-            rows = [self._row(conn, name, *_version_or_alias(x)) for x in (a, b)]
+            rows = [self._row(conn, name, x, None) for x in (a, b)]  # 3, "3", "best" or "@best"
             sides = [
                 {"manifest": r.manifest, "spec": self._spec_of(conn, r.spec_digest), "state": r.state,
                  "metadata": r.metadata} for r in rows
@@ -417,6 +425,11 @@ class Registry:
             rows = conn.execute(sa.select(versions.c.name, versions.c.version, versions.c.manifest)).all()
         needed = {f"{r.name}/{r.version}": set(storage.manifest_objects(r.manifest)) for r in rows}
         referenced = set().union(*needed.values()) if needed else set()
+        if referenced and not self._store.location.isdir():
+            raise errors.StorageUnavailableError(
+                f"storage {self._store.url!r} does not exist (no such folder), yet {len(needed)} version(s) "
+                "keep their objects there: check --storage / RLREG_STORAGE_URL"
+            )
         present = self._store.exists(referenced) if referenced else set()
         missing = {key: sorted(digests - present) for key, digests in needed.items() if digests - present}
         report = self._store.verify(quarantine=repair, progress=progress)
@@ -446,12 +459,6 @@ def _versions_holding(rows: list[Any], objects: set[str]) -> dict[str, dict[str,
         if hit:
             out[f"{row.name}/{row.version}"] = hit
     return out
-
-
-def _version_or_alias(x: int | str | None) -> tuple[int | None, str | None]:
-    if isinstance(x, str) and not uri.is_version_text(x):
-        return None, x
-    return (int(x) if x is not None else None), None
 
 
 def _json_metadata(name: str, metadata: Mapping[str, Any] | None) -> dict[str, Any]:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import re
 import sqlite3
 import time
 import zlib
@@ -31,6 +32,7 @@ from registry import errors
 SQLITE_BUSY_TIMEOUT = 60.0  # seconds a writer waits for SQLite's write lock
 WRITE = "rlreg_write"  # execution option: begin with BEGIN IMMEDIATE on SQLite
 UPGRADE_COMMAND = "rlreg db upgrade"
+_MISSING_DATABASE = re.compile(r'database "([^"]*)" does not exist')
 _ADVISORY_LOCK_KEY = zlib.crc32(b"rlreg.schema") & 0x7FFFFFFF
 
 
@@ -38,10 +40,20 @@ def normalize_url(url: Union[str, URL]) -> URL:
     """A SQLAlchemy URL: ``postgresql://`` uses psycopg 3; a plain path means a SQLite file."""
     if isinstance(url, str) and "://" not in url:
         url = f"sqlite:///{Path(url).expanduser()}"
-    parsed = make_url(url)
+    try:
+        parsed = make_url(url)
+    except (exc.ArgumentError, ValueError) as e:
+        raise errors.DatabaseUnavailableError(
+            f"database URL {_shown_url(url)!r} is not a URL: expected sqlite:///path or postgresql://user@host/db"
+        ) from e
     if parsed.drivername in ("postgresql", "postgres"):
         parsed = parsed.set(drivername="postgresql+psycopg")
     return parsed
+
+
+def _shown_url(url: Union[str, URL]) -> str:
+    """``url`` for an error message, its password hidden."""
+    return re.sub(r"(://[^:/@\s]+:)[^@\s]+@", r"\1***@", str(url))
 
 
 def is_sqlite(engine: Union[Engine, Connection]) -> bool:
@@ -64,7 +76,14 @@ def create_engine(url: Union[str, URL], *, create: bool = True, **kwargs: Any) -
             f"database URL {parsed.render_as_string(hide_password=True)!r}: only sqlite:/// and postgresql:// are supported"
         )
     kwargs.setdefault("pool_pre_ping", True)
-    return sa.create_engine(parsed, **kwargs)
+    try:
+        return sa.create_engine(parsed, **kwargs)
+    except ImportError as e:  # postgresql+psycopg2:// without psycopg2, ...
+        raise errors.DatabaseUnavailableError(
+            f"database URL {parsed.render_as_string(hide_password=True)!r}: its driver "
+            f"{parsed.get_driver_name()!r} is not installed ({e}): use postgresql+psycopg:// "
+            "(pip install 'rlreg[postgres]') or install that driver"
+        ) from e
 
 
 def _check_sqlite_file(url: URL, create: bool) -> None:
@@ -164,6 +183,12 @@ def translate_errors(what: str) -> Iterator[None]:
     try:
         yield
     except exc.OperationalError as e:
+        missing = _MISSING_DATABASE.search(str(e.orig))
+        if missing:
+            raise errors.NotFoundError(
+                f"{what}: database {missing.group(1)!r} does not exist on the server: create it "
+                f"(`createdb {missing.group(1)}`) or check the URL"
+            ) from e
         raise errors.DatabaseUnavailableError(f"{what}: the database is unavailable or locked: {e.orig}") from e
     except exc.InterfaceError as e:
         raise errors.DatabaseUnavailableError(f"{what}: the database connection failed: {e.orig}") from e

@@ -6,6 +6,7 @@
     │   ├── ConflictError                          a stream moved under an append; a checkpoint went back
     │   ├── IntegrityError (storage's IntegrityError)  a blob fails its digest (wraps storage's)
     │   ├── InvalidNameError (ValueError)          a bad model, alias or stream name
+    │   │   └── InvalidReferenceError              a reference outside NAME[:3|@alias] / rlreg://
     │   ├── InvalidEventError (ValueError)         an event that is not JSON or has a bad type
     │   ├── SchemaVersionError                     the database schema is older or newer than this rlreg
     │   └── DatabaseUnavailableError (ConnectionError)  the database cannot be reached or stays locked
@@ -83,6 +84,10 @@ class IntegrityError(RegistryError, StorageIntegrityError):
 
 class InvalidNameError(RegistryError, ValueError):
     """A model, alias or stream name that breaks the naming rules."""
+
+
+class InvalidReferenceError(InvalidNameError):
+    """A reference that is not ``NAME``, ``NAME:3``, ``NAME@alias`` or an ``rlreg://`` URI."""
 
 
 class InvalidEventError(RegistryError, ValueError):

@@ -11,7 +11,7 @@ from typing import Any
 import click
 
 from rlreg import exitcodes, output, show
-from rlreg.errors import DamageFoundError, InvalidMetadataError, InvalidReferenceError
+from rlreg.errors import DamageFoundError, InvalidMetadataError
 from rlreg.session import Session, on_error
 
 EPILOG = """\b
@@ -86,30 +86,23 @@ def main(argv: list[str] | None = None) -> None:
 # ---------------------------------------------------------------------------------------- refs
 
 
+REF = "NAME[:VERSION|@ALIAS]"  # or rlreg://NAME/VERSION, rlreg://NAME@ALIAS: registry.uri's grammar
+
+
 def parse_ref(ref: str) -> tuple[str, int | None, str | None]:
-    """Split ``NAME``, ``NAME:VERSION`` or ``NAME@ALIAS`` into (name, version, alias)."""
-    if "@" in ref:
-        name, alias = ref.rsplit("@", 1)
-        if not name or not alias:
-            raise InvalidReferenceError(f"reference {ref!r}: expected NAME@ALIAS with both parts")
-        return name, None, alias
-    if ":" in ref:
-        name, version = ref.rsplit(":", 1)
-        if not name or not version.isdigit() or int(version) < 1:
-            raise InvalidReferenceError(
-                f"reference {ref!r}: expected NAME:VERSION with VERSION a positive integer"
-            )
-        return name, int(version), None
-    return ref, None, None
+    """``NAME``, ``NAME:3``, ``NAME@alias`` or an ``rlreg://`` URI as (name, version, alias)."""
+    from registry.uri import parse_reference
+
+    parsed = parse_reference(ref)
+    return parsed.name, parsed.version, parsed.alias
 
 
 def resolve_version(session: Session, name: str, which: str) -> int:
-    """A version argument of ``diff``: ``3`` or ``@alias``."""
-    if which.startswith("@"):
-        return session.registry.version(name, alias=which[1:]).version
-    if not which.isdigit() or int(which) < 1:
-        raise InvalidReferenceError(f"version {which!r}: expected a positive integer or @ALIAS")
-    return int(which)
+    """A VERSION argument (``3``, ``@best`` or ``best``) of NAME as a version number."""
+    from registry.uri import parse_selector
+
+    ref = parse_selector(name, which)
+    return session.registry.version(ref.name, ref.version, alias=ref.alias).version
 
 
 def parse_metadata(text: str | None) -> dict | None:
@@ -166,7 +159,7 @@ def versions(session: Session, name: str) -> None:
 
 @cli.command("show")
 @common
-@click.argument("ref", metavar="NAME[:VERSION|@ALIAS]")
+@click.argument("ref", metavar=REF)
 def show_cmd(session: Session, ref: str) -> None:
     """Show one version: spec, spaces, tensors, metadata, aliases."""
     name, version, alias = parse_ref(ref)
@@ -228,9 +221,10 @@ def alias() -> None:
 @common(writes=True)
 @click.argument("name")
 @click.argument("alias_name", metavar="ALIAS")
-@click.argument("version", type=click.IntRange(min=1))
-def alias_set(session: Session, name: str, alias_name: str, version: int) -> None:
-    """Point ALIAS of NAME at VERSION."""
+@click.argument("version", metavar="VERSION")
+def alias_set(session: Session, name: str, alias_name: str, version: str) -> None:
+    """Point ALIAS of NAME at VERSION (a number, or @ALIAS for the version another alias names)."""
+    version = resolve_version(session, name, version)
     event = session.registry.set_alias(name, alias_name, version)
     if session.as_json:
         return output.echo_json(event)
@@ -264,7 +258,7 @@ def diff(session: Session, name: str, a: str, b: str) -> None:
 
 @cli.command(short_help="Write a version as a checkpoint folder.")
 @common
-@click.argument("ref", metavar="NAME[:VERSION|@ALIAS]")
+@click.argument("ref", metavar=REF)
 @click.argument("path")
 def export(session: Session, ref: str, path: str) -> None:
     """Write a version as an RLlib-style checkpoint folder at PATH (any fsspec URL)."""
