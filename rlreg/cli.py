@@ -5,6 +5,7 @@ from __future__ import annotations
 import functools
 import json
 import os
+import signal
 import sys
 from typing import Any
 
@@ -80,7 +81,20 @@ def cli() -> None:
 
 def main(argv: list[str] | None = None) -> None:
     """Entry point of the ``rlreg`` console script."""
+    signal.signal(signal.SIGINT, _on_interrupt)
     cli.main(args=argv, prog_name="rlreg")
+
+
+_INTERRUPTS = [0]
+
+
+def _on_interrupt(signum: int, frame: Any) -> None:
+    """The first Ctrl-C stops the command cleanly (exit 130); another one while it cleans up exits at once."""
+    _INTERRUPTS[0] += 1
+    if _INTERRUPTS[0] == 1:
+        raise KeyboardInterrupt
+    os.write(2, b"rlreg: interrupted again: exiting now\n")
+    os._exit(exitcodes.INTERRUPTED)
 
 
 # ---------------------------------------------------------------------------------------- refs
