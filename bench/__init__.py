@@ -10,6 +10,7 @@ from __future__ import annotations
 SUITES: dict[str, str] = {
     "storage": "bench.storage",
     "registry": "bench.registry",  # includes the event-store rows (bench.eventstore)
+    "cli": "bench.cli",  # read commands' start-up against `python -c "import sqlalchemy"`
 }
 # Runnable by name, but already part of another suite's run.
 EXTRA_SUITES: dict[str, str] = {

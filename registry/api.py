@@ -10,11 +10,12 @@ from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from typing import Any
 
+import rlmodule
 import sqlalchemy as sa
 import storage
-from storage import ProgressCallback, Store
+from storage.progress import ProgressCallback
 
-from registry import config, db, errors, replay, uri
+from registry import config, db, errors, uri
 from registry.eventstore import Event, EventStore, NewEvent
 from registry.modeldiff import ModelDiff, diff_versions
 from registry.names import did_you_mean, validate_alias, validate_name
@@ -23,7 +24,6 @@ from registry.projections import (
 )
 from registry.records import ModelInfo, ModelVersion
 from registry.schema import aliases, models, specs, streams, versions
-from rlmodule import RLModule, join_state, spec_to_dict, split_state
 
 MAX_ATTEMPTS = 200  # optimistic-concurrency retries of one append before ConflictError escapes
 LOST_REPLY_ATTEMPTS = 4  # resends of the same events after the database stopped answering
@@ -52,7 +52,8 @@ class Registry:
         self.storage_url = str(storage_url) if storage_url else config.default_storage_url()
         self.trusted_modules = trusted_modules
         self._events = EventStore(self.db_url, Projections(), upgrade=upgrade, create=create)
-        self._store = Store(self.storage_url, cache_dir=cache_dir)
+        self._cache_dir = cache_dir
+        self._store: storage.Store | None = None  # made on first use: reads of the log need no torch
 
     def __repr__(self) -> str:
         where = db.normalize_url(self.db_url).render_as_string(hide_password=True)
@@ -69,8 +70,10 @@ class Registry:
         self.close()
 
     @property
-    def store(self) -> Store:
-        """The tensor store."""
+    def store(self) -> storage.Store:
+        """The tensor store (opened on first use)."""
+        if self._store is None:
+            self._store = storage.Store(self.storage_url, cache_dir=self._cache_dir)
         return self._store
 
     @property
@@ -89,12 +92,12 @@ class Registry:
         """
         validate_name(name)
         metadata = _json_metadata(name, metadata)
-        if not isinstance(module, RLModule):
+        if not isinstance(module, rlmodule.RLModule):
             raise TypeError(f"snapshot of {name!r}: {type(module).__name__} is not an RLModule")
-        spec = self._spec_dict(spec_to_dict(module))
+        spec = self._spec_dict(rlmodule.spec_to_dict(module))
         digest = spec_digest(spec)
-        tensors, rest = split_state(_state_to_store(module))
-        manifest = self._store.put(tensors, progress=progress)  # blobs first: an event never names a missing blob
+        tensors, rest = rlmodule.split_state(_state_to_store(module))
+        manifest = self.store.put(tensors, progress=progress)  # blobs first: an event never names a missing blob
         size = sum(int(t["nbytes"]) for t in manifest["tensors"].values())
 
         def events(latest: int, last_digest: str | None) -> list[NewEvent]:
@@ -113,7 +116,7 @@ class Registry:
     def register(self, name: str, spec: Any) -> str:
         """Record ``spec`` (an RLModuleSpec, MultiRLModuleSpec or its dict) for ``name``; returns its digest."""
         validate_name(name)
-        spec_dict = self._spec_dict(dict(spec) if isinstance(spec, Mapping) else spec_to_dict(spec))
+        spec_dict = self._spec_dict(dict(spec) if isinstance(spec, Mapping) else rlmodule.spec_to_dict(spec))
         digest = spec_digest(spec_dict)
 
         def events(latest: int, last_digest: str | None) -> list[NewEvent]:
@@ -127,7 +130,9 @@ class Registry:
     def _spec_dict(self, spec: dict) -> dict:
         """``spec`` as it will be replayed: its classes resolved now (so a load cannot fail on them
         later) and without ``load_state_path`` (the registry supplies the state)."""
-        return spec_to_dict(replay.spec_object(spec, self.trusted_modules))
+        from registry import replay  # torch
+
+        return rlmodule.spec_to_dict(replay.spec_object(spec, self.trusted_modules))
 
     def _append_with_retry(self, name: str, make_events) -> list[Event]:
         """Append ``make_events(latest_version, last_spec_digest)`` at the stream's head, retrying clashes."""
@@ -281,7 +286,7 @@ class Registry:
 
     def load(
         self, name: str, version: int | None = None, *, alias: str | None = None, progress: ProgressCallback | None = None
-    ) -> RLModule:
+    ) -> rlmodule.RLModule:
         """The module of a version (default: the latest), rebuilt from its spec and state.
 
         ``progress(done, total)``: bytes of the version's objects read so far (``Store.get``'s).
@@ -290,12 +295,14 @@ class Registry:
             row = self._row(conn, name, version, alias)
             spec = self._spec_of(conn, row.spec_digest)
         tensors = self._get(row.manifest, progress=progress)
-        state = join_state(tensors, row.state or {})
+        state = rlmodule.join_state(tensors, row.state or {})
+        from registry import replay  # torch
+
         return replay.rebuild(spec, state, set(tensors), self.trusted_modules)
 
     def _get(self, manifest: dict, names: list[str] | None = None, progress: ProgressCallback | None = None) -> dict:
         try:
-            return self._store.get(manifest, names=names, progress=progress)
+            return self.store.get(manifest, names=names, progress=progress)
         except storage.IntegrityError as exc:
             raise errors.IntegrityError(str(exc)) from exc
 
@@ -398,7 +405,7 @@ class Registry:
         """
         validate_name(name)
         _json_metadata(name, metadata)
-        module = RLModule.from_checkpoint(path, trusted_modules=self.trusted_modules)
+        module = rlmodule.RLModule.from_checkpoint(path, trusted_modules=self.trusted_modules)
         return self.snapshot(name, module, metadata, progress=progress)
 
     # --- housekeeping --------------------------------------------------------------------
@@ -425,14 +432,14 @@ class Registry:
             rows = conn.execute(sa.select(versions.c.name, versions.c.version, versions.c.manifest)).all()
         needed = {f"{r.name}/{r.version}": set(storage.manifest_objects(r.manifest)) for r in rows}
         referenced = set().union(*needed.values()) if needed else set()
-        if referenced and not self._store.location.isdir():
+        if referenced and not self.store.location.isdir():
             raise errors.StorageUnavailableError(
-                f"storage {self._store.url!r} does not exist (no such folder), yet {len(needed)} version(s) "
+                f"storage {self.store.url!r} does not exist (no such folder), yet {len(needed)} version(s) "
                 "keep their objects there: check --storage / RLREG_STORAGE_URL"
             )
-        present = self._store.exists(referenced) if referenced else set()
+        present = self.store.exists(referenced) if referenced else set()
         missing = {key: sorted(digests - present) for key, digests in needed.items() if digests - present}
-        report = self._store.verify(quarantine=repair, progress=progress)
+        report = self.store.verify(quarantine=repair, progress=progress)
         return {
             "versions": len(rows),
             "objects_referenced": len(referenced),
@@ -483,7 +490,7 @@ def _json_metadata(name: str, metadata: Mapping[str, Any] | None) -> dict[str, A
     return out
 
 
-def _state_to_store(module: RLModule) -> Any:
+def _state_to_store(module: rlmodule.RLModule) -> Any:
     """The module's state without copying its tensors when its ``get_state`` takes ``copy=False``.
 
     The views are hashed and written within ``snapshot`` itself, so copying every byte first only

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import contextlib
+import ast
 import dataclasses
+import functools
 import re
 import sqlite3
 import time
@@ -13,11 +15,6 @@ from pathlib import Path
 from typing import Any, Optional, Union
 
 import sqlalchemy as sa
-from alembic import command
-from alembic.config import Config
-from alembic.runtime.migration import MigrationContext
-from alembic.script import ScriptDirectory
-from alembic.util.exc import CommandError
 from filelock import FileLock, Timeout
 
 try:
@@ -205,8 +202,10 @@ def translate_errors(what: str) -> Iterator[None]:
 # --- schema: Alembic ------------------------------------------------------------------------
 
 
-def alembic_config(connection: Optional[Connection] = None) -> Config:
+def alembic_config(connection: Optional[Connection] = None) -> Any:
     """An Alembic ``Config`` for the ``migrations`` package, usable from any cwd (no alembic.ini)."""
+    from alembic.config import Config
+
     import migrations
 
     config = Config()
@@ -237,6 +236,8 @@ class SchemaStatus:
 
 def head_revision() -> str:
     """The head revision of the shipped migrations."""
+    from alembic.script import ScriptDirectory
+
     head = ScriptDirectory.from_config(alembic_config()).get_current_head()
     assert head is not None, "the migrations package has no revisions"
     return head
@@ -244,6 +245,9 @@ def head_revision() -> str:
 
 def schema_status(engine: Engine) -> SchemaStatus:
     """The current and head revisions of ``engine``'s database."""
+    from alembic.runtime.migration import MigrationContext
+    from alembic.script import ScriptDirectory
+
     script = ScriptDirectory.from_config(alembic_config())
     head = script.get_current_head()
     with translate_errors("reading the schema revision"), engine.connect() as conn:
@@ -253,7 +257,49 @@ def schema_status(engine: Engine) -> SchemaStatus:
     return SchemaStatus(current=current, head=head, known=known, empty=current is None and not tables)
 
 
-def _is_known(script: ScriptDirectory, revision: str) -> bool:
+def _at_shipped_head(engine: Engine) -> Optional[SchemaStatus]:
+    """The status when the database is at the shipped head (the usual case), read without importing
+    Alembic (a third of a read command's start-up); ``None`` means: ask Alembic."""
+    head = _shipped_head()
+    if head is None:
+        return None
+    with translate_errors("reading the schema revision"), engine.connect() as conn:
+        if not sa.inspect(conn).has_table("alembic_version"):
+            return None
+        current = conn.execute(sa.text("SELECT version_num FROM alembic_version")).scalars().all()
+    return SchemaStatus(current=head, head=head, known=True, empty=False) if current == [head] else None
+
+
+@functools.cache
+def _shipped_head() -> Optional[str]:
+    """The one revision of ``migrations/versions`` that no other revision follows, read from the files
+    (module-level ``revision`` / ``down_revision`` strings); ``None`` when they are not that simple."""
+    import migrations
+
+    revisions, parents = set(), set()
+    for path in (Path(migrations.__file__).resolve().parent / "versions").glob("*.py"):
+        found = {}
+        for node in ast.parse(path.read_text()).body:
+            target = node.target if isinstance(node, ast.AnnAssign) else (
+                node.targets[0] if isinstance(node, ast.Assign) and len(node.targets) == 1 else None)
+            if isinstance(target, ast.Name) and target.id in ("revision", "down_revision") and node.value is not None:
+                found[target.id] = node.value
+        if "revision" not in found:
+            continue
+        values = [_literal(found["revision"]), _literal(found.get("down_revision"))]
+        if not isinstance(values[0], str) or not (values[1] is None or isinstance(values[1], str)):
+            return None  # a merge point or a computed name: Alembic knows best
+        revisions.add(values[0])
+        parents.add(values[1])
+    heads = revisions - parents
+    return heads.pop() if len(heads) == 1 else None
+
+
+def _literal(node: Any) -> Any:
+    return node.value if isinstance(node, ast.Constant) else ...
+
+
+def _is_known(script: Any, revision: str) -> bool:
     try:
         return script.get_revision(revision) is not None
     except Exception:  # noqa: BLE001 - alembic raises several kinds for an unknown revision
@@ -262,6 +308,8 @@ def _is_known(script: ScriptDirectory, revision: str) -> bool:
 
 def upgrade(engine: Engine, revision: str = "head") -> SchemaStatus:
     """Upgrade the schema to ``revision`` under a cross-process lock; returns the new status."""
+    from alembic import command
+
     _raise_if_newer(engine, schema_status(engine))
     with _migration_lock(engine), _alembic_errors(f"upgrading the schema to {revision!r}"):
         with _begin_write(engine) as conn:
@@ -271,6 +319,8 @@ def upgrade(engine: Engine, revision: str = "head") -> SchemaStatus:
 
 def downgrade(engine: Engine, revision: str) -> SchemaStatus:
     """Downgrade the schema to ``revision`` (``"base"`` drops every table) under the lock."""
+    from alembic import command
+
     with _migration_lock(engine), _alembic_errors(f"downgrading the schema to {revision!r}"):
         with _begin_write(engine) as conn:
             command.downgrade(alembic_config(conn), revision)
@@ -279,6 +329,8 @@ def downgrade(engine: Engine, revision: str) -> SchemaStatus:
 
 @contextlib.contextmanager
 def _alembic_errors(what: str) -> Iterator[None]:
+    from alembic.util.exc import CommandError
+
     with translate_errors(what):
         try:
             yield
@@ -288,7 +340,7 @@ def _alembic_errors(what: str) -> Iterator[None]:
 
 def ensure_schema(engine: Engine, upgrade: bool = False, create: bool = True) -> SchemaStatus:
     """Initialise an empty database (only with ``create``); refuse an older (unless ``upgrade``) or newer schema."""
-    status = schema_status(engine)
+    status = _at_shipped_head(engine) or schema_status(engine)
     if status.up_to_date:
         return status
     _raise_if_newer(engine, status)
@@ -303,6 +355,8 @@ def ensure_schema(engine: Engine, upgrade: bool = False, create: bool = True) ->
         status = schema_status(engine)  # another process may have done it while we waited
         _raise_if_newer(engine, status)
         if not status.up_to_date and (status.empty or upgrade):
+            from alembic import command
+
             with translate_errors("creating the schema"), _begin_write(engine) as conn:
                 command.upgrade(alembic_config(conn), "head")
             status = schema_status(engine)

@@ -25,7 +25,6 @@ from contextlib import contextmanager
 from typing import Any, Optional, Protocol, Union
 
 import sqlalchemy as sa
-from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import URL, Connection, Engine
 
 from registry import db, errors
@@ -314,7 +313,11 @@ class EventStore:
 
 
 def _insert_for(conn: Connection) -> Callable[..., Any]:
-    return sqlite.insert if db.is_sqlite(conn) else postgresql.insert
+    if db.is_sqlite(conn):  # each dialect imported only where it is used (start-up of the CLI)
+        from sqlalchemy.dialects.sqlite import insert
+    else:
+        from sqlalchemy.dialects.postgresql import insert
+    return insert
 
 
 def _event(row: Any) -> Event:

@@ -22,6 +22,18 @@ Exit codes: 0 ok, 1 bug, 2 usage, 3 not found, 4 invalid input, 5 conflict,
 141 output pipe closed."""
 
 
+# Commands that only read (and alias moves): they must not import torch, so they start in a fraction
+# of a second. tests/cli/test_fast_cli.py runs each in a fresh interpreter and checks sys.modules;
+# every command is in READ_COMMANDS or TORCH_COMMANDS, so a new one has to choose. {name} is a model
+# with versions 1 and 2, alias best on 1.
+READ_COMMANDS: tuple[tuple[str, ...], ...] = (
+    ("models",), ("versions", "{name}"), ("show", "{name}:1"), ("show", "rlreg://{name}@best"),
+    ("history", "{name}"), ("events",), ("alias", "set", "{name}", "prod", "@best"),
+    ("alias", "rm", "{name}", "prod"), ("db", "current"),
+)
+TORCH_COMMANDS = frozenset({"demo", "diff", "export", "import", "verify", "db upgrade", "projections rebuild"})
+
+
 class RlregGroup(click.Group):
     """A group that turns expected errors into one line on stderr and a distinct exit code."""
 

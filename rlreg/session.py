@@ -9,7 +9,6 @@ from collections.abc import Callable, Iterator
 from typing import Any
 
 import click
-from tqdm import tqdm
 
 from rlreg import exitcodes
 from rlreg.errors import InvalidSettingError
@@ -82,6 +81,8 @@ class Session:
         mode = os.environ.get(PROGRESS_ENV, "auto").strip().lower() or "auto"
         if mode not in PROGRESS_MODES:
             raise InvalidSettingError(f"{PROGRESS_ENV}={mode!r} is not one of {', '.join(PROGRESS_MODES)}")
+        from tqdm import tqdm  # only the commands that move bytes draw a bar
+
         stream = sys.stderr if stream is None else stream
         shown = {"auto": _isatty(stream), "always": True, "never": False}[mode]
         delay = 0.0 if mode == "always" else PROGRESS_AFTER
