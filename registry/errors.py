@@ -19,7 +19,8 @@
     │   ├── InvalidDigestError (ValueError)        a string that is not a digest
     │   ├── TensorNotInManifestError (LookupError) a name asked of get() that the manifest lacks
     │   ├── UnknownProtocolError (ValueError)      a URL whose fsspec protocol is unknown
-    │   └── StorageUnavailableError (ConnectionError)  unreachable endpoint, missing bucket/credentials
+    │   ├── StorageUnavailableError (ConnectionError)  unreachable endpoint, missing bucket/credentials
+    │   └── InvalidSettingError (ValueError)       an RLREG_* variable not understood (storage/config.py)
     └── RLModuleError                              (rlmodule/errors.py, re-exported here)
         ├── UntrustedClassError (ValueError)       a class path the trusted-class rule refuses
         ├── SpaceSerializationError (ValueError)   a gym space (or its dict) we cannot encode/decode
@@ -54,6 +55,7 @@ from rlmodule.errors import (  # noqa: F401 - re-exported: the whole tree in one
 )
 from storage.errors import IntegrityError as StorageIntegrityError
 from storage.errors import (  # noqa: F401 - re-exported
+    InvalidSettingError,
     InvalidDigestError,
     InvalidManifestError,
     InvalidTensorNameError,

@@ -11,6 +11,8 @@ from typing import Any
 
 import click
 
+from storage import config
+
 from rlreg import exitcodes, output, show
 from rlreg.errors import DamageFoundError, InvalidMetadataError
 from rlreg.session import Session, on_error
@@ -66,17 +68,18 @@ def common(func=None, *, writes: bool = False):
         return functools.partial(common, writes=writes)
 
     @click.option(
-        "--db", metavar="URL", envvar="RLREG_DB_URL", show_envvar=True,
-        help="Database URL: sqlite:///path or postgresql+psycopg://user@host/db.",
+        "--db", metavar="URL",
+        help="Database URL: sqlite:///path or postgresql+psycopg://user@host/db.  [env var: RLREG_DB_URL]",
     )
     @click.option(
-        "--storage", metavar="URL", envvar="RLREG_STORAGE_URL", show_envvar=True,
-        help="Blob storage: a folder, file://, memory:// or s3://bucket/prefix.",
+        "--storage", metavar="URL",
+        help="Blob storage: a folder, file://, memory:// or s3://bucket/prefix.  [env var: RLREG_STORAGE_URL]",
     )
     @click.option("--json", "as_json", is_flag=True, help="Machine-readable output (JSON).")
     @click.pass_context
     @functools.wraps(func)
     def wrapper(ctx, db, storage, as_json, **kwargs):
+        db, storage = db or config.db_url(), storage or config.storage_url()
         session = Session(db, storage, as_json, create=writes or not db)
         ctx.find_root().meta["rlreg.session"] = session
         ctx.call_on_close(session.close)

@@ -6,7 +6,7 @@ They sit in the one error tree (``registry.errors``), so ``registry.errorcodes``
 
 from __future__ import annotations
 
-from registry.errors import InvalidEventError, InvalidReferenceError, RegistryError
+from registry.errors import InvalidEventError, InvalidReferenceError, InvalidSettingError, RegistryError
 from registry.errors import IntegrityError as RegistryIntegrityError
 
 __all__ = [
@@ -29,7 +29,3 @@ class DamageFoundError(CLIError, RegistryIntegrityError):
 
 class DemoMismatchError(CLIError, RegistryIntegrityError):
     """The module loaded back by ``rlreg demo`` does not reproduce the snapshot's outputs (exit 8)."""
-
-
-class InvalidSettingError(CLIError, ValueError):
-    """An ``RLREG_*`` environment variable whose value is not one the command line knows."""

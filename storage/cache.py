@@ -14,24 +14,20 @@ from typing import Any
 
 import filelock
 
-from storage import digest
+from storage import config, digest
 from storage.filesystems import local_atomic_write, map_file
 
-DEFAULT_MAX_BYTES = 20 << 30
+DEFAULT_MAX_BYTES = config.DEFAULT_CACHE_MAX_BYTES
 
 
 def default_cache_dir() -> str:
-    """``RLREG_CACHE_DIR``, else ``rlreg`` under the user's cache folder."""
-    if os.environ.get("RLREG_CACHE_DIR"):
-        return os.environ["RLREG_CACHE_DIR"]
-    base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
-    return os.path.join(base, "rlreg")
+    """``RLREG_CACHE_DIR``, else ``rlreg`` under the user's cache folder (``storage.config``)."""
+    return config.cache_dir()
 
 
 def default_max_bytes() -> int:
-    """``RLREG_CACHE_MAX_BYTES``, else 20 GiB."""
-    value = os.environ.get("RLREG_CACHE_MAX_BYTES")
-    return int(value) if value else DEFAULT_MAX_BYTES
+    """``RLREG_CACHE_MAX_BYTES`` (``20GiB``, ``500MB`` or bytes), else 20 GiB (``storage.config``)."""
+    return config.cache_max_bytes()
 
 
 class ObjectCache:
