@@ -14,6 +14,7 @@ import click
 from storage import config
 
 from rlreg import exitcodes, output, show
+from rlreg.cache_commands import cache
 from rlreg.errors import DamageFoundError, InvalidMetadataError
 from rlreg.session import Session, on_error
 
@@ -31,9 +32,11 @@ Exit codes: 0 ok, 1 bug, 2 usage, 3 not found, 4 invalid input, 5 conflict,
 READ_COMMANDS: tuple[tuple[str, ...], ...] = (
     ("models",), ("versions", "{name}"), ("show", "{name}:1"), ("show", "rlreg://{name}@best"),
     ("history", "{name}"), ("events",), ("alias", "set", "{name}", "prod", "@best"),
-    ("alias", "rm", "{name}", "prod"), ("db", "current"),
+    ("alias", "rm", "{name}", "prod"), ("db", "current"), ("cache", "ls"), ("cache", "prune", "--dry-run"),
 )
-TORCH_COMMANDS = frozenset({"demo", "diff", "export", "import", "verify", "db upgrade", "projections rebuild"})
+TORCH_COMMANDS = frozenset({
+    "demo", "diff", "export", "import", "verify", "db upgrade", "projections rebuild", "cache verify",
+})
 
 
 class RlregGroup(click.Group):
@@ -375,6 +378,9 @@ def projections_rebuild(session: Session) -> None:
     if session.as_json:
         return output.echo_json({"events": count})
     click.echo(f"rebuilt projections from {count} events")
+
+
+cli.add_command(cache)
 
 
 if __name__ == "__main__":  # pragma: no cover
