@@ -343,7 +343,7 @@ class Registry:
         if version is None:
             raise errors.InvalidNameError(f"model {name!r}: set_alias({alias!r}) needs a version")
         with self._read(f"reading model {name!r}") as conn:
-            version = self._row(conn, name, version, None).version  # 3, "3", "best" or "@best"
+            version = self._row(conn, name, version, None).version
         return self._events.append(name, [NewEvent(ALIAS_SET, {"alias": alias, "version": version})])[0]
 
     def aliases(self, name: str) -> dict[str, int]:
@@ -369,7 +369,8 @@ class Registry:
     def diff(self, name: str, a: int | str, b: int | str) -> ModelDiff:
         """What changed from version (or alias) ``a`` to ``b``."""
         with self._read(f"reading model {name!r}") as conn:
-            rows = [self._row(conn, name, x, None) for x in (a, b)]  # 3, "3", "best" or "@best"
+            refs = [uri.parse_selector(name, x) for x in (a, b)]  # 3, "3", "best" or "@best"
+            rows = [self._row(conn, ref.name, ref.version, ref.alias) for ref in refs]
             sides = [
                 {"manifest": r.manifest, "spec": self._spec_of(conn, r.spec_digest), "state": r.state,
                  "metadata": r.metadata} for r in rows

@@ -100,7 +100,8 @@ def parse_selector(name: str, text: str | int) -> ModelRef:
 def reference(name: str, version: int | str | None = None, alias: str | None = None) -> ModelRef:
     """The API's ``(name, version=None, alias=None)`` as one ``ModelRef``; ``name`` may be a reference.
 
-    ``load("walk:3")``, ``load("rlreg://walk@best")`` and ``load("walk", 3)`` mean what they say;
+    ``load("walk:3")``, ``load("rlreg://walk@best")`` and ``load("walk", 3)`` mean what they say
+    (a version is an ``int``: ``load("walk", "3")`` is refused);
     a version or alias given twice (``load("walk:3", alias="best")``) is an ``InvalidReferenceError``.
     """
     if isinstance(name, str) and (name.startswith(PREFIX) or ":" in name or "@" in name or _has_version(name)):
@@ -117,10 +118,11 @@ def reference(name: str, version: int | str | None = None, alias: str | None = N
     if alias is not None:
         validate_alias(alias)
         return ModelRef(name) if alias == LATEST else ModelRef(name, alias=alias)
-    if isinstance(version, str):
-        return parse_selector(name, version)
     if version is not None and (isinstance(version, bool) or not isinstance(version, int)):
-        raise InvalidReferenceError(f"model {name!r}: version {version!r} is not an integer")
+        raise InvalidReferenceError(
+            f"model {name!r}: version {version!r} is not an integer (a reference such as '{name}:3' or "
+            f"'{name}@best' goes in the name)"
+        )
     return ModelRef(name, version=version)
 
 

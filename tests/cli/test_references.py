@@ -70,7 +70,7 @@ def test_the_api_reads_references_too(walk):
     assert walk.version("walk:1").version == 1
     assert walk.version("rlreg://walk@best").version == 1
     assert walk.version("walk@latest").version == 2
-    assert walk.version("walk", "@best").version == 1
+    assert walk.diff("walk", "@best", "2").a == 1
     assert walk.spec("walk/2") == walk.spec("walk", 2)
     with pytest.raises(InvalidReferenceError, match="not both"):
         walk.version("walk:1", alias="best")
