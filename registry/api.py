@@ -8,7 +8,7 @@ import random
 import time
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import rlmodule
 import sqlalchemy as sa
@@ -24,6 +24,9 @@ from registry.projections import (
 )
 from registry.records import ModelInfo, ModelVersion
 from registry.schema import aliases, models, specs, streams, versions
+
+if TYPE_CHECKING:
+    from registry.pending import PendingVersion, SnapshotQueue
 
 MAX_ATTEMPTS = 200  # optimistic-concurrency retries of one append before ConflictError escapes
 LOST_REPLY_ATTEMPTS = 4  # resends of the same events after the database stopped answering
@@ -41,27 +44,37 @@ class Registry:
         upgrade: bool = False,
         trusted_modules: Any = None,
         create: bool = True,
+        pending_snapshots: int | None = None,
     ) -> None:
         """Open the registry; ``create=False`` refuses a database that holds no registry yet.
 
         With ``create=True`` (the default, and what the module-level helpers use) an empty database,
         or a SQLite file that does not exist yet, becomes an empty registry on first use. Read-only
         callers pass ``create=False`` so that a mistyped URL raises ``NotFoundError`` naming it.
+        ``pending_snapshots``: how many ``snapshot(block=False)`` may be in flight before the next waits
+        (default ``registry.pending.DEFAULT_LIMIT``).
         """
         self.db_url = str(db_url) if db_url else config.default_db_url()
         self.storage_url = str(storage_url) if storage_url else config.default_storage_url()
         self.trusted_modules = trusted_modules
         self._events = EventStore(self.db_url, Projections(), upgrade=upgrade, create=create)
+        # The store and the snapshot queue are made on first use: reads of the log need no torch.
         self._cache_dir = cache_dir
-        self._store: storage.Store | None = None  # made on first use: reads of the log need no torch
+        self._store: storage.Store | None = None
+        self._pending_limit = pending_snapshots
+        self._queue: SnapshotQueue | None = None
 
     def __repr__(self) -> str:
         where = db.normalize_url(self.db_url).render_as_string(hide_password=True)
         return f"Registry({where!r}, {self.storage_url!r})"
 
     def close(self) -> None:
-        """Release database connections."""
-        self._events.close()
+        """Wait for pending snapshots, release database connections; raise a pending snapshot's uncollected error."""
+        try:
+            if self._queue is not None:
+                self._queue.close()
+        finally:
+            self._events.close()
 
     def __enter__(self) -> Registry:
         return self
@@ -77,6 +90,16 @@ class Registry:
         return self._store
 
     @property
+    def _snapshots(self) -> SnapshotQueue:
+        """The queue of ``snapshot(block=False)`` (made on first use)."""
+        if self._queue is None:
+            from registry import pending
+
+            limit = pending.DEFAULT_LIMIT if self._pending_limit is None else self._pending_limit
+            self._queue = pending.SnapshotQueue(limit)
+        return self._queue
+
+    @property
     def event_store(self) -> EventStore:
         """The event log."""
         return self._events
@@ -84,20 +107,49 @@ class Registry:
     # --- recording -----------------------------------------------------------------------
 
     def snapshot(
-        self, name: str, module: Any, metadata: Mapping[str, Any] | None = None, *, progress: ProgressCallback | None = None
-    ) -> ModelVersion:
+        self,
+        name: str,
+        module: Any,
+        metadata: Mapping[str, Any] | None = None,
+        *,
+        block: bool = True,
+        progress: ProgressCallback | None = None,
+    ) -> ModelVersion | PendingVersion:
         """Record ``module``'s spec (when it changed) and state as the next version of ``name``.
 
-        ``progress(done, total)``: tensor bytes stored so far (``Store.put``'s), once per object.
+        ``block=False`` returns a ``PendingVersion`` as soon as the state is copied to host memory
+        (``registry.pending``): hashing, writing and the commit run in the background, versions of
+        one name commit in call order, and at most ``pending_snapshots`` are in flight (the next
+        call waits). ``progress(done, total)``: tensor bytes stored so far (``Store.put``'s).
         """
         validate_name(name)
         metadata = _json_metadata(name, metadata)
         if not isinstance(module, rlmodule.RLModule):
             raise TypeError(f"snapshot of {name!r}: {type(module).__name__} is not an RLModule")
         spec = self._spec_dict(rlmodule.spec_to_dict(module))
+        if block:
+            tensors, rest = rlmodule.split_state(_state_to_store(module))
+            return self._record(name, spec, metadata, (tensors, rest, None), progress,
+                                lambda: self._snapshots.wait_turn(name))
+
+        def stage() -> tuple:
+            tensors, rest = rlmodule.split_state(_state_to_store(module))
+            staged, release = self._snapshots.staging.stage(tensors)
+            return staged, json.loads(json.dumps(rest)), release
+
+        return self._snapshots.submit(
+            name, stage, lambda staged, wait_turn: self._record(name, spec, metadata, staged, progress, wait_turn)
+        )
+
+    def _record(self, name: str, spec: dict, metadata: dict, staged: tuple, progress, wait_turn) -> ModelVersion:
+        """Store the tensors, then (once earlier snapshots of ``name`` ended) append the events."""
+        tensors, rest, release = staged
         digest = spec_digest(spec)
-        tensors, rest = rlmodule.split_state(_state_to_store(module))
-        manifest = self.store.put(tensors, progress=progress)  # blobs first: an event never names a missing blob
+        try:
+            manifest = self.store.put(tensors, progress=progress)  # blobs first: an event never names a missing blob
+        finally:
+            if release is not None:
+                release()
         size = sum(int(t["nbytes"]) for t in manifest["tensors"].values())
 
         def events(latest: int, last_digest: str | None) -> list[NewEvent]:
@@ -106,6 +158,7 @@ class Registry:
                        "metadata": metadata, "tensor_bytes": size}
             return [*out, NewEvent(VERSION_RECORDED, payload)]
 
+        wait_turn()
         recorded = self._append_with_retry(name, events)
         last = recorded[-1]
         return ModelVersion(
@@ -291,14 +344,25 @@ class Registry:
 
         ``progress(done, total)``: bytes of the version's objects read so far (``Store.get``'s).
         """
-        with self._read(f"reading model {name!r}") as conn:
-            row = self._row(conn, name, version, alias)
-            spec = self._spec_of(conn, row.spec_digest)
+        row, spec = self._stored(name, version, alias=alias)
         tensors = self._get(row.manifest, progress=progress)
         state = rlmodule.join_state(tensors, row.state or {})
         from registry import replay  # torch
 
-        return replay.rebuild(spec, state, set(tensors), self.trusted_modules)
+        return replay.rebuild(spec, state, tensors, self.trusted_modules)
+
+    def _stored(self, name: str, version: int | None = None, *, alias: str | None = None) -> tuple[Any, dict]:
+        """The projected row of a version and its spec dict, in one read transaction."""
+        with self._read(f"reading model {name!r}") as conn:
+            row = self._row(conn, name, version, alias)
+            return row, self._spec_of(conn, row.spec_digest)
+
+    def bind(self) -> Any:
+        """``with reg.bind():`` makes ``rlreg://`` URIs (``load_state_path``, ``restore_from_path``)
+        resolve on this registry within the block, in this thread or task; no environment change."""
+        from registry import fs
+
+        return fs.bind(self)
 
     def _get(self, manifest: dict, names: list[str] | None = None, progress: ProgressCallback | None = None) -> dict:
         try:
