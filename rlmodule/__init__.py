@@ -30,25 +30,31 @@ _NAMES = {  # submodule: the names it gives this package
     ),
     "rlmodule.errors": (
         "CheckpointError CheckpointFormatError CheckpointNotFoundError ModelConfigError RLModuleError "
-        "SpaceSerializationError SpecCheckingError StateMismatchError StateSerializationError "
-        "UntrustedClassError"
+        "PickleRefusedError SpaceSerializationError SpecCheckingError StateMismatchError "
+        "StateSerializationError UntrustedClassError"
     ),
     "rlmodule.multi_rl_module": (
         "MultiRLModule MultiRLModuleConfig MultiRLModuleSpec spec_from_dict spec_to_dict"
     ),
     "rlmodule.rl_module": "RLModule RLModuleConfig RLModuleSpec",
     "rlmodule.sample_batch": "SampleBatch",
-    "rlmodule.serialization": "deserialize_type gym_space_from_dict gym_space_to_dict serialize_type",
+    "rlmodule.serialization": (
+        "deserialize_type gym_space_from_dict gym_space_to_dict serialize_type space_from_dict space_to_dict"
+    ),
+    "rlmodule.spaces": "FlexDict Repeated Simplex",
     "rlmodule.state": "join_state split_state",
     "rlmodule.torch_rl_module": "TorchRLModule",
     "rlmodule.trust": "resolve_class",
     "rlmodule.view_requirement": "ViewRequirement",
 }
 _WHERE = {name: module for module, names in _NAMES.items() for name in names.split()}
+_SUBMODULES = {"rllib_checkpoint"}  # RLlib's checkpoints, read without unpickling: ``rlmodule.rllib_checkpoint``
 __all__ = sorted(_WHERE)
 
 
 def __getattr__(name: str) -> Any:
+    if name in _SUBMODULES:
+        return importlib.import_module(f"{__name__}.{name}")
     module = _WHERE.get(name)
     if module is None:
         raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
@@ -58,4 +64,4 @@ def __getattr__(name: str) -> Any:
 
 
 def __dir__() -> list[str]:
-    return sorted({*globals(), *_WHERE})
+    return sorted({*globals(), *_WHERE, *_SUBMODULES})
