@@ -458,7 +458,7 @@ class Registry:
         ``progress`` reports the read from the store (``load``'s), not the checkpoint's write.
         """
         module = self.load(name, version, alias=alias, progress=progress)
-        return rllib_checkpoint.export_as(module, path, format)
+        return rlmodule.rllib_checkpoint.export_as(module, path, format)
 
     def import_checkpoint(
         self,
@@ -478,10 +478,8 @@ class Registry:
         validate_name(name)
         _json_metadata(name, metadata)
         if from_rllib:
-            from rlmodule import rllib_checkpoint
-
-            module = rllib_checkpoint.load_rllib_checkpoint(path)
-            metadata = {"rllib_ray_version": rllib_checkpoint.rllib_metadata(path).get("ray_version"),
+            module = rlmodule.rllib_checkpoint.load_rllib_checkpoint(path)
+            metadata = {"rllib_ray_version": rlmodule.rllib_checkpoint.rllib_metadata(path).get("ray_version"),
                         **(metadata or {})}
         else:
             module = rlmodule.RLModule.from_checkpoint(path, trusted_modules=self.trusted_modules)
