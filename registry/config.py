@@ -46,8 +46,3 @@ def default_storage_url() -> str:
     folder = data_dir() / "blobs"
     folder.mkdir(parents=True, exist_ok=True)
     return str(folder)
-
-
-def serve_tokens() -> str:
-    """``RLREG_SERVE_TOKENS``: ``name:token`` (or ``name:sha256:HEX``) entries for ``rlreg serve``'s writes."""
-    return os.environ.get("RLREG_SERVE_TOKENS", "")

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from registry import config
+from storage import config
 
 from rlreg.web.app import create_app
 from rlreg.web.auth import parse_tokens

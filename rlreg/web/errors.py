@@ -6,11 +6,13 @@
     ├── ReadOnlyError (PermissionError)       403  a write to a server started without --allow-writes
     └── NotSupportedError (NotImplementedError)  501  a feature this registry does not offer yet
 
-The registry's error tree is mapped by way of the command line's exit codes (``exitcodes.classify``,
-which decides by class), so an error means the same on the command line and over HTTP.
+Every other error is looked up in ``registry.errorcodes``' table (by ``isinstance`` over the one error
+tree), the same table that gives the command line its exit codes.
 """
 
 from __future__ import annotations
+
+from registry import errorcodes
 
 from rlreg import exitcodes
 from rlreg.errors import CLIError
@@ -46,30 +48,17 @@ class NotSupportedError(WebError, NotImplementedError):
     status = 501
 
 
-# exit code -> HTTP status
-STATUS_BY_EXIT_CODE = {
-    exitcodes.NOT_FOUND: 404,
-    exitcodes.INVALID: 400,
-    exitcodes.CONFLICT: 409,
-    exitcodes.DATABASE: 503,
-    exitcodes.STORAGE: 503,
-    exitcodes.INTEGRITY: 500,
-    exitcodes.SCHEMA: 503,
-    exitcodes.UNTRUSTED: 422,
-}
 LABEL_BY_STATUS = {400: "invalid input", 401: "unauthorized", 403: "read-only", 404: "not found",
-                   405: "method not allowed", 409: "conflict", 422: "untrusted class", 500: "server error",
-                   501: "not supported", 503: "unavailable"}
+                   405: "method not allowed", 409: "conflict", 500: "server error", 501: "not supported",
+                   503: "unavailable"}
 
 
 def http_status(exc: BaseException) -> tuple[int, str] | None:
-    """``(status, label)`` for an expected error, ``None`` for a bug."""
+    """``(status, label)`` for an expected error, ``None`` for a bug (``registry.errorcodes``' table)."""
     if isinstance(exc, WebError):
         return exc.status, LABEL_BY_STATUS[exc.status]
-    code = exitcodes.classify(exc)
-    if code is None:
-        return None
-    return STATUS_BY_EXIT_CODE[code], exitcodes.LABELS[code]
+    outcome = errorcodes.outcome_of(exc)
+    return None if outcome is None else (outcome.http_status, outcome.label)
 
 
 def error_document(status: int, label: str, exc: BaseException | None, message: str | None = None) -> dict:
