@@ -27,7 +27,6 @@ from contextlib import contextmanager
 from typing import Any, Optional, Protocol, Union
 
 import sqlalchemy as sa
-from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import URL, Connection, Engine
 
 from registry import db, errors, tailing
@@ -393,7 +392,11 @@ def _driver_of(conn: Connection) -> Any:
 
 
 def _insert_for(conn: Connection) -> Callable[..., Any]:
-    return sqlite.insert if db.is_sqlite(conn) else postgresql.insert
+    if db.is_sqlite(conn):  # each dialect imported only where it is used (start-up of the CLI)
+        from sqlalchemy.dialects.sqlite import insert
+    else:
+        from sqlalchemy.dialects.postgresql import insert
+    return insert
 
 
 def _checkpoint(conn: Connection, consumer: str) -> int:

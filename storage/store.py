@@ -342,6 +342,8 @@ class Store:
     def _raise_fetch_error(self, obj: str, exc: BaseException, names: list[str]) -> None:
         tensors = ", ".join(repr(n) for n in names)
         if isinstance(exc, FileNotFoundError):
+            with filesystems.translate_errors(self.url):
+                filesystems.check_bucket(self.fs, self.location.path, self.url)  # a missing bucket: exit 7
             raise ObjectNotFoundError(f"object {obj} (tensors {tensors}) is not in {self.url}") from exc
         with filesystems.translate_errors(self.url):
             raise exc
