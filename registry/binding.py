@@ -21,8 +21,6 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from storage import Location
-
 from registry import errors
 from registry.eventstore import Event, EventStore, NewEvent
 
@@ -35,6 +33,8 @@ ATTEMPTS = 5  # a concurrent first open may bind first: re-read and compare
 
 def normalize(url: str) -> str:
     """The one spelling of a storage URL (absolute ``file://`` for paths, no trailing ``/``)."""
+    from storage.location import Location  # fsspec, not torch
+
     return Location(str(url)).url
 
 
