@@ -33,9 +33,10 @@ ATTEMPTS = 5  # a concurrent first open may bind first: re-read and compare
 
 def normalize(url: str) -> str:
     """The one spelling of a storage URL (absolute ``file://`` for paths, no trailing ``/``)."""
-    from storage.location import Location  # fsspec, not torch
+    from storage import filesystems  # fsspec only: read commands never import torch
 
-    return Location(str(url)).url
+    fs, path = filesystems.filesystem(str(url), {})
+    return filesystems.url_of(fs, path)
 
 
 @dataclass(frozen=True)
