@@ -33,9 +33,12 @@ READ_COMMANDS: tuple[tuple[str, ...], ...] = (
     ("models",), ("versions", "{name}"), ("show", "{name}:1"), ("show", "rlreg://{name}@best"),
     ("history", "{name}"), ("events",), ("alias", "set", "{name}", "prod", "@best"),
     ("alias", "rm", "{name}", "prod"), ("db", "current"), ("cache", "ls"), ("cache", "prune", "--dry-run"),
+    ("tag", "{name}:1", "stage=eval"), ("untag", "{name}:1", "stage"), ("describe", "{name}", "a model"),
+    ("versions", "{name}", "--where", "version > 1", "--sort", "-version"), ("storage", "show"),
 )
 TORCH_COMMANDS = frozenset({
     "demo", "diff", "export", "import", "verify", "db upgrade", "projections rebuild", "cache verify",
+    "storage move",  # checks every object at the new location through the store
 })
 
 
