@@ -5,6 +5,8 @@ from storage.errors import (
     InvalidDigestError,
     InvalidManifestError,
     InvalidTensorNameError,
+    JSONDepthError,
+    NotAFileError,
     ObjectNotFoundError,
     StorageError,
     StorageUnavailableError,
@@ -12,6 +14,7 @@ from storage.errors import (
     UnknownProtocolError,
     UnsupportedDtypeError,
 )
+from storage.jsondepth import MAX_JSON_DEPTH
 from storage.location import Location
 from storage.manifest import manifest_objects
 from storage.progress import ProgressCallback
@@ -22,7 +25,10 @@ __all__ = [
     "InvalidDigestError",
     "InvalidManifestError",
     "InvalidTensorNameError",
+    "JSONDepthError",
     "Location",
+    "MAX_JSON_DEPTH",
+    "NotAFileError",
     "ObjectNotFoundError",
     "ProgressCallback",
     "Store",

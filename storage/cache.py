@@ -8,14 +8,19 @@ recently used first, by modification time, refreshed on each hit) runs under a `
 from __future__ import annotations
 
 import contextlib
+import logging
 import os
+import shutil
 from collections.abc import Iterable
 from typing import Any
 
 import filelock
 
 from storage import digest
+from storage.errors import NotAFileError
 from storage.filesystems import local_atomic_write, map_file
+
+log = logging.getLogger(__name__)
 
 DEFAULT_MAX_BYTES = 20 << 30
 
@@ -55,6 +60,10 @@ class ObjectCache:
             buf = map_file(path)
         except FileNotFoundError:
             return None
+        except NotAFileError as exc:  # a folder or FIFO in its place: never opened for reading
+            log.warning("discarding a damaged cache entry: %s", exc)
+            self.discard(object_digest)
+            return None
         with contextlib.suppress(OSError):
             os.utime(path)
         return buf
@@ -63,7 +72,10 @@ class ObjectCache:
         """Cache an object's (already verified) bytes, evicting old entries beyond the bound."""
         if nbytes > self.max_bytes:
             return
-        local_atomic_write(self.path(object_digest), buffers)
+        path = self.path(object_digest)
+        if os.path.isdir(path) and not os.path.islink(path):
+            self.discard(object_digest)  # a folder in its place: the rename below could not replace it
+        local_atomic_write(path, buffers)
         if self._since_scan is None or self._since_scan + nbytes > self.max_bytes // 10:
             self._evict()
         else:
@@ -71,8 +83,17 @@ class ObjectCache:
 
     def discard(self, object_digest: str) -> None:
         """Remove an object from the cache (damaged or deleted)."""
+        path = self.path(object_digest)
         with contextlib.suppress(FileNotFoundError):
-            os.unlink(self.path(object_digest))
+            if os.path.isdir(path) and not os.path.islink(path):
+                shutil.rmtree(path)
+            else:
+                os.unlink(path)
+
+    def digests(self) -> list[str]:
+        """The digests of every cache entry (whatever is at its path: file, folder, FIFO), sorted."""
+        names = (os.path.basename(path) for _, path, _ in self._entries())
+        return sorted(d for d in (digest.PREFIX + n for n in names) if digest.is_digest(d))
 
     def total_bytes(self) -> int:
         """Bytes held by the cache now."""

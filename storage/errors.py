@@ -10,7 +10,9 @@ StorageError
 ├── InvalidDigestError         (ValueError)          a string that is not a digest
 ├── TensorNotInManifestError   (LookupError)         a name asked of get() that the manifest lacks
 ├── UnknownProtocolError       (ValueError)          a URL whose fsspec protocol is unknown
-└── StorageUnavailableError    (ConnectionError)     unreachable endpoint, missing bucket/credentials
+├── StorageUnavailableError    (ConnectionError)     unreachable endpoint, missing bucket/credentials
+├── NotAFileError              (ValueError)          a folder, FIFO, device or socket where a file belongs
+└── JSONDepthError             (ValueError)          JSON nested deeper than ``MAX_JSON_DEPTH`` levels
 ```
 """
 
@@ -55,3 +57,11 @@ class InvalidDigestError(StorageError, ValueError):
 
 class TensorNotInManifestError(StorageError, LookupError):
     """A tensor name asked of ``get`` that the manifest does not hold."""
+
+
+class NotAFileError(StorageError, ValueError):
+    """A folder, FIFO, device or socket where a regular file belongs (refused before any read)."""
+
+
+class JSONDepthError(StorageError, ValueError):
+    """JSON (a file, a safetensors header, metadata) nested deeper than ``storage.MAX_JSON_DEPTH``."""

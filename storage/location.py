@@ -3,14 +3,13 @@
 from __future__ import annotations
 
 import json
-import os
 import posixpath
 from collections.abc import Mapping
 from typing import Any
 
 import torch
 
-from storage import filesystems
+from storage import filesystems, jsondepth
 from storage.errors import ObjectNotFoundError
 from storage.safetensors_format import chunks, header_bytes, layout, parse_header
 from storage.tensors import BufferView, check_name, to_raw
@@ -87,8 +86,7 @@ class Location:
         path = self._join(name)
         with filesystems.translate_errors(self._url(name)):
             if filesystems.is_local(self.fs):
-                with open(path, "rb") as f:
-                    return f.read()
+                return bytes(filesystems.read_regular(path))
             return self.fs.cat_file(path)
 
     def write_bytes(self, name: str, data: bytes | bytearray | memoryview) -> None:
@@ -98,10 +96,10 @@ class Location:
             filesystems.atomic_write(self.fs, path, [data])
 
     def read_json(self, name: str) -> Any:
-        """The parsed UTF-8 JSON file ``name``."""
+        """The parsed UTF-8 JSON file ``name`` (``JSONDepthError`` past ``MAX_JSON_DEPTH`` levels)."""
         data = self.read_bytes(name)
         try:
-            return json.loads(data.decode("utf-8"))
+            return jsondepth.loads(data.decode("utf-8"), self._url(name))
         except (UnicodeDecodeError, json.JSONDecodeError) as exc:
             raise ValueError(f"{self._url(name)} is not UTF-8 JSON: {exc}") from None
 
@@ -141,22 +139,5 @@ class Location:
         path = self._join(name)
         with filesystems.translate_errors(self._url(name)):
             if filesystems.is_local(self.fs):
-                return read_file(path)
+                return filesystems.read_regular(path)
             return bytearray(self.fs.cat_file(path))  # writable: the tensors are views of it
-
-
-def read_file(path: str) -> bytearray:
-    """A local file read with one ``readinto`` into a fresh writable buffer."""
-    with open(path, "rb", buffering=0) as f:
-        size = os.fstat(f.fileno()).st_size
-        buf = bytearray(size)
-        view = memoryview(buf)
-        got = 0
-        while got < size:
-            n = f.readinto(view[got:])
-            if not n:
-                break
-            got += n
-    if got != size:
-        del buf[got:]
-    return buf

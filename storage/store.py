@@ -20,6 +20,7 @@ from storage.errors import (
     IntegrityError,
     InvalidDigestError,
     InvalidManifestError,
+    NotAFileError,
     ObjectNotFoundError,
     TensorNotInManifestError,
 )
@@ -72,13 +73,18 @@ class VerifyReport:
     ``damaged`` maps each damaged (or missing) object to what is wrong with it; ``damaged_tensors``
     maps it to the digests of the tensors it holds, as its header names them (``[]`` when the header
     itself is damaged or the object is missing); ``quarantined`` maps each object moved aside by
-    ``verify(quarantine=True)`` to the URL it was moved to.
+    ``verify(quarantine=True)`` to the URL it was moved to. ``cache_damaged`` maps each damaged
+    entry of the local read cache to what is wrong with it (``get`` would discard and fetch it
+    again); ``verify(quarantine=True)`` discards them at once (``cache_discarded``). Neither makes
+    the store damaged: ``ok`` is about the stored objects.
     """
 
     checked: int
     damaged: dict[str, str] = field(default_factory=dict)
     damaged_tensors: dict[str, list[str]] = field(default_factory=dict)
     quarantined: dict[str, str] = field(default_factory=dict)
+    cache_damaged: dict[str, str] = field(default_factory=dict)
+    cache_discarded: list[str] = field(default_factory=list)
 
     @property
     def ok(self) -> bool:
@@ -91,6 +97,8 @@ class VerifyReport:
             "damaged": dict(sorted(self.damaged.items())),
             "damaged_tensors": {k: list(v) for k, v in sorted(self.damaged_tensors.items())},
             "quarantined": dict(sorted(self.quarantined.items())),
+            "cache_damaged": dict(sorted(self.cache_damaged.items())),
+            "cache_discarded": sorted(self.cache_discarded),
             "ok": self.ok,
         }
 
@@ -314,7 +322,7 @@ class Store:
             for obj in objs:
                 try:
                     out[obj] = filesystems.map_file(self._path(obj))
-                except FileNotFoundError as exc:
+                except (FileNotFoundError, NotAFileError) as exc:
                     out[obj] = exc
             return out
         known = [(sizes or {}).get(o) for o in objs]
@@ -326,6 +334,10 @@ class Store:
         tensors = ", ".join(repr(n) for n in names)
         if isinstance(exc, FileNotFoundError):
             raise ObjectNotFoundError(f"object {obj} (tensors {tensors}) is not in {self.url}") from exc
+        if isinstance(exc, NotAFileError):
+            raise IntegrityError(
+                f"object {obj} at {self._where(obj)} is damaged (tensors {tensors}): {exc}; {_REPAIR_HINT}"
+            ) from None
         with filesystems.translate_errors(self.url):
             raise exc
 
@@ -352,7 +364,7 @@ class Store:
         root = posixpath.join(self.location.path, "objects")
         with filesystems.translate_errors(self.url):
             try:
-                found = self.fs.find(root, detail=True)
+                found = self.fs.find(root, detail=True, withdirs=True)  # a folder in place of an object too
             except FileNotFoundError:
                 found = {}
             if not found:  # an empty listing: tell an empty bucket or prefix from a missing bucket
@@ -415,7 +427,11 @@ class Store:
                 fetched = self._fetch(chunk, None, fetched_remote)
             for obj in chunk:
                 data = fetched.pop(obj)
-                if isinstance(data, BaseException):
+                if isinstance(data, NotAFileError):
+                    damaged[obj], held[obj] = f"object {obj} is damaged: {data}", []
+                    if quarantine:
+                        moved[obj] = self._quarantine(obj)
+                elif isinstance(data, BaseException):
                     damaged[obj], held[obj] = f"missing: {data}", []
                 else:
                     try:
@@ -427,7 +443,28 @@ class Store:
                             moved[obj] = self._quarantine(obj)
                 if self._local:  # read in place: the hash is the read
                     prog.add(sizes.get(obj, 0))
-        return VerifyReport(len(ds), damaged, held, moved)
+        cache_damaged = self._verify_cache(ds if digests is not None else None)
+        discarded = []
+        if quarantine:
+            for obj in cache_damaged:
+                self.cache.discard(obj)  # type: ignore[union-attr]
+                discarded.append(obj)
+        return VerifyReport(len(ds), damaged, held, moved, cache_damaged, discarded)
+
+    def _verify_cache(self, digests: list[str] | None) -> dict[str, str]:
+        """``{object: what is wrong}`` for the damaged entries of the read cache (all, or ``digests``)."""
+        if self.cache is None:
+            return {}
+        damaged = {}
+        for obj in self.cache.digests() if digests is None else digests:
+            path = self.cache.path(obj)
+            try:
+                objects.decode(filesystems.map_file(path), obj, path, lambda _: [])
+            except FileNotFoundError:
+                continue
+            except (IntegrityError, NotAFileError) as exc:
+                damaged[obj] = str(exc)
+        return damaged
 
     def _quarantine(self, obj: str) -> str:
         """Move a damaged object aside, under ``quarantine/``; return the URL it was moved to."""
