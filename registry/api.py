@@ -13,11 +13,12 @@ from typing import Any
 import sqlalchemy as sa
 import storage
 from storage import ProgressCallback, Store
+from storage.jsondepth import check_value as check_json_depth
 
 from registry import config, db, errors, replay, uri
 from registry.eventstore import Event, EventStore, NewEvent
 from registry.modeldiff import ModelDiff, diff_versions
-from registry.names import validate_alias, validate_name
+from registry.names import validate_alias, validate_name, validate_position, validate_version
 from registry.projections import (
     ALIAS_REMOVED, ALIAS_SET, SPEC_RECORDED, VERSION_RECORDED, Projections, spec_digest,
 )
@@ -94,6 +95,7 @@ class Registry:
         spec = self._spec_dict(spec_to_dict(module))
         digest = spec_digest(spec)
         tensors, rest = split_state(_state_to_store(module))
+        _check_depth(rest, f"snapshot of {name!r}: the module's non-tensor state")
         manifest = self._store.put(tensors, progress=progress)  # blobs first: an event never names a missing blob
         size = sum(int(t["nbytes"]) for t in manifest["tensors"].values())
 
@@ -191,8 +193,8 @@ class Registry:
             if model.latest_version == 0:
                 raise errors.NotFoundError(f"model {name!r} has no versions yet (only a spec)")
             version = model.latest_version
-        elif isinstance(version, bool) or not isinstance(version, int):
-            raise errors.InvalidNameError(f"model {name!r}: version {version!r} is not an integer")
+        else:
+            validate_version(version, f"model {name!r}: version")
         row = conn.execute(sa.select(versions).where(versions.c.name == name, versions.c.version == version)).first()
         if row is None:
             raise errors.NotFoundError(
@@ -306,11 +308,15 @@ class Registry:
 
     def events(self, after: int = 0, limit: int | None = None) -> list[Event]:
         """Events of every model with ``position > after``, ascending."""
+        validate_position(after, "events after position")
+        if limit is not None:
+            validate_position(limit, "events limit")
         return self._events.events(after, limit)
 
     def follow(self, after: int = 0, *, poll_interval: float = 0.05, timeout: float | None = None,
                stop: Any = None) -> Iterator[Event]:
         """Yield events after ``after`` as they commit (ends after ``timeout`` idle seconds or on ``stop``)."""
+        validate_position(after, "events after position")
         return self._events.follow(after, poll_interval=poll_interval, timeout=timeout, stop=stop)
 
     def head(self) -> int:
@@ -374,7 +380,11 @@ class Registry:
 
         ``progress`` reports the read from the store (``load``'s), not the checkpoint's write.
         """
-        return self.load(name, version, alias=alias, progress=progress).save_to_path(path)
+        module = self.load(name, version, alias=alias, progress=progress)
+        try:
+            return module.save_to_path(path)
+        except storage.StorageWriteError as exc:
+            raise errors.ExportTargetError(f"cannot export model {name!r} to {str(path)!r}: {exc}") from exc
 
     def import_checkpoint(
         self,
@@ -462,6 +472,7 @@ def _json_metadata(name: str, metadata: Mapping[str, Any] | None) -> dict[str, A
         raise errors.InvalidEventError(
             f"snapshot of {name!r}: metadata must be a dict of JSON values, got {type(metadata).__name__}"
         )
+    _check_depth(metadata, f"snapshot of {name!r}: metadata")
     out = {}
     for key, value in metadata.items():
         if not isinstance(key, str):
@@ -474,6 +485,14 @@ def _json_metadata(name: str, metadata: Mapping[str, Any] | None) -> dict[str, A
             ) from None
         out[key] = json.loads(json.dumps(value))
     return out
+
+
+def _check_depth(value: Any, where: str) -> None:
+    """``InvalidEventError`` for JSON nested past ``storage.MAX_JSON_DEPTH`` (before anything recurses into it)."""
+    try:
+        check_json_depth(value, where)
+    except storage.JSONDepthError as exc:
+        raise errors.InvalidEventError(str(exc)) from None
 
 
 def _state_to_store(module: RLModule) -> Any:

@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import os
 import sqlite3
 import time
+import urllib.parse
 import zlib
 from collections.abc import Iterator
 from pathlib import Path
@@ -95,6 +97,9 @@ def _sqlite_engine(url: URL, **kwargs: Any) -> Engine:
     connect_args.update(kwargs.pop("connect_args", {}))
     if url.database in (None, "", ":memory:"):
         kwargs.setdefault("poolclass", sa.pool.StaticPool)  # one connection: the in-memory database
+    read_only = _read_only_uri(url.database)
+    if read_only is not None:
+        kwargs["creator"] = lambda: sqlite3.connect(read_only, uri=True, **connect_args)
     engine = sa.create_engine(url, connect_args=connect_args, **kwargs)
 
     # pysqlite's own transaction handling is switched off so that we issue BEGIN ourselves
@@ -104,7 +109,8 @@ def _sqlite_engine(url: URL, **kwargs: Any) -> Engine:
         dbapi_connection.isolation_level = None
         cursor = dbapi_connection.cursor()
         cursor.execute(f"PRAGMA busy_timeout={int(SQLITE_BUSY_TIMEOUT * 1000)}")
-        _use_wal(cursor)
+        if read_only is None:
+            _use_wal(cursor)
         cursor.execute("PRAGMA synchronous=NORMAL")
         cursor.close()
 
@@ -114,6 +120,22 @@ def _sqlite_engine(url: URL, **kwargs: Any) -> Engine:
         conn.exec_driver_sql("BEGIN IMMEDIATE" if write else "BEGIN")
 
     return engine
+
+
+def _read_only_uri(database: str | None) -> str | None:
+    """A read-only SQLite URI for an existing file in a folder this process cannot write, else None.
+
+    A WAL database needs its ``-shm`` file beside it, which a read-only folder cannot get: SQLite
+    then opens nothing ("unable to open database file"). Read-only, and ``immutable`` unless the
+    ``-wal`` and ``-shm`` files are already there, it reads; nobody can write it through this folder
+    anyway, and every write is refused with ``DatabaseReadOnlyError``.
+    """
+    if database in (None, "", ":memory:") or database.startswith("file:") or not os.path.isfile(database):
+        return None
+    if os.access(os.path.dirname(os.path.abspath(database)) or ".", os.W_OK):
+        return None
+    wal_files = all(os.path.exists(database + suffix) for suffix in ("-wal", "-shm"))
+    return f"file:{urllib.parse.quote(os.path.abspath(database))}?mode=ro" + ("" if wal_files else "&immutable=1")
 
 
 def _use_wal(cursor: Any) -> None:
@@ -150,7 +172,12 @@ def sqlite_writer_queue(engine: Union[Engine, Connection]) -> Iterator[None]:
     if fcntl is None or database in (None, "", ":memory:") or database.startswith("file:"):
         yield
         return
-    with open(f"{database}.writer.lock", "a+b") as lock_file:
+    try:
+        lock_file = open(f"{database}.writer.lock", "a+b")  # noqa: SIM115 - closed below
+    except OSError:  # a read-only folder: no writer can get through, SQLite refuses the write itself
+        yield
+        return
+    with lock_file:
         fcntl.flock(lock_file.fileno(), fcntl.LOCK_EX)
         try:
             yield
@@ -164,7 +191,7 @@ def translate_errors(what: str) -> Iterator[None]:
     try:
         yield
     except exc.OperationalError as e:
-        raise errors.DatabaseUnavailableError(f"{what}: the database is unavailable or locked: {e.orig}") from e
+        raise _operational_error(what, e) from e
     except exc.InterfaceError as e:
         raise errors.DatabaseUnavailableError(f"{what}: the database connection failed: {e.orig}") from e
     except exc.IntegrityError as e:
@@ -175,6 +202,20 @@ def translate_errors(what: str) -> Iterator[None]:
         raise errors.RegistryError(f"{what}: database error: {e.orig}") from e
     except exc.SQLAlchemyError as e:
         raise errors.RegistryError(f"{what}: {e}") from e
+
+
+def _operational_error(what: str, e: exc.OperationalError) -> errors.RegistryError:
+    """SQLite's full disk and read-only file get errors of their own; the rest is unavailable or locked."""
+    text = str(e.orig).lower()
+    if "database or disk is full" in text or "no space left" in text:
+        return errors.DatabaseFullError(
+            f"{what}: the database is full (no space left on its disk): {e.orig}; free some space and retry"
+        )
+    if "readonly database" in text or "read-only" in text:
+        return errors.DatabaseReadOnlyError(
+            f"{what}: the database is read-only here (a read-only file, folder or filesystem): {e.orig}"
+        )
+    return errors.DatabaseUnavailableError(f"{what}: the database is unavailable or locked: {e.orig}")
 
 
 # --- schema: Alembic ------------------------------------------------------------------------

@@ -21,6 +21,7 @@ from typing import Any
 import gymnasium as gym
 import numpy as np
 
+from rlmodule import limits
 from rlmodule.errors import SpaceSerializationError
 from rlmodule.trust import resolve_class
 
@@ -37,11 +38,21 @@ def array_to_b64(array: np.ndarray) -> str:
     return base64.b64encode(zlib.compress(buf.getvalue())).decode("ascii")
 
 
-def array_from_b64(text: str) -> np.ndarray:
-    """The array encoded by `array_to_b64`; object arrays (pickle) are refused."""
+def array_from_b64(text: str, max_bytes: int = limits.array_bytes_bound([limits.MAX_SPACE_ELEMENTS], 8, "")) -> np.ndarray:
+    """The array encoded by `array_to_b64`; object arrays (pickle) are refused.
+
+    At most `max_bytes` are inflated (a zlib bomb stops there): by default what the largest array a
+    space may hold needs; a Box passes what its declared shape and dtype need.
+    """
     try:
-        raw = zlib.decompress(base64.b64decode(text.encode("ascii"), validate=True))
+        inflater = zlib.decompressobj()
+        raw = inflater.decompress(base64.b64decode(text.encode("ascii"), validate=True), max_bytes)
+        if inflater.unconsumed_tail or not inflater.eof:
+            raise SpaceSerializationError(
+                f"array {text[:32]!r}... inflates to more than the {max_bytes:,} bytes its declared shape needs")
         return np.load(io.BytesIO(raw), allow_pickle=False)
+    except SpaceSerializationError:
+        raise
     except ValueError as e:
         raise SpaceSerializationError(f"cannot decode array {text[:32]!r}...: {e}") from None
     except (zlib.error, OSError, AttributeError) as e:
@@ -100,7 +111,8 @@ def gym_space_to_dict(space: gym.Space | None) -> dict | None:
 
 
 def _decode_box(d):
-    return gym.spaces.Box(low=array_from_b64(d["low"]), high=array_from_b64(d["high"]),
+    bound = limits.array_bytes_bound(d["shape"], np.dtype(d["dtype"]).itemsize, "box space 'shape'")
+    return gym.spaces.Box(low=array_from_b64(d["low"], bound), high=array_from_b64(d["high"], bound),
                           shape=tuple(d["shape"]), dtype=np.dtype(d["dtype"]))
 
 
@@ -159,6 +171,7 @@ def gym_space_from_dict(d: dict | None) -> gym.Space | None:
     if decoder is None:
         raise SpaceSerializationError(
             f"unknown space type {d['space']!r}; known: {', '.join(_DECODERS)}")
+    limits.check_space_dict(d)
     try:
         return decoder(d)
     except SpaceSerializationError:

@@ -116,8 +116,13 @@ def parse_metadata(text: str | None) -> dict | None:
     """``--metadata`` as a dict (a JSON object)."""
     if text is None:
         return None
+    from storage.jsondepth import JSONDepthError, check_text  # (imports torch: only import needs it)
+
     try:
+        check_text(text, "--metadata")
         value = json.loads(text)
+    except JSONDepthError as exc:
+        raise InvalidMetadataError(str(exc)) from None
     except json.JSONDecodeError as exc:
         raise InvalidMetadataError(f"--metadata {text!r} is not JSON: {exc.msg}") from None
     if not isinstance(value, dict):

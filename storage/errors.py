@@ -11,6 +11,7 @@ StorageError
 ├── TensorNotInManifestError   (LookupError)         a name asked of get() that the manifest lacks
 ├── UnknownProtocolError       (ValueError)          a URL whose fsspec protocol is unknown
 ├── StorageUnavailableError    (ConnectionError)     unreachable endpoint, missing bucket/credentials
+├── StorageWriteError          (OSError)             a write refused: disk full, read-only, not a folder
 ├── NotAFileError              (ValueError)          a folder, FIFO, device or socket where a file belongs
 └── JSONDepthError             (ValueError)          JSON nested deeper than ``MAX_JSON_DEPTH`` levels
 ```
@@ -65,3 +66,7 @@ class NotAFileError(StorageError, ValueError):
 
 class JSONDepthError(StorageError, ValueError):
     """JSON (a file, a safetensors header, metadata) nested deeper than ``storage.MAX_JSON_DEPTH``."""
+
+
+class StorageWriteError(StorageError, OSError):
+    """A write the filesystem refused: no space left, a read-only filesystem, a file where a folder belongs."""

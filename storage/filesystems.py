@@ -24,6 +24,7 @@ from storage.errors import (
     ObjectNotFoundError,
     StorageError,
     StorageUnavailableError,
+    StorageWriteError,
     UnknownProtocolError,
 )
 
@@ -103,10 +104,33 @@ def translate_errors(url: str) -> Iterator[None]:
         raise StorageUnavailableError(
             f"storage {url!r} refused access (check credentials): {exc}"
         ) from exc
+    except OSError as exc:
+        if exc.errno in _WRITE_ERRNOS:
+            error = StorageWriteError(f"{url}: {_WRITE_ERRNOS[exc.errno]} ({_where(exc)})")
+            error.errno = exc.errno
+            raise error from exc
+        if _is_connection_error(exc):
+            raise StorageUnavailableError(f"storage {url!r} is unavailable: {_describe(exc)}") from exc
+        raise
     except Exception as exc:
         if _is_connection_error(exc):
             raise StorageUnavailableError(f"storage {url!r} is unavailable: {_describe(exc)}") from exc
         raise
+
+
+_WRITE_ERRNOS = {
+    errno.ENOSPC: "no space left on the device: free some space, or store elsewhere",
+    errno.EDQUOT: "disk quota exceeded: free some space, or store elsewhere",
+    errno.EFBIG: "file too large for this filesystem",
+    errno.EROFS: "the filesystem is read-only",
+    errno.EEXIST: "a file is in the way where a folder is needed",
+    errno.ENOTDIR: "a file is in the way where a folder is needed",
+    errno.EISDIR: "a folder is in the way where a file is needed",
+}
+
+
+def _where(exc: OSError) -> str:
+    return f"{exc.strerror or exc}: {exc.filename}" if exc.filename else str(exc.strerror or exc)
 
 
 def _is_connection_error(exc: BaseException) -> bool:
