@@ -18,6 +18,7 @@ bound                    value       what it limits
 
 from __future__ import annotations
 
+import io
 import math
 from typing import Any
 
@@ -70,6 +71,18 @@ def check_shape(shape: Any, field: str) -> int:
 def array_bytes_bound(shape: Any, itemsize: int, field: str) -> int:
     """The most bytes ``np.save`` of an array of ``shape`` and ``itemsize`` can take (its zlib bound)."""
     return NPY_HEADER_BYTES + check_shape(shape, field) * itemsize
+
+
+def npy_bytes_bound(head: bytes, field: str) -> int:
+    """The bytes of the `np.save` file whose first bytes are ``head``, from the shape its header declares."""
+    buf = io.BytesIO(head)
+    try:
+        version = np.lib.format.read_magic(buf)
+        read = {(1, 0): np.lib.format.read_array_header_1_0, (2, 0): np.lib.format.read_array_header_2_0}[version]
+        shape, _, dtype = read(buf)
+    except (KeyError, ValueError, SyntaxError, TypeError) as exc:
+        raise SpaceSerializationError(f"{field}: not an np.save array ({exc})") from None
+    return buf.tell() + check_shape(list(shape), f"{field} shape") * dtype.itemsize
 
 
 def check_layer_sizes(key: str, sizes: list[int]) -> None:

@@ -38,19 +38,23 @@ def array_to_b64(array: np.ndarray) -> str:
     return base64.b64encode(zlib.compress(buf.getvalue())).decode("ascii")
 
 
-def array_from_b64(text: str, max_bytes: int = limits.array_bytes_bound([limits.MAX_SPACE_ELEMENTS], 8, "")) -> np.ndarray:
+def array_from_b64(text: str, max_bytes: int | None = None, field: str = "array") -> np.ndarray:
     """The array encoded by `array_to_b64`; object arrays (pickle) are refused.
 
-    At most `max_bytes` are inflated (a zlib bomb stops there): by default what the largest array a
-    space may hold needs; a Box passes what its declared shape and dtype need.
+    Inflation is bounded before it starts: by the shape the array's own `np.save` header declares
+    (itself bounded by `limits.MAX_SPACE_ELEMENTS`) and by `max_bytes` (what a Box's declared shape
+    and dtype need), so a zlib bomb stops at that many bytes.
     """
     try:
         inflater = zlib.decompressobj()
-        raw = inflater.decompress(base64.b64decode(text.encode("ascii"), validate=True), max_bytes)
-        if inflater.unconsumed_tail or not inflater.eof:
+        head = inflater.decompress(base64.b64decode(text.encode("ascii"), validate=True), limits.NPY_HEADER_BYTES)
+        need = limits.npy_bytes_bound(head, field)
+        bound = need if max_bytes is None else min(need, max_bytes)
+        rest = inflater.decompress(inflater.unconsumed_tail, bound + 1 - len(head)) if bound >= len(head) else b"?"
+        if len(head) + len(rest) > bound or inflater.unconsumed_tail or not inflater.eof:
             raise SpaceSerializationError(
-                f"array {text[:32]!r}... inflates to more than the {max_bytes:,} bytes its declared shape needs")
-        return np.load(io.BytesIO(raw), allow_pickle=False)
+                f"{field} {text[:32]!r}... inflates to more than the {bound:,} bytes its declared shape needs")
+        return np.load(io.BytesIO(head + rest), allow_pickle=False)
     except SpaceSerializationError:
         raise
     except ValueError as e:
@@ -112,7 +116,8 @@ def gym_space_to_dict(space: gym.Space | None) -> dict | None:
 
 def _decode_box(d):
     bound = limits.array_bytes_bound(d["shape"], np.dtype(d["dtype"]).itemsize, "box space 'shape'")
-    return gym.spaces.Box(low=array_from_b64(d["low"], bound), high=array_from_b64(d["high"], bound),
+    return gym.spaces.Box(low=array_from_b64(d["low"], bound, "box space 'low'"),
+                          high=array_from_b64(d["high"], bound, "box space 'high'"),
                           shape=tuple(d["shape"]), dtype=np.dtype(d["dtype"]))
 
 
