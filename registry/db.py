@@ -114,6 +114,11 @@ def _sqlite_engine(url: URL, **kwargs: Any) -> Engine:
         cursor.execute("PRAGMA synchronous=NORMAL")
         cursor.close()
 
+    @event.listens_for(engine, "handle_error")
+    def _on_error(context: Any) -> None:  # lets translate_errors tell a full disk from a locked file
+        with contextlib.suppress(AttributeError, TypeError):
+            context.original_exception.rlreg_sqlite_file = url.database
+
     @event.listens_for(engine, "begin")
     def _on_begin(conn: Connection) -> None:
         write = conn.get_execution_options().get(WRITE, False)
@@ -207,7 +212,7 @@ def translate_errors(what: str) -> Iterator[None]:
 def _operational_error(what: str, e: exc.OperationalError) -> errors.RegistryError:
     """SQLite's full disk and read-only file get errors of their own; the rest is unavailable or locked."""
     text = str(e.orig).lower()
-    if "database or disk is full" in text or "no space left" in text:
+    if "database or disk is full" in text or "no space left" in text or _disk_full(e.orig):
         return errors.DatabaseFullError(
             f"{what}: the database is full (no space left on its disk): {e.orig}; free some space and retry"
         )
@@ -216,6 +221,18 @@ def _operational_error(what: str, e: exc.OperationalError) -> errors.RegistryErr
             f"{what}: the database is read-only here (a read-only file, folder or filesystem): {e.orig}"
         )
     return errors.DatabaseUnavailableError(f"{what}: the database is unavailable or locked: {e.orig}")
+
+
+def _disk_full(error: BaseException | None) -> bool:
+    """Whether the folder of the SQLite file an error came from has no space left (a "disk I/O error"
+    when SQLite cannot even create its ``-shm`` file)."""
+    database = getattr(error, "rlreg_sqlite_file", None)
+    if not database or database.startswith("file:") or database == ":memory:":
+        return False
+    try:
+        return os.statvfs(os.path.dirname(os.path.abspath(database))).f_bavail == 0
+    except (OSError, AttributeError):
+        return False
 
 
 # --- schema: Alembic ------------------------------------------------------------------------
