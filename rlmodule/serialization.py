@@ -172,7 +172,7 @@ def gym_space_from_dict(d: dict | None) -> gym.Space | None:
         return None
     if not isinstance(d, dict) or "space" not in d:
         raise SpaceSerializationError(f"a space dict needs a 'space' key, got {d!r}")
-    decoder = _DECODERS.get(d["space"])
+    decoder = _DECODERS.get(d["space"]) if isinstance(d["space"], str) else None
     if decoder is None:
         raise SpaceSerializationError(
             f"unknown space type {d['space']!r}; known: {', '.join(_DECODERS)}")
