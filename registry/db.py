@@ -3,9 +3,14 @@
 from __future__ import annotations
 
 import contextlib
+import ast
 import dataclasses
+import functools
 import os
+import re
 import sqlite3
+import sys
+import threading
 import time
 import urllib.parse
 import zlib
@@ -14,11 +19,6 @@ from pathlib import Path
 from typing import Any, Optional, Union
 
 import sqlalchemy as sa
-from alembic import command
-from alembic.config import Config
-from alembic.runtime.migration import MigrationContext
-from alembic.script import ScriptDirectory
-from alembic.util.exc import CommandError
 from filelock import FileLock, Timeout
 
 try:
@@ -33,6 +33,7 @@ from registry import errors
 SQLITE_BUSY_TIMEOUT = 60.0  # seconds a writer waits for SQLite's write lock
 WRITE = "rlreg_write"  # execution option: begin with BEGIN IMMEDIATE on SQLite
 UPGRADE_COMMAND = "rlreg db upgrade"
+_MISSING_DATABASE = re.compile(r'database "([^"]*)" does not exist')
 _ADVISORY_LOCK_KEY = zlib.crc32(b"rlreg.schema") & 0x7FFFFFFF
 
 
@@ -40,10 +41,20 @@ def normalize_url(url: Union[str, URL]) -> URL:
     """A SQLAlchemy URL: ``postgresql://`` uses psycopg 3; a plain path means a SQLite file."""
     if isinstance(url, str) and "://" not in url:
         url = f"sqlite:///{Path(url).expanduser()}"
-    parsed = make_url(url)
+    try:
+        parsed = make_url(url)
+    except (exc.ArgumentError, ValueError) as e:
+        raise errors.DatabaseUnavailableError(
+            f"database URL {_shown_url(url)!r} is not a URL: expected sqlite:///path or postgresql://user@host/db"
+        ) from e
     if parsed.drivername in ("postgresql", "postgres"):
         parsed = parsed.set(drivername="postgresql+psycopg")
     return parsed
+
+
+def _shown_url(url: Union[str, URL]) -> str:
+    """``url`` for an error message, its password hidden."""
+    return re.sub(r"(://[^:/@\s]+:)[^@\s]+@", r"\1***@", str(url))
 
 
 def is_sqlite(engine: Union[Engine, Connection]) -> bool:
@@ -65,8 +76,45 @@ def create_engine(url: Union[str, URL], *, create: bool = True, **kwargs: Any) -
         raise errors.DatabaseUnavailableError(
             f"database URL {parsed.render_as_string(hide_password=True)!r}: only sqlite:/// and postgresql:// are supported"
         )
-    kwargs.setdefault("pool_pre_ping", True)
-    return sa.create_engine(parsed, **kwargs)
+    connect_args = {"options": "-c TimeZone=UTC"}  # timestamps come back in UTC, as they went in
+    connect_args.update(kwargs.pop("connect_args", {}))
+    try:
+        engine = sa.create_engine(parsed, connect_args=connect_args, **kwargs)
+    except ImportError as e:  # postgresql+psycopg2:// without psycopg2, ...
+        raise errors.DatabaseUnavailableError(
+            f"database URL {parsed.render_as_string(hide_password=True)!r}: its driver "
+            f"{parsed.get_driver_name()!r} is not installed ({e}): use postgresql+psycopg:// "
+            "(pip install 'rlreg[postgres]') or install that driver"
+        ) from e
+    _ping_idle_connections(engine)
+    return engine
+
+
+PING_AFTER_IDLE = 1.0  # seconds a pooled connection may sit unused before its next checkout pings it
+
+
+def _ping_idle_connections(engine: Engine) -> None:
+    """Ping a pooled connection on checkout only if it sat idle (``pool_pre_ping`` pings every time).
+
+    A ping is a round trip; an append is one, so pinging busy connections would double its cost.
+    A connection idle for a while may have been dropped by the server: that one is pinged, and a
+    dead one is replaced (``DisconnectionError`` makes the pool retry with a new connection).
+    """
+
+    @event.listens_for(engine, "checkin")
+    def _on_checkin(_dbapi_connection: Any, record: Any) -> None:
+        record.info["idle_since"] = time.monotonic()
+
+    @event.listens_for(engine, "checkout")
+    def _on_checkout(dbapi_connection: Any, record: Any, _proxy: Any) -> None:
+        if time.monotonic() - record.info.get("idle_since", 0.0) < PING_AFTER_IDLE:
+            return
+        try:
+            alive = engine.dialect.do_ping(dbapi_connection)
+        except engine.dialect.loaded_dbapi.Error as e:
+            raise exc.DisconnectionError(f"ping failed: {e}") from e
+        if not alive:
+            raise exc.DisconnectionError("ping failed")
 
 
 def _check_sqlite_file(url: URL, create: bool) -> None:
@@ -178,24 +226,113 @@ def sqlite_writer_queue(engine: Union[Engine, Connection]) -> Iterator[None]:
         yield
         return
     try:
-        lock_file = open(f"{database}.writer.lock", "a+b")  # noqa: SIM115 - closed below
+        lock_file = _lock_file(f"{database}.writer.lock")
     except OSError:  # a read-only folder: no writer can get through, SQLite refuses the write itself
         yield
         return
-    with lock_file:
-        fcntl.flock(lock_file.fileno(), fcntl.LOCK_EX)
+    fcntl.flock(lock_file.fileno(), fcntl.LOCK_EX)
+    try:
+        yield
+    finally:
+        fcntl.flock(lock_file.fileno(), fcntl.LOCK_UN)
+
+
+_lock_files = threading.local()
+
+
+def _lock_file(path: str) -> Any:
+    """This thread's open lock file (a flock belongs to an open file: one per thread and process)."""
+    files = _lock_files.__dict__.setdefault("files", {})
+    key = (os.getpid(), path)  # a forked child must not share its parent's open file (nor its lock)
+    if key not in files:
+        files[key] = open(path, "a+b")  # noqa: SIM115 - kept open for the thread's life
+    return files[key]
+
+
+def is_driver_error(e: BaseException) -> bool:
+    """True for a sqlite3 or psycopg error (psycopg is not imported for it: only SQLite users skip it)."""
+    psycopg = sys.modules.get("psycopg")
+    return isinstance(e, sqlite3.Error) or (psycopg is not None and isinstance(e, psycopg.Error))
+
+
+class ThreadConnections:
+    """One sqlite3 connection per thread (and process), set up like the engine's, kept for the store's life.
+
+    A SQLite append or read costs tens of microseconds in SQLite itself; checking a connection out of
+    SQLAlchemy's pool and back costs as much again. Each connection comes from the engine (so its
+    connect-time settings apply) and is detached from its pool, which it then never counts against.
+    Not for in-memory databases, whose one connection is the database.
+    """
+
+    def __init__(self, engine: Engine) -> None:
+        self.engine, self.local, self.lock, self.opened = engine, threading.local(), threading.Lock(), []
+
+    def get(self) -> Any:
+        """This thread's connection."""
+        key = (os.getpid(), id(self))
+        if getattr(self.local, "key", None) != key:  # a forked child opens its own
+            fairy = self.engine.raw_connection()
+            driver = fairy.driver_connection
+            fairy.detach()
+            with self.lock:
+                self.opened.append(driver)
+            self.local.key, self.local.driver = key, driver
+        return self.local.driver
+
+    def close(self) -> None:
+        """Close every connection opened here (by this process)."""
+        with self.lock:
+            opened, self.opened = self.opened, []
+        for driver in opened:
+            with contextlib.suppress(Exception):
+                driver.close()
+
+
+@contextlib.contextmanager
+def dbapi_connection(engine: Engine, what: str, *, autocommit: bool = False) -> Iterator[Any]:
+    """A pooled driver connection (sqlite3 or psycopg) for hand-written SQL, errors mapped as by ``translate_errors``.
+
+    ``autocommit`` (PostgreSQL) makes each statement its own transaction: one round trip, no BEGIN
+    or COMMIT. A connection the server dropped is invalidated, never handed out again.
+    """
+    with translate_errors(what):
+        fairy = engine.raw_connection()
+        driver = fairy.driver_connection
+        switch = autocommit and not is_sqlite(engine)
         try:
-            yield
+            if switch:
+                driver.autocommit = True
+            yield driver
+        except Exception as e:
+            if is_driver_error(e) and (getattr(driver, "broken", False) or getattr(driver, "closed", False)):
+                fairy.invalidate()
+            raise
         finally:
-            fcntl.flock(lock_file.fileno(), fcntl.LOCK_UN)
+            try:
+                if switch and not driver.closed:
+                    driver.autocommit = False  # SQLAlchemy's transactions need it off again
+            except Exception:  # noqa: BLE001 - a connection we cannot reset is never reused
+                fairy.invalidate()
+            fairy.close()
 
 
 @contextlib.contextmanager
 def translate_errors(what: str) -> Iterator[None]:
     """Map driver and SQLAlchemy errors onto ``registry.errors`` (``raise ... from e``)."""
     try:
-        yield
+        try:
+            yield
+        except Exception as e:
+            if is_driver_error(e):  # from hand-written SQL on a driver connection
+                raise _wrap_driver_error(e) from e
+            raise
     except exc.OperationalError as e:
+        missing = _MISSING_DATABASE.search(str(e.orig))
+        if missing:
+            raise errors.NotFoundError(
+                f"{what}: database {missing.group(1)!r} does not exist on the server: create it "
+                f"(`createdb {missing.group(1)}`) or check the URL"
+            ) from e
         raise _operational_error(what, e) from e
     except exc.InterfaceError as e:
         raise errors.DatabaseUnavailableError(f"{what}: the database connection failed: {e.orig}") from e
@@ -207,6 +344,11 @@ def translate_errors(what: str) -> Iterator[None]:
         raise errors.RegistryError(f"{what}: database error: {e.orig}") from e
     except exc.SQLAlchemyError as e:
         raise errors.RegistryError(f"{what}: {e}") from e
+
+
+def _wrap_driver_error(e: BaseException) -> exc.DBAPIError:
+    """The SQLAlchemy error a driver error would have become, so one mapping serves both."""
+    return exc.DBAPIError.instance(None, None, e, Exception)  # type: ignore[arg-type]
 
 
 def _operational_error(what: str, e: exc.OperationalError) -> errors.RegistryError:
@@ -238,8 +380,10 @@ def _disk_full(error: BaseException | None) -> bool:
 # --- schema: Alembic ------------------------------------------------------------------------
 
 
-def alembic_config(connection: Optional[Connection] = None) -> Config:
+def alembic_config(connection: Optional[Connection] = None) -> Any:
     """An Alembic ``Config`` for the ``migrations`` package, usable from any cwd (no alembic.ini)."""
+    from alembic.config import Config
+
     import migrations
 
     config = Config()
@@ -270,6 +414,8 @@ class SchemaStatus:
 
 def head_revision() -> str:
     """The head revision of the shipped migrations."""
+    from alembic.script import ScriptDirectory
+
     head = ScriptDirectory.from_config(alembic_config()).get_current_head()
     assert head is not None, "the migrations package has no revisions"
     return head
@@ -277,6 +423,9 @@ def head_revision() -> str:
 
 def schema_status(engine: Engine) -> SchemaStatus:
     """The current and head revisions of ``engine``'s database."""
+    from alembic.runtime.migration import MigrationContext
+    from alembic.script import ScriptDirectory
+
     script = ScriptDirectory.from_config(alembic_config())
     head = script.get_current_head()
     with translate_errors("reading the schema revision"), engine.connect() as conn:
@@ -286,7 +435,49 @@ def schema_status(engine: Engine) -> SchemaStatus:
     return SchemaStatus(current=current, head=head, known=known, empty=current is None and not tables)
 
 
-def _is_known(script: ScriptDirectory, revision: str) -> bool:
+def _at_shipped_head(engine: Engine) -> Optional[SchemaStatus]:
+    """The status when the database is at the shipped head (the usual case), read without importing
+    Alembic (a third of a read command's start-up); ``None`` means: ask Alembic."""
+    head = _shipped_head()
+    if head is None:
+        return None
+    with translate_errors("reading the schema revision"), engine.connect() as conn:
+        if not sa.inspect(conn).has_table("alembic_version"):
+            return None
+        current = conn.execute(sa.text("SELECT version_num FROM alembic_version")).scalars().all()
+    return SchemaStatus(current=head, head=head, known=True, empty=False) if current == [head] else None
+
+
+@functools.cache
+def _shipped_head() -> Optional[str]:
+    """The one revision of ``migrations/versions`` that no other revision follows, read from the files
+    (module-level ``revision`` / ``down_revision`` strings); ``None`` when they are not that simple."""
+    import migrations
+
+    revisions, parents = set(), set()
+    for path in (Path(migrations.__file__).resolve().parent / "versions").glob("*.py"):
+        found = {}
+        for node in ast.parse(path.read_text()).body:
+            target = node.target if isinstance(node, ast.AnnAssign) else (
+                node.targets[0] if isinstance(node, ast.Assign) and len(node.targets) == 1 else None)
+            if isinstance(target, ast.Name) and target.id in ("revision", "down_revision") and node.value is not None:
+                found[target.id] = node.value
+        if "revision" not in found:
+            continue
+        values = [_literal(found["revision"]), _literal(found.get("down_revision"))]
+        if not isinstance(values[0], str) or not (values[1] is None or isinstance(values[1], str)):
+            return None  # a merge point or a computed name: Alembic knows best
+        revisions.add(values[0])
+        parents.add(values[1])
+    heads = revisions - parents
+    return heads.pop() if len(heads) == 1 else None
+
+
+def _literal(node: Any) -> Any:
+    return node.value if isinstance(node, ast.Constant) else ...
+
+
+def _is_known(script: Any, revision: str) -> bool:
     try:
         return script.get_revision(revision) is not None
     except Exception:  # noqa: BLE001 - alembic raises several kinds for an unknown revision
@@ -295,6 +486,8 @@ def _is_known(script: ScriptDirectory, revision: str) -> bool:
 
 def upgrade(engine: Engine, revision: str = "head") -> SchemaStatus:
     """Upgrade the schema to ``revision`` under a cross-process lock; returns the new status."""
+    from alembic import command
+
     _raise_if_newer(engine, schema_status(engine))
     with _migration_lock(engine), _alembic_errors(f"upgrading the schema to {revision!r}"):
         with _begin_write(engine) as conn:
@@ -304,6 +497,8 @@ def upgrade(engine: Engine, revision: str = "head") -> SchemaStatus:
 
 def downgrade(engine: Engine, revision: str) -> SchemaStatus:
     """Downgrade the schema to ``revision`` (``"base"`` drops every table) under the lock."""
+    from alembic import command
+
     with _migration_lock(engine), _alembic_errors(f"downgrading the schema to {revision!r}"):
         with _begin_write(engine) as conn:
             command.downgrade(alembic_config(conn), revision)
@@ -312,6 +507,8 @@ def downgrade(engine: Engine, revision: str) -> SchemaStatus:
 
 @contextlib.contextmanager
 def _alembic_errors(what: str) -> Iterator[None]:
+    from alembic.util.exc import CommandError
+
     with translate_errors(what):
         try:
             yield
@@ -321,7 +518,7 @@ def _alembic_errors(what: str) -> Iterator[None]:
 
 def ensure_schema(engine: Engine, upgrade: bool = False, create: bool = True) -> SchemaStatus:
     """Initialise an empty database (only with ``create``); refuse an older (unless ``upgrade``) or newer schema."""
-    status = schema_status(engine)
+    status = _at_shipped_head(engine) or schema_status(engine)
     if status.up_to_date:
         return status
     _raise_if_newer(engine, status)
@@ -336,6 +533,8 @@ def ensure_schema(engine: Engine, upgrade: bool = False, create: bool = True) ->
         status = schema_status(engine)  # another process may have done it while we waited
         _raise_if_newer(engine, status)
         if not status.up_to_date and (status.empty or upgrade):
+            from alembic import command
+
             with translate_errors("creating the schema"), _begin_write(engine) as conn:
                 command.upgrade(alembic_config(conn), "head")
             status = schema_status(engine)

@@ -6,6 +6,7 @@
     │   ├── ConflictError                          a stream moved under an append; a checkpoint went back
     │   ├── IntegrityError (storage's IntegrityError)  a blob fails its digest (wraps storage's)
     │   ├── InvalidNameError (ValueError)          a bad model, alias or stream name
+    │   │   └── InvalidReferenceError              a reference outside NAME[:3|@alias] / rlreg://
     │   ├── InvalidEventError (ValueError)         an event that is not JSON or has a bad type
     │   ├── SchemaVersionError                     the database schema is older or newer than this rlreg
     │   ├── ExportTargetError (OSError)            an export target that cannot be written (read-only, a file)
@@ -22,6 +23,7 @@
     │   ├── TensorNotInManifestError (LookupError) a name asked of get() that the manifest lacks
     │   ├── UnknownProtocolError (ValueError)      a URL whose fsspec protocol is unknown
     │   ├── StorageUnavailableError (ConnectionError)  unreachable endpoint, missing bucket/credentials
+    │   ├── InvalidSettingError (ValueError)       an RLREG_* variable not understood (storage/config.py)
     │   ├── StorageWriteError (OSError)            a write refused: disk full, read-only, not a folder
     │   ├── NotAFileError (ValueError)             a folder, FIFO, device or socket where a file belongs
     │   └── JSONDepthError (ValueError)            JSON nested deeper than ``storage.MAX_JSON_DEPTH``
@@ -34,6 +36,7 @@
         ├── CheckpointError (ValueError)           a checkpoint we cannot write or read
         │   ├── CheckpointNotFoundError (FileNotFoundError)
         │   └── CheckpointFormatError
+        │       └── PickleRefusedError             an RLlib pickle holding what we never rebuild
         └── SpecCheckingError (ValueError)         forward-pass data that does not match the specs
 
 registry.IntegrityError is also storage's IntegrityError (so also a ValueError): storage raises its
@@ -50,6 +53,7 @@ from rlmodule.errors import (  # noqa: F401 - re-exported: the whole tree in one
     CheckpointFormatError,
     CheckpointNotFoundError,
     ModelConfigError,
+    PickleRefusedError,
     RLModuleError,
     SpaceSerializationError,
     SpecCheckingError,
@@ -59,6 +63,7 @@ from rlmodule.errors import (  # noqa: F401 - re-exported: the whole tree in one
 )
 from storage.errors import IntegrityError as StorageIntegrityError
 from storage.errors import (  # noqa: F401 - re-exported
+    InvalidSettingError,
     InvalidDigestError,
     InvalidManifestError,
     InvalidTensorNameError,
@@ -92,6 +97,10 @@ class IntegrityError(RegistryError, StorageIntegrityError):
 
 class InvalidNameError(RegistryError, ValueError):
     """A model, alias or stream name that breaks the naming rules."""
+
+
+class InvalidReferenceError(InvalidNameError):
+    """A reference that is not ``NAME``, ``NAME:3``, ``NAME@alias`` or an ``rlreg://`` URI."""
 
 
 class InvalidEventError(RegistryError, ValueError):

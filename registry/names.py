@@ -77,6 +77,16 @@ def validate_alias(alias: object) -> str:
     return alias
 
 
+def did_you_mean(name: str, known: list[str]) -> str:
+    """`` (did you mean 'walk'?)`` naming the recorded names closest to ``name``, or ``""``."""
+    import difflib
+
+    close = difflib.get_close_matches(name, known, n=3, cutoff=0.6)
+    if not close:
+        return ""
+    return f" (did you mean {' or '.join(repr(c) for c in close)}?)"
+
+
 def validate_version(version: object, what: str = "version") -> int:
     """Return ``version`` if it is an int from 1 to ``MAX_INTEGER``, else raise ``InvalidNameError`` saying why."""
     return _bounded(version, what, 1)

@@ -6,8 +6,6 @@ import json
 from collections.abc import Iterable, Mapping
 from typing import Any
 
-import numpy as np
-
 from rlreg.output import compact, event_summary, fields, size, table, to_jsonable, when
 
 
@@ -67,6 +65,8 @@ def describe_space(space: Any) -> str:
 
 def _dtype_name(dtype: Any) -> str:
     try:
+        import numpy as np  # one dtype name: not worth its import for every command
+
         return np.dtype(dtype).name
     except TypeError:
         return str(dtype)

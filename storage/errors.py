@@ -11,6 +11,7 @@ StorageError
 ├── TensorNotInManifestError   (LookupError)         a name asked of get() that the manifest lacks
 ├── UnknownProtocolError       (ValueError)          a URL whose fsspec protocol is unknown
 ├── StorageUnavailableError    (ConnectionError)     unreachable endpoint, missing bucket/credentials
+├── InvalidSettingError        (ValueError)          an RLREG_* variable whose value is not understood
 ├── StorageWriteError          (OSError)             a write refused: disk full, read-only, not a folder
 ├── NotAFileError              (ValueError)          a folder, FIFO, device or socket where a file belongs
 └── JSONDepthError             (ValueError)          JSON nested deeper than ``MAX_JSON_DEPTH`` levels
@@ -58,6 +59,10 @@ class InvalidDigestError(StorageError, ValueError):
 
 class TensorNotInManifestError(StorageError, LookupError):
     """A tensor name asked of ``get`` that the manifest does not hold."""
+
+
+class InvalidSettingError(StorageError, ValueError):
+    """An ``RLREG_*`` environment variable whose value is not understood (``storage.config``)."""
 
 
 class NotAFileError(StorageError, ValueError):

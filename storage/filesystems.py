@@ -54,7 +54,10 @@ def filesystem(url: str, storage_options: dict[str, Any]) -> tuple[fsspec.Abstra
     options = dict(storage_options)
     if protocol in _S3:
         options = s3_options(options)
-    fs = cls(**options)
+    try:
+        fs = cls(**options)
+    except ImportError as exc:  # hdfs:// imports pyarrow only here
+        raise UnknownProtocolError(f"storage protocol {protocol!r} in {url!r} is not available: {exc}") from None
     path = cls._strip_protocol(url)
     if isinstance(fs, LocalFileSystem):
         path = os.path.abspath(path)

@@ -350,6 +350,8 @@ class Store:
     def _raise_fetch_error(self, obj: str, exc: BaseException, names: list[str]) -> None:
         tensors = ", ".join(repr(n) for n in names)
         if isinstance(exc, FileNotFoundError):
+            with filesystems.translate_errors(self.url):
+                filesystems.check_bucket(self.fs, self.location.path, self.url)  # a missing bucket: exit 7
             raise ObjectNotFoundError(f"object {obj} (tensors {tensors}) is not in {self.url}") from exc
         if isinstance(exc, NotAFileError):
             raise IntegrityError(
@@ -460,28 +462,8 @@ class Store:
                             moved[obj] = self._quarantine(obj)
                 if self._local:  # read in place: the hash is the read
                     prog.add(sizes.get(obj, 0))
-        cache_damaged = self._verify_cache(ds if digests is not None else None)
-        discarded = []
-        if quarantine:
-            for obj in cache_damaged:
-                self.cache.discard(obj)  # type: ignore[union-attr]
-                discarded.append(obj)
-        return VerifyReport(len(ds), damaged, held, moved, cache_damaged, discarded)
-
-    def _verify_cache(self, digests: list[str] | None) -> dict[str, str]:
-        """``{object: what is wrong}`` for the damaged entries of the read cache (all, or ``digests``)."""
-        if self.cache is None:
-            return {}
-        damaged = {}
-        for obj in self.cache.digests() if digests is None else digests:
-            path = self.cache.path(obj)
-            try:
-                objects.decode(filesystems.map_file(path), obj, path, lambda _: [])
-            except FileNotFoundError:
-                continue
-            except (IntegrityError, NotAFileError) as exc:
-                damaged[obj] = str(exc)
-        return damaged
+        cache_damaged = {} if self.cache is None or digests is not None else self.cache.verify(discard=quarantine)
+        return VerifyReport(len(ds), damaged, held, moved, cache_damaged, sorted(cache_damaged) if quarantine else [])
 
     def _quarantine(self, obj: str) -> str:
         """Move a damaged object aside, under ``quarantine/``; return the URL it was moved to."""
