@@ -82,6 +82,8 @@ def npy_bytes_bound(head: bytes, field: str) -> int:
         shape, _, dtype = read(buf)
     except (KeyError, ValueError, SyntaxError, TypeError) as exc:
         raise SpaceSerializationError(f"{field}: not an np.save array ({exc})") from None
+    if dtype.hasobject:
+        raise SpaceSerializationError(f"cannot decode array {field}: object arrays (pickle) are never read")
     return buf.tell() + check_shape(list(shape), f"{field} shape") * dtype.itemsize
 
 

@@ -256,9 +256,11 @@ def db_flag(request, home):
 def test_hostile_arguments(cli, home, db_flag, tmp_path, case):
     args, code, fragment = ARGS[case]
     args = [*(a.replace("{good}", str(home / "good")).replace("{tmp}", str(tmp_path)) for a in args), *db_flag]
-    before = cli("events", "--json", *db_flag).json()
+    writes = args[0] in ("import", "alias")
+    before = cli("events", "--json", *db_flag).json() if writes else None
     assert_error(cli(*args, code=None), code, fragment)
-    assert cli("events", "--json", *db_flag).json() == before  # nothing recorded
+    if writes:
+        assert cli("events", "--json", *db_flag).json() == before  # nothing recorded
 
 
 # --- damaged storage under the CLI: verify reports, load refuses, both in bounded time ----------
