@@ -86,3 +86,11 @@ def test_every_command_is_listed_as_read_or_torch():
     assert "" not in read, "a READ_COMMANDS entry names no command"
     unlisted = set(_commands(cli)) - read - TORCH_COMMANDS
     assert not unlisted, f"add {sorted(unlisted)} to READ_COMMANDS or TORCH_COMMANDS in rlreg/cli.py"
+
+
+def test_shell_completion_as_documented(home):
+    import os
+
+    env = {**os.environ, "COMP_WORDS": "rlreg ca", "COMP_CWORD": "1", "_RLREG_COMPLETE": "bash_complete"}
+    done = subprocess.run([sys.executable, "-m", "rlreg"], env=env, capture_output=True, text=True, timeout=120)
+    assert done.stdout.split() == ["plain,cache"], done.stderr
