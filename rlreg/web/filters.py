@@ -6,8 +6,6 @@ import json
 from collections.abc import Mapping
 from typing import Any
 
-from rlmodule.state import TENSOR_MARK
-
 from rlreg.output import compact, size, to_jsonable, when
 from rlreg.show import aliases_text, short_digest
 from rlreg.web.charts import is_number
@@ -49,6 +47,8 @@ def shape(value: Any) -> str:
 
 def without_tensors(state: Any) -> Any:
     """The non-tensor leaves of a stored state (the ``{"$tensor": …}`` marks of tensors left out)."""
+    from rlmodule.state import TENSOR_MARK  # here: rlmodule imports torch, which the other pages never need
+
     if isinstance(state, Mapping):
         kept = {k: without_tensors(v) for k, v in state.items() if not (isinstance(v, Mapping) and TENSOR_MARK in v)}
         return {k: v for k, v in kept.items() if v != {}}
