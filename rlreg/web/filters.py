@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Mapping
 from typing import Any
 
@@ -57,8 +58,18 @@ def without_tensors(state: Any) -> Any:
     return state
 
 
+_IDENTIFIER = re.compile(r"[A-Za-z_][A-Za-z0-9_-]*")
+
+
+def metadata_field(key: str) -> str:
+    """The ``where`` language's field for a metadata key: ``metadata.k``, or ``metadata."a b"`` when quoted."""
+    if _IDENTIFIER.fullmatch(key):
+        return f"metadata.{key}"
+    return "metadata." + json.dumps(key, ensure_ascii=False)
+
+
 FILTERS = {
     "when": when, "size": size, "compact": compact, "aliases_text": aliases_text, "short_digest": short_digest,
     "actor_text": actor_text, "pretty_json": pretty_json, "cell": cell, "shape": shape,
-    "without_tensors": without_tensors,
+    "without_tensors": without_tensors, "metadata_field": metadata_field,
 }
