@@ -21,7 +21,7 @@ from storage import IntegrityError, Location
 from storage.objects import decode, held_tensors
 from storage.safetensors_format import FormatError, parse_header
 
-EXAMPLES = int(os.environ.get("RLREG_FUZZ_EXAMPLES", "40"))
+EXAMPLES = int(os.environ.get("RLREG_FUZZ_EXAMPLES", "25"))
 FUZZ = settings(max_examples=EXAMPLES, deadline=None,
                 suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture])
 FUZZ_BUILDS = settings(FUZZ, max_examples=max(EXAMPLES // 3, 1))  # each example builds a module
