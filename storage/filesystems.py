@@ -119,8 +119,23 @@ def _describe(exc: BaseException) -> str:
     return f"{name}: {exc}"
 
 
-def atomic_write(fs: fsspec.AbstractFileSystem, path: str, buffers: Iterable[Any], step: int = 8 << 20) -> None:
+class WriteCancelled(Exception):
+    """A write stopped between chunks because its caller was interrupted (Ctrl-C) or failed."""
+
+
+def atomic_write(
+    fs: fsspec.AbstractFileSystem,
+    path: str,
+    buffers: Iterable[Any],
+    step: int = 8 << 20,
+    *,
+    cancelled: Callable[[], bool] | None = None,
+    wrote: Callable[[int], None] | None = None,
+) -> None:
     """Write ``buffers`` to ``path`` as they come (never joined first) so that no reader sees a partial file.
+
+    On an object store, ``cancelled()`` is asked before each chunk of ``step`` bytes (true: the
+    upload is aborted and ``WriteCancelled`` raised) and ``wrote(n)`` told after each.
 
     On S3, s3fs buffers at most a part at a time and makes the object appear only when it completes
     the upload (one PUT below its block size, else a multipart upload) at ``close()``; an exception
@@ -139,7 +154,11 @@ def atomic_write(fs: fsspec.AbstractFileSystem, path: str, buffers: Iterable[Any
             for b in buffers:
                 view = memoryview(b).cast("B")
                 for i in range(0, view.nbytes, step):  # bounded by s3fs's part buffer, not by the tensor
+                    if cancelled is not None and cancelled():
+                        raise WriteCancelled(f"writing {path} was cancelled")
                     f.write(view[i : i + step])
+                    if wrote is not None:
+                        wrote(min(step, view.nbytes - i))
         except BaseException:
             with contextlib.suppress(Exception):
                 f.discard()  # aborts a started multipart upload
