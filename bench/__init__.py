@@ -16,5 +16,6 @@ SUITES: dict[str, str] = {
 # Runnable by name, but already part of another suite's run.
 EXTRA_SUITES: dict[str, str] = {
     "eventstore": "bench.eventstore",
+    "web": "bench.web",  # rlreg serve's pages with 10,000 versions
     "eventstore_scale": "bench.eventstore_scale",  # 10k/100k/1M events: minutes; run it by name
 }

@@ -293,7 +293,8 @@ class Registry:
             if conn.execute(sa.select(models.c.name).where(models.c.name == name)).first() is None:
                 raise self._no_model(conn, name)
             alias_map = self._aliases_of(conn, name)
-            rows = conn.execute(sa.select(versions).where(versions.c.name == name).order_by(versions.c.version))
+            listed = [c for c in versions.c if c.name not in ("manifest", "state")]  # not in a ModelVersion
+            rows = conn.execute(sa.select(*listed).where(versions.c.name == name).order_by(versions.c.version))
             return [self._model_version(row, alias_map) for row in rows]
 
     def models(self) -> list[ModelInfo]:
@@ -337,6 +338,11 @@ class Registry:
         with self._read(f"reading model {name!r}") as conn:
             return self._row(conn, name, version, alias).manifest
 
+    def state(self, name: str, version: int | None = None, *, alias: str | None = None) -> Any:
+        """The non-tensor part of a version's state (JSON), as ``split_state`` left it."""
+        with self._read(f"reading model {name!r}") as conn:
+            return self._row(conn, name, version, alias).state or {}
+
     def load(
         self, name: str, version: int | None = None, *, alias: str | None = None, progress: ProgressCallback | None = None
     ) -> rlmodule.RLModule:
@@ -363,6 +369,15 @@ class Registry:
         from registry import fs
 
         return fs.bind(self)
+
+    def tensors(self, name: str, version: int | None = None, names: list[str] | None = None, *,
+                alias: str | None = None) -> dict:
+        """Some (default: all) of a version's tensors, read and verified, without rebuilding the module."""
+        manifest = self.manifest(name, version, alias=alias)
+        unknown = sorted(set(names or ()) - set(manifest["tensors"]))
+        if unknown:
+            raise errors.NotFoundError(f"model {name!r} version {version or alias or 'latest'}: no tensor {unknown[0]!r}")
+        return self._get(manifest, names=names)
 
     def _get(self, manifest: dict, names: list[str] | None = None, progress: ProgressCallback | None = None) -> dict:
         try:

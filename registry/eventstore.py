@@ -278,10 +278,10 @@ class EventStore:
         with self._driver("reading events") as driver:
             return events_of(self._log.events(driver, after, limit))
 
-    def read_stream(self, stream: str, after: int = 0) -> list[Event]:
-        """The events of ``stream`` with ``stream_version > after``, in stream order."""
+    def read_stream(self, stream: str, after: int = 0, types: Optional[Sequence[str]] = None) -> list[Event]:
+        """The events of ``stream`` with ``stream_version > after`` (only ``types``, if given), in stream order."""
         with self._driver(f"reading stream {stream!r}") as driver:
-            return events_of(self._log.stream(driver, stream, after))
+            return events_of(self._log.stream(driver, stream, after, types))
 
     def stream_version(self, stream: str) -> int:
         """The current version of ``stream`` (0 when it has no events)."""

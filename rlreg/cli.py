@@ -345,6 +345,19 @@ def verify(session: Session, repair: bool) -> None:
         )
 
 
+@cli.command(short_help="Web pages and a JSON API over the registry.")
+@common
+@click.option("--host", default="127.0.0.1", show_default=True, help="Interface to listen on.")
+@click.option("--port", default=8765, show_default=True, type=click.IntRange(0, 65535), help="Port (0: any free one).")
+@click.option("--allow-writes", is_flag=True,
+              help="Accept alias/tag/description/delete/restore requests bearing a token of RLREG_SERVE_TOKENS.")
+def serve(session: Session, host: str, port: int, allow_writes: bool) -> None:
+    """Serve web pages and a JSON API (/api/v1/) over the registry; read-only unless --allow-writes."""
+    from rlreg.web.cli import run_server
+
+    run_server(session, host, port, allow_writes)
+
+
 @cli.group()
 def db() -> None:
     """The database schema (Alembic migrations)."""

@@ -23,6 +23,8 @@ VARIABLES: dict[str, tuple[str, str]] = {
     "RLREG_TRUSTED_MODULES": ("comma-separated module prefixes whose classes checkpoints may name", "(none)"),
     "RLREG_PROGRESS": ("progress bars on stderr: auto, always or never", "auto"),
     "RLREG_OFFLINE": ("1: load cached versions without the database or the bucket", "0"),
+    "RLREG_SERVE_TOKENS": ("who may write through `rlreg serve --allow-writes`: NAME:TOKEN or NAME:sha256:HEX, "
+                           "comma-separated", "(none: no writes)"),
 }
 PROGRESS_MODES = ("auto", "always", "never")
 DEFAULT_CACHE_MAX_BYTES = 20 << 30
@@ -86,6 +88,11 @@ def offline() -> bool:
     if value in ("1", "true", "yes", "on"):
         return True
     raise InvalidSettingError(f"RLREG_OFFLINE={value!r}: expected 1 or 0 (true/false, yes/no, on/off)")
+
+
+def serve_tokens() -> str:
+    """``RLREG_SERVE_TOKENS``: the ``NAME:TOKEN`` entries of ``rlreg serve``'s writers (parsed by ``rlreg.web.auth``)."""
+    return os.environ.get("RLREG_SERVE_TOKENS", "")
 
 
 def parse_size(text: str) -> int:
