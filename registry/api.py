@@ -61,6 +61,10 @@ class Registry:
         # The store and the snapshot queue are made on first use: reads of the log need no torch.
         self._cache_dir = cache_dir
         self._store: storage.Store | None = None
+        if pending_snapshots is not None:
+            from registry.pending import check_limit  # no torch: refused here, not at the first snapshot
+
+            check_limit(pending_snapshots)
         self._pending_limit = pending_snapshots
         self._queue: SnapshotQueue | None = None
 

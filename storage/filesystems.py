@@ -128,18 +128,21 @@ def atomic_write(
     path: str,
     buffers: Iterable[Any],
     step: int = 8 << 20,
+    size: int | None = None,
     *,
     cancelled: Callable[[], bool] | None = None,
     wrote: Callable[[int], None] | None = None,
 ) -> None:
     """Write ``buffers`` to ``path`` as they come (never joined first) so that no reader sees a partial file.
 
-    On an object store, ``cancelled()`` is asked before each chunk of ``step`` bytes (true: the
-    upload is aborted and ``WriteCancelled`` raised) and ``wrote(n)`` told after each.
+    On an object store, ``cancelled()`` is asked before each request or chunk of ``step`` bytes
+    (true: the upload is aborted and ``WriteCancelled`` raised) and ``wrote(n)`` told after each.
 
     On S3, s3fs buffers at most a part at a time and makes the object appear only when it completes
     the upload (one PUT below its block size, else a multipart upload) at ``close()``; an exception
     raised while writing aborts it instead (s3fs's ``__exit__`` would complete it), leaving no object.
+    With ``size`` (the total) below two s3fs blocks, the joined bytes go up in one PUT, as s3fs's own
+    ``pipe`` sends them (its file object would copy every byte into its buffer and out again).
     """
     if is_local(fs):
         local_atomic_write(path, buffers)
@@ -148,6 +151,12 @@ def atomic_write(
         for b in buffers:
             f.write(b)
         f.commit()
+    elif size is not None and hasattr(fs, "_call_s3") and size < 2 * (fs.default_block_size or 50 << 20):
+        # One PUT of the joined bytes, as s3fs's own pipe does: its file object would copy every
+        # byte into its buffer and out again. A PUT either completes or leaves no object.
+        if cancelled is not None and cancelled():
+            raise WriteCancelled(f"writing {path} was cancelled")
+        fsspec.asyn.sync(fs.loop, fs._pipe_file, path, join(buffers))
     elif is_object_store(fs):
         f = fs.open(path, "wb")
         try:

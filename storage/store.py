@@ -237,7 +237,7 @@ class Store:
         return False
 
     def _write_one(self, obj: objects.EncodedObject, **watch: Any) -> None:
-        filesystems.atomic_write(self.fs, self._path(obj.digest), obj.buffers(), **watch)
+        filesystems.atomic_write(self.fs, self._path(obj.digest), obj.buffers(), size=obj.nbytes, **watch)
         self._count_write(obj)
         if self.cache is not None:
             self.cache.add(obj.digest, obj.buffers(), obj.nbytes)
