@@ -36,6 +36,11 @@ def uploads(client, bucket):
     return client.list_multipart_uploads(Bucket=bucket).get("Uploads", [])
 
 
+def started(client, bucket) -> bool:
+    """An upload is under way: a multipart upload open or a first object stored."""
+    return bool(uploads(client, bucket)) or client.list_objects_v2(Bucket=bucket).get("KeyCount", 0) > 0
+
+
 def test_ctrl_c_during_an_s3_import_stops_aborts_and_records_nothing(tmp_path, s3_server, s3_bucket):
     checkpoint = big_checkpoint(tmp_path / "ckpt")
     bucket = s3_bucket.removeprefix("s3://")
@@ -45,11 +50,11 @@ def test_ctrl_c_during_an_s3_import_stops_aborts_and_records_nothing(tmp_path, s
     runner = Runner(home, {"RLREG_CACHE_DIR": str(tmp_path / "cache"), "RLREG_STORAGE_URL": f"{s3_bucket}/m"})
     proc = runner.popen("import", "big", checkpoint)
     deadline = time.monotonic() + 300
-    while not uploads(client, bucket):
-        assert proc.poll() is None, f"finished before any multipart upload began: {proc.communicate()}"
-        assert time.monotonic() < deadline, "no multipart upload began"
-        time.sleep(0.05)
-    proc.send_signal(signal.SIGINT)  # the control above: uploads were in flight
+    while not started(client, bucket):
+        assert proc.poll() is None, f"finished before any upload was seen: {proc.communicate()}"
+        assert time.monotonic() < deadline, "no upload began"
+        time.sleep(0.02)
+    proc.send_signal(signal.SIGINT)  # the control above: the upload had begun
     sent = time.monotonic()
     out, err = proc.communicate(timeout=120)
     stopped_after = time.monotonic() - sent

@@ -111,7 +111,7 @@ def test_a_large_upload_advances_per_chunk_not_per_object(s3_bucket, tmp_path):
 
     calls = []
     store = Store(f"{s3_bucket}/chunks", cache_dir=str(tmp_path / "cache"))
-    big = np.arange(10 << 20, dtype=np.float32)  # 40 MiB: one object
+    big = np.arange(27 << 20, dtype=np.float32)  # 108 MiB: one object, above two s3fs blocks (multipart)
     store.put({"big": big}, progress=lambda done, total: calls.append((done, total)))
     dones = [d for d, _ in calls]
     assert dones == sorted(dones) and dones[-1] == big.nbytes
