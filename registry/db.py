@@ -183,11 +183,19 @@ def sqlite_writer_queue(engine: Union[Engine, Connection]) -> Iterator[None]:
     if fcntl is None or database in (None, "", ":memory:") or database.startswith("file:"):
         yield
         return
-    lock_file = _lock_file(f"{database}.writer.lock")
+    held = _lock_files.__dict__.setdefault("held", {})
+    path = f"{database}.writer.lock"
+    key = (os.getpid(), path)
+    if held.get(key):  # this thread holds it already (an append inside transaction()): re-enter
+        yield
+        return
+    lock_file = _lock_file(path)
     fcntl.flock(lock_file.fileno(), fcntl.LOCK_EX)
+    held[key] = True
     try:
         yield
     finally:
+        held[key] = False
         fcntl.flock(lock_file.fileno(), fcntl.LOCK_UN)
 
 
@@ -220,10 +228,11 @@ class ThreadConnections:
 
     def __init__(self, engine: Engine) -> None:
         self.engine, self.local, self.lock, self.opened = engine, threading.local(), threading.Lock(), []
+        self.generation = 0
 
     def get(self) -> Any:
         """This thread's connection."""
-        key = (os.getpid(), id(self))
+        key = (os.getpid(), self.generation)
         if getattr(self.local, "key", None) != key:  # a forked child opens its own
             fairy = self.engine.raw_connection()
             driver = fairy.driver_connection
@@ -237,6 +246,7 @@ class ThreadConnections:
         """Close every connection opened here (by this process)."""
         with self.lock:
             opened, self.opened = self.opened, []
+            self.generation += 1  # threads open new ones if the store is used again
         for driver in opened:
             with contextlib.suppress(Exception):
                 driver.close()
