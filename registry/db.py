@@ -225,15 +225,23 @@ def sqlite_writer_queue(engine: Union[Engine, Connection]) -> Iterator[None]:
     if fcntl is None or database in (None, "", ":memory:") or database.startswith("file:"):
         yield
         return
+    held = _lock_files.__dict__.setdefault("held", {})
+    path = f"{database}.writer.lock"
+    key = (os.getpid(), path)
+    if held.get(key):  # this thread holds it already (an append inside transaction()): re-enter
+        yield
+        return
     try:
-        lock_file = _lock_file(f"{database}.writer.lock")
+        lock_file = _lock_file(path)
     except OSError:  # a read-only folder: no writer can get through, SQLite refuses the write itself
         yield
         return
     fcntl.flock(lock_file.fileno(), fcntl.LOCK_EX)
+    held[key] = True
     try:
         yield
     finally:
+        held[key] = False
         fcntl.flock(lock_file.fileno(), fcntl.LOCK_UN)
 
 
@@ -255,37 +263,44 @@ def is_driver_error(e: BaseException) -> bool:
     return isinstance(e, sqlite3.Error) or (psycopg is not None and isinstance(e, psycopg.Error))
 
 
+_INHERITED: list[Any] = []  # connections a forked child inherited: kept, never closed (SQLite's advice)
+
+
 class ThreadConnections:
-    """One sqlite3 connection per thread (and process), set up like the engine's, kept for the store's life.
+    """One sqlite3 connection per thread (and process), set up like the engine's, kept while the thread uses it.
 
     A SQLite append or read costs tens of microseconds in SQLite itself; checking a connection out of
     SQLAlchemy's pool and back costs as much again. Each connection comes from the engine (so its
     connect-time settings apply) and is detached from its pool, which it then never counts against.
-    Not for in-memory databases, whose one connection is the database.
+    A connection is only ever closed by its own thread (or with the thread): closing one another
+    thread is using crashes SQLite. Not for in-memory databases, whose one connection is the database.
     """
 
     def __init__(self, engine: Engine) -> None:
-        self.engine, self.local, self.lock, self.opened = engine, threading.local(), threading.Lock(), []
+        self.engine, self.local, self.generation = engine, threading.local(), 0
 
     def get(self) -> Any:
         """This thread's connection."""
-        key = (os.getpid(), id(self))
-        if getattr(self.local, "key", None) != key:  # a forked child opens its own
+        key = (os.getpid(), self.generation)
+        if getattr(self.local, "key", None) != key:  # first use, a forked child, or reopened after close()
+            if getattr(self.local, "pid", None) == os.getpid():
+                with contextlib.suppress(Exception):
+                    self.local.driver.close()
+            elif hasattr(self.local, "driver"):  # the parent's: closing it here could drop our own locks
+                _INHERITED.append(self.local.driver)
             fairy = self.engine.raw_connection()
             driver = fairy.driver_connection
             fairy.detach()
-            with self.lock:
-                self.opened.append(driver)
-            self.local.key, self.local.driver = key, driver
+            self.local.key, self.local.pid, self.local.driver = key, os.getpid(), driver
         return self.local.driver
 
     def close(self) -> None:
-        """Close every connection opened here (by this process)."""
-        with self.lock:
-            opened, self.opened = self.opened, []
-        for driver in opened:
+        """Close this thread's connection; other threads' close when they next use the store, or end."""
+        self.generation += 1
+        if getattr(self.local, "pid", None) == os.getpid():
             with contextlib.suppress(Exception):
-                driver.close()
+                self.local.driver.close()
+            del self.local.key, self.local.pid, self.local.driver
 
 
 @contextlib.contextmanager

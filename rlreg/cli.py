@@ -37,6 +37,7 @@ READ_COMMANDS: tuple[tuple[str, ...], ...] = (
 )
 TORCH_COMMANDS = frozenset({
     "demo", "diff", "export", "import", "verify", "db upgrade", "projections rebuild", "cache verify",
+    "serve",  # a long-running server: its start-up is paid once
 })
 
 

@@ -152,10 +152,24 @@ def _describe(exc: BaseException) -> str:
     return f"{name}: {exc}"
 
 
+class WriteCancelled(Exception):
+    """A write stopped between chunks because its caller was interrupted (Ctrl-C) or failed."""
+
+
 def atomic_write(
-    fs: fsspec.AbstractFileSystem, path: str, buffers: Iterable[Any], step: int = 8 << 20, size: int | None = None
+    fs: fsspec.AbstractFileSystem,
+    path: str,
+    buffers: Iterable[Any],
+    step: int = 8 << 20,
+    size: int | None = None,
+    *,
+    cancelled: Callable[[], bool] | None = None,
+    wrote: Callable[[int], None] | None = None,
 ) -> None:
     """Write ``buffers`` to ``path`` as they come (never joined first) so that no reader sees a partial file.
+
+    On an object store, ``cancelled()`` is asked before each request or chunk of ``step`` bytes
+    (true: the upload is aborted and ``WriteCancelled`` raised) and ``wrote(n)`` told after each.
 
     On S3, s3fs buffers at most a part at a time and makes the object appear only when it completes
     the upload (one PUT below its block size, else a multipart upload) at ``close()``; an exception
@@ -173,6 +187,8 @@ def atomic_write(
     elif size is not None and hasattr(fs, "_call_s3") and size < 2 * (fs.default_block_size or 50 << 20):
         # One PUT of the joined bytes, as s3fs's own pipe does: its file object would copy every
         # byte into its buffer and out again. A PUT either completes or leaves no object.
+        if cancelled is not None and cancelled():
+            raise WriteCancelled(f"writing {path} was cancelled")
         fsspec.asyn.sync(fs.loop, fs._pipe_file, path, join(buffers))
     elif is_object_store(fs):
         f = fs.open(path, "wb")
@@ -180,7 +196,11 @@ def atomic_write(
             for b in buffers:
                 view = memoryview(b).cast("B")
                 for i in range(0, view.nbytes, step):  # bounded by s3fs's part buffer, not by the tensor
+                    if cancelled is not None and cancelled():
+                        raise WriteCancelled(f"writing {path} was cancelled")
                     f.write(view[i : i + step])
+                    if wrote is not None:
+                        wrote(min(step, view.nbytes - i))
         except BaseException:
             with contextlib.suppress(Exception):
                 f.discard()  # aborts a started multipart upload

@@ -32,6 +32,7 @@ from storage.tensors import BufferView, RawTensor, check_name, format_dtype, to_
 
 log = logging.getLogger(__name__)
 _UPLOAD_THREADS = 8  # remote uploads in flight (each buffers at most one part in s3fs)
+_PROGRESS_STEP = 8 << 20  # a remote upload reports progress every this many bytes
 _THREADED_PUT_FROM = 8 << 20  # below this a writer thread costs more than it overlaps
 _REPAIR_HINT = (
     "run Store.verify(quarantine=True) to move it aside; the next put of these tensors then rewrites it"
@@ -187,6 +188,7 @@ class Store:
                     for future in pending:
                         future.result()
                 except BaseException:
+                    prog.cancel.set()
                     for future in pending:
                         future.cancel()
                     raise
@@ -204,7 +206,17 @@ class Store:
             if size is not None:
                 log.warning("object %s at %s holds %d bytes, not %d: rewriting it", obj.digest,
                             self._where(obj.digest), size, obj.nbytes)
-            self._write_one(obj)
+            sent, unsent = [0], [0]
+
+            def wrote(nbytes: int) -> None:  # a large object advances per chunk, not once at its end
+                unsent[0] += nbytes
+                if unsent[0] >= _PROGRESS_STEP:
+                    step = min(unsent[0], weight - sent[0])
+                    sent[0], unsent[0] = sent[0] + step, 0
+                    prog.add(step)
+
+            self._write_one(obj, cancelled=prog.cancel.is_set, wrote=wrote)
+            weight -= sent[0]
         prog.add(weight)
 
     def _write_local(self, obj: objects.EncodedObject) -> None:
@@ -232,8 +244,8 @@ class Store:
             self._quarantine(obj.digest)  # a rename cannot replace a folder: move it aside
         return False
 
-    def _write_one(self, obj: objects.EncodedObject) -> None:
-        filesystems.atomic_write(self.fs, self._path(obj.digest), obj.buffers(), size=obj.nbytes)
+    def _write_one(self, obj: objects.EncodedObject, **watch: Any) -> None:
+        filesystems.atomic_write(self.fs, self._path(obj.digest), obj.buffers(), size=obj.nbytes, **watch)
         self._count_write(obj)
         if self.cache is not None:
             self.cache.add(obj.digest, obj.buffers(), obj.nbytes)
