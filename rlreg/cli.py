@@ -391,6 +391,8 @@ def _one_version(session: Session, ref: str, command: str) -> tuple[str, int]:
     if alias is not None:
         return name, session.registry.version(name, alias=alias).version
     if version is None:
+        from registry.errors import InvalidReferenceError
+
         raise InvalidReferenceError(f"{command} {ref!r}: name a version, e.g. {ref}:3 or {ref}@best")
     return name, version
 
