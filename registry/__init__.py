@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING
 
 from registry import config
 from registry.errors import (
-    ConflictError, DatabaseUnavailableError, IntegrityError, InvalidEventError, InvalidNameError,
+    ConflictError, DatabaseUnavailableError, DeletedError, IntegrityError, InvalidEventError, InvalidNameError,
     NotFoundError, RegistryError, SchemaVersionError,
 )
 from registry.eventstore import Event
@@ -36,7 +36,7 @@ def __getattr__(attr: str) -> Any:
     raise AttributeError(f"module 'registry' has no attribute {attr!r}")
 
 __all__ = [
-    "ConflictError", "DatabaseUnavailableError", "Event", "IntegrityError", "InvalidEventError",
+    "ConflictError", "DatabaseUnavailableError", "DeletedError", "Event", "IntegrityError", "InvalidEventError",
     "InvalidNameError", "ModelDiff", "ModelInfo", "ModelRef", "ModelVersion", "NotFoundError",
     "Registry", "RegistryError", "SchemaVersionError",
     "default_registry", "parse_uri",

@@ -14,7 +14,8 @@ import sqlalchemy as sa
 import storage
 from storage import ProgressCallback, Store
 
-from registry import config, db, errors, replay, uri
+from registry import config, db, errors, lifecycle, replay, uri
+from registry import deleting
 from registry.eventstore import Event, EventStore, NewEvent
 from registry.modeldiff import ModelDiff, diff_versions
 from registry.names import validate_alias, validate_name
@@ -188,9 +189,7 @@ class Registry:
             if version is None:
                 raise errors.NotFoundError(f"model {name!r} has no alias {alias!r}")
         elif version is None:
-            if model.latest_version == 0:
-                raise errors.NotFoundError(f"model {name!r} has no versions yet (only a spec)")
-            version = model.latest_version
+            version = lifecycle.latest_live(conn, model)
         elif isinstance(version, bool) or not isinstance(version, int):
             raise errors.InvalidNameError(f"model {name!r}: version {version!r} is not an integer")
         row = conn.execute(sa.select(versions).where(versions.c.name == name, versions.c.version == version)).first()
@@ -198,6 +197,7 @@ class Registry:
             raise errors.NotFoundError(
                 f"model {name!r} has no version {version} (latest is {model.latest_version})"
             )
+        lifecycle.refuse_deleted(conn, name, version)
         return row
 
     def _aliases_of(self, conn: sa.Connection, name: str) -> dict[int, tuple[str, ...]]:
@@ -210,11 +210,11 @@ class Registry:
         return out
 
     @staticmethod
-    def _model_version(row: Any, alias_map: Mapping[int, tuple[str, ...]]) -> ModelVersion:
+    def _model_version(row: Any, alias_map: Mapping[int, tuple[str, ...]], deleted: Any = None) -> ModelVersion:
         return ModelVersion(
             name=row.name, version=row.version, created_at=row.created_at, metadata=row.metadata or {},
             aliases=alias_map.get(row.version, ()), spec_digest=row.spec_digest,
-            tensor_bytes=row.tensor_bytes, position=row.position,
+            tensor_bytes=row.tensor_bytes, position=row.position, deleted=deleted,
         )
 
     def version(self, name: str, version: int | None = None, *, alias: str | None = None) -> ModelVersion:
@@ -223,15 +223,18 @@ class Registry:
             row = self._row(conn, name, version, alias)
             return self._model_version(row, self._aliases_of(conn, name))
 
-    def versions(self, name: str) -> list[ModelVersion]:
-        """Every version of ``name``, by version ascending."""
+    def versions(self, name: str, *, include_deleted: bool = False) -> list[ModelVersion]:
+        """Every live version of ``name`` (and the deleted ones, ``deleted`` set, if asked), ascending."""
         validate_name(name)
         with self._read(f"reading model {name!r}") as conn:
             if conn.execute(sa.select(models.c.name).where(models.c.name == name)).first() is None:
                 raise errors.NotFoundError(f"no model named {name!r}")
-            alias_map = self._aliases_of(conn, name)
+            if not include_deleted:
+                lifecycle.live_model(conn, name)
+            alias_map, gone = self._aliases_of(conn, name), lifecycle.deletions(conn, name)
             rows = conn.execute(sa.select(versions).where(versions.c.name == name).order_by(versions.c.version))
-            return [self._model_version(row, alias_map) for row in rows]
+            out = [self._model_version(row, alias_map, gone.get(row.version)) for row in rows]
+        return out if include_deleted else [v for v in out if v.deleted is None]
 
     def models(self) -> list[ModelInfo]:
         """Every model, by name."""
@@ -241,20 +244,23 @@ class Registry:
             for name, alias, version in alias_rows:
                 by_model.setdefault(name, {})[alias] = version
             rows = conn.execute(sa.select(models).order_by(models.c.name)).all()
+            gone = lifecycle.deleted_model_names(conn)
+            live = lifecycle.live_counts(conn)
         return [
             ModelInfo(
-                name=r.name, latest_version=r.latest_version or None, versions=r.latest_version,
+                name=r.name, latest_version=live.get(r.name, (0, None))[1], versions=live.get(r.name, (0, None))[0],
                 aliases=dict(sorted(by_model.get(r.name, {}).items())),
                 created_at=r.created_at, updated_at=r.updated_at,
             )
-            for r in rows
+            for r in rows if r.name not in gone
         ]
 
     def exists(self, name: str) -> bool:
-        """Whether a model called ``name`` has been recorded."""
+        """Whether a model called ``name`` has been recorded (and not deleted)."""
         validate_name(name)
         with self._read(f"reading model {name!r}") as conn:
-            return conn.execute(sa.select(models.c.name).where(models.c.name == name)).first() is not None
+            found = conn.execute(sa.select(models.c.name).where(models.c.name == name)).first() is not None
+            return found and lifecycle.model_deletion(conn, name) is None
 
     def spec(self, name: str, version: int | None = None, *, alias: str | None = None) -> dict:
         """The spec dict of a version."""
@@ -349,6 +355,20 @@ class Registry:
             self._row(conn, name, None, alias)
         return self._events.append(name, [NewEvent(ALIAS_REMOVED, {"alias": alias})])[0]
 
+    # --- deleting and restoring (registry.lifecycle) ---------------------------------------
+
+    def delete_version(self, name: str, version: int, *, reason: str, force: bool = False) -> Event:
+        """Append ``VersionDeleted``; ``force`` removes the aliases pointing at it in the same append."""
+        return deleting.delete_version(self, name, version, reason=reason, force=force)
+
+    def delete_model(self, name: str, *, reason: str, force: bool = False) -> Event:
+        """Append ``ModelDeleted`` (every live version); ``force`` removes the model's aliases with it."""
+        return deleting.delete_model(self, name, reason=reason, force=force)
+
+    def restore_version(self, name: str, version: int) -> Event:
+        """Append ``VersionRestored``, while gc has kept the version's objects."""
+        return deleting.restore_version(self, name, version)
+
     # --- comparing, exporting, importing -------------------------------------------------
 
     def diff(self, name: str, a: int | str, b: int | str) -> ModelDiff:
@@ -414,7 +434,7 @@ class Registry:
         ``progress(done, total)``: bytes of the stored objects re-hashed so far (``Store.verify``'s).
         """
         with self._read("reading versions") as conn:
-            rows = conn.execute(sa.select(versions.c.name, versions.c.version, versions.c.manifest)).all()
+            rows = conn.execute(lifecycle.live_versions(conn)).all()
         needed = {f"{r.name}/{r.version}": set(storage.manifest_objects(r.manifest)) for r in rows}
         referenced = set().union(*needed.values()) if needed else set()
         present = self._store.exists(referenced) if referenced else set()

@@ -6,6 +6,7 @@ Event types (stream = model name; payloads are JSON):
 - ``VersionRecorded`` ``{"version": N, "spec_digest", "manifest", "state", "metadata", "tensor_bytes"}``
 - ``AliasSet``        ``{"alias": str, "version": int}``
 - ``AliasRemoved``    ``{"alias": str}``
+- ``VersionDeleted``, ``ModelDeleted``, ``VersionRestored``: see ``registry.lifecycle``
 
 The projector also guards the log: a version that is not the next one, a version naming an unknown
 spec, an alias to a missing version or the removal of a missing alias raise, which rolls the append back.
@@ -22,7 +23,7 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
-from registry import errors
+from registry import errors, lifecycle
 from registry.eventstore import Event
 from registry.schema import PROJECTION_TABLES, aliases, models, specs, versions
 
@@ -77,6 +78,7 @@ class Projections:
             VERSION_RECORDED: self._version_recorded,
             ALIAS_SET: self._alias_set,
             ALIAS_REMOVED: self._alias_removed,
+            **lifecycle.handlers(),
         }
 
     def _touch_model(self, conn: Connection, event: Event) -> Any:
@@ -107,6 +109,7 @@ class Projections:
         if known is None:
             conn.execute(specs.insert().values(digest=digest, spec=spec, position=event.position))
         conn.execute(models.update().where(models.c.name == event.stream).values(spec_digest=digest))
+        lifecycle.revive(conn, event.stream)
 
     def _version_recorded(self, conn: Connection, event: Event, model: Any) -> None:
         p = event.payload
@@ -128,6 +131,7 @@ class Projections:
             )
         )
         conn.execute(models.update().where(models.c.name == event.stream).values(latest_version=version))
+        lifecycle.revive(conn, event.stream)
 
     def _alias_set(self, conn: Connection, event: Event, model: Any) -> None:
         alias, version = event.payload["alias"], event.payload["version"]

@@ -12,6 +12,21 @@ def _iso(moment: datetime | None) -> str | None:
 
 
 @dataclass(frozen=True)
+class Deletion:
+    """When, by whom and why a version (or its whole model) was deleted."""
+
+    deleted_at: datetime
+    reason: str
+    actor: dict[str, Any] | None = None
+    position: int = 0
+
+    def to_dict(self) -> dict[str, Any]:
+        """A JSON-able dict (``deleted_at`` as ISO 8601)."""
+        return {"deleted_at": _iso(self.deleted_at), "reason": self.reason, "actor": self.actor,
+                "position": self.position}
+
+
+@dataclass(frozen=True)
 class ModelVersion:
     """One recorded state snapshot of a model."""
 
@@ -23,6 +38,7 @@ class ModelVersion:
     spec_digest: str = ""
     tensor_bytes: int = 0
     position: int = 0
+    deleted: Deletion | None = None  # set for a deleted version (``versions(include_deleted=True)``)
 
     @property
     def uri(self) -> str:
@@ -41,6 +57,7 @@ class ModelVersion:
             "tensor_bytes": self.tensor_bytes,
             "position": self.position,
             "uri": self.uri,
+            "deleted": self.deleted.to_dict() if self.deleted is not None else None,
         }
 
 

@@ -156,9 +156,10 @@ def models(session: Session) -> None:
 @cli.command()
 @common
 @click.argument("name")
-def versions(session: Session, name: str) -> None:
+@click.option("--all", "include_deleted", is_flag=True, help="Also list deleted versions (marked).")
+def versions(session: Session, name: str, include_deleted: bool) -> None:
     """List the versions of a model."""
-    rows = session.registry.versions(name)
+    rows = session.registry.versions(name, include_deleted=include_deleted)
     if session.as_json:
         return output.echo_json(rows)
     click.echo(show.versions_table(rows))
@@ -353,6 +354,8 @@ def projections_rebuild(session: Session) -> None:
         return output.echo_json({"events": count})
     click.echo(f"rebuilt projections from {count} events")
 
+
+from rlreg import lifecycle_cmds  # noqa: E402,F401 - registers rm and restore on ``cli``
 
 if __name__ == "__main__":  # pragma: no cover
     sys.exit(main())

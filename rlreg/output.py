@@ -114,6 +114,11 @@ def event_summary(event: Any) -> str:
         return f"{p.get('alias')} -> {p.get('version')}"
     if event.type == "AliasRemoved":
         return f"{p.get('alias')} removed"
+    if event.type in ("VersionDeleted", "ModelDeleted"):
+        which = f"version {p.get('version')}" if event.type == "VersionDeleted" else f"versions {p.get('versions')}"
+        return f"{which} deleted: {p.get('reason')}"
+    if event.type == "VersionRestored":
+        return f"version {p.get('version')} restored"
     return compact(p, 50)
 
 

@@ -34,12 +34,25 @@ def models_table(infos: Iterable[Any]) -> str:
 
 def versions_table(versions: Iterable[Any]) -> str:
     """``rlreg versions NAME``."""
+    versions = list(versions)
     rows = [
         (v.version, when(v.created_at), aliases_text(v.aliases), size(v.tensor_bytes),
          short_digest(v.spec_digest), compact(v.metadata))
         for v in versions
     ]
+    if any(getattr(v, "deleted", None) for v in versions):  # rlreg versions --all
+        rows = [(*row, deleted_text(v.deleted)) for row, v in zip(rows, versions)]
+        return table(("VERSION", "CREATED (UTC)", "ALIASES", "TENSORS", "SPEC", "METADATA", "DELETED"), rows,
+                     right=(0, 3))
     return table(("VERSION", "CREATED (UTC)", "ALIASES", "TENSORS", "SPEC", "METADATA"), rows, right=(0, 3))
+
+
+def deleted_text(deleted: Any) -> str:
+    """``deleted 2026-12-02 17:01:02: why`` for a deleted version, ``""`` for a live one."""
+    if not deleted:
+        return ""
+    reason = deleted.reason if len(deleted.reason) <= 60 else deleted.reason[:59] + "…"
+    return f"deleted {when(deleted.deleted_at)}: {reason}"
 
 
 def event_line(event: Any) -> str:

@@ -16,8 +16,11 @@ from registry.eventstore import EventStore
 from registry.projections import Projections
 
 LOG_TABLES = {"rlreg_events", "rlreg_streams", "rlreg_position", "rlreg_checkpoints"}
-PROJECTION_TABLES = {"rlreg_models", "rlreg_versions", "rlreg_aliases", "rlreg_specs"}
-HEAD = "0003_append_only_events"
+PROJECTION_TABLES = {
+    "rlreg_models", "rlreg_versions", "rlreg_aliases", "rlreg_specs",
+    "rlreg_deleted_versions", "rlreg_deleted_models", "rlreg_retention", "rlreg_objects",
+}
+HEAD = "0005_lifecycle"
 
 
 def _tables(engine) -> set[str]:
@@ -86,7 +89,7 @@ def test_an_older_schema_is_refused_with_the_command_to_run(db_url, engine):
     db.upgrade(engine, "0001_event_log")
     with pytest.raises(
         errors.SchemaVersionError,
-        match=r"has schema revision '0001_event_log', this rlreg needs '0003_append_only_events': "
+        match=rf"has schema revision '0001_event_log', this rlreg needs '{HEAD}': "
         r"run `rlreg db upgrade` \(or pass upgrade=True\)",
     ):
         EventStore(db_url)
@@ -111,7 +114,7 @@ def test_a_newer_schema_is_refused_naming_both_revisions(db_url, engine):
         with pytest.raises(
             errors.SchemaVersionError,
             match=r"has schema revision '0099_future', newer than this rlreg knows "
-            r"\(its head is '0003_append_only_events'\): upgrade the rlreg package",
+            rf"\(its head is '{HEAD}'\): upgrade the rlreg package",
         ):
             EventStore(db_url, upgrade=upgrade)
     with pytest.raises(errors.SchemaVersionError, match=r"'0099_future', newer than this rlreg knows"):

@@ -1,0 +1,35 @@
+"""``rlreg rm``, ``rlreg restore``, ``rlreg versions --all``: the real console script on an embedded registry."""
+
+from __future__ import annotations
+
+from clihelpers import assert_error, small_module
+
+
+def test_rm_restore_and_versions_all(rlreg, home_registry, inproc):
+    module = small_module()
+    for _ in range(3):
+        home_registry.snapshot("pol", module)
+    home_registry.set_alias("pol", "prod", 2)
+    assert_error(rlreg("rm", "pol:2", "--reason", "bad run", code=5), 5, "pol@prod", "--force")
+    out = inproc("rm", "pol:2", "--reason", "bad run", "--force").out
+    assert "deleted pol:2" in out
+    assert_error(inproc("show", "pol:2", code=3), 3, "version 2 was deleted", "bad run")
+    listed = inproc("versions", "pol").out
+    assert "bad run" not in listed and len(listed.splitlines()) == 3
+    marked = inproc("versions", "pol", "--all").out.splitlines()
+    assert len(marked) == 4 and "DELETED" in marked[0] and "deleted " in marked[2] and "bad run" in marked[2]
+    assert inproc("versions", "pol", "--all", "--json").json()[1]["deleted"]["reason"] == "bad run"
+    assert "restored pol:2" in inproc("restore", "pol:2").out
+    assert_error(inproc("restore", "pol:2", code=5), 5, "is not deleted")
+    assert_error(inproc("restore", "pol", code=4), 4, "NAME:VERSION")
+    history = inproc("history", "pol").out
+    assert "version 2 deleted: bad run" in history and "version 2 restored" in history
+
+
+def test_rm_model_needs_a_reason_and_hides_the_model(home_registry, inproc):
+    home_registry.snapshot("junk", small_module())
+    assert "--reason" in inproc("rm", "junk", code=2).err
+    gone = inproc("rm", "junk", "--reason", "a test model", "--json").json()
+    assert gone["type"] == "ModelDeleted" and gone["payload"]["versions"] == [1]
+    assert "junk" not in inproc("models").out
+    assert_error(inproc("versions", "junk", code=3), 3, "model 'junk' was deleted", "a test model")
