@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import datetime
 import inspect
 import json
 import random
@@ -14,8 +15,9 @@ import sqlalchemy as sa
 import storage
 from storage import ProgressCallback, Store
 
-from registry import config, db, errors, lifecycle, replay, uri
+from registry import config, db, errors, lifecycle, replay, retention, uri
 from registry import deleting
+from registry import gc as collector
 from registry.eventstore import Event, EventStore, NewEvent
 from registry.modeldiff import ModelDiff, diff_versions
 from registry.names import validate_alias, validate_name
@@ -104,7 +106,9 @@ class Registry:
                        "metadata": metadata, "tensor_bytes": size}
             return [*out, NewEvent(VERSION_RECORDED, payload)]
 
-        recorded = self._append_with_retry(name, events)
+        # gc's protocol: touch the objects, re-upload any it collected meanwhile, check them in the append
+        recorded = collector.append_referencing(self, name, manifest, events, lambda: self._store.put(tensors))
+        retention.apply(self, name)  # after the commit: the new version is the latest, always kept
         last = recorded[-1]
         return ModelVersion(
             name=name, version=last.payload["version"], created_at=last.timestamp, metadata=metadata,
@@ -130,7 +134,7 @@ class Registry:
         later) and without ``load_state_path`` (the registry supplies the state)."""
         return spec_to_dict(replay.spec_object(spec, self.trusted_modules))
 
-    def _append_with_retry(self, name: str, make_events) -> list[Event]:
+    def _append_with_retry(self, name: str, make_events, check: Any = None) -> list[Event]:
         """Append ``make_events(latest_version, last_spec_digest)`` at the stream's head, retrying clashes."""
         for attempt in range(MAX_ATTEMPTS):
             with self._read(f"reading model {name!r}") as conn:
@@ -143,14 +147,14 @@ class Registry:
             if not new:
                 return []
             try:
-                return self._append_resending(name, new, expected)
+                return self._append_resending(name, new, expected, check)
             except errors.ConflictError:
                 if attempt == MAX_ATTEMPTS - 1:
                     raise
                 time.sleep(random.uniform(0, min(0.002 * 2 ** min(attempt, 6), 0.1)))
         raise AssertionError("unreachable")
 
-    def _append_resending(self, name: str, new: list[NewEvent], expected: int) -> list[Event]:
+    def _append_resending(self, name: str, new: list[NewEvent], expected: int, check: Any = None) -> list[Event]:
         """Append ``new``; when the reply is lost, resend the same events (same ids).
 
         A commit whose reply never arrived is indistinguishable from one that failed; resending the
@@ -159,7 +163,7 @@ class Registry:
         """
         for attempt in range(LOST_REPLY_ATTEMPTS):
             try:
-                return self._events.append(name, new, expected_version=expected)
+                return self._events.append(name, new, expected_version=expected, check=check)
             except errors.DatabaseUnavailableError:
                 if attempt == LOST_REPLY_ATTEMPTS - 1:
                     raise
@@ -368,6 +372,32 @@ class Registry:
     def restore_version(self, name: str, version: int) -> Event:
         """Append ``VersionRestored``, while gc has kept the version's objects."""
         return deleting.restore_version(self, name, version)
+
+    def set_retention(self, name: str, *, keep_last: int | None = None, keep_every: int | None = None,
+                      keep_best: tuple | None = None) -> Event:
+        """Record a ``RetentionSet`` policy for ``name`` and apply it (``keep_best=("mean_return", 5, "max")``)."""
+        return retention.set_policy(self, name, keep_last=keep_last, keep_every=keep_every, keep_best=keep_best)
+
+    def clear_retention(self, name: str) -> Event:
+        """Record ``RetentionCleared``: ``name`` keeps every version again."""
+        return retention.clear_policy(self, name)
+
+    def apply_retention(self, name: str) -> list[int]:
+        """Delete the versions ``name``'s policy does not keep (as after a snapshot); returns their numbers."""
+        return retention.apply(self, name)
+
+    def retention(self, name: str) -> dict | None:
+        """``name``'s retention policy (the ``RetentionSet`` payload), or ``None``."""
+        return retention.get_policy(self, name)
+
+    def gc(self, *, grace: datetime.timedelta = collector.DEFAULT_GRACE, dry_run: bool = False,
+           progress: ProgressCallback | None = None) -> collector.GcReport:
+        """Apply retention policies, then delete the storage objects no live version references (nor one
+        deleted less than ``grace`` ago) and leftovers of interrupted writes, older than ``grace``.
+
+        Safe while other processes snapshot (see ``registry.gc``). ``progress(done, total)``: bytes reclaimed.
+        """
+        return collector.collect(self, grace=grace, dry_run=dry_run, progress=progress)
 
     # --- comparing, exporting, importing -------------------------------------------------
 

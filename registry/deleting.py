@@ -7,6 +7,7 @@ from typing import Any
 import storage
 
 from registry import errors, lifecycle
+from registry import gc as collector
 from registry.eventstore import Event
 from registry.names import validate_name
 
@@ -49,15 +50,19 @@ def restore_version(reg: Any, name: str, version: int) -> Event:
 
     def make(latest: int, last_digest: str | None) -> list:
         with reg._read(f"reading model {name!r}") as conn:
-            new = lifecycle.version_restored(conn, name, version)
-            manifest = lifecycle.manifest_of(conn, name, version)
-        needed = set(storage.manifest_objects(manifest))
-        missing = sorted(needed - reg.store.exists(needed))
-        if missing:
-            raise errors.NotFoundError(
-                f"cannot restore model {name!r} version {version}: {len(missing)} of its {len(needed)} objects "
-                f"were reclaimed by gc (e.g. {missing[0]}); it stays deleted"
-            )
-        return new
+            return lifecycle.version_restored(conn, name, version)
 
-    return reg._append_with_retry(name, make)[-1]
+    with reg._read(f"reading model {name!r}") as conn:
+        lifecycle.version_restored(conn, name, version)  # NotFoundError / ConflictError before touching objects
+        manifest = lifecycle.manifest_of(conn, name, version)
+    needed = set(storage.manifest_objects(manifest))
+    missing = sorted(needed - reg.store.exists(needed))
+    if missing:
+        raise errors.NotFoundError(
+            f"cannot restore model {name!r} version {version}: {len(missing)} of its {len(needed)} objects "
+            f"were reclaimed by gc (e.g. {missing[0]}); it stays deleted"
+        )
+    try:
+        return collector.append_referencing(reg, name, manifest, make, reupload=None)[-1]
+    except collector.ObjectsCollectedError as exc:
+        raise errors.NotFoundError(f"cannot restore model {name!r} version {version}: {exc}") from None

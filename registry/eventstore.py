@@ -129,18 +129,26 @@ class EventStore:
     # --- append ----------------------------------------------------------------------------
 
     def append(
-        self, stream: str, new_events: Sequence[NewEvent], expected_version: Optional[int] = None
+        self,
+        stream: str,
+        new_events: Sequence[NewEvent],
+        expected_version: Optional[int] = None,
+        *,
+        check: Optional[Callable[[Connection], None]] = None,
     ) -> list[Event]:
         """Append ``new_events`` to ``stream`` atomically; ``expected_version=None`` appends at the head.
 
         Raises ``ConflictError`` (naming stream, expected and actual) when the stream is not at
         ``expected_version``. A retry with the same event ids returns the originally recorded events.
+        ``check(conn)``, if given, runs in the append's transaction before anything is written (a
+        precondition on other tables, e.g. that the objects the events name are not being collected):
+        whatever it raises rolls the append back.
         """
         new_events = list(new_events)
         _check_append(stream, new_events, expected_version)
         try:
             with self.transaction() as conn:
-                return self._append_in(conn, stream, new_events, expected_version)
+                return self._append_in(conn, stream, new_events, expected_version, check)
         except errors.ConflictError:
             # A concurrent retry of this very append may have committed first: then its events are ours.
             with self._read("re-reading a conflicting append") as conn:
@@ -150,11 +158,14 @@ class EventStore:
             return recorded
 
     def _append_in(
-        self, conn: Connection, stream: str, new_events: list[NewEvent], expected: Optional[int]
+        self, conn: Connection, stream: str, new_events: list[NewEvent], expected: Optional[int],
+        check: Optional[Callable[[Connection], None]] = None,
     ) -> list[Event]:
         recorded = self._recorded(conn, new_events)
         if recorded is not None:
             return recorded
+        if check is not None:
+            check(conn)
         n = len(new_events)
         first_version = self._advance_stream(conn, stream, n, expected) - n + 1
         last_position = conn.execute(

@@ -7,6 +7,7 @@ Event types (stream = model name; payloads are JSON):
 - ``AliasSet``        ``{"alias": str, "version": int}``
 - ``AliasRemoved``    ``{"alias": str}``
 - ``VersionDeleted``, ``ModelDeleted``, ``VersionRestored``: see ``registry.lifecycle``
+- ``RetentionSet``, ``RetentionCleared``: see ``registry.retention``
 
 The projector also guards the log: a version that is not the next one, a version naming an unknown
 spec, an alias to a missing version or the removal of a missing alias raise, which rolls the append back.
@@ -23,7 +24,7 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
-from registry import errors, lifecycle
+from registry import errors, lifecycle, retention
 from registry.eventstore import Event
 from registry.schema import PROJECTION_TABLES, aliases, models, specs, versions
 
@@ -79,6 +80,7 @@ class Projections:
             ALIAS_SET: self._alias_set,
             ALIAS_REMOVED: self._alias_removed,
             **lifecycle.handlers(),
+            **retention.handlers(),
         }
 
     def _touch_model(self, conn: Connection, event: Event) -> Any:

@@ -33,3 +33,34 @@ def test_rm_model_needs_a_reason_and_hides_the_model(home_registry, inproc):
     assert gone["type"] == "ModelDeleted" and gone["payload"]["versions"] == [1]
     assert "junk" not in inproc("models").out
     assert_error(inproc("versions", "junk", code=3), 3, "model 'junk' was deleted", "a test model")
+
+
+def test_retention_set_show_clear(home_registry, inproc):
+    module = small_module()
+    for ret in (3, 1, 2, 0):
+        home_registry.snapshot("pol", module, {"ret": ret})
+    out = inproc("retention", "set", "pol", "--keep-last", "1", "--keep-best", "ret:1").out
+    assert "keep_last=1, keep_best=ret:1:max" in out and "deleted 2 version(s)" in out
+    assert [v.version for v in home_registry.versions("pol")] == [1, 4]
+    assert inproc("retention", "show", "pol", "--json").json()["keep_best"] == {"key": "ret", "count": 1, "mode": "max"}
+    assert_error(inproc("retention", "set", "pol", "--keep-best", "ret", code=4), 4, "METADATA_KEY:COUNT")
+    inproc("retention", "set", "pol", "--keep-best", "ret:1", "--min")
+    assert [v.version for v in home_registry.versions("pol")] == [4]  # 0 is the lowest, and the newest
+    assert "cleared" in inproc("retention", "clear", "pol").out
+    assert "has no retention policy" in inproc("retention", "show", "pol").out
+
+
+def test_gc_reports_and_reclaims(home_registry, inproc):
+    module = small_module()
+    home_registry.snapshot("pol", module)
+    home_registry.snapshot("pol", small_module(seed=1))
+    inproc("rm", "pol:1", "--reason", "old")
+    kept = inproc("gc").out
+    assert "reclaimed:" in kept and "0 objects" in kept.split("reclaimed:")[1].splitlines()[0]
+    dry = inproc("gc", "--grace", "0s", "--dry-run", "--json").json()
+    assert dry["dry_run"] and dry["reclaimed_objects"] > 0
+    done = inproc("gc", "--grace", "0", "--json").json()
+    assert done["reclaimed_objects"] == dry["reclaimed_objects"] and done["reclaimed_bytes"] == dry["reclaimed_bytes"]
+    assert inproc("gc", "--grace", "0", "--json").json()["reclaimed_objects"] == 0
+    assert_error(inproc("gc", "--grace", "soon", code=4), 4, "--grace 'soon'", "24h")
+    assert inproc("verify", "--json").json()["ok"]
