@@ -15,7 +15,7 @@ import sqlalchemy as sa
 import storage
 from storage import ProgressCallback, Store
 
-from registry import config, db, errors, lifecycle, replay, retention, uri
+from registry import config, db, errors, lifecycle, replay, retention, storage_ops, uri
 from registry import deleting
 from registry import gc as collector
 from registry.eventstore import Event, EventStore, NewEvent
@@ -97,6 +97,11 @@ class Registry:
         spec = self._spec_dict(spec_to_dict(module))
         digest = spec_digest(spec)
         tensors, rest = split_state(_state_to_store(module))
+        with storage_ops.during(f"snapshot of {name!r}"):  # nothing is recorded when storage fails
+            return self._record(name, spec, digest, tensors, rest, metadata, progress)
+
+    def _record(self, name: str, spec: dict, digest: str, tensors: dict, rest: Any, metadata: dict,
+                progress: ProgressCallback | None) -> ModelVersion:
         manifest = self._store.put(tensors, progress=progress)  # blobs first: an event never names a missing blob
         size = sum(int(t["nbytes"]) for t in manifest["tensors"].values())
 
@@ -294,7 +299,8 @@ class Registry:
         with self._read(f"reading model {name!r}") as conn:
             row = self._row(conn, name, version, alias)
             spec = self._spec_of(conn, row.spec_digest)
-        tensors = self._get(row.manifest, progress=progress)
+        with storage_ops.during(f"load of {name!r} version {row.version}"):
+            tensors = self._get(row.manifest, progress=progress)
         state = join_state(tensors, row.state or {})
         return replay.rebuild(spec, state, set(tensors), self.trusted_modules)
 
@@ -467,9 +473,10 @@ class Registry:
             rows = conn.execute(lifecycle.live_versions(conn)).all()
         needed = {f"{r.name}/{r.version}": set(storage.manifest_objects(r.manifest)) for r in rows}
         referenced = set().union(*needed.values()) if needed else set()
-        present = self._store.exists(referenced) if referenced else set()
+        with storage_ops.during("verify"):
+            present = self._store.exists(referenced) if referenced else set()
+            report = self._store.verify(quarantine=repair, progress=progress)
         missing = {key: sorted(digests - present) for key, digests in needed.items() if digests - present}
-        report = self._store.verify(quarantine=repair, progress=progress)
         return {
             "versions": len(rows),
             "objects_referenced": len(referenced),
