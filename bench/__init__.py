@@ -10,6 +10,7 @@ from __future__ import annotations
 SUITES: dict[str, str] = {
     "storage": "bench.storage",
     "registry": "bench.registry",  # includes the event-store rows (bench.eventstore)
+    "snapshots": "bench.snapshots",  # issue 12's targets: snapshot/load/rlreg:// /S3 ratios
 }
 # Runnable by name, but already part of another suite's run.
 EXTRA_SUITES: dict[str, str] = {

@@ -33,12 +33,16 @@ def __getattr__(attr: str) -> Any:
         from registry.api import Registry
 
         return Registry
+    if attr == "PendingVersion":
+        from registry.pending import PendingVersion
+
+        return PendingVersion
     raise AttributeError(f"module 'registry' has no attribute {attr!r}")
 
 __all__ = [
     "ConflictError", "DatabaseUnavailableError", "DeletedError", "Event", "IntegrityError", "InvalidEventError",
     "InvalidNameError", "ModelDiff", "ModelInfo", "ModelRef", "ModelVersion", "NotFoundError",
-    "Registry", "RegistryError", "SchemaVersionError",
+    "PendingVersion", "Registry", "RegistryError", "SchemaVersionError",
     "default_registry", "parse_uri",
     "snapshot", "register", "load", "version", "versions", "models", "spec", "manifest", "history",
     "events", "follow", "set_alias", "aliases", "remove_alias", "diff", "export", "import_checkpoint",
@@ -61,9 +65,9 @@ def default_registry(db_url: str | None = None, storage_url: str | None = None) 
         return reg
 
 
-def snapshot(name: str, module: Any, metadata: dict | None = None) -> ModelVersion:
-    """``Registry.snapshot`` on the default registry."""
-    return default_registry().snapshot(name, module, metadata)
+def snapshot(name: str, module: Any, metadata: dict | None = None, *, block: bool = True) -> Any:
+    """``Registry.snapshot`` on the default registry (``block=False``: a ``PendingVersion``)."""
+    return default_registry().snapshot(name, module, metadata, block=block)
 
 
 def register(name: str, spec: Any) -> str:

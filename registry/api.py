@@ -15,12 +15,12 @@ import sqlalchemy as sa
 import storage
 from storage import ProgressCallback, Store
 
-from registry import config, db, errors, lifecycle, replay, retention, storage_ops, uri
-from registry import deleting
+from registry import config, db, deleting, errors, lifecycle, pending, replay, retention, storage_ops, uri
 from registry import gc as collector
 from registry.eventstore import Event, EventStore, NewEvent
 from registry.modeldiff import ModelDiff, diff_versions
 from registry.names import validate_alias, validate_name
+from registry.pending import PendingVersion
 from registry.projections import (
     ALIAS_REMOVED, ALIAS_SET, SPEC_RECORDED, VERSION_RECORDED, Projections, spec_digest,
 )
@@ -44,26 +44,32 @@ class Registry:
         upgrade: bool = False,
         trusted_modules: Any = None,
         create: bool = True,
+        pending_snapshots: int = pending.DEFAULT_LIMIT,
     ) -> None:
         """Open the registry; ``create=False`` refuses a database that holds no registry yet.
 
         With ``create=True`` (the default, and what the module-level helpers use) an empty database,
         or a SQLite file that does not exist yet, becomes an empty registry on first use. Read-only
         callers pass ``create=False`` so that a mistyped URL raises ``NotFoundError`` naming it.
+        ``pending_snapshots``: how many ``snapshot(block=False)`` may be in flight before the next waits.
         """
         self.db_url = str(db_url) if db_url else config.default_db_url()
         self.storage_url = str(storage_url) if storage_url else config.default_storage_url()
         self.trusted_modules = trusted_modules
         self._events = EventStore(self.db_url, Projections(), upgrade=upgrade, create=create)
         self._store = Store(self.storage_url, cache_dir=cache_dir)
+        self._snapshots = pending.SnapshotQueue(pending_snapshots)  # snapshot(block=False)
 
     def __repr__(self) -> str:
         where = db.normalize_url(self.db_url).render_as_string(hide_password=True)
         return f"Registry({where!r}, {self.storage_url!r})"
 
     def close(self) -> None:
-        """Release database connections."""
-        self._events.close()
+        """Wait for pending snapshots, release database connections; raise a pending snapshot's uncollected error."""
+        try:
+            self._snapshots.close()
+        finally:
+            self._events.close()
 
     def __enter__(self) -> Registry:
         return self
@@ -84,25 +90,54 @@ class Registry:
     # --- recording -----------------------------------------------------------------------
 
     def snapshot(
-        self, name: str, module: Any, metadata: Mapping[str, Any] | None = None, *, progress: ProgressCallback | None = None
-    ) -> ModelVersion:
+        self,
+        name: str,
+        module: Any,
+        metadata: Mapping[str, Any] | None = None,
+        *,
+        block: bool = True,
+        progress: ProgressCallback | None = None,
+    ) -> ModelVersion | PendingVersion:
         """Record ``module``'s spec (when it changed) and state as the next version of ``name``.
 
-        ``progress(done, total)``: tensor bytes stored so far (``Store.put``'s), once per object.
+        ``block=False`` returns a ``PendingVersion`` as soon as the state is copied to host memory
+        (``registry.pending``): hashing, writing and the commit run in the background, versions of
+        one name commit in call order, and at most ``pending_snapshots`` are in flight (the next
+        call waits). ``progress(done, total)``: tensor bytes stored so far (``Store.put``'s).
         """
         validate_name(name)
         metadata = _json_metadata(name, metadata)
         if not isinstance(module, RLModule):
             raise TypeError(f"snapshot of {name!r}: {type(module).__name__} is not an RLModule")
         spec = self._spec_dict(spec_to_dict(module))
-        digest = spec_digest(spec)
-        tensors, rest = split_state(_state_to_store(module))
-        with storage_ops.during(f"snapshot of {name!r}"):  # nothing is recorded when storage fails
-            return self._record(name, spec, digest, tensors, rest, metadata, progress)
+        if block:
+            tensors, rest = split_state(_state_to_store(module))
+            return self._record(name, spec, metadata, (tensors, rest, None), progress,
+                                lambda: self._snapshots.wait_turn(name))
 
-    def _record(self, name: str, spec: dict, digest: str, tensors: dict, rest: Any, metadata: dict,
-                progress: ProgressCallback | None) -> ModelVersion:
-        manifest = self._store.put(tensors, progress=progress)  # blobs first: an event never names a missing blob
+        def stage() -> tuple:
+            tensors, rest = split_state(_state_to_store(module))
+            staged, release = self._snapshots.staging.stage(tensors)
+            return staged, json.loads(json.dumps(rest)), release
+
+        return self._snapshots.submit(
+            name, stage, lambda staged, wait_turn: self._record(name, spec, metadata, staged, progress, wait_turn)
+        )
+
+    def _record(self, name: str, spec: dict, metadata: dict, staged: tuple, progress, wait_turn) -> ModelVersion:
+        """Store the tensors, then (once earlier snapshots of ``name`` ended) append the events."""
+        tensors, rest, release = staged
+        digest = spec_digest(spec)
+        with storage_ops.during(f"snapshot of {name!r}"):  # nothing is recorded when storage fails
+            try:
+                manifest = self._store.put(tensors, progress=progress)  # blobs first: an event never names a missing blob
+                return self._commit(name, spec, metadata, tensors, rest, manifest, digest, wait_turn)
+            finally:
+                if release is not None:
+                    release()  # after the commit: gc's protocol may need to upload the tensors again
+
+    def _commit(self, name: str, spec: dict, metadata: dict, tensors: dict, rest: Any, manifest: dict, digest: str,
+                wait_turn: Any) -> ModelVersion:
         size = sum(int(t["nbytes"]) for t in manifest["tensors"].values())
 
         def events(latest: int, last_digest: str | None) -> list[NewEvent]:
@@ -111,8 +146,9 @@ class Registry:
                        "metadata": metadata, "tensor_bytes": size}
             return [*out, NewEvent(VERSION_RECORDED, payload)]
 
+        wait_turn()
         # gc's protocol: touch the objects, re-upload any it collected meanwhile, check them in the append
-        recorded = collector.append_referencing(self, name, manifest, events, lambda: self._store.put(tensors))
+        recorded = collector.append_referencing(self, name, manifest, events, lambda: collector.reupload(self._store, tensors, manifest))
         retention.apply(self, name)  # after the commit: the new version is the latest, always kept
         last = recorded[-1]
         return ModelVersion(
@@ -296,13 +332,24 @@ class Registry:
 
         ``progress(done, total)``: bytes of the version's objects read so far (``Store.get``'s).
         """
-        with self._read(f"reading model {name!r}") as conn:
-            row = self._row(conn, name, version, alias)
-            spec = self._spec_of(conn, row.spec_digest)
+        row, spec = self._stored(name, version, alias=alias)
         with storage_ops.during(f"load of {name!r} version {row.version}"):
             tensors = self._get(row.manifest, progress=progress)
         state = join_state(tensors, row.state or {})
-        return replay.rebuild(spec, state, set(tensors), self.trusted_modules)
+        return replay.rebuild(spec, state, tensors, self.trusted_modules)
+
+    def _stored(self, name: str, version: int | None = None, *, alias: str | None = None) -> tuple[Any, dict]:
+        """The projected row of a version and its spec dict, in one read transaction."""
+        with self._read(f"reading model {name!r}") as conn:
+            row = self._row(conn, name, version, alias)
+            return row, self._spec_of(conn, row.spec_digest)
+
+    def bind(self) -> Any:
+        """``with reg.bind():`` makes ``rlreg://`` URIs (``load_state_path``, ``restore_from_path``)
+        resolve on this registry within the block, in this thread or task; no environment change."""
+        from registry import fs
+
+        return fs.bind(self)
 
     def _get(self, manifest: dict, names: list[str] | None = None, progress: ProgressCallback | None = None) -> dict:
         try:

@@ -7,106 +7,161 @@ that never imported ``registry``: fsspec finds this class through the ``fsspec.s
 Paths follow the grammar of ``registry.uri``; a bare ``name`` is spelled ``name@latest`` inside the
 filesystem, so that ``<path>/<module_id>`` (how a MultiRLModule restores) stays inside that model.
 
-Serving verified bytes: a version's checkpoint is built in memory from the tensors ``Store.get``
-returns (each verified against its digest) and served from those immutable bytes; nothing is
-re-read from a scratch folder that another process could change after it was written. The
-``MAX_CACHED`` most recently used checkpoints (at most ``MAX_CACHED_BYTES`` in all) stay built.
-Eviction only drops the cache's reference: a reader that already holds a checkpoint keeps reading
-it, so evicting under concurrent readers is safe. Filesystem instances are not cached, so one
-``storage.Location`` (one restore) resolves an alias or "the latest" once and reads every file of
-that same version.
+Which registry: the one given as a storage option (``Location(url, registry=reg)`` or ``db_url=`` /
+``storage_url=``), else the one bound by ``with reg.bind():`` in the calling context (a context
+variable: per thread and per task, no environment variable rewritten), else the default registry.
+
+Built straight from what is stored: a version's spec, non-tensor state and manifest are read in one
+transaction per filesystem instance (one ``storage.Location``: one restore), and its folders are
+derived from a metadata-only build of the module on PyTorch's ``meta`` device (no memory, no random
+numbers) that gives each folder's metadata, constructor arguments and components. Tensors are read
+only when a state file is: ``Location.load_tensors`` receives the verified tensors ``Store.get``
+returns (views of the one verified buffer, no copy; ``set_state`` then copies them into the module),
+and a plain byte read of the file joins them behind its header. Nothing is cached across restores
+and nothing is written anywhere: no scratch folder, no build lock.
 """
 
 from __future__ import annotations
 
+import contextlib
+import contextvars
 import errno
 import io
+import json
 import threading
-import uuid
-from collections import OrderedDict
+from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
-import fsspec
 from fsspec import AbstractFileSystem
 
 from registry import errors
 from registry.uri import ModelRef, canonical_path, split_path
 
-MAX_CACHED = 8  # checkpoints kept built per process, most recently used
-MAX_CACHED_BYTES = 1 << 30  # ... and at most this many bytes of them (the newest is always kept)
+_BOUND: contextvars.ContextVar[Any] = contextvars.ContextVar("rlreg_bound_registry", default=None)
+
+
+@contextlib.contextmanager
+def bind(reg: Any) -> Iterator[Any]:
+    """Within the block (this thread or task), ``rlreg://`` URIs resolve on ``reg``."""
+    token = _BOUND.set(reg)
+    try:
+        yield reg
+    finally:
+        _BOUND.reset(token)
 
 
 @dataclass(frozen=True)
-class Checkpoint:
-    """One version's checkpoint folder in memory: file bytes by relative path, and its folders."""
+class _Folder:
+    """One checkpoint folder of a version: the component it holds and its part of the state."""
 
-    files: dict[str, bytes]
-    folders: frozenset[str]
+    component: Any  # built on the meta device: its metadata, constructor arguments and file names
+    prefix: str  # its tensors' key prefix in the version's flat state
+    rest: dict  # its non-tensor state
+    subfolders: tuple[str, ...]
 
-    @property
-    def nbytes(self) -> int:
-        """Total bytes of its files."""
-        return sum(len(b) for b in self.files.values())
-
-    def children(self, folder: str) -> list[str]:
-        """Relative paths of ``folder``'s direct children, sorted."""
-        prefix = f"{folder}/" if folder else ""
-        out = {p[len(prefix):].split("/", 1)[0] for p in [*self.files, *self.folders] if p.startswith(prefix) and p != folder}
-        return sorted(prefix + c for c in out if c)
+    def files(self) -> dict[str, str]:
+        """``{file name: kind}`` of the files ``save_to_path`` writes in this folder."""
+        c = self.component
+        return {c.METADATA_FILE_NAME: "metadata", c.CLASS_AND_CTOR_ARGS_FILE_NAME: "ctor",
+                c.STATE_FILE_NAME + ".safetensors": "tensors", c.STATE_FILE_NAME + ".json": "state"}
 
 
-_LOCK = threading.Lock()  # guards _CACHE
-_BUILD_LOCK = threading.Lock()  # one build at a time (as the folder exports were): loads stay serial
-_CACHE: OrderedDict[tuple[str, str, str, int, int], Checkpoint] = OrderedDict()  # least recent first
+class VersionCheckpoint:
+    """A version's checkpoint folders, made from its stored spec, state and manifest."""
 
+    def __init__(self, reg: Any, row: Any, spec: dict) -> None:
+        from registry import replay
 
-def build_checkpoint(reg: Any, name: str, version: int) -> Checkpoint:
-    """``reg``'s version as checkpoint bytes: the module loaded from verified tensors, saved in memory."""
-    memory = fsspec.filesystem("memory")
-    root = f"/rlreg-fs/{uuid.uuid4().hex}"
-    try:
-        reg.export(name, version, f"memory://{root}")
-        files = {path[len(root) + 1:]: memory.cat_file(path) for path in memory.find(root)}
-    finally:
-        if memory.exists(root):
-            memory.rm(root, recursive=True)
-    folders = {""} | {"/".join(p.split("/")[:k]) for p in files for k in range(1, p.count("/") + 1)}
-    return Checkpoint(files, frozenset(folders))
+        self.reg, self.manifest = reg, row.manifest
+        self.folders: dict[str, _Folder] = {}
+        self._add("", replay.metadata_only(spec, reg.trusted_modules), "", dict(row.state or {}))
 
+    def _add(self, path: str, component: Any, prefix: str, rest: dict) -> None:
+        names = tuple(name for name, _ in component.get_checkpointable_components())
+        own = {k: v for k, v in rest.items() if k not in names}
+        self.folders[path] = _Folder(component, prefix, own, names)
+        for name, sub in component.get_checkpointable_components():
+            self._add(f"{path}/{name}" if path else name, sub, f"{prefix}{name}/", rest.get(name) or {})
 
-def _cached(key: tuple[str, str, str, int, int], build: Any) -> Checkpoint:
-    with _LOCK:
-        hit = _CACHE.get(key)
-        if hit is not None:
-            _CACHE.move_to_end(key)
-            return hit
-    with _BUILD_LOCK:
-        with _LOCK:
-            hit = _CACHE.get(key)  # another thread may have built it while we waited
-        if hit is None:
-            hit = build()
-        with _LOCK:
-            _CACHE[key] = hit
-            _CACHE.move_to_end(key)
-            while len(_CACHE) > 1 and (
-                len(_CACHE) > MAX_CACHED or sum(c.nbytes for c in _CACHE.values()) > MAX_CACHED_BYTES
-            ):
-                _CACHE.popitem(last=False)  # readers holding it keep their reference
-        return hit
+    def lookup(self, inner: str) -> tuple[str, _Folder, str | None] | None:
+        """``(folder path, folder, file kind or None for the folder itself)`` of ``inner``, or None."""
+        if inner in self.folders:
+            return inner, self.folders[inner], None
+        parent, _, name = inner.rpartition("/")
+        folder = self.folders.get(parent)
+        kind = folder.files().get(name) if folder is not None else None
+        return None if kind is None else (parent, folder, kind)
+
+    def children(self, inner: str) -> list[str]:
+        folder = self.folders[inner]
+        names = [*folder.files(), *folder.subfolders]
+        return sorted(f"{inner}/{n}" if inner else n for n in names)
+
+    def tensor_names(self, folder: _Folder) -> dict[str, str]:
+        """``{key in the folder's state file: name in the manifest}``."""
+        out = {}
+        for name in self.manifest["tensors"]:
+            if name.startswith(folder.prefix):
+                key = name[len(folder.prefix):]
+                if key.split("/", 1)[0] not in folder.subfolders:
+                    out[key] = name
+        return out
+
+    def load_tensors(self, folder: _Folder) -> dict[str, Any]:
+        """The folder's tensors, verified, as views of the verified buffers (no copy)."""
+        names = self.tensor_names(folder)
+        got = self.reg._get(self.manifest, sorted(names.values()))
+        return {key: got[name] for key, name in names.items()}
+
+    def json_of(self, folder: _Folder, kind: str) -> bytes:
+        """A JSON file of the folder, as ``save_to_path`` writes it (``Location.write_json``'s format)."""
+        from rlmodule.checkpoints import CHECKPOINT_FORMAT, CHECKPOINT_VERSION, encode_value
+        from rlmodule.serialization import serialize_type
+
+        c = folder.component
+        if kind == "metadata":
+            obj = {"checkpoint_version": CHECKPOINT_VERSION, **c.get_metadata(), "format": CHECKPOINT_FORMAT}
+        elif kind == "ctor":
+            args, kwargs = c.get_ctor_args_and_kwargs()
+            obj = {"class": serialize_type(type(c)), "ctor_args": encode_value(list(args), "ctor_args"),
+                   "ctor_kwargs": encode_value(dict(kwargs), "ctor_kwargs")}
+        else:
+            obj = folder.rest
+        return (json.dumps(obj, sort_keys=True, indent=2, ensure_ascii=False, allow_nan=False) + "\n").encode()
+
+    def file_bytes(self, folder: _Folder, kind: str) -> bytes:
+        if kind != "tensors":
+            return self.json_of(folder, kind)
+        from storage.location import safetensors_bytes
+
+        return safetensors_bytes(self.load_tensors(folder))
+
+    def file_size(self, folder: _Folder, kind: str) -> int:
+        if kind != "tensors":
+            return len(self.json_of(folder, kind))
+        from storage.location import safetensors_size
+
+        entries = self.manifest["tensors"]
+        return safetensors_size({key: entries[name] for key, name in self.tensor_names(folder).items()})
 
 
 class RegistryFileSystem(AbstractFileSystem):
-    """Read-only fsspec filesystem over a registry (the default one unless URLs are given)."""
+    """Read-only fsspec filesystem over a registry (see the module docstring for which one)."""
 
     protocol = "rlreg"
     root_marker = ""
     cachable = False  # one instance per Location: an alias resolves once per restore
+    serves_tensors = True  # Location.load_tensors asks load_tensors() rather than reading bytes
 
-    def __init__(self, db_url: str | None = None, storage_url: str | None = None, **kwargs: Any) -> None:
+    def __init__(
+        self, db_url: str | None = None, storage_url: str | None = None, registry: Any = None, **kwargs: Any
+    ) -> None:
         super().__init__(**kwargs)
         self.db_url, self.storage_url = db_url, storage_url
-        self._pinned: dict[tuple[str, str | None], int] = {}
+        self._reg = registry if registry is not None else (None if db_url or storage_url else _BOUND.get())
+        self._versions: dict[tuple[str, int | None, str | None], VersionCheckpoint] = {}
+        self._lock = threading.Lock()
 
     @classmethod
     def _strip_protocol(cls, path: Any) -> Any:
@@ -114,65 +169,76 @@ class RegistryFileSystem(AbstractFileSystem):
         return canonical_path(stripped) if isinstance(stripped, str) else stripped
 
     def _registry(self) -> Any:
-        from registry import default_registry
+        if self._reg is None:
+            from registry import default_registry
 
-        return default_registry(self.db_url, self.storage_url)
+            self._reg = default_registry(self.db_url, self.storage_url)
+        return self._reg
 
-    def _resolve(self, path: str) -> tuple[ModelRef, str, Checkpoint]:
-        """The version a path names (aliases and "latest" pinned for this instance), the inner path, its files."""
+    def _resolve(self, path: str) -> tuple[ModelRef, str, VersionCheckpoint]:
+        """The version a path names (resolved once per instance), the path inside it, its checkpoint."""
         try:
             ref, inner = split_path(path)
-            reg = self._registry()
-            if ref.version is None:
-                key = (ref.name, ref.alias)
-                if key not in self._pinned:
-                    self._pinned[key] = reg.version(ref.name, alias=ref.alias).version
-                ref = ModelRef(ref.name, self._pinned[key])
-            recorded = reg.version(ref.name, ref.version)
+            key = (ref.name, ref.version, ref.alias)
+            with self._lock:
+                checkpoint = self._versions.get(key)
+                if checkpoint is None:
+                    reg = self._registry()
+                    row, spec = reg._stored(ref.name, ref.version, alias=ref.alias)
+                    checkpoint = self._versions[key] = VersionCheckpoint(reg, row, spec)
+                    self._versions[(ref.name, row.version, None)] = checkpoint
         except errors.NotFoundError as exc:
             raise FileNotFoundError(f"rlreg://{path}: {exc}") from None
         except errors.InvalidNameError as exc:
             raise FileNotFoundError(f"rlreg://{path} names no model: {exc}") from None
-        # The position too: a database wiped and refilled at the same URL must not serve stale files.
-        key = (reg.db_url, reg.storage_url, ref.name, recorded.version, recorded.position)
-        checkpoint = _cached(key, lambda: build_checkpoint(reg, ref.name, recorded.version))
         return ref, inner, checkpoint
 
-    def info(self, path: str, **kwargs: Any) -> dict:
+    def _lookup(self, path: str) -> tuple[str, VersionCheckpoint, tuple]:
         stripped = self._strip_protocol(path)
         ref, inner, checkpoint = self._resolve(stripped)
-        if inner in checkpoint.files:
-            return {"name": stripped, "size": len(checkpoint.files[inner]), "type": "file"}
-        if inner in checkpoint.folders:
+        found = checkpoint.lookup(inner)
+        if found is None:
+            version = ref.version if ref.version is not None else f"@{ref.alias or 'latest'}"
+            raise FileNotFoundError(f"rlreg://{stripped}: version {version} of model "
+                                    f"{ref.name!r} has no file or folder {inner!r}")
+        return stripped, checkpoint, found
+
+    def info(self, path: str, **kwargs: Any) -> dict:
+        stripped, checkpoint, (_, folder, kind) = self._lookup(path)
+        if kind is None:
             return {"name": stripped, "size": 0, "type": "directory"}
-        raise FileNotFoundError(f"rlreg://{stripped}: version {ref.version} of model "
-                                f"{ref.name!r} has no file or folder {inner!r}")
+        return {"name": stripped, "size": checkpoint.file_size(folder, kind), "type": "file"}
 
     def ls(self, path: str, detail: bool = True, **kwargs: Any) -> list:
-        stripped = self._strip_protocol(path)
-        found = self.info(stripped)
-        if found["type"] == "file":
-            entries = [found]
+        stripped, checkpoint, (inner, _, kind) = self._lookup(path)
+        if kind is not None:
+            entries = [self.info(stripped)]
         else:
-            _, inner, checkpoint = self._resolve(stripped)
             base = stripped[: len(stripped) - len(inner)].rstrip("/")
             entries = [self.info(f"{base}/{child}") for child in checkpoint.children(inner)]
         return entries if detail else [e["name"] for e in entries]
 
-    def _file(self, path: str) -> tuple[str, bytes]:
-        stripped = self._strip_protocol(path)
-        if self.info(stripped)["type"] != "file":
+    def _file(self, path: str) -> tuple[VersionCheckpoint, _Folder, str]:
+        stripped, checkpoint, (_, folder, kind) = self._lookup(path)
+        if kind is None:
             raise IsADirectoryError(f"rlreg://{stripped} is a folder")
-        _, inner, checkpoint = self._resolve(stripped)
-        return stripped, checkpoint.files[inner]
+        return checkpoint, folder, kind
+
+    def load_tensors(self, path: str) -> dict[str, Any]:
+        """The tensors of a state file, verified, without making its bytes (``Location.load_tensors``)."""
+        checkpoint, folder, kind = self._file(path)
+        if kind != "tensors":
+            raise ValueError(f"rlreg://{self._strip_protocol(path)} is not a safetensors file")
+        return checkpoint.load_tensors(folder)
 
     def _open(self, path: str, mode: str = "rb", **kwargs: Any) -> Any:
         if mode != "rb":
             self._read_only(path)
-        return io.BytesIO(self._file(path)[1])
+        return io.BytesIO(self.cat_file(path))
 
     def cat_file(self, path: str, start: int | None = None, end: int | None = None, **kwargs: Any) -> bytes:
-        return self._file(path)[1][start:end]
+        checkpoint, folder, kind = self._file(path)
+        return checkpoint.file_bytes(folder, kind)[start:end]
 
     def _read_only(self, path: Any = "", *args: Any, **kwargs: Any) -> None:
         where = f"rlreg://{self._strip_protocol(path)}" if isinstance(path, str) else "rlreg://"

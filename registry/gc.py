@@ -299,3 +299,12 @@ def _leftovers(reg: Any, found: list[listing.Leftover], cutoff: dt.datetime, rep
             listing.remove_leftover(reg.store, item)
         report.leftovers_reclaimed += 1
         report.leftover_bytes_reclaimed += item.nbytes
+
+
+def reupload(store: Any, tensors: Mapping[str, Any], manifest: Mapping[str, Any]) -> None:
+    """Store ``tensors`` again; ``ObjectsCollectedError`` unless they still make exactly ``manifest``."""
+    again = store.put(tensors)
+    if set(storage.manifest_objects(again)) != set(storage.manifest_objects(manifest)):
+        raise ObjectsCollectedError(
+            "gc reclaimed objects of this write and its tensors changed since they were stored: nothing was recorded"
+        )

@@ -10,6 +10,7 @@ is built the ordinary way instead.
 
 from __future__ import annotations
 
+import ctypes
 import logging
 from collections.abc import Iterator, Mapping
 from typing import Any
@@ -22,13 +23,27 @@ log = logging.getLogger(__name__)
 _NN_REGISTRIES = frozenset({"_parameters", "_buffers", "_modules"})
 
 
-def rebuild(spec: Mapping[str, Any], state: dict, tensor_keys: set[str], trusted_modules=None) -> Any:
-    """The module of ``spec`` with ``state`` set; ``tensor_keys`` are the flat keys of its tensors."""
-    module = _build_on_meta(spec, state, tensor_keys, trusted_modules)
+def rebuild(spec: Mapping[str, Any], state: dict, tensors: Mapping[str, Any], trusted_modules=None) -> Any:
+    """The module of ``spec`` with ``state`` set; ``tensors`` are its tensors by flat key."""
+    module = _build_on_meta(spec, state, tensors, trusted_modules)
     if module is None:
         module = spec_object(spec, trusted_modules).build()
         module.set_state(state)
     return module
+
+
+def metadata_only(spec: Mapping[str, Any], trusted_modules=None) -> Any:
+    """The module of ``spec`` built on the ``meta`` device: its structure, without memory or random numbers.
+
+    For what a checkpoint folder says besides its tensors (metadata, constructor arguments,
+    components); built the ordinary way if it cannot be built on ``meta``.
+    """
+    try:
+        with torch.device("meta"):
+            return spec_object(spec, trusted_modules).build()
+    except Exception as exc:  # noqa: BLE001 - any failure means: build it the ordinary way
+        log.debug("meta-device build of %s failed (%r); building normally", spec.get("module_class"), exc)
+        return spec_object(spec, trusted_modules).build()
 
 
 def spec_object(spec: Mapping[str, Any], trusted_modules=None) -> Any:
@@ -46,7 +61,7 @@ def _drop_load_state_path(spec: Any) -> None:
         _drop_load_state_path(sub)
 
 
-def _build_on_meta(spec: Mapping[str, Any], state: dict, tensor_keys: set[str], trusted_modules) -> Any:
+def _build_on_meta(spec: Mapping[str, Any], state: dict, tensors: Mapping[str, Any], trusted_modules) -> Any:
     spec_obj = spec_object(spec, trusted_modules)  # outside the meta context: class resolution may import
     try:
         with torch.device("meta"):
@@ -54,11 +69,12 @@ def _build_on_meta(spec: Mapping[str, Any], state: dict, tensor_keys: set[str], 
         roots = list(_torch_roots(module))
         if not roots or not all(_only_registered_tensors(root) for root in roots) or not _stock_set_state(module):
             return None
-        if _state_keys(module) != tensor_keys:  # set_state must overwrite every tensor
+        if _state_keys(module) != set(tensors):  # set_state must overwrite every tensor
             return None
         if not all(_allocate(root) for root in roots):
             return None
-        module.set_state(state)
+        if not _copy_in(module, tensors, ""):
+            module.set_state(state)
         if _any_meta(roots):
             return None
     except Exception as exc:  # noqa: BLE001 - any failure means: build it the ordinary way
@@ -96,6 +112,30 @@ def _allocate(root: torch.nn.Module) -> bool:
         for name, buffer in sub._buffers.items():
             if buffer is not None:
                 sub._buffers[name] = torch.empty(buffer.shape, dtype=buffer.dtype)
+    return True
+
+
+def _copy_in(module: Any, tensors: Mapping[str, Any], prefix: str) -> bool:
+    """Do what the stock ``set_state`` does (copy every tensor in), by one memcpy per tensor.
+
+    torch's ``copy_`` (``load_state_dict``) splits large copies over its intra-op threads, which on
+    a busy machine costs many times a memcpy. False (nothing copied yet or some copied: the caller
+    then runs ``set_state``, which overwrites all) for anything but same-dtype, same-shape,
+    contiguous CPU tensors.
+    """
+    if not isinstance(module, torch.nn.Module):
+        return all(_copy_in(sub, tensors, f"{prefix}{mid}/") for mid, sub in module.items())
+    pairs = [(dst, tensors[prefix + key]) for key, dst in module.state_dict(keep_vars=True).items()]
+    for dst, src in pairs:
+        src = torch.as_tensor(src)
+        if (src.dtype, src.shape, src.device.type) != (dst.dtype, dst.shape, "cpu") or not (
+            src.is_contiguous() and dst.is_contiguous()
+        ):
+            return False
+    for dst, src in pairs:
+        n = dst.numel() * dst.element_size()
+        if n:
+            ctypes.memmove(dst.data_ptr(), torch.as_tensor(src).data_ptr(), n)
     return True
 
 

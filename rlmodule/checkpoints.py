@@ -231,8 +231,12 @@ def _require_file(loc, name: str) -> None:
 def read_tensors(loc, name: str) -> dict:
     """The tensors of the checkpoint's safetensors file `name`; refuses a damaged file."""
     _require_file(loc, name)
+    from storage import IntegrityError
+
     try:
         return loc.load_tensors(name)
+    except IntegrityError:  # verified tensors (rlreg://) whose stored bytes are damaged: said as such
+        raise
     except ValueError as e:  # storage's FormatError: truncated file, bad header or offsets
         raise CheckpointFormatError(
             f"checkpoint file {_file_url(loc, name)} is not a valid safetensors file: {e}") from None

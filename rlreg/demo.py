@@ -7,7 +7,6 @@ real policy-gradient loop that improves CartPole's return within a few seconds o
 
 from __future__ import annotations
 
-import contextlib
 import copy
 import os
 import time
@@ -234,28 +233,11 @@ def _int(value) -> int:
     return value if isinstance(value, int) and not isinstance(value, bool) else 0
 
 
-@contextlib.contextmanager
-def default_registry_at(db: str | None, storage: str | None):
-    """``rlreg://`` URIs resolve on the default registry: point it at ours for the block."""
-    saved = {k: os.environ.get(k) for k in ("RLREG_DB_URL", "RLREG_STORAGE_URL")}
-    for key, value in (("RLREG_DB_URL", db), ("RLREG_STORAGE_URL", storage)):
-        if value:
-            os.environ[key] = value
-    try:
-        yield
-    finally:
-        for key, value in saved.items():
-            if value is None:
-                os.environ.pop(key, None)
-            else:
-                os.environ[key] = value
-
-
 def check_best(session, env, name: str, best_state: dict, seed: int) -> dict:
     """Load ``rlreg://name@best`` via ``load_state_path`` and compare it with the best snapshot."""
     import torch
 
-    with default_registry_at(session.db, session.storage):
+    with session.registry.bind():  # rlreg:// resolves on the demo's registry (no environment change)
         loaded = make_spec(env, load_state_path=f"rlreg://{name}@best").build()
     reference = make_spec(env).build()
     reference.load_state_dict(best_state)

@@ -193,21 +193,53 @@ def join(buffers: Iterable[Any]) -> bytes:
     return b"".join(buffers)
 
 
-def local_atomic_write(path: str, buffers: Iterable[Any]) -> None:
-    """Write ``buffers`` to the local file ``path`` through a temporary file and a rename."""
+def local_atomic_write(path: str, buffers: Iterable[Any], *, durable: bool = False) -> None:
+    """Write ``buffers`` to the local file ``path`` through a temporary file and a rename.
+
+    ``durable=True`` (content-addressed objects): the file is fsynced before the rename, so a torn
+    file never appears under its name after a power loss, and its folder (and any folder this call
+    created) after it, so that the name itself survives; both before this returns.
+    """
     folder = os.path.dirname(path)
+    created = _missing_folders(folder) if durable else []
     os.makedirs(folder, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=folder, prefix=".tmp-", suffix="-" + os.path.basename(path))
     try:
         with open(fd, "wb", buffering=0, closefd=True) as f:
             for b in buffers:
                 _write_all(f, b)
-        os.chmod(tmp, 0o644)
+            os.fchmod(f.fileno(), 0o644)
+            if durable:
+                os.fsync(f.fileno())
         os.replace(tmp, path)
     except BaseException:
         with contextlib.suppress(OSError):
             os.unlink(tmp)
         raise
+    if durable:
+        for d in [folder, *(os.path.dirname(c) for c in created)]:
+            fsync_folder(d)
+
+
+def _missing_folders(folder: str) -> list[str]:
+    """``folder`` and those of its parents that do not exist yet (innermost first)."""
+    out = []
+    while folder and not os.path.isdir(folder):
+        out.append(folder)
+        parent = os.path.dirname(folder)
+        if parent == folder:
+            break
+        folder = parent
+    return out
+
+
+def fsync_folder(folder: str) -> None:
+    """Make the entries of a local folder (a rename, a new file) durable."""
+    fd = os.open(folder, os.O_RDONLY | getattr(os, "O_DIRECTORY", 0))
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
 
 
 def _write_all(f: Any, b: Any) -> None:
@@ -226,30 +258,61 @@ def map_file(path: str) -> Any:
 
 
 def exists_many(fs: fsspec.AbstractFileSystem, paths: list[str]) -> list[bool]:
-    """Whether each of ``paths`` exists, asked concurrently on async filesystems (s3fs)."""
+    """Whether each of ``paths`` is a stored file, asked concurrently on async filesystems (s3fs)."""
+    return [size is not None for size in sizes_many(fs, paths)]
+
+
+def sizes_many(fs: fsspec.AbstractFileSystem, paths: list[str]) -> list[int | None]:
+    """The size of each of ``paths`` (``None`` where no file is), asked concurrently on s3fs.
+
+    On S3 that is the size the bucket reports for the object (one HEAD each).
+    """
     if not paths:
         return []
     if getattr(fs, "async_impl", False):
-        return fsspec.asyn.sync(fs.loop, _exists_all, fs, paths)
-    return [bool(fs.exists(p)) for p in paths]
+        return fsspec.asyn.sync(fs.loop, _sizes_all, fs, paths)
+    return [_size(fs, p) for p in paths]
 
 
-async def _exists_all(fs: Any, paths: list[str], batch: int = 64) -> list[bool]:
-    probe = _s3_head if hasattr(fs, "_call_s3") else fs._exists
-    out: list[bool] = []
+def size_of(fs: fsspec.AbstractFileSystem, path: str) -> int | None:
+    """The size of the file at ``path`` (``None`` if no file is there); on S3 one HEAD."""
+    if hasattr(fs, "_call_s3"):
+        return fsspec.asyn.sync(fs.loop, _s3_head, fs, path)
+    return _size(fs, path)
+
+
+def _size(fs: fsspec.AbstractFileSystem, path: str) -> int | None:
+    try:
+        info = fs.info(path)
+    except FileNotFoundError:
+        return None
+    return int(info.get("size") or 0) if info.get("type") == "file" else None
+
+
+async def _sizes_all(fs: Any, paths: list[str], batch: int = 64) -> list[int | None]:
+    probe = _s3_head if hasattr(fs, "_call_s3") else _async_size
+    out: list[int | None] = []
     for i in range(0, len(paths), batch):
-        out += await asyncio.gather(*(probe(fs, p) if probe is _s3_head else probe(p) for p in paths[i : i + batch]))
-    return [bool(x) for x in out]
+        out += await asyncio.gather(*(probe(fs, p) for p in paths[i : i + batch]))
+    return out
 
 
-async def _s3_head(fs: Any, path: str) -> bool:
-    """One HEAD per object (s3fs's ``_exists`` also lists, to find folders: a second request)."""
+async def _async_size(fs: Any, path: str) -> int | None:
+    try:
+        info = await fs._info(path)
+    except FileNotFoundError:
+        return None
+    return int(info.get("size") or 0) if info.get("type") == "file" else None
+
+
+async def _s3_head(fs: Any, path: str) -> int | None:
+    """The size of one object by one HEAD (s3fs's ``_exists`` also lists, to find folders)."""
     bucket, key, _ = fs.split_path(path)
     try:
-        await fs._call_s3("head_object", Bucket=bucket, Key=key)
+        resp = await fs._call_s3("head_object", Bucket=bucket, Key=key)
     except FileNotFoundError:
-        return False
-    return True
+        return None
+    return int(resp["ContentLength"])
 
 
 def check_bucket(fs: fsspec.AbstractFileSystem, path: str, url: str) -> None:

@@ -6,6 +6,7 @@ import json
 import os
 import posixpath
 from collections.abc import Mapping
+from dataclasses import dataclass
 from typing import Any
 
 import torch
@@ -13,7 +14,7 @@ import torch
 from storage import filesystems
 from storage.errors import ObjectNotFoundError
 from storage.safetensors_format import chunks, header_bytes, layout, parse_header
-from storage.tensors import BufferView, check_name, to_raw
+from storage.tensors import BufferView, check_name, format_dtype, itemsize, to_raw
 
 
 class Location:
@@ -124,7 +125,14 @@ class Location:
             filesystems.atomic_write(self.fs, path, chunks(raws, order, header))
 
     def load_tensors(self, name: str) -> dict[str, torch.Tensor]:
-        """The tensors of the safetensors file ``name``, exact in dtype, shape and bytes."""
+        """The tensors of the safetensors file ``name``, exact in dtype, shape and bytes.
+
+        A filesystem that holds tensors rather than bytes (``serves_tensors``, as ``rlreg://``
+        does) hands them over itself: no file is made, parsed or copied.
+        """
+        if getattr(self.fs, "serves_tensors", False):
+            with filesystems.translate_errors(self._url(name)):
+                return self.fs.load_tensors(self._join(name))
         buf = self._read_into_buffer(name)
         entries, _, start = parse_header(buf, self._url(name))
         view = BufferView(buf)
@@ -143,6 +151,32 @@ class Location:
             if filesystems.is_local(self.fs):
                 return read_file(path)
             return bytearray(self.fs.cat_file(path))  # writable: the tensors are views of it
+
+
+def safetensors_bytes(tensors: Mapping[str, Any]) -> bytes:
+    """The bytes of the safetensors file ``save_tensors`` writes for ``tensors`` (one copy)."""
+    raws = {check_name(k): to_raw(k, v) for k, v in tensors.items()}
+    order = layout(raws)
+    return filesystems.join(chunks(raws, order, header_bytes(raws, order)))
+
+
+@dataclass(frozen=True)
+class _Described:
+    """A tensor known by its manifest entry only (for the size of its file)."""
+
+    dtype: str
+    shape: tuple[int, ...]
+    nbytes: int
+
+    @property
+    def itemsize(self) -> int:
+        return itemsize(self.dtype)
+
+
+def safetensors_size(entries: Mapping[str, Mapping[str, Any]]) -> int:
+    """The size of the file ``safetensors_bytes`` makes of tensors described by manifest entries."""
+    raws = {k: _Described(format_dtype(e["dtype"]), tuple(e["shape"]), int(e["nbytes"])) for k, e in entries.items()}
+    return len(header_bytes(raws, layout(raws))) + sum(r.nbytes for r in raws.values())  # type: ignore[arg-type]
 
 
 def read_file(path: str) -> bytearray:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 import os
 import posixpath
+import stat
 import uuid
 from collections import defaultdict
 from collections.abc import Iterable, Mapping
@@ -24,7 +25,7 @@ from storage.errors import (
     TensorNotInManifestError,
 )
 from storage.location import Location
-from storage.packing import ALONE_FROM, packs, plan
+from storage.packing import ALONE_FROM, packs
 from storage.progress import Progress, ProgressCallback
 from storage.tensors import BufferView, RawTensor, check_name, format_dtype, to_raw
 
@@ -99,8 +100,15 @@ class Store:
     """Tensors stored once by content in safetensors objects under ``<url>/objects/``."""
 
     def __init__(
-        self, url: str | Any, cache_dir: str | None = None, *, cache_max_bytes: int | None = None, **storage_options: Any
+        self,
+        url: str | Any,
+        cache_dir: str | None = None,
+        *,
+        cache_max_bytes: int | None = None,
+        durable: bool = True,
+        **storage_options: Any,
     ) -> None:
+        """``durable=False`` skips the fsyncs of local objects (faster; a power loss may then tear one)."""
         self.location = Location(url, **storage_options)
         self.url = self.location.url
         self.fs = self.location.fs
@@ -110,6 +118,7 @@ class Store:
         if self._remote:
             self.cache = ObjectCache(cache_dir or default_cache_dir(), cache_max_bytes or default_max_bytes())
         self.stats = StoreStats()
+        self.durable = durable
 
     def __repr__(self) -> str:
         return f"Store({self.url!r})"
@@ -137,81 +146,89 @@ class Store:
         raws = {check_name(name): to_raw(name, value) for name, value in tensors.items()}
         prog = Progress(progress, sum(r.nbytes for r in raws.values()))
         prog.start()
-        if self._local:
-            return self._put_local(raws, prog)
-        digests = {name: digest.tensor_digest(r.dtype, r.shape, r.data) for name, r in raws.items()}
-        planned = plan(raws, digests)
-        object_of = {t: o.digest for o in planned for t in o.raws}
-        weight: dict[str, int] = defaultdict(int)  # object -> bytes of the named tensors it holds
-        for name, r in raws.items():
-            weight[object_of[digests[name]]] += r.nbytes
-        with filesystems.translate_errors(self.url):
-            present = set(self._exists([o.digest for o in planned]))
-            for o in planned:
-                if o.digest in present:
-                    prog.add(weight[o.digest])
-            self._write([o for o in planned if o.digest not in present], lambda o: prog.add(weight[o.digest]))
-        return manifest.build(raws, digests, object_of, {o.digest: o.nbytes for o in planned})
+        if self._local:  # one writer thread (its fsyncs overlap the hashing); none for small puts
+            threads = 1 if prog.total >= _THREADED_PUT_FROM else 0
+            return self._put_pipelined(raws, prog, threads, self._keep_local, "rlreg-put")
+        return self._put_pipelined(raws, prog, _UPLOAD_THREADS, self._keep_remote, "rlreg-upload")
 
-    def _put_local(self, raws: dict[str, RawTensor], prog: Progress) -> dict[str, Any]:
-        """Hash the next tensor while a writer thread writes the last (largest first)."""
+    def _put_pipelined(
+        self, raws: dict[str, RawTensor], prog: Progress, threads: int, keep: Any, thread_name: str
+    ) -> dict[str, Any]:
+        """Hash the tensors (largest first) while ``threads`` writers ``keep(obj, prog, weight)`` the objects made."""
         digests: dict[str, str] = {}
         planned: dict[str, objects.EncodedObject] = {}
-        threaded = sum(r.nbytes for r in raws.values()) >= _THREADED_PUT_FROM
-        with ThreadPoolExecutor(max_workers=1, thread_name_prefix="rlreg-put") if threaded else _Inline() as writer:
-            pending = []
-
-            def submit(obj: objects.EncodedObject, weight: int) -> None:
-                planned[obj.digest] = obj
-                if os.path.exists(self._path(obj.digest)):
-                    prog.add(weight)
-                else:
-                    pending.append(writer.submit(self._write_local, obj, prog, weight))
-
-            for name in sorted(raws, key=lambda n: -raws[n].nbytes):
-                r = raws[name]
-                digests[name] = d = digest.tensor_digest(r.dtype, r.shape, r.data)
-                if r.nbytes >= ALONE_FROM:
-                    obj = objects.encode({d: r})
-                    if obj.digest not in planned:
-                        submit(obj, r.nbytes)
-                    else:
-                        prog.add(r.nbytes)  # a second name of a tensor already on its way
-            for obj in packs(raws, digests):
-                submit(obj, sum(r.nbytes for n, r in raws.items() if digests[n] in obj.raws))
-            with filesystems.translate_errors(self.url):
-                for future in pending:
-                    future.result()
+        pending: list[Future] = []
+        with filesystems.translate_errors(self.url):
+            with ThreadPoolExecutor(threads, thread_name_prefix=thread_name) if threads else _Inline() as writers:
+                try:
+                    for name in sorted(raws, key=lambda n: -raws[n].nbytes):
+                        r = raws[name]
+                        digests[name] = d = digest.tensor_digest(r.dtype, r.shape, r.data)
+                        if r.nbytes < ALONE_FROM:
+                            continue
+                        obj = objects.encode({d: r})
+                        if obj.digest in planned:
+                            prog.add(r.nbytes)  # a second name of a tensor already on its way
+                        else:
+                            planned[obj.digest] = obj
+                            pending.append(writers.submit(keep, obj, prog, r.nbytes))
+                    for obj in packs(raws, digests):
+                        planned[obj.digest] = obj
+                        weight = sum(r.nbytes for n, r in raws.items() if digests[n] in obj.raws)
+                        pending.append(writers.submit(keep, obj, prog, weight))
+                    for future in pending:
+                        future.result()
+                except BaseException:
+                    for future in pending:
+                        future.cancel()
+                    raise
         object_of = {t: o.digest for o in planned.values() for t in o.raws}
         return manifest.build(raws, digests, object_of, {o: obj.nbytes for o, obj in planned.items()})
 
-    def _write_local(self, obj: objects.EncodedObject, prog: Progress, weight: int) -> None:
-        buffers = obj.buffers() if len(obj.raws) == 1 else [filesystems.join(obj.buffers())]  # one write
-        filesystems.local_atomic_write(self._path(obj.digest), buffers)
-        self._count_write(obj)
+    def _keep_local(self, obj: objects.EncodedObject, prog: Progress, weight: int) -> None:
+        if not self._intact_local(obj):
+            self._write_local(obj)
         prog.add(weight)
 
-    def _write(self, todo: list[objects.EncodedObject], written: Any = None) -> None:
-        """Stream each object to storage (concurrently), then into the cache; ``written(obj)`` after each."""
-        if not todo:
-            return
-        with ThreadPoolExecutor(max_workers=min(_UPLOAD_THREADS, len(todo)), thread_name_prefix="rlreg-upload") as pool:
-            futures = [pool.submit(self._write_one, obj, written) for obj in todo]
-            try:
-                for future in futures:
-                    future.result()
-            except BaseException:
-                for future in futures:
-                    future.cancel()
-                raise
+    def _keep_remote(self, obj: objects.EncodedObject, prog: Progress, weight: int) -> None:
+        size = filesystems.size_of(self.fs, self._path(obj.digest))
+        if size != obj.nbytes:
+            if size is not None:
+                log.warning("object %s at %s holds %d bytes, not %d: rewriting it", obj.digest,
+                            self._where(obj.digest), size, obj.nbytes)
+            self._write_one(obj)
+        prog.add(weight)
 
-    def _write_one(self, obj: objects.EncodedObject, written: Any = None) -> None:
+    def _write_local(self, obj: objects.EncodedObject) -> None:
+        buffers = obj.buffers() if len(obj.raws) == 1 else [filesystems.join(obj.buffers())]  # one write
+        filesystems.local_atomic_write(self._path(obj.digest), buffers, durable=self.durable)
+        self._count_write(obj)
+
+    # A dedup hit proves only that a regular file (an object) of the right size is stored under the
+    # digest; its bytes are checked when it is read (and by verify), not here: re-hashing every
+    # reused object would cost a full read per snapshot.
+
+    def _intact_local(self, obj: objects.EncodedObject) -> bool:
+        """Whether ``obj`` is stored as a regular file of its size; a damaged entry is made ready to rewrite."""
+        path = self._path(obj.digest)
+        try:
+            st = os.lstat(path)
+        except FileNotFoundError:
+            return False
+        if stat.S_ISREG(st.st_mode) and st.st_size == obj.nbytes:
+            return True
+        what = f"a regular file of {st.st_size} bytes" if stat.S_ISREG(st.st_mode) else "not a regular file"
+        log.warning("object %s at %s is %s, not %d bytes: rewriting it", obj.digest, self._where(obj.digest),
+                    what, obj.nbytes)
+        if stat.S_ISDIR(st.st_mode):
+            self._quarantine(obj.digest)  # a rename cannot replace a folder: move it aside
+        return False
+
+    def _write_one(self, obj: objects.EncodedObject) -> None:
         filesystems.atomic_write(self.fs, self._path(obj.digest), obj.buffers())
         self._count_write(obj)
         if self.cache is not None:
             self.cache.add(obj.digest, obj.buffers(), obj.nbytes)
-        if written is not None:
-            written(obj)
 
     def _count_write(self, obj: objects.EncodedObject) -> None:
         self.stats.objects_written += 1

@@ -1,0 +1,75 @@
+"""Local objects are durable before ``put`` returns: file fsynced before its rename, folder after.
+
+The order of the system calls is recorded (``os.fsync`` / ``os.replace`` wrapped, still doing their
+work); a control shows the check catches a write that skips the fsyncs.
+"""
+
+from __future__ import annotations
+
+import os
+
+import pytest
+import torch
+
+from storage import Store, filesystems, manifest_objects
+
+
+@pytest.fixture
+def syscalls(monkeypatch):
+    """Every fsync (of a file or a folder, by path) and rename, in order."""
+    calls: list[tuple[str, str]] = []
+    real_fsync, real_replace = os.fsync, os.replace
+
+    def fsync(fd):
+        calls.append(("fsync", os.readlink(f"/proc/self/fd/{fd}")))
+        return real_fsync(fd)
+
+    def replace(src, dst, **kwargs):
+        calls.append(("replace", f"{src} -> {dst}"))
+        return real_replace(src, dst, **kwargs)
+
+    monkeypatch.setattr(os, "fsync", fsync)
+    monkeypatch.setattr(os, "replace", replace)
+    return calls
+
+
+def durability_violations(calls: list[tuple[str, str]], path: str) -> list[str]:
+    """What is wrong with the order of calls that put ``path`` in place (``[]``: durable)."""
+    renames = [i for i, (op, arg) in enumerate(calls) if op == "replace" and arg.endswith(f" -> {path}")]
+    if len(renames) != 1:
+        return [f"{len(renames)} renames to {path}"]
+    i = renames[0]
+    tmp = calls[i][1].split(" -> ")[0]
+    out = []
+    if ("fsync", tmp) not in calls[:i]:
+        out.append(f"{tmp} not fsynced before its rename")
+    if ("fsync", os.path.dirname(path)) not in calls[i + 1 :]:
+        out.append(f"folder {os.path.dirname(path)} not fsynced after the rename")
+    return out
+
+
+def object_path(store: Store, obj: str) -> str:
+    h = obj.removeprefix("blake3:")
+    return f"{store.location.path}/objects/{h[:2]}/{h}"
+
+
+@pytest.mark.parametrize("tensors", [{"big": torch.randn(300_000), "b": torch.randn(3)},  # threaded
+                                     {"small": torch.randn(30_000), "b": torch.randn(3)}])  # inline
+def test_every_object_is_fsynced_before_its_rename_and_its_folder_after(tmp_path, syscalls, tensors):
+    store = Store(tmp_path / "store")
+    m = store.put(tensors)
+    objs = manifest_objects(m)
+    assert len(objs) == 2
+    for obj in objs:
+        assert durability_violations(syscalls, object_path(store, obj)) == []
+    # the folders this put created (store/, objects/, objects/ab/) are durable too
+    assert ("fsync", str(tmp_path)) in syscalls and ("fsync", f"{store.location.path}/objects") in syscalls
+
+
+def test_control_a_plain_write_is_reported(tmp_path, syscalls):
+    path = str(tmp_path / "f")
+    filesystems.local_atomic_write(path, [b"abc"])  # durable=False, as checkpoint files are written
+    assert durability_violations(syscalls, path) == [
+        f"{syscalls[0][1].split(' -> ')[0]} not fsynced before its rename",
+        f"folder {tmp_path} not fsynced after the rename",
+    ]
