@@ -223,7 +223,7 @@ class Registry:
         validate_name(name)
         if version is not None and alias is not None:
             raise errors.InvalidNameError(f"model {name!r}: give a version or an alias, not both")
-        model = conn.execute(sa.select(models).where(models.c.name == name)).first()
+        model = conn.execute(lifecycle.model_query(name)).first()
         if model is None:
             raise errors.NotFoundError(f"no model named {name!r}")
         if alias is not None:
@@ -234,15 +234,15 @@ class Registry:
             if version is None:
                 raise errors.NotFoundError(f"model {name!r} has no alias {alias!r}")
         elif version is None:
-            version = lifecycle.latest_live(conn, model)
+            return lifecycle.latest_row(conn, model)
         elif isinstance(version, bool) or not isinstance(version, int):
             raise errors.InvalidNameError(f"model {name!r}: version {version!r} is not an integer")
-        row = conn.execute(sa.select(versions).where(versions.c.name == name, versions.c.version == version)).first()
+        row = conn.execute(lifecycle.version_query(name, version)).first()
         if row is None:
             raise errors.NotFoundError(
                 f"model {name!r} has no version {version} (latest is {model.latest_version})"
             )
-        lifecycle.refuse_deleted(conn, name, version)
+        lifecycle.refuse_deleted_row(row)
         return row
 
     def _aliases_of(self, conn: sa.Connection, name: str) -> dict[int, tuple[str, ...]]:

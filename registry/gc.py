@@ -220,8 +220,8 @@ def _candidates(rows: Mapping[str, Any], stored: Mapping[str, Any], referenced: 
         if d in referenced:
             continue
         row, obj = rows.get(d), stored.get(d)
-        if row is None:
-            old = obj.modified is not None and obj.modified < cutoff
+        if row is None or row.state == DELETED:  # stored by a writer that died before touching it: its age
+            old = obj is not None and obj.modified is not None and obj.modified < cutoff
         else:
             old = row.state == DELETING or (row.state == LIVE and row.touched_at < cutoff)
         if old:
@@ -236,8 +236,8 @@ def _tombstone(event_store: Any, batch: Mapping[str, int], cutoff: dt.datetime) 
         new = [{"digest": d, "nbytes": n, "state": DELETING, "generation": 0, "touched_at": now} for d, n in batch.items()]
         conn.execute(_insert(conn).values(new).on_conflict_do_nothing())
         rows = _locked_rows(conn, list(batch))
-        doomed = [d for d, r in rows.items() if r.state == DELETING or (r.state == LIVE and r.touched_at < cutoff)]
-        _set(conn, [d for d in doomed if rows[d].state == LIVE], state=DELETING)
+        doomed = [d for d, r in rows.items() if r.state != LIVE or r.touched_at < cutoff]  # untouched since
+        _set(conn, [d for d in doomed if rows[d].state != DELETING], state=DELETING)
     return doomed
 
 

@@ -94,28 +94,55 @@ def _error(name: str, version: int | None, d: Deletion, what: str) -> errors.Del
 
 def refuse_deleted(conn: Connection, name: str, version: int) -> None:
     """Raise ``DeletedError`` (when, who, why, how to undo) if ``version`` of ``name`` is deleted."""
-    row = conn.execute(
-        sa.select(deleted_versions).where(deleted_versions.c.name == name, deleted_versions.c.version == version)
-    ).first()
+    row = conn.execute(version_query(name, version)).first()
     if row is not None:
-        err = _error(name, version, _deletion(row), f"model {name!r} version {version}")
-        err.args = (f"{err.args[0]}; `rlreg restore {name}:{version}` brings it back until gc reclaims it",)
+        refuse_deleted_row(row)
+
+
+def model_query(name: str) -> sa.Select:
+    """The ``rlreg_models`` row of ``name`` with how it was deleted (``model_deleted_at`` etc., or nulls)."""
+    joined = models.outerjoin(deleted_models, deleted_models.c.name == models.c.name)
+    return sa.select(
+        models, deleted_models.c.deleted_at.label("model_deleted_at"), deleted_models.c.reason.label("model_deletion_reason"),
+        deleted_models.c.actor.label("model_deletion_actor"), deleted_models.c.position.label("model_deletion_position"),
+    ).select_from(joined).where(models.c.name == name)
+
+
+def version_query(name: str, version: int) -> sa.Select:
+    """The ``rlreg_versions`` row of a version with how it was deleted (``deleted_at`` etc., or nulls)."""
+    joined = versions.outerjoin(deleted_versions, sa.and_(
+        deleted_versions.c.name == versions.c.name, deleted_versions.c.version == versions.c.version))
+    return sa.select(
+        versions, deleted_versions.c.deleted_at, deleted_versions.c.reason.label("deletion_reason"),
+        deleted_versions.c.actor.label("deletion_actor"), deleted_versions.c.position.label("deletion_position"),
+    ).select_from(joined).where(versions.c.name == name, versions.c.version == version)
+
+
+def refuse_deleted_row(row: Any) -> None:
+    """Raise ``DeletedError`` if ``row`` (of ``version_query``) is a deleted version."""
+    if row.deleted_at is not None:
+        d = Deletion(row.deleted_at, row.deletion_reason, row.deletion_actor, row.deletion_position)
+        err = _error(row.name, row.version, d, f"model {row.name!r} version {row.version}")
+        err.args = (f"{err.args[0]}; `rlreg restore {row.name}:{row.version}` brings it back until gc reclaims it",)
         raise err
 
 
-def latest_live(conn: Connection, model: Any) -> int:
-    """The newest live version of ``model`` (its ``rlreg_models`` row); ``DeletedError`` if none is left."""
+def latest_row(conn: Connection, model: Any) -> Any:
+    """The newest live version's row of ``model`` (a ``model_query`` row); ``DeletedError`` if none is left."""
     name = model.name
-    gone = model_deletion(conn, name)
-    if gone is not None:
-        raise _error(name, None, gone, f"model {name!r}")
-    latest = conn.execute(sa.select(sa.func.max(live_versions(conn, name).subquery().c.version))).scalar()
-    if latest is not None:
-        return latest
+    if model.model_deleted_at is not None:
+        d = Deletion(model.model_deleted_at, model.model_deletion_reason, model.model_deletion_actor,
+                     model.model_deletion_position)
+        raise _error(name, None, d, f"model {name!r}")
     if model.latest_version == 0:
         raise errors.NotFoundError(f"model {name!r} has no versions yet (only a spec)")
-    refuse_deleted(conn, name, model.latest_version)  # every version is deleted: say who deleted the last
-    raise errors.NotFoundError(f"model {name!r} has no live version")
+    row = conn.execute(version_query(name, model.latest_version)).first()
+    if row.deleted_at is None:
+        return row
+    latest = conn.execute(sa.select(sa.func.max(live_versions(conn, name).subquery().c.version))).scalar()
+    if latest is None:
+        refuse_deleted_row(row)  # every version is deleted: say who deleted the last
+    return conn.execute(version_query(name, latest)).first()
 
 
 def live_model(conn: Connection, name: str) -> Any:

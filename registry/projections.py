@@ -145,6 +145,7 @@ class Projections:
                 f"model {event.stream!r}: alias {alias!r} cannot point at version {version!r}, which does not "
                 f"exist (latest is {model.latest_version})"
             )
+        lifecycle.refuse_deleted(conn, event.stream, version)
         where = (aliases.c.name == event.stream, aliases.c.alias == alias)
         conn.execute(aliases.delete().where(*where))
         conn.execute(

@@ -64,3 +64,29 @@ def test_gc_reports_and_reclaims(home_registry, inproc):
     assert inproc("gc", "--grace", "0", "--json").json()["reclaimed_objects"] == 0
     assert_error(inproc("gc", "--grace", "soon", code=4), 4, "--grace 'soon'", "24h")
     assert inproc("verify", "--json").json()["ok"]
+
+
+def test_rm_model_asks_on_a_terminal(rlreg, home_registry):
+    """On a terminal `rlreg rm NAME` asks first: "n" keeps the model; `--yes` does not ask."""
+    import os
+    import pty
+    import subprocess
+
+    home_registry.snapshot("junk", small_module())
+    main, child = pty.openpty()
+    try:
+        proc = subprocess.Popen([*_rlreg_cmd(rlreg), "rm", "junk", "--reason", "test"], stdin=child,
+                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=rlreg.env, cwd=rlreg.home)
+        os.write(main, b"n\n")
+        _, err = proc.communicate(timeout=120)
+    finally:
+        os.close(main)
+        os.close(child)
+    assert b"delete every version of model 'junk'?" in err and proc.returncode != 0
+    assert home_registry.exists("junk")
+
+
+def _rlreg_cmd(runner):
+    from clihelpers import RLREG
+
+    return [RLREG]

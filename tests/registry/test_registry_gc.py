@@ -139,3 +139,15 @@ def test_control_without_the_protocol_a_version_names_deleted_objects(make_regis
     reg.snapshot("pol", module)
     report = reg.verify()
     assert not report["ok"] and "pol/2" in report["missing"]
+
+
+def test_an_object_stored_again_by_a_writer_that_died_before_touching_it_is_collected(make_registry):
+    reg = make_registry()
+    module = toys.spec(hidden=64).build()
+    reg.snapshot("pol", module)
+    tensors = {"w": module.net[0].weight.detach().clone()}
+    gone = set(storage.manifest_objects(reg.store.put(tensors)))
+    assert set(reg.gc(grace=NOW).reclaimed) == gone  # its row is now 'deleted'
+    reg.store.put(tensors)  # stored again; the writer is killed before its touch
+    assert set(reg.gc(grace=NOW).reclaimed) == gone
+    assert reg.verify()["ok"]
