@@ -1,4 +1,4 @@
-.PHONY: demo test bench venv clean
+.PHONY: demo test bench venv clean rllib-check
 
 venv:
 	@bash scripts/bootstrap.sh
@@ -15,6 +15,13 @@ bench:
 	@bash scripts/ensure-postgres.sh
 	@bash bench/peers/setup.sh
 	.venv/bin/python -m bench $(BENCH_ARGS)
+
+# Real RLlib 2.60 (and 2.35 if .venv-peers-235 exists) loads rlreg's --format rllib exports and reads
+# rlreg's space dicts (bench/rllib_check.py).
+rllib-check:
+	@bash scripts/bootstrap.sh
+	@bash bench/peers/setup.sh
+	.venv/bin/python -m bench.rllib_check
 
 clean:
 	rm -rf .venv .venv-peers .pytest_cache .hypothesis

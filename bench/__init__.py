@@ -15,4 +15,5 @@ SUITES: dict[str, str] = {
 # Runnable by name, but already part of another suite's run.
 EXTRA_SUITES: dict[str, str] = {
     "eventstore": "bench.eventstore",
+    "eventstore_scale": "bench.eventstore_scale",  # 10k/100k/1M events: minutes; run it by name
 }

@@ -1,10 +1,15 @@
-"""The event-store benchmark: appends per second with 1 and 8 writer processes, and commit-to-tailer delay.
+"""The event-store benchmark: rlreg's EventStore against eventsourcing 9.5.6's recorders, in one run.
 
-On a SQLite file and on PostgreSQL (a fresh database on ``RLREG_TEST_PG_URL``'s server, default
-127.0.0.1:5432, dropped afterwards; skipped with a printed reason when unreachable). Each writer
-process appends single events to its own stream at the head; the delay is from ``append()`` returning
-to a ``follow()`` tailer yielding the event, at the default 50 ms poll and at 5 ms. ``run(quick)`` returns the rows;
-``python -m bench.eventstore [--quick]`` prints them.
+On a SQLite file and on PostgreSQL (fresh databases on ``RLREG_TEST_PG_URL``'s server, default
+127.0.0.1:5432, dropped afterwards; skipped with a printed reason when unreachable). Each contender
+has its own database of the same kind; rounds alternate between them and every row is the median
+of the rounds, with the ratio rlreg ÷ eventsourcing (> 1 means rlreg is faster). The peer's SQLite
+connections run with rlreg's ``synchronous`` setting (printed), PostgreSQL with the server's.
+
+Cases: single-event appends from 1, 8 (and on PostgreSQL 16) writer processes, each to its own
+stream; a fill of 100,000 events in appends of 100; one read of 10,000 events; a follower catching up
+on 100,000 events; commit-to-visible delay of a follower (the peer has no SQLite subscription); the
+reads per second of an idle follower. ``python -m bench.eventstore [--quick]`` prints the table.
 """
 
 from __future__ import annotations
@@ -17,18 +22,20 @@ import tempfile
 import threading
 import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from typing import Any
 
 import sqlalchemy as sa
 
-from registry.eventstore import EventStore, NewEvent
-from registry.projections import Projections
+from bench.eventstore_peer import CONTENDERS, Peer, Rlreg
 
 PG_ADMIN_URL = os.environ.get("RLREG_TEST_PG_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/test")
-WRITERS = (1, 8)
-POLL_INTERVALS = (0.05, 0.005)  # follow()'s default, and a tight one for the floor
-SIZES = {True: {"appends": 100, "delays": 30}, False: {"appends": 500, "delays": 200}}
+SIZES = {
+    True: {"rounds": 3, "appends": 200, "fill": 20_000, "read": 10_000, "catch_up": 20_000, "delays": 40, "idle": 2.0},
+    False: {"rounds": 5, "appends": 600, "fill": 100_000, "read": 10_000, "catch_up": 100_000, "delays": 150, "idle": 5.0},
+}
+FILL_BATCH = 100
 
 
 def row(case: str, system: str, metric: str, value: float, unit: str, **detail: Any) -> dict[str, Any]:
@@ -36,22 +43,30 @@ def row(case: str, system: str, metric: str, value: float, unit: str, **detail: 
     return {"case": case, "system": system, "metric": metric, "value": value, "unit": unit, **detail}
 
 
-def _writer(url: str, stream: str, appends: int, barrier: Any) -> None:
-    store = EventStore(url, projector=Projections(), check_schema=False)
+# --- appends from writer processes ---------------------------------------------------------------
+
+
+def _writer(kind: str, url: str, synchronous: Any, stream: str, appends: int, barrier: Any) -> None:
+    contender = Rlreg(url) if kind == "rlreg" else Peer(url, synchronous)
     try:
-        store.append(f"{stream}-warm-up", [NewEvent("Tick", {})])  # connect and fill the statement cache
+        for i in range(3):
+            contender.append_one(f"{stream}-warm-up", i)  # connect, prepare statements
         barrier.wait()
         for i in range(appends):
-            store.append(stream, [NewEvent("Tick", {"i": i})])
+            contender.append_one(stream, i)
     finally:
-        store.close()
+        contender.close()
 
 
-def appends_per_second(url: str, writers: int, appends: int) -> float:
+def appends_per_second(kind: str, url: str, synchronous: Any, writers: int, appends: int) -> float:
     """Appends per second of ``writers`` processes, each making ``appends`` single-event appends."""
     ctx = multiprocessing.get_context("fork")
     barrier = ctx.Barrier(writers + 1)
-    procs = [ctx.Process(target=_writer, args=(url, f"w{i}", appends, barrier)) for i in range(writers)]
+    tag = uuid.uuid4().hex[:8]
+    procs = [
+        ctx.Process(target=_writer, args=(kind, url, synchronous, f"w{i}-{tag}", appends, barrier))
+        for i in range(writers)
+    ]
     for p in procs:
         p.start()
     barrier.wait()
@@ -60,73 +75,181 @@ def appends_per_second(url: str, writers: int, appends: int) -> float:
         p.join()
     elapsed = time.perf_counter() - start
     if any(p.exitcode for p in procs):
-        raise RuntimeError(f"a writer failed: exit codes {[p.exitcode for p in procs]}")
-    return writers * appends / elapsed  # the warm-up appends happen before the clock starts
+        raise RuntimeError(f"a {kind} writer failed: exit codes {[p.exitcode for p in procs]}")
+    return writers * appends / elapsed
 
 
-def tail_delays(url: str, count: int, poll_interval: float = 0.05) -> list[float]:
-    """Seconds from each ``append()`` returning to a ``follow()`` tailer yielding it."""
-    store = EventStore(url, projector=Projections(), check_schema=False)
-    committed: dict[int, float] = {}
+# --- fill, reads, tailing ------------------------------------------------------------------------
+
+
+def fill(contender: Any, events: int) -> float:
+    """Seconds to append ``events`` events in appends of ``FILL_BATCH``."""
+    start = time.perf_counter()
+    for _ in range(events // FILL_BATCH):
+        contender.append_batch(f"fill-{uuid.uuid4().hex}", FILL_BATCH)
+    return time.perf_counter() - start
+
+
+def timed(fn: Callable[[], Any]) -> float:
+    """Seconds one call of ``fn`` takes."""
+    start = time.perf_counter()
+    fn()
+    return time.perf_counter() - start
+
+
+def tail_delays(contender: Any, count: int) -> list[float]:
+    """Seconds from each append returning to the contender's follower receiving it."""
+    head = contender.store.head() if isinstance(contender, Rlreg) else contender.recorder.max_notification_id() or 0
     seen: dict[int, float] = {}
+    committed: list[float] = []
     stop = threading.Event()
-
-    def tail() -> None:
-        for event in store.follow(store.head(), poll_interval=poll_interval, stop=stop):
-            seen[event.position] = time.perf_counter()
-            if len(seen) == count:
-                stop.set()
-
-    tailer = threading.Thread(target=tail)
-    tailer.start()
+    follower = threading.Thread(target=contender.tail, args=(head, count, seen, time.perf_counter, stop))
+    follower.start()
+    time.sleep(0.5)  # let it start listening
     try:
         for i in range(count):
-            position = store.append("delay", [NewEvent("Tick", {"i": i})])[0].position
-            committed[position] = time.perf_counter()
-            time.sleep(0.01 + 0.013 * (i % 3))  # not in phase with the poll
-        tailer.join(60)
+            contender.append_one("delay", i)
+            committed.append(time.perf_counter())
+            time.sleep(0.01 + 0.013 * (i % 3))  # not in phase with anything
+        follower.join(60)
     finally:
         stop.set()
-        tailer.join()
-        store.close()
-    return [max(0.0, seen[p] - committed[p]) for p in committed if p in seen]
+        follower.join()
+    return [seen[head + 1 + i] - t for i, t in enumerate(committed) if head + 1 + i in seen]
 
 
-def _databases() -> Iterator[tuple[str, str]]:
+def idle_reads_per_second(store: Any, seconds: float) -> float:
+    """Log reads per second of a follower that has nothing to read, after its first (rlreg only)."""
+    reads = [0]
+    real = store.events
+
+    def counting(*args: Any, **kwargs: Any) -> Any:
+        reads[0] += 1
+        return real(*args, **kwargs)
+
+    store.events = counting
+    try:
+        for _ in store.follow(store.head(), timeout=seconds):
+            pass
+    finally:
+        del store.events
+    return (reads[0] - 1) / seconds
+
+
+# --- databases -----------------------------------------------------------------------------------
+
+
+@contextmanager
+def _sqlite_urls() -> Iterator[dict[str, str]]:
     with tempfile.TemporaryDirectory(prefix="rlreg-bench-") as tmp:
-        yield "sqlite", f"sqlite:///{tmp}/bench.db"
+        yield {kind: f"sqlite:///{tmp}/{kind}.db" for kind in CONTENDERS}
+
+
+@contextmanager
+def _postgres_urls() -> Iterator[dict[str, str] | None]:
     admin = sa.create_engine(PG_ADMIN_URL, isolation_level="AUTOCOMMIT")
-    name = f"rlreg_bench_{uuid.uuid4().hex[:10]}"
+    names = {kind: f"rlreg_bench_{kind[:6]}_{uuid.uuid4().hex[:8]}" for kind in CONTENDERS}
     try:
         with admin.connect() as conn:
-            conn.exec_driver_sql(f'CREATE DATABASE "{name}"')
+            for name in names.values():
+                conn.exec_driver_sql(f'CREATE DATABASE "{name}"')
     except Exception as e:  # noqa: BLE001 - any failure means no server to measure
         print(f"eventstore bench: PostgreSQL skipped: {PG_ADMIN_URL} unreachable ({e.__class__.__name__})", file=sys.stderr)
         admin.dispose()
+        yield None
         return
     try:
-        yield "postgresql", PG_ADMIN_URL.rsplit("/", 1)[0] + "/" + name
+        yield {kind: PG_ADMIN_URL.rsplit("/", 1)[0] + "/" + name for kind, name in names.items()}
     finally:
         with admin.connect() as conn:
-            conn.exec_driver_sql(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+            for name in names.values():
+                conn.exec_driver_sql(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
         admin.dispose()
+
+
+# --- the run -------------------------------------------------------------------------------------
+
+
+def _medians(samples: dict[str, list[float]]) -> dict[str, float]:
+    return {kind: statistics.median(values) for kind, values in samples.items()}
+
+
+def _ratio_rows(case: str, backend: str, metric: str, unit: str, samples: dict[str, list[float]],
+                higher_is_better: bool, **detail: Any) -> list[dict[str, Any]]:
+    med = _medians(samples)
+    ours, peer = med["rlreg"], med["eventsourcing"]
+    ratio = ours / peer if higher_is_better else peer / ours
+    rows = [row(case, f"{kind}/{backend}", metric, value, unit, rounds=len(samples[kind]), **detail)
+            for kind, value in med.items()]
+    rows.append(row(case, f"ratio/{backend}", "rlreg ÷ eventsourcing (>1: rlreg faster)", ratio, "x", **detail))
+    return rows
+
+
+def run_backend(backend: str, urls: dict[str, str], size: dict[str, Any]) -> list[dict[str, Any]]:
+    """Every case on one backend, rounds interleaved between the contenders."""
+    ours = Rlreg.create(urls["rlreg"])
+    synchronous = ours.durability().split("=")[1] if backend == "sqlite" else None
+    peer = Peer.create(urls["eventsourcing"], synchronous)
+    contenders = {"rlreg": ours, "eventsourcing": peer}
+    durability = {kind: c.durability() for kind, c in contenders.items()}
+    print(f"  {backend}: durability {durability}", flush=True)
+    rows: list[dict[str, Any]] = []
+    writer_counts = (1, 8, 16) if backend == "postgresql" else (1, 8)
+    for writers in writer_counts:
+        samples: dict[str, list[float]] = {kind: [] for kind in CONTENDERS}
+        per_writer = max(size["appends"] // writers, 40)
+        for _ in range(size["rounds"]):
+            for kind in CONTENDERS:
+                samples[kind].append(appends_per_second(kind, urls[kind], synchronous, writers, per_writer))
+        rows += _ratio_rows(f"append 1 event, {writers} writer process(es)", backend, "appends/s", "1/s",
+                            samples, True, writers=writers, durability=durability)
+    samples = {kind: [] for kind in CONTENDERS}
+    for _ in range(size["rounds"]):
+        for kind, c in contenders.items():
+            samples[kind].append(size["fill"] / fill(c, size["fill"]))
+    rows += _ratio_rows(f"fill {size['fill']:,} events ({FILL_BATCH} per append)", backend, "events/s", "1/s",
+                        samples, True)
+    for case, fn in (
+        (f"read {size['read']:,} events in one call", lambda c: c.read(0, size["read"])),
+        (f"catch up on {size['catch_up']:,} events", lambda c: c.tail(0, size["catch_up"])),
+    ):
+        samples = {kind: [] for kind in CONTENDERS}
+        for _ in range(size["rounds"]):
+            for kind, c in contenders.items():
+                samples[kind].append(timed(lambda: fn(c)) * 1000)
+        rows += _ratio_rows(case, backend, "time", "ms", samples, False)
+    rows += _delay_rows(backend, contenders, size)
+    rows.append(row("idle follower", f"rlreg/{backend}", "log reads", idle_reads_per_second(ours.store, size["idle"]), "1/s"))
+    for c in contenders.values():
+        c.close()
+    return rows
+
+
+def _delay_rows(backend: str, contenders: dict[str, Any], size: dict[str, Any]) -> list[dict[str, Any]]:
+    kinds = list(CONTENDERS) if backend == "postgresql" else ["rlreg"]  # the peer cannot subscribe on SQLite
+    rows = []
+    for kind in kinds:
+        delays = sorted(tail_delays(contenders[kind], size["delays"]))
+        for metric, value in (("median", statistics.median(delays)), ("p95", delays[int(0.95 * (len(delays) - 1))])):
+            rows.append(row("commit -> follower", f"{kind}/{backend}", f"delay {metric}", value * 1000, "ms",
+                            received=len(delays), sent=size["delays"]))
+    return rows
 
 
 def run(quick: bool) -> list[dict[str, Any]]:
     """Measure both backends; returns the rows (and prints them)."""
     size, rows = SIZES[quick], []
-    for system, url in _databases():
-        EventStore(url).close()  # create the schema once
-        for writers in WRITERS:
-            rate = appends_per_second(url, writers, size["appends"] // writers if writers > 1 else size["appends"])
-            rows.append(row(f"append, {writers} writer process(es)", system, "appends/s", rate, "1/s", writers=writers))
-        for poll in POLL_INTERVALS:
-            delays = sorted(tail_delays(url, size["delays"], poll))
-            for metric, value in (("median", statistics.median(delays)), ("p95", delays[int(0.95 * (len(delays) - 1))])):
-                case = f"commit -> follow({poll * 1000:g} ms poll)"
-                rows.append(row(case, system, f"delay {metric}", value * 1000, "ms", poll_interval_ms=poll * 1000))
+    with _sqlite_urls() as urls:
+        rows += _printed(run_backend("sqlite", urls, size))
+    with _postgres_urls() as urls:
+        if urls is not None:
+            rows += _printed(run_backend("postgresql", urls, size))
+    return rows
+
+
+def _printed(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
     for r in rows:
-        print(f"{r['system']:>10}  {r['case']:<32} {r['metric']:<14} {r['value']:10.1f} {r['unit']}")
+        print(f"{r['system']:>26}  {r['case']:<44} {r['metric']:<40} {r['value']:10.2f} {r['unit']}", flush=True)
     return rows
 
 

@@ -26,7 +26,7 @@ from registry.projections import (
 )
 from registry.records import ModelInfo, ModelVersion
 from registry.schema import aliases, models, specs, streams, versions
-from rlmodule import RLModule, join_state, spec_to_dict, split_state
+from rlmodule import RLModule, join_state, rllib_checkpoint, spec_to_dict, split_state
 
 MAX_ATTEMPTS = 200  # optimistic-concurrency retries of one append before ConflictError escapes
 LOST_REPLY_ATTEMPTS = 4  # resends of the same events after the database stopped answering
@@ -204,7 +204,11 @@ class Registry:
         """
         for attempt in range(LOST_REPLY_ATTEMPTS):
             try:
-                return self._events.append(name, new, expected_version=expected, check=check)
+                if check is None:
+                    return self._events.append(name, new, expected_version=expected)
+                with self._events.transaction() as conn:  # the check and the append commit together
+                    check(conn)
+                    return self._events.append(name, new, expected_version=expected, conn=conn)
             except errors.DatabaseUnavailableError:
                 if attempt == LOST_REPLY_ATTEMPTS - 1:
                     raise
@@ -371,7 +375,7 @@ class Registry:
         """Events of every model with ``position > after``, ascending."""
         return self._events.events(after, limit)
 
-    def follow(self, after: int = 0, *, poll_interval: float = 0.05, timeout: float | None = None,
+    def follow(self, after: int = 0, *, poll_interval: float | None = None, timeout: float | None = None,
                stop: Any = None) -> Iterator[Event]:
         """Yield events after ``after`` as they commit (ends after ``timeout`` idle seconds or on ``stop``)."""
         return self._events.follow(after, poll_interval=poll_interval, timeout=timeout, stop=stop)
@@ -472,12 +476,16 @@ class Registry:
         *,
         alias: str | None = None,
         progress: ProgressCallback | None = None,
+        format: str = "rlreg",
     ) -> str:
         """Write a version as a checkpoint folder that ``RLModule.from_checkpoint(path)`` loads; its URL.
 
+        ``format="rllib"``: the folder RLlib 2.60's own ``RLModule.from_checkpoint`` loads (PPO
+        modules and MultiRLModules of them; see ``rlmodule.rllib_checkpoint``).
         ``progress`` reports the read from the store (``load``'s), not the checkpoint's write.
         """
-        return self.load(name, version, alias=alias, progress=progress).save_to_path(path)
+        module = self.load(name, version, alias=alias, progress=progress)
+        return rllib_checkpoint.export_as(module, path, format)
 
     def import_checkpoint(
         self,
@@ -486,14 +494,22 @@ class Registry:
         metadata: Mapping[str, Any] | None = None,
         *,
         progress: ProgressCallback | None = None,
+        from_rllib: bool = False,
     ) -> ModelVersion:
         """Record the checkpoint folder at ``path`` as the next version of ``name``.
 
+        ``from_rllib=True`` reads a checkpoint RLlib 2.35..2.60 wrote, decoding its pickles without
+        unpickling (``rlmodule.rllib_checkpoint``); its metadata gains ``rllib_ray_version``.
         ``progress`` reports the write to the store (``snapshot``'s), not the checkpoint's read.
         """
         validate_name(name)
         _json_metadata(name, metadata)
-        module = RLModule.from_checkpoint(path, trusted_modules=self.trusted_modules)
+        if from_rllib:
+            module = rllib_checkpoint.load_rllib_checkpoint(path)
+            metadata = {"rllib_ray_version": rllib_checkpoint.rllib_metadata(path).get("ray_version"),
+                        **(metadata or {})}
+        else:
+            module = RLModule.from_checkpoint(path, trusted_modules=self.trusted_modules)
         return self.snapshot(name, module, metadata, progress=progress)
 
     # --- housekeeping --------------------------------------------------------------------

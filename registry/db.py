@@ -4,7 +4,10 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import os
 import sqlite3
+import sys
+import threading
 import time
 import zlib
 from collections.abc import Iterator
@@ -63,8 +66,38 @@ def create_engine(url: Union[str, URL], *, create: bool = True, **kwargs: Any) -
         raise errors.DatabaseUnavailableError(
             f"database URL {parsed.render_as_string(hide_password=True)!r}: only sqlite:/// and postgresql:// are supported"
         )
-    kwargs.setdefault("pool_pre_ping", True)
-    return sa.create_engine(parsed, **kwargs)
+    connect_args = {"options": "-c TimeZone=UTC"}  # timestamps come back in UTC, as they went in
+    connect_args.update(kwargs.pop("connect_args", {}))
+    engine = sa.create_engine(parsed, connect_args=connect_args, **kwargs)
+    _ping_idle_connections(engine)
+    return engine
+
+
+PING_AFTER_IDLE = 1.0  # seconds a pooled connection may sit unused before its next checkout pings it
+
+
+def _ping_idle_connections(engine: Engine) -> None:
+    """Ping a pooled connection on checkout only if it sat idle (``pool_pre_ping`` pings every time).
+
+    A ping is a round trip; an append is one, so pinging busy connections would double its cost.
+    A connection idle for a while may have been dropped by the server: that one is pinged, and a
+    dead one is replaced (``DisconnectionError`` makes the pool retry with a new connection).
+    """
+
+    @event.listens_for(engine, "checkin")
+    def _on_checkin(_dbapi_connection: Any, record: Any) -> None:
+        record.info["idle_since"] = time.monotonic()
+
+    @event.listens_for(engine, "checkout")
+    def _on_checkout(dbapi_connection: Any, record: Any, _proxy: Any) -> None:
+        if time.monotonic() - record.info.get("idle_since", 0.0) < PING_AFTER_IDLE:
+            return
+        try:
+            alive = engine.dialect.do_ping(dbapi_connection)
+        except engine.dialect.loaded_dbapi.Error as e:
+            raise exc.DisconnectionError(f"ping failed: {e}") from e
+        if not alive:
+            raise exc.DisconnectionError("ping failed")
 
 
 def _check_sqlite_file(url: URL, create: bool) -> None:
@@ -150,19 +183,103 @@ def sqlite_writer_queue(engine: Union[Engine, Connection]) -> Iterator[None]:
     if fcntl is None or database in (None, "", ":memory:") or database.startswith("file:"):
         yield
         return
-    with open(f"{database}.writer.lock", "a+b") as lock_file:
-        fcntl.flock(lock_file.fileno(), fcntl.LOCK_EX)
+    lock_file = _lock_file(f"{database}.writer.lock")
+    fcntl.flock(lock_file.fileno(), fcntl.LOCK_EX)
+    try:
+        yield
+    finally:
+        fcntl.flock(lock_file.fileno(), fcntl.LOCK_UN)
+
+
+_lock_files = threading.local()
+
+
+def _lock_file(path: str) -> Any:
+    """This thread's open lock file (a flock belongs to an open file: one per thread and process)."""
+    files = _lock_files.__dict__.setdefault("files", {})
+    key = (os.getpid(), path)  # a forked child must not share its parent's open file (nor its lock)
+    if key not in files:
+        files[key] = open(path, "a+b")  # noqa: SIM115 - kept open for the thread's life
+    return files[key]
+
+
+def is_driver_error(e: BaseException) -> bool:
+    """True for a sqlite3 or psycopg error (psycopg is not imported for it: only SQLite users skip it)."""
+    psycopg = sys.modules.get("psycopg")
+    return isinstance(e, sqlite3.Error) or (psycopg is not None and isinstance(e, psycopg.Error))
+
+
+class ThreadConnections:
+    """One sqlite3 connection per thread (and process), set up like the engine's, kept for the store's life.
+
+    A SQLite append or read costs tens of microseconds in SQLite itself; checking a connection out of
+    SQLAlchemy's pool and back costs as much again. Each connection comes from the engine (so its
+    connect-time settings apply) and is detached from its pool, which it then never counts against.
+    Not for in-memory databases, whose one connection is the database.
+    """
+
+    def __init__(self, engine: Engine) -> None:
+        self.engine, self.local, self.lock, self.opened = engine, threading.local(), threading.Lock(), []
+
+    def get(self) -> Any:
+        """This thread's connection."""
+        key = (os.getpid(), id(self))
+        if getattr(self.local, "key", None) != key:  # a forked child opens its own
+            fairy = self.engine.raw_connection()
+            driver = fairy.driver_connection
+            fairy.detach()
+            with self.lock:
+                self.opened.append(driver)
+            self.local.key, self.local.driver = key, driver
+        return self.local.driver
+
+    def close(self) -> None:
+        """Close every connection opened here (by this process)."""
+        with self.lock:
+            opened, self.opened = self.opened, []
+        for driver in opened:
+            with contextlib.suppress(Exception):
+                driver.close()
+
+
+@contextlib.contextmanager
+def dbapi_connection(engine: Engine, what: str, *, autocommit: bool = False) -> Iterator[Any]:
+    """A pooled driver connection (sqlite3 or psycopg) for hand-written SQL, errors mapped as by ``translate_errors``.
+
+    ``autocommit`` (PostgreSQL) makes each statement its own transaction: one round trip, no BEGIN
+    or COMMIT. A connection the server dropped is invalidated, never handed out again.
+    """
+    with translate_errors(what):
+        fairy = engine.raw_connection()
+        driver = fairy.driver_connection
+        switch = autocommit and not is_sqlite(engine)
         try:
-            yield
+            if switch:
+                driver.autocommit = True
+            yield driver
+        except Exception as e:
+            if is_driver_error(e) and (getattr(driver, "broken", False) or getattr(driver, "closed", False)):
+                fairy.invalidate()
+            raise
         finally:
-            fcntl.flock(lock_file.fileno(), fcntl.LOCK_UN)
+            try:
+                if switch and not driver.closed:
+                    driver.autocommit = False  # SQLAlchemy's transactions need it off again
+            except Exception:  # noqa: BLE001 - a connection we cannot reset is never reused
+                fairy.invalidate()
+            fairy.close()
 
 
 @contextlib.contextmanager
 def translate_errors(what: str) -> Iterator[None]:
     """Map driver and SQLAlchemy errors onto ``registry.errors`` (``raise ... from e``)."""
     try:
-        yield
+        try:
+            yield
+        except Exception as e:
+            if is_driver_error(e):  # from hand-written SQL on a driver connection
+                raise _wrap_driver_error(e) from e
+            raise
     except exc.OperationalError as e:
         raise errors.DatabaseUnavailableError(f"{what}: the database is unavailable or locked: {e.orig}") from e
     except exc.InterfaceError as e:
@@ -175,6 +292,11 @@ def translate_errors(what: str) -> Iterator[None]:
         raise errors.RegistryError(f"{what}: database error: {e.orig}") from e
     except exc.SQLAlchemyError as e:
         raise errors.RegistryError(f"{what}: {e}") from e
+
+
+def _wrap_driver_error(e: BaseException) -> exc.DBAPIError:
+    """The SQLAlchemy error a driver error would have become, so one mapping serves both."""
+    return exc.DBAPIError.instance(None, None, e, Exception)  # type: ignore[arg-type]
 
 
 # --- schema: Alembic ------------------------------------------------------------------------

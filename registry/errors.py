@@ -29,6 +29,7 @@
         ├── CheckpointError (ValueError)           a checkpoint we cannot write or read
         │   ├── CheckpointNotFoundError (FileNotFoundError)
         │   └── CheckpointFormatError
+        │       └── PickleRefusedError             an RLlib pickle holding what we never rebuild
         └── SpecCheckingError (ValueError)         forward-pass data that does not match the specs
 
 registry.IntegrityError is also storage's IntegrityError (so also a ValueError): storage raises its
@@ -47,6 +48,7 @@ from rlmodule.errors import (  # noqa: F401 - re-exported: the whole tree in one
     CheckpointFormatError,
     CheckpointNotFoundError,
     ModelConfigError,
+    PickleRefusedError,
     RLModuleError,
     SpaceSerializationError,
     SpecCheckingError,

@@ -1,15 +1,17 @@
-"""An append-only event log on SQLAlchemy Core, the same SQL on SQLite and PostgreSQL.
+"""An append-only event log on SQLite and PostgreSQL, with consumer checkpoints and push tailing.
 
 Positions are global, dense (1, 2, 3, … with no holes) and commit-ordered, so a reader tailing the log
 with ``events(after=p)`` never skips an event that commits late. Sequences, autoincrement and
 ``bigserial`` do not give this: two transactions take ids 5 and 6, 6 commits first, a reader sees 6
 and moves past 5 before it commits (and a rollback leaves a hole). Here an append, in one transaction,
-(1) returns the original events when all its ids were already recorded (an idempotent retry),
-(2) checks the stream's expected version with a conditional ``UPDATE`` of ``rlreg_streams``, so a
-loser allocates nothing, (3) allocates positions by ``UPDATE rlreg_position SET last = last + n``,
-whose row lock is held to commit, so the next allocator waits until this one is visible, then
-(4) inserts the events and (5) runs the projector. SQLite takes its write lock up front
-(``BEGIN IMMEDIATE``, WAL, a busy timeout), which serialises writers the same way.
+(1) checks the stream's expected version with a conditional write of ``rlreg_streams``, so a loser
+allocates nothing, (2) allocates positions by ``UPDATE rlreg_position SET last = last + n``, whose row
+lock is held to commit, so the next allocator waits until this one is visible, (3) inserts the events
+and (4) runs the projector when it handles one of them. SQLite takes its write lock up front
+(``BEGIN IMMEDIATE``, WAL, a busy timeout), which serialises writers the same way. An event id already
+recorded fails the insert (ids are unique); the append then returns the original events when all its
+ids are those of one earlier append (an idempotent retry). The SQL of these steps lives in
+``registry.eventlog``: one statement per append on PostgreSQL.
 """
 
 from __future__ import annotations
@@ -28,8 +30,9 @@ import sqlalchemy as sa
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import URL, Connection, Engine
 
-from registry import db, errors
-from registry.schema import NAME_LENGTH, TYPE_LENGTH, checkpoints, events, position_counter, streams
+from registry import db, errors, tailing
+from registry.eventlog import PostgresLog, SQLiteLog
+from registry.schema import NAME_LENGTH, TYPE_LENGTH, checkpoints, position_counter
 
 
 @dataclasses.dataclass(frozen=True)
@@ -67,7 +70,11 @@ class Event:
 
 
 class Projector(Protocol):
-    """Applies events to read models inside the append's transaction."""
+    """Applies events to read models inside the append's transaction.
+
+    A projector may also define ``handles(event_type) -> bool``: appends of events it does not handle
+    then skip it (on PostgreSQL they are then a single statement, without a transaction around it).
+    """
 
     def apply(self, conn: Connection, event: Event) -> None:
         """Apply one recorded event."""
@@ -93,6 +100,10 @@ class EventStore:
         else:
             self.engine, self._owns_engine = db.create_engine(url_or_engine, create=create), True
         self.projector = projector
+        self._sqlite = db.is_sqlite(self.engine)
+        self._log: Union[SQLiteLog, PostgresLog] = SQLiteLog() if self._sqlite else PostgresLog()
+        in_memory = self.engine.url.database in (None, "", ":memory:")
+        self._pinned = db.ThreadConnections(self.engine) if self._sqlite and not in_memory else None
         if check_schema:
             try:
                 db.ensure_schema(self.engine, upgrade=upgrade, create=create)
@@ -102,6 +113,8 @@ class EventStore:
 
     def close(self) -> None:
         """Release the engine's connections (only if this store created the engine)."""
+        if self._pinned is not None:
+            self._pinned.close()
         if self._owns_engine:
             self.engine.dispose()
 
@@ -115,7 +128,7 @@ class EventStore:
 
     @contextmanager
     def transaction(self) -> Iterator[Connection]:
-        """A write transaction (``BEGIN IMMEDIATE`` on SQLite), e.g. for a consumer's writes and checkpoint."""
+        """A write transaction (``BEGIN IMMEDIATE`` on SQLite) for a consumer's writes, checkpoint and appends."""
         with db.sqlite_writer_queue(self.engine), db.translate_errors("write transaction"), self.engine.connect() as conn:
             conn = conn.execution_options(**{db.WRITE: True})
             with conn.begin():
@@ -126,6 +139,16 @@ class EventStore:
         with db.translate_errors(what), self.engine.connect() as conn, conn.begin():
             yield conn
 
+    @contextmanager
+    def _driver(self, what: str) -> Iterator[Any]:
+        """A driver connection outside any transaction (each statement commits on its own)."""
+        if self._pinned is not None:
+            with db.translate_errors(what):
+                yield self._pinned.get()
+            return
+        with db.dbapi_connection(self.engine, what, autocommit=True) as driver:
+            yield driver
+
     # --- append ----------------------------------------------------------------------------
 
     def append(
@@ -134,153 +157,176 @@ class EventStore:
         new_events: Sequence[NewEvent],
         expected_version: Optional[int] = None,
         *,
-        check: Optional[Callable[[Connection], None]] = None,
+        conn: Optional[Connection] = None,
     ) -> list[Event]:
         """Append ``new_events`` to ``stream`` atomically; ``expected_version=None`` appends at the head.
 
         Raises ``ConflictError`` (naming stream, expected and actual) when the stream is not at
         ``expected_version``. A retry with the same event ids returns the originally recorded events.
-        ``check(conn)``, if given, runs in the append's transaction before anything is written (a
-        precondition on other tables, e.g. that the objects the events name are not being collected):
-        whatever it raises rolls the append back.
+        With ``conn`` (from ``transaction()``) the append joins that transaction, e.g. to commit a
+        consumer's new events with its ``set_checkpoint`` (a conflict then rolls both back).
         """
         new_events = list(new_events)
-        _check_append(stream, new_events, expected_version)
+        payloads = _check_append(stream, new_events, expected_version)
+        what = f"append to stream {stream!r}"
+        if conn is not None:
+            with db.translate_errors(what):
+                return self._append_joined(conn, stream, new_events, payloads, expected_version)
         try:
-            with self.transaction() as conn:
-                return self._append_in(conn, stream, new_events, expected_version, check)
+            with db.translate_errors(what):
+                return self._append_own(stream, new_events, payloads, expected_version)
         except errors.ConflictError:
-            # A concurrent retry of this very append may have committed first: then its events are ours.
-            with self._read("re-reading a conflicting append") as conn:
-                recorded = self._recorded(conn, new_events)
+            # An id already recorded, or a concurrent retry of this very append won: then its events are ours.
+            with self._driver("re-reading a conflicting append") as driver:
+                recorded = self._recorded(driver, new_events)
             if recorded is None:
                 raise
             return recorded
 
-    def _append_in(
-        self, conn: Connection, stream: str, new_events: list[NewEvent], expected: Optional[int],
-        check: Optional[Callable[[Connection], None]] = None,
+    def _append_own(
+        self, stream: str, new_events: list[NewEvent], payloads: list[str], expected: Optional[int]
     ) -> list[Event]:
-        recorded = self._recorded(conn, new_events)
+        if self._projects(new_events):
+            with self.transaction() as conn:
+                return self._write_and_project(conn, stream, new_events, payloads, expected)
+        if not self._sqlite:
+            with self._driver("appending") as driver:  # one statement, its own transaction
+                return self._write(driver, stream, new_events, payloads, expected)
+        with db.sqlite_writer_queue(self.engine):
+            driver = self._pinned.get() if self._pinned is not None else None
+            if driver is None:  # in memory: the engine's one connection
+                with db.dbapi_connection(self.engine, "appending") as driver:
+                    return self._write_sqlite(driver, stream, new_events, payloads, expected)
+            return self._write_sqlite(driver, stream, new_events, payloads, expected)
+
+    def _write_sqlite(
+        self, driver: Any, stream: str, new_events: list[NewEvent], payloads: list[str], expected: Optional[int]
+    ) -> list[Event]:
+        driver.execute("BEGIN IMMEDIATE")
+        try:
+            recorded = self._write(driver, stream, new_events, payloads, expected)
+            driver.execute("COMMIT")
+        except BaseException:
+            driver.rollback()
+            raise
+        return recorded
+
+    def _append_joined(
+        self, conn: Connection, stream: str, new_events: list[NewEvent], payloads: list[str], expected: Optional[int]
+    ) -> list[Event]:
+        # Check first: on PostgreSQL a failed insert would abort the caller's whole transaction.
+        recorded = self._recorded(_driver_of(conn), new_events, first_only=True)
         if recorded is not None:
             return recorded
-        if check is not None:
-            check(conn)
-        n = len(new_events)
-        first_version = self._advance_stream(conn, stream, n, expected) - n + 1
-        last_position = conn.execute(
-            position_counter.update()
-            .where(position_counter.c.id == 1)
-            .values(last=position_counter.c.last + n)
-            .returning(position_counter.c.last)
-        ).scalar_one()
-        now = dt.datetime.now(dt.timezone.utc)
-        recorded = [
-            Event(last_position - n + 1 + i, stream, first_version + i, e.type, e.payload, now, e.id)
-            for i, e in enumerate(new_events)
-        ]
-        self._insert(conn, recorded)
+        return self._write_and_project(conn, stream, new_events, payloads, expected)
+
+    def _write_and_project(
+        self, conn: Connection, stream: str, new_events: list[NewEvent], payloads: list[str], expected: Optional[int]
+    ) -> list[Event]:
+        recorded = self._write(_driver_of(conn), stream, new_events, payloads, expected)
         if self.projector is not None:
             for event in recorded:
                 self.projector.apply(conn, event)
         return recorded
 
-    def _insert(self, conn: Connection, recorded: list[Event]) -> None:
-        conn.execute(events.insert(), [dataclasses.asdict(e) for e in recorded])
+    def _projects(self, new_events: list[NewEvent]) -> bool:
+        if self.projector is None:
+            return False
+        handles = getattr(self.projector, "handles", None)
+        return handles is None or any(handles(e.type) for e in new_events)
 
-    def _recorded(self, conn: Connection, new_events: list[NewEvent]) -> Optional[list[Event]]:
+    def _write(
+        self, driver: Any, stream: str, new_events: list[NewEvent], payloads: list[str], expected: Optional[int]
+    ) -> list[Event]:
+        now = dt.datetime.now(dt.timezone.utc)
+        types, ids = [e.type for e in new_events], [e.id for e in new_events]
+        written = self._log.write(driver, stream, types, payloads, ids, expected, now)
+        if written is None:
+            actual = self._log.stream_version(driver, stream)
+            raise errors.ConflictError(
+                f"stream {stream!r}: expected version {expected}, but it is at version {actual}"
+            )
+        last_position, last_version = written
+        n = len(new_events)
+        return events_of(
+            [(last_position - n + 1 + i, stream, last_version - n + 1 + i, e.type, e.payload, now, e.id)
+             for i, e in enumerate(new_events)]
+        )
+
+    def _recorded(self, driver: Any, new_events: list[NewEvent], first_only: bool = False) -> Optional[list[Event]]:
+        """The events of an earlier append with exactly these ids, or None if none of them is recorded."""
         ids = [e.id for e in new_events]
-        rows = conn.execute(sa.select(events).where(events.c.id.in_(ids)).order_by(events.c.position)).all()
-        if not rows:
+        first = self._log.position_of(driver, ids[0])
+        if first is not None:
+            rows = self._log.span(driver, first, first + len(ids) - 1)
+            if [r[6] for r in rows] == ids:
+                return events_of(rows)
+        elif first_only:
+            return None  # a later id already recorded fails the insert
+        found = self._log.count_ids(driver, ids)
+        if not found:
             return None
-        if len(rows) != len(ids):
-            found = {r.id for r in rows}
-            raise errors.ConflictError(
-                f"append of {len(ids)} events: {len(found)} of their ids are already recorded and "
-                f"{len(ids) - len(found)} are not (recorded: {', '.join(sorted(map(str, found))[:3])}): "
-                "a retry must resend exactly the original events"
-            )
-        return [_event(r) for r in rows]
-
-    def _advance_stream(self, conn: Connection, stream: str, n: int, expected: Optional[int]) -> int:
-        """Move the stream's version forward by ``n``; returns the new version."""
-        if expected is None:
-            upsert = _insert_for(conn)(streams).values(name=stream, version=n)
-            upsert = upsert.on_conflict_do_update(
-                index_elements=[streams.c.name], set_={"version": streams.c.version + n}
-            ).returning(streams.c.version)
-            return conn.execute(upsert).scalar_one()
-        if expected == 0:
-            claim = _insert_for(conn)(streams).values(name=stream, version=n).on_conflict_do_nothing()
-        else:
-            claim = (
-                streams.update()
-                .where(streams.c.name == stream, streams.c.version == expected)
-                .values(version=expected + n)
-            )
-        if conn.execute(claim.returning(streams.c.version)).first() is None:
-            actual = conn.execute(sa.select(streams.c.version).where(streams.c.name == stream)).scalar()
-            raise errors.ConflictError(
-                f"stream {stream!r}: expected version {expected}, but it is at version {actual or 0}"
-            )
-        return expected + n
+        raise errors.ConflictError(
+            f"append of {len(ids)} events: {len(found)} of their ids are already recorded and "
+            f"{len(ids) - len(found)} are not (recorded: {', '.join(sorted(found)[:3])}): "
+            "a retry must resend exactly the original events"
+        )
 
     # --- reads -----------------------------------------------------------------------------
 
     def events(self, after: int = 0, limit: Optional[int] = None) -> list[Event]:
         """Events with ``position > after``, ascending; at most ``limit``."""
-        query = sa.select(events).where(events.c.position > after).order_by(events.c.position)
-        if limit is not None:
-            query = query.limit(limit)
-        with self._read("reading events") as conn:
-            return [_event(r) for r in conn.execute(query)]
+        with self._driver("reading events") as driver:
+            return events_of(self._log.events(driver, after, limit))
 
     def read_stream(self, stream: str, after: int = 0) -> list[Event]:
         """The events of ``stream`` with ``stream_version > after``, in stream order."""
-        query = (
-            sa.select(events)
-            .where(events.c.stream == stream, events.c.stream_version > after)
-            .order_by(events.c.stream_version)
-        )
-        with self._read(f"reading stream {stream!r}") as conn:
-            return [_event(r) for r in conn.execute(query)]
+        with self._driver(f"reading stream {stream!r}") as driver:
+            return events_of(self._log.stream(driver, stream, after))
 
     def stream_version(self, stream: str) -> int:
         """The current version of ``stream`` (0 when it has no events)."""
-        with self._read(f"reading stream {stream!r}") as conn:
-            version = conn.execute(sa.select(streams.c.version).where(streams.c.name == stream)).scalar()
-        return version or 0
+        with self._driver(f"reading stream {stream!r}") as driver:
+            return self._log.stream_version(driver, stream)
 
     def head(self) -> int:
         """The position of the last committed event (0 for an empty log)."""
-        with self._read("reading the head") as conn:
-            return conn.execute(sa.select(position_counter.c.last).where(position_counter.c.id == 1)).scalar_one()
+        with self._driver("reading the head") as driver:
+            return self._log.head(driver)
 
     def follow(
         self,
         after: int = 0,
         *,
-        poll_interval: float = 0.05,
+        poll_interval: Optional[float] = None,
         timeout: Optional[float] = None,
         stop: Optional[threading.Event] = None,
         batch: int = 500,
     ) -> Iterator[Event]:
-        """Yield events after ``after`` as they commit; ends after ``timeout`` s without one, or on ``stop``."""
-        idle_since = time.monotonic()
-        while stop is None or not stop.is_set():
-            got = self.events(after, limit=batch)
-            for event in got:
-                yield event
-                after = event.position
-            if got:
-                idle_since = time.monotonic()
-                continue
-            if timeout is not None and time.monotonic() - idle_since >= timeout:
-                return
-            if stop is not None:
-                stop.wait(poll_interval)
-            else:
-                time.sleep(poll_interval)
+        """Yield events after ``after`` as they commit; ends after ``timeout`` s without one, or on ``stop``.
+
+        Woken by the database (PostgreSQL ``LISTEN``, SQLite ``data_version``), it reads by position
+        as ``events()`` does; ``poll_interval`` (seconds) polls instead. Once ``stop`` is set it yields
+        nothing more, not even the rest of a batch already read.
+        """
+        with tailing.waker(self.engine, poll_interval) as waker:
+            idle_since = time.monotonic()
+            while stop is None or not stop.is_set():
+                waker.mark()
+                got = self.events(after, limit=batch)
+                for event in got:
+                    if stop is not None and stop.is_set():
+                        return
+                    yield event
+                    after = event.position
+                if got:
+                    idle_since = time.monotonic()
+                    if len(got) == batch:
+                        continue
+                left = None if timeout is None else timeout - (time.monotonic() - idle_since)
+                if left is not None and left <= 0:
+                    return
+                waker.wait(tailing.SAFETY_READ if left is None else left, stop)
 
     # --- consumer checkpoints --------------------------------------------------------------
 
@@ -289,17 +335,22 @@ class EventStore:
         with self._read(f"reading checkpoint {consumer!r}") as conn:
             return _checkpoint(conn, consumer)
 
-    def set_checkpoint(self, consumer: str, position: int, conn: Optional[Connection] = None) -> None:
+    def set_checkpoint(
+        self, consumer: str, position: int, conn: Optional[Connection] = None, *, expected: Optional[int] = None
+    ) -> None:
         """Advance ``consumer``'s checkpoint to ``position``, in ``conn``'s transaction if given.
 
-        Raises ``ConflictError`` if that would move it backwards or past the head.
+        ``expected`` is the checkpoint the caller read before processing: if another instance of the
+        consumer moved it since, this raises ``ConflictError`` and the caller's transaction rolls back
+        (its side effects with it), so racing instances process each event exactly once. A position
+        that does not move the checkpoint forward, or lies past the head, is refused the same way.
         """
         _check_name("consumer", consumer)
         if conn is None:
             with self.transaction() as own:
-                return self.set_checkpoint(consumer, position, own)
+                return self.set_checkpoint(consumer, position, own, expected=expected)
         with db.translate_errors(f"saving checkpoint {consumer!r}"):
-            _set_checkpoint(conn, consumer, position)
+            _set_checkpoint(conn, consumer, position, expected)
         return None
 
     # --- projections -----------------------------------------------------------------------
@@ -313,23 +364,36 @@ class EventStore:
             conn.execute(position_counter.update().values(last=position_counter.c.last))
             self.projector.clear(conn)
             count, after = 0, 0
+            driver = _driver_of(conn)
             while True:
-                rows = conn.execute(
-                    sa.select(events).where(events.c.position > after).order_by(events.c.position).limit(batch)
-                ).all()
+                rows = self._log.events(driver, after, batch)
                 if not rows:
                     return count
                 for row in rows:
-                    self.projector.apply(conn, _event(row))
-                count, after = count + len(rows), rows[-1].position
+                    self.projector.apply(conn, Event(*row))
+                count, after = count + len(rows), rows[-1][0]
+
+
+_FIELDS = tuple(f.name for f in dataclasses.fields(Event))
+
+
+def events_of(rows: Sequence[tuple]) -> list[Event]:
+    """``[Event(*row) for row in rows]``, without the frozen dataclass's per-field ``__setattr__`` calls."""
+    made, new, fields = [], object.__new__, _FIELDS
+    for row in rows:
+        event = new(Event)
+        event.__dict__.update(zip(fields, row))
+        made.append(event)
+    return made
+
+
+def _driver_of(conn: Connection) -> Any:
+    """The sqlite3/psycopg connection under a SQLAlchemy connection (inside its transaction)."""
+    return conn.connection.driver_connection
 
 
 def _insert_for(conn: Connection) -> Callable[..., Any]:
     return sqlite.insert if db.is_sqlite(conn) else postgresql.insert
-
-
-def _event(row: Any) -> Event:
-    return Event(row.position, row.stream, row.stream_version, row.type, row.payload, row.timestamp, row.id)
 
 
 def _checkpoint(conn: Connection, consumer: str) -> int:
@@ -337,25 +401,52 @@ def _checkpoint(conn: Connection, consumer: str) -> int:
     return conn.execute(query).scalar() or 0
 
 
-def _set_checkpoint(conn: Connection, consumer: str, position: int) -> None:
+def _set_checkpoint(conn: Connection, consumer: str, position: int, expected: Optional[int]) -> None:
     head = conn.execute(sa.select(position_counter.c.last)).scalar_one()
-    if isinstance(position, bool) or not isinstance(position, int) or position < 0 or position > head:
+    if not _is_position(position) or position > head:
         raise errors.ConflictError(
             f"checkpoint {consumer!r}: position {position!r} is not in the log (head is {head})"
         )
+    if expected is not None and not _is_position(expected):
+        raise errors.ConflictError(f"checkpoint {consumer!r}: expected {expected!r} is not a position")
     now = dt.datetime.now(dt.timezone.utc)
-    insert = _insert_for(conn)(checkpoints).values(consumer=consumer, position=position, updated_at=now)
-    conn.execute(insert.on_conflict_do_nothing())
-    current = conn.execute(
-        sa.select(checkpoints.c.position).where(checkpoints.c.consumer == consumer).with_for_update()
-    ).scalar_one()
-    if position < current:
+    moved = _move_checkpoint(conn, consumer, position, expected, now)
+    if moved:
+        return
+    current = _checkpoint(conn, consumer)
+    if expected is not None and current != expected:
         raise errors.ConflictError(
-            f"checkpoint {consumer!r}: cannot move backwards from {current} to {position}"
+            f"checkpoint {consumer!r}: expected it at {expected}, but it is at {current} (another instance "
+            "of this consumer moved it: roll back, re-read the checkpoint and process from there)"
         )
-    conn.execute(
-        checkpoints.update().where(checkpoints.c.consumer == consumer).values(position=position, updated_at=now)
+    raise errors.ConflictError(
+        f"checkpoint {consumer!r}: cannot move from {current} to {position}: it only moves forward (another "
+        "instance of this consumer may have processed these events: roll back)"
     )
+
+
+def _move_checkpoint(conn: Connection, consumer: str, position: int, expected: Optional[int], now: dt.datetime) -> bool:
+    """Compare and set in one statement (the row lock makes a racing instance re-check); True if it moved."""
+    table = checkpoints
+    if expected is not None and expected > 0:
+        moved = conn.execute(
+            table.update()
+            .where(table.c.consumer == consumer, table.c.position == expected, table.c.position < position)
+            .values(position=position, updated_at=now)
+        )
+        return moved.rowcount == 1
+    guard = table.c.position < position if expected is None else sa.and_(table.c.position == 0, table.c.position < position)
+    insert = _insert_for(conn)(table).values(consumer=consumer, position=position, updated_at=now)
+    upsert = insert.on_conflict_do_update(
+        index_elements=[table.c.consumer],
+        set_={"position": position, "updated_at": now},
+        where=guard,
+    ).returning(table.c.position)
+    return position > 0 and conn.execute(upsert).first() is not None
+
+
+def _is_position(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool) and value >= 0
 
 
 def _check_name(what: str, name: Any, limit: int = NAME_LENGTH) -> None:
@@ -365,7 +456,11 @@ def _check_name(what: str, name: Any, limit: int = NAME_LENGTH) -> None:
         )
 
 
-def _check_append(stream: str, new_events: list[NewEvent], expected: Optional[int]) -> None:
+_JSON = json.JSONEncoder(allow_nan=False)  # json.dumps(..., allow_nan=False) would build one per call
+
+
+def _check_append(stream: str, new_events: list[NewEvent], expected: Optional[int]) -> list[str]:
+    """Refuse bad input before anything is written; returns the payloads as JSON text."""
     _check_name("stream", stream)
     if not new_events:
         raise errors.InvalidEventError(f"append to stream {stream!r}: no events given")
@@ -373,15 +468,19 @@ def _check_append(stream: str, new_events: list[NewEvent], expected: Optional[in
         raise errors.InvalidEventError(
             f"append to stream {stream!r}: expected_version must be None or an int >= 0, got {expected!r}"
         )
+    payloads = []
     for e in new_events:
         if not isinstance(e, NewEvent):
             raise errors.InvalidEventError(f"append to stream {stream!r}: {e!r} is not a NewEvent")
         _check_name("event type", e.type, TYPE_LENGTH)
+        if not isinstance(e.id, uuid.UUID):
+            raise errors.InvalidEventError(f"append to stream {stream!r}: event id {e.id!r} is not a uuid.UUID")
         try:
-            json.dumps(e.payload, allow_nan=False)
+            payloads.append(_JSON.encode(e.payload))
         except (TypeError, ValueError) as exc:
             raise errors.InvalidEventError(
                 f"append to stream {stream!r}: the payload of {e.type!r} is not JSON: {exc}"
             ) from exc
-    if len({e.id for e in new_events}) != len(new_events):
+    if len(new_events) > 1 and len({e.id for e in new_events}) != len(new_events):
         raise errors.InvalidEventError(f"append to stream {stream!r}: two events share an id")
+    return payloads

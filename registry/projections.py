@@ -48,6 +48,10 @@ def spec_digest(spec: Any) -> str:
 class Projections:
     """The projector of the registry's read models (``EventStore(url, projector=Projections())``)."""
 
+    def handles(self, event_type: str) -> bool:
+        """True for the event types these read models are made of (the store skips the rest)."""
+        return event_type in EVENT_TYPES
+
     def apply(self, conn: Connection, event: Event) -> None:
         """Apply one event to the read models."""
         handler = self._handlers().get(event.type)

@@ -44,6 +44,7 @@ from rlmodule.errors import (
     CheckpointFormatError,
     CheckpointNotFoundError,
     ModelConfigError,
+    PickleRefusedError,
     RLModuleError,
     SpaceSerializationError,
     SpecCheckingError,
@@ -59,13 +60,17 @@ from rlmodule.multi_rl_module import (
     spec_to_dict,
 )
 from rlmodule.rl_module import RLModule, RLModuleConfig, RLModuleSpec
+from rlmodule import rllib_checkpoint  # noqa: E402 - RLlib's checkpoints, read without unpickling
 from rlmodule.sample_batch import SampleBatch
 from rlmodule.serialization import (
     deserialize_type,
     gym_space_from_dict,
     gym_space_to_dict,
     serialize_type,
+    space_from_dict,
+    space_to_dict,
 )
+from rlmodule.spaces import FlexDict, Repeated, Simplex
 from rlmodule.state import join_state, split_state
 from rlmodule.torch_rl_module import TorchRLModule
 from rlmodule.trust import resolve_class
@@ -85,5 +90,5 @@ __all__ = [
     "check_output_specs", "convert_to_canonical_format", "deprecation_warning",
     "deserialize_type", "gym_space_from_dict", "gym_space_to_dict", "is_overridden",
     "join_state", "override", "resolve_class", "serialize_type", "spec_from_dict", "spec_to_dict", "split_state",
-    "validate_module_id",
+    "validate_module_id", "FlexDict", "PickleRefusedError", "Repeated", "Simplex", "space_from_dict", "space_to_dict",
 ]

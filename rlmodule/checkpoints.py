@@ -201,13 +201,23 @@ def read_metadata(loc, metadata_file: str = "metadata.json") -> dict:
     if fmt != CHECKPOINT_FORMAT:
         raise CheckpointFormatError(
             f"checkpoint {loc.url} has format {fmt!r}; this rlreg reads {CHECKPOINT_FORMAT!r}"
-            + (" (RLlib pickle checkpoints are not read)" if fmt is None else ""))
+            + (_rllib_hint(meta) if fmt is None else ""))
     version = meta.get("checkpoint_version")
     if version not in READABLE_CHECKPOINT_VERSIONS:
         raise CheckpointFormatError(
             f"checkpoint {loc.url} has checkpoint_version {version!r}; this rlreg reads "
             + ", ".join(repr(v) for v in READABLE_CHECKPOINT_VERSIONS))
     return meta
+
+
+def _rllib_hint(meta: dict) -> str:
+    """What to do with a checkpoint RLlib wrote (its pickles are never loaded by from_checkpoint)."""
+    if "ray_version" not in meta and not str(meta.get("class_and_ctor_args_file", "")).endswith(".pkl"):
+        return " (RLlib pickle checkpoints are not read)"
+    return (f": it is an RLlib {meta.get('ray_version', '')} checkpoint (pickle files), which "
+            "RLModule.from_checkpoint does not read; import it with `rlreg import NAME PATH "
+            "--from-rllib` (Registry.import_checkpoint(..., from_rllib=True) or "
+            "rlmodule.rllib_checkpoint.load_rllib_checkpoint), which decodes it without unpickling")
 
 
 def metadata_file_name(loc, meta: dict, key: str, default: str, suffix: str,
@@ -418,9 +428,29 @@ class Checkpointable(abc.ABC):
         ctor = read_json_object(loc, ctor_file)
         klass = resolve_class(ctor.get("class"), cls, trusted_modules)
         args, ctor_kwargs = _decode_ctor(ctor, trusted_modules, _file_url(loc, ctor_file))
+        args, ctor_kwargs = klass._override_ctor_args(list(args), dict(ctor_kwargs), kwargs)
+        _refuse_unused(klass, kwargs)
         obj = _construct(klass, args, ctor_kwargs, _file_url(loc, ctor_file))
         obj.restore_from_path(loc, **kwargs)
         return obj
+
+    @classmethod
+    def _override_ctor_args(cls, args: list, ctor_kwargs: dict, overrides: dict) -> tuple[list, dict]:
+        """The stored (args, kwargs) with `overrides` that name constructor parameters applied.
+
+        RLlib 2.38's rule: a keyword of `from_checkpoint` naming a parameter of the constructor
+        replaces the stored positional argument or keyword; it is popped from `overrides`.
+        """
+        params = list(inspect.signature(cls.__init__).parameters.items())[1:]
+        for i, (name, param) in enumerate(params):
+            if name not in overrides:
+                continue
+            value = overrides.pop(name)
+            if param.kind == inspect.Parameter.POSITIONAL_OR_KEYWORD and len(args) > i:
+                args[i] = value
+            else:
+                ctor_kwargs[name] = value
+        return args, ctor_kwargs
 
 
 def _decode_ctor(ctor: dict, trusted_modules, url: str) -> tuple[list, dict]:
@@ -437,6 +467,16 @@ def _decode_ctor(ctor: dict, trusted_modules, url: str) -> tuple[list, dict]:
                 decode_value(kwargs, trusted_modules, "ctor_kwargs"))
     except (CheckpointFormatError, UntrustedClassError) as e:
         raise type(e)(f"checkpoint file {url}: {e}") from None
+
+
+def _refuse_unused(klass: type, kwargs: dict) -> None:
+    """Keywords of `from_checkpoint` that neither the constructor nor restore_from_path takes."""
+    unused = sorted(set(kwargs) - {"component"})
+    if unused:
+        raise TypeError(
+            f"from_checkpoint() got keyword argument{'s' if len(unused) > 1 else ''} "
+            f"{', '.join(map(repr, unused))} that neither {klass.__name__}'s constructor nor "
+            "restore_from_path takes")
 
 
 def _construct(klass: type, args: list, kwargs: dict, url: str):

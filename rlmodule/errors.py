@@ -9,6 +9,7 @@
     ├── CheckpointError (ValueError)           a checkpoint we cannot write or read
     │   ├── CheckpointNotFoundError (FileNotFoundError)  missing or partial checkpoint folder
     │   └── CheckpointFormatError                        unknown format/version or a malformed file
+    │       └── PickleRefusedError                       a pickle holding what the pickle-free decoder refuses
     └── SpecCheckingError (ValueError)         forward-pass data that does not match the specs
 """
 
@@ -49,6 +50,10 @@ class CheckpointNotFoundError(CheckpointError, FileNotFoundError):
 
 class CheckpointFormatError(CheckpointError):
     """A checkpoint in a format or version we do not read, or with a malformed file."""
+
+
+class PickleRefusedError(CheckpointFormatError):
+    """A pickle (of an RLlib checkpoint) holding a global, opcode or value we never rebuild."""
 
 
 class SpecCheckingError(RLModuleError, ValueError):

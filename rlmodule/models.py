@@ -106,17 +106,33 @@ class TorchMLP(nn.Module):
         return self.mlp(x.to(torch.float32))
 
 
+def _register_log_std_clip(head: nn.Module, config: "MLPHeadConfig") -> None:
+    """RLlib >= 2.40's buffer `log_std_clip_param_const` (in every head's state, used if clipping)."""
+    head.clip_log_std = bool(config.clip_log_std)
+    head.register_buffer("log_std_clip_param_const",
+                         torch.tensor([float(config.log_std_clip_param)], dtype=torch.float32))
+
+
 class TorchMLPHead(nn.Module):
-    """A head: latent tensor in, tensor out (`self.net` is a TorchMLP)."""
+    """A head: latent tensor in, tensor out (`self.net` is a TorchMLP).
+
+    With `clip_log_std` (PPO's DiagGaussian policy head) the second half of the output, the log
+    stds, is clamped to +-`log_std_clip_param_const`, as RLlib >= 2.40 does.
+    """
 
     def __init__(self, config: "MLPHeadConfig"):
         super().__init__()
         self.config = config
         self.net = TorchMLP(config)
+        _register_log_std_clip(self, config)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """The head's output for latent `x`."""
-        return self.net(x)
+        if not self.clip_log_std:
+            return self.net(x)
+        means, log_stds = torch.chunk(self.net(x), chunks=2, dim=-1)
+        clip = self.log_std_clip_param_const
+        return torch.cat((means, torch.clamp(log_stds, -clip, clip)), dim=-1)
 
 
 class TorchFreeLogStdMLPHead(nn.Module):
@@ -129,11 +145,16 @@ class TorchFreeLogStdMLPHead(nn.Module):
         plain = {f.name: getattr(config, f.name) for f in fields(MLPHeadConfig)}
         self.net = TorchMLP(MLPHeadConfig(**{**plain, "output_layer_dim": half}))
         self.log_std = nn.Parameter(torch.zeros(half))
+        _register_log_std_clip(self, config)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        """Means from the MLP, concatenated with the (broadcast) free log std."""
+        """Means from the MLP, concatenated with the (broadcast, clipped if asked) free log std."""
         mean = self.net(x)
-        return torch.cat([mean, self.log_std.expand_as(mean)], dim=-1)
+        log_std = self.log_std
+        if self.clip_log_std:
+            clip = self.log_std_clip_param_const
+            log_std = torch.clamp(log_std, -clip, clip)
+        return torch.cat([mean, log_std.expand_as(mean)], dim=-1)
 
 
 class TorchMLPEncoder(nn.Module):
@@ -203,6 +224,10 @@ class MLPHeadConfig:
     output_layer_weights_initializer_config: Optional[dict] = None
     output_layer_bias_initializer: Optional[str] = None
     output_layer_bias_initializer_config: Optional[dict] = None
+    clip_log_std: bool = False
+    """Clamp the log stds (second half of the output) to +-log_std_clip_param (RLlib >= 2.40)."""
+    log_std_clip_param: float = 20.0
+    """The clamp bound; kept as the head's `log_std_clip_param_const` buffer."""
 
     def __post_init__(self):
         if not self.input_dims or len(self.input_dims) != 1:

@@ -10,6 +10,7 @@ serialize either kind of spec (a multi spec's dict has `multi_rl_module_class`).
 
 from __future__ import annotations
 
+import dataclasses
 import pprint
 from dataclasses import dataclass, field
 from typing import Any, Callable, Collection, Dict, List, Optional, Set, Tuple, Type, Union
@@ -70,6 +71,18 @@ class MultiRLModule(RLModule):
         elif rl_module_specs is not None or inference_only is not None:
             raise ValueError("pass either `config` or `rl_module_specs=`, not both")
         super().__init__(config)
+
+    @classmethod
+    @override(RLModule)
+    def _override_ctor_args(cls, args: list, ctor_kwargs: dict, overrides: dict):
+        """`from_checkpoint(path, inference_only=True)` makes the multi module and every sub-module
+        inference-only (RLlib 2.38: None/True on a MultiRLModule applies to all sub-modules)."""
+        if args and isinstance(args[0], MultiRLModuleConfig) and "inference_only" in overrides:
+            flag = bool(overrides.pop("inference_only"))
+            modules = {mid: dataclasses.replace(spec, inference_only=flag)
+                       for mid, spec in args[0].modules.items()}
+            args[0] = MultiRLModuleConfig(inference_only=flag, modules=modules)
+        return super()._override_ctor_args(args, ctor_kwargs, overrides)
 
     @override(RLModule)
     def setup(self):

@@ -13,6 +13,7 @@ dicts resolve only through the trusted-class rule (`rlmodule.trust`).
 from __future__ import annotations
 
 import abc
+import dataclasses
 import functools
 from collections.abc import Collection
 from dataclasses import KW_ONLY, InitVar, dataclass, field
@@ -45,6 +46,8 @@ if TYPE_CHECKING:
     from rlmodule.multi_rl_module import MultiRLModule, MultiRLModuleSpec
 
 StateDict = Dict[str, Any]
+_CONFIG_KEYWORDS = ("observation_space", "action_space", "inference_only", "learner_only",
+                    "model_config", "model_config_dict", "catalog_class")
 
 
 def _catalog_base() -> type:
@@ -299,7 +302,8 @@ class RLModule(Checkpointable, abc.ABC):
     """Base class of RL modules: forward passes for inference, exploration and training.
 
     Subclasses call `super().__init__(config)` and implement `_forward_inference`,
-    `_forward_exploration` and `_forward_train`; `setup()` builds their components.
+    `_forward_exploration` and `_forward_train` (RLlib 2.35), or one generic `_forward` that all
+    three fall back to (RLlib 2.38+); `setup()` builds their components.
     """
 
     framework: str = None
@@ -461,15 +465,21 @@ class RLModule(Checkpointable, abc.ABC):
         """Returns the default input specs."""
         return [Columns.OBS]
 
+    @OverrideToImplementCustomLogic
+    def _forward(self, batch: Dict[str, Any], **kwargs) -> Dict[str, Any]:
+        """The generic forward pass the three `_forward_*` fall back to (RLlib 2.38): {} here."""
+        return {}
+
     @check_input_specs("_input_specs_inference")
     @check_output_specs("_output_specs_inference")
     def forward_inference(self, batch: dict, **kwargs) -> Dict[str, Any]:
         """Forward pass for action computation (override `_forward_inference`)."""
         return self._forward_inference(batch, **kwargs)
 
-    @abc.abstractmethod
+    @OverrideToImplementCustomLogic
     def _forward_inference(self, batch: Dict[str, Any], **kwargs) -> Dict[str, Any]:
-        """Forward-pass during evaluation. See forward_inference for details."""
+        """Forward-pass during evaluation; defaults to the generic `_forward` (RLlib 2.38)."""
+        return self._forward(batch, **kwargs)
 
     @check_input_specs("_input_specs_exploration")
     @check_output_specs("_output_specs_exploration")
@@ -477,9 +487,10 @@ class RLModule(Checkpointable, abc.ABC):
         """Forward pass for exploration (override `_forward_exploration`)."""
         return self._forward_exploration(batch, **kwargs)
 
-    @abc.abstractmethod
+    @OverrideToImplementCustomLogic
     def _forward_exploration(self, batch: Dict[str, Any], **kwargs) -> Dict[str, Any]:
-        """Forward-pass during exploration. See forward_exploration for details."""
+        """Forward-pass during exploration; defaults to the generic `_forward` (RLlib 2.38)."""
+        return self._forward(batch, **kwargs)
 
     @check_input_specs("_input_specs_train")
     @check_output_specs("_output_specs_train")
@@ -493,9 +504,10 @@ class RLModule(Checkpointable, abc.ABC):
             )
         return self._forward_train(batch, **kwargs)
 
-    @abc.abstractmethod
+    @OverrideToImplementCustomLogic
     def _forward_train(self, batch: Dict[str, Any], **kwargs) -> Dict[str, Any]:
-        """Forward-pass during training. See forward_train for details."""
+        """Forward-pass during training; defaults to the generic `_forward` (RLlib 2.38)."""
+        return self._forward(batch, **kwargs)
 
     @OverrideToImplementCustomLogic
     @override(Checkpointable)
@@ -515,6 +527,18 @@ class RLModule(Checkpointable, abc.ABC):
     @override(Checkpointable)
     def set_state(self, state: StateDict) -> None:
         """Sets the module's state (nothing to set in the base class)."""
+
+    @classmethod
+    @override(Checkpointable)
+    def _override_ctor_args(cls, args: list, ctor_kwargs: dict, overrides: dict):
+        """A stored `(config,)` gets `from_checkpoint`'s config keywords (inference_only=True, ...)."""
+        if args and isinstance(args[0], RLModuleConfig):
+            hits = {k: overrides.pop(k) for k in list(overrides) if k in _CONFIG_KEYWORDS}
+            if "model_config" in hits:
+                hits["model_config_dict"] = hits.pop("model_config")
+            args[0] = dataclasses.replace(args[0], **hits)
+            return args, ctor_kwargs
+        return super()._override_ctor_args(args, ctor_kwargs, overrides)
 
     @override(Checkpointable)
     def get_ctor_args_and_kwargs(self):

@@ -3,9 +3,13 @@
 The dicts follow RLlib's `gym_space_to_dict` (arrays as base64 of zlib of `np.save` bytes), so
 RLlib-written dicts of plain arrays read here, with these differences on purpose:
 arrays are decoded with `allow_pickle=False`; the Text charset is a sorted string (RLlib's
-frozenset is not JSON); MultiDiscrete keeps `start`; Dict also stores `"keys"` (its key order,
-which survives JSON writers that sort keys); Sequence, Graph and OneOf are supported; `None`
-maps to `None`. An unknown space raises `SpaceSerializationError` naming it.
+frozenset is not JSON); MultiDiscrete keeps a non-zero `start` as a list of ints (RLlib 2.60 reads
+it; RLlib's own dicts drop it, and with a zero start the key is left out so RLlib 2.35 reads it
+too); Simplex writes `concentration` as None when uniform (which RLlib reads) and as a list
+otherwise (RLlib's own writer puts a numpy array there, which is not JSON); Dict also stores
+`"keys"` (its key order, which survives JSON writers that sort keys); RLlib's Simplex, Repeated
+and FlexDict, and gymnasium's Sequence, Graph and OneOf are supported; `None` maps to `None`.
+`space_to_dict`/`space_from_dict` keep a space's `original_space`, as RLlib's do. An unknown space raises `SpaceSerializationError` naming it.
 `deserialize_type` never returns a module object or its input string: it resolves the class
 through the trusted-class rule (`rlmodule.trust`) or raises `UntrustedClassError`.
 """
@@ -22,10 +26,12 @@ import gymnasium as gym
 import numpy as np
 
 from rlmodule.errors import SpaceSerializationError
+from rlmodule.spaces import FlexDict, Repeated, Simplex
 from rlmodule.trust import resolve_class
 
 __all__ = [
-    "gym_space_to_dict", "gym_space_from_dict", "serialize_type", "deserialize_type",
+    "gym_space_to_dict", "gym_space_from_dict", "space_to_dict", "space_from_dict",
+    "serialize_type", "deserialize_type",
     "array_to_b64", "array_from_b64",
 ]
 
@@ -61,14 +67,33 @@ def _dict_space(s: gym.spaces.Dict) -> dict:
             "keys": list(s.spaces)}
 
 
+def _multi_discrete(s: gym.spaces.MultiDiscrete) -> dict:
+    d = {"space": "multi-discrete", "nvec": array_to_b64(s.nvec), "dtype": s.dtype.str}
+    if np.any(s.start != 0):  # RLlib's own dicts lose `start`; a list is what gymnasium 1.x takes
+        d["start"] = np.asarray(s.start).tolist()
+    return d
+
+
+def _simplex(s: Simplex) -> dict:
+    uniform = np.shape(s.concentration) == (s.dim,) and bool(np.all(s.concentration == 1))
+    return {"space": "simplex", "shape": list(s.shape), "dtype": s.dtype.str,
+            "concentration": None if uniform else np.asarray(s.concentration).tolist()}
+
+
+def _flex_dict(s: FlexDict) -> dict:
+    bad = [k for k in s.spaces if not isinstance(k, str) or k == "space"]
+    if bad:
+        raise SpaceSerializationError(
+            f"FlexDict key {bad[0]!r} cannot be stored: keys must be strings other than 'space'")
+    return {"space": "flex_dict", **{k: gym_space_to_dict(v) for k, v in s.spaces.items()}}
+
+
 _ENCODERS = {
     gym.spaces.Box: _box,
     gym.spaces.Discrete: lambda s: {"space": "discrete", "n": int(s.n), "start": int(s.start)},
     gym.spaces.MultiBinary: lambda s: {
         "space": "multi-binary", "n": int(s.n) if np.ndim(s.n) == 0 else [int(x) for x in s.n]},
-    gym.spaces.MultiDiscrete: lambda s: {
-        "space": "multi-discrete", "nvec": array_to_b64(s.nvec), "dtype": s.dtype.str,
-        "start": array_to_b64(s.start)},
+    gym.spaces.MultiDiscrete: _multi_discrete,
     gym.spaces.Tuple: lambda s: {"space": "tuple",
                                  "spaces": [gym_space_to_dict(x) for x in s.spaces]},
     gym.spaces.Dict: _dict_space,
@@ -83,6 +108,10 @@ _ENCODERS = {
                                  "edge_space": gym_space_to_dict(s.edge_space)},
     gym.spaces.OneOf: lambda s: {"space": "oneof",
                                  "spaces": [gym_space_to_dict(x) for x in s.spaces]},
+    Simplex: _simplex,
+    Repeated: lambda s: {"space": "repeated", "child_space": gym_space_to_dict(s.child_space),
+                         "max_len": int(s.max_len)},
+    FlexDict: _flex_dict,
 }
 
 
@@ -105,7 +134,9 @@ def _decode_box(d):
 
 
 def _decode_multi_discrete(d):
-    start = array_from_b64(d["start"]) if d.get("start") is not None else None
+    start = d.get("start")
+    if isinstance(start, str):  # rlreg < 0.2 wrote it as base64
+        start = array_from_b64(start)
     return gym.spaces.MultiDiscrete(array_from_b64(d["nvec"]), dtype=np.dtype(d["dtype"]),
                                     start=start)
 
@@ -124,6 +155,12 @@ def _decode_multi_binary(d):
     return gym.spaces.MultiBinary(n if isinstance(n, int) else [int(x) for x in n])
 
 
+def _decode_simplex(d):
+    concentration = d.get("concentration")
+    return Simplex(tuple(d["shape"]), dtype=np.dtype(d.get("dtype", "<f4")),
+                   concentration=None if concentration is None else np.asarray(concentration))
+
+
 _DECODERS = {
     "box": _decode_box,
     "discrete": lambda d: gym.spaces.Discrete(int(d["n"]), start=int(d.get("start", 0))),
@@ -138,6 +175,9 @@ _DECODERS = {
     "graph": lambda d: gym.spaces.Graph(gym_space_from_dict(d["node_space"]),
                                         gym_space_from_dict(d["edge_space"])),
     "oneof": lambda d: gym.spaces.OneOf([gym_space_from_dict(x) for x in d["spaces"]]),
+    "simplex": _decode_simplex,
+    "repeated": lambda d: Repeated(gym_space_from_dict(d["child_space"]), int(d["max_len"])),
+    "flex_dict": lambda d: FlexDict({k: gym_space_from_dict(v) for k, v in d.items() if k != "space"}),
 }
 
 
@@ -166,6 +206,28 @@ def gym_space_from_dict(d: dict | None) -> gym.Space | None:
     except (KeyError, TypeError, ValueError, AssertionError) as e:
         detail = f"missing key {e}" if isinstance(e, KeyError) else str(e)
         raise SpaceSerializationError(f"invalid {d['space']!r} space dict: {detail}") from None
+
+
+def space_to_dict(space: gym.Space) -> dict:
+    """`{"space": gym_space_to_dict(space)}` plus `"original_space"` if the space has one (RLlib's)."""
+    d = {"space": gym_space_to_dict(space)}
+    if "original_space" in vars(space):
+        d["original_space"] = space_to_dict(space.original_space)
+    return d
+
+
+def space_from_dict(d: dict) -> gym.Space:
+    """The space of `space_to_dict`, with `original_space` set again (either of RLlib's forms)."""
+    if not isinstance(d, dict) or "space" not in d:
+        raise SpaceSerializationError(f"a space_to_dict dict needs a 'space' key, got {d!r}")
+    space = gym_space_from_dict(d["space"])
+    original = d.get("original_space")
+    if original is not None:
+        if not isinstance(original, dict) or "space" not in original:
+            raise SpaceSerializationError(f"original_space {original!r} is not a space dict")
+        space.original_space = (gym_space_from_dict(original) if isinstance(original["space"], str)
+                                else space_from_dict(original))
+    return space
 
 
 def serialize_type(type_: type | str) -> str:

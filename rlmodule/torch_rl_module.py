@@ -13,11 +13,13 @@ from __future__ import annotations
 
 from typing import Any, Collection, Optional, Union
 
+import gymnasium as gym
 import numpy as np
 import torch
 from torch import nn
 
 from rlmodule.annotations import OverrideToImplementCustomLogic, override
+from rlmodule.distributions import TorchCategorical, TorchDiagGaussian
 from rlmodule.errors import StateMismatchError
 from rlmodule.rl_module import RLModule, StateDict
 
@@ -45,6 +47,35 @@ class TorchRLModule(nn.Module, RLModule):
     def __init__(self, *args, **kwargs) -> None:
         nn.Module.__init__(self)
         RLModule.__init__(self, *args, **kwargs)
+
+    @OverrideToImplementCustomLogic
+    @override(RLModule)
+    def get_inference_action_dist_cls(self) -> type:
+        """`self.action_dist_cls` if set, else TorchCategorical (Discrete) or TorchDiagGaussian (Box)."""
+        own = getattr(self, "action_dist_cls", None)
+        if own is not None:
+            return own
+        if isinstance(self.config.action_space, gym.spaces.Discrete):
+            return TorchCategorical
+        if isinstance(self.config.action_space, gym.spaces.Box):
+            return TorchDiagGaussian
+        raise ValueError(
+            f"no default action distribution for action space {self.config.action_space!r}: "
+            "set `self.action_dist_cls` in your RLModule's `setup()` or override "
+            "get_inference_action_dist_cls, get_exploration_action_dist_cls and "
+            "get_train_action_dist_cls")
+
+    @OverrideToImplementCustomLogic
+    @override(RLModule)
+    def get_exploration_action_dist_cls(self) -> type:
+        """As `get_inference_action_dist_cls` (RLlib 2.38's default)."""
+        return self.get_inference_action_dist_cls()
+
+    @OverrideToImplementCustomLogic
+    @override(RLModule)
+    def get_train_action_dist_cls(self) -> type:
+        """As `get_inference_action_dist_cls` (RLlib 2.38's default)."""
+        return self.get_inference_action_dist_cls()
 
     def forward(self, batch: dict, **kwargs) -> dict:
         """Calls `forward_train` (so `module(batch)` trains, as in RLlib)."""

@@ -267,15 +267,17 @@ def diff(session: Session, name: str, a: str, b: str) -> None:
 @common
 @click.argument("ref", metavar="NAME[:VERSION|@ALIAS]")
 @click.argument("path")
-def export(session: Session, ref: str, path: str) -> None:
+@click.option("--format", "fmt", type=click.Choice(["rlreg", "rllib"]), default="rlreg", show_default=True,
+              help="rllib: a folder RLlib 2.60's RLModule.from_checkpoint loads (PPO modules).")
+def export(session: Session, ref: str, path: str, fmt: str) -> None:
     """Write a version as an RLlib-style checkpoint folder at PATH (any fsspec URL)."""
     name, version, alias = parse_ref(ref)
     reg = session.registry
     mv = reg.version(name, version, alias=alias)
     with session.progress(f"exporting {name}:{mv.version}") as progress:
-        written = reg.export(name, mv.version, path, progress=progress)
+        written = reg.export(name, mv.version, path, progress=progress, format=fmt)
     if session.as_json:
-        return output.echo_json({"name": name, "version": mv.version, "path": written})
+        return output.echo_json({"name": name, "version": mv.version, "path": written, "format": fmt})
     click.echo(f"exported {name}:{mv.version} to {written}")
 
 
@@ -284,11 +286,14 @@ def export(session: Session, ref: str, path: str) -> None:
 @click.argument("name")
 @click.argument("path")
 @click.option("--metadata", default=None, metavar="JSON", help="Metadata of the new version (a JSON object).")
-def import_cmd(session: Session, name: str, path: str, metadata: str | None) -> None:
+@click.option("--from-rllib", is_flag=True,
+              help="PATH is a checkpoint RLlib 2.35..2.60 wrote (read without unpickling).")
+def import_cmd(session: Session, name: str, path: str, metadata: str | None, from_rllib: bool) -> None:
     """Record the checkpoint at PATH as a new version of NAME."""
     meta = parse_metadata(metadata)
     with session.progress(f"importing {path}") as progress:
-        mv = session.registry.import_checkpoint(name, path, meta, progress=progress)
+        mv = session.registry.import_checkpoint(name, path, meta, progress=progress,
+                                                from_rllib=from_rllib)
     if session.as_json:
         return output.echo_json(mv)
     click.echo(f"imported {path} as {name}:{mv.version}")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import sys
 from collections.abc import Callable, Iterator
@@ -124,6 +125,8 @@ def on_error(ctx: click.Context, exc: BaseException, code: int) -> str:
     what, url = session.describe_target(code) if session is not None else ("", "")
     if what and not (url and url in message):
         message = f"{what} {url}: {message}" if url else f"{what}: {message}"
+    if session is not None and session.as_json:  # --json: the error is JSON too
+        return json.dumps({"error": exitcodes.LABELS[code], "exit_code": code, "message": message})
     return f"rlreg: {exitcodes.LABELS[code]}: {message}"
 
 

@@ -74,6 +74,8 @@ class PPOCatalog(Catalog):
             hidden_layer_activation=self.pi_and_vf_head_activation,
             output_layer_dim=output_dim,
             output_layer_activation="linear",
+            clip_log_std=issubclass(dist_cls, TorchDiagGaussian),
+            log_std_clip_param=float(self._model_config_dict.get("log_std_clip_param", 20.0)),
         )
         return self.pi_head_config.build(framework=framework)
 

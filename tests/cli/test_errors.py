@@ -169,7 +169,11 @@ def test_an_rllib_pickle_checkpoint_is_refused_with_exit_4(inproc, tmp_path):
     }))
     (folder / "class_and_ctor_args.pkl").write_bytes(b"\x80\x05not for us")
     assert_error(inproc("import", "from-rllib", str(folder), code=None), exitcodes.INVALID,
-                 "RLlib pickle checkpoints are not read")
+                 "it is an RLlib 2.35.0 checkpoint (pickle files), which RLModule.from_checkpoint "
+                 "does not read; import it with `rlreg import NAME PATH --from-rllib`")
+    as_json = inproc("import", "from-rllib", str(folder), "--json", code=exitcodes.INVALID)
+    error = json.loads(as_json.err)
+    assert error["exit_code"] == exitcodes.INVALID and "--from-rllib" in error["message"]
 
 
 def test_a_users_own_class_loads_once_its_package_is_trusted(rlreg, tmp_path, monkeypatch, request):

@@ -49,14 +49,17 @@ def _empty(url: str) -> None:
         engine.dispose()
 
 
+@pytest.fixture
+def pg_store_url(_shared_pg_url) -> str:
+    """The session's migrated PostgreSQL database, emptied."""
+    _empty(_shared_pg_url)
+    return _shared_pg_url
+
+
 @pytest.fixture(params=["sqlite", "postgresql"])
 def store_url(request) -> str:
     """A migrated, empty database: a fresh SQLite file, or the session's PostgreSQL database emptied."""
-    if request.param == "sqlite":
-        return request.getfixturevalue("sqlite_url")
-    url = request.getfixturevalue("_shared_pg_url")
-    _empty(url)
-    return url
+    return request.getfixturevalue("sqlite_url" if request.param == "sqlite" else "pg_store_url")
 
 
 @pytest.fixture

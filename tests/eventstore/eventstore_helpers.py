@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 import random
 import time
@@ -10,7 +11,10 @@ from typing import Optional
 
 from registry.eventstore import Event, EventStore, NewEvent
 from registry.projections import spec_digest
-from registry.schema import position_counter
+import sqlalchemy as sa
+from sqlalchemy.dialects import postgresql, sqlite
+
+from registry.schema import checkpoints, events, position_counter, streams
 
 
 def spec_event(spec: dict) -> NewEvent:
@@ -54,11 +58,16 @@ class NaiveEventStore(EventStore):
             ).scalar_one()
         time.sleep(random.uniform(0, self.max_delay))
         with self.transaction() as conn:
-            version = self._advance_stream(conn, stream, n, expected_version)
+            insert = (sqlite.insert if conn.dialect.name == "sqlite" else postgresql.insert)(streams)
+            version = conn.execute(
+                insert.values(name=stream, version=n)
+                .on_conflict_do_update(index_elements=[streams.c.name], set_={"version": streams.c.version + n})
+                .returning(streams.c.version)
+            ).scalar_one()
             recorded = [
                 self._event(last - n + 1 + i, stream, version - n + 1 + i, e) for i, e in enumerate(new_events)
             ]
-            self._insert(conn, recorded)
+            conn.execute(events.insert(), [dataclasses.asdict(e) for e in recorded])
         return recorded
 
     @staticmethod
@@ -88,3 +97,15 @@ def open_and_append_worker(url: str, barrier) -> None:
 def jitter() -> None:
     """A tiny random pause, to vary interleavings between threads."""
     time.sleep(random.uniform(0, 0.001))
+
+
+def naive_set_checkpoint(conn, consumer: str, position: int) -> None:
+    """The control: rlreg's checkpoint before compare-and-set, which refused only backward moves."""
+    now = dt.datetime.now(dt.timezone.utc)
+    insert = (sqlite.insert if conn.dialect.name == "sqlite" else postgresql.insert)(checkpoints)
+    conn.execute(insert.values(consumer=consumer, position=position, updated_at=now).on_conflict_do_nothing())
+    current = conn.execute(
+        sa.select(checkpoints.c.position).where(checkpoints.c.consumer == consumer).with_for_update()
+    ).scalar_one()
+    assert position >= current, "the control only refuses moving backwards"
+    conn.execute(checkpoints.update().where(checkpoints.c.consumer == consumer).values(position=position))

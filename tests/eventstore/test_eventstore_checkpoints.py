@@ -9,18 +9,51 @@ import sqlalchemy as sa
 from eventstore_helpers import plain
 
 from registry import errors
+from registry.eventstore import NewEvent
 
 
 def test_checkpoint_starts_at_zero_and_only_moves_forward(store):
     store.append("m", plain(3))
     assert store.get_checkpoint("tracker") == 0
+    with pytest.raises(errors.ConflictError, match=r"checkpoint 'tracker': cannot move from 0 to 0: it only moves forward"):
+        store.set_checkpoint("tracker", 0)
     store.set_checkpoint("tracker", 2)
-    store.set_checkpoint("tracker", 2)  # re-saving the same position is fine
-    with pytest.raises(errors.ConflictError, match=r"checkpoint 'tracker': cannot move backwards from 2 to 1"):
-        store.set_checkpoint("tracker", 1)
+    for position in (2, 1):  # saving the same position again means another instance processed it too
+        with pytest.raises(errors.ConflictError, match=rf"checkpoint 'tracker': cannot move from 2 to {position}: it only"):
+            store.set_checkpoint("tracker", position)
     assert store.get_checkpoint("tracker") == 2
     store.set_checkpoint("tracker", 3)
     assert store.get_checkpoint("tracker") == 3 and store.get_checkpoint("other") == 0
+
+
+def test_expected_checkpoint_is_compared_and_set(store):
+    store.append("m", plain(4))
+    store.set_checkpoint("c", 1, expected=0)
+    store.set_checkpoint("c", 3, expected=1)
+    for stale in (0, 1, 2):
+        with pytest.raises(errors.ConflictError, match=rf"checkpoint 'c': expected it at {stale}, but it is at 3 \(another instance"):
+            store.set_checkpoint("c", 4, expected=stale)
+    with pytest.raises(errors.ConflictError, match=r"checkpoint 'fresh': cannot move from 0 to 0"):
+        store.set_checkpoint("fresh", 0, expected=0)
+    with pytest.raises(errors.ConflictError, match=r"checkpoint 'c': expected 'x' is not a position"):
+        store.set_checkpoint("c", 4, expected="x")
+    assert store.get_checkpoint("c") == 3 and store.get_checkpoint("fresh") == 0
+    store.set_checkpoint("c", 4, expected=3)
+    assert store.get_checkpoint("c") == 4
+
+
+def test_a_stale_expected_checkpoint_rolls_back_the_consumers_writes(store):
+    store.append("m", plain(2))
+    with store.transaction() as conn:
+        conn.execute(sa.text("CREATE TABLE consumer_seen (position INTEGER)"))
+    store.set_checkpoint("c", 1)
+    with pytest.raises(errors.ConflictError, match="expected it at 0, but it is at 1"):
+        with store.transaction() as conn:
+            conn.execute(sa.text("INSERT INTO consumer_seen VALUES (1)"))
+            store.set_checkpoint("c", 2, conn, expected=0)
+    with store.engine.connect() as conn:
+        assert conn.execute(sa.text("SELECT count(*) FROM consumer_seen")).scalar() == 0
+    assert store.get_checkpoint("c") == 1
 
 
 @pytest.mark.parametrize("position", [4, -1, "2", True])
@@ -47,6 +80,26 @@ def test_checkpoint_commits_or_rolls_back_with_the_consumers_writes(store):
     assert store.get_checkpoint("c") == 1
     with store.engine.connect() as conn:
         assert conn.execute(sa.text("SELECT position FROM consumer_seen")).scalars().all() == [1]
+
+
+def test_append_and_checkpoint_commit_together(store):
+    store.append("orders", plain(2))
+    with store.transaction() as conn:  # a process manager: checkpoint and the events it records, at once
+        store.set_checkpoint("pm", 1, conn, expected=0)
+        made = store.append("shipments", plain(1, tag="ship 1"), conn=conn)
+    assert made[0].position == 3 and store.get_checkpoint("pm") == 1
+    with pytest.raises(errors.ConflictError, match="expected it at 0, but it is at 1"):
+        with store.transaction() as conn:
+            store.append("shipments", plain(1, tag="ship 1 again"), conn=conn)
+            store.set_checkpoint("pm", 2, conn, expected=0)
+    with pytest.raises(errors.ConflictError, match="stream 'shipments': expected version 0, but it is at version 1"):
+        with store.transaction() as conn:
+            store.set_checkpoint("pm", 2, conn, expected=1)
+            store.append("shipments", plain(1), expected_version=0, conn=conn)
+    assert store.head() == 3 and store.get_checkpoint("pm") == 1
+    assert [e.payload["tag"] for e in store.read_stream("shipments")] == ["ship 1"]
+    with store.transaction() as conn:  # a retry of a committed append inside a transaction returns it
+        assert store.append("shipments", [NewEvent(made[0].type, made[0].payload, made[0].id)], conn=conn) == made
 
 
 def test_follow_yields_events_as_they_commit_and_stops(store, make_store):

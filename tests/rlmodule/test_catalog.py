@@ -158,7 +158,9 @@ def test_only_torch_is_a_framework():
 
 def test_heads_and_actor_critic_encoders():
     head = MLPHeadConfig(input_dims=[8], hidden_layer_dims=[], output_layer_dim=3).build("torch")
-    assert list(head.state_dict()) == ["net.mlp.0.weight", "net.mlp.0.bias"]
+    # RLlib >= 2.40's order: the head's own buffer first, then its MLP
+    assert list(head.state_dict()) == ["log_std_clip_param_const", "net.mlp.0.weight",
+                                       "net.mlp.0.bias"]
     assert head(torch.zeros(2, 8)).shape == (2, 3)
     free = FreeLogStdMLPHeadConfig(input_dims=[8], hidden_layer_dims=[], output_layer_dim=4).build()
     assert free(torch.zeros(2, 8)).shape == (2, 4) and "log_std" in free.state_dict()

@@ -160,7 +160,8 @@ def test_rllib_pickle_checkpoint_is_not_read(tmp_path):
         "class_and_ctor_args_file": "class_and_ctor_args.pkl", "state_file": "module_state.pkl",
         "ray_version": "2.35.0", "checkpoint_version": "2.0"}))
     (folder / "class_and_ctor_args.pkl").write_bytes(b"\x80\x04N.")
-    with pytest.raises(CheckpointFormatError, match="RLlib pickle checkpoints are not read"):
+    with pytest.raises(CheckpointFormatError, match="it is an RLlib 2.35.0 checkpoint .pickle files., which "
+                                                    "RLModule.from_checkpoint does not read"):
         RLModule.from_checkpoint(str(folder))
 
 

@@ -46,8 +46,10 @@ def test_default_model_has_rllib_key_names_and_sizes():
         "encoder.encoder.net.mlp.0.bias": (256,),
         "encoder.encoder.net.mlp.2.weight": (256, 256),
         "encoder.encoder.net.mlp.2.bias": (256,),
+        "pi.log_std_clip_param_const": (1,),   # RLlib >= 2.40's buffers
         "pi.net.mlp.0.weight": (2, 256),
         "pi.net.mlp.0.bias": (2,),
+        "vf.log_std_clip_param_const": (1,),
         "vf.net.mlp.0.weight": (1, 256),
         "vf.net.mlp.0.bias": (1,),
     }

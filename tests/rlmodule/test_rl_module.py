@@ -284,11 +284,11 @@ def test_state_of_the_base_class():
     assert module.unwrapped() is module
 
 
-def test_action_dist_hooks_are_abstract(toy_module):
+def test_action_dist_hooks_are_abstract_in_the_base_class(toy_module):
     for hook in ("get_train_action_dist_cls", "get_exploration_action_dist_cls",
                  "get_inference_action_dist_cls"):
         with pytest.raises(NotImplementedError):
-            getattr(toy_module, hook)()
+            getattr(RLModule, hook)(toy_module)
 
 
 def test_as_multi_rl_module(toy_module):

@@ -22,7 +22,7 @@ def test_demo_runs_as_a_module_and_reports_a_bit_exact_match(tmp_path):
     )
     assert proc.returncode == 0, proc.stdout + proc.stderr
     assert "OK: the restored module matches the original bit for bit" in proc.stdout
-    assert "state    8/8 tensors identical" in proc.stdout
+    assert "state    10/10 tensors identical" in proc.stdout
     assert "replay   40/40 actions identical with seed 0" in proc.stdout
     assert sorted(p.name for p in ckpt.iterdir()) == [
         "class_and_ctor_args.json", "metadata.json", "module_state.json",
@@ -41,7 +41,7 @@ def test_demo_fails_when_the_restored_module_differs(capsys):
     path = f"memory://{uuid.uuid4().hex}"
     assert demo.main(["--steps", "20", "--tamper", "--path", path]) == 1
     out = capsys.readouterr().out
-    assert "state    7/8 tensors identical; DIFFER: ['encoder.encoder.net.mlp.0.weight']" in out
+    assert "state    9/10 tensors identical; DIFFER: ['encoder.encoder.net.mlp.0.weight']" in out
     assert "MISMATCH: the restored module differs from the original" in out
 
 

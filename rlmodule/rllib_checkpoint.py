@@ -1,0 +1,329 @@
+"""RLlib's own checkpoint folders (2.35 through 2.60), read without unpickling and written for RLlib.
+
+Reading (`load_rllib_checkpoint`): `metadata.json` names the files; `class_and_ctor_args.pkl`
+(cloudpickle) and the state files (`module_state.pt` in 2.35, `module_state.pkl` in 2.60) are
+decoded by `pickle_free.decode` with the allow-list of `rllib_globals` (RLlib's PPO module,
+catalog, MultiRLModule, specs and configs map to ours); 2.60's `module_state.msgpack` is read with
+msgpack and msgpack-numpy's array layout rebuilt by our code. Sub-folders restore sub-modules, as
+RLlib's `restore_from_path` does. Every state is checked before any is set.
+
+Writing (`save_rllib_checkpoint`): the folder RLlib 2.60's `RLModule.from_checkpoint` and
+`restore_from_path` read, for PPO modules and MultiRLModules of them: `metadata.json`
+(checkpoint_version 2.1), `class_and_ctor_args.pkl` naming RLlib's own classes
+(`DefaultPPOTorchRLModule`, `PPOCatalog`, `MultiRLModule`, `RLModuleSpec`), `module_state.pkl`
+(an OrderedDict of numpy arrays). Writing a pickle of plain data is safe; reading one is what we
+never do.
+"""
+
+from __future__ import annotations
+
+import json
+import posixpath
+import re
+from collections import OrderedDict
+from typing import Any
+
+import gymnasium as gym
+import numpy as np
+
+from rlmodule.checkpoints import as_location
+from rlmodule.errors import CheckpointFormatError, CheckpointNotFoundError, StateMismatchError
+from rlmodule.pickle_free import decode
+from rlmodule.rllib_globals import RLLIB_GLOBALS
+from rlmodule.rllib_writer import Call as _Call, Global as _Global, New as _New, dumps as _dumps
+
+__all__ = ["export_as", "is_rllib_checkpoint", "load_rllib_checkpoint", "rllib_metadata",
+           "save_rllib_checkpoint"]
+EXPORT_FORMATS = ("rlreg", "rllib")
+
+STATE_NAMES = ("module_state.pkl", "module_state.pt", "module_state.msgpack")
+EXPORT_RAY_VERSION = "2.60.0"
+
+
+def _url(loc, name: str) -> str:
+    return f"{loc.url.rstrip('/')}/{name}"
+
+
+def _read_json(loc, name: str):
+    try:
+        return json.loads(loc.read_bytes(name))
+    except FileNotFoundError:
+        raise CheckpointNotFoundError(f"{_url(loc, name)} is missing") from None
+    except ValueError as e:
+        raise CheckpointFormatError(f"{_url(loc, name)} is not JSON: {e}") from None
+
+
+def is_rllib_checkpoint(path) -> bool:
+    """True if `path` is a folder RLlib's `save_to_path` wrote (its metadata names a .pkl file)."""
+    loc = as_location(path)
+    try:
+        if not loc.isdir() or not loc.exists("metadata.json"):
+            return loc.isdir() and loc.exists("class_and_ctor_args.pkl")
+        meta = json.loads(loc.read_bytes("metadata.json"))
+    except (OSError, ValueError):
+        return False
+    return isinstance(meta, dict) and (
+        "ray_version" in meta or str(meta.get("class_and_ctor_args_file", "")).endswith(".pkl"))
+
+
+def rllib_metadata(path) -> dict:
+    """RLlib's metadata.json of the checkpoint at `path` (ray_version, checkpoint_version, ...)."""
+    loc = as_location(path)
+    if not loc.isdir():
+        raise CheckpointNotFoundError(f"checkpoint folder {loc.url} not found")
+    meta = _read_json(loc, "metadata.json")
+    if not isinstance(meta, dict):
+        raise CheckpointFormatError(f"{_url(loc, 'metadata.json')} is not a JSON object")
+    return meta
+
+
+def _plain_name(loc, name, what: str) -> str:
+    if not isinstance(name, str) or name != posixpath.basename(name) or not re.fullmatch(
+            r"[\w.\-]+", name) or name.startswith("."):
+        raise CheckpointFormatError(f"{_url(loc, 'metadata.json')}: {what} {name!r} is not a file "
+                                    "name inside the checkpoint folder")
+    return name
+
+
+def _state_file(loc, meta: dict) -> str:
+    stated = _plain_name(loc, meta.get("state_file", "module_state"), "state_file")
+    candidates = [stated] if "." in stated else [stated + ".msgpack", stated + ".pkl"]
+    candidates += [n for n in STATE_NAMES if n not in candidates]
+    for name in candidates:
+        if loc.exists(name):
+            return name
+    raise CheckpointNotFoundError(f"{loc.url} is not a complete RLlib checkpoint: no state file "
+                                  f"({', '.join(candidates)})")
+
+
+# -- reading ----------------------------------------------------------------------------------------
+
+def _decode_file(loc, name: str):
+    data = loc.read_bytes(name)
+    if data[:2] == b"PK":
+        raise CheckpointFormatError(
+            f"{_url(loc, name)} is a torch.save zip archive; it is not read (torch.load unpickles)")
+    if name.endswith(".msgpack"):
+        return _decode_msgpack(data, _url(loc, name))
+    return decode(data, RLLIB_GLOBALS, what=_url(loc, name))
+
+
+def _decode_msgpack(data: bytes, url: str):
+    try:
+        import msgpack
+    except ImportError:
+        raise CheckpointFormatError(f"{url}: reading msgpack checkpoints needs the msgpack "
+                                    "package (pip install msgpack)") from None
+    try:
+        return msgpack.unpackb(data, raw=False, strict_map_key=False,
+                               object_hook=lambda d: _msgpack_numpy(d, url))
+    except (ValueError, msgpack.exceptions.ExtraData) as e:
+        raise CheckpointFormatError(f"{url} is not a readable msgpack file: {e}") from None
+
+
+def _msgpack_numpy(d: dict, url: str):
+    """msgpack-numpy's {nd, type, kind, shape, data} maps as arrays; object arrays refused."""
+    nd = d.get(b"nd", d.get("nd"))
+    if nd is None:
+        return d
+    get = lambda k: d.get(k.encode(), d.get(k))  # noqa: E731
+    kind, typestr, raw = get("kind"), get("type"), get("data")
+    if kind not in (None, b"", "") or not isinstance(typestr, str) or not isinstance(raw, bytes):
+        raise CheckpointFormatError(f"{url}: an array of kind {kind!r} / type {typestr!r} is not "
+                                    "read (object and structured arrays hold pickles)")
+    dtype = np.dtype(typestr)
+    if dtype.kind not in "biufc":
+        raise CheckpointFormatError(f"{url}: dtype {typestr!r} is not a numeric or bool dtype")
+    flat = np.frombuffer(raw, dtype=dtype)
+    return flat.reshape(tuple(get("shape"))).copy() if nd else flat[0].copy()
+
+
+_CONFIG_KEYS = ("observation_space", "action_space", "inference_only", "learner_only",
+                "model_config", "catalog_class")
+
+
+def _from_rllib_model_config(config: Any) -> Any:
+    """RLlib 2.60's `head_fcnet_*` keys under their 2.35 names (`post_fcnet_*`), which ours read."""
+    if not isinstance(config, dict):
+        return config
+    out = dict(config)
+    for new, old in (("head_fcnet_hiddens", "post_fcnet_hiddens"),
+                     ("head_fcnet_activation", "post_fcnet_activation")):
+        if new in out and old not in out:
+            out[old] = out.pop(new)
+    return out
+
+
+def _build(ctor: Any, url: str):
+    from rlmodule.multi_rl_module import MultiRLModule
+    from rlmodule.rl_module import RLModule, RLModuleConfig
+
+    if not (isinstance(ctor, dict) and isinstance(ctor.get("class"), type)
+            and issubclass(ctor["class"], RLModule)):
+        raise CheckpointFormatError(f"{url} does not hold an RLModule class and its arguments")
+    klass, (args, kwargs) = ctor["class"], ctor.get("ctor_args_and_kwargs", ((), {}))
+    args = list(args) if isinstance(args, (list, tuple)) else [args]
+    for spec in _specs_in(args, kwargs):
+        spec.model_config_dict = _from_rllib_model_config(spec.model_config_dict)
+    if args and isinstance(args[0], RLModuleConfig):
+        args[0].model_config_dict = _from_rllib_model_config(args[0].model_config_dict)
+    if issubclass(klass, MultiRLModule) and not args:
+        extra = {k: v for k, v in kwargs.items() if k not in ("rl_module_specs", "inference_only")
+                 and v not in (None, False, {})}
+        if extra:
+            raise CheckpointFormatError(f"{url}: MultiRLModule arguments {sorted(extra)} are not read")
+        return klass(rl_module_specs=kwargs.get("rl_module_specs") or {},
+                     inference_only=kwargs.get("inference_only"))
+    if not args:
+        unknown = sorted(set(kwargs) - set(_CONFIG_KEYS))
+        if unknown:
+            raise CheckpointFormatError(f"{url}: constructor arguments {unknown} are not read")
+        kwargs = {k: v for k, v in kwargs.items() if v is not None}
+        kwargs["model_config"] = _from_rllib_model_config(kwargs.get("model_config"))
+        kwargs["learner_only"] = bool(kwargs.get("learner_only"))
+    return klass(*args, **kwargs)
+
+
+def _specs_in(args, kwargs) -> list:
+    from rlmodule.multi_rl_module import MultiRLModuleConfig
+
+    specs = list((kwargs.get("rl_module_specs") or {}).values())
+    if args and isinstance(args[0], MultiRLModuleConfig):
+        specs += list(args[0].modules.values())
+    return specs
+
+
+def _plan(module, loc, plan: list) -> None:
+    for name, component in module.get_checkpointable_components():
+        if loc.child(name).isdir():
+            _plan(component, loc.child(name), plan)
+    state = _decode_file(loc, _state_file(loc, rllib_metadata(loc)))
+    if not isinstance(state, dict):
+        raise CheckpointFormatError(f"{loc.url}: the state file holds a {type(state).__name__}, not a dict")
+    plan.append((module, state, loc))
+
+
+def load_rllib_checkpoint(path):
+    """Our module (PPO or MultiRLModule) with the state of the RLlib checkpoint at `path`."""
+    loc = as_location(path)
+    meta = rllib_metadata(loc)
+    ctor_file = _plain_name(loc, meta.get("class_and_ctor_args_file", "class_and_ctor_args.pkl"),
+                            "class_and_ctor_args_file")
+    if not loc.exists(ctor_file):
+        raise CheckpointNotFoundError(f"{loc.url} is not a complete RLlib checkpoint: {ctor_file} is missing")
+    module = _build(_decode_file(loc, ctor_file), _url(loc, ctor_file))
+    plan: list = []
+    _plan(module, loc, plan)
+    for target, state, where in plan:
+        target.check_state(state)
+        unknown = target.unknown_state_keys(state)
+        if unknown:
+            raise StateMismatchError(f"RLlib checkpoint {where.url}: {type(target).__name__} has no "
+                                     f"state keys {', '.join(map(repr, unknown))}")
+    for target, state, _ in plan:
+        target.set_state(state)
+    return module
+
+
+# -- writing ----------------------------------------------------------------------------------------
+
+_RAY_PPO = _Global("ray.rllib.algorithms.ppo.torch.default_ppo_torch_rl_module", "DefaultPPOTorchRLModule")
+_RAY_CATALOG = _Global("ray.rllib.algorithms.ppo.ppo_catalog", "PPOCatalog")
+_RAY_MULTI = _Global("ray.rllib.core.rl_module.multi_rl_module", "MultiRLModule")
+_RAY_SPEC = _Global("ray.rllib.core.rl_module.rl_module", "RLModuleSpec")
+
+
+def _space(space):
+    """A gymnasium space as a call of its public constructor (stable across gymnasium releases)."""
+    def g(mod: str, name: str) -> _Global:
+        return _Global(f"gymnasium.spaces.{mod}", name)
+
+    if space is None:
+        return None
+    kind = type(space)
+    if kind is gym.spaces.Box:
+        return _Call(g("box", "Box"), (space.low, space.high, tuple(space.shape), space.dtype.name))
+    if kind is gym.spaces.Discrete:
+        return _Call(g("discrete", "Discrete"), (int(space.n), None, int(space.start)))
+    if kind is gym.spaces.MultiDiscrete:
+        return _Call(g("multi_discrete", "MultiDiscrete"),
+                     (space.nvec, space.dtype.name, None, space.start))
+    if kind is gym.spaces.MultiBinary:
+        return _Call(g("multi_binary", "MultiBinary"), (space.n,))
+    if kind is gym.spaces.Tuple:
+        return _Call(g("tuple", "Tuple"), ([_space(s) for s in space.spaces],))
+    if kind is gym.spaces.Dict:
+        return _Call(g("dict", "Dict"), (OrderedDict((k, _space(s)) for k, s in space.spaces.items()),))
+    raise CheckpointFormatError(f"a {kind.__name__} space cannot be written for RLlib (Box, "
+                                "Discrete, MultiDiscrete, MultiBinary, Tuple and Dict can)")
+
+
+def _rllib_model_config(module) -> dict:
+    """Our merged model config in RLlib 2.60's names (head_fcnet_* for post_fcnet_*)."""
+    from rlmodule.catalog import _merged_model_config
+
+    merged = _merged_model_config(module.config.model_config_dict)
+    return {"fcnet_hiddens": list(merged["fcnet_hiddens"]),
+            "fcnet_activation": merged["fcnet_activation"],
+            "head_fcnet_hiddens": list(merged["post_fcnet_hiddens"]),
+            "head_fcnet_activation": merged["post_fcnet_activation"],
+            "vf_share_layers": bool(merged["vf_share_layers"]),
+            "free_log_std": bool(merged["free_log_std"]),
+            "log_std_clip_param": float(merged.get("log_std_clip_param", 20.0))}
+
+
+def _ppo_kwargs(module) -> dict:
+    from rlmodule.ppo import PPOCatalog, PPOTorchRLModule
+
+    if type(module) is not PPOTorchRLModule or (module.config.catalog_class or PPOCatalog) is not PPOCatalog:
+        raise CheckpointFormatError(
+            f"{type(module).__name__} has no RLlib counterpart: --format rllib writes PPO modules "
+            "(rlmodule.ppo.PPOTorchRLModule with PPOCatalog) and MultiRLModules of them")
+    return {"observation_space": _space(module.config.observation_space),
+            "action_space": _space(module.config.action_space),
+            "inference_only": bool(module.config.inference_only),
+            "learner_only": bool(module.config.learner_only),
+            "model_config": _rllib_model_config(module), "catalog_class": _RAY_CATALOG}
+
+
+def _write(loc, cls: _Global, kwargs: dict, state: dict) -> None:
+    loc.makedirs()
+    arrays = OrderedDict((k, np.ascontiguousarray(v.detach().cpu().numpy()) if hasattr(v, "detach")
+                          else np.asarray(v)) for k, v in state.items())
+    loc.write_bytes("class_and_ctor_args.pkl",
+                    _dumps({"class": cls, "ctor_args_and_kwargs": ((), kwargs)}))
+    loc.write_bytes("module_state.pkl", _dumps(arrays))
+    loc.write_bytes("metadata.json", json.dumps({
+        "class_and_ctor_args_file": "class_and_ctor_args.pkl", "state_file": "module_state",
+        "ray_version": EXPORT_RAY_VERSION, "ray_commit": "", "checkpoint_version": "2.1",
+        "written_by": "rlreg"}).encode())
+
+
+def save_rllib_checkpoint(module, path) -> str:
+    """Write `module` (PPO, or a MultiRLModule of PPO modules) as RLlib 2.60 writes it; its URL."""
+    from rlmodule.multi_rl_module import MultiRLModule
+
+    loc = as_location(path)
+    if isinstance(module, MultiRLModule):
+        specs = {}
+        for mid, sub in module.items():
+            kwargs = _ppo_kwargs(sub)
+            specs[mid] = _New(_RAY_SPEC, {
+                "module_class": _RAY_PPO, **kwargs, "load_state_path": None, "model_config_dict": None})
+            _write(loc.child(mid), _RAY_PPO, kwargs, sub.get_state())
+        _write(loc, _RAY_MULTI, {"observation_space": None, "action_space": None,
+                                 "inference_only": bool(module.config.inference_only),
+                                 "learner_only": None, "model_config": None,
+                                 "rl_module_specs": specs}, {})
+    else:
+        _write(loc, _RAY_PPO, _ppo_kwargs(module), module.get_state())
+    return loc.url
+
+
+def export_as(module, path, format: str = "rlreg") -> str:
+    """`module.save_to_path(path)` ("rlreg") or `save_rllib_checkpoint` ("rllib"); the URL."""
+    if format == "rlreg":
+        return module.save_to_path(path)
+    if format == "rllib":
+        return save_rllib_checkpoint(module, path)
+    raise ValueError(f"unknown checkpoint format {format!r}: expected one of {', '.join(EXPORT_FORMATS)}")
