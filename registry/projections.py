@@ -50,7 +50,7 @@ class Projections:
 
     def handles(self, event_type: str) -> bool:
         """True for the event types these read models are made of (the store skips the rest)."""
-        return event_type in EVENT_TYPES
+        return event_type in EVENT_TYPES or event_type in lifecycle.EVENT_TYPES or event_type in retention.EVENT_TYPES
 
     def apply(self, conn: Connection, event: Event) -> None:
         """Apply one event to the read models."""

@@ -34,6 +34,7 @@ log = logging.getLogger(__name__)
 
 RETENTION_SET = "RetentionSet"
 RETENTION_CLEARED = "RetentionCleared"
+EVENT_TYPES = (RETENTION_SET, RETENTION_CLEARED)
 MODES = ("max", "min")
 
 
