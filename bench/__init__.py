@@ -11,9 +11,11 @@ SUITES: dict[str, str] = {
     "storage": "bench.storage",
     "registry": "bench.registry",  # includes the event-store rows (bench.eventstore)
     "snapshots": "bench.snapshots",  # issue 12's targets: snapshot/load/rlreg:// /S3 ratios
+    "cli": "bench.cli",  # read commands' start-up against `python -c "import sqlalchemy"`
 }
 # Runnable by name, but already part of another suite's run.
 EXTRA_SUITES: dict[str, str] = {
     "eventstore": "bench.eventstore",
+    "web": "bench.web",  # rlreg serve's pages with 10,000 versions
     "eventstore_scale": "bench.eventstore_scale",  # 10k/100k/1M events: minutes; run it by name
 }

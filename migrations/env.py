@@ -6,18 +6,18 @@ else from ``sqlalchemy.url`` or ``RLREG_DB_URL``. SQLite gets batch mode for its
 
 from __future__ import annotations
 
-import os
 
 from alembic import context
 
 from registry import db
+from storage import config as settings
 from registry.schema import metadata
 
 config = context.config
 
 
 def _url() -> str:
-    url = config.get_main_option("sqlalchemy.url") or os.environ.get("RLREG_DB_URL")
+    url = config.get_main_option("sqlalchemy.url") or settings.db_url()
     if not url:
         raise RuntimeError("no database URL: set sqlalchemy.url or RLREG_DB_URL")
     return db.normalize_url(url).render_as_string(hide_password=False)

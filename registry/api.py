@@ -9,24 +9,26 @@ import random
 import time
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
+import rlmodule
 import sqlalchemy as sa
 import storage
-from storage import ProgressCallback, Store
+from storage.progress import ProgressCallback
 
-from registry import config, db, deleting, errors, lifecycle, pending, replay, retention, storage_ops, uri
+from registry import config, db, deleting, errors, lifecycle, retention, storage_ops, uri
 from registry import gc as collector
 from registry.eventstore import Event, EventStore, NewEvent
 from registry.modeldiff import ModelDiff, diff_versions
-from registry.names import validate_alias, validate_name
-from registry.pending import PendingVersion
+from registry.names import did_you_mean, validate_alias, validate_name
 from registry.projections import (
     ALIAS_REMOVED, ALIAS_SET, SPEC_RECORDED, VERSION_RECORDED, Projections, spec_digest,
 )
 from registry.records import ModelInfo, ModelVersion
 from registry.schema import aliases, models, specs, streams, versions
-from rlmodule import RLModule, join_state, rllib_checkpoint, spec_to_dict, split_state
+
+if TYPE_CHECKING:
+    from registry.pending import PendingVersion, SnapshotQueue
 
 MAX_ATTEMPTS = 200  # optimistic-concurrency retries of one append before ConflictError escapes
 LOST_REPLY_ATTEMPTS = 4  # resends of the same events after the database stopped answering
@@ -44,21 +46,29 @@ class Registry:
         upgrade: bool = False,
         trusted_modules: Any = None,
         create: bool = True,
-        pending_snapshots: int = pending.DEFAULT_LIMIT,
+        pending_snapshots: int | None = None,
     ) -> None:
         """Open the registry; ``create=False`` refuses a database that holds no registry yet.
 
         With ``create=True`` (the default, and what the module-level helpers use) an empty database,
         or a SQLite file that does not exist yet, becomes an empty registry on first use. Read-only
         callers pass ``create=False`` so that a mistyped URL raises ``NotFoundError`` naming it.
-        ``pending_snapshots``: how many ``snapshot(block=False)`` may be in flight before the next waits.
+        ``pending_snapshots``: how many ``snapshot(block=False)`` may be in flight before the next waits
+        (default ``registry.pending.DEFAULT_LIMIT``).
         """
         self.db_url = str(db_url) if db_url else config.default_db_url()
         self.storage_url = str(storage_url) if storage_url else config.default_storage_url()
         self.trusted_modules = trusted_modules
         self._events = EventStore(self.db_url, Projections(), upgrade=upgrade, create=create)
-        self._store = Store(self.storage_url, cache_dir=cache_dir)
-        self._snapshots = pending.SnapshotQueue(pending_snapshots)  # snapshot(block=False)
+        # The store and the snapshot queue are made on first use: reads of the log need no torch.
+        self._cache_dir = cache_dir
+        self._store: storage.Store | None = None
+        if pending_snapshots is not None:
+            from registry.pending import check_limit  # no torch: refused here, not at the first snapshot
+
+            check_limit(pending_snapshots)
+        self._pending_limit = pending_snapshots
+        self._queue: SnapshotQueue | None = None
 
     def __repr__(self) -> str:
         where = db.normalize_url(self.db_url).render_as_string(hide_password=True)
@@ -67,7 +77,8 @@ class Registry:
     def close(self) -> None:
         """Wait for pending snapshots, release database connections; raise a pending snapshot's uncollected error."""
         try:
-            self._snapshots.close()
+            if self._queue is not None:
+                self._queue.close()
         finally:
             self._events.close()
 
@@ -78,9 +89,21 @@ class Registry:
         self.close()
 
     @property
-    def store(self) -> Store:
-        """The tensor store."""
+    def store(self) -> storage.Store:
+        """The tensor store (opened on first use)."""
+        if self._store is None:
+            self._store = storage.Store(self.storage_url, cache_dir=self._cache_dir)
         return self._store
+
+    @property
+    def _snapshots(self) -> SnapshotQueue:
+        """The queue of ``snapshot(block=False)`` (made on first use)."""
+        if self._queue is None:
+            from registry import pending
+
+            limit = pending.DEFAULT_LIMIT if self._pending_limit is None else self._pending_limit
+            self._queue = pending.SnapshotQueue(limit)
+        return self._queue
 
     @property
     def event_store(self) -> EventStore:
@@ -107,16 +130,16 @@ class Registry:
         """
         validate_name(name)
         metadata = _json_metadata(name, metadata)
-        if not isinstance(module, RLModule):
+        if not isinstance(module, rlmodule.RLModule):
             raise TypeError(f"snapshot of {name!r}: {type(module).__name__} is not an RLModule")
-        spec = self._spec_dict(spec_to_dict(module))
+        spec = self._spec_dict(rlmodule.spec_to_dict(module))
         if block:
-            tensors, rest = split_state(_state_to_store(module))
+            tensors, rest = rlmodule.split_state(_state_to_store(module))
             return self._record(name, spec, metadata, (tensors, rest, None), progress,
                                 lambda: self._snapshots.wait_turn(name))
 
         def stage() -> tuple:
-            tensors, rest = split_state(_state_to_store(module))
+            tensors, rest = rlmodule.split_state(_state_to_store(module))
             staged, release = self._snapshots.staging.stage(tensors)
             return staged, json.loads(json.dumps(rest)), release
 
@@ -130,7 +153,7 @@ class Registry:
         digest = spec_digest(spec)
         with storage_ops.during(f"snapshot of {name!r}"):  # nothing is recorded when storage fails
             try:
-                manifest = self._store.put(tensors, progress=progress)  # blobs first: an event never names a missing blob
+                manifest = self.store.put(tensors, progress=progress)  # blobs first: an event never names a missing blob
                 return self._commit(name, spec, metadata, tensors, rest, manifest, digest, wait_turn)
             finally:
                 if release is not None:
@@ -148,7 +171,7 @@ class Registry:
 
         wait_turn()
         # gc's protocol: touch the objects, re-upload any it collected meanwhile, check them in the append
-        recorded = collector.append_referencing(self, name, manifest, events, lambda: collector.reupload(self._store, tensors, manifest))
+        recorded = collector.append_referencing(self, name, manifest, events, lambda: collector.reupload(self.store, tensors, manifest))
         retention.apply(self, name)  # after the commit: the new version is the latest, always kept
         last = recorded[-1]
         return ModelVersion(
@@ -159,7 +182,7 @@ class Registry:
     def register(self, name: str, spec: Any) -> str:
         """Record ``spec`` (an RLModuleSpec, MultiRLModuleSpec or its dict) for ``name``; returns its digest."""
         validate_name(name)
-        spec_dict = self._spec_dict(dict(spec) if isinstance(spec, Mapping) else spec_to_dict(spec))
+        spec_dict = self._spec_dict(dict(spec) if isinstance(spec, Mapping) else rlmodule.spec_to_dict(spec))
         digest = spec_digest(spec_dict)
 
         def events(latest: int, last_digest: str | None) -> list[NewEvent]:
@@ -173,7 +196,9 @@ class Registry:
     def _spec_dict(self, spec: dict) -> dict:
         """``spec`` as it will be replayed: its classes resolved now (so a load cannot fail on them
         later) and without ``load_state_path`` (the registry supplies the state)."""
-        return spec_to_dict(replay.spec_object(spec, self.trusted_modules))
+        from registry import replay  # torch
+
+        return rlmodule.spec_to_dict(replay.spec_object(spec, self.trusted_modules))
 
     def _append_with_retry(self, name: str, make_events, check: Any = None) -> list[Event]:
         """Append ``make_events(latest_version, last_spec_digest)`` at the stream's head, retrying clashes."""
@@ -223,15 +248,16 @@ class Registry:
             yield conn
 
     def _row(self, conn: sa.Connection, name: str, version: int | None, alias: str | None) -> Any:
-        """The projected version row that ``(version, alias)`` names, or ``NotFoundError``."""
-        validate_name(name)
-        if version is not None and alias is not None:
-            raise errors.InvalidNameError(f"model {name!r}: give a version or an alias, not both")
+        """The projected version row that ``(version, alias)`` names, or ``NotFoundError``.
+
+        ``name`` may be a whole reference (``walk:3``, ``walk@best``, ``rlreg://walk/3``).
+        """
+        ref = uri.reference(name, version, alias)
+        name, version, alias = ref.name, ref.version, ref.alias
         model = conn.execute(lifecycle.model_query(name)).first()
         if model is None:
-            raise errors.NotFoundError(f"no model named {name!r}")
+            raise self._no_model(conn, name)
         if alias is not None:
-            validate_alias(alias)
             version = conn.execute(
                 sa.select(aliases.c.version).where(aliases.c.name == name, aliases.c.alias == alias)
             ).scalar()
@@ -239,8 +265,6 @@ class Registry:
                 raise errors.NotFoundError(f"model {name!r} has no alias {alias!r}")
         elif version is None:
             return lifecycle.latest_row(conn, model)
-        elif isinstance(version, bool) or not isinstance(version, int):
-            raise errors.InvalidNameError(f"model {name!r}: version {version!r} is not an integer")
         row = conn.execute(lifecycle.version_query(name, version)).first()
         if row is None:
             raise errors.NotFoundError(
@@ -248,6 +272,12 @@ class Registry:
             )
         lifecycle.refuse_deleted_row(row)
         return row
+
+    @staticmethod
+    def _no_model(conn: sa.Connection, name: str) -> errors.NotFoundError:
+        """``NotFoundError`` for an unknown model, suggesting the closest recorded names."""
+        known = conn.execute(sa.select(models.c.name)).scalars().all()
+        return errors.NotFoundError(f"no model named {name!r}{did_you_mean(name, known)}")
 
     def _aliases_of(self, conn: sa.Connection, name: str) -> dict[int, tuple[str, ...]]:
         rows = conn.execute(
@@ -270,18 +300,19 @@ class Registry:
         """The version that ``version`` (default: the latest) or ``alias`` names."""
         with self._read(f"reading model {name!r}") as conn:
             row = self._row(conn, name, version, alias)
-            return self._model_version(row, self._aliases_of(conn, name))
+            return self._model_version(row, self._aliases_of(conn, row.name))
 
     def versions(self, name: str, *, include_deleted: bool = False) -> list[ModelVersion]:
         """Every live version of ``name`` (and the deleted ones, ``deleted`` set, if asked), ascending."""
         validate_name(name)
         with self._read(f"reading model {name!r}") as conn:
             if conn.execute(sa.select(models.c.name).where(models.c.name == name)).first() is None:
-                raise errors.NotFoundError(f"no model named {name!r}")
+                raise self._no_model(conn, name)
             if not include_deleted:
                 lifecycle.live_model(conn, name)
             alias_map, gone = self._aliases_of(conn, name), lifecycle.deletions(conn, name)
-            rows = conn.execute(sa.select(versions).where(versions.c.name == name).order_by(versions.c.version))
+            listed = [c for c in versions.c if c.name not in ("manifest", "state")]  # not in a ModelVersion
+            rows = conn.execute(sa.select(*listed).where(versions.c.name == name).order_by(versions.c.version))
             out = [self._model_version(row, alias_map, gone.get(row.version)) for row in rows]
         return out if include_deleted else [v for v in out if v.deleted is None]
 
@@ -329,9 +360,14 @@ class Registry:
         with self._read(f"reading model {name!r}") as conn:
             return self._row(conn, name, version, alias).manifest
 
+    def state(self, name: str, version: int | None = None, *, alias: str | None = None) -> Any:
+        """The non-tensor part of a version's state (JSON), as ``split_state`` left it."""
+        with self._read(f"reading model {name!r}") as conn:
+            return self._row(conn, name, version, alias).state or {}
+
     def load(
         self, name: str, version: int | None = None, *, alias: str | None = None, progress: ProgressCallback | None = None
-    ) -> RLModule:
+    ) -> rlmodule.RLModule:
         """The module of a version (default: the latest), rebuilt from its spec and state.
 
         ``progress(done, total)``: bytes of the version's objects read so far (``Store.get``'s).
@@ -339,7 +375,9 @@ class Registry:
         row, spec = self._stored(name, version, alias=alias)
         with storage_ops.during(f"load of {name!r} version {row.version}"):
             tensors = self._get(row.manifest, progress=progress)
-        state = join_state(tensors, row.state or {})
+        state = rlmodule.join_state(tensors, row.state or {})
+        from registry import replay  # torch
+
         return replay.rebuild(spec, state, tensors, self.trusted_modules)
 
     def _stored(self, name: str, version: int | None = None, *, alias: str | None = None) -> tuple[Any, dict]:
@@ -355,9 +393,18 @@ class Registry:
 
         return fs.bind(self)
 
+    def tensors(self, name: str, version: int | None = None, names: list[str] | None = None, *,
+                alias: str | None = None) -> dict:
+        """Some (default: all) of a version's tensors, read and verified, without rebuilding the module."""
+        manifest = self.manifest(name, version, alias=alias)
+        unknown = sorted(set(names or ()) - set(manifest["tensors"]))
+        if unknown:
+            raise errors.NotFoundError(f"model {name!r} version {version or alias or 'latest'}: no tensor {unknown[0]!r}")
+        return self._get(manifest, names=names)
+
     def _get(self, manifest: dict, names: list[str] | None = None, progress: ProgressCallback | None = None) -> dict:
         try:
-            return self._store.get(manifest, names=names, progress=progress)
+            return self.store.get(manifest, names=names, progress=progress)
         except storage.IntegrityError as exc:
             raise errors.IntegrityError(str(exc)) from exc
 
@@ -368,7 +415,8 @@ class Registry:
         validate_name(name)
         recorded = self._events.read_stream(name)
         if not recorded:
-            raise errors.NotFoundError(f"no model named {name!r}")
+            with self._read(f"reading model {name!r}") as conn:
+                raise self._no_model(conn, name)
         return recorded
 
     def events(self, after: int = 0, limit: int | None = None) -> list[Event]:
@@ -388,6 +436,7 @@ class Registry:
 
     def set_alias(self, name: str, alias: str, version: int) -> Event:
         """Point ``alias`` at ``version`` of ``name`` (moving it if it pointed elsewhere)."""
+        validate_name(name)
         validate_alias(alias)
         if alias == uri.LATEST:
             raise errors.InvalidNameError(
@@ -396,7 +445,7 @@ class Registry:
         if version is None:
             raise errors.InvalidNameError(f"model {name!r}: set_alias({alias!r}) needs a version")
         with self._read(f"reading model {name!r}") as conn:
-            self._row(conn, name, version, None)
+            version = self._row(conn, name, version, None).version
         return self._events.append(name, [NewEvent(ALIAS_SET, {"alias": alias, "version": version})])[0]
 
     def aliases(self, name: str) -> dict[str, int]:
@@ -404,7 +453,7 @@ class Registry:
         validate_name(name)
         with self._read(f"reading model {name!r}") as conn:
             if conn.execute(sa.select(models.c.name).where(models.c.name == name)).first() is None:
-                raise errors.NotFoundError(f"no model named {name!r}")
+                raise self._no_model(conn, name)
             rows = conn.execute(
                 sa.select(aliases.c.alias, aliases.c.version).where(aliases.c.name == name).order_by(aliases.c.alias)
             )
@@ -412,6 +461,7 @@ class Registry:
 
     def remove_alias(self, name: str, alias: str) -> Event:
         """Remove ``alias`` from ``name``."""
+        validate_name(name)
         with self._read(f"reading model {name!r}") as conn:
             self._row(conn, name, None, alias)
         return self._events.append(name, [NewEvent(ALIAS_REMOVED, {"alias": alias})])[0]
@@ -461,7 +511,8 @@ class Registry:
     def diff(self, name: str, a: int | str, b: int | str) -> ModelDiff:
         """What changed from version (or alias) ``a`` to ``b``."""
         with self._read(f"reading model {name!r}") as conn:
-            rows = [self._row(conn, name, *_version_or_alias(x)) for x in (a, b)]
+            refs = [uri.parse_selector(name, x) for x in (a, b)]  # 3, "3", "best" or "@best"
+            rows = [self._row(conn, ref.name, ref.version, ref.alias) for ref in refs]
             sides = [
                 {"manifest": r.manifest, "spec": self._spec_of(conn, r.spec_digest), "state": r.state,
                  "metadata": r.metadata} for r in rows
@@ -485,7 +536,7 @@ class Registry:
         ``progress`` reports the read from the store (``load``'s), not the checkpoint's write.
         """
         module = self.load(name, version, alias=alias, progress=progress)
-        return rllib_checkpoint.export_as(module, path, format)
+        return rlmodule.rllib_checkpoint.export_as(module, path, format)
 
     def import_checkpoint(
         self,
@@ -505,11 +556,11 @@ class Registry:
         validate_name(name)
         _json_metadata(name, metadata)
         if from_rllib:
-            module = rllib_checkpoint.load_rllib_checkpoint(path)
-            metadata = {"rllib_ray_version": rllib_checkpoint.rllib_metadata(path).get("ray_version"),
+            module = rlmodule.rllib_checkpoint.load_rllib_checkpoint(path)
+            metadata = {"rllib_ray_version": rlmodule.rllib_checkpoint.rllib_metadata(path).get("ray_version"),
                         **(metadata or {})}
         else:
-            module = RLModule.from_checkpoint(path, trusted_modules=self.trusted_modules)
+            module = rlmodule.RLModule.from_checkpoint(path, trusted_modules=self.trusted_modules)
         return self.snapshot(name, module, metadata, progress=progress)
 
     # --- housekeeping --------------------------------------------------------------------
@@ -537,8 +588,13 @@ class Registry:
         needed = {f"{r.name}/{r.version}": set(storage.manifest_objects(r.manifest)) for r in rows}
         referenced = set().union(*needed.values()) if needed else set()
         with storage_ops.during("verify"):
-            present = self._store.exists(referenced) if referenced else set()
-            report = self._store.verify(quarantine=repair, progress=progress)
+            if referenced and not self.store.location.isdir():
+                raise errors.StorageUnavailableError(
+                    f"storage {self.store.url!r} does not exist (no such folder), yet {len(needed)} version(s) "
+                    "keep their objects there: check --storage / RLREG_STORAGE_URL"
+                )
+            present = self.store.exists(referenced) if referenced else set()
+            report = self.store.verify(quarantine=repair, progress=progress)
         missing = {key: sorted(digests - present) for key, digests in needed.items() if digests - present}
         return {
             "versions": len(rows),
@@ -568,12 +624,6 @@ def _versions_holding(rows: list[Any], objects: set[str]) -> dict[str, dict[str,
     return out
 
 
-def _version_or_alias(x: int | str | None) -> tuple[int | None, str | None]:
-    if isinstance(x, str) and not uri.is_version_text(x):
-        return None, x
-    return (int(x) if x is not None else None), None
-
-
 def _json_metadata(name: str, metadata: Mapping[str, Any] | None) -> dict[str, Any]:
     """A copy of ``metadata`` if it is a JSON object, else ``InvalidEventError`` naming the bad key."""
     if metadata is None:
@@ -596,7 +646,7 @@ def _json_metadata(name: str, metadata: Mapping[str, Any] | None) -> dict[str, A
     return out
 
 
-def _state_to_store(module: RLModule) -> Any:
+def _state_to_store(module: rlmodule.RLModule) -> Any:
     """The module's state without copying its tensors when its ``get_state`` takes ``copy=False``.
 
     The views are hashed and written within ``snapshot`` itself, so copying every byte first only

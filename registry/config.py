@@ -1,4 +1,7 @@
-"""Where a registry lives by default: ``RLREG_DB_URL`` / ``RLREG_STORAGE_URL``, else the data folder."""
+"""Where a registry lives by default: ``RLREG_DB_URL`` / ``RLREG_STORAGE_URL``, else the data folder.
+
+The variables themselves are read by ``storage.config`` (the one module that reads ``RLREG_*``).
+"""
 
 from __future__ import annotations
 
@@ -6,12 +9,14 @@ import os
 import sys
 from pathlib import Path
 
+from storage import config as settings
+
 APP = "rlreg"
 
 
 def data_dir() -> Path:
     """``RLREG_HOME``, else the platform's per-user data folder (``~/.local/share/rlreg`` on Linux)."""
-    home = os.environ.get("RLREG_HOME")
+    home = settings.home()
     if home:
         return Path(home).expanduser()
     if sys.platform == "win32":
@@ -25,7 +30,7 @@ def data_dir() -> Path:
 
 def default_db_url() -> str:
     """``RLREG_DB_URL`` as it is now, else a SQLite file ``rlreg.db`` in the data folder."""
-    url = os.environ.get("RLREG_DB_URL")
+    url = settings.db_url()
     if url:
         return url
     folder = data_dir()
@@ -35,7 +40,7 @@ def default_db_url() -> str:
 
 def default_storage_url() -> str:
     """``RLREG_STORAGE_URL`` as it is now, else the folder ``blobs`` in the data folder."""
-    url = os.environ.get("RLREG_STORAGE_URL")
+    url = settings.storage_url()
     if url:
         return url
     folder = data_dir() / "blobs"

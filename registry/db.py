@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 import contextlib
+import ast
 import dataclasses
+import functools
 import os
+import re
 import sqlite3
 import sys
 import threading
@@ -15,11 +18,6 @@ from pathlib import Path
 from typing import Any, Optional, Union
 
 import sqlalchemy as sa
-from alembic import command
-from alembic.config import Config
-from alembic.runtime.migration import MigrationContext
-from alembic.script import ScriptDirectory
-from alembic.util.exc import CommandError
 from filelock import FileLock, Timeout
 
 try:
@@ -34,6 +32,7 @@ from registry import errors
 SQLITE_BUSY_TIMEOUT = 60.0  # seconds a writer waits for SQLite's write lock
 WRITE = "rlreg_write"  # execution option: begin with BEGIN IMMEDIATE on SQLite
 UPGRADE_COMMAND = "rlreg db upgrade"
+_MISSING_DATABASE = re.compile(r'database "([^"]*)" does not exist')
 _ADVISORY_LOCK_KEY = zlib.crc32(b"rlreg.schema") & 0x7FFFFFFF
 
 
@@ -41,10 +40,20 @@ def normalize_url(url: Union[str, URL]) -> URL:
     """A SQLAlchemy URL: ``postgresql://`` uses psycopg 3; a plain path means a SQLite file."""
     if isinstance(url, str) and "://" not in url:
         url = f"sqlite:///{Path(url).expanduser()}"
-    parsed = make_url(url)
+    try:
+        parsed = make_url(url)
+    except (exc.ArgumentError, ValueError) as e:
+        raise errors.DatabaseUnavailableError(
+            f"database URL {_shown_url(url)!r} is not a URL: expected sqlite:///path or postgresql://user@host/db"
+        ) from e
     if parsed.drivername in ("postgresql", "postgres"):
         parsed = parsed.set(drivername="postgresql+psycopg")
     return parsed
+
+
+def _shown_url(url: Union[str, URL]) -> str:
+    """``url`` for an error message, its password hidden."""
+    return re.sub(r"(://[^:/@\s]+:)[^@\s]+@", r"\1***@", str(url))
 
 
 def is_sqlite(engine: Union[Engine, Connection]) -> bool:
@@ -68,7 +77,14 @@ def create_engine(url: Union[str, URL], *, create: bool = True, **kwargs: Any) -
         )
     connect_args = {"options": "-c TimeZone=UTC"}  # timestamps come back in UTC, as they went in
     connect_args.update(kwargs.pop("connect_args", {}))
-    engine = sa.create_engine(parsed, connect_args=connect_args, **kwargs)
+    try:
+        engine = sa.create_engine(parsed, connect_args=connect_args, **kwargs)
+    except ImportError as e:  # postgresql+psycopg2:// without psycopg2, ...
+        raise errors.DatabaseUnavailableError(
+            f"database URL {parsed.render_as_string(hide_password=True)!r}: its driver "
+            f"{parsed.get_driver_name()!r} is not installed ({e}): use postgresql+psycopg:// "
+            "(pip install 'rlreg[postgres]') or install that driver"
+        ) from e
     _ping_idle_connections(engine)
     return engine
 
@@ -281,6 +297,12 @@ def translate_errors(what: str) -> Iterator[None]:
                 raise _wrap_driver_error(e) from e
             raise
     except exc.OperationalError as e:
+        missing = _MISSING_DATABASE.search(str(e.orig))
+        if missing:
+            raise errors.NotFoundError(
+                f"{what}: database {missing.group(1)!r} does not exist on the server: create it "
+                f"(`createdb {missing.group(1)}`) or check the URL"
+            ) from e
         raise errors.DatabaseUnavailableError(f"{what}: the database is unavailable or locked: {e.orig}") from e
     except exc.InterfaceError as e:
         raise errors.DatabaseUnavailableError(f"{what}: the database connection failed: {e.orig}") from e
@@ -302,8 +324,10 @@ def _wrap_driver_error(e: BaseException) -> exc.DBAPIError:
 # --- schema: Alembic ------------------------------------------------------------------------
 
 
-def alembic_config(connection: Optional[Connection] = None) -> Config:
+def alembic_config(connection: Optional[Connection] = None) -> Any:
     """An Alembic ``Config`` for the ``migrations`` package, usable from any cwd (no alembic.ini)."""
+    from alembic.config import Config
+
     import migrations
 
     config = Config()
@@ -334,6 +358,8 @@ class SchemaStatus:
 
 def head_revision() -> str:
     """The head revision of the shipped migrations."""
+    from alembic.script import ScriptDirectory
+
     head = ScriptDirectory.from_config(alembic_config()).get_current_head()
     assert head is not None, "the migrations package has no revisions"
     return head
@@ -341,6 +367,9 @@ def head_revision() -> str:
 
 def schema_status(engine: Engine) -> SchemaStatus:
     """The current and head revisions of ``engine``'s database."""
+    from alembic.runtime.migration import MigrationContext
+    from alembic.script import ScriptDirectory
+
     script = ScriptDirectory.from_config(alembic_config())
     head = script.get_current_head()
     with translate_errors("reading the schema revision"), engine.connect() as conn:
@@ -350,7 +379,49 @@ def schema_status(engine: Engine) -> SchemaStatus:
     return SchemaStatus(current=current, head=head, known=known, empty=current is None and not tables)
 
 
-def _is_known(script: ScriptDirectory, revision: str) -> bool:
+def _at_shipped_head(engine: Engine) -> Optional[SchemaStatus]:
+    """The status when the database is at the shipped head (the usual case), read without importing
+    Alembic (a third of a read command's start-up); ``None`` means: ask Alembic."""
+    head = _shipped_head()
+    if head is None:
+        return None
+    with translate_errors("reading the schema revision"), engine.connect() as conn:
+        if not sa.inspect(conn).has_table("alembic_version"):
+            return None
+        current = conn.execute(sa.text("SELECT version_num FROM alembic_version")).scalars().all()
+    return SchemaStatus(current=head, head=head, known=True, empty=False) if current == [head] else None
+
+
+@functools.cache
+def _shipped_head() -> Optional[str]:
+    """The one revision of ``migrations/versions`` that no other revision follows, read from the files
+    (module-level ``revision`` / ``down_revision`` strings); ``None`` when they are not that simple."""
+    import migrations
+
+    revisions, parents = set(), set()
+    for path in (Path(migrations.__file__).resolve().parent / "versions").glob("*.py"):
+        found = {}
+        for node in ast.parse(path.read_text()).body:
+            target = node.target if isinstance(node, ast.AnnAssign) else (
+                node.targets[0] if isinstance(node, ast.Assign) and len(node.targets) == 1 else None)
+            if isinstance(target, ast.Name) and target.id in ("revision", "down_revision") and node.value is not None:
+                found[target.id] = node.value
+        if "revision" not in found:
+            continue
+        values = [_literal(found["revision"]), _literal(found.get("down_revision"))]
+        if not isinstance(values[0], str) or not (values[1] is None or isinstance(values[1], str)):
+            return None  # a merge point or a computed name: Alembic knows best
+        revisions.add(values[0])
+        parents.add(values[1])
+    heads = revisions - parents
+    return heads.pop() if len(heads) == 1 else None
+
+
+def _literal(node: Any) -> Any:
+    return node.value if isinstance(node, ast.Constant) else ...
+
+
+def _is_known(script: Any, revision: str) -> bool:
     try:
         return script.get_revision(revision) is not None
     except Exception:  # noqa: BLE001 - alembic raises several kinds for an unknown revision
@@ -359,6 +430,8 @@ def _is_known(script: ScriptDirectory, revision: str) -> bool:
 
 def upgrade(engine: Engine, revision: str = "head") -> SchemaStatus:
     """Upgrade the schema to ``revision`` under a cross-process lock; returns the new status."""
+    from alembic import command
+
     _raise_if_newer(engine, schema_status(engine))
     with _migration_lock(engine), _alembic_errors(f"upgrading the schema to {revision!r}"):
         with _begin_write(engine) as conn:
@@ -368,6 +441,8 @@ def upgrade(engine: Engine, revision: str = "head") -> SchemaStatus:
 
 def downgrade(engine: Engine, revision: str) -> SchemaStatus:
     """Downgrade the schema to ``revision`` (``"base"`` drops every table) under the lock."""
+    from alembic import command
+
     with _migration_lock(engine), _alembic_errors(f"downgrading the schema to {revision!r}"):
         with _begin_write(engine) as conn:
             command.downgrade(alembic_config(conn), revision)
@@ -376,6 +451,8 @@ def downgrade(engine: Engine, revision: str) -> SchemaStatus:
 
 @contextlib.contextmanager
 def _alembic_errors(what: str) -> Iterator[None]:
+    from alembic.util.exc import CommandError
+
     with translate_errors(what):
         try:
             yield
@@ -385,7 +462,7 @@ def _alembic_errors(what: str) -> Iterator[None]:
 
 def ensure_schema(engine: Engine, upgrade: bool = False, create: bool = True) -> SchemaStatus:
     """Initialise an empty database (only with ``create``); refuse an older (unless ``upgrade``) or newer schema."""
-    status = schema_status(engine)
+    status = _at_shipped_head(engine) or schema_status(engine)
     if status.up_to_date:
         return status
     _raise_if_newer(engine, status)
@@ -400,6 +477,8 @@ def ensure_schema(engine: Engine, upgrade: bool = False, create: bool = True) ->
         status = schema_status(engine)  # another process may have done it while we waited
         _raise_if_newer(engine, status)
         if not status.up_to_date and (status.empty or upgrade):
+            from alembic import command
+
             with translate_errors("creating the schema"), _begin_write(engine) as conn:
                 command.upgrade(alembic_config(conn), "head")
             status = schema_status(engine)

@@ -7,6 +7,7 @@
     │   ├── ConflictError                          a stream moved under an append; a checkpoint went back
     │   ├── IntegrityError (storage's IntegrityError)  a blob fails its digest (wraps storage's)
     │   ├── InvalidNameError (ValueError)          a bad model, alias or stream name
+    │   │   └── InvalidReferenceError              a reference outside NAME[:3|@alias] / rlreg://
     │   ├── InvalidEventError (ValueError)         an event that is not JSON or has a bad type
     │   ├── SchemaVersionError                     the database schema is older or newer than this rlreg
     │   └── DatabaseUnavailableError (ConnectionError)  the database cannot be reached or stays locked
@@ -19,7 +20,8 @@
     │   ├── InvalidDigestError (ValueError)        a string that is not a digest
     │   ├── TensorNotInManifestError (LookupError) a name asked of get() that the manifest lacks
     │   ├── UnknownProtocolError (ValueError)      a URL whose fsspec protocol is unknown
-    │   └── StorageUnavailableError (ConnectionError)  unreachable endpoint, missing bucket/credentials
+    │   ├── StorageUnavailableError (ConnectionError)  unreachable endpoint, missing bucket/credentials
+    │   └── InvalidSettingError (ValueError)       an RLREG_* variable not understood (storage/config.py)
     └── RLModuleError                              (rlmodule/errors.py, re-exported here)
         ├── UntrustedClassError (ValueError)       a class path the trusted-class rule refuses
         ├── SpaceSerializationError (ValueError)   a gym space (or its dict) we cannot encode/decode
@@ -58,6 +60,7 @@ from rlmodule.errors import (  # noqa: F401 - re-exported: the whole tree in one
 )
 from storage.errors import IntegrityError as StorageIntegrityError
 from storage.errors import (  # noqa: F401 - re-exported
+    InvalidSettingError,
     InvalidDigestError,
     InvalidManifestError,
     InvalidTensorNameError,
@@ -99,6 +102,10 @@ class IntegrityError(RegistryError, StorageIntegrityError):
 
 class InvalidNameError(RegistryError, ValueError):
     """A model, alias or stream name that breaks the naming rules."""
+
+
+class InvalidReferenceError(InvalidNameError):
+    """A reference that is not ``NAME``, ``NAME:3``, ``NAME@alias`` or an ``rlreg://`` URI."""
 
 
 class InvalidEventError(RegistryError, ValueError):

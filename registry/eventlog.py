@@ -74,9 +74,12 @@ class SQLiteLog:
         """Rows with positions ``first..last``."""
         return _sqlite_rows(dbapi.execute(self.read_span, (first, last)).fetchall())
 
-    def stream(self, dbapi: Any, stream: str, after: int) -> list[tuple]:
-        """Rows of ``stream`` after ``after``, in stream order."""
-        return _sqlite_rows(dbapi.execute(self.read_stream_sql, (stream, after)).fetchall())
+    def stream(self, dbapi: Any, stream: str, after: int, types: Optional[Sequence[str]] = None) -> list[tuple]:
+        """Rows of ``stream`` after ``after`` (only of ``types``, if given), in stream order."""
+        if types is None:
+            return _sqlite_rows(dbapi.execute(self.read_stream_sql, (stream, after)).fetchall())
+        query = self.read_stream_sql.replace(" ORDER BY", f" AND type IN ({', '.join('?' * len(types))}) ORDER BY")
+        return _sqlite_rows(dbapi.execute(query, (stream, after, *types)).fetchall())
 
     def head(self, dbapi: Any) -> int:
         """The last position."""
@@ -187,9 +190,12 @@ class PostgresLog:
         """Rows with positions ``first..last``."""
         return _pg_rows(dbapi.execute(self.read_span, (first, last)).fetchall())
 
-    def stream(self, dbapi: Any, stream: str, after: int) -> list[tuple]:
-        """Rows of ``stream`` after ``after``, in stream order."""
-        return _pg_rows(dbapi.execute(self.read_stream_sql, (stream, after)).fetchall())
+    def stream(self, dbapi: Any, stream: str, after: int, types: Optional[Sequence[str]] = None) -> list[tuple]:
+        """Rows of ``stream`` after ``after`` (only of ``types``, if given), in stream order."""
+        if types is None:
+            return _pg_rows(dbapi.execute(self.read_stream_sql, (stream, after)).fetchall())
+        query = self.read_stream_sql.replace(" ORDER BY", " AND type = ANY(%s) ORDER BY")
+        return _pg_rows(dbapi.execute(query, (stream, after, list(types))).fetchall())
 
     def head(self, dbapi: Any) -> int:
         """The last position."""

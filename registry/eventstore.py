@@ -27,7 +27,6 @@ from contextlib import contextmanager
 from typing import Any, Optional, Protocol, Union
 
 import sqlalchemy as sa
-from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import URL, Connection, Engine
 
 from registry import db, errors, tailing
@@ -279,10 +278,10 @@ class EventStore:
         with self._driver("reading events") as driver:
             return events_of(self._log.events(driver, after, limit))
 
-    def read_stream(self, stream: str, after: int = 0) -> list[Event]:
-        """The events of ``stream`` with ``stream_version > after``, in stream order."""
+    def read_stream(self, stream: str, after: int = 0, types: Optional[Sequence[str]] = None) -> list[Event]:
+        """The events of ``stream`` with ``stream_version > after`` (only ``types``, if given), in stream order."""
         with self._driver(f"reading stream {stream!r}") as driver:
-            return events_of(self._log.stream(driver, stream, after))
+            return events_of(self._log.stream(driver, stream, after, types))
 
     def stream_version(self, stream: str) -> int:
         """The current version of ``stream`` (0 when it has no events)."""
@@ -393,7 +392,11 @@ def _driver_of(conn: Connection) -> Any:
 
 
 def _insert_for(conn: Connection) -> Callable[..., Any]:
-    return sqlite.insert if db.is_sqlite(conn) else postgresql.insert
+    if db.is_sqlite(conn):  # each dialect imported only where it is used (start-up of the CLI)
+        from sqlalchemy.dialects.sqlite import insert
+    else:
+        from sqlalchemy.dialects.postgresql import insert
+    return insert
 
 
 def _checkpoint(conn: Connection, consumer: str) -> int:

@@ -5,11 +5,12 @@ from __future__ import annotations
 import math
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import torch
+if TYPE_CHECKING:
+    import torch
 
-Getter = Callable[[dict, list[str]], dict[str, torch.Tensor]]
+Getter = Callable[[dict, list[str]], "dict[str, torch.Tensor]"]
 _MISSING = "<missing>"
 
 
@@ -121,6 +122,8 @@ def max_abs_diff(x: torch.Tensor, y: torch.Tensor) -> float:
         return math.inf
     if x.numel() == 0:
         return 0.0
+    import torch
+
     xd, yd = x.to(torch.float64), y.to(torch.float64)
     delta = (xd - yd).abs()
     delta = torch.where(torch.isnan(xd) & torch.isnan(yd), torch.zeros_like(delta), delta)
@@ -131,6 +134,8 @@ def same_bits(x: torch.Tensor, y: torch.Tensor) -> bool:
     """True when dtype, shape and every byte are equal."""
     if x.dtype != y.dtype or x.shape != y.shape:
         return False
+    import torch
+
     bx = x.contiguous().reshape(-1).view(torch.uint8)
     by = y.contiguous().reshape(-1).view(torch.uint8)
     return torch.equal(bx, by)

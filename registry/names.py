@@ -74,3 +74,13 @@ def validate_alias(alias: object) -> str:
             "(and not '.' or '..')"
         )
     return alias
+
+
+def did_you_mean(name: str, known: list[str]) -> str:
+    """`` (did you mean 'walk'?)`` naming the recorded names closest to ``name``, or ``""``."""
+    import difflib
+
+    close = difflib.get_close_matches(name, known, n=3, cutoff=0.6)
+    if not close:
+        return ""
+    return f" (did you mean {' or '.join(repr(c) for c in close)}?)"

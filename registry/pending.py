@@ -20,12 +20,12 @@ import sys
 import threading
 import weakref
 from collections.abc import Callable, Mapping
-from typing import Any
-
-import numpy as np
-import torch
+from typing import TYPE_CHECKING, Any
 
 from registry.records import ModelVersion
+
+if TYPE_CHECKING:
+    import torch
 
 DEFAULT_LIMIT = 2
 _ALIGN = 64  # bytes: every staged tensor starts on a cache line
@@ -81,6 +81,9 @@ class StagingPool:
 
     def stage(self, tensors: Mapping[str, Any]) -> tuple[dict[str, Any], Callable[[], None]]:
         """One copy of ``tensors`` (torch or numpy) and the function that hands its buffer back."""
+        import numpy as np
+        import torch
+
         sizes = {k: t.numel() * t.element_size() for k, t in tensors.items() if isinstance(t, torch.Tensor)}
         buf = self._take(sum(_aligned(n) for n in sizes.values()))
         out: dict[str, Any] = {}
@@ -94,6 +97,8 @@ class StagingPool:
         return out, lambda: self._give(buf)
 
     def _take(self, nbytes: int) -> torch.Tensor:
+        import torch
+
         with self._lock:
             for i, buf in enumerate(self._free):
                 if nbytes <= buf.numel() <= 2 * nbytes + (1 << 20):
@@ -128,12 +133,17 @@ def _aligned(n: int) -> int:
     return -(-n // _ALIGN) * _ALIGN
 
 
+def check_limit(limit: Any) -> None:
+    """``ValueError`` unless ``limit`` (``pending_snapshots``) is a positive integer."""
+    if isinstance(limit, bool) or not isinstance(limit, int) or limit < 1:
+        raise ValueError(f"pending_snapshots must be a positive integer, got {limit!r}")
+
+
 class SnapshotQueue:
     """At most ``limit`` snapshots in flight, committed per name in call order."""
 
     def __init__(self, limit: int = DEFAULT_LIMIT) -> None:
-        if isinstance(limit, bool) or not isinstance(limit, int) or limit < 1:
-            raise ValueError(f"pending_snapshots must be a positive integer, got {limit!r}")
+        check_limit(limit)
         self.limit = limit
         self.staging = StagingPool(limit)
         self._slots = threading.BoundedSemaphore(limit)

@@ -1,6 +1,16 @@
-"""``rlreg://`` URIs and the paths of the ``rlreg://`` filesystem.
+"""References to a model version: the one grammar of the CLI, the API and ``rlreg://``.
 
-The grammar (one reading per string, whatever models exist)::
+A reference (``parse_reference``) is any of::
+
+    NAME              the latest version          rlreg://NAME
+    NAME:3            version 3                   rlreg://NAME/3      (also NAME/3)
+    NAME@best         what the alias points at    rlreg://NAME@best   (NAME@latest: the latest)
+
+A version is ASCII digits, 1 or more (``NAME:²`` is an ``InvalidReferenceError``, never a crash).
+A selector (``parse_selector``, the VERSION of ``rlreg alias set NAME prod VERSION`` and the A/B of
+``rlreg diff``) is ``3``, ``@best`` or ``best``.
+
+The URI grammar (one reading per string, whatever models exist)::
 
     uri       = "rlreg://" ref [ "/" inner ]
     ref       = name                   the latest version of model ``name``
@@ -21,7 +31,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
-from registry.errors import InvalidNameError
+from registry.errors import InvalidNameError, InvalidReferenceError
 from registry.names import validate_alias, validate_name
 
 SCHEME = "rlreg"
@@ -53,6 +63,84 @@ class ModelRef:
         if self.version is not None:
             return f"{self.name}/{self.version}"
         return self.name
+
+
+def parse_reference(text: str) -> ModelRef:
+    """Parse ``NAME``, ``NAME:3``, ``NAME@alias``, ``NAME/3`` or an ``rlreg://`` URI into a ``ModelRef``.
+
+    Anything else raises ``InvalidReferenceError`` (an ``InvalidNameError``) naming the text.
+    """
+    if not isinstance(text, str):
+        raise InvalidReferenceError(f"reference {text!r} is not a string (got {type(text).__name__})")
+    if text.startswith(PREFIX):
+        return _as_reference_error(parse_uri, text)
+    if "://" in text:
+        raise InvalidReferenceError(f"reference {text!r}: only rlreg:// URIs are references ({_FORMS})")
+    head, colon, version = text.rpartition(":")
+    if not colon:
+        return _as_reference_error(parse_ref, text, uri=text)
+    if not head or "@" in text or not is_version_text(version) or int(version) < 1:
+        raise InvalidReferenceError(
+            f"reference {text!r}: expected NAME:VERSION with VERSION a positive integer (ASCII digits)"
+        )
+    return ModelRef(_as_reference_error(validate_name, head), version=int(version))
+
+
+def parse_selector(name: str, text: str | int) -> ModelRef:
+    """``3``, ``@best`` or ``best`` (a version or an alias of ``name``) as a ``ModelRef``."""
+    if isinstance(text, int) and not isinstance(text, bool):
+        return ModelRef(validate_name(name), version=text) if text >= 1 else parse_reference(f"{name}:{text}")
+    if not isinstance(text, str) or not text:
+        raise InvalidReferenceError(f"version {text!r} of {name!r}: expected a version (3) or an alias (@best)")
+    if is_version_text(text):
+        return parse_reference(f"{name}:{text}")
+    return parse_reference(f"{name}@{text.removeprefix('@')}")
+
+
+def reference(name: str, version: int | str | None = None, alias: str | None = None) -> ModelRef:
+    """The API's ``(name, version=None, alias=None)`` as one ``ModelRef``; ``name`` may be a reference.
+
+    ``load("walk:3")``, ``load("rlreg://walk@best")`` and ``load("walk", 3)`` mean what they say
+    (a version is an ``int``: ``load("walk", "3")`` is refused);
+    a version or alias given twice (``load("walk:3", alias="best")``) is an ``InvalidReferenceError``.
+    """
+    if isinstance(name, str) and (name.startswith(PREFIX) or ":" in name or "@" in name or _has_version(name)):
+        ref = parse_reference(name)
+        if version is not None or alias is not None:
+            raise InvalidReferenceError(
+                f"reference {name!r} already names {'alias ' + repr(ref.alias) if ref.alias else 'its version'}:"
+                " give the version or alias in the reference or as arguments, not both"
+            )
+        return ref
+    validate_name(name)
+    if version is not None and alias is not None:
+        raise InvalidReferenceError(f"model {name!r}: give a version or an alias, not both")
+    if alias is not None:
+        validate_alias(alias)
+        return ModelRef(name) if alias == LATEST else ModelRef(name, alias=alias)
+    if version is not None and (isinstance(version, bool) or not isinstance(version, int)):
+        raise InvalidReferenceError(
+            f"model {name!r}: version {version!r} is not an integer (a reference such as '{name}:3' or "
+            f"'{name}@best' goes in the name)"
+        )
+    return ModelRef(name, version=version)
+
+
+def _has_version(path: str) -> bool:
+    return any(i > 0 and is_version_text(s) for i, s in enumerate(path.split("/")))
+
+
+_FORMS = "NAME, NAME:3, NAME@alias, rlreg://NAME/3 or rlreg://NAME@alias"
+
+
+def _as_reference_error(func, *args, **kwargs):
+    """``func(*args)``, its ``InvalidNameError`` raised again as an ``InvalidReferenceError``."""
+    try:
+        return func(*args, **kwargs)
+    except InvalidReferenceError:
+        raise
+    except InvalidNameError as exc:
+        raise InvalidReferenceError(str(exc)) from None
 
 
 def parse_uri(uri: str) -> ModelRef:
@@ -99,7 +187,7 @@ def split_path(path: str, *, shown: str | None = None) -> tuple[ModelRef, str]:
 
 def canonical_path(path: str) -> str:
     """``path`` with a bare model name spelled ``name@latest``, so paths below it stay inside it."""
-    if not path or "@" in path or any(i > 0 and is_version_text(s) for i, s in enumerate(path.split("/"))):
+    if not path or "@" in path or _has_version(path):
         return path
     try:
         validate_name(path)

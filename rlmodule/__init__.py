@@ -1,94 +1,67 @@
-"""rlmodule: RLlib's RLModule API without ray, with pickle-free checkpoints on fsspec URLs."""
+"""rlmodule: RLlib's RLModule API without ray, with pickle-free checkpoints on fsspec URLs.
 
-from rlmodule.annotations import (
-    DeveloperAPI,
-    ExperimentalAPI,
-    OverrideToImplementCustomLogic,
-    OverrideToImplementCustomLogic_CallToSuperRecommended,
-    PublicAPI,
-    is_overridden,
-    override,
-)
-from rlmodule.checker import (
-    SpecDict,
-    SpecType,
-    TypeSpec,
-    check_input_specs,
-    check_output_specs,
-    convert_to_canonical_format,
-)
-from rlmodule.catalog import MODEL_DEFAULTS, Catalog
-from rlmodule.checkpoints import Checkpointable
-from rlmodule.columns import (
-    COMPONENT_LEARNER,
-    COMPONENT_LEARNER_GROUP,
-    COMPONENT_RL_MODULE,
-    DEFAULT_MODULE_ID,
-    DEFAULT_POLICY_ID,
-    Columns,
-    validate_module_id,
-)
-from rlmodule.deprecation import DEPRECATED_VALUE, Deprecated, deprecation_warning
-from rlmodule.distributions import (
-    Distribution,
-    TorchCategorical,
-    TorchDeterministic,
-    TorchDiagGaussian,
-    TorchDistribution,
-    TorchMultiCategorical,
-    TorchMultiDistribution,
-    TorchSquashedGaussian,
-)
-from rlmodule.errors import (
-    CheckpointError,
-    CheckpointFormatError,
-    CheckpointNotFoundError,
-    ModelConfigError,
-    PickleRefusedError,
-    RLModuleError,
-    SpaceSerializationError,
-    SpecCheckingError,
-    StateMismatchError,
-    StateSerializationError,
-    UntrustedClassError,
-)
-from rlmodule.multi_rl_module import (
-    MultiRLModule,
-    MultiRLModuleConfig,
-    MultiRLModuleSpec,
-    spec_from_dict,
-    spec_to_dict,
-)
-from rlmodule.rl_module import RLModule, RLModuleConfig, RLModuleSpec
-from rlmodule import rllib_checkpoint  # noqa: E402 - RLlib's checkpoints, read without unpickling
-from rlmodule.sample_batch import SampleBatch
-from rlmodule.serialization import (
-    deserialize_type,
-    gym_space_from_dict,
-    gym_space_to_dict,
-    serialize_type,
-    space_from_dict,
-    space_to_dict,
-)
-from rlmodule.spaces import FlexDict, Repeated, Simplex
-from rlmodule.state import join_state, split_state
-from rlmodule.torch_rl_module import TorchRLModule
-from rlmodule.trust import resolve_class
-from rlmodule.view_requirement import ViewRequirement
+Names are imported on first use (PEP 562): importing a light submodule (``rlmodule.errors``) does
+not pull in torch, so the command line's read commands never import it.
+"""
 
-__all__ = [
-    "MODEL_DEFAULTS", "Catalog", "Distribution", "TorchCategorical", "TorchDeterministic", "TorchDiagGaussian",
-    "TorchDistribution", "TorchMultiCategorical", "TorchMultiDistribution", "TorchSquashedGaussian",
-    "COMPONENT_LEARNER", "COMPONENT_LEARNER_GROUP", "COMPONENT_RL_MODULE", "DEFAULT_MODULE_ID",
-    "DEFAULT_POLICY_ID", "DEPRECATED_VALUE", "CheckpointError", "CheckpointFormatError",
-    "CheckpointNotFoundError", "Checkpointable", "Columns", "Deprecated", "DeveloperAPI",
-    "ExperimentalAPI", "ModelConfigError", "MultiRLModule", "MultiRLModuleConfig", "MultiRLModuleSpec", "OverrideToImplementCustomLogic",
-    "OverrideToImplementCustomLogic_CallToSuperRecommended", "PublicAPI", "RLModule",
-    "RLModuleConfig", "RLModuleError", "RLModuleSpec", "SampleBatch", "SpaceSerializationError",
-    "SpecCheckingError", "SpecDict", "SpecType", "StateMismatchError", "StateSerializationError",
-    "TorchRLModule", "TypeSpec", "UntrustedClassError", "ViewRequirement", "check_input_specs",
-    "check_output_specs", "convert_to_canonical_format", "deprecation_warning",
-    "deserialize_type", "gym_space_from_dict", "gym_space_to_dict", "is_overridden",
-    "join_state", "override", "resolve_class", "serialize_type", "spec_from_dict", "spec_to_dict", "split_state",
-    "validate_module_id", "FlexDict", "PickleRefusedError", "Repeated", "Simplex", "space_from_dict", "space_to_dict",
-]
+from __future__ import annotations
+
+import importlib
+from typing import Any
+
+_NAMES = {  # submodule: the names it gives this package
+    "rlmodule.annotations": (
+        "DeveloperAPI ExperimentalAPI OverrideToImplementCustomLogic "
+        "OverrideToImplementCustomLogic_CallToSuperRecommended PublicAPI is_overridden override"
+    ),
+    "rlmodule.checker": (
+        "SpecDict SpecType TypeSpec check_input_specs check_output_specs convert_to_canonical_format"
+    ),
+    "rlmodule.catalog": "MODEL_DEFAULTS Catalog",
+    "rlmodule.checkpoints": "Checkpointable",
+    "rlmodule.columns": (
+        "COMPONENT_LEARNER COMPONENT_LEARNER_GROUP COMPONENT_RL_MODULE DEFAULT_MODULE_ID "
+        "DEFAULT_POLICY_ID Columns validate_module_id"
+    ),
+    "rlmodule.deprecation": "DEPRECATED_VALUE Deprecated deprecation_warning",
+    "rlmodule.distributions": (
+        "Distribution TorchCategorical TorchDeterministic TorchDiagGaussian TorchDistribution "
+        "TorchMultiCategorical TorchMultiDistribution TorchSquashedGaussian"
+    ),
+    "rlmodule.errors": (
+        "CheckpointError CheckpointFormatError CheckpointNotFoundError ModelConfigError RLModuleError "
+        "PickleRefusedError SpaceSerializationError SpecCheckingError StateMismatchError "
+        "StateSerializationError UntrustedClassError"
+    ),
+    "rlmodule.multi_rl_module": (
+        "MultiRLModule MultiRLModuleConfig MultiRLModuleSpec spec_from_dict spec_to_dict"
+    ),
+    "rlmodule.rl_module": "RLModule RLModuleConfig RLModuleSpec",
+    "rlmodule.sample_batch": "SampleBatch",
+    "rlmodule.serialization": (
+        "deserialize_type gym_space_from_dict gym_space_to_dict serialize_type space_from_dict space_to_dict"
+    ),
+    "rlmodule.spaces": "FlexDict Repeated Simplex",
+    "rlmodule.state": "join_state split_state",
+    "rlmodule.torch_rl_module": "TorchRLModule",
+    "rlmodule.trust": "resolve_class",
+    "rlmodule.view_requirement": "ViewRequirement",
+}
+_WHERE = {name: module for module, names in _NAMES.items() for name in names.split()}
+_SUBMODULES = {"rllib_checkpoint"}  # RLlib's checkpoints, read without unpickling: ``rlmodule.rllib_checkpoint``
+__all__ = sorted(_WHERE)
+
+
+def __getattr__(name: str) -> Any:
+    if name in _SUBMODULES:
+        return importlib.import_module(f"{__name__}.{name}")
+    module = _WHERE.get(name)
+    if module is None:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    value = getattr(importlib.import_module(module), name)
+    globals()[name] = value  # later reads are plain attribute reads
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted({*globals(), *_WHERE, *_SUBMODULES})

@@ -12,12 +12,12 @@ from __future__ import annotations
 
 import importlib
 import inspect
-import os
 import re
 import sys
 from collections.abc import Iterable
 
 from rlmodule.errors import UntrustedClassError
+from storage import config
 
 TRUSTED_MODULES_ENV = "RLREG_TRUSTED_MODULES"
 ALWAYS_TRUSTED = ("rlmodule",)
@@ -28,7 +28,7 @@ def trusted_prefixes(trusted_modules: Iterable[str] | str | None = None) -> tupl
     """The module prefixes trusted now: rlmodule, the env variable and `trusted_modules`."""
     if isinstance(trusted_modules, str):
         trusted_modules = trusted_modules.split(",")
-    env = os.environ.get(TRUSTED_MODULES_ENV, "").split(",")
+    env = config.trusted_modules()
     extra = [p.strip() for p in [*env, *(trusted_modules or ())] if p and p.strip()]
     return (*ALWAYS_TRUSTED, *extra)
 

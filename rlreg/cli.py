@@ -5,13 +5,17 @@ from __future__ import annotations
 import functools
 import json
 import os
+import signal
 import sys
 from typing import Any
 
 import click
 
+from storage import config
+
 from rlreg import exitcodes, output, show
-from rlreg.errors import DamageFoundError, InvalidMetadataError, InvalidReferenceError
+from rlreg.cache_commands import cache
+from rlreg.errors import DamageFoundError, InvalidMetadataError
 from rlreg.session import Session, on_error
 
 EPILOG = """\b
@@ -19,6 +23,20 @@ Exit codes: 0 ok, 1 bug, 2 usage, 3 not found, 4 invalid input, 5 conflict,
 6 database unreachable, 7 storage unreachable, 8 damaged object,
 9 schema out of date, 10 untrusted class, 130 interrupted,
 141 output pipe closed."""
+
+
+# Commands that only read (and alias moves): they must not import torch, so they start in a fraction
+# of a second. tests/cli/test_fast_cli.py runs each in a fresh interpreter and checks sys.modules;
+# every command is in READ_COMMANDS or TORCH_COMMANDS, so a new one has to choose. {name} is a model
+# with versions 1 and 2, alias best on 1.
+READ_COMMANDS: tuple[tuple[str, ...], ...] = (
+    ("models",), ("versions", "{name}"), ("show", "{name}:1"), ("show", "rlreg://{name}@best"),
+    ("history", "{name}"), ("events",), ("alias", "set", "{name}", "prod", "@best"),
+    ("alias", "rm", "{name}", "prod"), ("db", "current"), ("cache", "ls"), ("cache", "prune", "--dry-run"),
+)
+TORCH_COMMANDS = frozenset({
+    "demo", "diff", "export", "import", "verify", "db upgrade", "projections rebuild", "cache verify",
+})
 
 
 class RlregGroup(click.Group):
@@ -53,17 +71,18 @@ def common(func=None, *, writes: bool = False):
         return functools.partial(common, writes=writes)
 
     @click.option(
-        "--db", metavar="URL", envvar="RLREG_DB_URL", show_envvar=True,
-        help="Database URL: sqlite:///path or postgresql+psycopg://user@host/db.",
+        "--db", metavar="URL",
+        help="Database URL: sqlite:///path or postgresql+psycopg://user@host/db.  [env var: RLREG_DB_URL]",
     )
     @click.option(
-        "--storage", metavar="URL", envvar="RLREG_STORAGE_URL", show_envvar=True,
-        help="Blob storage: a folder, file://, memory:// or s3://bucket/prefix.",
+        "--storage", metavar="URL",
+        help="Blob storage: a folder, file://, memory:// or s3://bucket/prefix.  [env var: RLREG_STORAGE_URL]",
     )
     @click.option("--json", "as_json", is_flag=True, help="Machine-readable output (JSON).")
     @click.pass_context
     @functools.wraps(func)
     def wrapper(ctx, db, storage, as_json, **kwargs):
+        db, storage = db or config.db_url(), storage or config.storage_url()
         session = Session(db, storage, as_json, create=writes or not db)
         ctx.find_root().meta["rlreg.session"] = session
         ctx.call_on_close(session.close)
@@ -80,36 +99,42 @@ def cli() -> None:
 
 def main(argv: list[str] | None = None) -> None:
     """Entry point of the ``rlreg`` console script."""
+    signal.signal(signal.SIGINT, _on_interrupt)
     cli.main(args=argv, prog_name="rlreg")
+
+
+_INTERRUPTS = [0]
+
+
+def _on_interrupt(signum: int, frame: Any) -> None:
+    """The first Ctrl-C stops the command cleanly (exit 130); another one while it cleans up exits at once."""
+    _INTERRUPTS[0] += 1
+    if _INTERRUPTS[0] == 1:
+        raise KeyboardInterrupt
+    os.write(2, b"rlreg: interrupted again: exiting now\n")
+    os._exit(exitcodes.INTERRUPTED)
 
 
 # ---------------------------------------------------------------------------------------- refs
 
 
+REF = "NAME[:VERSION|@ALIAS]"  # or rlreg://NAME/VERSION, rlreg://NAME@ALIAS: registry.uri's grammar
+
+
 def parse_ref(ref: str) -> tuple[str, int | None, str | None]:
-    """Split ``NAME``, ``NAME:VERSION`` or ``NAME@ALIAS`` into (name, version, alias)."""
-    if "@" in ref:
-        name, alias = ref.rsplit("@", 1)
-        if not name or not alias:
-            raise InvalidReferenceError(f"reference {ref!r}: expected NAME@ALIAS with both parts")
-        return name, None, alias
-    if ":" in ref:
-        name, version = ref.rsplit(":", 1)
-        if not name or not version.isdigit() or int(version) < 1:
-            raise InvalidReferenceError(
-                f"reference {ref!r}: expected NAME:VERSION with VERSION a positive integer"
-            )
-        return name, int(version), None
-    return ref, None, None
+    """``NAME``, ``NAME:3``, ``NAME@alias`` or an ``rlreg://`` URI as (name, version, alias)."""
+    from registry.uri import parse_reference
+
+    parsed = parse_reference(ref)
+    return parsed.name, parsed.version, parsed.alias
 
 
 def resolve_version(session: Session, name: str, which: str) -> int:
-    """A version argument of ``diff``: ``3`` or ``@alias``."""
-    if which.startswith("@"):
-        return session.registry.version(name, alias=which[1:]).version
-    if not which.isdigit() or int(which) < 1:
-        raise InvalidReferenceError(f"version {which!r}: expected a positive integer or @ALIAS")
-    return int(which)
+    """A VERSION argument (``3``, ``@best`` or ``best``) of NAME as a version number."""
+    from registry.uri import parse_selector
+
+    ref = parse_selector(name, which)
+    return session.registry.version(ref.name, ref.version, alias=ref.alias).version
 
 
 def parse_metadata(text: str | None) -> dict | None:
@@ -167,7 +192,7 @@ def versions(session: Session, name: str, include_deleted: bool) -> None:
 
 @cli.command("show")
 @common
-@click.argument("ref", metavar="NAME[:VERSION|@ALIAS]")
+@click.argument("ref", metavar=REF)
 def show_cmd(session: Session, ref: str) -> None:
     """Show one version: spec, spaces, tensors, metadata, aliases."""
     name, version, alias = parse_ref(ref)
@@ -229,9 +254,10 @@ def alias() -> None:
 @common(writes=True)
 @click.argument("name")
 @click.argument("alias_name", metavar="ALIAS")
-@click.argument("version", type=click.IntRange(min=1))
-def alias_set(session: Session, name: str, alias_name: str, version: int) -> None:
-    """Point ALIAS of NAME at VERSION."""
+@click.argument("version", metavar="VERSION")
+def alias_set(session: Session, name: str, alias_name: str, version: str) -> None:
+    """Point ALIAS of NAME at VERSION (a number, or @ALIAS for the version another alias names)."""
+    version = resolve_version(session, name, version)
     event = session.registry.set_alias(name, alias_name, version)
     if session.as_json:
         return output.echo_json(event)
@@ -265,7 +291,7 @@ def diff(session: Session, name: str, a: str, b: str) -> None:
 
 @cli.command(short_help="Write a version as a checkpoint folder.")
 @common
-@click.argument("ref", metavar="NAME[:VERSION|@ALIAS]")
+@click.argument("ref", metavar=REF)
 @click.argument("path")
 @click.option("--format", "fmt", type=click.Choice(["rlreg", "rllib"]), default="rlreg", show_default=True,
               help="rllib: a folder RLlib 2.60's RLModule.from_checkpoint loads (PPO modules).")
@@ -320,6 +346,19 @@ def verify(session: Session, repair: bool) -> None:
         )
 
 
+@cli.command(short_help="Web pages and a JSON API over the registry.")
+@common
+@click.option("--host", default="127.0.0.1", show_default=True, help="Interface to listen on.")
+@click.option("--port", default=8765, show_default=True, type=click.IntRange(0, 65535), help="Port (0: any free one).")
+@click.option("--allow-writes", is_flag=True,
+              help="Accept alias/tag/description/delete/restore requests bearing a token of RLREG_SERVE_TOKENS.")
+def serve(session: Session, host: str, port: int, allow_writes: bool) -> None:
+    """Serve web pages and a JSON API (/api/v1/) over the registry; read-only unless --allow-writes."""
+    from rlreg.web.cli import run_server
+
+    run_server(session, host, port, allow_writes)
+
+
 @cli.group()
 def db() -> None:
     """The database schema (Alembic migrations)."""
@@ -359,6 +398,8 @@ def projections_rebuild(session: Session) -> None:
         return output.echo_json({"events": count})
     click.echo(f"rebuilt projections from {count} events")
 
+
+cli.add_command(cache)
 
 from rlreg import lifecycle_cmds  # noqa: E402,F401 - registers rm and restore on ``cli``
 

@@ -22,94 +22,35 @@ code    meaning
 from __future__ import annotations
 
 import re
-from collections.abc import Iterator
+
+from registry import errorcodes
 
 OK = 0
 UNEXPECTED = 1
 USAGE = 2
-NOT_FOUND = 3
-INVALID = 4
-CONFLICT = 5
-DATABASE = 6
-STORAGE = 7
-INTEGRITY = 8
-SCHEMA = 9
-UNTRUSTED = 10
+NOT_FOUND = errorcodes.NOT_FOUND.exit_code
+INVALID = errorcodes.INVALID.exit_code
+CONFLICT = errorcodes.CONFLICT.exit_code
+DATABASE = errorcodes.DATABASE.exit_code
+STORAGE = errorcodes.STORAGE.exit_code
+INTEGRITY = errorcodes.INTEGRITY.exit_code
+SCHEMA = errorcodes.SCHEMA.exit_code
+UNTRUSTED = errorcodes.UNTRUSTED.exit_code
 INTERRUPTED = 130
 PIPE_CLOSED = 141  # 128 + SIGPIPE, what a shell reports for a writer whose reader left
 
-LABELS = {
-    NOT_FOUND: "not found",
-    INVALID: "invalid input",
-    CONFLICT: "conflict",
-    DATABASE: "database error",
-    STORAGE: "storage error",
-    INTEGRITY: "damaged object",
-    SCHEMA: "schema out of date",
-    UNTRUSTED: "untrusted class",
-}
-
-
-def _chain(exc: BaseException | None) -> Iterator[BaseException]:
-    """The error and the errors it was raised from (``raise ... from e``), outermost first."""
-    seen: set[int] = set()
-    while exc is not None and id(exc) not in seen:
-        seen.add(id(exc))
-        yield exc
-        exc = exc.__cause__
-
-
-def _names(exc: BaseException) -> set[str]:
-    return {cls.__name__ for cls in type(exc).__mro__}
-
-
-def _module_root(exc: BaseException) -> str:
-    return type(exc).__module__.split(".")[0]
+LABELS = {outcome.exit_code: outcome.label for _, outcome in errorcodes.TABLE}
 
 
 def classify(exc: BaseException) -> int | None:
     """The exit code for an expected error, or ``None`` when it is a bug (let it raise).
 
-    The outermost error decides; the errors it was raised from are consulted only when it is not
-    one of ours (a driver error wrapped without a class of its own).
+    ``registry.errorcodes`` decides, by ``isinstance`` over the one error tree (the web app's HTTP
+    statuses come from the same table).
     """
-    for error in _chain(exc):
-        for code, test in _RULES:
-            if test(error):
-                return code
-    return None
+    outcome = errorcodes.outcome_of(exc)
+    return None if outcome is None else outcome.exit_code
 
-
-def _is(*names: str):
-    return lambda e: bool(_names(e) & set(names))
-
-
-def _driver_error(e: BaseException) -> bool:
-    return _module_root(e) in {"sqlalchemy", "psycopg", "sqlite3", "alembic"} and bool(
-        _names(e) & {"OperationalError", "InterfaceError", "DatabaseError", "ArgumentError", "CommandError"}
-    )
-
-
-def _object_store_error(e: BaseException) -> bool:
-    return _module_root(e) in {"botocore", "aiobotocore", "s3fs", "aiohttp"}
-
-
-# Order matters: the most specific classes first (a registry IntegrityError is also a
-# RegistryError; an UntrustedClassError is also a ValueError).
-_RULES = (
-    (SCHEMA, _is("SchemaVersionError")),
-    (UNTRUSTED, _is("UntrustedClassError")),
-    (INTEGRITY, _is("IntegrityError", "DamageFoundError", "DemoMismatchError")),
-    (CONFLICT, _is("ConflictError")),
-    (NOT_FOUND, _is("NotFoundError", "ObjectNotFoundError", "CheckpointNotFoundError")),
-    (DATABASE, _is("DatabaseUnavailableError")),
-    (DATABASE, _driver_error),
-    (STORAGE, _is("StorageUnavailableError", "UnknownProtocolError", "StorageError")),
-    (STORAGE, _object_store_error),
-    (NOT_FOUND, _is("FileNotFoundError")),
-    (STORAGE, _is("PermissionError", "ConnectionError", "TimeoutError")),
-    (INVALID, _is("RegistryError", "RLModuleError", "CLIError")),
-)
 
 _URL_PASSWORD = re.compile(r"(://[^:/@\s]+:)[^@\s]+@")
 

@@ -8,7 +8,7 @@ import click
 
 from rlreg import output
 from rlreg.cli import cli, common, parse_ref
-from rlreg.errors import InvalidReferenceError
+from rlreg.errors import CLIError
 from rlreg.session import Session
 
 
@@ -16,7 +16,7 @@ from rlreg.session import Session
 def _version_ref(ref: str, command: str) -> tuple[str, int | None]:
     name, version, alias = parse_ref(ref)
     if alias is not None:
-        raise InvalidReferenceError(f"rlreg {command} {ref!r}: give NAME:VERSION (a number), not an alias")
+        raise CLIError(f"rlreg {command} {ref!r}: give NAME:VERSION (a number), not an alias")
     return name, version
 
 
@@ -56,7 +56,7 @@ def restore(session: Session, ref: str) -> None:
     """Restore the deleted version NAME:VERSION."""
     name, version = _version_ref(ref, "restore")
     if version is None:
-        raise InvalidReferenceError(f"rlreg restore {ref!r}: give NAME:VERSION (restore one version at a time)")
+        raise CLIError(f"rlreg restore {ref!r}: give NAME:VERSION (restore one version at a time)")
     event = session.registry.restore_version(name, version)
     if session.as_json:
         return output.echo_json(event)
@@ -73,7 +73,7 @@ def _keep_best(text: str | None, lowest: bool) -> tuple[str, int, str] | None:
         return None
     key, sep, count = text.rpartition(":")
     if not sep or not key or not count.isdigit():
-        raise InvalidReferenceError(f"--keep-best {text!r}: expected METADATA_KEY:COUNT, e.g. mean_return:5")
+        raise CLIError(f"--keep-best {text!r}: expected METADATA_KEY:COUNT, e.g. mean_return:5")
     return key, int(count), "min" if lowest else "max"
 
 
@@ -133,7 +133,7 @@ def parse_duration(text: str) -> float:
     except ValueError:
         seconds = -1.0
     if not seconds >= 0:
-        raise InvalidReferenceError(f"--grace {text!r}: expected a duration such as 90s, 15m, 24h or 7d")
+        raise CLIError(f"--grace {text!r}: expected a duration such as 90s, 15m, 24h or 7d")
     return seconds
 
 

@@ -4,20 +4,19 @@ from __future__ import annotations
 
 import contextlib
 import json
-import os
 import sys
 from collections.abc import Callable, Iterator
 from typing import Any
 
 import click
-from tqdm import tqdm
+
+from storage import config
 
 from rlreg import exitcodes
-from rlreg.errors import InvalidSettingError
 
 PROGRESS_AFTER = 1.0  # seconds: quicker operations show no progress bar
 PROGRESS_ENV = "RLREG_PROGRESS"  # auto (a terminal, after a second), always (at once, any stream), never
-PROGRESS_MODES = ("auto", "always", "never")
+PROGRESS_MODES = config.PROGRESS_MODES
 
 
 class Session:
@@ -80,9 +79,9 @@ class Session:
         and never with ``--json``; ``always`` shows it at once on any stream (still not with
         ``--json``); ``never`` hides it. Calls come from the store, serialised, once per object.
         """
-        mode = os.environ.get(PROGRESS_ENV, "auto").strip().lower() or "auto"
-        if mode not in PROGRESS_MODES:
-            raise InvalidSettingError(f"{PROGRESS_ENV}={mode!r} is not one of {', '.join(PROGRESS_MODES)}")
+        mode = config.progress()
+        from tqdm import tqdm  # only the commands that move bytes draw a bar
+
         stream = sys.stderr if stream is None else stream
         shown = {"auto": _isatty(stream), "always": True, "never": False}[mode]
         delay = 0.0 if mode == "always" else PROGRESS_AFTER

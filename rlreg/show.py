@@ -6,8 +6,6 @@ import json
 from collections.abc import Iterable, Mapping
 from typing import Any
 
-import numpy as np
-
 from rlreg.output import compact, event_summary, fields, size, table, to_jsonable, when
 
 
@@ -80,6 +78,8 @@ def describe_space(space: Any) -> str:
 
 def _dtype_name(dtype: Any) -> str:
     try:
+        import numpy as np  # one dtype name: not worth its import for every command
+
         return np.dtype(dtype).name
     except TypeError:
         return str(dtype)
@@ -100,6 +100,11 @@ def spec_lines(spec: Mapping, indent: str = "  ") -> list[str]:
             lines.append(f"{indent}module {module_id}:")
             lines.extend(spec_lines(sub, indent + "  "))
         return lines
+    return [indent + line for line in fields(_module_pairs(body)).splitlines()]
+
+
+def _module_pairs(body: Mapping) -> list[tuple[str, Any]]:
+    """``(label, text)`` of one module's spec: classes, spaces, model config (empty ones left out)."""
     pairs = [
         ("module class", _class_name(body.get("module_class"))),
         ("catalog class", _class_name(body.get("catalog_class") or body.get("catalog_class_path"))),
@@ -110,7 +115,19 @@ def spec_lines(spec: Mapping, indent: str = "  ") -> list[str]:
         ("inference only", body.get("inference_only")),
         ("load state path", body.get("load_state_path")),
     ]
-    return [indent + line for line in fields((k, v) for k, v in pairs if v not in (None, "")).splitlines()]
+    return [(k, v) for k, v in pairs if v not in (None, "")]
+
+
+def spec_pairs(spec: Mapping, prefix: str = "") -> list[tuple[str, Any]]:
+    """``spec_lines`` as ``(label, text)`` pairs; a multi-module's modules prefixed ``module ID:``."""
+    body = {**spec, **(spec.get("module_config") or {})}
+    modules = body.get("module_specs") or body.get("modules")
+    if not isinstance(modules, Mapping):
+        return [(prefix + k, v) for k, v in _module_pairs(body)]
+    pairs = [(prefix + "multi-module", _class_name(body.get("multi_rl_module_class") or body.get("module_class")))]
+    for module_id, sub in modules.items():
+        pairs += spec_pairs(sub, f"{prefix}module {module_id}: ")
+    return pairs
 
 
 def short_digest(value: Any, n: int = 12) -> str:

@@ -9,29 +9,40 @@ from __future__ import annotations
 
 import contextlib
 import os
+import time
 from collections.abc import Iterable
+from dataclasses import dataclass
 from typing import Any
 
 import filelock
 
-from storage import digest
+from storage import config, digest
 from storage.filesystems import local_atomic_write, map_file
 
-DEFAULT_MAX_BYTES = 20 << 30
+DEFAULT_MAX_BYTES = config.DEFAULT_CACHE_MAX_BYTES
 
 
 def default_cache_dir() -> str:
-    """``RLREG_CACHE_DIR``, else ``rlreg`` under the user's cache folder."""
-    if os.environ.get("RLREG_CACHE_DIR"):
-        return os.environ["RLREG_CACHE_DIR"]
-    base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
-    return os.path.join(base, "rlreg")
+    """``RLREG_CACHE_DIR``, else ``rlreg`` under the user's cache folder (``storage.config``)."""
+    return config.cache_dir()
 
 
 def default_max_bytes() -> int:
-    """``RLREG_CACHE_MAX_BYTES``, else 20 GiB."""
-    value = os.environ.get("RLREG_CACHE_MAX_BYTES")
-    return int(value) if value else DEFAULT_MAX_BYTES
+    """``RLREG_CACHE_MAX_BYTES`` (``20GiB``, ``500MB`` or bytes), else 20 GiB (``storage.config``)."""
+    return config.cache_max_bytes()
+
+
+@dataclass(frozen=True)
+class CacheEntry:
+    """One cached object: its digest, size in bytes and last use (seconds since the epoch)."""
+
+    digest: str
+    nbytes: int
+    last_used: float
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-able form."""
+        return {"digest": self.digest, "nbytes": self.nbytes, "last_used": self.last_used}
 
 
 class ObjectCache:
@@ -77,6 +88,58 @@ class ObjectCache:
     def total_bytes(self) -> int:
         """Bytes held by the cache now."""
         return sum(size for _, _, size in self._entries())
+
+    def entries(self) -> list[CacheEntry]:
+        """Every cached object, least recently used first."""
+        return [CacheEntry(digest.PREFIX + os.path.basename(path), size, used) for used, path, size in sorted(self._entries())]
+
+    def verify(self, progress: Any = None) -> dict[str, str]:
+        """Re-hash every cached object; discard and return the damaged ones (``{digest: why}``)."""
+        from storage import objects  # the decoder needs torch's dtype table
+        from storage.errors import IntegrityError
+
+        damaged, done = {}, 0
+        entries = self.entries()
+        for entry in entries:
+            buf = self.read_quiet(entry.digest)
+            if buf is not None:
+                try:
+                    objects.decode(buf, entry.digest, self.path(entry.digest), lambda _: [])
+                except IntegrityError as exc:
+                    del buf
+                    damaged[entry.digest] = str(exc)
+                    self.discard(entry.digest)
+            done += entry.nbytes
+            if progress is not None:
+                progress(done, sum(e.nbytes for e in entries))
+        return damaged
+
+    def read_quiet(self, object_digest: str) -> Any | None:
+        """Like ``read`` but leaves the entry's last use alone (for ``verify``)."""
+        try:
+            return map_file(self.path(object_digest))
+        except FileNotFoundError:
+            return None
+
+    def prune(self, max_bytes: int | None = None, older_than: float | None = None, dry_run: bool = False) -> list[CacheEntry]:
+        """Remove entries unused for ``older_than`` seconds, then the least recently used beyond
+        ``max_bytes``; returns what was (or, with ``dry_run``, would be) removed."""
+        os.makedirs(self.folder, exist_ok=True)
+        with self._lock:
+            entries = self.entries()
+            cutoff = None if older_than is None else time.time() - older_than
+            gone = [e for e in entries if cutoff is not None and e.last_used < cutoff]
+            kept = [e for e in entries if e not in gone]
+            total = sum(e.nbytes for e in kept)
+            for entry in kept:
+                if max_bytes is None or total <= max_bytes:
+                    break
+                gone.append(entry)
+                total -= entry.nbytes
+            if not dry_run:
+                for entry in gone:
+                    self.discard(entry.digest)
+        return gone
 
     def _entries(self) -> list[tuple[float, str, int]]:
         out = []

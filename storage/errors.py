@@ -10,7 +10,8 @@ StorageError
 ├── InvalidDigestError         (ValueError)          a string that is not a digest
 ├── TensorNotInManifestError   (LookupError)         a name asked of get() that the manifest lacks
 ├── UnknownProtocolError       (ValueError)          a URL whose fsspec protocol is unknown
-└── StorageUnavailableError    (ConnectionError)     unreachable endpoint, missing bucket/credentials
+├── StorageUnavailableError    (ConnectionError)     unreachable endpoint, missing bucket/credentials
+└── InvalidSettingError        (ValueError)          an RLREG_* variable whose value is not understood
 ```
 """
 
@@ -55,3 +56,7 @@ class InvalidDigestError(StorageError, ValueError):
 
 class TensorNotInManifestError(StorageError, LookupError):
     """A tensor name asked of ``get`` that the manifest does not hold."""
+
+
+class InvalidSettingError(StorageError, ValueError):
+    """An ``RLREG_*`` environment variable whose value is not understood (``storage.config``)."""

@@ -45,7 +45,10 @@ def filesystem(url: str, storage_options: dict[str, Any]) -> tuple[fsspec.Abstra
     options = dict(storage_options)
     if protocol in _S3:
         options = s3_options(options)
-    fs = cls(**options)
+    try:
+        fs = cls(**options)
+    except ImportError as exc:  # hdfs:// imports pyarrow only here
+        raise UnknownProtocolError(f"storage protocol {protocol!r} in {url!r} is not available: {exc}") from None
     path = cls._strip_protocol(url)
     if isinstance(fs, LocalFileSystem):
         path = os.path.abspath(path)
@@ -148,12 +151,16 @@ def _describe(exc: BaseException) -> str:
     return f"{name}: {exc}"
 
 
-def atomic_write(fs: fsspec.AbstractFileSystem, path: str, buffers: Iterable[Any], step: int = 8 << 20) -> None:
+def atomic_write(
+    fs: fsspec.AbstractFileSystem, path: str, buffers: Iterable[Any], step: int = 8 << 20, size: int | None = None
+) -> None:
     """Write ``buffers`` to ``path`` as they come (never joined first) so that no reader sees a partial file.
 
     On S3, s3fs buffers at most a part at a time and makes the object appear only when it completes
     the upload (one PUT below its block size, else a multipart upload) at ``close()``; an exception
     raised while writing aborts it instead (s3fs's ``__exit__`` would complete it), leaving no object.
+    With ``size`` (the total) below two s3fs blocks, the joined bytes go up in one PUT, as s3fs's own
+    ``pipe`` sends them (its file object would copy every byte into its buffer and out again).
     """
     if is_local(fs):
         local_atomic_write(path, buffers)
@@ -162,6 +169,10 @@ def atomic_write(fs: fsspec.AbstractFileSystem, path: str, buffers: Iterable[Any
         for b in buffers:
             f.write(b)
         f.commit()
+    elif size is not None and hasattr(fs, "_call_s3") and size < 2 * (fs.default_block_size or 50 << 20):
+        # One PUT of the joined bytes, as s3fs's own pipe does: its file object would copy every
+        # byte into its buffer and out again. A PUT either completes or leaves no object.
+        fsspec.asyn.sync(fs.loop, fs._pipe_file, path, join(buffers))
     elif is_object_store(fs):
         f = fs.open(path, "wb")
         try:

@@ -225,7 +225,7 @@ class Store:
         return False
 
     def _write_one(self, obj: objects.EncodedObject) -> None:
-        filesystems.atomic_write(self.fs, self._path(obj.digest), obj.buffers())
+        filesystems.atomic_write(self.fs, self._path(obj.digest), obj.buffers(), size=obj.nbytes)
         self._count_write(obj)
         if self.cache is not None:
             self.cache.add(obj.digest, obj.buffers(), obj.nbytes)
@@ -342,6 +342,8 @@ class Store:
     def _raise_fetch_error(self, obj: str, exc: BaseException, names: list[str]) -> None:
         tensors = ", ".join(repr(n) for n in names)
         if isinstance(exc, FileNotFoundError):
+            with filesystems.translate_errors(self.url):
+                filesystems.check_bucket(self.fs, self.location.path, self.url)  # a missing bucket: exit 7
             raise ObjectNotFoundError(f"object {obj} (tensors {tensors}) is not in {self.url}") from exc
         with filesystems.translate_errors(self.url):
             raise exc

@@ -138,6 +138,24 @@ def test_every_error_class_has_its_code(make, code):
     assert exitcodes.classify(make()) == code
 
 
+def test_the_table_is_keyed_by_class_not_by_name():
+    import sqlite3
+
+    from registry import errorcodes, errors
+
+    # A driver's IntegrityError shares a name with ours but not a class: it is a bug if it escapes.
+    assert exitcodes.classify(sqlite3.IntegrityError("UNIQUE constraint failed")) is None
+    assert exitcodes.classify(type("NotFoundError", (Exception,), {})("same name")) is None
+    for cls, outcome in errorcodes.TABLE:  # every row reachable: no earlier row shadows it
+        assert errorcodes.outcome_of(cls("x")) is outcome, cls
+    assert errorcodes.outcome_of(errors.InvalidReferenceError("m:²")).http_status == 400
+    assert errorcodes.outcome_of(errors.NotFoundError("x")).http_status == 404
+    from rlreg.errors import DamageFoundError, InvalidMetadataError
+
+    assert exitcodes.classify(DamageFoundError("1 damaged")) == exitcodes.INTEGRITY
+    assert exitcodes.classify(InvalidMetadataError("not JSON")) == exitcodes.INVALID
+
+
 def test_a_bug_is_not_disguised_as_an_expected_error():
     from registry import NotFoundError
 

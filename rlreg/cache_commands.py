@@ -1,0 +1,104 @@
+"""``rlreg cache ls | verify | prune``: the local read cache of remote stores (like ``hf cache``).
+
+The cache lives in ``RLREG_CACHE_DIR`` (``--cache-dir``); it holds verified copies of objects read
+from a remote store, keyed by digest, so it needs neither the database nor the bucket.
+"""
+
+from __future__ import annotations
+
+import click
+
+from storage import config
+
+from rlreg import output
+from rlreg.errors import DamageFoundError
+
+
+class CacheSession:
+    """The cache folder of one command and its output mode."""
+
+    def __init__(self, cache_dir: str | None, as_json: bool) -> None:
+        from storage.cache import ObjectCache
+
+        self.folder = cache_dir or config.cache_dir()
+        self.as_json = as_json
+        self.cache = ObjectCache(self.folder, config.cache_max_bytes())
+
+
+def cache_options(func):
+    """``--cache-dir`` and ``--json``, passed on as a ``CacheSession``."""
+    func = click.option("--json", "as_json", is_flag=True, help="Machine-readable output (JSON).")(func)
+    return click.option("--cache-dir", metavar="DIR", default=None,
+                        help="The cache folder.  [env var: RLREG_CACHE_DIR; default ~/.cache/rlreg]")(func)
+
+
+@click.group("cache")
+def cache() -> None:
+    """The local read cache of remote stores: list, verify, prune."""
+
+
+@cache.command("ls")
+@cache_options
+def cache_ls(cache_dir: str | None, as_json: bool) -> None:
+    """List the cached objects, least recently used first, with their sizes."""
+    session = CacheSession(cache_dir, as_json)
+    entries = session.cache.entries()
+    total = sum(e.nbytes for e in entries)
+    if as_json:
+        return output.echo_json({"folder": session.folder, "objects": [e.to_dict() for e in entries],
+                                 "total_bytes": total, "max_bytes": session.cache.max_bytes})
+    rows = [(e.digest, output.size(e.nbytes), output.when(e.last_used)) for e in entries]
+    if rows:
+        click.echo(output.table(("OBJECT", "SIZE", "LAST USED"), rows, right=(1,)))
+    click.echo(f"{len(entries)} object(s), {output.size(total)} of {output.size(session.cache.max_bytes)} "
+               f"in {session.folder}")
+
+
+@cache.command("verify")
+@cache_options
+def cache_verify(cache_dir: str | None, as_json: bool) -> None:
+    """Re-hash every cached object; damaged ones are removed (the next read fetches them again)."""
+    session = CacheSession(cache_dir, as_json)
+    checked = len(session.cache.entries())
+    damaged = session.cache.verify()
+    if as_json:
+        output.echo_json({"folder": session.folder, "checked": checked, "damaged": damaged, "ok": not damaged})
+    else:
+        click.echo(f"checked {checked} cached object(s) in {session.folder}: "
+                   f"{len(damaged)} damaged and removed" if damaged else
+                   f"checked {checked} cached object(s) in {session.folder}: ok")
+    if damaged:
+        raise DamageFoundError(f"{len(damaged)} damaged cached object(s) removed: {', '.join(list(damaged)[:3])}")
+
+
+@cache.command("prune")
+@cache_options
+@click.option("--max-size", metavar="SIZE", default=None,
+              help="Remove the least recently used objects until the cache holds at most SIZE (e.g. 10GiB).")
+@click.option("--older-than", metavar="AGE", default=None,
+              help="Remove objects not used for AGE (e.g. 30d, 12h).")
+@click.option("--dry-run", is_flag=True, help="Only say what would be removed.")
+def cache_prune(cache_dir: str | None, as_json: bool, max_size: str | None, older_than: str | None,
+                dry_run: bool) -> None:
+    """Remove cached objects by age and size (without options: down to RLREG_CACHE_MAX_BYTES)."""
+    session = CacheSession(cache_dir, as_json)
+    limit = _parsed("--max-size", max_size, config.parse_size)
+    age = _parsed("--older-than", older_than, config.parse_duration)
+    if limit is None and age is None:
+        limit = session.cache.max_bytes
+    gone = session.cache.prune(limit, age, dry_run=dry_run)
+    freed = sum(e.nbytes for e in gone)
+    if as_json:
+        return output.echo_json({"folder": session.folder, "removed": [e.to_dict() for e in gone],
+                                 "freed_bytes": freed, "dry_run": dry_run})
+    verb = "would remove" if dry_run else "removed"
+    click.echo(f"{verb} {len(gone)} object(s), {output.size(freed)}, from {session.folder}")
+
+
+def _parsed(option: str, text: str | None, parse):
+    if text is None:
+        return None
+    try:
+        return parse(text)
+    except ValueError as exc:
+        raise click.BadParameter(str(exc), param_hint=option) from None

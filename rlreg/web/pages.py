@@ -1,0 +1,142 @@
+"""The HTML pages: models, a model, a version, a diff, the event feed. Rendered on the server."""
+
+from __future__ import annotations
+
+from typing import Any
+from urllib.parse import urlencode
+
+from starlette.requests import Request
+from starlette.responses import Response
+
+from rlreg.output import event_summary, to_jsonable
+from rlreg.show import spec_pairs
+from rlreg.web import charts, reads
+from rlreg.web.errors import BadParameterError, http_status
+from rlreg.web.refs import PathRef, read_path
+
+PAGE_LIMIT = 100  # versions shown before "show more"
+EVENT_TYPES = ("SpecRecorded", "VersionRecorded", "AliasSet", "AliasRemoved")
+
+
+class QueryLink:
+    """The current page's URL with some query parameters changed (``None`` drops one)."""
+
+    def __init__(self, request: Request) -> None:
+        self.path = request.url.path
+        self._params = dict(request.query_params)
+
+    def params(self) -> dict[str, str]:
+        """The current query parameters."""
+        return dict(self._params)
+
+    def __call__(self, **changes: Any) -> str:
+        merged = {k: v for k, v in {**self._params, **changes}.items() if v not in (None, "")}
+        return self.path + ("?" + urlencode(merged) if merged else "")
+
+
+def render(request: Request, template: str, status: int = 200, **context: Any) -> Response:
+    """A page from ``templates/`` with the app's settings in its context."""
+    context.setdefault("writes", request.app.state.allow_writes)
+    context.setdefault("link", QueryLink(request))
+    return request.app.state.templates.TemplateResponse(request, template, context, status_code=status)
+
+
+def models_page(request: Request) -> Response:
+    """Every model (name, versions, latest, aliases, last activity, description, tags); ``?q=`` filters."""
+    q = request.query_params.get("q", "").strip()
+    infos = [to_jsonable(m) for m in request.app.state.registry.models()]
+    shown = [m for m in infos if q.lower() in m["name"].lower() or q.lower() in str(m.get("description") or "").lower()]
+    return render(request, "models.html", models=shown, total=len(infos), q=q)
+
+
+def model_or_version_page(request: Request) -> Response:
+    """``/models/NAME`` is the model's page; ``/models/NAME/3`` or ``/models/NAME@alias`` a version's."""
+    ref = read_path(request.path_params["ref"])
+    if ref.inner:
+        raise BadParameterError(f"{request.url.path!r}: nothing lives below a version's page ({ref.inner!r})")
+    if ref.names_version:
+        return version_page(request, ref)
+    return model_page(request, ref.name)
+
+
+def _versions_query(request: Request) -> dict[str, Any]:
+    params = request.query_params
+    return {
+        "where": params.get("where", "").strip() or None,
+        "order_by": params.get("sort", "").strip() or None,
+        "limit": reads.positive_int(params.get("limit"), "limit", default=PAGE_LIMIT),
+        "include_deleted": params.get("deleted") in {"1", "on", "true"},
+    }
+
+
+def _table(reg: Any, name: str, query: dict[str, Any], every: list[Any]) -> list[Any]:
+    """The versions the table shows: the registry filters and sorts; newest first by default.
+
+    ``every`` (all versions, for the chart) serves the default view when the registry cannot sort.
+    """
+    if not reads.supports(reg.versions, "order_by") and not query["where"] and not query["order_by"]:
+        return list(reversed(every))[: query["limit"]]
+    return reads.versions(reg, name, **{**query, "order_by": query["order_by"] or "-version"})
+
+
+def model_page(request: Request, name: str) -> Response:
+    """A model: versions table (where/sort), a chart of a numeric metadata key, alias history."""
+    reg = request.app.state.registry
+    info = to_jsonable(reads.model_info(reg, name))
+    query = _versions_query(request)
+    every = reads.versions(reg, name, include_deleted=query["include_deleted"])
+    where_error, status = None, 200
+    try:
+        rows = _table(reg, name, query, every)
+    except Exception as exc:  # a malformed where or sort: shown beside the form, as a 400
+        known = http_status(exc)
+        if known is None or known[0] != 400:
+            raise
+        where_error, status, rows = str(exc), 400, []
+    keys = charts.numeric_keys(v.metadata for v in every)
+    key = request.query_params.get("chart") or charts.default_key(keys)
+    chart = charts.line_chart(key, [(v.version, v.metadata.get(key)) for v in every]) if key else None
+    columns = sorted({k for v in rows for k in (v.metadata or {})})
+    return render(
+        request, "model.html", status=status, info=info, rows=[to_jsonable(v) for v in rows],
+        columns=columns, total=len(every), query=query, sort=query["order_by"] or "", where_error=where_error,
+        chart=chart, chart_keys=keys, aliases=[to_jsonable(e) for e in reads.alias_history(reg, name)],
+    )
+
+
+def version_page(request: Request, ref: PathRef) -> Response:
+    """A version: spec, tensors, state, metadata, tags, actor and its ``rlreg://`` reference."""
+    reg = request.app.state.registry
+    doc = reads.version_document(reg, ref)
+    mv = to_jsonable(doc["version"])
+    return render(request, "version.html", v=mv, spec=spec_pairs(doc["spec"]), spec_json=to_jsonable(doc["spec"]),
+                  tensors=sorted(doc["tensors"].items()), state=doc["state"],
+                  total_bytes=sum(int(t.get("nbytes", 0)) for t in doc["tensors"].values()))
+
+
+def diff_page(request: Request) -> Response:
+    """Two versions side by side: tensors changed (max |a-b| as bars), added, removed; spec and metadata."""
+    reg = request.app.state.registry
+    name = read_path(request.path_params["name"]).name
+    info = to_jsonable(reads.model_info(reg, name))
+    latest = info["latest_version"] or 0
+    a = request.query_params.get("a") or str(max(latest - 1, 1))
+    b = request.query_params.get("b") or str(max(latest, 1))
+    result = reg.diff(name, a.lstrip("@"), b.lstrip("@"))
+    return render(request, "diff.html", info=info, a=a, b=b, d=to_jsonable(result), result=result,
+                  bars=charts.diff_bars(result.changed, result.shapes),
+                  versions=[v.version for v in reads.versions(reg, name)])
+
+
+def events_page(request: Request) -> Response:
+    """The global log, newest first, paged by position (``before``), filtered by model and type; live."""
+    reg = request.app.state.registry
+    params = request.query_params
+    stream = params.get("model", "").strip() or None
+    types = frozenset(t for t in params.getlist("type") if t)
+    page = reads.event_page(reg, before=reads.positive_int(params.get("before"), "before"),
+                            limit=reads.positive_int(params.get("limit"), "limit", default=50, maximum=1000),
+                            stream=stream, types=types)
+    rows = [{**to_jsonable(e), "summary": event_summary(e)} for e in page.events]
+    return render(request, "events.html", page=page, rows=rows, model=stream or "", types=sorted(types),
+                  event_types=sorted({*EVENT_TYPES, *types}))

@@ -1,0 +1,88 @@
+// rlreg's pages work without this file; it adds a copy button, auto-submitting selects and the
+// live event feed (server-sent events). Text is only ever inserted with textContent.
+"use strict";
+
+function copyButtons() {
+  for (const button of document.querySelectorAll(".copy-button")) {
+    const source = document.getElementById(button.dataset.copy);
+    if (!source) continue;
+    button.hidden = false;
+    button.addEventListener("click", async () => {
+      source.select();
+      try {
+        await navigator.clipboard.writeText(source.value);
+        button.textContent = "Copied";
+      } catch (err) {
+        button.textContent = "Press Ctrl+C";
+      }
+    });
+  }
+}
+
+function autoSubmit() {
+  for (const select of document.querySelectorAll("select.autosubmit")) {
+    select.addEventListener("change", () => select.form.submit());
+  }
+}
+
+function formatTime(iso) {
+  const d = new Date(iso);
+  if (isNaN(d)) return iso;
+  return d.toISOString().slice(0, 19).replace("T", " ");
+}
+
+function actorText(actor) {
+  if (!actor) return "";
+  if (typeof actor === "string") return actor;
+  if (actor.actor || actor.name) return String(actor.actor || actor.name);
+  if (actor.user && actor.host) return actor.user + "@" + actor.host;
+  return JSON.stringify(actor);
+}
+
+function cell(text, className) {
+  const td = document.createElement("td");
+  td.textContent = text;
+  if (className) td.className = className;
+  return td;
+}
+
+function eventRow(e) {
+  const tr = document.createElement("tr");
+  tr.dataset.position = e.position;
+  tr.className = "fresh";
+  tr.append(cell(String(e.position), "num"));
+  const model = document.createElement("td");
+  const link = document.createElement("a");
+  link.href = "/models/" + e.stream;
+  link.textContent = e.stream;
+  model.append(link);
+  tr.append(model, cell(String(e.stream_version), "num"), cell(e.type), cell(formatTime(e.timestamp)),
+            cell(actorText(e.actor)), cell(e.summary || ""));
+  return tr;
+}
+
+function liveFeed() {
+  const status = document.getElementById("live-status");
+  const body = document.getElementById("events-body");
+  if (!status || !body || status.dataset.paused || !window.EventSource) return;
+  const query = new URLSearchParams({after: status.dataset.after});
+  if (status.dataset.model) query.set("model", status.dataset.model);
+  for (const t of (status.dataset.types || "").split(",")) if (t) query.append("type", t);
+  const source = new EventSource("/api/v1/events/live?" + query.toString());
+  status.textContent = "connecting…";
+  source.addEventListener("open", () => { status.textContent = "live"; status.classList.add("on"); });
+  source.addEventListener("error", () => { status.textContent = "reconnecting…"; status.classList.remove("on"); });
+  source.addEventListener("rlreg", (message) => {
+    const event = JSON.parse(message.data);
+    if (body.querySelector('tr[data-position="' + event.position + '"]')) return;
+    body.prepend(eventRow(event));
+    const empty = document.getElementById("no-events");
+    if (empty) empty.remove();
+  });
+}
+
+document.addEventListener("DOMContentLoaded", () => {
+  copyButtons();
+  autoSubmit();
+  liveFeed();
+});

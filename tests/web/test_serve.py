@@ -1,0 +1,61 @@
+"""``rlreg serve`` as a user runs it: where it binds, what it says, what it refuses."""
+
+from __future__ import annotations
+
+import httpx
+import pytest
+from webtoys import MODEL
+
+
+def test_serve_binds_loopback_by_default_and_says_so(served):
+    server, _ = served
+    assert server.info["host"] == "127.0.0.1" and server.info["loopback_only"] is True
+    assert httpx.get(server.url + "/healthz", timeout=10).json()["ok"] is True
+
+
+def test_serve_start_line_for_people():
+    from rlreg.web.server import start_line
+
+    line = start_line("127.0.0.1", 8765, False, [], as_json=False)
+    assert "http://127.0.0.1:8765" in line and "read-only" in line and "only this machine" in line
+    line = start_line("0.0.0.0", 8765, True, ["alice"], as_json=False)
+    assert "reachable from other machines" in line and "writes allowed for alice" in line
+
+
+def test_serve_with_writes_and_tokens_accepts_a_token_over_http(served):
+    server, _ = served
+    assert server.info["writes"] is True and server.info["writers"] == ["alice", "ci-bot"]
+    url = f"{server.url}/api/v1/aliases/{MODEL}@canary"
+    assert httpx.put(url, json={"version": 3}, timeout=10).status_code == 401
+    assert httpx.get(f"{server.url}/api/v1/aliases/{MODEL}", timeout=10).json().get("canary") is None
+    r = httpx.put(url, json={"version": 3}, headers={"Authorization": "Bearer alice-token-0123456789"}, timeout=10)
+    assert r.status_code == 200, r.text
+    assert httpx.get(f"{server.url}/api/v1/aliases/{MODEL}", timeout=10).json()["canary"] == 3
+
+
+def serve_in_process(monkeypatch, *args: str, env: dict[str, str] | None = None):
+    """``rlreg serve ARGS`` through the same Click group, for the cases that stop before serving."""
+    from click.testing import CliRunner
+
+    from rlreg.cli import cli
+
+    monkeypatch.delenv("RLREG_SERVE_TOKENS", raising=False)
+    for key, value in (env or {}).items():
+        monkeypatch.setenv(key, value)
+    return CliRunner().invoke(cli, ["serve", "--port", "0", *args], prog_name="rlreg")
+
+
+@pytest.mark.parametrize("env, fragment", [
+    ({}, "--allow-writes needs RLREG_SERVE_TOKENS"),
+    ({"RLREG_SERVE_TOKENS": "alice:short"}, "at least 16"),
+])
+def test_serve_allow_writes_without_usable_tokens_exits_4(fresh, monkeypatch, env, fragment):
+    result = serve_in_process(monkeypatch, "--db", fresh.db_url, "--storage", fresh.storage, "--allow-writes", env=env)
+    assert result.exit_code == 4, result.output
+    assert fragment in result.stderr
+
+
+def test_serve_on_a_database_without_a_registry_exits_3(tmp_path, monkeypatch):
+    result = serve_in_process(monkeypatch, "--db", f"sqlite:///{tmp_path / 'typo.db'}")
+    assert result.exit_code == 3, result.output
+    assert "typo.db" in result.stderr

@@ -1,0 +1,158 @@
+"""Writes: only with --allow-writes, only with a token; the token's name is the actor; 401 records nothing."""
+
+from __future__ import annotations
+
+import pytest
+from webclient import ALICE, CI_BOT, ASGIClient
+from webtoys import MODEL
+
+from rlreg.web import create_app, parse_tokens
+from rlreg.web.auth import TokenSettingError
+
+
+def test_alias_set_and_remove_with_a_token(writable):
+    c, reg = writable
+    r = c.request("PUT", f"/api/v1/aliases/{MODEL}@staging", json={"version": 2}, headers=ALICE)
+    assert r.status_code == 200, r.text
+    assert r.json()["actor"] == "alice" and r.json()["result"]["type"] == "AliasSet"
+    assert reg.aliases(MODEL)["staging"] == 2
+    r = c.request("DELETE", f"/api/v1/aliases/{MODEL}@staging", headers=CI_BOT)
+    assert r.status_code == 200 and r.json()["actor"] == "ci-bot"
+    assert "staging" not in reg.aliases(MODEL)
+
+
+def test_the_token_name_is_the_actor_of_the_event(writable):
+    c, reg = writable
+    r = c.request("PUT", f"/api/v1/aliases/{MODEL}@prod", json={"version": 1}, headers=CI_BOT)
+    assert r.status_code == 200
+    event = reg.history(MODEL)[-1]
+    actor = getattr(event, "actor", None)
+    if actor is None:
+        pytest.skip("events carry no actor yet (issue 10, i10a): the write worked, its actor is not recorded")
+    assert "ci-bot" in str(actor)
+
+
+@pytest.mark.parametrize("headers", [
+    {},
+    {"Authorization": "Bearer wrong-token-0123456789"},
+    {"Authorization": "Bearer "},
+    {"Authorization": "Basic YWxpY2U6YWxpY2U="},
+    {"Authorization": "alice-token-0123456789"},
+    {"Authorization": "Bearer alice-token-012345678"},  # one character short
+])
+def test_no_or_wrong_token_is_401_and_nothing_is_recorded(writable, headers):
+    c, reg = writable
+    head = reg.head()
+    for method, url, body in [
+        ("PUT", f"/api/v1/aliases/{MODEL}@prod", {"version": 1}),
+        ("DELETE", f"/api/v1/aliases/{MODEL}@prod", None),
+        ("POST", f"/api/v1/versions/{MODEL}/2/tags", {"tags": {"stage": "eval"}}),
+        ("DELETE", f"/api/v1/versions/{MODEL}/2/tags?key=stage", None),
+        ("PUT", f"/api/v1/descriptions/{MODEL}", {"description": "x"}),
+        ("DELETE", f"/api/v1/versions/{MODEL}/1?reason=junk", None),
+        ("POST", f"/api/v1/versions/{MODEL}/1/restore", None),
+        ("DELETE", f"/api/v1/models/{MODEL}?reason=junk", None),
+    ]:
+        r = c.request(method, url, json=body, headers=headers)
+        assert r.status_code == 401, (method, url, r.text)
+        assert r.json()["error"]["type"] == "UnauthorizedError"
+    assert reg.head() == head
+    assert reg.aliases(MODEL) == {"best": 4, "prod": 4}
+
+
+def test_a_read_only_server_refuses_writes_with_403_even_with_a_token(fresh):
+    reg = fresh.open()
+    c = ASGIClient(create_app(reg, tokens=parse_tokens("alice:alice-token-0123456789")))
+    try:
+        head = reg.head()
+        r = c.request("PUT", f"/api/v1/aliases/{MODEL}@prod", json={"version": 1}, headers=ALICE)
+        assert r.status_code == 403 and "--allow-writes" in r.json()["error"]["message"]
+        assert reg.head() == head
+    finally:
+        c.close()
+        reg.close()
+
+
+@pytest.mark.parametrize("body, fragment", [
+    ({"version": "two"}, "positive integer"),
+    ({"version": 0}, "positive integer"),
+    ({}, "positive integer"),
+])
+def test_bad_write_bodies_are_400(writable, body, fragment):
+    c, reg = writable
+    head = reg.head()
+    r = c.request("PUT", f"/api/v1/aliases/{MODEL}@prod", json=body, headers=ALICE)
+    assert r.status_code == 400 and fragment in r.json()["error"]["message"]
+    assert reg.head() == head
+
+
+def test_body_that_is_not_json_is_400(writable):
+    c, _ = writable
+    r = c.request("PUT", f"/api/v1/aliases/{MODEL}@prod", content=b"{not json", headers=ALICE)
+    assert r.status_code == 400 and "not JSON" in r.json()["error"]["message"]
+
+
+def test_alias_to_a_missing_version_is_404_and_records_nothing(writable):
+    c, reg = writable
+    head = reg.head()
+    r = c.request("PUT", f"/api/v1/aliases/{MODEL}@prod", json={"version": 99}, headers=ALICE)
+    assert r.status_code == 404 and reg.head() == head
+
+
+def test_tags_description_delete_restore_reach_the_registry(writable):
+    c, reg = writable
+    calls = [
+        ("POST", f"/api/v1/versions/{MODEL}/2/tags", {"tags": {"stage": "eval"}}, "set_tags"),
+        ("DELETE", f"/api/v1/versions/{MODEL}/2/tags?key=stage", None, "remove_tags"),
+        ("PUT", f"/api/v1/descriptions/{MODEL}", {"description": "<b>cartpole</b>"}, "set_description"),
+        ("PUT", f"/api/v1/descriptions/{MODEL}/2", {"description": "v2"}, "set_description"),
+        ("DELETE", f"/api/v1/versions/{MODEL}/1?reason=junk", None, "delete_version"),
+        ("POST", f"/api/v1/versions/{MODEL}/1/restore", None, "restore_version"),
+    ]
+    missing = []
+    for method, url, body, needs in calls:
+        head = reg.head()
+        r = c.request(method, url, json=body, headers=ALICE)
+        if not hasattr(reg, needs):
+            assert r.status_code == 501 and needs in r.json()["error"]["message"], r.text
+            assert reg.head() == head
+            missing.append(needs)
+            continue
+        assert r.status_code == 200, (url, r.text)
+        assert reg.head() > head and r.json()["actor"] == "alice"
+    if missing:
+        pytest.skip(f"not on main yet (issues 9/10): {sorted(set(missing))} answer 501 and record nothing")
+
+
+def test_deleting_needs_a_reason(writable):
+    c, reg = writable
+    head = reg.head()
+    r = c.request("DELETE", f"/api/v1/versions/{MODEL}/1", headers=ALICE)
+    assert r.status_code == 400 and "reason" in r.json()["error"]["message"]
+    assert reg.head() == head
+
+
+def test_allow_writes_without_tokens_is_refused(fresh):
+    from rlreg.web.errors import BadParameterError
+
+    with pytest.raises(BadParameterError, match="RLREG_SERVE_TOKENS"):
+        create_app(None, allow_writes=True, tokens=parse_tokens(""))
+
+
+@pytest.mark.parametrize("text, fragment", [
+    ("alice", "expected NAME:TOKEN"),
+    ("al ice:0123456789abcdef0", "expected NAME:TOKEN"),
+    ("alice:short", "at least 16"),
+    ("alice:sha256:abc", "64 hex digits"),
+    ("alice:0123456789abcdef0,alice:0123456789abcdef1", "appears twice"),
+])
+def test_bad_token_settings_are_named(text, fragment):
+    with pytest.raises(TokenSettingError, match=fragment):
+        parse_tokens(text)
+
+
+def test_tokens_are_kept_only_as_digests():
+    tokens = parse_tokens("alice:alice-token-0123456789")
+    assert b"alice-token" not in repr(tokens).encode() and "alice-token" not in repr(tokens.entries)
+    assert tokens.holder("alice-token-0123456789") == "alice"
+    assert tokens.holder("alice-token-0123456788") is None
