@@ -33,9 +33,11 @@ READ_COMMANDS: tuple[tuple[str, ...], ...] = (
     ("models",), ("versions", "{name}"), ("show", "{name}:1"), ("show", "rlreg://{name}@best"),
     ("history", "{name}"), ("events",), ("alias", "set", "{name}", "prod", "@best"),
     ("alias", "rm", "{name}", "prod"), ("db", "current"), ("cache", "ls"), ("cache", "prune", "--dry-run"),
+    ("retention", "show", "{name}"),
 )
 TORCH_COMMANDS = frozenset({
     "demo", "diff", "export", "import", "verify", "db upgrade", "projections rebuild", "cache verify",
+    "rm", "restore", "retention set", "retention clear", "gc", "serve",  # (writes: may touch storage)
 })
 
 
