@@ -17,6 +17,7 @@ from typing import Any, Optional
 
 from sqlalchemy.engine import make_url
 
+from registry.db import SQLITE_BUSY_TIMEOUT
 from registry.eventstore import EventStore, NewEvent
 from registry.projections import Projections
 
@@ -164,7 +165,7 @@ def _recorder(url: str, synchronous: Optional[str]) -> Any:
     if parsed.get_backend_name() == "sqlite":
         from eventsourcing.sqlite import SQLiteApplicationRecorder, SQLiteDatastore
 
-        datastore = SQLiteDatastore(parsed.database)
+        datastore = SQLiteDatastore(parsed.database, lock_timeout=int(SQLITE_BUSY_TIMEOUT))  # rlreg's busy timeout
         if synchronous is not None:
             _set_synchronous(datastore, synchronous)
         return SQLiteApplicationRecorder(datastore)

@@ -11,6 +11,7 @@ The 2 cores are shared: the load average before and after is printed as the nois
 
 from __future__ import annotations
 
+import logging
 import os
 import statistics
 import sys
@@ -221,6 +222,7 @@ def s3_rows(work: Path, quick: bool, n: int) -> list[dict[str, Any]]:
 
     tensors, numel = CASES["100 MiB / 48 tensors" if quick else "1 GiB / 48 tensors"]
     name = f"S3 {tensors * numel * 4 / MB:.0f} MiB / {tensors} tensors"
+    logging.getLogger("werkzeug").setLevel(logging.ERROR)  # moto's request log
     server, endpoint = moto_server()
     try:
         bucket = f"bench-snapshots-{os.getpid()}"

@@ -14,13 +14,14 @@ from typing import TYPE_CHECKING, Any
 import rlmodule
 import sqlalchemy as sa
 import storage
+from storage.jsondepth import check_value as check_json_depth
 from storage.progress import ProgressCallback
 
 from registry import config, db, deleting, errors, lifecycle, retention, storage_ops, uri
 from registry import gc as collector
 from registry.eventstore import Event, EventStore, NewEvent
 from registry.modeldiff import ModelDiff, diff_versions
-from registry.names import did_you_mean, validate_alias, validate_name
+from registry.names import did_you_mean, validate_alias, validate_name, validate_position, validate_version
 from registry.projections import (
     ALIAS_REMOVED, ALIAS_SET, SPEC_RECORDED, VERSION_RECORDED, Projections, spec_digest,
 )
@@ -134,12 +135,12 @@ class Registry:
             raise TypeError(f"snapshot of {name!r}: {type(module).__name__} is not an RLModule")
         spec = self._spec_dict(rlmodule.spec_to_dict(module))
         if block:
-            tensors, rest = rlmodule.split_state(_state_to_store(module))
+            tensors, rest = _split_checked(name, module)
             return self._record(name, spec, metadata, (tensors, rest, None), progress,
                                 lambda: self._snapshots.wait_turn(name))
 
         def stage() -> tuple:
-            tensors, rest = rlmodule.split_state(_state_to_store(module))
+            tensors, rest = _split_checked(name, module)
             staged, release = self._snapshots.staging.stage(tensors)
             return staged, json.loads(json.dumps(rest)), release
 
@@ -265,6 +266,8 @@ class Registry:
                 raise errors.NotFoundError(f"model {name!r} has no alias {alias!r}")
         elif version is None:
             return lifecycle.latest_row(conn, model)
+        else:
+            validate_version(version, f"model {name!r}: version")
         row = conn.execute(lifecycle.version_query(name, version)).first()
         if row is None:
             raise errors.NotFoundError(
@@ -421,11 +424,15 @@ class Registry:
 
     def events(self, after: int = 0, limit: int | None = None) -> list[Event]:
         """Events of every model with ``position > after``, ascending."""
+        validate_position(after, "events after position")
+        if limit is not None:
+            validate_position(limit, "events limit")
         return self._events.events(after, limit)
 
     def follow(self, after: int = 0, *, poll_interval: float | None = None, timeout: float | None = None,
                stop: Any = None) -> Iterator[Event]:
         """Yield events after ``after`` as they commit (ends after ``timeout`` idle seconds or on ``stop``)."""
+        validate_position(after, "events after position")
         return self._events.follow(after, poll_interval=poll_interval, timeout=timeout, stop=stop)
 
     def head(self) -> int:
@@ -536,7 +543,10 @@ class Registry:
         ``progress`` reports the read from the store (``load``'s), not the checkpoint's write.
         """
         module = self.load(name, version, alias=alias, progress=progress)
-        return rlmodule.rllib_checkpoint.export_as(module, path, format)
+        try:
+            return rlmodule.rllib_checkpoint.export_as(module, path, format)
+        except storage.StorageWriteError as exc:
+            raise errors.ExportTargetError(f"cannot export model {name!r} to {str(path)!r}: {exc}") from exc
 
     def import_checkpoint(
         self,
@@ -632,6 +642,7 @@ def _json_metadata(name: str, metadata: Mapping[str, Any] | None) -> dict[str, A
         raise errors.InvalidEventError(
             f"snapshot of {name!r}: metadata must be a dict of JSON values, got {type(metadata).__name__}"
         )
+    _check_depth(metadata, f"snapshot of {name!r}: metadata")
     out = {}
     for key, value in metadata.items():
         if not isinstance(key, str):
@@ -644,6 +655,21 @@ def _json_metadata(name: str, metadata: Mapping[str, Any] | None) -> dict[str, A
             ) from None
         out[key] = json.loads(json.dumps(value))
     return out
+
+
+def _split_checked(name: str, module: rlmodule.RLModule) -> tuple[dict, Any]:
+    """``split_state`` of the module's state, its JSON part checked against the depth limit first."""
+    tensors, rest = rlmodule.split_state(_state_to_store(module))
+    _check_depth(rest, f"snapshot of {name!r}: the module's non-tensor state")
+    return tensors, rest
+
+
+def _check_depth(value: Any, where: str) -> None:
+    """``InvalidEventError`` for JSON nested past ``storage.MAX_JSON_DEPTH`` (before anything recurses into it)."""
+    try:
+        check_json_depth(value, where)
+    except storage.JSONDepthError as exc:
+        raise errors.InvalidEventError(str(exc)) from None
 
 
 def _state_to_store(module: rlmodule.RLModule) -> Any:

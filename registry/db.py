@@ -12,6 +12,7 @@ import sqlite3
 import sys
 import threading
 import time
+import urllib.parse
 import zlib
 from collections.abc import Iterator
 from pathlib import Path
@@ -144,6 +145,9 @@ def _sqlite_engine(url: URL, **kwargs: Any) -> Engine:
     connect_args.update(kwargs.pop("connect_args", {}))
     if url.database in (None, "", ":memory:"):
         kwargs.setdefault("poolclass", sa.pool.StaticPool)  # one connection: the in-memory database
+    read_only = _read_only_uri(url.database)
+    if read_only is not None:
+        kwargs["creator"] = lambda: sqlite3.connect(read_only, uri=True, **connect_args)
     engine = sa.create_engine(url, connect_args=connect_args, **kwargs)
 
     # pysqlite's own transaction handling is switched off so that we issue BEGIN ourselves
@@ -153,9 +157,15 @@ def _sqlite_engine(url: URL, **kwargs: Any) -> Engine:
         dbapi_connection.isolation_level = None
         cursor = dbapi_connection.cursor()
         cursor.execute(f"PRAGMA busy_timeout={int(SQLITE_BUSY_TIMEOUT * 1000)}")
-        _use_wal(cursor)
+        if read_only is None:
+            _use_wal(cursor)
         cursor.execute("PRAGMA synchronous=FULL")  # WAL + FULL: an acknowledged commit survives power loss
         cursor.close()
+
+    @event.listens_for(engine, "handle_error")
+    def _on_error(context: Any) -> None:  # lets translate_errors tell a full disk from a locked file
+        with contextlib.suppress(AttributeError, TypeError):
+            context.original_exception.rlreg_sqlite_file = url.database
 
     @event.listens_for(engine, "begin")
     def _on_begin(conn: Connection) -> None:
@@ -163,6 +173,22 @@ def _sqlite_engine(url: URL, **kwargs: Any) -> Engine:
         conn.exec_driver_sql("BEGIN IMMEDIATE" if write else "BEGIN")
 
     return engine
+
+
+def _read_only_uri(database: str | None) -> str | None:
+    """A read-only SQLite URI for an existing file in a folder this process cannot write, else None.
+
+    A WAL database needs its ``-shm`` file beside it, which a read-only folder cannot get: SQLite
+    then opens nothing ("unable to open database file"). Read-only, and ``immutable`` unless the
+    ``-wal`` and ``-shm`` files are already there, it reads; nobody can write it through this folder
+    anyway, and every write is refused with ``DatabaseReadOnlyError``.
+    """
+    if database in (None, "", ":memory:") or database.startswith("file:") or not os.path.isfile(database):
+        return None
+    if os.access(os.path.dirname(os.path.abspath(database)) or ".", os.W_OK):
+        return None
+    wal_files = all(os.path.exists(database + suffix) for suffix in ("-wal", "-shm"))
+    return f"file:{urllib.parse.quote(os.path.abspath(database))}?mode=ro" + ("" if wal_files else "&immutable=1")
 
 
 def _use_wal(cursor: Any) -> None:
@@ -199,11 +225,23 @@ def sqlite_writer_queue(engine: Union[Engine, Connection]) -> Iterator[None]:
     if fcntl is None or database in (None, "", ":memory:") or database.startswith("file:"):
         yield
         return
-    lock_file = _lock_file(f"{database}.writer.lock")
+    held = _lock_files.__dict__.setdefault("held", {})
+    path = f"{database}.writer.lock"
+    key = (os.getpid(), path)
+    if held.get(key):  # this thread holds it already (an append inside transaction()): re-enter
+        yield
+        return
+    try:
+        lock_file = _lock_file(path)
+    except OSError:  # a read-only folder: no writer can get through, SQLite refuses the write itself
+        yield
+        return
     fcntl.flock(lock_file.fileno(), fcntl.LOCK_EX)
+    held[key] = True
     try:
         yield
     finally:
+        held[key] = False
         fcntl.flock(lock_file.fileno(), fcntl.LOCK_UN)
 
 
@@ -225,37 +263,44 @@ def is_driver_error(e: BaseException) -> bool:
     return isinstance(e, sqlite3.Error) or (psycopg is not None and isinstance(e, psycopg.Error))
 
 
+_INHERITED: list[Any] = []  # connections a forked child inherited: kept, never closed (SQLite's advice)
+
+
 class ThreadConnections:
-    """One sqlite3 connection per thread (and process), set up like the engine's, kept for the store's life.
+    """One sqlite3 connection per thread (and process), set up like the engine's, kept while the thread uses it.
 
     A SQLite append or read costs tens of microseconds in SQLite itself; checking a connection out of
     SQLAlchemy's pool and back costs as much again. Each connection comes from the engine (so its
     connect-time settings apply) and is detached from its pool, which it then never counts against.
-    Not for in-memory databases, whose one connection is the database.
+    A connection is only ever closed by its own thread (or with the thread): closing one another
+    thread is using crashes SQLite. Not for in-memory databases, whose one connection is the database.
     """
 
     def __init__(self, engine: Engine) -> None:
-        self.engine, self.local, self.lock, self.opened = engine, threading.local(), threading.Lock(), []
+        self.engine, self.local, self.generation = engine, threading.local(), 0
 
     def get(self) -> Any:
         """This thread's connection."""
-        key = (os.getpid(), id(self))
-        if getattr(self.local, "key", None) != key:  # a forked child opens its own
+        key = (os.getpid(), self.generation)
+        if getattr(self.local, "key", None) != key:  # first use, a forked child, or reopened after close()
+            if getattr(self.local, "pid", None) == os.getpid():
+                with contextlib.suppress(Exception):
+                    self.local.driver.close()
+            elif hasattr(self.local, "driver"):  # the parent's: closing it here could drop our own locks
+                _INHERITED.append(self.local.driver)
             fairy = self.engine.raw_connection()
             driver = fairy.driver_connection
             fairy.detach()
-            with self.lock:
-                self.opened.append(driver)
-            self.local.key, self.local.driver = key, driver
+            self.local.key, self.local.pid, self.local.driver = key, os.getpid(), driver
         return self.local.driver
 
     def close(self) -> None:
-        """Close every connection opened here (by this process)."""
-        with self.lock:
-            opened, self.opened = self.opened, []
-        for driver in opened:
+        """Close this thread's connection; other threads' close when they next use the store, or end."""
+        self.generation += 1
+        if getattr(self.local, "pid", None) == os.getpid():
             with contextlib.suppress(Exception):
-                driver.close()
+                self.local.driver.close()
+            del self.local.key, self.local.pid, self.local.driver
 
 
 @contextlib.contextmanager
@@ -303,7 +348,7 @@ def translate_errors(what: str) -> Iterator[None]:
                 f"{what}: database {missing.group(1)!r} does not exist on the server: create it "
                 f"(`createdb {missing.group(1)}`) or check the URL"
             ) from e
-        raise errors.DatabaseUnavailableError(f"{what}: the database is unavailable or locked: {e.orig}") from e
+        raise _operational_error(what, e) from e
     except exc.InterfaceError as e:
         raise errors.DatabaseUnavailableError(f"{what}: the database connection failed: {e.orig}") from e
     except exc.IntegrityError as e:
@@ -319,6 +364,32 @@ def translate_errors(what: str) -> Iterator[None]:
 def _wrap_driver_error(e: BaseException) -> exc.DBAPIError:
     """The SQLAlchemy error a driver error would have become, so one mapping serves both."""
     return exc.DBAPIError.instance(None, None, e, Exception)  # type: ignore[arg-type]
+
+
+def _operational_error(what: str, e: exc.OperationalError) -> errors.RegistryError:
+    """SQLite's full disk and read-only file get errors of their own; the rest is unavailable or locked."""
+    text = str(e.orig).lower()
+    if "database or disk is full" in text or "no space left" in text or _disk_full(e.orig):
+        return errors.DatabaseFullError(
+            f"{what}: the database is full (no space left on its disk): {e.orig}; free some space and retry"
+        )
+    if "readonly database" in text or "read-only" in text:
+        return errors.DatabaseReadOnlyError(
+            f"{what}: the database is read-only here (a read-only file, folder or filesystem): {e.orig}"
+        )
+    return errors.DatabaseUnavailableError(f"{what}: the database is unavailable or locked: {e.orig}")
+
+
+def _disk_full(error: BaseException | None) -> bool:
+    """Whether the folder of the SQLite file an error came from has no space left (a "disk I/O error"
+    when SQLite cannot even create its ``-shm`` file)."""
+    database = getattr(error, "rlreg_sqlite_file", None)
+    if not database or database.startswith("file:") or database == ":memory:":
+        return False
+    try:
+        return os.statvfs(os.path.dirname(os.path.abspath(database))).f_bavail == 0
+    except (OSError, AttributeError):
+        return False
 
 
 # --- schema: Alembic ------------------------------------------------------------------------

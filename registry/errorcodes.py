@@ -49,6 +49,7 @@ TABLE: tuple[tuple[type[BaseException], Outcome], ...] = (
     (errors.TensorNotInManifestError, NOT_FOUND),
     (errors.DatabaseUnavailableError, DATABASE),
     (errors.StorageUnavailableError, STORAGE),
+    (errors.StorageWriteError, STORAGE),  # the store's disk is full or read-only: not the input's fault
     (errors.UnknownProtocolError, STORAGE),
     (errors.RegistryError, INVALID),
     (errors.StorageError, INVALID),

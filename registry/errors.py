@@ -10,7 +10,10 @@
     │   │   └── InvalidReferenceError              a reference outside NAME[:3|@alias] / rlreg://
     │   ├── InvalidEventError (ValueError)         an event that is not JSON or has a bad type
     │   ├── SchemaVersionError                     the database schema is older or newer than this rlreg
+    │   ├── ExportTargetError (OSError)            an export target that cannot be written (read-only, a file)
     │   └── DatabaseUnavailableError (ConnectionError)  the database cannot be reached or stays locked
+    │       ├── DatabaseFullError                  no space left for the database (SQLite's disk is full)
+    │       └── DatabaseReadOnlyError              a write to a database opened read-only
     ├── StorageError                               (storage/errors.py, re-exported here)
     │   ├── ObjectNotFoundError (FileNotFoundError)  a file or object is not there
     │   ├── IntegrityError (ValueError)            stored bytes do not match their digest
@@ -21,7 +24,10 @@
     │   ├── TensorNotInManifestError (LookupError) a name asked of get() that the manifest lacks
     │   ├── UnknownProtocolError (ValueError)      a URL whose fsspec protocol is unknown
     │   ├── StorageUnavailableError (ConnectionError)  unreachable endpoint, missing bucket/credentials
-    │   └── InvalidSettingError (ValueError)       an RLREG_* variable not understood (storage/config.py)
+    │   ├── InvalidSettingError (ValueError)       an RLREG_* variable not understood (storage/config.py)
+    │   ├── StorageWriteError (OSError)            a write refused: disk full, read-only, not a folder
+    │   ├── NotAFileError (ValueError)             a folder, FIFO, device or socket where a file belongs
+    │   └── JSONDepthError (ValueError)            JSON nested deeper than ``storage.MAX_JSON_DEPTH``
     └── RLModuleError                              (rlmodule/errors.py, re-exported here)
         ├── UntrustedClassError (ValueError)       a class path the trusted-class rule refuses
         ├── SpaceSerializationError (ValueError)   a gym space (or its dict) we cannot encode/decode
@@ -64,9 +70,12 @@ from storage.errors import (  # noqa: F401 - re-exported
     InvalidDigestError,
     InvalidManifestError,
     InvalidTensorNameError,
+    JSONDepthError,
+    NotAFileError,
     ObjectNotFoundError,
     StorageError,
     StorageUnavailableError,
+    StorageWriteError,
     TensorNotInManifestError,
     UnknownProtocolError,
     UnsupportedDtypeError,
@@ -118,3 +127,15 @@ class SchemaVersionError(RegistryError):
 
 class DatabaseUnavailableError(RegistryError, ConnectionError):
     """The database cannot be reached, or stayed locked past the busy timeout."""
+
+
+class DatabaseFullError(DatabaseUnavailableError):
+    """The database has no space left to write (SQLite: "database or disk is full")."""
+
+
+class DatabaseReadOnlyError(DatabaseUnavailableError):
+    """A write to a database that is read-only here (a read-only file, folder or filesystem)."""
+
+
+class ExportTargetError(RegistryError, OSError):
+    """An export target that cannot be written: read-only (``rlreg://``, a read-only mount), a file in the way."""

@@ -8,6 +8,7 @@ from registry.errors import InvalidNameError
 
 MAX_NAME_LENGTH = 200
 MAX_ALIAS_LENGTH = 100
+MAX_INTEGER = 2**63 - 1  # versions, positions and limits are 64-bit integers in both databases
 _SEGMENT = re.compile(r"[A-Za-z0-9._-]+")
 _ALIAS = re.compile(r"[A-Za-z0-9._-]+")
 _DIGITS = re.compile(r"[0-9]+")
@@ -17,7 +18,7 @@ def validate_name(name: object) -> str:
     """Return ``name`` if it is a valid model name, else raise ``InvalidNameError`` saying why.
 
     A name is 1-200 characters of ASCII letters, digits, ``._-`` and ``/`` between non-empty
-    segments; no ``..`` segment, no leading or trailing ``/``; no segment is all digits (in
+    segments; no ``.`` or ``..`` segment, no leading or trailing ``/``; no segment is all digits (in
     ``rlreg://name/3/p0`` the first all-digit segment is the version: see ``registry.uri``).
     """
     if not isinstance(name, str):
@@ -50,8 +51,8 @@ def validate_name(name: object) -> str:
 def _check_segment(name: str, segment: str) -> None:
     if not segment:
         raise InvalidNameError(f"model name {name!r} has an empty segment ('//'): not allowed")
-    if segment == "..":
-        raise InvalidNameError(f"model name {name!r} has a '..' segment: not allowed")
+    if segment in (".", ".."):
+        raise InvalidNameError(f"model name {name!r} has a {segment!r} segment: not allowed (dot segments name folders)")
     if not _SEGMENT.fullmatch(segment):
         bad = sorted({c for c in segment if not _SEGMENT.fullmatch(c)})
         raise InvalidNameError(
@@ -84,3 +85,21 @@ def did_you_mean(name: str, known: list[str]) -> str:
     if not close:
         return ""
     return f" (did you mean {' or '.join(repr(c) for c in close)}?)"
+
+
+def validate_version(version: object, what: str = "version") -> int:
+    """Return ``version`` if it is an int from 1 to ``MAX_INTEGER``, else raise ``InvalidNameError`` saying why."""
+    return _bounded(version, what, 1)
+
+
+def validate_position(value: object, what: str) -> int:
+    """Return ``value`` (an event position or count) if it is an int from 0 to ``MAX_INTEGER``, else raise."""
+    return _bounded(value, what, 0)
+
+
+def _bounded(value: object, what: str, least: int) -> int:
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise InvalidNameError(f"{what} {value!r} is not an integer")
+    if not least <= value <= MAX_INTEGER:
+        raise InvalidNameError(f"{what} {value} is out of range: expected {least} to {MAX_INTEGER} (2^63 - 1)")
+    return value

@@ -32,7 +32,7 @@ import re
 from dataclasses import dataclass
 
 from registry.errors import InvalidNameError, InvalidReferenceError
-from registry.names import validate_alias, validate_name
+from registry.names import MAX_INTEGER, validate_alias, validate_name
 
 SCHEME = "rlreg"
 PREFIX = f"{SCHEME}://"
@@ -214,4 +214,6 @@ def _version(text: str, shown: str) -> int:
     version = int(text)
     if version < 1:
         raise InvalidNameError(f"{shown!r}: version {text} is not a version (versions start at 1)")
+    if version > MAX_INTEGER:
+        raise InvalidNameError(f"{shown!r}: version {text} is out of range (at most {MAX_INTEGER}, 2^63 - 1)")
     return version

@@ -23,6 +23,7 @@ from rlmodule.distributions import (
     TorchMultiCategorical,
     TorchMultiDistribution,
 )
+from rlmodule import limits
 from rlmodule.models import MLPEncoderConfig
 
 # RLlib's MODEL_DEFAULTS, restricted to the keys the new-stack models read (all JSON).
@@ -65,6 +66,7 @@ def _layer_sizes(key: str, value) -> list[int]:
     )
     if not ok:
         raise ValueError(f"model config {key!r} must be a list of positive ints, got {value!r}")
+    limits.check_layer_sizes(key, value)
     return [int(v) for v in value]
 
 

@@ -13,6 +13,7 @@ from typing import Any, Callable, Optional, Sequence
 import torch
 from torch import nn
 
+from rlmodule import limits
 from rlmodule.columns import Columns
 
 ENCODER_OUT = "encoder_out"
@@ -61,6 +62,7 @@ def _check_framework(framework: str) -> None:
 
 
 def _linear(in_dim, out_dim, use_bias, w_init, w_init_config, b_init, b_init_config) -> nn.Linear:
+    limits.check_layer(in_dim, out_dim)
     layer = nn.Linear(in_dim, out_dim, bias=use_bias)
     if w_init is not None:
         get_initializer(w_init)(layer.weight, **(w_init_config or {}))

@@ -112,8 +112,8 @@ class _Machine:
             self.stack.append(_SIMPLE[name](arg))
         elif name in _VALUES:
             self.stack.append(arg)
-        elif name == "BYTEARRAY8":
-            self.stack.append(bytes(arg))
+        elif name == "BYTEARRAY8":  # numpy's protocol 5 buffers: kept, so arrays need no copy
+            self.stack.append(arg)
         elif name in _IGNORED:
             pass
         elif name == "STOP":
@@ -282,8 +282,8 @@ class _Machine:
     def materialise(self, obj, seen: dict, busy: set, depth: int = 0):
         if depth > MAX_DEPTH:
             raise self.refuse(f"data nested deeper than {MAX_DEPTH} levels")
-        if isinstance(obj, (str, bytes, int, float, bool, type(None))):
-            return obj
+        if isinstance(obj, (str, bytes, bytearray, int, float, bool, type(None))):
+            return obj  # a bytearray (BYTEARRAY8) becomes an array's memory without a copy
         key = id(obj)
         if key in seen:
             return seen[key]
@@ -403,13 +403,14 @@ def _shape(shape) -> tuple:
 
 def _array(raw, dtype, shape, order: str) -> np.ndarray:
     dtype, shape = _check_dtype(dtype), _shape(shape)
-    if not isinstance(raw, bytes):
+    if not isinstance(raw, (bytes, bytearray)):
         raise ValueError(f"array data is a {type(raw).__name__}, not bytes (object arrays are refused)")
     if order not in ("C", "F"):
         raise ValueError(f"order {order!r}")
     if len(raw) != int(np.prod(shape, dtype=np.int64)) * dtype.itemsize:
         raise ValueError(f"{len(raw)} bytes do not fill shape {shape} of {dtype}")
-    return np.frombuffer(raw, dtype=dtype).reshape(shape, order=order).copy(order="K")
+    array = np.frombuffer(raw, dtype=dtype).reshape(shape, order=order)
+    return array if isinstance(raw, bytearray) else array.copy(order="K")  # own, writable memory
 
 
 def _frombuffer(args: tuple, state) -> np.ndarray:
@@ -422,7 +423,7 @@ def _scalar(args: tuple, state) -> np.generic:
     _no_state(state)
     dtype, raw = args
     dtype = _check_dtype(dtype)
-    if not isinstance(raw, bytes) or len(raw) != dtype.itemsize:
+    if not isinstance(raw, (bytes, bytearray)) or len(raw) != dtype.itemsize:
         raise ValueError("scalar data does not fit its dtype (object scalars are refused)")
     return np.frombuffer(raw, dtype=dtype)[0].copy()
 

@@ -207,6 +207,10 @@ def load_rllib_checkpoint(path):
     """Our module (PPO or MultiRLModule) with the state of the RLlib checkpoint at `path`."""
     loc = as_location(path)
     meta = rllib_metadata(loc)
+    if "format" in meta:
+        raise CheckpointFormatError(
+            f"{loc.url} is an rlreg checkpoint ({meta['format']}), not one RLlib wrote; import it "
+            "without --from-rllib (RLModule.from_checkpoint reads it)")
     ctor_file = _plain_name(loc, meta.get("class_and_ctor_args_file", "class_and_ctor_args.pkl"),
                             "class_and_ctor_args_file")
     if not loc.exists(ctor_file):

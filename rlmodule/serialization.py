@@ -25,6 +25,7 @@ from typing import Any
 import gymnasium as gym
 import numpy as np
 
+from rlmodule import limits
 from rlmodule.errors import SpaceSerializationError
 from rlmodule.spaces import FlexDict, Repeated, Simplex
 from rlmodule.trust import resolve_class
@@ -43,11 +44,25 @@ def array_to_b64(array: np.ndarray) -> str:
     return base64.b64encode(zlib.compress(buf.getvalue())).decode("ascii")
 
 
-def array_from_b64(text: str) -> np.ndarray:
-    """The array encoded by `array_to_b64`; object arrays (pickle) are refused."""
+def array_from_b64(text: str, max_bytes: int | None = None, field: str = "array") -> np.ndarray:
+    """The array encoded by `array_to_b64`; object arrays (pickle) are refused.
+
+    Inflation is bounded before it starts: by the shape the array's own `np.save` header declares
+    (itself bounded by `limits.MAX_SPACE_ELEMENTS`) and by `max_bytes` (what a Box's declared shape
+    and dtype need), so a zlib bomb stops at that many bytes.
+    """
     try:
-        raw = zlib.decompress(base64.b64decode(text.encode("ascii"), validate=True))
-        return np.load(io.BytesIO(raw), allow_pickle=False)
+        inflater = zlib.decompressobj()
+        head = inflater.decompress(base64.b64decode(text.encode("ascii"), validate=True), limits.NPY_HEADER_BYTES)
+        need = limits.npy_bytes_bound(head, field)
+        bound = need if max_bytes is None else min(need, max_bytes)
+        rest = inflater.decompress(inflater.unconsumed_tail, bound + 1 - len(head)) if bound >= len(head) else b"?"
+        if len(head) + len(rest) > bound or inflater.unconsumed_tail or not inflater.eof:
+            raise SpaceSerializationError(
+                f"{field} {text[:32]!r}... inflates to more than the {bound:,} bytes its declared shape needs")
+        return np.load(io.BytesIO(head + rest), allow_pickle=False)
+    except SpaceSerializationError:
+        raise
     except ValueError as e:
         raise SpaceSerializationError(f"cannot decode array {text[:32]!r}...: {e}") from None
     except (zlib.error, OSError, AttributeError) as e:
@@ -129,7 +144,9 @@ def gym_space_to_dict(space: gym.Space | None) -> dict | None:
 
 
 def _decode_box(d):
-    return gym.spaces.Box(low=array_from_b64(d["low"]), high=array_from_b64(d["high"]),
+    bound = limits.array_bytes_bound(d["shape"], np.dtype(d["dtype"]).itemsize, "box space 'shape'")
+    return gym.spaces.Box(low=array_from_b64(d["low"], bound, "box space 'low'"),
+                          high=array_from_b64(d["high"], bound, "box space 'high'"),
                           shape=tuple(d["shape"]), dtype=np.dtype(d["dtype"]))
 
 
@@ -195,10 +212,11 @@ def gym_space_from_dict(d: dict | None) -> gym.Space | None:
         return None
     if not isinstance(d, dict) or "space" not in d:
         raise SpaceSerializationError(f"a space dict needs a 'space' key, got {d!r}")
-    decoder = _DECODERS.get(d["space"])
+    decoder = _DECODERS.get(d["space"]) if isinstance(d["space"], str) else None
     if decoder is None:
         raise SpaceSerializationError(
             f"unknown space type {d['space']!r}; known: {', '.join(_DECODERS)}")
+    limits.check_space_dict(d)
     try:
         return decoder(d)
     except SpaceSerializationError:

@@ -7,6 +7,7 @@ import json
 import os
 import signal
 import sys
+import time
 from typing import Any
 
 import click
@@ -37,7 +38,8 @@ READ_COMMANDS: tuple[tuple[str, ...], ...] = (
 )
 TORCH_COMMANDS = frozenset({
     "demo", "diff", "export", "import", "verify", "db upgrade", "projections rebuild", "cache verify",
-    "rm", "restore", "retention set", "retention clear", "gc", "serve",  # (writes: may touch storage)
+    "rm", "restore", "retention set", "retention clear", "gc",  # (writes: may touch storage)
+    "serve",  # a long-running server: its start-up is paid once
 })
 
 
@@ -143,8 +145,13 @@ def parse_metadata(text: str | None) -> dict | None:
     """``--metadata`` as a dict (a JSON object)."""
     if text is None:
         return None
+    from storage.jsondepth import JSONDepthError, check_text  # (imports torch: only import needs it)
+
     try:
+        check_text(text, "--metadata")
         value = json.loads(text)
+    except JSONDepthError as exc:
+        raise InvalidMetadataError(str(exc)) from None
     except json.JSONDecodeError as exc:
         raise InvalidMetadataError(f"--metadata {text!r} is not JSON: {exc.msg}") from None
     if not isinstance(value, dict):
@@ -236,15 +243,63 @@ def events(session: Session, after: int, limit: int | None, follow: bool) -> Non
             return click.echo(f"no events after position {after}")
         return click.echo(output.table(output.EVENT_HEADERS, map(output.event_row, rows), right=(0, 2)))
     try:
-        for count, event in enumerate(reg.follow(after=after), start=1):
-            if session.as_json:
-                output.echo_json(event, lines=True)
-            else:
-                click.echo(show.event_line(event))
-            if limit is not None and count >= limit:
-                break
+        follow_events(session, after, limit)
     except KeyboardInterrupt:
         pass  # interrupting is how a tail ends
+
+
+FOLLOW_BACKOFF = (0.1, 5.0)  # seconds: first wait after losing the database, longest wait
+
+
+def follow_events(session: Session, after: int, limit: int | None) -> None:
+    """Print events after ``after`` as they commit; when the database goes away, reconnect with backoff
+    and resume after the last position printed, saying so on stderr.
+
+    A database that cannot be reached at the start is an error (exit 6): only a tail that has
+    started waits for it to come back.
+    """
+    from registry.errors import DatabaseUnavailableError
+
+    reg, printed = session.registry, 0
+    reg.head()  # reachable now, or exit 6 at once
+    while True:
+        try:
+            for event in reg.follow(after=after):
+                _echo_event(session, event)
+                after, printed = event.position, printed + 1
+                if limit is not None and printed >= limit:
+                    return
+            return
+        except DatabaseUnavailableError as exc:
+            _wait_for_database(reg, after, exc)
+
+
+def _wait_for_database(reg: Any, after: int, exc: Exception) -> None:
+    """Poll the database with exponential backoff until it answers again (or Ctrl-C)."""
+    from registry.errors import DatabaseUnavailableError
+
+    click.echo(
+        f"rlreg: lost the database ({exitcodes.one_line(exc)}); reconnecting with backoff, "
+        f"then resuming after position {after}",
+        err=True,
+    )
+    delay = FOLLOW_BACKOFF[0]
+    while True:
+        time.sleep(delay)
+        try:
+            reg.head()
+        except DatabaseUnavailableError:
+            delay = min(delay * 2, FOLLOW_BACKOFF[1])
+            continue
+        click.echo(f"rlreg: reconnected, resuming after position {after}", err=True)
+        return
+
+
+def _echo_event(session: Session, event: Any) -> None:
+    if session.as_json:
+        output.echo_json(event, lines=True)
+    else:
+        click.echo(show.event_line(event))
 
 
 @cli.group()

@@ -13,8 +13,9 @@ _NAMES = {  # submodule: the names it gives this package
     "storage.errors": (
         "IntegrityError InvalidDigestError InvalidManifestError InvalidTensorNameError "
         "ObjectNotFoundError StorageError StorageUnavailableError TensorNotInManifestError "
-        "UnknownProtocolError UnsupportedDtypeError"
+        "UnknownProtocolError UnsupportedDtypeError JSONDepthError NotAFileError StorageWriteError"
     ),
+    "storage.jsondepth": "MAX_JSON_DEPTH",
     "storage.location": "Location",
     "storage.manifest": "manifest_objects",
     "storage.progress": "ProgressCallback",
@@ -34,4 +35,4 @@ def __getattr__(name: str) -> Any:
 
 
 def __dir__() -> list[str]:
-    return sorted({*globals(), *_WHERE})
+    return sorted(_WHERE)  # the public names (not this module's own imports)

@@ -8,7 +8,9 @@ recently used first, by modification time, refreshed on each hit) runs under a `
 from __future__ import annotations
 
 import contextlib
+import logging
 import os
+import shutil
 import time
 from collections.abc import Iterable
 from dataclasses import dataclass
@@ -17,7 +19,10 @@ from typing import Any
 import filelock
 
 from storage import config, digest
+from storage.errors import NotAFileError
 from storage.filesystems import local_atomic_write, map_file
+
+log = logging.getLogger(__name__)
 
 DEFAULT_MAX_BYTES = config.DEFAULT_CACHE_MAX_BYTES
 
@@ -66,6 +71,10 @@ class ObjectCache:
             buf = map_file(path)
         except FileNotFoundError:
             return None
+        except NotAFileError as exc:  # a folder or FIFO in its place: never opened for reading
+            log.warning("discarding a damaged cache entry: %s", exc)
+            self.discard(object_digest)
+            return None
         with contextlib.suppress(OSError):
             os.utime(path)
         return buf
@@ -74,7 +83,10 @@ class ObjectCache:
         """Cache an object's (already verified) bytes, evicting old entries beyond the bound."""
         if nbytes > self.max_bytes:
             return
-        local_atomic_write(self.path(object_digest), buffers)
+        path = self.path(object_digest)
+        if os.path.isdir(path) and not os.path.islink(path):
+            self.discard(object_digest)  # a folder in its place: the rename below could not replace it
+        local_atomic_write(path, buffers)
         if self._since_scan is None or self._since_scan + nbytes > self.max_bytes // 10:
             self._evict()
         else:
@@ -82,8 +94,7 @@ class ObjectCache:
 
     def discard(self, object_digest: str) -> None:
         """Remove an object from the cache (damaged or deleted)."""
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(self.path(object_digest))
+        _remove(self.path(object_digest))
 
     def total_bytes(self) -> int:
         """Bytes held by the cache now."""
@@ -93,21 +104,25 @@ class ObjectCache:
         """Every cached object, least recently used first."""
         return [CacheEntry(digest.PREFIX + os.path.basename(path), size, used) for used, path, size in sorted(self._entries())]
 
-    def verify(self, progress: Any = None) -> dict[str, str]:
-        """Re-hash every cached object; discard and return the damaged ones (``{digest: why}``)."""
+    def verify(self, progress: Any = None, *, discard: bool = True) -> dict[str, str]:
+        """Re-hash every cached object; return the damaged ones (``{digest: why}``), discarded unless not ``discard``.
+
+        A folder or FIFO in place of an entry is damaged too (never opened for reading).
+        """
         from storage import objects  # the decoder needs torch's dtype table
         from storage.errors import IntegrityError
 
         damaged, done = {}, 0
         entries = self.entries()
         for entry in entries:
-            buf = self.read_quiet(entry.digest)
-            if buf is not None:
-                try:
+            try:
+                buf = self.read_quiet(entry.digest)
+                if buf is not None:
                     objects.decode(buf, entry.digest, self.path(entry.digest), lambda _: [])
-                except IntegrityError as exc:
-                    del buf
-                    damaged[entry.digest] = str(exc)
+            except (IntegrityError, NotAFileError) as exc:
+                buf = None
+                damaged[entry.digest] = str(exc)
+                if discard:
                     self.discard(entry.digest)
             done += entry.nbytes
             if progress is not None:
@@ -162,7 +177,15 @@ class ObjectCache:
             for _, path, size in entries:
                 if total <= self.max_bytes:
                     break
-                with contextlib.suppress(FileNotFoundError):
-                    os.unlink(path)
+                _remove(path)
                 total -= size
         self._since_scan = 0
+
+
+def _remove(path: str) -> None:
+    """Remove a cache entry, whatever is at its path (a file, or a folder planted there)."""
+    with contextlib.suppress(FileNotFoundError):
+        if os.path.isdir(path) and not os.path.islink(path):
+            shutil.rmtree(path)
+        else:
+            os.unlink(path)

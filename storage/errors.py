@@ -11,7 +11,10 @@ StorageError
 ├── TensorNotInManifestError   (LookupError)         a name asked of get() that the manifest lacks
 ├── UnknownProtocolError       (ValueError)          a URL whose fsspec protocol is unknown
 ├── StorageUnavailableError    (ConnectionError)     unreachable endpoint, missing bucket/credentials
-└── InvalidSettingError        (ValueError)          an RLREG_* variable whose value is not understood
+├── InvalidSettingError        (ValueError)          an RLREG_* variable whose value is not understood
+├── StorageWriteError          (OSError)             a write refused: disk full, read-only, not a folder
+├── NotAFileError              (ValueError)          a folder, FIFO, device or socket where a file belongs
+└── JSONDepthError             (ValueError)          JSON nested deeper than ``MAX_JSON_DEPTH`` levels
 ```
 """
 
@@ -60,3 +63,15 @@ class TensorNotInManifestError(StorageError, LookupError):
 
 class InvalidSettingError(StorageError, ValueError):
     """An ``RLREG_*`` environment variable whose value is not understood (``storage.config``)."""
+
+
+class NotAFileError(StorageError, ValueError):
+    """A folder, FIFO, device or socket where a regular file belongs (refused before any read)."""
+
+
+class JSONDepthError(StorageError, ValueError):
+    """JSON (a file, a safetensors header, metadata) nested deeper than ``storage.MAX_JSON_DEPTH``."""
+
+
+class StorageWriteError(StorageError, OSError):
+    """A write the filesystem refused: no space left, a read-only filesystem, a file where a folder belongs."""

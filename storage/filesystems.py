@@ -8,6 +8,7 @@ import errno
 import inspect
 import mmap
 import os
+import stat
 import tempfile
 import uuid
 from collections.abc import Callable, Iterable, Iterator
@@ -17,7 +18,15 @@ import fsspec
 from fsspec.implementations.local import LocalFileSystem
 from fsspec.implementations.memory import MemoryFile, MemoryFileSystem
 
-from storage.errors import ObjectNotFoundError, StorageError, StorageUnavailableError, UnknownProtocolError
+from storage.errors import (
+    IntegrityError,
+    NotAFileError,
+    ObjectNotFoundError,
+    StorageError,
+    StorageUnavailableError,
+    StorageWriteError,
+    UnknownProtocolError,
+)
 
 # Object stores: a single PUT (or a multipart upload, completed at once) is atomic; no rename.
 OBJECT_STORE_PROTOCOLS = frozenset({"s3", "s3a", "gs", "gcs", "az", "abfs", "abfss", "adl", "oss", "r2"})
@@ -98,6 +107,14 @@ def translate_errors(url: str) -> Iterator[None]:
         raise StorageUnavailableError(
             f"storage {url!r} refused access (check credentials): {exc}"
         ) from exc
+    except OSError as exc:
+        if exc.errno in _WRITE_ERRNOS:
+            error = StorageWriteError(f"{url}: {_WRITE_ERRNOS[exc.errno]} ({_where(exc)})")
+            error.errno = exc.errno
+            raise error from exc
+        if _is_connection_error(exc):
+            raise StorageUnavailableError(f"storage {url!r} is unavailable: {_describe(exc)}") from exc
+        raise
     except Exception as exc:
         if _is_connection_error(exc):
             raise StorageUnavailableError(f"storage {url!r} is unavailable: {_describe(exc)}") from exc
@@ -105,6 +122,21 @@ def translate_errors(url: str) -> Iterator[None]:
 
 
 _CLIENT_MODULES = frozenset({"botocore", "aiobotocore", "aiohttp"})
+
+
+_WRITE_ERRNOS = {
+    errno.ENOSPC: "no space left on the device: free some space, or store elsewhere",
+    errno.EDQUOT: "disk quota exceeded: free some space, or store elsewhere",
+    errno.EFBIG: "file too large for this filesystem",
+    errno.EROFS: "the filesystem is read-only",
+    errno.EEXIST: "a file is in the way where a folder is needed",
+    errno.ENOTDIR: "a file is in the way where a folder is needed",
+    errno.EISDIR: "a folder is in the way where a file is needed",
+}
+
+
+def _where(exc: OSError) -> str:
+    return f"{exc.strerror or exc}: {exc.filename}" if exc.filename else str(exc.strerror or exc)
 
 
 def _is_connection_error(exc: BaseException) -> bool:
@@ -151,10 +183,24 @@ def _describe(exc: BaseException) -> str:
     return f"{name}: {exc}"
 
 
+class WriteCancelled(Exception):
+    """A write stopped between chunks because its caller was interrupted (Ctrl-C) or failed."""
+
+
 def atomic_write(
-    fs: fsspec.AbstractFileSystem, path: str, buffers: Iterable[Any], step: int = 8 << 20, size: int | None = None
+    fs: fsspec.AbstractFileSystem,
+    path: str,
+    buffers: Iterable[Any],
+    step: int = 8 << 20,
+    size: int | None = None,
+    *,
+    cancelled: Callable[[], bool] | None = None,
+    wrote: Callable[[int], None] | None = None,
 ) -> None:
     """Write ``buffers`` to ``path`` as they come (never joined first) so that no reader sees a partial file.
+
+    On an object store, ``cancelled()`` is asked before each request or chunk of ``step`` bytes
+    (true: the upload is aborted and ``WriteCancelled`` raised) and ``wrote(n)`` told after each.
 
     On S3, s3fs buffers at most a part at a time and makes the object appear only when it completes
     the upload (one PUT below its block size, else a multipart upload) at ``close()``; an exception
@@ -172,6 +218,8 @@ def atomic_write(
     elif size is not None and hasattr(fs, "_call_s3") and size < 2 * (fs.default_block_size or 50 << 20):
         # One PUT of the joined bytes, as s3fs's own pipe does: its file object would copy every
         # byte into its buffer and out again. A PUT either completes or leaves no object.
+        if cancelled is not None and cancelled():
+            raise WriteCancelled(f"writing {path} was cancelled")
         fsspec.asyn.sync(fs.loop, fs._pipe_file, path, join(buffers))
     elif is_object_store(fs):
         f = fs.open(path, "wb")
@@ -179,7 +227,11 @@ def atomic_write(
             for b in buffers:
                 view = memoryview(b).cast("B")
                 for i in range(0, view.nbytes, step):  # bounded by s3fs's part buffer, not by the tensor
+                    if cancelled is not None and cancelled():
+                        raise WriteCancelled(f"writing {path} was cancelled")
                     f.write(view[i : i + step])
+                    if wrote is not None:
+                        wrote(min(step, view.nbytes - i))
         except BaseException:
             with contextlib.suppress(Exception):
                 f.discard()  # aborts a started multipart upload
@@ -261,11 +313,64 @@ def _write_all(f: Any, b: Any) -> None:
 
 
 def map_file(path: str) -> Any:
-    """A private (copy-on-write) memory map of a local file; an empty file gives ``b""``."""
-    with open(path, "rb") as f:
-        if os.fstat(f.fileno()).st_size == 0:
+    """A private (copy-on-write) memory map of a local regular file; an empty file gives ``b""``.
+
+    ``NotAFileError`` for a folder, FIFO, device or socket (checked before any read: never blocks).
+    """
+    fd = open_regular(path)
+    try:
+        if os.fstat(fd).st_size == 0:
             return b""
-        return mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_COPY)
+        return mmap.mmap(fd, 0, access=mmap.ACCESS_COPY)
+    finally:
+        os.close(fd)
+
+
+def open_regular(path: str) -> int:
+    """A read-only descriptor of ``path``, refused with ``NotAFileError`` unless it is a regular file.
+
+    ``O_NONBLOCK`` makes the open of a FIFO return at once (a plain open waits for a writer, for
+    ever); ``fstat`` of the open descriptor then decides, so nothing can be swapped in between.
+    """
+    flags = os.O_RDONLY | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_CLOEXEC", 0)
+    try:
+        fd = os.open(path, flags)
+    except IsADirectoryError:
+        raise NotAFileError(f"{path} is a folder, not a regular file") from None
+    except OSError as exc:
+        if exc.errno in (errno.ENXIO, errno.EOPNOTSUPP):  # a socket (or a FIFO on some systems)
+            raise NotAFileError(f"{path} is a socket or special file, not a regular file") from None
+        raise
+    mode = os.fstat(fd).st_mode
+    if not stat.S_ISREG(mode):
+        os.close(fd)
+        raise NotAFileError(f"{path} is {_kind(mode)}, not a regular file")
+    return fd
+
+
+def _kind(mode: int) -> str:
+    for test, name in ((stat.S_ISDIR, "a folder"), (stat.S_ISFIFO, "a FIFO"), (stat.S_ISCHR, "a character device"),
+                       (stat.S_ISBLK, "a block device"), (stat.S_ISSOCK, "a socket")):
+        if test(mode):
+            return name
+    return "a special file"
+
+
+def read_regular(path: str) -> bytearray:
+    """A local regular file read with ``readinto`` into a fresh writable buffer (``NotAFileError`` else)."""
+    with open(open_regular(path), "rb", buffering=0, closefd=True) as f:
+        size = os.fstat(f.fileno()).st_size
+        buf = bytearray(size)
+        view = memoryview(buf)
+        got = 0
+        while got < size:
+            n = f.readinto(view[got:])
+            if not n:
+                break
+            got += n
+    if got != size:
+        del buf[got:]
+    return buf
 
 
 def exists_many(fs: fsspec.AbstractFileSystem, paths: list[str]) -> list[bool]:
@@ -398,12 +503,14 @@ async def _s3_read(fs: Any, path: str, size: int | None) -> bytearray:
     """An S3 object read straight into one writable buffer (s3fs's ``cat`` returns bytes: a copy more).
 
     With a known size above s3fs's block size, ranged GETs fill their parts of it concurrently;
-    otherwise one GET (never a HEAD first).
+    otherwise one GET (never a HEAD first). With a known size no more than ``size + 1`` bytes are
+    read, however large the object has become: one byte more shows it is not what was written.
     """
     bucket, key, _ = fs.split_path(path)
     block = getattr(fs, "default_block_size", 0) or (50 << 20)
     if size is None or size <= block:
-        resp = await fs._call_s3("get_object", Bucket=bucket, Key=key)
+        at_most = {} if size is None else {"Range": f"bytes=0-{size}"}
+        resp = await fs._call_s3("get_object", Bucket=bucket, Key=key, **at_most)
         buf = bytearray(int(resp["ContentLength"]))
         await _read_body(resp["Body"], memoryview(buf), path)
         return buf
@@ -417,7 +524,10 @@ async def _s3_read(fs: Any, path: str, size: int | None) -> bytearray:
             resp = await fs._call_s3("get_object", Bucket=bucket, Key=key, Range=f"bytes={start}-{stop - 1}")
             if int(resp["ContentLength"]) != stop - start:
                 resp["Body"].close()
-                raise OSError(f"{path}: expected bytes {start}..{stop} of {size}, got {resp['ContentLength']} bytes")
+                raise IntegrityError(
+                    f"{path}: expected bytes {start}..{stop} of {size}, got {resp['ContentLength']} bytes "
+                    "(the object is not the size its manifest records)"
+                )
             await _read_body(resp["Body"], view[start:stop], path)
 
     await asyncio.gather(*(part(start) for start in range(0, size, block)))

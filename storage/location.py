@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import os
 import posixpath
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -11,7 +10,7 @@ from typing import Any
 
 import torch
 
-from storage import filesystems
+from storage import filesystems, jsondepth
 from storage.errors import ObjectNotFoundError
 from storage.safetensors_format import chunks, header_bytes, layout, parse_header
 from storage.tensors import BufferView, check_name, format_dtype, itemsize, to_raw
@@ -88,8 +87,7 @@ class Location:
         path = self._join(name)
         with filesystems.translate_errors(self._url(name)):
             if filesystems.is_local(self.fs):
-                with open(path, "rb") as f:
-                    return f.read()
+                return bytes(filesystems.read_regular(path))
             return self.fs.cat_file(path)
 
     def write_bytes(self, name: str, data: bytes | bytearray | memoryview) -> None:
@@ -99,10 +97,10 @@ class Location:
             filesystems.atomic_write(self.fs, path, [data])
 
     def read_json(self, name: str) -> Any:
-        """The parsed UTF-8 JSON file ``name``."""
+        """The parsed UTF-8 JSON file ``name`` (``JSONDepthError`` past ``MAX_JSON_DEPTH`` levels)."""
         data = self.read_bytes(name)
         try:
-            return json.loads(data.decode("utf-8"))
+            return jsondepth.loads(data.decode("utf-8"), self._url(name))
         except (UnicodeDecodeError, json.JSONDecodeError) as exc:
             raise ValueError(f"{self._url(name)} is not UTF-8 JSON: {exc}") from None
 
@@ -149,7 +147,7 @@ class Location:
         path = self._join(name)
         with filesystems.translate_errors(self._url(name)):
             if filesystems.is_local(self.fs):
-                return read_file(path)
+                return filesystems.read_regular(path)
             return bytearray(self.fs.cat_file(path))  # writable: the tensors are views of it
 
 
@@ -177,20 +175,3 @@ def safetensors_size(entries: Mapping[str, Mapping[str, Any]]) -> int:
     """The size of the file ``safetensors_bytes`` makes of tensors described by manifest entries."""
     raws = {k: _Described(format_dtype(e["dtype"]), tuple(e["shape"]), int(e["nbytes"])) for k, e in entries.items()}
     return len(header_bytes(raws, layout(raws))) + sum(r.nbytes for r in raws.values())  # type: ignore[arg-type]
-
-
-def read_file(path: str) -> bytearray:
-    """A local file read with one ``readinto`` into a fresh writable buffer."""
-    with open(path, "rb", buffering=0) as f:
-        size = os.fstat(f.fileno()).st_size
-        buf = bytearray(size)
-        view = memoryview(buf)
-        got = 0
-        while got < size:
-            n = f.readinto(view[got:])
-            if not n:
-                break
-            got += n
-    if got != size:
-        del buf[got:]
-    return buf

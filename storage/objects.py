@@ -6,13 +6,12 @@ header once and each tensor's bytes once verifies every byte of an object: no by
 
 from __future__ import annotations
 
-import json
 import struct
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from storage import digest
+from storage import digest, jsondepth
 from storage.errors import IntegrityError
 from storage.safetensors_format import FormatError, chunks, header_bytes, layout, parse_header
 from storage.tensors import RawTensor
@@ -95,8 +94,8 @@ def held_tensors(buf: Any, object_digest: str) -> list[str]:
     if digest.bytes_digest(view[:header_end]) != object_digest:
         return []  # a damaged header: its keys cannot be trusted
     try:
-        header = json.loads(bytes(view[8:header_end]))
-    except ValueError:
+        header = jsondepth.loads(view[8:header_end], object_digest)
+    except ValueError:  # not JSON, or nested too deep (JSONDepthError)
         return []
     if not isinstance(header, dict):
         return []

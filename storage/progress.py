@@ -20,6 +20,7 @@ class Progress:
         self.total = int(total)
         self.done = 0
         self._lock = threading.Lock()
+        self.cancel = threading.Event()  # set when the transfer fails or is interrupted: writers stop at their next chunk
 
     def add(self, nbytes: int) -> None:
         """Count ``nbytes`` more as done and report it."""

@@ -12,10 +12,12 @@ import struct
 from collections.abc import Iterable, Mapping
 from typing import Any
 
-from storage.errors import StorageError
+from storage import jsondepth
+from storage.errors import JSONDepthError, StorageError
 from storage.tensors import RawTensor, is_format_dtype, itemsize
 
 _MAX_HEADER = 100_000_000
+_MAX_ELEMENTS = 2**63 - 1
 
 
 class FormatError(StorageError, ValueError):
@@ -60,13 +62,18 @@ def parse_header(buf: Any, where: str) -> tuple[dict[str, dict[str, Any]], dict[
     (n,) = struct.unpack_from("<Q", view, 0)
     if n > _MAX_HEADER or 8 + n > view.nbytes:
         raise FormatError(f"{where}: header length {n} does not fit in {view.nbytes} bytes")
+    text = view[8 : 8 + n]
     try:
-        header = json.loads(bytes(view[8 : 8 + n]))
+        header = jsondepth.loads(text, f"{where}: header")
+    except JSONDepthError as exc:
+        raise FormatError(str(exc)) from None
     except (UnicodeDecodeError, json.JSONDecodeError) as exc:
         raise FormatError(f"{where}: header is not JSON ({exc})") from None
     if not isinstance(header, dict):
         raise FormatError(f"{where}: header is not a JSON object")
     metadata = header.pop("__metadata__", None) or {}
+    if not isinstance(metadata, dict) or not all(isinstance(v, str) for v in metadata.values()):
+        raise FormatError(f"{where}: header's __metadata__ is not an object of strings")
     start = 8 + n
     _check_entries(header, view.nbytes - start, where)
     return header, metadata, start
@@ -86,6 +93,8 @@ def _check_entries(header: dict[str, Any], data_len: int, where: str) -> None:
         )
         if not ok:
             raise FormatError(f"{where}: malformed header entry for {key!r}")
+        if not _sane_shape(e["shape"]):
+            raise FormatError(f"{where}: tensor {key!r} has shape {e['shape']}, beyond what a tensor can hold")
         a, b = e["data_offsets"]
         n = itemsize(e["dtype"])
         for s in e["shape"]:
@@ -101,3 +110,13 @@ def _check_entries(header: dict[str, Any], data_len: int, where: str) -> None:
         end = b
     if end != data_len:
         raise FormatError(f"{where}: {data_len - end} trailing bytes after the tensor data")
+
+
+def _sane_shape(shape: list[int]) -> bool:
+    """Each dimension, and the product of the non-zero ones, fits in a signed 64-bit integer (as torch needs)."""
+    product = 1
+    for s in shape:
+        if s >= _MAX_ELEMENTS:
+            return False
+        product *= max(s, 1)
+    return product < _MAX_ELEMENTS

@@ -21,6 +21,7 @@ from storage.errors import (
     IntegrityError,
     InvalidDigestError,
     InvalidManifestError,
+    NotAFileError,
     ObjectNotFoundError,
     TensorNotInManifestError,
 )
@@ -31,6 +32,7 @@ from storage.tensors import BufferView, RawTensor, check_name, format_dtype, to_
 
 log = logging.getLogger(__name__)
 _UPLOAD_THREADS = 8  # remote uploads in flight (each buffers at most one part in s3fs)
+_PROGRESS_STEP = 8 << 20  # a remote upload reports progress every this many bytes
 _THREADED_PUT_FROM = 8 << 20  # below this a writer thread costs more than it overlaps
 _REPAIR_HINT = (
     "run Store.verify(quarantine=True) to move it aside; the next put of these tensors then rewrites it"
@@ -73,13 +75,18 @@ class VerifyReport:
     ``damaged`` maps each damaged (or missing) object to what is wrong with it; ``damaged_tensors``
     maps it to the digests of the tensors it holds, as its header names them (``[]`` when the header
     itself is damaged or the object is missing); ``quarantined`` maps each object moved aside by
-    ``verify(quarantine=True)`` to the URL it was moved to.
+    ``verify(quarantine=True)`` to the URL it was moved to. ``cache_damaged`` maps each damaged
+    entry of the local read cache to what is wrong with it (``get`` would discard and fetch it
+    again); ``verify(quarantine=True)`` discards them at once (``cache_discarded``). Neither makes
+    the store damaged: ``ok`` is about the stored objects.
     """
 
     checked: int
     damaged: dict[str, str] = field(default_factory=dict)
     damaged_tensors: dict[str, list[str]] = field(default_factory=dict)
     quarantined: dict[str, str] = field(default_factory=dict)
+    cache_damaged: dict[str, str] = field(default_factory=dict)
+    cache_discarded: list[str] = field(default_factory=list)
 
     @property
     def ok(self) -> bool:
@@ -92,6 +99,8 @@ class VerifyReport:
             "damaged": dict(sorted(self.damaged.items())),
             "damaged_tensors": {k: list(v) for k, v in sorted(self.damaged_tensors.items())},
             "quarantined": dict(sorted(self.quarantined.items())),
+            "cache_damaged": dict(sorted(self.cache_damaged.items())),
+            "cache_discarded": sorted(self.cache_discarded),
             "ok": self.ok,
         }
 
@@ -179,6 +188,7 @@ class Store:
                     for future in pending:
                         future.result()
                 except BaseException:
+                    prog.cancel.set()
                     for future in pending:
                         future.cancel()
                     raise
@@ -196,7 +206,17 @@ class Store:
             if size is not None:
                 log.warning("object %s at %s holds %d bytes, not %d: rewriting it", obj.digest,
                             self._where(obj.digest), size, obj.nbytes)
-            self._write_one(obj)
+            sent, unsent = [0], [0]
+
+            def wrote(nbytes: int) -> None:  # a large object advances per chunk, not once at its end
+                unsent[0] += nbytes
+                if unsent[0] >= _PROGRESS_STEP:
+                    step = min(unsent[0], weight - sent[0])
+                    sent[0], unsent[0] = sent[0] + step, 0
+                    prog.add(step)
+
+            self._write_one(obj, cancelled=prog.cancel.is_set, wrote=wrote)
+            weight -= sent[0]
         prog.add(weight)
 
     def _write_local(self, obj: objects.EncodedObject) -> None:
@@ -224,8 +244,8 @@ class Store:
             self._quarantine(obj.digest)  # a rename cannot replace a folder: move it aside
         return False
 
-    def _write_one(self, obj: objects.EncodedObject) -> None:
-        filesystems.atomic_write(self.fs, self._path(obj.digest), obj.buffers(), size=obj.nbytes)
+    def _write_one(self, obj: objects.EncodedObject, **watch: Any) -> None:
+        filesystems.atomic_write(self.fs, self._path(obj.digest), obj.buffers(), size=obj.nbytes, **watch)
         self._count_write(obj)
         if self.cache is not None:
             self.cache.add(obj.digest, obj.buffers(), obj.nbytes)
@@ -331,7 +351,7 @@ class Store:
             for obj in objs:
                 try:
                     out[obj] = filesystems.map_file(self._path(obj))
-                except FileNotFoundError as exc:
+                except (FileNotFoundError, NotAFileError) as exc:
                     out[obj] = exc
             return out
         known = [(sizes or {}).get(o) for o in objs]
@@ -345,6 +365,10 @@ class Store:
             with filesystems.translate_errors(self.url):
                 filesystems.check_bucket(self.fs, self.location.path, self.url)  # a missing bucket: exit 7
             raise ObjectNotFoundError(f"object {obj} (tensors {tensors}) is not in {self.url}") from exc
+        if isinstance(exc, NotAFileError):
+            raise IntegrityError(
+                f"object {obj} at {self._where(obj)} is damaged (tensors {tensors}): {exc}; {_REPAIR_HINT}"
+            ) from None
         with filesystems.translate_errors(self.url):
             raise exc
 
@@ -371,7 +395,7 @@ class Store:
         root = posixpath.join(self.location.path, "objects")
         with filesystems.translate_errors(self.url):
             try:
-                found = self.fs.find(root, detail=True)
+                found = self.fs.find(root, detail=True, withdirs=True)  # a folder in place of an object too
             except FileNotFoundError:
                 found = {}
             if not found:  # an empty listing: tell an empty bucket or prefix from a missing bucket
@@ -434,7 +458,11 @@ class Store:
                 fetched = self._fetch(chunk, None, fetched_remote)
             for obj in chunk:
                 data = fetched.pop(obj)
-                if isinstance(data, BaseException):
+                if isinstance(data, NotAFileError):
+                    damaged[obj], held[obj] = f"object {obj} is damaged: {data}", []
+                    if quarantine:
+                        moved[obj] = self._quarantine(obj)
+                elif isinstance(data, BaseException):
                     damaged[obj], held[obj] = f"missing: {data}", []
                 else:
                     try:
@@ -446,7 +474,8 @@ class Store:
                             moved[obj] = self._quarantine(obj)
                 if self._local:  # read in place: the hash is the read
                     prog.add(sizes.get(obj, 0))
-        return VerifyReport(len(ds), damaged, held, moved)
+        cache_damaged = {} if self.cache is None or digests is not None else self.cache.verify(discard=quarantine)
+        return VerifyReport(len(ds), damaged, held, moved, cache_damaged, sorted(cache_damaged) if quarantine else [])
 
     def _quarantine(self, obj: str) -> str:
         """Move a damaged object aside, under ``quarantine/``; return the URL it was moved to."""

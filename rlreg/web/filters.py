@@ -3,10 +3,9 @@
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Mapping
 from typing import Any
-
-from rlmodule.state import TENSOR_MARK
 
 from rlreg.output import compact, size, to_jsonable, when
 from rlreg.show import aliases_text, short_digest
@@ -49,6 +48,8 @@ def shape(value: Any) -> str:
 
 def without_tensors(state: Any) -> Any:
     """The non-tensor leaves of a stored state (the ``{"$tensor": …}`` marks of tensors left out)."""
+    from rlmodule.state import TENSOR_MARK  # here: rlmodule imports torch, which the other pages never need
+
     if isinstance(state, Mapping):
         kept = {k: without_tensors(v) for k, v in state.items() if not (isinstance(v, Mapping) and TENSOR_MARK in v)}
         return {k: v for k, v in kept.items() if v != {}}
@@ -57,8 +58,18 @@ def without_tensors(state: Any) -> Any:
     return state
 
 
+_IDENTIFIER = re.compile(r"[A-Za-z_][A-Za-z0-9_-]*")
+
+
+def metadata_field(key: str) -> str:
+    """The ``where`` language's field for a metadata key: ``metadata.k``, or ``metadata."a b"`` when quoted."""
+    if _IDENTIFIER.fullmatch(key):
+        return f"metadata.{key}"
+    return "metadata." + json.dumps(key, ensure_ascii=False)
+
+
 FILTERS = {
     "when": when, "size": size, "compact": compact, "aliases_text": aliases_text, "short_digest": short_digest,
     "actor_text": actor_text, "pretty_json": pretty_json, "cell": cell, "shape": shape,
-    "without_tensors": without_tensors,
+    "without_tensors": without_tensors, "metadata_field": metadata_field,
 }

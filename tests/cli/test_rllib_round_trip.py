@@ -25,7 +25,7 @@ def _logits(module, obs) -> torch.Tensor:
         return module.forward_inference({"obs": obs})["action_dist_inputs"]
 
 
-def test_import_from_rllib_and_export_for_rllib_with_the_console_script(rlreg, home_registry, tmp_path):
+def test_import_from_rllib_and_export_for_rllib_with_the_console_script(rlreg, inproc, home_registry, tmp_path):
     exp = _expected("ray-2.60.0")
     obs = torch.tensor(exp["obs"])
     out = rlreg("import", "cartpole", str(FIXTURES / "ray-2.60.0" / "ppo_cartpole"), "--from-rllib",
@@ -34,7 +34,7 @@ def test_import_from_rllib_and_export_for_rllib_with_the_console_script(rlreg, h
     loaded = home_registry.load("cartpole", 1)
     assert torch.equal(_logits(loaded, obs), torch.tensor(exp["ppo_cartpole"]["action_dist_inputs"]))
     home_registry.set_alias("cartpole", "prod", 1)
-    written = rlreg("export", "cartpole@prod", str(tmp_path / "for-rllib"), "--format", "rllib", "--json").json()
+    written = inproc("export", "cartpole@prod", str(tmp_path / "for-rllib"), "--format", "rllib", "--json").json()
     assert written["format"] == "rllib" and written["path"].endswith("for-rllib")
     back = load_rllib_checkpoint(tmp_path / "for-rllib")
     assert torch.equal(_logits(back, obs), torch.tensor(exp["ppo_cartpole"]["action_dist_inputs"]))

@@ -1,13 +1,15 @@
 """Hostile pickles, decoded by rlmodule.pickle_free under an audit hook (run as a script).
 
-`python hostile_pickles.py CANARY decode` decodes each blob and prints JSON
-{name: [refused?, message, audit events seen]}; `... control` unpickles the os.system blob with
-the real pickle module, to show the canary and the audit hook do catch code that runs.
+`python hostile_pickles.py CANARY CONTROL_CANARY` decodes each blob and prints JSON
+{"report": {name: [refused?, message, audit events seen], ...}, "canary_after_decode": bool,
+"control": events}: the control, run last, unpickles the os.system blob (touching CONTROL_CANARY)
+with the real pickle module, to show the canary and the audit hook do catch code that runs.
 """
 
 from __future__ import annotations
 
 import json
+import os
 import pickle
 import sys
 
@@ -49,7 +51,7 @@ def blobs(canary: str) -> dict[str, bytes]:
 
 
 def main() -> None:
-    canary, mode = sys.argv[1], sys.argv[2]
+    canary, control_canary = sys.argv[1], sys.argv[2]
     from rlmodule.errors import PickleRefusedError
     from rlmodule.pickle_free import decode
     from rlmodule.rllib_globals import RLLIB_GLOBALS
@@ -58,12 +60,6 @@ def main() -> None:
     b"x".decode("raw_unicode_escape")  # load the codec protocol 0's strings use before watching
     seen: list[str] = []
     sys.addaudithook(lambda event, args: seen.append(event) if event.startswith(WATCHED) else None)
-    if mode == "control":
-        try:
-            pickle.loads(data["os.system (protocol 5)"])
-        finally:
-            print(json.dumps(sorted(set(seen))))
-        return
     report = {}
     for name, blob in data.items():
         seen.clear()
@@ -72,7 +68,11 @@ def main() -> None:
             report[name] = [False, "decoded", sorted(set(seen))]
         except PickleRefusedError as e:
             report[name] = [True, str(e), sorted(set(seen))]
-    print(json.dumps(report))
+    decoded_canary = os.path.exists(canary)
+    seen.clear()
+    pickle.loads(blobs(control_canary)["os.system (protocol 5)"])  # the control: real unpickling
+    print(json.dumps({"report": report, "canary_after_decode": decoded_canary,
+                      "control": sorted(set(seen))}))
 
 
 if __name__ == "__main__":

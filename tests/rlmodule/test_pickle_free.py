@@ -22,23 +22,26 @@ HERE = Path(__file__).parent
 PLAIN = {**NUMPY_GLOBALS, **COLLECTIONS_GLOBALS}
 
 
-def _run(canary: Path, mode: str) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, str(HERE / "hostile_pickles.py"), str(canary), mode],
-                          capture_output=True, text=True, timeout=120,
-                          env={**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)})
-
-
-def test_hostile_pickles_are_refused_without_running_anything(tmp_path):
-    canary = tmp_path / "canary"
-    proc = _run(canary, "decode")
+@pytest.fixture(scope="module")
+def hostile(tmp_path_factory) -> dict:
+    """The hostile pickles decoded under an audit hook in a fresh process, then the control."""
+    folder = tmp_path_factory.mktemp("hostile")
+    proc = subprocess.run(
+        [sys.executable, str(HERE / "hostile_pickles.py"), str(folder / "canary"), str(folder / "control")],
+        capture_output=True, text=True, timeout=300,
+        env={**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)})
     assert proc.returncode == 0, proc.stderr
-    report = json.loads(proc.stdout)
+    return {**json.loads(proc.stdout), "folder": folder}
+
+
+def test_hostile_pickles_are_refused_without_running_anything(hostile):
+    report = hostile["report"]
     assert len(report) == 18
     for name, (refused, message, events) in report.items():
         assert refused, f"{name} was decoded"
         assert events == [], f"{name}: audit events {events}"
         assert "refused without running anything" in message
-    assert not canary.exists()
+    assert hostile["canary_after_decode"] is False and not (hostile["folder"] / "canary").exists()
     assert "global 'os.system' is not on the allow-list" in report["os.system (protocol 0 GLOBAL)"][1]
     assert "global 'builtins.eval'" in report["builtins.eval"][1]
     assert "numpy.testing._private.utils.runstring" in report["numpy runstring"][1]
@@ -52,12 +55,9 @@ def test_hostile_pickles_are_refused_without_running_anything(tmp_path):
     assert "was defined in __main__" in report["__main__ class"][1]
 
 
-def test_the_control_unpickling_the_same_file_runs_it_and_is_seen(tmp_path):
-    canary = tmp_path / "canary"
-    proc = _run(canary, "control")
-    assert proc.returncode == 0, proc.stderr
-    assert canary.exists()                                    # pickle.loads ran os.system
-    assert "os.system" in json.loads(proc.stdout) and "pickle.find_class" in json.loads(proc.stdout)
+def test_the_control_unpickling_the_same_file_runs_it_and_is_seen(hostile):
+    assert (hostile["folder"] / "control").exists()              # pickle.loads ran os.system
+    assert "os.system" in hostile["control"] and "pickle.find_class" in hostile["control"]
 
 
 @pytest.mark.parametrize("protocol", [2, 3, 4, 5])

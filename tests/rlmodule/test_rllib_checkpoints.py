@@ -134,3 +134,11 @@ def test_a_module_without_an_rllib_counterpart_is_refused(toy_module, tmp_path):
                                                     "rllib writes PPO modules"):
         save_rllib_checkpoint(toy_module, tmp_path / "out")
     assert not (tmp_path / "out").exists()
+
+
+def test_an_rlreg_checkpoint_is_not_taken_for_an_rllib_one(toy_module, tmp_path):
+    toy_module.save_to_path(tmp_path / "ours")
+    assert not is_rllib_checkpoint(tmp_path / "ours")
+    with pytest.raises(CheckpointFormatError, match="is an rlreg checkpoint .rlreg.checkpoint/1., not one "
+                                                    "RLlib wrote; import it without --from-rllib"):
+        load_rllib_checkpoint(tmp_path / "ours")

@@ -152,7 +152,7 @@ def test_missing_credentials(s3_bucket, monkeypatch, tmp_path):
 def test_exported_members():
     exported = set(storage.__all__)
     public = {name for name in dir(storage) if not name.startswith("_")}
-    modules = {"cache", "digest", "errors", "filesystems", "location", "manifest", "objects", "packing",
+    modules = {"cache", "digest", "errors", "filesystems", "jsondepth", "location", "manifest", "objects", "packing",
                "progress", "safetensors_format", "store", "tensors"}
     assert exported == public - modules
     assert {"Store", "Location", "manifest_objects", "StorageError", "IntegrityError", "ObjectNotFoundError",

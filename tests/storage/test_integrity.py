@@ -86,7 +86,7 @@ def test_verify_reports_damaged_and_missing(store):
     assert report.damaged == {gone: report.damaged[gone]} and report.damaged[gone].startswith("missing: ")
     assert report.damaged_tensors == {gone: []}
     assert report.to_dict() == {
-        "checked": 2, "damaged": report.damaged, "damaged_tensors": {gone: []}, "quarantined": {}, "ok": False
+        "checked": 2, "damaged": report.damaged, "damaged_tensors": {gone: []}, "quarantined": {}, "cache_damaged": {}, "cache_discarded": [], "ok": False
     }
 
 

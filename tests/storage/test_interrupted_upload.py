@@ -62,3 +62,21 @@ def test_interrupted_upload_leaves_no_object(block_store, monkeypatch, tmp_path)
     assert store.fs.exists(object_path(store, obj)) and store.stats.objects_written == 1
     out = Store(store.url, cache_dir=str(tmp_path / "fresh")).get(m)
     assert same(out["w"], state["w"])
+
+
+def test_a_cancelled_write_stops_between_chunks_and_leaves_no_upload(s3_server, s3_bucket):
+    import boto3
+    import fsspec
+
+    from storage.filesystems import WriteCancelled, atomic_write
+
+    fs = fsspec.filesystem("s3", endpoint_url=s3_server, use_listings_cache=False)
+    path = f"{s3_bucket.removeprefix('s3://')}/cancelled/object"
+    chunks: list[int] = []
+    data = bytes(64 << 20)  # past s3fs's 50 MiB block: a multipart upload is under way when cancelled
+    with pytest.raises(WriteCancelled, match="cancelled"):
+        atomic_write(fs, path, [data], cancelled=lambda: sum(chunks) >= 56 << 20, wrote=chunks.append)
+    assert sum(chunks) == 56 << 20  # stopped at the chunk boundary, 8 MiB short of the end
+    client = boto3.client("s3", endpoint_url=s3_server)
+    assert client.list_multipart_uploads(Bucket=s3_bucket.removeprefix("s3://")).get("Uploads", []) == []
+    assert not fs.exists(path)

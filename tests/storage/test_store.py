@@ -150,7 +150,7 @@ def test_housekeeping(store):
     assert store.list_digests() == objs
     unknown = "blake3:" + "0" * 64
     assert store.exists(objs + [unknown]) == set(objs)
-    assert store.verify().to_dict() == {"checked": 2, "damaged": {}, "damaged_tensors": {}, "quarantined": {}, "ok": True}
+    assert store.verify().to_dict() == {"checked": 2, "damaged": {}, "damaged_tensors": {}, "quarantined": {}, "cache_damaged": {}, "cache_discarded": [], "ok": True}
     assert store.delete([objs[0], unknown]) == {objs[0]}
     assert store.list_digests() == objs[1:]
     assert store.exists(objs) == {objs[1]}

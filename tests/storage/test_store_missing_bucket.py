@@ -37,5 +37,5 @@ def test_local_folder_not_created_yet_is_empty(tmp_path):
     """A store's folder is created by its first put: before that it is an empty store, not an error."""
     store = Store(str(tmp_path / "not-yet"))
     assert store.list_digests() == []
-    assert store.verify().to_dict() == {"checked": 0, "damaged": {}, "damaged_tensors": {}, "quarantined": {}, "ok": True}
+    assert store.verify().to_dict() == {"checked": 0, "damaged": {}, "damaged_tensors": {}, "quarantined": {}, "cache_damaged": {}, "cache_discarded": [], "ok": True}
     assert not (tmp_path / "not-yet").exists()  # looking did not create it

@@ -102,3 +102,17 @@ def test_concurrent_uploads_report_in_order(s3_bucket, tmp_path):
     m = store.put(tensors, progress=rec)
     rec.check(tensor_bytes(m), len(m["objects"]))
     assert any(t.startswith("rlreg-upload") for t in rec.threads), rec.threads
+
+
+def test_a_large_upload_advances_per_chunk_not_per_object(s3_bucket, tmp_path):
+    import numpy as np
+
+    from storage import Store
+
+    calls = []
+    store = Store(f"{s3_bucket}/chunks", cache_dir=str(tmp_path / "cache"))
+    big = np.arange(27 << 20, dtype=np.float32)  # 108 MiB: one object, above two s3fs blocks (multipart)
+    store.put({"big": big}, progress=lambda done, total: calls.append((done, total)))
+    dones = [d for d, _ in calls]
+    assert dones == sorted(dones) and dones[-1] == big.nbytes
+    assert len([d for d in dones if 0 < d < big.nbytes]) >= 3, calls  # 8 MiB steps before the end

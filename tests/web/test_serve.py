@@ -59,3 +59,27 @@ def test_serve_on_a_database_without_a_registry_exits_3(tmp_path, monkeypatch):
     result = serve_in_process(monkeypatch, "--db", f"sqlite:///{tmp_path / 'typo.db'}")
     assert result.exit_code == 3, result.output
     assert "typo.db" in result.stderr
+
+
+def test_the_read_pages_never_import_torch(populated):
+    """``rlreg serve`` starts and answers reads without torch (only a diff or a version's state needs it)."""
+    import subprocess
+    import sys
+
+    script = f"""
+import asyncio, sys
+import httpx
+from registry import Registry
+from rlreg.web import create_app
+
+async def main():
+    app = create_app(Registry({populated.db_url!r}, {populated.storage!r}))
+    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://t") as c:
+        for path in ("/", "/models/{MODEL}", "/events", "/api/v1/versions/{MODEL}", "/api/v1/models", "/healthz"):
+            assert (await c.get(path)).status_code == 200, path
+asyncio.run(main())
+print("torch" in sys.modules)
+"""
+    proc = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.strip() == "False"

@@ -1,0 +1,76 @@
+"""The one JSON nesting limit, checked once and up front, before any recursive parser or encoder runs.
+
+Python's ``json`` recurses once per level: 10,000 levels raise a raw ``RecursionError``, and a few
+hundred pass ``json.loads`` only to fail later, deeper in the stack (an event append serialises the
+payload again). So every JSON rlreg reads or records -- checkpoint files, safetensors headers,
+snapshot metadata -- is first checked against ``MAX_JSON_DEPTH`` without recursion, and refused with
+``JSONDepthError`` naming where it came from.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Mapping
+from typing import Any
+
+from storage.errors import JSONDepthError
+
+MAX_JSON_DEPTH = 100  # arrays and objects inside each other; real specs and headers stay below 20
+
+# A JSON string as one token (so brackets inside strings are skipped), or one bracket.
+_TOKEN = re.compile(rb'"(?:[^"\\]|\\.)*"|[\[\]{}]', re.DOTALL)
+
+
+def text_depth(data: bytes | bytearray | memoryview | str) -> int:
+    """The deepest nesting of arrays and objects in JSON text (linear, no recursion; not a validator)."""
+    raw = data.encode("utf-8", "surrogatepass") if isinstance(data, str) else bytes(data)
+    depth = deepest = 0
+    for match in _TOKEN.finditer(raw):
+        token = match.group()
+        if token in (b"[", b"{"):
+            depth += 1
+            deepest = max(deepest, depth)
+        elif token in (b"]", b"}"):
+            depth -= 1
+    return deepest
+
+
+def check_text(data: bytes | bytearray | memoryview | str, where: str) -> None:
+    """Raise ``JSONDepthError`` naming ``where`` if the JSON text nests deeper than ``MAX_JSON_DEPTH``."""
+    depth = text_depth(data)
+    if depth > MAX_JSON_DEPTH:
+        raise JSONDepthError(_message(where, depth))
+
+
+def loads(data: bytes | bytearray | memoryview | str, where: str) -> Any:
+    """``json.loads`` after the depth check (``JSONDepthError``; bad JSON is ``json``'s ``ValueError``)."""
+    check_text(data, where)
+    return json.loads(data if isinstance(data, str) else bytes(data))
+
+
+def check_value(value: Any, where: str) -> None:
+    """Raise ``JSONDepthError`` if the Python value (dicts and lists) nests deeper than ``MAX_JSON_DEPTH``.
+
+    Iterative, and it stops at the first level past the limit, so a cycle or a 10^6-deep list costs
+    no more than ``MAX_JSON_DEPTH`` levels of work.
+    """
+    level = [value] if isinstance(value, (Mapping, list, tuple)) else []
+    depth = 0
+    while level:
+        depth += 1
+        if depth > MAX_JSON_DEPTH:
+            raise JSONDepthError(_message(where, f"more than {MAX_JSON_DEPTH}"))
+        level = [child for node in level for child in _children(node)]
+
+
+def _children(node: Any) -> list[Any]:
+    if isinstance(node, Mapping):
+        return [v for v in node.values() if isinstance(v, (Mapping, list, tuple))]
+    if isinstance(node, (list, tuple)):
+        return [v for v in node if isinstance(v, (Mapping, list, tuple))]
+    return []
+
+
+def _message(where: str, depth: int | str) -> str:
+    return f"{where}: JSON nested {depth} levels deep; at most {MAX_JSON_DEPTH} levels are allowed"

@@ -1,0 +1,54 @@
+"""The SVG geometry and the small formatting helpers of the pages."""
+
+from __future__ import annotations
+
+import math
+
+from rlreg.web import charts
+from rlreg.web.filters import actor_text, metadata_field, without_tensors
+
+
+def test_line_chart_scales_into_the_plot_and_skips_non_numbers():
+    chart = charts.line_chart("r", [(1, 0.0), (2, "n/a"), (3, 10.0), (4, True), (5, 5.0)])
+    left, top, right, bottom = chart.plot
+    assert chart.count == 3
+    assert [(m[2], m[3]) for m in chart.markers] == [(1, 0.0), (3, 10.0), (5, 5.0)]
+    xs, ys = [m[0] for m in chart.markers], [m[1] for m in chart.markers]
+    assert xs[0] == left and xs[-1] == right and ys[0] == bottom and ys[1] == top
+    assert chart.path.startswith(f"M{float(left)},{float(bottom)}")
+
+
+def test_many_versions_are_drawn_as_an_envelope_that_keeps_the_extremes():
+    points = [(v, math.sin(v / 50) + (100.0 if v == 7777 else 0.0)) for v in range(1, 10_001)]
+    chart = charts.line_chart("r", points)
+    drawn = chart.path.count("L") + 1
+    assert drawn <= charts.MAX_POINTS and not chart.markers
+    assert chart.y_ticks[-1][1] == f"{max(p[1] for p in points):.4g}"  # the spike is still the top
+    assert f",{float(chart.plot[1])}" in chart.path  # and it is drawn at the top of the plot
+
+
+def test_default_key_prefers_a_return():
+    assert charts.default_key(["iteration", "loss", "mean_return"]) == "mean_return"
+    assert charts.default_key(["a", "b"]) == "a" and charts.default_key([]) is None
+
+
+def test_diff_bars_are_relative_to_the_largest_finite_change():
+    bars = charts.diff_bars({"a": 0.5, "b": 2.0, "c": math.inf}, {"c": ("float32[2]", "float32[3]")})
+    assert [(b.name, b.length) for b in bars] == [("c", 1.0), ("b", 1.0), ("a", 0.25)]
+    assert bars[0].label == "float32[2] -> float32[3]" and bars[2].label == "0.5"
+
+
+def test_metadata_fields_are_quoted_when_they_are_not_identifiers():
+    assert metadata_field("mean_return") == "metadata.mean_return"
+    assert metadata_field("loss/total") == 'metadata."loss/total"'
+
+
+def test_actor_text():
+    assert actor_text({"actor": "alice", "user": "svc", "host": "h"}) == "alice"
+    assert actor_text({"actor": None, "user": "bob", "host": "lab1"}) == "bob@lab1"
+    assert actor_text(None) == "" and actor_text("ci") == "ci"
+
+
+def test_state_without_tensor_marks():
+    state = {"w": {"$tensor": "torch"}, "opt": {"step": 3, "m": {"$tensor": "numpy"}}, "only": {"x": {"$tensor": "torch"}}}
+    assert without_tensors(state) == {"opt": {"step": 3}}
