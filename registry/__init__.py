@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING
 
 from registry import config
 from registry.errors import (
-    ConflictError, DatabaseUnavailableError, IntegrityError, InvalidEventError, InvalidNameError,
+    ConflictError, DatabaseUnavailableError, DeletedError, IntegrityError, InvalidEventError, InvalidNameError,
     NotFoundError, QueryError, RegistryError, SchemaVersionError, StorageMismatchError, StorageMoveError,
 )
 from registry.eventstore import Event
@@ -40,7 +40,7 @@ def __getattr__(attr: str) -> Any:
     raise AttributeError(f"module 'registry' has no attribute {attr!r}")
 
 __all__ = [
-    "ConflictError", "DatabaseUnavailableError", "Event", "IntegrityError", "InvalidEventError",
+    "ConflictError", "DatabaseUnavailableError", "DeletedError", "Event", "IntegrityError", "InvalidEventError",
     "InvalidNameError", "ModelDiff", "ModelInfo", "ModelRef", "ModelVersion", "NotFoundError",
     "PendingVersion", "QueryError", "Registry", "RegistryError", "SchemaVersionError", "StorageMismatchError",
     "StorageMoveError",

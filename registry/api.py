@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import datetime
 import inspect
 import json
 import random
@@ -20,6 +21,8 @@ from storage.progress import ProgressCallback
 from registry import actor as actors
 from registry import binding, config, db, errors, query, uri
 from registry import tags as labels
+from registry import config, db, deleting, errors, lifecycle, retention, storage_ops, uri
+from registry import gc as collector
 from registry.eventstore import Event, EventStore, NewEvent
 from registry.modeldiff import ModelDiff, diff_versions
 from registry.names import did_you_mean, validate_alias, validate_name, validate_position, validate_version
@@ -225,11 +228,16 @@ class Registry:
         tensors, rest, release = staged
         digest = spec_digest(spec)
         self._check_binding()
-        try:
-            manifest = self.store.put(tensors, progress=progress)  # blobs first: an event never names a missing blob
-        finally:
-            if release is not None:
-                release()
+        with storage_ops.during(f"snapshot of {name!r}"):  # nothing is recorded when storage fails
+            try:
+                manifest = self.store.put(tensors, progress=progress)  # blobs first: an event never names a missing blob
+                return self._commit(name, spec, metadata, tensors, rest, manifest, digest, wait_turn)
+            finally:
+                if release is not None:
+                    release()  # after the commit: gc's protocol may need to upload the tensors again
+
+    def _commit(self, name: str, spec: dict, metadata: dict, tensors: dict, rest: Any, manifest: dict, digest: str,
+                wait_turn: Any) -> ModelVersion:
         size = sum(int(t["nbytes"]) for t in manifest["tensors"].values())
 
         def events(latest: int, last_digest: str | None) -> list[NewEvent]:
@@ -239,7 +247,9 @@ class Registry:
             return [*out, NewEvent(VERSION_RECORDED, payload)]
 
         wait_turn()
-        recorded = self._append_with_retry(name, events)
+        # gc's protocol: touch the objects, re-upload any it collected meanwhile, check them in the append
+        recorded = collector.append_referencing(self, name, manifest, events, lambda: collector.reupload(self.store, tensors, manifest))
+        retention.apply(self, name)  # after the commit: the new version is the latest, always kept
         last = recorded[-1]
         return ModelVersion(
             name=name, version=last.payload["version"], created_at=last.timestamp, metadata=metadata,
@@ -267,7 +277,7 @@ class Registry:
 
         return rlmodule.spec_to_dict(replay.spec_object(spec, self.trusted_modules))
 
-    def _append_with_retry(self, name: str, make_events) -> list[Event]:
+    def _append_with_retry(self, name: str, make_events, check: Any = None) -> list[Event]:
         """Append ``make_events(latest_version, last_spec_digest)`` at the stream's head, retrying clashes."""
         for attempt in range(MAX_ATTEMPTS):
             with self._read(f"reading model {name!r}") as conn:
@@ -280,14 +290,14 @@ class Registry:
             if not new:
                 return []
             try:
-                return self._append_resending(name, new, expected)
+                return self._append_resending(name, new, expected, check)
             except errors.ConflictError:
                 if attempt == MAX_ATTEMPTS - 1:
                     raise
                 time.sleep(random.uniform(0, min(0.002 * 2 ** min(attempt, 6), 0.1)))
         raise AssertionError("unreachable")
 
-    def _append_resending(self, name: str, new: list[NewEvent], expected: int) -> list[Event]:
+    def _append_resending(self, name: str, new: list[NewEvent], expected: int, check: Any = None) -> list[Event]:
         """Append ``new``; when the reply is lost, resend the same events (same ids).
 
         A commit whose reply never arrived is indistinguishable from one that failed; resending the
@@ -296,7 +306,11 @@ class Registry:
         """
         for attempt in range(LOST_REPLY_ATTEMPTS):
             try:
-                return self._events.append(name, new, expected_version=expected)
+                if check is None:
+                    return self._events.append(name, new, expected_version=expected)
+                with self._events.transaction() as conn:  # the check and the append commit together
+                    check(conn)
+                    return self._events.append(name, new, expected_version=expected, conn=conn)
             except errors.DatabaseUnavailableError:
                 if attempt == LOST_REPLY_ATTEMPTS - 1:
                     raise
@@ -317,7 +331,7 @@ class Registry:
         """
         ref = uri.reference(name, version, alias)
         name, version, alias = ref.name, ref.version, ref.alias
-        model = conn.execute(sa.select(models).where(models.c.name == name)).first()
+        model = conn.execute(lifecycle.model_query(name)).first()
         if model is None:
             raise self._no_model(conn, name)
         if alias is not None:
@@ -327,16 +341,15 @@ class Registry:
             if version is None:
                 raise errors.NotFoundError(f"model {name!r} has no alias {alias!r}")
         elif version is None:
-            if model.latest_version == 0:
-                raise errors.NotFoundError(f"model {name!r} has no versions yet (only a spec)")
-            version = model.latest_version
+            return lifecycle.latest_row(conn, model)
         else:
             validate_version(version, f"model {name!r}: version")
-        row = conn.execute(sa.select(versions).where(versions.c.name == name, versions.c.version == version)).first()
+        row = conn.execute(lifecycle.version_query(name, version)).first()
         if row is None:
             raise errors.NotFoundError(
                 f"model {name!r} has no version {version} (latest is {model.latest_version})"
             )
+        lifecycle.refuse_deleted_row(row)
         return row
 
     @staticmethod
@@ -355,12 +368,12 @@ class Registry:
         return out
 
     @staticmethod
-    def _model_version(row: Any, alias_map: Mapping[int, tuple[str, ...]]) -> ModelVersion:
+    def _model_version(row: Any, alias_map: Mapping[int, tuple[str, ...]], deleted: Any = None) -> ModelVersion:
         return ModelVersion(
             name=row.name, version=row.version, created_at=row.created_at, metadata=row.metadata or {},
             aliases=alias_map.get(row.version, ()), spec_digest=row.spec_digest,
             tensor_bytes=row.tensor_bytes, position=row.position, actor=row.actor, tags=row.tags or {},
-            description=row.description,
+            description=row.description, deleted=deleted,
         )
 
     def version(self, name: str, version: int | None = None, *, alias: str | None = None) -> ModelVersion:
@@ -370,24 +383,32 @@ class Registry:
             return self._model_version(row, self._aliases_of(conn, row.name))
 
     def versions(
-        self, name: str, where: str | None = None, order_by: str | None = None, limit: int | None = None
+        self, name: str, where: str | None = None, order_by: str | None = None, limit: int | None = None, *,
+        include_deleted: bool = False,
     ) -> list[ModelVersion]:
-        """The versions of ``name`` (by version ascending), filtered and sorted in SQL.
+        """The live versions of ``name`` (by version ascending), filtered and sorted in SQL.
 
         ``where`` and ``order_by`` are in ``registry.query``'s language, e.g. ``where='metadata.mean_return
         > 100 and tags.stage = "eval"'``, ``order_by='-metadata.mean_return'``; ``limit`` keeps the first
         ``limit`` (>= 1). A malformed expression raises ``QueryError`` naming the offending token.
+        ``include_deleted``: the deleted ones too, ``deleted`` set.
         """
         validate_name(name)
         _check_limit(limit)
         with self._read(f"reading model {name!r}") as conn:
             if conn.execute(sa.select(models.c.name).where(models.c.name == name)).first() is None:
                 raise self._no_model(conn, name)
+            if not include_deleted:
+                lifecycle.live_model(conn, name)
+            gone = lifecycle.deletions(conn, name)
             target = query.Target(name, versions.c.version, versions.c.created_at, version_fields)
-            numbers = conn.execute(query.select_versions(target, where, order_by, limit)).scalars().all()
-            return self._versions_by_number(conn, name, numbers)
+            picked = query.select_versions(target, where, order_by, limit)
+            if not include_deleted and gone:
+                picked = picked.where(versions.c.version.not_in(list(gone)))
+            numbers = conn.execute(picked).scalars().all()
+            return self._versions_by_number(conn, name, numbers, gone)
 
-    def _versions_by_number(self, conn: sa.Connection, name: str, numbers: list[int]) -> list[ModelVersion]:
+    def _versions_by_number(self, conn: sa.Connection, name: str, numbers: list[int], gone: Mapping) -> list[ModelVersion]:
         """The versions ``numbers`` of ``name`` in that order (whole rows read only for these)."""
         alias_map = self._aliases_of(conn, name)
         rows = {}
@@ -395,7 +416,7 @@ class Registry:
             wanted = numbers[chunk:chunk + 500]
             query_rows = sa.select(*VERSION_FIELDS).where(versions.c.name == name, versions.c.version.in_(wanted))
             rows.update((r.version, r) for r in conn.execute(query_rows))
-        return [self._model_version(rows[n], alias_map) for n in numbers]
+        return [self._model_version(rows[n], alias_map, gone.get(n)) for n in numbers]
 
     def models(self) -> list[ModelInfo]:
         """Every model, by name."""
@@ -405,20 +426,23 @@ class Registry:
             for name, alias, version in alias_rows:
                 by_model.setdefault(name, {})[alias] = version
             rows = conn.execute(sa.select(models).order_by(models.c.name)).all()
+            gone = lifecycle.deleted_model_names(conn)
+            live = lifecycle.live_counts(conn)
         return [
             ModelInfo(
-                name=r.name, latest_version=r.latest_version or None, versions=r.latest_version,
+                name=r.name, latest_version=live.get(r.name, (0, None))[1], versions=live.get(r.name, (0, None))[0],
                 aliases=dict(sorted(by_model.get(r.name, {}).items())),
                 created_at=r.created_at, updated_at=r.updated_at, description=r.description,
             )
-            for r in rows
+            for r in rows if r.name not in gone
         ]
 
     def exists(self, name: str) -> bool:
-        """Whether a model called ``name`` has been recorded."""
+        """Whether a model called ``name`` has been recorded (and not deleted)."""
         validate_name(name)
         with self._read(f"reading model {name!r}") as conn:
-            return conn.execute(sa.select(models.c.name).where(models.c.name == name)).first() is not None
+            found = conn.execute(sa.select(models.c.name).where(models.c.name == name)).first() is not None
+            return found and lifecycle.model_deletion(conn, name) is None
 
     def spec(self, name: str, version: int | None = None, *, alias: str | None = None) -> dict:
         """The spec dict of a version."""
@@ -451,7 +475,8 @@ class Registry:
         ``progress(done, total)``: bytes of the version's objects read so far (``Store.get``'s).
         """
         row, spec = self._stored(name, version, alias=alias)
-        tensors = self._get(row.manifest, progress=progress)
+        with storage_ops.during(f"load of {name!r} version {row.version}"):
+            tensors = self._get(row.manifest, progress=progress)
         state = rlmodule.join_state(tensors, row.state or {})
         from registry import replay  # torch
 
@@ -583,6 +608,46 @@ class Registry:
         with self._read(f"reading model {name!r}") as conn:
             return self._row(conn, name, version, None)
 
+    # --- deleting and restoring (registry.lifecycle) ---------------------------------------
+
+    def delete_version(self, name: str, version: int, *, reason: str, force: bool = False) -> Event:
+        """Append ``VersionDeleted``; ``force`` removes the aliases pointing at it in the same append."""
+        return deleting.delete_version(self, name, version, reason=reason, force=force)
+
+    def delete_model(self, name: str, *, reason: str, force: bool = False) -> Event:
+        """Append ``ModelDeleted`` (every live version); ``force`` removes the model's aliases with it."""
+        return deleting.delete_model(self, name, reason=reason, force=force)
+
+    def restore_version(self, name: str, version: int) -> Event:
+        """Append ``VersionRestored``, while gc has kept the version's objects."""
+        return deleting.restore_version(self, name, version)
+
+    def set_retention(self, name: str, *, keep_last: int | None = None, keep_every: int | None = None,
+                      keep_best: tuple | None = None) -> Event:
+        """Record a ``RetentionSet`` policy for ``name`` and apply it (``keep_best=("mean_return", 5, "max")``)."""
+        return retention.set_policy(self, name, keep_last=keep_last, keep_every=keep_every, keep_best=keep_best)
+
+    def clear_retention(self, name: str) -> Event:
+        """Record ``RetentionCleared``: ``name`` keeps every version again."""
+        return retention.clear_policy(self, name)
+
+    def apply_retention(self, name: str) -> list[int]:
+        """Delete the versions ``name``'s policy does not keep (as after a snapshot); returns their numbers."""
+        return retention.apply(self, name)
+
+    def retention(self, name: str) -> dict | None:
+        """``name``'s retention policy (the ``RetentionSet`` payload), or ``None``."""
+        return retention.get_policy(self, name)
+
+    def gc(self, *, grace: datetime.timedelta = collector.DEFAULT_GRACE, dry_run: bool = False,
+           progress: ProgressCallback | None = None) -> collector.GcReport:
+        """Apply retention policies, then delete the storage objects no live version references (nor one
+        deleted less than ``grace`` ago) and leftovers of interrupted writes, older than ``grace``.
+
+        Safe while other processes snapshot (see ``registry.gc``). ``progress(done, total)``: bytes reclaimed.
+        """
+        return collector.collect(self, grace=grace, dry_run=dry_run, progress=progress)
+
     # --- comparing, exporting, importing -------------------------------------------------
 
     def diff(self, name: str, a: int | str, b: int | str) -> ModelDiff:
@@ -664,17 +729,18 @@ class Registry:
         ``progress(done, total)``: bytes of the stored objects re-hashed so far (``Store.verify``'s).
         """
         with self._read("reading versions") as conn:
-            rows = conn.execute(sa.select(versions.c.name, versions.c.version, versions.c.manifest)).all()
+            rows = conn.execute(lifecycle.live_versions(conn)).all()
         needed = {f"{r.name}/{r.version}": set(storage.manifest_objects(r.manifest)) for r in rows}
         referenced = set().union(*needed.values()) if needed else set()
-        if referenced and not self.store.location.isdir():
-            raise errors.StorageUnavailableError(
-                f"storage {self.store.url!r} does not exist (no such folder), yet {len(needed)} version(s) "
-                "keep their objects there: check --storage / RLREG_STORAGE_URL"
-            )
-        present = self.store.exists(referenced) if referenced else set()
+        with storage_ops.during("verify"):
+            if referenced and not self.store.location.isdir():
+                raise errors.StorageUnavailableError(
+                    f"storage {self.store.url!r} does not exist (no such folder), yet {len(needed)} version(s) "
+                    "keep their objects there: check --storage / RLREG_STORAGE_URL"
+                )
+            present = self.store.exists(referenced) if referenced else set()
+            report = self.store.verify(quarantine=repair, progress=progress)
         missing = {key: sorted(digests - present) for key, digests in needed.items() if digests - present}
-        report = self.store.verify(quarantine=repair, progress=progress)
         return {
             "versions": len(rows),
             "objects_referenced": len(referenced),

@@ -3,6 +3,7 @@
     Exception
     ├── RegistryError
     │   ├── NotFoundError (LookupError)            unknown model name, version or alias
+    │   │   └── DeletedError                       a deleted version or model (names when, who, why)
     │   ├── ConflictError                          a stream moved under an append; a checkpoint went back
     │   ├── IntegrityError (storage's IntegrityError)  a blob fails its digest (wraps storage's)
     │   ├── InvalidNameError (ValueError)          a bad model, alias or stream name
@@ -51,6 +52,8 @@ tree with ``raise ... from e``.
 
 from __future__ import annotations
 
+from typing import Any
+
 from rlmodule.errors import (  # noqa: F401 - re-exported: the whole tree in one place
     CheckpointError,
     CheckpointFormatError,
@@ -88,6 +91,17 @@ class RegistryError(Exception):
 
 class NotFoundError(RegistryError, LookupError):
     """An unknown model name, version, alias or event."""
+
+
+class DeletedError(NotFoundError):
+    """A version or model that was deleted; ``name``, ``version`` (``None``: the model), ``deleted_at``,
+    ``actor``, ``reason`` and ``position`` say which, when, by whom and why."""
+
+    def __init__(self, message: str, *, name: str = "", version: int | None = None, deleted_at: Any = None,
+                 actor: Any = None, reason: str = "", position: int = 0) -> None:
+        super().__init__(message)
+        self.name, self.version, self.deleted_at = name, version, deleted_at
+        self.actor, self.reason, self.position = actor, reason, position
 
 
 class ConflictError(RegistryError):

@@ -9,6 +9,8 @@ Event types (stream = model name; payloads are JSON):
 - ``TagsSet``         ``{"version": N, "tags": {key: text}}`` (merged into the version's tags)
 - ``TagsRemoved``     ``{"version": N, "keys": [key, ...]}``
 - ``DescriptionSet``  ``{"version": N or null (the model), "text": str ("" clears it)}``
+- ``VersionDeleted``, ``ModelDeleted``, ``VersionRestored``: see ``registry.lifecycle``
+- ``RetentionSet``, ``RetentionCleared``: see ``registry.retention``
 
 The projector also guards the log: a version that is not the next one, a version naming an unknown
 spec, an alias to a missing version or the removal of a missing alias raise, which rolls the append back.
@@ -25,7 +27,7 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
-from registry import errors
+from registry import errors, lifecycle, retention
 from registry.eventstore import Event
 from registry.query import encode_key, field_rows
 from registry.schema import PROJECTION_TABLES, aliases, models, specs, version_fields, versions
@@ -55,7 +57,7 @@ class Projections:
 
     def handles(self, event_type: str) -> bool:
         """True for the event types these read models are made of (the store skips the rest)."""
-        return event_type in EVENT_TYPES
+        return event_type in EVENT_TYPES or event_type in lifecycle.EVENT_TYPES or event_type in retention.EVENT_TYPES
 
     def apply(self, conn: Connection, event: Event) -> None:
         """Apply one event to the read models."""
@@ -91,6 +93,8 @@ class Projections:
             TAGS_SET: self._tags_set,
             TAGS_REMOVED: self._tags_removed,
             DESCRIPTION_SET: self._description_set,
+            **lifecycle.handlers(),
+            **retention.handlers(),
         }
 
     def _touch_model(self, conn: Connection, event: Event) -> Any:
@@ -121,6 +125,7 @@ class Projections:
         if known is None:
             conn.execute(specs.insert().values(digest=digest, spec=spec, position=event.position))
         conn.execute(models.update().where(models.c.name == event.stream).values(spec_digest=digest))
+        lifecycle.revive(conn, event.stream)
 
     def _version_recorded(self, conn: Connection, event: Event, model: Any) -> None:
         p = event.payload
@@ -143,6 +148,7 @@ class Projections:
         )
         self._index(conn, event.stream, version, "metadata", p["metadata"])
         conn.execute(models.update().where(models.c.name == event.stream).values(latest_version=version))
+        lifecycle.revive(conn, event.stream)
 
     def _alias_set(self, conn: Connection, event: Event, model: Any) -> None:
         alias, version = event.payload["alias"], event.payload["version"]
@@ -154,6 +160,7 @@ class Projections:
                 f"model {event.stream!r}: alias {alias!r} cannot point at version {version!r}, which does not "
                 f"exist (latest is {model.latest_version})"
             )
+        lifecycle.refuse_deleted(conn, event.stream, version)
         where = (aliases.c.name == event.stream, aliases.c.alias == alias)
         conn.execute(aliases.delete().where(*where))
         conn.execute(

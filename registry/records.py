@@ -12,6 +12,21 @@ def _iso(moment: datetime | None) -> str | None:
 
 
 @dataclass(frozen=True)
+class Deletion:
+    """When, by whom and why a version (or its whole model) was deleted."""
+
+    deleted_at: datetime
+    reason: str
+    actor: dict[str, Any] | None = None
+    position: int = 0
+
+    def to_dict(self) -> dict[str, Any]:
+        """A JSON-able dict (``deleted_at`` as ISO 8601)."""
+        return {"deleted_at": _iso(self.deleted_at), "reason": self.reason, "actor": self.actor,
+                "position": self.position}
+
+
+@dataclass(frozen=True)
 class ModelVersion:
     """One recorded state snapshot of a model."""
 
@@ -26,6 +41,7 @@ class ModelVersion:
     actor: dict[str, Any] | None = None  # who recorded it (``registry.actor``); None before actors were recorded
     tags: dict[str, str] = field(default_factory=dict)
     description: str | None = None
+    deleted: Deletion | None = None  # set for a deleted version (``versions(include_deleted=True)``)
 
     @property
     def uri(self) -> str:
@@ -47,6 +63,7 @@ class ModelVersion:
             "actor": self.actor,
             "tags": dict(self.tags),
             "description": self.description,
+            "deleted": self.deleted.to_dict() if self.deleted is not None else None,
         }
 
 

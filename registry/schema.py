@@ -178,6 +178,60 @@ class SpecRow(Base):
     position: Mapped[int] = mapped_column(BigInteger)
 
 
+class DeletedVersionRow(Base):
+    """Projection: a deleted version (``VersionDeleted`` or ``ModelDeleted``), until ``VersionRestored``."""
+
+    __tablename__ = "rlreg_deleted_versions"
+
+    name: Mapped[str] = mapped_column(String(NAME_LENGTH), primary_key=True)
+    version: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=False)
+    deleted_at: Mapped[dt.datetime] = mapped_column(UTCDateTime)
+    reason: Mapped[str] = mapped_column(Text)
+    actor: Mapped[Optional[Any]] = mapped_column(JSON)
+    position: Mapped[int] = mapped_column(BigInteger)
+
+
+class DeletedModelRow(Base):
+    """Projection: a deleted model (``ModelDeleted``), until its name records a version or spec again."""
+
+    __tablename__ = "rlreg_deleted_models"
+
+    name: Mapped[str] = mapped_column(String(NAME_LENGTH), primary_key=True)
+    deleted_at: Mapped[dt.datetime] = mapped_column(UTCDateTime)
+    reason: Mapped[str] = mapped_column(Text)
+    actor: Mapped[Optional[Any]] = mapped_column(JSON)
+    position: Mapped[int] = mapped_column(BigInteger)
+
+
+class RetentionRow(Base):
+    """Projection: a model's retention policy (``RetentionSet``; ``RetentionCleared`` removes it)."""
+
+    __tablename__ = "rlreg_retention"
+
+    name: Mapped[str] = mapped_column(String(NAME_LENGTH), primary_key=True)
+    policy: Mapped[Any] = mapped_column(JSON)
+    position: Mapped[int] = mapped_column(BigInteger)
+
+
+class ObjectRow(Base):
+    """Storage objects the writers and ``gc`` coordinate on (derived data: not from the log).
+
+    A writer touches a row (``touched_at``, the database clock) before it references the object and
+    again in the transaction of the event naming it; ``gc`` moves a row ``live`` -> ``deleting`` ->
+    ``deleted`` under its row lock. ``generation`` grows each time a deleted object is written again,
+    so a writer can tell that the object it touched was collected in between.
+    """
+
+    __tablename__ = "rlreg_objects"
+    __table_args__ = (CheckConstraint("state IN ('live', 'deleting', 'deleted')", name="state"),)
+
+    digest: Mapped[str] = mapped_column(String(80), primary_key=True)
+    nbytes: Mapped[int] = mapped_column(BigInteger)
+    state: Mapped[str] = mapped_column(String(16))
+    generation: Mapped[int] = mapped_column(Integer)
+    touched_at: Mapped[dt.datetime] = mapped_column(UTCDateTime)
+
+
 metadata = Base.metadata
 events = EventRow.__table__
 streams = StreamRow.__table__
@@ -188,4 +242,8 @@ versions = VersionRow.__table__
 aliases = AliasRow.__table__
 specs = SpecRow.__table__
 version_fields = VersionFieldRow.__table__
-PROJECTION_TABLES = (version_fields, aliases, versions, models, specs)
+deleted_versions = DeletedVersionRow.__table__
+deleted_models = DeletedModelRow.__table__
+retention = RetentionRow.__table__
+objects = ObjectRow.__table__
+PROJECTION_TABLES = (version_fields, aliases, versions, models, specs, deleted_versions, deleted_models, retention)

@@ -36,10 +36,12 @@ READ_COMMANDS: tuple[tuple[str, ...], ...] = (
     ("alias", "rm", "{name}", "prod"), ("db", "current"), ("cache", "ls"), ("cache", "prune", "--dry-run"),
     ("tag", "{name}:1", "stage=eval"), ("untag", "{name}:1", "stage"), ("describe", "{name}", "a model"),
     ("versions", "{name}", "--where", "version > 1", "--sort", "-version"), ("storage", "show"),
+    ("retention", "show", "{name}"),
 )
 TORCH_COMMANDS = frozenset({
     "demo", "diff", "export", "import", "verify", "db upgrade", "projections rebuild", "cache verify",
     "storage move",  # checks every object at the new location through the store
+    "rm", "restore", "retention set", "retention clear", "gc",  # (writes: may touch storage)
     "serve",  # a long-running server: its start-up is paid once
 })
 
@@ -195,10 +197,12 @@ def models(session: Session) -> None:
               help='Filter, e.g. \'metadata.mean_return > 100 and tags.stage = "eval"\' (see docs/search.md).')
 @click.option("--sort", default=None, metavar="FIELDS", help="Order, e.g. -metadata.mean_return,version.")
 @click.option("--limit", default=None, type=click.IntRange(min=1), help="At most this many versions.")
-def versions(session: Session, name: str, where: str | None, sort: str | None, limit: int | None) -> None:
+@click.option("--all", "include_deleted", is_flag=True, help="Also list deleted versions (marked).")
+def versions(session: Session, name: str, where: str | None, sort: str | None, limit: int | None,
+             include_deleted: bool) -> None:
     """List the versions of a model (filtered and sorted by metadata, tags, version, created_at)."""
     reg = session.registry
-    rows = reg.versions(name, where=where, order_by=sort, limit=limit)
+    rows = reg.versions(name, where=where, order_by=sort, limit=limit, include_deleted=include_deleted)
     if session.as_json:
         return output.echo_json(rows)
     about = next((m.description for m in reg.models() if m.name == name), None)
@@ -549,6 +553,7 @@ def projections_rebuild(session: Session) -> None:
 
 cli.add_command(cache)
 
+from rlreg import lifecycle_cmds  # noqa: E402,F401 - registers rm and restore on ``cli``
 
 if __name__ == "__main__":  # pragma: no cover
     sys.exit(main())

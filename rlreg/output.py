@@ -125,6 +125,11 @@ def event_summary(event: Any) -> str:
         return f"{what}: {compact(p.get('text'), 40) or '(cleared)'}"
     if event.type in ("StorageBound", "StorageMoved"):
         return f"storage {p.get('how', 'moved')}: {p.get('url')}"
+    if event.type in ("VersionDeleted", "ModelDeleted"):
+        which = f"version {p.get('version')}" if event.type == "VersionDeleted" else f"versions {p.get('versions')}"
+        return f"{which} deleted: {p.get('reason')}"
+    if event.type == "VersionRestored":
+        return f"version {p.get('version')} restored"
     return compact(p, 50)
 
 

@@ -35,6 +35,7 @@ def models_table(infos: Iterable[Any]) -> str:
 
 def versions_table(versions: Iterable[Any], about: str | None = None) -> str:
     """``rlreg versions NAME`` (after the model's description, if it has one)."""
+    versions = list(versions)
     rows = [
         (v.version, when(v.created_at), aliases_text(v.aliases), size(v.tensor_bytes),
          short_digest(v.spec_digest), compact(getattr(v, "tags", None), 40), compact(v.metadata),
@@ -42,6 +43,9 @@ def versions_table(versions: Iterable[Any], about: str | None = None) -> str:
         for v in versions
     ]
     headers = ("VERSION", "CREATED (UTC)", "ALIASES", "TENSORS", "SPEC", "TAGS", "METADATA", "DESCRIPTION")
+    if any(getattr(v, "deleted", None) for v in versions):  # rlreg versions --all
+        rows = [(*row, deleted_text(v.deleted)) for row, v in zip(rows, versions)]
+        headers = (*headers, "DELETED")
     text = table(headers, rows, right=(0, 3)) if rows else "no versions match"
     return f"{about}\n\n{text}" if about else text
 
@@ -52,6 +56,14 @@ def _short(text: str | None, limit: int = 40) -> str:
         return ""
     line = text.splitlines()[0]
     return line[: limit - 1] + "…" if len(line) > limit or line != text else line
+
+
+def deleted_text(deleted: Any) -> str:
+    """``deleted 2026-12-02 17:01:02: why`` for a deleted version, ``""`` for a live one."""
+    if not deleted:
+        return ""
+    reason = deleted.reason if len(deleted.reason) <= 60 else deleted.reason[:59] + "…"
+    return f"deleted {when(deleted.deleted_at)}: {reason}"
 
 
 def event_line(event: Any) -> str:

@@ -121,6 +121,9 @@ def translate_errors(url: str) -> Iterator[None]:
         raise
 
 
+_CLIENT_MODULES = frozenset({"botocore", "aiobotocore", "aiohttp"})
+
+
 _WRITE_ERRNOS = {
     errno.ENOSPC: "no space left on the device: free some space, or store elsewhere",
     errno.EDQUOT: "disk quota exceeded: free some space, or store elsewhere",
@@ -137,12 +140,40 @@ def _where(exc: OSError) -> str:
 
 
 def _is_connection_error(exc: BaseException) -> bool:
-    module = type(exc).__module__ or ""
-    return isinstance(exc, ConnectionError | TimeoutError) or module.split(".")[0] in {
-        "botocore",
-        "aiobotocore",
-        "aiohttp",
-    }
+    """A network or server-side failure, also when s3fs wrapped it in a plain ``OSError`` (after its retries)."""
+    if isinstance(exc, ConnectionError | TimeoutError) or _module_root(exc) in _CLIENT_MODULES:
+        return True
+    if isinstance(exc, OSError) and exc.errno == _EREMOTEIO:  # s3fs's "InternalError"
+        return True
+    return any(_server_side(e) for e in _causes(exc))
+
+
+_EREMOTEIO = getattr(errno, "EREMOTEIO", errno.EIO)
+
+
+def _module_root(exc: BaseException) -> str:
+    return (type(exc).__module__ or "").split(".")[0]
+
+
+def _causes(exc: BaseException) -> Iterator[BaseException]:
+    seen: set[int] = set()
+    e: BaseException | None = exc.__cause__ or exc.__context__
+    while e is not None and id(e) not in seen:
+        seen.add(id(e))
+        yield e
+        e = e.__cause__ or e.__context__
+
+
+def _server_side(e: BaseException) -> bool:
+    """A connection error, or an HTTP 5xx answer (a botocore ``ClientError`` that s3fs translated)."""
+    if isinstance(e, ConnectionError | TimeoutError):
+        return True
+    if _module_root(e) not in _CLIENT_MODULES:
+        return False
+    response = getattr(e, "response", None)
+    if not isinstance(response, dict):
+        return True  # not an HTTP answer: the connection failed
+    return int(response.get("ResponseMetadata", {}).get("HTTPStatusCode") or 0) >= 500
 
 
 def _describe(exc: BaseException) -> str:

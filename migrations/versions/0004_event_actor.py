@@ -1,7 +1,7 @@
 """Who did what: every event (and the version it records) carries its actor.
 
 Revision ID: 0004_event_actor
-Revises: 0003_append_only_events
+Revises: 0005_lifecycle
 Create Date: 2026-12-02 16:45:00
 
 Nullable columns: events recorded before this revision have no actor. Plain ``ADD COLUMN`` on both
@@ -17,7 +17,7 @@ import sqlalchemy as sa
 from alembic import op
 
 revision: str = "0004_event_actor"
-down_revision: Union[str, None] = "0003_append_only_events"
+down_revision: Union[str, None] = "0005_lifecycle"
 branch_labels: Union[str, Sequence[str], None] = None
 depends_on: Union[str, Sequence[str], None] = None
 

@@ -18,7 +18,10 @@ from registry.eventstore import EventStore
 from registry.projections import Projections
 
 LOG_TABLES = {"rlreg_events", "rlreg_streams", "rlreg_position", "rlreg_checkpoints"}
-PROJECTION_TABLES = {"rlreg_models", "rlreg_versions", "rlreg_aliases", "rlreg_specs", "rlreg_version_fields"}
+PROJECTION_TABLES = {
+    "rlreg_models", "rlreg_versions", "rlreg_aliases", "rlreg_specs",
+    "rlreg_deleted_versions", "rlreg_deleted_models", "rlreg_retention", "rlreg_objects", "rlreg_version_fields",
+}
 HEAD = "0005_tags_descriptions"
 
 

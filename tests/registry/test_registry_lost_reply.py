@@ -12,13 +12,13 @@ def _lose_replies(reg, monkeypatch, *, commit: bool, times: int = 1):
     real = reg.event_store.append
     calls = {"n": 0}
 
-    def flaky(stream, events, expected_version=None):
+    def flaky(stream, events, expected_version=None, **kwargs):
         calls["n"] += 1
         if calls["n"] <= times:
             if commit:
-                real(stream, events, expected_version)
+                real(stream, events, expected_version, **kwargs)
             raise errors.DatabaseUnavailableError("connection lost before the reply (injected)")
-        return real(stream, events, expected_version)
+        return real(stream, events, expected_version, **kwargs)
 
     monkeypatch.setattr(reg.event_store, "append", flaky)
     return calls

@@ -1,0 +1,310 @@
+"""Garbage collection of storage objects, safe while other processes snapshot on the same database and storage.
+
+The objects table (``rlreg_objects``: digest, size, state, generation, last touched by the database
+clock) is what writers and ``gc`` coordinate on. The safety argument:
+
+1. A writer stores its objects (upload, or dedup: the object is already there), then *touches* their
+   rows (``touched_at`` = now; a ``deleted`` row becomes ``live`` again with ``generation + 1``, and
+   the writer re-checks storage and re-uploads what is missing; a ``deleting`` row makes it wait). In
+   the transaction that appends the event naming the objects, it locks their rows and checks each is
+   still ``live`` at the generation it touched, and touches them again; otherwise the append rolls back
+   and the writer starts over (touch, re-upload, append).
+2. ``gc`` picks objects no live version references (nor a version deleted less than ``grace`` ago, so
+   ``restore_version`` works) whose row was touched more than ``grace`` ago (an object without a row:
+   stored more than ``grace`` ago). In one transaction per batch it locks each row, re-checks that it
+   is ``live`` and untouched since the cutoff and marks it ``deleting`` (the tombstone); then it deletes
+   the objects from storage, then marks the rows ``deleted``.
+3. Row locks order the two transactions. If the writer's append commits first, its touch is newer than
+   the cutoff and ``gc`` leaves the object. If the tombstone commits first, the writer's check sees
+   ``deleting`` (or, later, another generation) and does not commit. So no committed version names a
+   deleted object, whatever the timing; a writer that stalls past the grace period re-uploads.
+
+Rows are never removed (a row's generation is what tells a writer its object was collected in
+between). The table is derived: lost rows are recreated by the next touch, and ``gc`` treats an
+object without a row by its age in storage. ``gc`` also removes leftovers of interrupted writes older
+than ``grace``: temporary files and incomplete S3 multipart uploads.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import logging
+import random
+import time
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+import sqlalchemy as sa
+import storage
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.engine import Connection
+from storage import listing
+
+from registry import db, errors, lifecycle, retention
+from registry.schema import deleted_versions, objects, versions
+
+log = logging.getLogger(__name__)
+
+LIVE, DELETING, DELETED = "live", "deleting", "deleted"
+DEFAULT_GRACE = dt.timedelta(hours=24)
+ATTEMPTS = 60  # touch/append rounds of one write before it gives up on objects gc keeps collecting
+BATCH = 200  # objects per tombstone transaction
+
+
+class ObjectsCollectedError(errors.ConflictError):
+    """Objects a write names were (or are being) collected by ``gc`` since the write touched them."""
+
+
+class _Stale(errors.RegistryError):
+    """Raised inside an append whose objects changed generation: roll back, touch again, retry."""
+
+
+# --- the database clock ------------------------------------------------------------------------
+
+
+def db_now(conn: Connection) -> dt.datetime:
+    """The database's current time (UTC), so that every process measures ages with one clock."""
+    if db.is_sqlite(conn):
+        text = conn.execute(sa.text("SELECT strftime('%Y-%m-%d %H:%M:%f', 'now')")).scalar_one()
+        return dt.datetime.fromisoformat(text).replace(tzinfo=dt.timezone.utc)
+    return conn.execute(sa.text("SELECT statement_timestamp()")).scalar_one().astimezone(dt.timezone.utc)
+
+
+def _insert(conn: Connection) -> Any:
+    return (sqlite.insert if db.is_sqlite(conn) else postgresql.insert)(objects)
+
+
+def _chunks(items: list[str], size: int = 500) -> Iterable[list[str]]:
+    for i in range(0, len(items), size):
+        yield items[i : i + size]
+
+
+def _locked_rows(conn: Connection, digests: list[str]) -> dict[str, Any]:
+    out = {}
+    for part in _chunks(sorted(digests)):
+        query = sa.select(objects).where(objects.c.digest.in_(part)).order_by(objects.c.digest).with_for_update()
+        out.update({r.digest: r for r in conn.execute(query)})
+    return out
+
+
+def _set(conn: Connection, digests: Iterable[str], **values: Any) -> None:
+    for part in _chunks(sorted(digests)):
+        conn.execute(objects.update().where(objects.c.digest.in_(part)).values(**values))
+
+
+# --- writers ------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Touched:
+    """What a touch found: each object's generation, those written again after gc, those gc is deleting."""
+
+    generations: dict[str, int]
+    revived: set[str] = field(default_factory=set)
+    busy: set[str] = field(default_factory=set)
+
+
+def touch(event_store: Any, sizes: Mapping[str, int]) -> Touched:
+    """Touch the rows of the objects a write will reference (creating missing rows)."""
+    if not sizes:
+        return Touched({})
+    with event_store.transaction() as conn:
+        now = db_now(conn)
+        rows = [{"digest": d, "nbytes": int(n), "state": LIVE, "generation": 0, "touched_at": now} for d, n in sizes.items()]
+        for i in range(0, len(rows), 500):
+            conn.execute(_insert(conn).values(rows[i : i + 500]).on_conflict_do_nothing())
+        found = _locked_rows(conn, list(sizes))
+        busy = {d for d, r in found.items() if r.state == DELETING}
+        revived = {d for d, r in found.items() if r.state == DELETED}
+        _set(conn, [d for d, r in found.items() if r.state == LIVE], touched_at=now)
+        for d in revived:
+            conn.execute(objects.update().where(objects.c.digest == d)
+                         .values(state=LIVE, generation=found[d].generation + 1, touched_at=now))
+    generations = {d: r.generation + (d in revived) for d, r in found.items()}
+    return Touched(generations, revived, busy)
+
+
+def still_live(generations: Mapping[str, int]) -> Callable[[Connection], None]:
+    """The append's check: every object still ``live`` at the generation touched; touch them again."""
+
+    def check(conn: Connection) -> None:
+        rows = _locked_rows(conn, list(generations))
+        stale = sorted(d for d, g in generations.items()
+                       if d not in rows or rows[d].state != LIVE or rows[d].generation != g)
+        if stale:
+            raise _Stale(f"{len(stale)} object(s) were collected by gc since they were touched (e.g. {stale[0]})")
+        _set(conn, generations, touched_at=db_now(conn))
+
+    return check
+
+
+def object_sizes(manifest: Mapping[str, Any]) -> dict[str, int]:
+    """``{object digest: bytes}`` of the objects a manifest references."""
+    sizes = {d: int(o.get("nbytes", 0)) for d, o in (manifest.get("objects") or {}).items()}
+    return {d: sizes.get(d, 0) for d in storage.manifest_objects(manifest)}
+
+
+def append_referencing(reg: Any, name: str, manifest: Mapping[str, Any], make_events: Any,
+                       reupload: Callable[[], Any] | None) -> list:
+    """Append ``make_events``'s events, which name ``manifest``'s objects, with the touch protocol.
+
+    ``reupload()`` stores the objects again (a snapshot puts its tensors again); without it, objects
+    that gc reclaimed make this raise ``ObjectsCollectedError``.
+    """
+    sizes = object_sizes(manifest)
+    for attempt in range(ATTEMPTS):
+        touched = touch(reg.event_store, sizes)
+        if not touched.busy:
+            missing = touched.revived - reg.store.exists(touched.revived) if touched.revived else set()
+            if missing and reupload is None:
+                raise ObjectsCollectedError(
+                    f"model {name!r}: {len(missing)} of the {len(sizes)} objects it names were reclaimed by gc "
+                    f"(e.g. {sorted(missing)[0]})"
+                )
+            if missing:
+                log.info("model %r: re-uploading %d object(s) gc reclaimed meanwhile", name, len(missing))
+                reupload()
+            try:
+                return reg._append_with_retry(name, make_events, check=still_live(touched.generations))
+            except _Stale as exc:
+                log.info("model %r: %s; touching them again", name, exc)
+        time.sleep(random.uniform(0, min(0.01 * 2 ** min(attempt, 6), 0.5)))
+    raise ObjectsCollectedError(
+        f"model {name!r}: gc kept collecting the objects this write names ({ATTEMPTS} attempts); nothing was "
+        "recorded: retry the write, or run `rlreg gc` to finish an interrupted collection"
+    )
+
+
+# --- gc -----------------------------------------------------------------------------------------
+
+
+@dataclass
+class GcReport:
+    """What ``gc`` examined, kept and reclaimed (objects and bytes), and the leftovers it removed."""
+
+    grace_seconds: float
+    dry_run: bool
+    examined_objects: int = 0
+    examined_bytes: int = 0
+    kept_objects: int = 0
+    kept_bytes: int = 0
+    reclaimed_objects: int = 0
+    reclaimed_bytes: int = 0
+    leftovers_examined: int = 0
+    leftovers_reclaimed: int = 0
+    leftover_bytes_reclaimed: int = 0
+    retention_deleted: dict[str, list[int]] = field(default_factory=dict)
+    reclaimed: list[str] = field(default_factory=list)
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-able form."""
+        return {k: (sorted(v) if k == "reclaimed" else v) for k, v in self.__dict__.items()}
+
+
+def _referenced(conn: Connection, cutoff: dt.datetime) -> set[str]:
+    """Objects of live versions and of versions deleted after ``cutoff``."""
+    recent = sa.select(deleted_versions.c.version).where(
+        deleted_versions.c.name == versions.c.name, deleted_versions.c.version == versions.c.version,
+        deleted_versions.c.deleted_at <= cutoff,
+    )
+    out: set[str] = set()
+    for (manifest,) in conn.execute(sa.select(versions.c.manifest).where(~recent.exists())):
+        out |= set(storage.manifest_objects(manifest))
+    return out
+
+
+def _candidates(rows: Mapping[str, Any], stored: Mapping[str, Any], referenced: set[str], cutoff: dt.datetime) -> dict[str, int]:
+    out = {}
+    for d in set(rows) | set(stored):
+        if d in referenced:
+            continue
+        row, obj = rows.get(d), stored.get(d)
+        if row is None or row.state == DELETED:  # stored by a writer that died before touching it: its age
+            old = obj is not None and obj.modified is not None and obj.modified < cutoff
+        else:
+            old = row.state == DELETING or (row.state == LIVE and row.touched_at < cutoff)
+        if old:
+            out[d] = obj.nbytes if obj is not None else 0
+    return out
+
+
+def _tombstone(event_store: Any, batch: Mapping[str, int], cutoff: dt.datetime) -> list[str]:
+    """Mark ``deleting`` the rows of ``batch`` that are still live and untouched since ``cutoff``."""
+    with event_store.transaction() as conn:
+        now = db_now(conn)
+        new = [{"digest": d, "nbytes": n, "state": DELETING, "generation": 0, "touched_at": now} for d, n in batch.items()]
+        conn.execute(_insert(conn).values(new).on_conflict_do_nothing())
+        rows = _locked_rows(conn, list(batch))
+        doomed = [d for d, r in rows.items() if r.state != LIVE or r.touched_at < cutoff]  # untouched since
+        _set(conn, [d for d in doomed if rows[d].state != DELETING], state=DELETING)
+    return doomed
+
+
+def _finish(event_store: Any, digests: list[str]) -> None:
+    with event_store.transaction() as conn:
+        _set(conn, digests, state=DELETED)
+
+
+def collect(reg: Any, *, grace: dt.timedelta = DEFAULT_GRACE, dry_run: bool = False,
+            progress: Callable[[int, int], None] | None = None) -> GcReport:
+    """Apply retention policies, then delete unreferenced objects and leftovers older than ``grace``."""
+    if not isinstance(grace, dt.timedelta) or grace < dt.timedelta(0):
+        raise errors.InvalidEventError(f"gc: grace must be a timedelta of 0 or more, got {grace!r}")
+    report = GcReport(grace.total_seconds(), dry_run)
+    if not dry_run:
+        with reg._read("reading retention policies") as conn:
+            names = retention.models_with_policies(conn)
+        report.retention_deleted = {n: d for n in names if (d := retention.apply(reg, n))}
+    with reg._read("reading versions") as conn:
+        cutoff = db_now(conn) - grace
+        referenced = _referenced(conn, cutoff)
+        rows = {r.digest: r for r in conn.execute(sa.select(objects))}
+    found, leftovers = listing.scan(reg.store)
+    stored = {o.digest: o for o in found}
+    report.examined_objects, report.examined_bytes = len(stored), sum(o.nbytes for o in found)
+    doomed = _candidates(rows, stored, referenced, cutoff)
+    total = sum(doomed.values())
+    if progress is not None:
+        progress(0, total)
+    order = sorted(doomed)
+    for i in range(0, len(order), BATCH):
+        batch = {d: doomed[d] for d in order[i : i + BATCH]}
+        gone = list(batch) if dry_run else _reclaim(reg, batch, cutoff)
+        report.reclaimed += [d for d in gone if d in stored]
+        report.reclaimed_bytes += sum(stored[d].nbytes for d in gone if d in stored)
+        if progress is not None:
+            progress(report.reclaimed_bytes, total)
+    report.reclaimed_objects = len(report.reclaimed)
+    report.kept_objects = report.examined_objects - report.reclaimed_objects
+    report.kept_bytes = report.examined_bytes - report.reclaimed_bytes
+    _leftovers(reg, leftovers, cutoff, report)
+    return report
+
+
+def _reclaim(reg: Any, batch: Mapping[str, int], cutoff: dt.datetime) -> list[str]:
+    doomed = _tombstone(reg.event_store, batch, cutoff)
+    if doomed:
+        reg.store.delete(doomed)
+        _finish(reg.event_store, doomed)
+    return doomed
+
+
+def _leftovers(reg: Any, found: list[listing.Leftover], cutoff: dt.datetime, report: GcReport) -> None:
+    report.leftovers_examined = len(found)
+    for item in found:
+        if item.modified is None or item.modified >= cutoff:
+            continue
+        if not report.dry_run:
+            listing.remove_leftover(reg.store, item)
+        report.leftovers_reclaimed += 1
+        report.leftover_bytes_reclaimed += item.nbytes
+
+
+def reupload(store: Any, tensors: Mapping[str, Any], manifest: Mapping[str, Any]) -> None:
+    """Store ``tensors`` again; ``ObjectsCollectedError`` unless they still make exactly ``manifest``."""
+    again = store.put(tensors)
+    if set(storage.manifest_objects(again)) != set(storage.manifest_objects(manifest)):
+        raise ObjectsCollectedError(
+            "gc reclaimed objects of this write and its tensors changed since they were stored: nothing was recorded"
+        )

@@ -1,0 +1,208 @@
+"""Retention policies: which versions of a model to keep, applied after each snapshot and by ``gc``.
+
+Event types (stream = model name):
+
+- ``RetentionSet``     ``{"keep_last": N | null, "keep_every": N | null,
+                         "keep_best": {"key": str, "count": N, "mode": "max" | "min"} | null}``
+- ``RetentionCleared`` ``{}``
+
+A policy keeps the union of: the ``keep_last`` newest live versions, the versions whose number is a
+multiple of ``keep_every``, the ``keep_best`` versions with the highest (``"max"``) or lowest
+(``"min"``) number under that metadata key, every aliased version and the newest version. Applying it
+appends one ``VersionDeleted`` (reason ``retention: <policy>``) per other live version, in one append
+at the stream version it read: a concurrent writer makes it conflict and start over from what
+committed, so no version is deleted twice and none that the policy keeps is deleted. Applying twice
+deletes nothing more (the newest, best and multiples among the kept versions are those same versions).
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.engine import Connection
+
+from registry import errors, lifecycle
+from registry.eventstore import Event, NewEvent
+from registry.names import validate_name
+from registry.schema import aliases, retention, versions
+
+log = logging.getLogger(__name__)
+
+RETENTION_SET = "RetentionSet"
+RETENTION_CLEARED = "RetentionCleared"
+EVENT_TYPES = (RETENTION_SET, RETENTION_CLEARED)
+MODES = ("max", "min")
+
+
+# --- policies ---------------------------------------------------------------------------------
+
+
+def _count(name: str, what: str, value: Any) -> int | None:
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        raise errors.InvalidEventError(f"retention of model {name!r}: {what} must be a positive integer, got {value!r}")
+    return value
+
+
+def _best(name: str, keep_best: Any) -> dict[str, Any] | None:
+    if keep_best is None:
+        return None
+    if isinstance(keep_best, Mapping):
+        keep_best = (keep_best.get("key"), keep_best.get("count"), keep_best.get("mode", "max"))
+    if isinstance(keep_best, str) or not isinstance(keep_best, Sequence) or len(keep_best) not in (2, 3):
+        raise errors.InvalidEventError(
+            f"retention of model {name!r}: keep_best must be (metadata key, count[, 'max' or 'min']), got {keep_best!r}"
+        )
+    key, count, mode = (*keep_best, "max")[:3]
+    if not isinstance(key, str) or not key:
+        raise errors.InvalidEventError(f"retention of model {name!r}: keep_best's metadata key must be a non-empty text")
+    if mode not in MODES:
+        raise errors.InvalidEventError(f"retention of model {name!r}: keep_best's mode must be 'max' or 'min', got {mode!r}")
+    return {"key": key, "count": _count(name, "keep_best's count", count), "mode": mode}
+
+
+def make_policy(name: str, keep_last: Any = None, keep_every: Any = None, keep_best: Any = None) -> dict[str, Any]:
+    """The checked policy (the ``RetentionSet`` payload); ``InvalidEventError`` naming what is wrong."""
+    policy = {"keep_last": _count(name, "keep_last", keep_last), "keep_every": _count(name, "keep_every", keep_every),
+              "keep_best": _best(name, keep_best)}
+    if all(v is None for v in policy.values()):
+        raise errors.InvalidEventError(
+            f"retention of model {name!r}: give at least one of keep_last, keep_every, keep_best "
+            "(clear_retention removes a policy)"
+        )
+    return policy
+
+
+def describe(policy: Mapping[str, Any]) -> str:
+    """``keep_last=20, keep_every=100, keep_best=mean_return:5:max``."""
+    parts = [f"{k}={policy[k]}" for k in ("keep_last", "keep_every") if policy.get(k) is not None]
+    best = policy.get("keep_best")
+    if best:
+        parts.append(f"keep_best={best['key']}:{best['count']}:{best['mode']}")
+    return ", ".join(parts)
+
+
+def _metric(metadata: Any, key: str) -> float | None:
+    value = metadata.get(key) if isinstance(metadata, Mapping) else None
+    if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value):
+        return None
+    return float(value)
+
+
+def kept(policy: Mapping[str, Any], live: Sequence[tuple[int, Any]], aliased: set[int]) -> set[int]:
+    """The versions ``policy`` keeps of ``live`` (``(version, metadata)`` pairs, ascending)."""
+    numbers = [v for v, _ in live]
+    keep = set(aliased) | set(numbers[-1:])
+    if policy.get("keep_last"):
+        keep |= set(numbers[-policy["keep_last"]:])
+    if policy.get("keep_every"):
+        keep |= {v for v in numbers if v % policy["keep_every"] == 0}
+    best = policy.get("keep_best")
+    if best:
+        scored = [(m, v) for v, meta in live if (m := _metric(meta, best["key"])) is not None]
+        sign = -1.0 if best["mode"] == "max" else 1.0
+        scored.sort(key=lambda mv: (sign * mv[0], -mv[1]))  # ties: the newer version
+        keep |= {v for _, v in scored[: best["count"]]}
+    return keep
+
+
+# --- projection -------------------------------------------------------------------------------
+
+
+def _apply_set(conn: Connection, event: Event, model: Any) -> None:
+    conn.execute(retention.delete().where(retention.c.name == event.stream))
+    conn.execute(retention.insert().values(name=event.stream, policy=dict(event.payload), position=event.position))
+
+
+def _apply_cleared(conn: Connection, event: Event, model: Any) -> None:
+    gone = conn.execute(retention.delete().where(retention.c.name == event.stream))
+    if gone.rowcount != 1:
+        raise errors.NotFoundError(f"model {event.stream!r} has no retention policy to clear")
+
+
+def handlers() -> dict[str, Any]:
+    """The projector's handlers of the retention events."""
+    return {RETENTION_SET: _apply_set, RETENTION_CLEARED: _apply_cleared}
+
+
+def policy_of(conn: Connection, name: str) -> dict[str, Any] | None:
+    """``name``'s retention policy, or ``None``."""
+    return conn.execute(sa.select(retention.c.policy).where(retention.c.name == name)).scalar()
+
+
+def models_with_policies(conn: Connection) -> list[str]:
+    """The names of the models that have a retention policy."""
+    return list(conn.execute(sa.select(retention.c.name).order_by(retention.c.name)).scalars())
+
+
+# --- the Registry's calls -----------------------------------------------------------------------
+
+
+def set_policy(reg: Any, name: str, **policy: Any) -> Event:
+    """Append ``RetentionSet`` for a live model, then apply it."""
+    validate_name(name)
+    payload = make_policy(name, **policy)
+
+    def make(latest: int, last_digest: str | None) -> list[NewEvent]:
+        with reg._read(f"reading model {name!r}") as conn:
+            lifecycle.live_model(conn, name)
+        return [NewEvent(RETENTION_SET, payload)]
+
+    event = reg._append_with_retry(name, make)[-1]
+    apply(reg, name)
+    return event
+
+
+def clear_policy(reg: Any, name: str) -> Event:
+    """Append ``RetentionCleared`` (``NotFoundError`` when ``name`` has no policy)."""
+    validate_name(name)
+
+    def make(latest: int, last_digest: str | None) -> list[NewEvent]:
+        with reg._read(f"reading model {name!r}") as conn:
+            lifecycle.live_model(conn, name)
+            if policy_of(conn, name) is None:
+                raise errors.NotFoundError(f"model {name!r} has no retention policy to clear")
+        return [NewEvent(RETENTION_CLEARED, {})]
+
+    return reg._append_with_retry(name, make)[-1]
+
+
+def get_policy(reg: Any, name: str) -> dict[str, Any] | None:
+    """``name``'s policy (``None`` when it has none)."""
+    validate_name(name)
+    with reg._read(f"reading model {name!r}") as conn:
+        lifecycle.live_model(conn, name)
+        return policy_of(conn, name)
+
+
+def _deletions(conn: Connection, name: str) -> list[NewEvent]:
+    policy = policy_of(conn, name)
+    if policy is None or lifecycle.model_deletion(conn, name) is not None:
+        return []
+    live = [(r.version, r.metadata) for r in conn.execute(lifecycle.live_versions(conn, name).order_by(versions.c.version))]
+    aliased = set(conn.execute(sa.select(aliases.c.version).where(aliases.c.name == name)).scalars())
+    keep = kept(policy, live, aliased)
+    reason = f"retention: {describe(policy)}"
+    return [NewEvent(lifecycle.VERSION_DELETED, {"version": v, "reason": reason}) for v, _ in live if v not in keep]
+
+
+def apply(reg: Any, name: str) -> list[int]:
+    """Delete the live versions of ``name`` its policy does not keep; returns their numbers.
+
+    Never raises ``ConflictError``: if writers keep winning, what is left is deleted next time.
+    """
+
+    def make(latest: int, last_digest: str | None) -> list[NewEvent]:
+        with reg._read(f"reading model {name!r}") as conn:
+            return _deletions(conn, name)
+
+    try:
+        return [e.payload["version"] for e in reg._append_with_retry(name, make)]
+    except errors.ConflictError as exc:
+        log.warning("retention of model %r left for its next snapshot or gc: %s", name, exc)
+        return []

@@ -1,0 +1,41 @@
+"""Storage failures are typed: an S3 endpoint answering 500/503 or dropping connections gives
+``StorageUnavailableError`` naming the URL and the operation (exit 7), with nothing recorded."""
+
+from __future__ import annotations
+
+import pytest
+import registry_toys as toys
+
+from registry import Registry
+from registry.errors import StorageUnavailableError
+from rlreg import exitcodes
+
+
+@pytest.mark.s3
+def test_snapshot_load_verify_raise_storage_unavailable(fault_proxy, s3_bucket, sqlite_url, tmp_path):
+    """Each kind of fault once per operation kind: 500 on a snapshot's upload, 503 on a load, a connection
+    dropped before forwarding on verify, one dropped after forwarding (the server did the work) on a snapshot."""
+    url = s3_bucket + "/blobs"
+    reg = Registry(sqlite_url, url, cache_dir=str(tmp_path / "cache-a"))
+    module = toys.spec().build()
+    reg.snapshot("pol", module)
+    head = reg.head()
+    cold = Registry(sqlite_url, url, cache_dir=str(tmp_path / "cache-b"))  # nothing cached: load must read S3
+    calls = [
+        ("500", "snapshot of 'pol'", lambda: reg.snapshot("pol", module)),
+        ("503", "load of 'pol' version 1", lambda: cold.load("pol")),
+        ("drop-before", "verify", cold.verify),
+        ("drop-after", "snapshot of 'pol'", lambda: reg.snapshot("pol", module)),
+    ]
+    for step, (fault, operation, call) in enumerate(calls, start=1):
+        toys.train_step(module, step)  # new tensors: a snapshot must upload
+        fault_proxy.plan.set(1.0, (fault,))
+        with pytest.raises(StorageUnavailableError, match=rf"^{operation}: storage '{url}' is unavailable") as info:
+            call()
+        fault_proxy.plan.set(0.0)
+        assert exitcodes.classify(info.value) == exitcodes.STORAGE
+        assert reg.head() == head  # nothing recorded
+        assert fault_proxy.plan.counts[fault] >= 2, (fault, fault_proxy.plan.counts)  # retried first
+    assert cold.verify()["ok"] and toys.states_equal(cold.load("pol"), reg.load("pol"))
+    reg.close()
+    cold.close()

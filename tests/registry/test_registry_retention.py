@@ -1,0 +1,96 @@
+"""Retention policies: what they keep, applied after each snapshot, idempotent, safe with several writers."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+
+import pytest
+import registry_toys as toys
+
+from registry import InvalidEventError, NotFoundError
+from registry.retention import kept
+
+HERE = os.path.dirname(__file__)
+
+
+def test_kept_is_the_union_of_the_rules():
+    live = [(v, {"ret": float(v % 7)}) for v in range(1, 31)]
+    policy = {"keep_last": 3, "keep_every": 10, "keep_best": {"key": "ret", "count": 2, "mode": "max"}}
+    assert kept(policy, live, aliased={4}) == {28, 29, 30} | {10, 20} | {27, 20} | {4}  # 6.0 at 27, 20, 13, 6
+    assert kept({"keep_best": {"key": "ret", "count": 1, "mode": "min"}}, live, set()) == {28, 30}  # 0.0: 28 newest
+    assert kept({"keep_last": 1}, [(1, {}), (2, {})], set()) == {2}
+    unscored = [(1, {"ret": "high"}), (2, {"ret": True}), (3, {})]
+    assert kept({"keep_best": {"key": "ret", "count": 5, "mode": "max"}}, unscored, set()) == {3}
+
+
+def test_policy_applies_after_each_snapshot_and_never_deletes_aliased_or_latest(reg):
+    module = toys.spec().build()
+    for step in range(1, 6):
+        toys.train_step(module, step)
+        reg.snapshot("pol", module, {"ret": [5, 1, 9, 2, 3][step - 1]})
+    reg.set_alias("pol", "prod", 1)
+    event = reg.set_retention("pol", keep_last=2, keep_best=("ret", 1))
+    assert event.type == "RetentionSet" and reg.retention("pol")["keep_best"] == {"key": "ret", "count": 1, "mode": "max"}
+    assert [v.version for v in reg.versions("pol")] == [1, 3, 4, 5]  # 2 deleted: not aliased, best, last
+    gone = reg.versions("pol", include_deleted=True)[1].deleted
+    assert gone.reason == "retention: keep_last=2, keep_best=ret:1:max"
+    head = reg.head()
+    assert reg.apply_retention("pol") == [] and reg.head() == head  # idempotent
+    toys.train_step(module, 9)
+    reg.snapshot("pol", module, {"ret": 0})
+    assert [v.version for v in reg.versions("pol")] == [1, 3, 5, 6]
+    reg.clear_retention("pol")
+    assert reg.retention("pol") is None
+    reg.snapshot("pol", module, {"ret": 0})
+    assert [v.version for v in reg.versions("pol")] == [1, 3, 5, 6, 7]
+    live = reg.projection_rows()
+    reg.rebuild_projections()
+    assert reg.projection_rows() == live
+
+
+def test_bad_policies_are_refused(reg):
+    reg.snapshot("pol", toys.spec().build())
+    head = reg.head()
+    for kwargs, message in [
+        ({}, "give at least one of keep_last"),
+        ({"keep_last": 0}, "keep_last must be a positive integer"),
+        ({"keep_every": True}, "keep_every must be a positive integer"),
+        ({"keep_best": "ret"}, "keep_best must be"),
+        ({"keep_best": ("ret", 2, "median")}, "mode must be 'max' or 'min'"),
+    ]:
+        with pytest.raises(InvalidEventError, match=message):
+            reg.set_retention("pol", **kwargs)
+    with pytest.raises(NotFoundError, match="has no retention policy to clear"):
+        reg.clear_retention("pol")
+    assert reg.head() == head
+
+
+def test_several_writers_with_one_policy(subprocess_env, default_env):
+    """4 processes snapshot one name under keep_last=3: no double deletion, no error, 3 live at the end."""
+    import registry
+
+    reg = registry.default_registry()
+    reg.snapshot("shared", toys.spec().build())
+    reg.set_retention("shared", keep_last=3)
+    db_url, storage_url = default_env
+    worker = os.path.join(HERE, "snapshot_worker.py")
+    procs = [subprocess.Popen([sys.executable, worker, db_url, storage_url, "shared", "4", str(i)], env=subprocess_env,
+                              stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+             for i in range(4)]
+    for p in procs:
+        assert p.stdout.readline().strip() == "ready"
+    for p in procs:
+        p.stdin.write("go\n")
+        p.stdin.flush()
+    for p in procs:
+        _, err = p.communicate(timeout=300)
+        assert p.returncode == 0, err
+    events = reg.history("shared")
+    deleted = [e.payload["version"] for e in events if e.type == "VersionDeleted"]
+    assert len(deleted) == len(set(deleted))  # no version deleted twice
+    recorded = [e.payload["version"] for e in events if e.type == "VersionRecorded"]
+    assert recorded == list(range(1, 18))
+    assert [v.version for v in reg.versions("shared")] == [15, 16, 17]
+    assert sorted(deleted) == list(range(1, 15))
