@@ -156,3 +156,18 @@ def test_tokens_are_kept_only_as_digests():
     assert b"alice-token" not in repr(tokens).encode() and "alice-token" not in repr(tokens.entries)
     assert tokens.holder("alice-token-0123456789") == "alice"
     assert tokens.holder("alice-token-0123456788") is None
+
+
+def test_deleted_versions_are_hidden_marked_on_request_and_restorable(writable):
+    c, reg = writable
+    if not hasattr(reg, "delete_version"):
+        pytest.skip("Registry.delete_version is not on main yet (issue 9)")
+    r = c.request("DELETE", f"/api/v1/versions/{MODEL}/1?reason=wrong%20place", headers=ALICE)
+    assert r.status_code == 200, r.text
+    assert f'href="/models/{MODEL}/1"' not in c.get(f"/models/{MODEL}").text
+    marked = c.get(f"/models/{MODEL}?deleted=1").text
+    assert f'href="/models/{MODEL}/1"' in marked and '<span class="badge">deleted</span>' in marked
+    gone = c.get(f"/api/v1/versions/{MODEL}/1")
+    assert gone.status_code == 404 and "wrong place" in gone.json()["error"]["message"]
+    assert c.request("POST", f"/api/v1/versions/{MODEL}/1/restore", headers=ALICE).status_code == 200
+    assert c.get(f"/api/v1/versions/{MODEL}/1").status_code == 200
