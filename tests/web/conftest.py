@@ -55,6 +55,16 @@ def client(read_registry):
     c.close()
 
 
+def _copy(template: Path, folder: Path) -> Place:
+    """A copy of the registry in ``template``, its database told that its objects now live in the copy."""
+    shutil.copytree(template, folder)
+    place = Place(f"sqlite:///{folder / 'rlreg.db'}", str(folder / "blobs"))
+    with Registry(place.db_url) as reg:  # no storage given: the recorded one (the template's)
+        if hasattr(reg, "move_storage"):
+            reg.move_storage(place.storage)
+    return place
+
+
 @pytest.fixture(scope="session")
 def template(tmp_path_factory) -> Path:
     """A populated registry folder to copy (copying is much quicker than snapshotting again)."""
@@ -66,9 +76,7 @@ def template(tmp_path_factory) -> Path:
 @pytest.fixture
 def fresh(tmp_path, template) -> Place:
     """A registry of this test's own (it may write): a copy of ``template``."""
-    folder = tmp_path / "registry"
-    shutil.copytree(template, folder)
-    return Place(f"sqlite:///{folder / 'rlreg.db'}", str(folder / "blobs"))
+    return _copy(template, tmp_path / "registry")
 
 
 @pytest.fixture
@@ -85,9 +93,7 @@ def writable(fresh):
 def served(tmp_path_factory, request) -> tuple[Server, Place]:
     """A real ``rlreg serve --allow-writes`` (uvicorn) on a registry of its own, for the browser, the live
     feed and writes over HTTP; one per session (each start pays for the imports again)."""
-    folder = tmp_path_factory.mktemp("served") / "registry"
-    shutil.copytree(request.getfixturevalue("template"), folder)
-    place = Place(f"sqlite:///{folder / 'rlreg.db'}", str(folder / "blobs"))
+    place = _copy(request.getfixturevalue("template"), tmp_path_factory.mktemp("served") / "registry")
     server = Server(place.db_url, place.storage, "--allow-writes", env={"RLREG_SERVE_TOKENS": TOKENS})
     yield server, place
     server.stop()
