@@ -63,12 +63,19 @@ def template(tmp_path_factory) -> Path:
     return folder
 
 
+def _copy(template: Path, folder: Path) -> Place:
+    """A copy of ``template``; its database (which records the template's storage) moves to the copy's."""
+    shutil.copytree(template, folder)
+    place = Place(f"sqlite:///{folder / 'rlreg.db'}", str(folder / "blobs"))
+    with Registry(place.db_url, str(template / "blobs")) as reg:
+        reg.move_storage(place.storage)
+    return place
+
+
 @pytest.fixture
 def fresh(tmp_path, template) -> Place:
     """A registry of this test's own (it may write): a copy of ``template``."""
-    folder = tmp_path / "registry"
-    shutil.copytree(template, folder)
-    return Place(f"sqlite:///{folder / 'rlreg.db'}", str(folder / "blobs"))
+    return _copy(template, tmp_path / "registry")
 
 
 @pytest.fixture
@@ -85,9 +92,7 @@ def writable(fresh):
 def served(tmp_path_factory, request) -> tuple[Server, Place]:
     """A real ``rlreg serve --allow-writes`` (uvicorn) on a registry of its own, for the browser, the live
     feed and writes over HTTP; one per session (each start pays for the imports again)."""
-    folder = tmp_path_factory.mktemp("served") / "registry"
-    shutil.copytree(request.getfixturevalue("template"), folder)
-    place = Place(f"sqlite:///{folder / 'rlreg.db'}", str(folder / "blobs"))
+    place = _copy(request.getfixturevalue("template"), tmp_path_factory.mktemp("served") / "registry")
     server = Server(place.db_url, place.storage, "--allow-writes", env={"RLREG_SERVE_TOKENS": TOKENS})
     yield server, place
     server.stop()
