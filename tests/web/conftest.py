@@ -73,6 +73,15 @@ def template(tmp_path_factory) -> Path:
     return folder
 
 
+def _copy(template: Path, folder: Path) -> Place:
+    """A copy of ``template``; its database (which records the template's storage) moves to the copy's."""
+    shutil.copytree(template, folder)
+    place = Place(f"sqlite:///{folder / 'rlreg.db'}", str(folder / "blobs"))
+    with Registry(place.db_url, str(template / "blobs")) as reg:
+        reg.move_storage(place.storage)
+    return place
+
+
 @pytest.fixture
 def fresh(tmp_path, template) -> Place:
     """A registry of this test's own (it may write): a copy of ``template``."""
