@@ -55,16 +55,6 @@ def client(read_registry):
     c.close()
 
 
-def _copy(template: Path, folder: Path) -> Place:
-    """A copy of the registry in ``template``, its database told that its objects now live in the copy."""
-    shutil.copytree(template, folder)
-    place = Place(f"sqlite:///{folder / 'rlreg.db'}", str(folder / "blobs"))
-    with Registry(place.db_url) as reg:  # no storage given: the recorded one (the template's)
-        if hasattr(reg, "move_storage"):
-            reg.move_storage(place.storage)
-    return place
-
-
 @pytest.fixture(scope="session")
 def template(tmp_path_factory) -> Path:
     """A populated registry folder to copy (copying is much quicker than snapshotting again)."""
