@@ -40,7 +40,7 @@ def default_db_url() -> str:
 
 def storage_url_setting() -> str | None:
     """``RLREG_STORAGE_URL`` as it is now, or ``None`` (then the database's recorded URL is used)."""
-    return os.environ.get("RLREG_STORAGE_URL") or None
+    return settings.storage_url()
 
 
 def default_storage_url() -> str:
@@ -55,5 +55,5 @@ def default_storage_url() -> str:
 
 def actor_settings() -> dict[str, str]:
     """``RLREG_ACTOR`` (who, e.g. a CI job or a person) and ``RLREG_RUN_ID`` (a tracker's run), when set."""
-    found = {"actor": os.environ.get("RLREG_ACTOR", "").strip(), "run_id": os.environ.get("RLREG_RUN_ID", "").strip()}
+    found = {"actor": settings.actor(), "run_id": settings.run_id()}
     return {key: value for key, value in found.items() if value}

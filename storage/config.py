@@ -23,6 +23,9 @@ VARIABLES: dict[str, tuple[str, str]] = {
     "RLREG_TRUSTED_MODULES": ("comma-separated module prefixes whose classes checkpoints may name", "(none)"),
     "RLREG_PROGRESS": ("progress bars on stderr: auto, always or never", "auto"),
     "RLREG_OFFLINE": ("1: load cached versions without the database or the bucket", "0"),
+    "RLREG_ACTOR": ("who is acting, recorded on every event this process appends (a person, a CI job)",
+                    "user@host of the process"),
+    "RLREG_RUN_ID": ("an experiment tracker's run id, recorded on every event this process appends", "(none)"),
     "RLREG_SERVE_TOKENS": ("who may write through `rlreg serve --allow-writes`: NAME:TOKEN or NAME:sha256:HEX, "
                            "comma-separated", "(none: no writes)"),
 }
@@ -88,6 +91,16 @@ def offline() -> bool:
     if value in ("1", "true", "yes", "on"):
         return True
     raise InvalidSettingError(f"RLREG_OFFLINE={value!r}: expected 1 or 0 (true/false, yes/no, on/off)")
+
+
+def actor() -> str | None:
+    """``RLREG_ACTOR``: who is acting (recorded on every event)."""
+    return (os.environ.get("RLREG_ACTOR") or "").strip() or None
+
+
+def run_id() -> str | None:
+    """``RLREG_RUN_ID``: an experiment tracker's run (recorded on every event)."""
+    return (os.environ.get("RLREG_RUN_ID") or "").strip() or None
 
 
 def serve_tokens() -> str:

@@ -105,10 +105,17 @@ class InProcess:
 
 
 def assert_error(result, code: int, *fragments: str) -> None:
-    """Exit ``code``, exactly one stderr line starting with ``rlreg:``, naming every fragment."""
+    """Exit ``code``, exactly one stderr line naming every fragment: ``rlreg: ...``, or with ``--json``
+    one JSON object ``{"error", "exit_code", "message"}``."""
     assert result.code == code, f"exit {result.code}, expected {code}: {result.err}"
     lines = result.err.strip().splitlines()
-    assert len(lines) == 1 and lines[0].startswith("rlreg: "), result.err
+    if "--json" in result.args:
+        assert len(lines) == 1, result.err
+        error = json.loads(lines[0])
+        assert error["exit_code"] == code and error["error"], error
+        lines = [error["message"]]
+    else:
+        assert len(lines) == 1 and lines[0].startswith("rlreg: "), result.err
     assert "Traceback" not in result.err
     for fragment in fragments:
         assert fragment in lines[0], f"{fragment!r} not in {lines[0]!r}"

@@ -45,7 +45,7 @@ def test_follow_reconnects_after_the_database_goes_away_and_resumes(rlreg, pg_ur
     from registry import Registry
 
     direct = Registry(pg_url, str(tmp_path / "blobs"))
-    direct.snapshot("tailed", small_module(3))  # positions 1 (spec) and 2 (version 1)
+    direct.snapshot("tailed", small_module(3))  # positions 1 (StorageBound), 2 (spec), 3 (version 1)
     url = make_url(pg_url)
     proxy = TcpProxy((url.host, url.port or 5432)).start()
     proxied = url.set(port=proxy.port).render_as_string(hide_password=False)
@@ -55,19 +55,19 @@ def test_follow_reconnects_after_the_database_goes_away_and_resumes(rlreg, pg_ur
     threading.Thread(target=_pump, args=(follower.stdout, out), daemon=True).start()
     threading.Thread(target=_pump, args=(follower.stderr, err), daemon=True).start()
     try:
-        assert [json.loads(_get(out, "event"))["position"] for _ in range(2)] == [1, 2]
+        assert [json.loads(_get(out, "event"))["position"] for _ in range(3)] == [1, 2, 3]
         proxy.cut()  # the database vanishes for the follower
         lost = _wait_for(err, "lost the database")
-        assert "reconnecting with backoff, then resuming after position 2" in lost
+        assert "reconnecting with backoff, then resuming after position 3" in lost
         direct.set_alias("tailed", "best", 1)  # committed while the follower is cut off
         direct.set_alias("tailed", "prod", 1)
         time.sleep(1.0)  # a few failed attempts, backing off
         proxy.start()
-        assert "reconnected, resuming after position 2" in _wait_for(err, "reconnected")
+        assert "reconnected, resuming after position 3" in _wait_for(err, "reconnected")
         resumed = [json.loads(_get(out, "event")) for _ in range(2)]
-        assert [(e["position"], e["payload"]["alias"]) for e in resumed] == [(3, "best"), (4, "prod")]
+        assert [(e["position"], e["payload"]["alias"]) for e in resumed] == [(4, "best"), (5, "prod")]
         direct.remove_alias("tailed", "prod")  # and it goes on tailing
-        assert json.loads(_get(out, "event"))["position"] == 5
+        assert json.loads(_get(out, "event"))["position"] == 6
     finally:
         follower.send_signal(signal.SIGINT)
         code = follower.wait(timeout=WAIT)

@@ -89,8 +89,10 @@ def test_sqlite_registry_in_a_read_only_folder_can_be_read(runner, tmp_path, che
     db = f"sqlite:///{tmp_path / 'reg' / 'rlreg.db'}"
     (tmp_path / "reg").mkdir()
     runner("import", "m", checkpoint, "--db", db, "--storage", str(tmp_path / "reg" / "blobs"))
-    with mounted("--bind", "-o", "ro", str(tmp_path / "reg"), target=tmp_path / "ro") as ro:
-        flags = ["--db", f"sqlite:///{ro / 'rlreg.db'}", "--storage", str(ro / "blobs")]
+    # the folder made read-only in place: the database's bound storage URL names the same folder
+    with mounted("--bind", "-o", "ro", str(tmp_path / "reg"), target=tmp_path / "reg") as ro:
+        assert not os.access(ro / "rlreg.db", os.W_OK)
+        flags = ["--db", f"sqlite:///{ro / 'rlreg.db'}"]
         assert [v["version"] for v in runner("versions", "m", "--json", *flags).json()] == [1]
         assert runner("show", "m:1", "--json", *flags).json()["version"]["name"] == "m"
         runner("export", "m:1", str(tmp_path / "out"), *flags)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import shutil
 import uuid
 
 import pytest
@@ -37,9 +38,18 @@ def test_a_missing_postgres_database_does_not_exist(inproc, pg_url):
 
 def test_verify_on_a_missing_storage_folder_says_so(inproc, home_registry, tmp_path):
     home_registry.snapshot("walk", small_module(1))
-    missing = tmp_path / "no" / "such" / "blobs"
-    result = inproc("verify", "--storage", str(missing), code=None)
+    missing = tmp_path / "home" / "blobs"  # the folder the registry's storage is bound to
+    shutil.rmtree(missing)
+    result = inproc("verify", code=None)
     assert_error(result, exitcodes.STORAGE, str(missing), "does not exist", "1 version(s)")
+
+
+def test_verify_with_another_storage_folder_names_the_bound_one(inproc, home_registry, tmp_path):
+    home_registry.snapshot("walk", small_module(1))
+    other = tmp_path / "no" / "such" / "blobs"
+    result = inproc("verify", "--storage", str(other), code=None)
+    assert_error(result, exitcodes.INVALID, "storage mismatch", str(other), str(tmp_path / "home" / "blobs"),
+                 "rlreg storage move")
 
 
 @pytest.mark.s3

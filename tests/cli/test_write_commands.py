@@ -60,9 +60,9 @@ def test_projections_rebuild_replays_every_event(rlreg, inproc, home_registry):
     home_registry.set_alias("rebuilt", "best", 1)
     live = home_registry.projection_rows()
     out = rlreg("projections", "rebuild", "--json").json()
-    assert out == {"events": len(home_registry.events())} == {"events": 4}
+    assert out == {"events": len(home_registry.events())} == {"events": 5}  # StorageBound, spec, 2 versions, alias
     assert home_registry.projection_rows() == live
-    assert inproc("projections", "rebuild").out.strip() == "rebuilt projections from 4 events"
+    assert inproc("projections", "rebuild").out.strip() == "rebuilt projections from 5 events"
 
 
 def test_verify_ok_and_db_commands_on_a_fresh_registry(rlreg, inproc, home_registry):
