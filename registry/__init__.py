@@ -15,7 +15,8 @@ from typing import TYPE_CHECKING
 from registry import config
 from registry.errors import (
     ConflictError, DatabaseUnavailableError, DeletedError, IntegrityError, InvalidEventError, InvalidNameError,
-    NotFoundError, QueryError, RegistryError, SchemaVersionError, StorageMismatchError, StorageMoveError,
+    NotCachedError, NotFoundError, OfflineAliasWarning, OfflineError, QueryError, RegistryError, SchemaVersionError,
+    StorageMismatchError, StorageMoveError,
 )
 from registry.eventstore import Event
 from registry.modeldiff import ModelDiff
@@ -41,7 +42,8 @@ def __getattr__(attr: str) -> Any:
 
 __all__ = [
     "ConflictError", "DatabaseUnavailableError", "DeletedError", "Event", "IntegrityError", "InvalidEventError",
-    "InvalidNameError", "ModelDiff", "ModelInfo", "ModelRef", "ModelVersion", "NotFoundError",
+    "InvalidNameError", "ModelDiff", "ModelInfo", "ModelRef", "ModelVersion", "NotCachedError", "NotFoundError",
+    "OfflineAliasWarning", "OfflineError",
     "PendingVersion", "QueryError", "Registry", "RegistryError", "SchemaVersionError", "StorageMismatchError",
     "StorageMoveError",
     "default_registry", "parse_uri",
@@ -50,7 +52,7 @@ __all__ = [
     "rebuild_projections", "verify", "schema_status", "upgrade_schema",
 ]
 
-_DEFAULTS: dict[tuple[str, str | None], "Registry"] = {}
+_DEFAULTS: dict[tuple[str, str | None, bool], "Registry"] = {}
 _LOCK = threading.Lock()
 
 
@@ -58,11 +60,13 @@ def default_registry(db_url: str | None = None, storage_url: str | None = None) 
     """The process's shared ``Registry`` for these URLs (default: the environment's, read now)."""
     from registry.api import Registry
 
-    key = (db_url or config.default_db_url(), storage_url or config.storage_url_setting())
+    from storage import config as settings
+
+    key = (db_url or config.default_db_url(), storage_url or config.storage_url_setting(), settings.offline())
     with _LOCK:
         reg = _DEFAULTS.get(key)
         if reg is None:
-            reg = _DEFAULTS[key] = Registry(*key)
+            reg = _DEFAULTS[key] = Registry(key[0], key[1], offline=key[2])
         return reg
 
 

@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING, Any
 import rlmodule
 import sqlalchemy as sa
 import storage
+from storage import config as storage_config
 from storage.jsondepth import check_value as check_json_depth
 from storage.progress import ProgressCallback
 
@@ -22,6 +23,7 @@ from registry import actor as actors
 from registry import binding, config, db, errors, query, uri
 from registry import tags as labels
 from registry import config, db, deleting, errors, lifecycle, retention, storage_ops, uri
+from registry import offline as offline_cache
 from registry import gc as collector
 from registry.eventstore import Event, EventStore, NewEvent
 from registry.modeldiff import ModelDiff, diff_versions
@@ -55,8 +57,14 @@ class Registry:
         create: bool = True,
         actor: str | Mapping[str, Any] | None = None,
         pending_snapshots: int | None = None,
+        offline: bool | None = None,
     ) -> None:
         """Open the registry; ``create=False`` refuses a database that holds no registry yet.
+
+        ``offline`` (default: ``RLREG_OFFLINE``): neither the database nor the bucket is contacted;
+        versions loaded once online with this cache load from it (``registry.offline``), aliases
+        resolve to their last sighting with an ``OfflineAliasWarning``, and anything else is an
+        ``OfflineError`` (``NotCachedError`` for what the cache lacks).
 
         Every event records its actor (``registry.actor``): this process (OS user, host, pid, rlreg
         version, ``RLREG_ACTOR``, ``RLREG_RUN_ID``), with the fields of ``actor`` (a name, or a
@@ -70,12 +78,21 @@ class Registry:
         """
         self.db_url = str(db_url) if db_url else config.default_db_url()
         self.trusted_modules = trusted_modules
+        self.offline = storage_config.offline() if offline is None else bool(offline)
         self._actor = actors.override(actor)
         self._acting_as: ContextVar[dict[str, Any]] = ContextVar(f"rlreg_actor_{id(self)}", default={})
-        self._events = EventStore(self.db_url, Projections(), upgrade=upgrade, create=create, actor=self.current_actor)
         # The store and the snapshot queue are made on first use: reads of the log need no torch.
         self._cache_dir = cache_dir
         self._store: storage.Store | None = None
+        self._remembered: offline_cache.OfflineCache | None = None
+        if self.offline:  # never connects: the records of the cache stand in for the database
+            self._events = offline_cache.Unreachable(self._where())
+            self._pending_limit, self._queue = pending_snapshots, None
+            given = str(storage_url) if storage_url else config.storage_url_setting()
+            url = binding.normalize(given) if given else self._offline_cache.storage_url()
+            self._binding, self.storage_url = binding.Binding(url, 0), url
+            return
+        self._events = EventStore(self.db_url, Projections(), upgrade=upgrade, create=create, actor=self.current_actor)
         if pending_snapshots is not None:
             from registry.pending import check_limit  # no torch: refused here, not at the first snapshot
 
@@ -168,8 +185,26 @@ class Registry:
     def store(self) -> storage.Store:
         """The tensor store (opened on first use)."""
         if self._store is None:
-            self._store = storage.Store(self.storage_url, cache_dir=self._cache_dir)
+            if self.storage_url is None:  # offline, and no load ever recorded where the objects are
+                raise errors.NotCachedError(
+                    f"the offline cache {self._offline_cache.folder} holds nothing of the database {self._where()}: "
+                    f"load a version once online ({offline_cache.UNSET}) first"
+                )
+            self._store = storage.Store(self.storage_url, cache_dir=self._cache_dir, offline=self.offline)
         return self._store
+
+    @property
+    def _offline_cache(self) -> offline_cache.OfflineCache:
+        """The records of offline loads in the cache folder (``registry.offline``)."""
+        if self._remembered is None:
+            folder = self._cache_dir or storage_config.cache_dir()
+            self._remembered = offline_cache.OfflineCache(folder, self.db_url, self._where())
+        return self._remembered
+
+    def _refuse_offline(self, what: str) -> None:
+        """``OfflineError`` for a write (or a read of the log) asked offline: nothing is recorded."""
+        if self.offline:
+            raise offline_cache.refused(self._where(), what)
 
     @property
     def _snapshots(self) -> SnapshotQueue:
@@ -205,6 +240,7 @@ class Registry:
         call waits). ``progress(done, total)``: tensor bytes stored so far (``Store.put``'s).
         """
         validate_name(name)
+        self._refuse_offline(f"snapshot of {name!r}")
         metadata = _json_metadata(name, metadata)
         if not isinstance(module, rlmodule.RLModule):
             raise TypeError(f"snapshot of {name!r}: {type(module).__name__} is not an RLModule")
@@ -259,6 +295,7 @@ class Registry:
     def register(self, name: str, spec: Any) -> str:
         """Record ``spec`` (an RLModuleSpec, MultiRLModuleSpec or its dict) for ``name``; returns its digest."""
         validate_name(name)
+        self._refuse_offline(f"register of {name!r}")
         spec_dict = self._spec_dict(dict(spec) if isinstance(spec, Mapping) else rlmodule.spec_to_dict(spec))
         digest = spec_digest(spec_dict)
 
@@ -321,6 +358,7 @@ class Registry:
 
     @contextmanager
     def _read(self, what: str) -> Iterator[sa.Connection]:
+        self._refuse_offline(what)
         with db.translate_errors(what), self._events.engine.connect() as conn, conn.begin():
             yield conn
 
@@ -378,6 +416,9 @@ class Registry:
 
     def version(self, name: str, version: int | None = None, *, alias: str | None = None) -> ModelVersion:
         """The version that ``version`` (default: the latest) or ``alias`` names."""
+        if self.offline:
+            row, _ = self._stored(name, version, alias=alias)
+            return self._model_version(row, {row.version: row.aliases})
         with self._read(f"reading model {name!r}") as conn:
             row = self._row(conn, name, version, alias)
             return self._model_version(row, self._aliases_of(conn, row.name))
@@ -446,6 +487,8 @@ class Registry:
 
     def spec(self, name: str, version: int | None = None, *, alias: str | None = None) -> dict:
         """The spec dict of a version."""
+        if self.offline:
+            return self._stored(name, version, alias=alias)[1]
         with self._read(f"reading model {name!r}") as conn:
             row = self._row(conn, name, version, alias)
             return self._spec_of(conn, row.spec_digest)
@@ -459,11 +502,15 @@ class Registry:
 
     def manifest(self, name: str, version: int | None = None, *, alias: str | None = None) -> dict:
         """The storage manifest of a version's tensors."""
+        if self.offline:
+            return self._stored(name, version, alias=alias)[0].manifest
         with self._read(f"reading model {name!r}") as conn:
             return self._row(conn, name, version, alias).manifest
 
     def state(self, name: str, version: int | None = None, *, alias: str | None = None) -> Any:
         """The non-tensor part of a version's state (JSON), as ``split_state`` left it."""
+        if self.offline:
+            return self._stored(name, version, alias=alias)[0].state or {}
         with self._read(f"reading model {name!r}") as conn:
             return self._row(conn, name, version, alias).state or {}
 
@@ -483,10 +530,23 @@ class Registry:
         return replay.rebuild(spec, state, tensors, self.trusted_modules)
 
     def _stored(self, name: str, version: int | None = None, *, alias: str | None = None) -> tuple[Any, dict]:
-        """The projected row of a version and its spec dict, in one read transaction."""
+        """The projected row of a version and its spec dict, in one read transaction.
+
+        What a load reads: online it is also recorded in the cache for offline loads, with the
+        aliases seen pointing at it; offline it comes from there (``registry.offline``).
+        """
+        ref = uri.reference(name, version, alias)
+        if self.offline:
+            number = ref.version if ref.version is not None else self._offline_cache.resolve(ref.name, ref.alias)
+            return self._offline_cache.version(ref.name, number)
         with self._read(f"reading model {name!r}") as conn:
-            row = self._row(conn, name, version, alias)
-            return row, self._spec_of(conn, row.spec_digest)
+            row = self._row(conn, ref.name, ref.version, ref.alias)
+            spec = self._spec_of(conn, row.spec_digest)
+            seen = self._aliases_of(conn, row.name).get(row.version, ())
+            latest = ref.version is None and ref.alias is None or conn.execute(
+                sa.select(models.c.latest_version).where(models.c.name == row.name)).scalar() == row.version
+        self._offline_cache.remember(row, spec, seen, latest, self.storage_url)
+        return row, spec
 
     def bind(self) -> Any:
         """``with reg.bind():`` makes ``rlreg://`` URIs (``load_state_path``, ``restore_from_path``)
@@ -544,6 +604,7 @@ class Registry:
         """Point ``alias`` at ``version`` of ``name`` (moving it if it pointed elsewhere)."""
         validate_name(name)
         validate_alias(alias)
+        self._refuse_offline(f"alias set of {name!r}@{alias}")
         if alias == uri.LATEST:
             raise errors.InvalidNameError(
                 f"model {name!r}: alias {alias!r} is reserved (rlreg://{name}@latest is always the newest version)"
@@ -699,6 +760,7 @@ class Registry:
         ``progress`` reports the write to the store (``snapshot``'s), not the checkpoint's read.
         """
         validate_name(name)
+        self._refuse_offline(f"import of {name!r}")
         _json_metadata(name, metadata)
         if from_rllib:
             module = rlmodule.rllib_checkpoint.load_rllib_checkpoint(path)

@@ -36,12 +36,14 @@ STORAGE = Outcome(7, 503, "storage error", about="storage")
 INTEGRITY = Outcome(8, 500, "damaged object")
 SCHEMA = Outcome(9, 503, "schema out of date")
 UNTRUSTED = Outcome(10, 403, "untrusted class")
+OFFLINE = Outcome(11, 503, "offline")
 
 # Most specific first: the first row whose class the error is an instance of decides.
 TABLE: tuple[tuple[type[BaseException], Outcome], ...] = (
     (errors.SchemaVersionError, SCHEMA),
     (errors.UntrustedClassError, UNTRUSTED),
     (errors.StorageIntegrityError, INTEGRITY),  # registry.IntegrityError is one too
+    (errors.OfflineError, OFFLINE),  # before NotFound/Storage: a NotCachedError says "load it online first"
     (errors.ConflictError, CONFLICT),
     (errors.NotFoundError, NOT_FOUND),
     (errors.ObjectNotFoundError, NOT_FOUND),

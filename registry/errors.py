@@ -30,7 +30,9 @@
     │   ├── InvalidSettingError (ValueError)       an RLREG_* variable not understood (storage/config.py)
     │   ├── StorageWriteError (OSError)            a write refused: disk full, read-only, not a folder
     │   ├── NotAFileError (ValueError)             a folder, FIFO, device or socket where a file belongs
-    │   └── JSONDepthError (ValueError)            JSON nested deeper than ``storage.MAX_JSON_DEPTH``
+    │   ├── JSONDepthError (ValueError)            JSON nested deeper than ``storage.MAX_JSON_DEPTH``
+    │   └── OfflineError                           RLREG_OFFLINE=1: needs the database or the bucket
+    │       └── NotCachedError (LookupError)       a version, alias or object not in the offline cache
     └── RLModuleError                              (rlmodule/errors.py, re-exported here)
         ├── UntrustedClassError (ValueError)       a class path the trusted-class rule refuses
         ├── SpaceSerializationError (ValueError)   a gym space (or its dict) we cannot encode/decode
@@ -42,6 +44,9 @@
         │   └── CheckpointFormatError
         │       └── PickleRefusedError             an RLlib pickle holding what we never rebuild
         └── SpecCheckingError (ValueError)         forward-pass data that does not match the specs
+
+Warnings (``warnings.warn``): ``OfflineAliasWarning`` (UserWarning), an alias (or the latest
+version) resolved offline from the cache's last sighting, naming when that was.
 
 registry.IntegrityError is also storage's IntegrityError (so also a ValueError): storage raises its
 own, the registry wraps it.
@@ -75,7 +80,9 @@ from storage.errors import (  # noqa: F401 - re-exported
     InvalidTensorNameError,
     JSONDepthError,
     NotAFileError,
+    NotCachedError,
     ObjectNotFoundError,
+    OfflineError,
     StorageError,
     StorageUnavailableError,
     StorageWriteError,
@@ -158,3 +165,8 @@ class DatabaseReadOnlyError(DatabaseUnavailableError):
 
 class ExportTargetError(RegistryError, OSError):
     """An export target that cannot be written: read-only (``rlreg://``, a read-only mount), a file in the way."""
+
+
+class OfflineAliasWarning(UserWarning):
+    """Offline (``RLREG_OFFLINE=1``), an alias or ``latest`` resolved to the version it named when last
+    seen online; the message names the alias, the version and when that was (it may have moved since)."""

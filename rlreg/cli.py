@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import json
 import os
 import signal
 import sys
 import time
+import warnings
 from typing import Any
 
 import click
@@ -22,8 +24,8 @@ from rlreg.session import Session, on_error
 EPILOG = """\b
 Exit codes: 0 ok, 1 bug, 2 usage, 3 not found, 4 invalid input, 5 conflict,
 6 database unreachable, 7 storage unreachable, 8 damaged object,
-9 schema out of date, 10 untrusted class, 130 interrupted,
-141 output pipe closed."""
+9 schema out of date, 10 untrusted class, 11 offline (not cached),
+130 interrupted, 141 output pipe closed."""
 
 
 # Commands that only read (and alias moves): they must not import torch, so they start in a fraction
@@ -51,7 +53,8 @@ class RlregGroup(click.Group):
 
     def invoke(self, ctx: click.Context) -> Any:
         try:
-            return super().invoke(ctx)
+            with _warnings_as_lines():
+                return super().invoke(ctx)
         except (click.exceptions.ClickException, click.exceptions.Exit, click.exceptions.Abort):
             raise
         except KeyboardInterrupt:
@@ -66,6 +69,25 @@ class RlregGroup(click.Group):
                 raise
             click.echo(on_error(ctx, exc, code), err=True)
             ctx.exit(code)
+
+
+@contextlib.contextmanager
+def _warnings_as_lines():
+    """Offline resolutions (``OfflineAliasWarning``) as one ``rlreg: warning: ...`` line on stderr each."""
+    from registry.errors import OfflineAliasWarning
+
+    with warnings.catch_warnings():
+        shown = warnings.showwarning
+
+        def show(message, category, filename, lineno, file=None, line=None):
+            if issubclass(category, OfflineAliasWarning):
+                click.echo(f"rlreg: warning: {message}", err=True)
+            else:
+                shown(message, category, filename, lineno, file, line)
+
+        warnings.showwarning = show
+        warnings.simplefilter("always", OfflineAliasWarning)
+        yield
 
 
 def common(func=None, *, writes: bool = False):
@@ -221,7 +243,7 @@ def show_cmd(session: Session, ref: str) -> None:
     manifest = reg.manifest(name, mv.version)
     if session.as_json:
         return output.echo_json({"version": mv, "spec": spec, "tensors": manifest.get("tensors", {})})
-    about = next((m.description for m in reg.models() if m.name == name), None)
+    about = None if reg.offline else next((m.description for m in reg.models() if m.name == name), None)
     click.echo(show.version_report(mv, spec, manifest, about=about))
 
 

@@ -14,6 +14,7 @@ code    meaning
 8       integrity: a stored object fails its digest (``verify`` found damage)
 9       schema out of date (or newer than this package): run ``rlreg db upgrade``
 10      untrusted class: a checkpoint names a class outside the trusted modules
+11      offline (``RLREG_OFFLINE=1``): not in the local cache, or needs the database or bucket
 130     interrupted (Ctrl-C)
 141     the output pipe was closed by its reader (``rlreg events --follow | head``)
 ======  ==========================================================================
@@ -36,6 +37,7 @@ STORAGE = errorcodes.STORAGE.exit_code
 INTEGRITY = errorcodes.INTEGRITY.exit_code
 SCHEMA = errorcodes.SCHEMA.exit_code
 UNTRUSTED = errorcodes.UNTRUSTED.exit_code
+OFFLINE = errorcodes.OFFLINE.exit_code
 INTERRUPTED = 130
 PIPE_CLOSED = 141  # 128 + SIGPIPE, what a shell reports for a writer whose reader left
 

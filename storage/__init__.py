@@ -13,7 +13,8 @@ _NAMES = {  # submodule: the names it gives this package
     "storage.errors": (
         "IntegrityError InvalidDigestError InvalidManifestError InvalidTensorNameError "
         "ObjectNotFoundError StorageError StorageUnavailableError TensorNotInManifestError "
-        "UnknownProtocolError UnsupportedDtypeError JSONDepthError NotAFileError StorageWriteError"
+        "UnknownProtocolError UnsupportedDtypeError JSONDepthError NotAFileError StorageWriteError "
+        "OfflineError NotCachedError"
     ),
     "storage.jsondepth": "MAX_JSON_DEPTH",
     "storage.location": "Location",

@@ -14,7 +14,9 @@ StorageError
 ├── InvalidSettingError        (ValueError)          an RLREG_* variable whose value is not understood
 ├── StorageWriteError          (OSError)             a write refused: disk full, read-only, not a folder
 ├── NotAFileError              (ValueError)          a folder, FIFO, device or socket where a file belongs
-└── JSONDepthError             (ValueError)          JSON nested deeper than ``MAX_JSON_DEPTH`` levels
+├── JSONDepthError             (ValueError)          JSON nested deeper than ``MAX_JSON_DEPTH`` levels
+└── OfflineError                                     RLREG_OFFLINE=1: the bucket or database is not contacted
+    └── NotCachedError         (LookupError)         what an offline load needs is not in the local cache
 ```
 """
 
@@ -75,3 +77,12 @@ class JSONDepthError(StorageError, ValueError):
 
 class StorageWriteError(StorageError, OSError):
     """A write the filesystem refused: no space left, a read-only filesystem, a file where a folder belongs."""
+
+
+class OfflineError(StorageError):
+    """``RLREG_OFFLINE=1`` (or ``offline=True``): an operation that needs the bucket or the database,
+    refused without contacting either (writes, listings, anything but loads of cached versions)."""
+
+
+class NotCachedError(OfflineError, LookupError):
+    """Offline, a version, alias or object that the local cache does not hold (load it once online first)."""

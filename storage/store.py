@@ -15,14 +15,16 @@ from typing import Any
 
 import torch
 
-from storage import digest, filesystems, manifest, objects
+from storage import config, digest, filesystems, manifest, objects
 from storage.cache import ObjectCache, default_cache_dir, default_max_bytes
 from storage.errors import (
     IntegrityError,
     InvalidDigestError,
     InvalidManifestError,
     NotAFileError,
+    NotCachedError,
     ObjectNotFoundError,
+    OfflineError,
     TensorNotInManifestError,
 )
 from storage.location import Location
@@ -115,9 +117,15 @@ class Store:
         *,
         cache_max_bytes: int | None = None,
         durable: bool = True,
+        offline: bool | None = None,
         **storage_options: Any,
     ) -> None:
-        """``durable=False`` skips the fsyncs of local objects (faster; a power loss may then tear one)."""
+        """``durable=False`` skips the fsyncs of local objects (faster; a power loss may then tear one).
+
+        ``offline`` (default: ``RLREG_OFFLINE``): a remote store is never contacted; ``get`` reads
+        the cache alone (``NotCachedError`` for an object it lacks) and every other operation on a
+        remote store is an ``OfflineError``. A local folder is read as usual.
+        """
         self.location = Location(url, **storage_options)
         self.url = self.location.url
         self.fs = self.location.fs
@@ -128,9 +136,18 @@ class Store:
             self.cache = ObjectCache(cache_dir or default_cache_dir(), cache_max_bytes or default_max_bytes())
         self.stats = StoreStats()
         self.durable = durable
+        self.offline = config.offline() if offline is None else bool(offline)
 
     def __repr__(self) -> str:
         return f"Store({self.url!r})"
+
+    def _require_online(self, what: str) -> None:
+        """``OfflineError`` when this store is remote and offline (``RLREG_OFFLINE=1``)."""
+        if self.offline and self._remote:
+            raise OfflineError(
+                f"{what} of {self.url}: RLREG_OFFLINE=1, so the bucket is not contacted; offline, only "
+                "versions already in the cache load: unset RLREG_OFFLINE to reach the bucket"
+            )
 
     # -- paths ---------------------------------------------------------------------------------------
 
@@ -152,6 +169,7 @@ class Store:
         """
         if not isinstance(tensors, Mapping):
             raise TypeError(f"put() takes a dict of name -> tensor, not a {type(tensors).__name__}")
+        self._require_online("put")
         raws = {check_name(name): to_raw(name, value) for name, value in tensors.items()}
         prog = Progress(progress, sum(r.nbytes for r in raws.values()))
         prog.start()
@@ -311,6 +329,8 @@ class Store:
                 prog.add(sizes.get(obj, 0))
             else:
                 missing.append(obj)
+        if missing and self.offline and self._remote:
+            raise self._not_cached(missing, users)
         with filesystems.translate_errors(self.url):
             fetched = self._fetch(missing, sizes, lambda o: prog.add(sizes.get(o, 0)))
         for obj in missing:
@@ -328,6 +348,16 @@ class Store:
                 self.cache.add(obj, [data], len(data))
             out[obj] = (BufferView(data), found)
         return out
+
+    def _not_cached(self, missing: list[str], users: Mapping[str, list[str]]) -> NotCachedError:
+        names = sorted(n for obj in missing for n in users[obj])
+        shown = ", ".join(repr(n) for n in names[:3]) + (", ..." if len(names) > 3 else "")
+        where = self.cache.folder if self.cache is not None else "(no cache)"
+        return NotCachedError(
+            f"{len(missing)} object(s) of {self.url} (first {missing[0]}; tensors {shown}) are not in the "
+            f"cache {where}, and RLREG_OFFLINE=1 forbids fetching them: load this version once online "
+            "with this cache (RLREG_CACHE_DIR), or unset RLREG_OFFLINE"
+        )
 
     def _from_cache(self, obj: str, users: Mapping[str, list[str]], entries: Mapping[str, Any]):
         buf = self.cache.read(obj)  # type: ignore[union-attr]
@@ -392,6 +422,7 @@ class Store:
 
     def _listing(self) -> dict[str, int]:
         """``{object digest: size in bytes}`` of every stored object (one listing)."""
+        self._require_online("listing")
         root = posixpath.join(self.location.path, "objects")
         with filesystems.translate_errors(self.url):
             try:
@@ -410,6 +441,7 @@ class Store:
     def exists(self, digests: Iterable[str]) -> set[str]:
         """Those of ``digests`` that are stored (asked concurrently on S3)."""
         ds = _checked_digests(digests)
+        self._require_online("exists")
         with filesystems.translate_errors(self.url):
             return set(self._exists(ds))
 
@@ -443,6 +475,7 @@ class Store:
         counts the bytes of the objects checked (``total`` from one listing), once per object.
         """
         ds = _checked_digests(digests) if digests is not None else []
+        self._require_online("verify")
         sizes = self._listing() if digests is None or progress is not None else {}
         if digests is None:
             ds = sorted(sizes)
