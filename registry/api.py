@@ -367,6 +367,10 @@ class Registry:
 
         ``name`` may be a whole reference (``walk:3``, ``walk@best``, ``rlreg://walk/3``).
         """
+        return self._row_and_model(conn, name, version, alias)[0]
+
+    def _row_and_model(self, conn: sa.Connection, name: str, version: int | None, alias: str | None) -> tuple[Any, Any]:
+        """``_row``'s row and the model's row (``lifecycle.model_query``) it was found through."""
         ref = uri.reference(name, version, alias)
         name, version, alias = ref.name, ref.version, ref.alias
         model = conn.execute(lifecycle.model_query(name)).first()
@@ -379,7 +383,7 @@ class Registry:
             if version is None:
                 raise errors.NotFoundError(f"model {name!r} has no alias {alias!r}")
         elif version is None:
-            return lifecycle.latest_row(conn, model)
+            return lifecycle.latest_row(conn, model), model
         else:
             validate_version(version, f"model {name!r}: version")
         row = conn.execute(lifecycle.version_query(name, version)).first()
@@ -388,7 +392,7 @@ class Registry:
                 f"model {name!r} has no version {version} (latest is {model.latest_version})"
             )
         lifecycle.refuse_deleted_row(row)
-        return row
+        return row, model
 
     @staticmethod
     def _no_model(conn: sa.Connection, name: str) -> errors.NotFoundError:
@@ -540,11 +544,14 @@ class Registry:
             number = ref.version if ref.version is not None else self._offline_cache.resolve(ref.name, ref.alias)
             return self._offline_cache.version(ref.name, number)
         with self._read(f"reading model {name!r}") as conn:
-            row = self._row(conn, ref.name, ref.version, ref.alias)
+            row, model = self._row_and_model(conn, ref.name, ref.version, ref.alias)
             spec = self._spec_of(conn, row.spec_digest)
-            seen = self._aliases_of(conn, row.name).get(row.version, ())
-            latest = ref.version is None and ref.alias is None or conn.execute(
-                sa.select(models.c.latest_version).where(models.c.name == row.name)).scalar() == row.version
+            if ref.alias is not None:  # the alias just resolved (no statement more: rlreg:// restores stay cheap)
+                seen: tuple[str, ...] = (ref.alias,)
+            else:  # the aliases pointing at it now (`rlreg export NAME@alias` loads by number)
+                seen = tuple(conn.execute(sa.select(aliases.c.alias).where(
+                    aliases.c.name == row.name, aliases.c.version == row.version).order_by(aliases.c.alias)).scalars())
+        latest = (ref.version is None and ref.alias is None) or model.latest_version == row.version
         self._offline_cache.remember(row, spec, seen, latest, self.storage_url)
         return row, spec
 

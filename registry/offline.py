@@ -35,6 +35,7 @@ from registry.uri import LATEST
 log = logging.getLogger(__name__)
 FOLDER = "offline"  # under the cache folder: records/ and index/
 UNSET = "unset RLREG_OFFLINE (or pass offline=False)"
+SIGHTING_REFRESH = 60.0  # seconds: a sighting of the same version younger than this is not rewritten
 
 
 @dataclass(frozen=True)
@@ -114,14 +115,25 @@ class OfflineCache:
                 "tensor_bytes": row.tensor_bytes, "position": row.position, "actor": row.actor,
                 "tags": row.tags or {}, "description": row.description, "aliases": sorted(aliases),
             })
-            seen_at = datetime.datetime.now(datetime.timezone.utc).isoformat()
+            now = datetime.datetime.now(datetime.timezone.utc)
             for alias in (*aliases, *([LATEST] if latest else [])):
-                self.records.put(["alias", self.db, row.name, alias], {"version": row.version, "seen_at": seen_at})
+                key = ["alias", self.db, row.name, alias]
+                if not self._seen_lately(key, row.version, now):
+                    self.records.put(key, {"version": row.version, "seen_at": now.isoformat()})
             if storage_url:
                 self.records.put(["storage", self.db], {"url": storage_url})
         except (OSError, ValueError, TypeError, StorageError) as exc:
             log.warning("model %r version %s could not be recorded in the cache %s for offline loads: %s",
                         row.name, row.version, self.folder, exc)
+
+    def _seen_lately(self, key: list, version: int, now: datetime.datetime) -> bool:
+        """Whether the sighting of ``key`` names ``version`` and is younger than ``SIGHTING_REFRESH``."""
+        try:
+            found = self.records.get(key)
+            seen_at = datetime.datetime.fromisoformat(found["seen_at"])
+            return found["version"] == version and (now - seen_at).total_seconds() < SIGHTING_REFRESH
+        except (StorageError, KeyError, TypeError, ValueError):
+            return False  # none yet, or damaged: written afresh
 
     # -- offline: read it back ---------------------------------------------------------------------
 
@@ -190,9 +202,9 @@ class OfflineCache:
             raise errors.IntegrityError(str(exc)) from exc
 
     def _damaged(self, key: list, why: str) -> errors.IntegrityError:
-        path = self.records.index_path(key)
+        path = self.records.path(key)
         return errors.IntegrityError(
-            f"damaged offline cache record of {'/'.join(map(str, key[2:]))} (index {path}): {why}; delete it "
+            f"damaged cache record {path} ({'/'.join(map(str, key[2:]))}): {why}; delete it "
             "and load the version once online to record it again"
         )
 

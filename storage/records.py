@@ -3,16 +3,17 @@
 ``RLREG_OFFLINE=1`` loads a version with neither the database nor the bucket: its objects come from
 the object cache (``storage.cache``), and its spec, state and manifest from a record written here
 when it was last loaded online. The records are verified like the objects, so a damaged or tampered
-record is an ``IntegrityError``, never silently used. Layout, under the cache folder::
+record is an ``IntegrityError``, never silently used. Layout, under the folder given::
 
-    records/<2 hex>/<64 hex>   one record: canonical JSON named by the blake3 digest of its bytes
-    index/<2 hex>/<64 hex>     one key's entry (the name is the digest of the key): its key and the
-                               digest of its current record
+    records/<2 hex>/<64 hex>   the record of one key (the file's name is the digest of the key):
+                               canonical JSON {"format", "key", "value", "digest"}, where "digest" is
+                               the blake3 digest of the canonical JSON of the other three
 
-A record repeats its key, and an index entry is read only when it names the key asked for, so a
-record cannot be passed off under another key (another database, model or version). Every file is
-written through a temporary file and a rename, so readers in other processes see the old entry or
-the new one, never a torn one. JSON only: nothing here is ever unpickled.
+A record repeats its key, and is read only when it names the key asked for, so a record cannot be
+passed off under another key (another database, model or version); one whose bytes changed no longer
+matches its digest. Every file is written through a temporary file and a rename, so readers in other
+processes see the old record or the new one, never a torn one; replacing a key's record leaves
+nothing behind. JSON only: nothing here is ever unpickled.
 """
 
 from __future__ import annotations
@@ -29,9 +30,8 @@ from storage.filesystems import local_atomic_write, open_regular
 from storage.jsondepth import MAX_JSON_DEPTH, text_depth
 
 RECORD_FORMAT = "rlreg.cache-record/1"
-INDEX_FORMAT = "rlreg.cache-index/1"
 _KEY_FORMAT = "rlreg.cache-key/1"
-_WRAPPING = 4  # levels the record and index add around the JSON they hold
+_WRAPPING = 4  # levels the record adds around the JSON it holds
 
 
 def canonical(value: Any) -> bytes:
@@ -45,61 +45,50 @@ class RecordCache:
     def __init__(self, folder: str) -> None:
         self.folder = os.path.abspath(folder)
 
-    def index_path(self, key: Sequence[Any]) -> str:
-        """Where the index entry of ``key`` lives."""
+    def path(self, key: Sequence[Any]) -> str:
+        """Where the record of ``key`` lives."""
         h = digest.hex_of(digest.bytes_digest(canonical([_KEY_FORMAT, *key])))
-        return os.path.join(self.folder, "index", h[:2], h)
-
-    def record_path(self, record_digest: str) -> str:
-        """Where the record ``record_digest`` lives."""
-        h = digest.hex_of(record_digest)
         return os.path.join(self.folder, "records", h[:2], h)
 
-    def put(self, key: Sequence[Any], value: Any) -> str:
-        """Record ``value`` (JSON) under ``key``, replacing what the key held; returns the record's digest.
+    @staticmethod
+    def encode(key: Sequence[Any], value: Any) -> bytes:
+        """The bytes of the record of ``value`` under ``key``."""
+        body = {"format": RECORD_FORMAT, "key": list(key), "value": value}
+        return canonical({**body, "digest": digest.bytes_digest(canonical(body))})
 
-        Nothing is rewritten when the key already holds these bytes.
-        """
-        key = list(key)
-        data = canonical({"format": RECORD_FORMAT, "key": key, "value": value})
-        record = digest.bytes_digest(data)
-        path = self.record_path(record)
-        if _read_if_file(path) != data:
-            local_atomic_write(path, [data])
-        entry = canonical({"format": INDEX_FORMAT, "key": key, "record": record})
-        index = self.index_path(key)
-        if _read_if_file(index) != entry:
-            local_atomic_write(index, [entry])
-        return record
+    def put(self, key: Sequence[Any], value: Any) -> bool:
+        """Record ``value`` (JSON) under ``key``, replacing what the key held; whether anything was written
+        (nothing is when the key already holds these bytes)."""
+        data = self.encode(key, value)
+        path = self.path(key)
+        if _read_if_file(path) == data:
+            return False
+        local_atomic_write(path, [data])
+        return True
 
     def get(self, key: Sequence[Any]) -> Any | None:
         """The value recorded under ``key`` (verified), ``None`` if there is none; ``IntegrityError`` if
-        the entry or its record is damaged (names the file and says how to record it again)."""
+        the record is damaged (names the file and says how to record it again)."""
         key = list(key)
-        index = self.index_path(key)
-        raw = _read(index)
-        if raw is None:
-            return None
-        entry = _parse(raw, index, "index entry")
-        record = entry.get("record")
-        if entry.get("format") != INDEX_FORMAT or entry.get("key") != key or not digest.is_digest(record):
-            raise _damaged(index, "index entry", f"it does not name a record of {_shown(key)}")
-        path = self.record_path(record)
+        path = self.path(key)
         data = _read(path)
         if data is None:
-            raise _damaged(index, "index entry", f"the record it names ({record}) is missing")
-        got = digest.bytes_digest(data)
-        if got != record:
-            raise _damaged(path, "record", f"its bytes hash to {got}, not {record}")
-        found = _parse(data, path, "record")
-        if found.get("format") != RECORD_FORMAT or found.get("key") != key or "value" not in found:
-            raise _damaged(path, "record", f"it is not the record of {_shown(key)}")
+            return None
+        found = _parse(data, path)
+        stated = found.pop("digest", None)
+        if found.get("format") != RECORD_FORMAT or "value" not in found or not digest.is_digest(stated):
+            raise _damaged(path, "it is not a record of this rlreg")
+        got = digest.bytes_digest(canonical(found))
+        if got != stated:
+            raise _damaged(path, f"its content hashes to {got}, not to the {stated} it states")
+        if found.get("key") != key:
+            raise _damaged(path, f"it is the record of {_shown(found.get('key'))}, not of {_shown(key)}")
         return found["value"]
 
     def remove(self, key: Sequence[Any]) -> None:
-        """Forget ``key`` (its record stays until pruned: other keys may share it)."""
+        """Forget ``key``."""
         with contextlib.suppress(FileNotFoundError):
-            os.unlink(self.index_path(list(key)))
+            os.unlink(self.path(list(key)))
 
 
 def _read_if_file(path: str) -> bytes | None:
@@ -116,28 +105,28 @@ def _read(path: str) -> bytes | None:
     except FileNotFoundError:
         return None
     except NotAFileError as exc:
-        raise _damaged(path, "entry", str(exc)) from None
+        raise _damaged(path, str(exc)) from None
     with open(fd, "rb", closefd=True) as f:
         return f.read()
 
 
-def _parse(data: bytes, path: str, what: str) -> dict:
+def _parse(data: bytes, path: str) -> dict:
     if text_depth(data) > MAX_JSON_DEPTH + _WRAPPING:
-        raise _damaged(path, what, f"its JSON nests deeper than {MAX_JSON_DEPTH + _WRAPPING} levels")
+        raise _damaged(path, f"its JSON nests deeper than {MAX_JSON_DEPTH + _WRAPPING} levels")
     try:
         value = json.loads(data)
     except (UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise _damaged(path, what, f"it is not JSON ({exc})") from None
+        raise _damaged(path, f"it is not JSON ({exc})") from None
     if not isinstance(value, dict):
-        raise _damaged(path, what, "it is not a JSON object")
+        raise _damaged(path, "it is not a JSON object")
     return value
 
 
-def _shown(key: list) -> str:
-    return "/".join(str(k) for k in key)
+def _shown(key: Any) -> str:
+    return "/".join(str(k) for k in key) if isinstance(key, list) else repr(key)
 
 
-def _damaged(path: str, what: str, why: str) -> IntegrityError:
+def _damaged(path: str, why: str) -> IntegrityError:
     return IntegrityError(
-        f"damaged cache {what} {path}: {why}; delete it and load the version once online to record it again"
+        f"damaged cache record {path}: {why}; delete it and load the version once online to record it again"
     )

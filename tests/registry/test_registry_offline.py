@@ -161,31 +161,43 @@ def _record_files(cache: Path) -> list[Path]:
     return sorted(p for p in (cache / "offline" / "records").rglob("*") if p.is_file())
 
 
+def test_loads_leave_one_record_per_key(sqlite_url, local_storage_url, tmp_path):
+    """Loading again rewrites nothing but stale sightings: the cache does not grow with every load."""
+    cache = tmp_path / "cache"
+    _record_online(sqlite_url, local_storage_url, cache)
+    before = {p: p.stat().st_mtime_ns for p in _record_files(cache)}
+    assert len(before) == 6  # versions 1 and 3, prod, staging, latest, where the objects live
+    with Registry(sqlite_url, local_storage_url, cache_dir=str(cache)) as reg:
+        for _ in range(3):
+            reg.load("walk", alias="prod")
+            reg.load("walk", 1)
+    assert {p: p.stat().st_mtime_ns for p in _record_files(cache)} == before
+
+
 def test_a_tampered_record_is_an_integrity_error(sqlite_url, s3_bucket, tmp_path, monkeypatch):
     cache = tmp_path / "cache"
     loaded = _record_online(sqlite_url, f"{s3_bucket}/m", cache)
     _cut_off_s3(s3_bucket, monkeypatch)
     reg = Registry(sqlite_url, cache_dir=str(cache), offline=True)
-    key = ["version", reg._offline_cache.db, "walk", 1]
-    index = Path(reg._offline_cache.records.index_path(key))
-    record = Path(reg._offline_cache.records.record_path(__import__("json").loads(index.read_bytes())["record"]))
-    original = record.read_bytes()
+    records = reg._offline_cache.records
+    path = Path(records.path(["version", reg._offline_cache.db, "walk", 1]))
+    original = path.read_bytes()
 
-    # a record's bytes changed (the spec's hidden size): its digest no longer matches
-    record.write_bytes(original.replace(b'"hidden":4', b'"hidden":5'))
-    with pytest.raises(registry.IntegrityError, match="damaged cache record .*hash to"):
+    # a record's bytes changed (the spec's hidden size): its content no longer matches its digest
+    path.write_bytes(original.replace(b'"hidden":4', b'"hidden":5'))
+    with pytest.raises(registry.IntegrityError, match="damaged cache record .*content hashes to"):
         reg.load("walk", 1)
-    # another valid record (version 3's) swapped in under version 1's key
-    other = reg._offline_cache.records.index_path(["version", reg._offline_cache.db, "walk", 3])
-    record.write_bytes(original)
-    index.write_bytes(Path(other).read_bytes())
-    with pytest.raises(registry.IntegrityError, match="does not name a record of version/"):
+    # another valid record (version 3's) copied over version 1's
+    path.write_bytes(Path(records.path(["version", reg._offline_cache.db, "walk", 3])).read_bytes())
+    with pytest.raises(registry.IntegrityError, match="it is the record of version/.*/walk/3, not of version/"):
         reg.load("walk", 1)
     # an alias sighting tampered with
-    sighting = Path(reg._offline_cache.records.index_path(["alias", reg._offline_cache.db, "walk", "prod"]))
-    sighting.write_bytes(b"{not json")
+    Path(records.path(["alias", reg._offline_cache.db, "walk", "prod"])).write_bytes(b"{not json")
     with pytest.raises(registry.IntegrityError, match="is not JSON"):
         reg.load("walk@prod")
+    path.unlink()  # a record deleted: simply not cached
+    with pytest.raises(registry.NotCachedError, match="version 1 is not in the offline cache"):
+        reg.load("walk", 1)
     # the control: untouched entries still load
     assert _tensors(reg.load("walk", 3)) == loaded[3]
     reg.close()
