@@ -1,7 +1,8 @@
 """``rlreg cache ls | verify | prune``: the local read cache of remote stores (like ``hf cache``).
 
 The cache lives in ``RLREG_CACHE_DIR`` (``--cache-dir``); it holds verified copies of objects read
-from a remote store, keyed by digest, so it needs neither the database nor the bucket.
+from a remote store, keyed by digest, so it needs neither the database nor the bucket, and the
+records of loaded versions that ``RLREG_OFFLINE=1`` loads from (``registry.offline``).
 """
 
 from __future__ import annotations
@@ -18,11 +19,15 @@ class CacheSession:
     """The cache folder of one command and its output mode."""
 
     def __init__(self, cache_dir: str | None, as_json: bool) -> None:
+        import os
+
         from storage.cache import ObjectCache
+        from storage.records import RecordCache
 
         self.folder = cache_dir or config.cache_dir()
         self.as_json = as_json
         self.cache = ObjectCache(self.folder, config.cache_max_bytes())
+        self.records = RecordCache(os.path.join(self.folder, "offline"))  # registry.offline.FOLDER
 
 
 def cache_options(func):
@@ -46,29 +51,36 @@ def cache_ls(cache_dir: str | None, as_json: bool) -> None:
     total = sum(e.nbytes for e in entries)
     if as_json:
         return output.echo_json({"folder": session.folder, "objects": [e.to_dict() for e in entries],
-                                 "total_bytes": total, "max_bytes": session.cache.max_bytes})
+                                 "total_bytes": total, "max_bytes": session.cache.max_bytes,
+                                 "offline_records": len(session.records.files())})
     rows = [(e.digest, output.size(e.nbytes), output.when(e.last_used)) for e in entries]
     if rows:
         click.echo(output.table(("OBJECT", "SIZE", "LAST USED"), rows, right=(1,)))
     click.echo(f"{len(entries)} object(s), {output.size(total)} of {output.size(session.cache.max_bytes)} "
-               f"in {session.folder}")
+               f"in {session.folder}; {len(session.records.files())} offline record(s)")
 
 
 @cache.command("verify")
 @cache_options
 def cache_verify(cache_dir: str | None, as_json: bool) -> None:
-    """Re-hash every cached object; damaged ones are removed (the next read fetches them again)."""
+    """Re-hash every cached object and offline record; damaged ones are removed (the next read fetches them again)."""
     session = CacheSession(cache_dir, as_json)
     checked = len(session.cache.entries())
+    records = len(session.records.files())
     damaged = session.cache.verify()
+    damaged_records = session.records.verify()
+    ok = not damaged and not damaged_records
     if as_json:
-        output.echo_json({"folder": session.folder, "checked": checked, "damaged": damaged, "ok": not damaged})
+        output.echo_json({"folder": session.folder, "checked": checked, "damaged": damaged, "records_checked": records,
+                          "damaged_records": damaged_records, "ok": ok})
     else:
-        click.echo(f"checked {checked} cached object(s) in {session.folder}: "
-                   f"{len(damaged)} damaged and removed" if damaged else
-                   f"checked {checked} cached object(s) in {session.folder}: ok")
-    if damaged:
-        raise DamageFoundError(f"{len(damaged)} damaged cached object(s) removed: {', '.join(list(damaged)[:3])}")
+        what = f"checked {checked} cached object(s) and {records} offline record(s) in {session.folder}"
+        click.echo(f"{what}: ok" if ok else f"{what}: {len(damaged)} damaged object(s) and "
+                   f"{len(damaged_records)} damaged record(s) removed")
+    if not ok:
+        shown = [*list(damaged)[:3], *list(damaged_records)[:3]][:3]
+        raise DamageFoundError(f"{len(damaged)} damaged cached object(s) and {len(damaged_records)} damaged offline "
+                               f"record(s) removed: {', '.join(shown)}")
 
 
 @cache.command("prune")

@@ -21,6 +21,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import shutil
 from collections.abc import Sequence
 from typing import Any
 
@@ -74,16 +75,40 @@ class RecordCache:
         data = _read(path)
         if data is None:
             return None
-        found = _parse(data, path)
-        stated = found.pop("digest", None)
-        if found.get("format") != RECORD_FORMAT or "value" not in found or not digest.is_digest(stated):
-            raise _damaged(path, "it is not a record of this rlreg")
-        got = digest.bytes_digest(canonical(found))
-        if got != stated:
-            raise _damaged(path, f"its content hashes to {got}, not to the {stated} it states")
+        found = _checked(data, path)
         if found.get("key") != key:
             raise _damaged(path, f"it is the record of {_shown(found.get('key'))}, not of {_shown(key)}")
         return found["value"]
+
+    def files(self) -> list[str]:
+        """The path of every record."""
+        root = os.path.join(self.folder, "records")
+        out = []
+        with contextlib.suppress(FileNotFoundError):
+            for sub in sorted(os.scandir(root), key=lambda e: e.name):
+                if sub.is_dir(follow_symlinks=False):
+                    out += sorted(e.path for e in os.scandir(sub.path) if not e.name.startswith(".tmp-"))
+        return out
+
+    def verify(self, *, discard: bool = True) -> dict[str, str]:
+        """Check every record (its digest, and that it lies where its key puts it); return the damaged
+        ones (``{path: why}``), removed unless not ``discard`` (an offline load then says it is not cached)."""
+        damaged = {}
+        for path in self.files():
+            try:
+                found = _checked(_read(path) or b"", path)
+                key = found.get("key")
+                if not isinstance(key, list) or self.path(key) != path:
+                    raise _damaged(path, f"it is the record of {_shown(key)}, which belongs elsewhere")
+            except IntegrityError as exc:
+                damaged[path] = str(exc)
+                if discard:
+                    with contextlib.suppress(FileNotFoundError):
+                        if os.path.isdir(path) and not os.path.islink(path):
+                            shutil.rmtree(path)
+                        else:
+                            os.unlink(path)
+        return damaged
 
     def remove(self, key: Sequence[Any]) -> None:
         """Forget ``key``."""
@@ -108,6 +133,18 @@ def _read(path: str) -> bytes | None:
         raise _damaged(path, str(exc)) from None
     with open(fd, "rb", closefd=True) as f:
         return f.read()
+
+
+def _checked(data: bytes, path: str) -> dict:
+    """The parsed record in ``data``, its digest checked (and dropped), else ``IntegrityError``."""
+    found = _parse(data, path)
+    stated = found.pop("digest", None)
+    if found.get("format") != RECORD_FORMAT or "value" not in found or not digest.is_digest(stated):
+        raise _damaged(path, "it is not a record of this rlreg")
+    got = digest.bytes_digest(canonical(found))
+    if got != stated:
+        raise _damaged(path, f"its content hashes to {got}, not to the {stated} it states")
+    return found
 
 
 def _parse(data: bytes, path: str) -> dict:

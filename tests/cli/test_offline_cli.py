@@ -106,3 +106,16 @@ def test_the_console_script_offline(cut_off, tmp_path):
     got = runner("export", "walk@prod", str(tmp_path / "ckpt"))
     assert "Traceback" not in got.err and got.err.count("rlreg: warning:") == 1, got.err
     assert (tmp_path / "ckpt").is_dir()
+
+
+def test_cache_verify_checks_the_offline_records(cut_off, tmp_path):
+    env, _ = cut_off
+    cache = env["RLREG_CACHE_DIR"]
+    ok = _run(env, "cache", "verify", "--json")
+    assert ok.code == 0 and ok.json()["ok"] and ok.json()["records_checked"] >= 3, ok.out
+    assert _run(env, "cache", "ls", "--json").json()["offline_records"] == ok.json()["records_checked"]
+    victim = sorted(p for p in (Path(cache) / "offline" / "records").rglob("*") if p.is_file())[0]
+    victim.write_bytes(victim.read_bytes().replace(b'"walk"', b'"wald"'))
+    bad = _run(env, "cache", "verify", "--json")
+    assert bad.code == 8 and list(bad.json()["damaged_records"]) == [str(victim)] and not victim.exists()
+    assert _run(env, "cache", "verify").out.strip().endswith(": ok")
