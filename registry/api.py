@@ -188,7 +188,7 @@ class Registry:
             if self.storage_url is None:  # offline, and no load ever recorded where the objects are
                 raise errors.NotCachedError(
                     f"the offline cache {self._offline_cache.folder} holds nothing of the database {self._where()}: "
-                    f"load a version once online ({offline_cache.UNSET}) first"
+                    f"load a version once online, {offline_cache.ONLINE}, first"
                 )
             self._store = storage.Store(self.storage_url, cache_dir=self._cache_dir, offline=self.offline)
         return self._store

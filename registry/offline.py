@@ -34,7 +34,7 @@ from registry.uri import LATEST
 
 log = logging.getLogger(__name__)
 FOLDER = "offline"  # under the cache folder: records/ and index/
-UNSET = "unset RLREG_OFFLINE (or pass offline=False)"
+ONLINE = "with RLREG_OFFLINE unset (offline=False)"
 SIGHTING_REFRESH = 60.0  # seconds: a sighting of the same version younger than this is not rewritten
 
 
@@ -85,7 +85,7 @@ def refused(where: str, what: str) -> errors.OfflineError:
     """The error of an operation that needs the database, asked offline."""
     return errors.OfflineError(
         f"{what} needs the database {where}, which RLREG_OFFLINE=1 does not contact: offline, only loads "
-        f"of versions already in the cache work (load, export, show); {UNSET} to reach the database"
+        f"of versions already in the cache work (load, export, show); unset RLREG_OFFLINE to reach the database"
     )
 
 
@@ -153,7 +153,7 @@ class OfflineCache:
             raise errors.NotCachedError(
                 f"model {name!r} version {version} is not in the offline cache {self.folder} (of the database "
                 f"{self.where}): RLREG_OFFLINE=1 loads only versions loaded once online with this cache; "
-                f"load it once online ({UNSET}), then offline loads find it"
+                f"load it once online, {ONLINE}, and it loads offline from then on"
             )
         try:
             created = value["created_at"]
@@ -181,7 +181,7 @@ class OfflineCache:
         if value is None:
             raise errors.NotCachedError(
                 f"model {name!r}: {what} was never seen by a load online with the offline cache {self.folder} "
-                f"(of the database {self.where}): load it once online ({UNSET}), or name a version that is cached"
+                f"(of the database {self.where}): load it once online, {ONLINE}, or name a cached version"
             )
         try:
             version, seen_at = int(value["version"]), datetime.datetime.fromisoformat(value["seen_at"])

@@ -114,7 +114,8 @@ def test_cache_verify_checks_the_offline_records(cut_off, tmp_path):
     ok = _run(env, "cache", "verify", "--json")
     assert ok.code == 0 and ok.json()["ok"] and ok.json()["records_checked"] >= 3, ok.out
     assert _run(env, "cache", "ls", "--json").json()["offline_records"] == ok.json()["records_checked"]
-    victim = sorted(p for p in (Path(cache) / "offline" / "records").rglob("*") if p.is_file())[0]
+    victim = next(p for p in sorted((Path(cache) / "offline" / "records").rglob("*"))
+                  if p.is_file() and b'"walk"' in p.read_bytes())
     victim.write_bytes(victim.read_bytes().replace(b'"walk"', b'"wald"'))
     bad = _run(env, "cache", "verify", "--json")
     assert bad.code == 8 and list(bad.json()["damaged_records"]) == [str(victim)] and not victim.exists()
