@@ -97,6 +97,7 @@ class OfflineCache:
         self.records = RecordCache(os.path.join(self.folder, FOLDER))
         self.db = db_identity(db_url)
         self.where = where
+        self._warned = False
 
     # -- online: remember what a load needed --------------------------------------------------------
 
@@ -123,8 +124,10 @@ class OfflineCache:
             if storage_url:
                 self.records.put(["storage", self.db], {"url": storage_url})
         except (OSError, ValueError, TypeError, StorageError) as exc:
-            log.warning("model %r version %s could not be recorded in the cache %s for offline loads: %s",
-                        row.name, row.version, self.folder, exc)
+            level = logging.DEBUG if self._warned else logging.WARNING  # once per registry, not per load
+            self._warned = True
+            log.log(level, "model %r version %s could not be recorded in the cache %s for offline loads: %s",
+                    row.name, row.version, self.folder, exc)
 
     def _seen_lately(self, key: list, version: int, now: datetime.datetime) -> bool:
         """Whether the sighting of ``key`` names ``version`` and is younger than ``SIGHTING_REFRESH``."""
