@@ -218,3 +218,15 @@ def test_registry_open_offline_never_connects(tmp_path):
         warnings.simplefilter("error")
         with pytest.raises(registry.OfflineError):
             Registry(url, cache_dir=str(tmp_path / "cache"), offline=True).history("walk")
+
+
+def test_an_unwritable_cache_never_fails_an_online_load(sqlite_url, local_storage_url, tmp_path, caplog):
+    blocker = tmp_path / "not-a-folder"
+    blocker.write_text("a file where the cache folder would be")
+    with Registry(sqlite_url, local_storage_url, cache_dir=str(blocker)) as reg:
+        reg.snapshot("walk", toys.spec(hidden=4).build())
+        with caplog.at_level("DEBUG", logger="registry.offline"):
+            for _ in range(3):
+                reg.load("walk", 1)
+    warned = [r for r in caplog.records if r.name == "registry.offline" and r.levelname == "WARNING"]
+    assert len(warned) == 1 and "could not be recorded" in warned[0].getMessage()
