@@ -490,3 +490,80 @@ def _sort_values(field: Field, target: Target, joined: Any, i: int) -> tuple[Any
     if field.kind == "tags":
         return joined, [text]
     return joined, [sa.case((f.c.kind == "number", f.c.num), else_=sa.null()), text]
+
+
+# --- numeric series of one metadata key (charts) -------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Series:
+    """``(version, value)`` of one numeric metadata key, at most ``max_points`` of them.
+
+    ``count`` versions hold a number under the key, from version ``first`` to ``last``; when they are
+    more than ``max_points``, ``points`` keeps each of ``max_points // 2`` buckets of consecutive
+    versions' smallest and largest value (so the extremes survive), in version order.
+    """
+
+    key: str
+    count: int
+    first: int | None
+    last: int | None
+    points: list[tuple[int, float]]
+
+    @property
+    def downsampled(self) -> bool:
+        return len(self.points) < self.count
+
+
+def _numbers(fields: sa.Table, name: str, key: str, excluded: Any) -> list[Any]:
+    f = fields.c
+    conditions = [f.name == name, f.source == "metadata", f.key == encode_key((key,)), f.kind == "number"]
+    return conditions + ([f.version.not_in(list(excluded))] if excluded else [])
+
+
+def numeric_keys(conn: sa.Connection, fields: sa.Table, name: str, excluded: Any = ()) -> list[str]:
+    """The top-level metadata keys holding a number in some version of ``name`` (not in ``excluded``), sorted.
+
+    A skip scan over the key index (one index seek per distinct key, then one per numeric check), so
+    its cost does not grow with the number of versions.
+    """
+    f = fields.c
+    keys = sa.select(sa.func.min(f.key).label("key")).where(f.name == name, f.source == "metadata").cte(
+        "metadata_keys", recursive=True)
+    after = sa.select(sa.func.min(f.key)).where(f.name == name, f.source == "metadata", f.key > keys.c.key)
+    keys = keys.union_all(sa.select(after.scalar_subquery()).where(keys.c.key.is_not(None)))
+    numeric = sa.select(fields.c.version).where(
+        f.name == name, f.source == "metadata", f.key == keys.c.key, f.kind == "number",
+        *([f.version.not_in(list(excluded))] if excluded else []))
+    found = conn.execute(sa.select(keys.c.key).where(keys.c.key.is_not(None), numeric.exists())).scalars()
+    paths = [json.loads(k) for k in found]
+    return sorted(p[0] for p in paths if len(p) == 1)
+
+
+def series(conn: sa.Connection, fields: sa.Table, name: str, key: str, max_points: int,
+           excluded: Any = ()) -> Series:
+    """The values of the top-level metadata number ``key`` over ``name``'s versions, at most ``max_points``.
+
+    Computed in SQL from the search projection's index on (name, source, key, kind, num, version):
+    only the points drawn leave the database.
+    """
+    if max_points < 2:
+        raise ValueError(f"max_points={max_points}: expected at least 2")
+    f = fields.c
+    where = _numbers(fields, name, key, excluded)
+    count, first, last = conn.execute(sa.select(sa.func.count(), sa.func.min(f.version), sa.func.max(f.version))
+                                      .where(*where)).one()
+    if count <= max_points:
+        rows = conn.execute(sa.select(f.version, f.num).where(*where).order_by(f.version)).all()
+        return Series(key, count, first, last, [(v, x) for v, x in rows])
+    buckets = max_points // 2
+    bucket = ((f.version - first) * buckets) // (last - first + 1)
+    pts = sa.select(f.version, f.num, bucket.label("bucket")).where(*where).subquery("pts")
+    ranked = sa.select(
+        pts.c.version, pts.c.num,
+        sa.func.row_number().over(partition_by=pts.c.bucket, order_by=(pts.c.num.asc(), pts.c.version)).label("lo"),
+        sa.func.row_number().over(partition_by=pts.c.bucket, order_by=(pts.c.num.desc(), pts.c.version)).label("hi"),
+    ).subquery("ranked")
+    rows = conn.execute(sa.select(ranked.c.version, ranked.c.num).where(sa.or_(ranked.c.lo == 1, ranked.c.hi == 1))
+                        .order_by(ranked.c.version)).all()
+    return Series(key, count, first, last, [(v, x) for v, x in rows])
