@@ -78,6 +78,15 @@ def fill(reg: Registry, name: str, count: int, seed: int = 0) -> None:
         reg.event_store.append(name, batch)
 
 
+def analyze(reg: Registry) -> None:
+    """``ANALYZE`` on PostgreSQL after a bulk fill: what autovacuum does soon after one (SQLite has no
+    such daemon and is left as it is)."""
+    engine = reg.event_store.engine
+    if engine.dialect.name == "postgresql":
+        with engine.connect().execution_options(isolation_level="AUTOCOMMIT") as conn:
+            conn.exec_driver_sql("ANALYZE")
+
+
 def time_queries(reg: Registry, name: str, rounds: int) -> dict[str, float]:
     """Median seconds of each query of ``QUERIES`` over ``rounds`` interleaved rounds."""
     times: dict[str, list[float]] = {case: [] for case in QUERIES}
