@@ -31,7 +31,7 @@ from registry.projections import (
     Projections, spec_digest,
 )
 from registry.records import ModelInfo, ModelVersion
-from registry.schema import aliases, models, specs, streams, version_fields, versions
+from registry.schema import PROJECTION_TABLES, aliases, models, specs, streams, version_fields, versions
 
 if TYPE_CHECKING:
     from registry.pending import PendingVersion, SnapshotQueue
@@ -742,8 +742,14 @@ class Registry:
     # --- housekeeping --------------------------------------------------------------------
 
     def rebuild_projections(self) -> int:
-        """Drop and rebuild the read models from the log; returns the number of events replayed."""
-        return self._events.rebuild_projections()
+        """Drop and rebuild the read models from the log; returns the number of events replayed.
+
+        On PostgreSQL the rebuilt tables are analyzed at once (``db.analyze``): a bulk fill leaves the
+        planner without statistics until autovacuum comes by, and its plans for queries are bad then.
+        """
+        count = self._events.rebuild_projections()
+        db.analyze(self._events.engine, PROJECTION_TABLES)
+        return count
 
     def projection_rows(self) -> dict[str, list[dict]]:
         """Every read-model row, table by table (to compare a rebuild with the live rows)."""
