@@ -435,9 +435,16 @@ def select_versions(target: Target, where: str | None = None, order_by: str | No
         joined, terms = table, []
         for i, key in enumerate(parse_order(order_by)):
             joined, values = _sort_values(key.field, target, joined, i)
-            terms += [(v.desc() if key.descending else v.asc()).nulls_last() for v in values]
+            # version and created_at are never NULL: no NULLS LAST, so an index can give their order
+            nullable = key.field.kind not in ("version", "created_at")
+            terms += [_direction(v, key.descending, nullable) for v in values]
         query, order = query.select_from(joined), [*terms, target.version.asc()]
     return query.order_by(*order).limit(limit)
+
+
+def _direction(value: Any, descending: bool, nullable: bool) -> Any:
+    ordered = value.desc() if descending else value.asc()
+    return ordered.nulls_last() if nullable else ordered
 
 
 def _sql(node: Node, target: Target) -> sa.ColumnElement[bool]:

@@ -149,3 +149,27 @@ def test_rebuilt_projections_are_analyzed_on_postgresql(six):
         with engine.connect() as conn:
             assert conn.execute(stats).scalar() > 0  # the planner has statistics for the search projection
     assert [v.version for v in six.versions("m", order_by="-metadata.mean_return", limit=2)] == [2, 5]
+
+
+def test_newest_first_is_read_in_index_order_not_sorted(six):
+    """``order_by="-version", limit=N`` (the web's versions page) reads N index entries, whatever the count."""
+    import sqlalchemy as sa
+
+    from registry import query
+    from registry.schema import version_fields, versions
+
+    target = query.Target("m", versions.c.version, versions.c.created_at, version_fields)
+    engine = six.event_store.engine
+    with engine.connect() as conn:
+        for order_by, sorted_after in (("-version", False), ("version", False), ("-metadata.mean_return", True)):
+            select = query.select_versions(target, order_by=order_by, limit=3)
+            sql = str(select.compile(engine, compile_kwargs={"literal_binds": True}))
+            if engine.dialect.name == "postgresql":
+                conn.exec_driver_sql("SET LOCAL enable_seqscan = off")  # a 6-row table: else a scan always wins
+                plan = " ".join(r[0] for r in conn.exec_driver_sql("EXPLAIN " + sql))
+                assert (" Sort " in f" {plan} ") == sorted_after, plan
+            else:
+                plan = " ".join(str(r[-1]) for r in conn.exec_driver_sql("EXPLAIN QUERY PLAN " + sql))
+                assert ("TEMP B-TREE" in plan) == sorted_after, plan
+            conn.rollback()
+    assert [v.version for v in six.versions("m", order_by="-version", limit=3)] == [6, 5, 4]
