@@ -531,19 +531,24 @@ def _numbers(fields: sa.Table, name: str, key: str, excluded: Any) -> list[Any]:
 def numeric_keys(conn: sa.Connection, fields: sa.Table, name: str, excluded: Any = ()) -> list[str]:
     """The top-level metadata keys holding a number in some version of ``name`` (not in ``excluded``), sorted.
 
-    A skip scan over the key index (one index seek per distinct key, then one per numeric check), so
-    its cost does not grow with the number of versions.
+    A skip scan over the key index: one index seek per distinct key (``ORDER BY key LIMIT 1``, not
+    ``min()``), then one per key for a number (a scalar subquery, which is never turned into a join);
+    written so that its plan does not hinge on the planner's statistics, and its cost does not grow
+    with the number of versions.
     """
     f = fields.c
-    keys = sa.select(sa.func.min(f.key).label("key")).where(f.name == name, f.source == "metadata").cte(
-        "metadata_keys", recursive=True)
-    after = sa.select(sa.func.min(f.key)).where(f.name == name, f.source == "metadata", f.key > keys.c.key)
-    keys = keys.union_all(sa.select(after.scalar_subquery()).where(keys.c.key.is_not(None)))
-    numeric = sa.select(fields.c.version).where(
-        f.name == name, f.source == "metadata", f.key == keys.c.key, f.kind == "number",
-        *([f.version.not_in(list(excluded))] if excluded else []))
-    found = conn.execute(sa.select(keys.c.key).where(keys.c.key.is_not(None), numeric.exists())).scalars()
-    paths = [json.loads(k) for k in found]
+    mine = (f.name == name, f.source == "metadata")
+
+    def next_key(*after: Any) -> Any:
+        return sa.select(f.key).where(*mine, *after).order_by(f.key).limit(1).scalar_subquery()
+
+    keys = sa.select(next_key().label("key")).cte("metadata_keys", recursive=True)
+    keys = keys.union_all(sa.select(next_key(f.key > keys.c.key)).where(keys.c.key.is_not(None)))
+    a_number = sa.select(f.version).where(
+        *mine, f.key == keys.c.key, f.kind == "number", *([f.version.not_in(list(excluded))] if excluded else [])
+    ).limit(1).scalar_subquery()
+    found = conn.execute(sa.select(keys.c.key, a_number).where(keys.c.key.is_not(None))).all()
+    paths = [json.loads(key) for key, version in found if version is not None]
     return sorted(p[0] for p in paths if len(p) == 1)
 
 
