@@ -546,7 +546,7 @@ def numeric_keys(conn: sa.Connection, fields: sa.Table, name: str, excluded: Any
     keys = keys.union_all(sa.select(next_key(f.key > keys.c.key)).where(keys.c.key.is_not(None)))
     a_number = sa.select(f.version).where(
         *mine, f.key == keys.c.key, f.kind == "number", *([f.version.not_in(list(excluded))] if excluded else [])
-    ).limit(1).scalar_subquery()
+    ).order_by(f.num).limit(1).scalar_subquery()  # in index order: a seek, never a scan that hopes to stop early
     found = conn.execute(sa.select(keys.c.key, a_number).where(keys.c.key.is_not(None))).all()
     paths = [json.loads(key) for key, version in found if version is not None]
     return sorted(p[0] for p in paths if len(p) == 1)
