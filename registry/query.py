@@ -569,7 +569,7 @@ def series(conn: sa.Connection, fields: sa.Table, name: str, key: str, max_point
         rows = conn.execute(sa.select(f.version, f.num).where(*where).order_by(f.version)).all()
         return Series(key, count, first, last, [(v, x) for v, x in rows])
     buckets = max_points // 2
-    bucket = ((f.version - first) * buckets) // (last - first + 1)
+    bucket = (sa.cast(f.version - first, sa.BigInteger) * buckets) // (last - first + 1)  # 64-bit: no overflow
     pts = sa.select(f.version, f.num, bucket.label("bucket")).where(*where).subquery("pts")
     ranked = sa.select(
         pts.c.version, pts.c.num,
