@@ -33,7 +33,7 @@ from registry.projections import (
     Projections, spec_digest,
 )
 from registry.records import ModelInfo, ModelVersion
-from registry.schema import aliases, models, specs, streams, version_fields, versions
+from registry.schema import PROJECTION_TABLES, aliases, models, specs, streams, version_fields, versions
 
 if TYPE_CHECKING:
     from registry.pending import PendingVersion, SnapshotQueue
@@ -453,6 +453,37 @@ class Registry:
             numbers = conn.execute(picked).scalars().all()
             return self._versions_by_number(conn, name, numbers, gone)
 
+    def numeric_metadata_keys(self, name: str, *, include_deleted: bool = False) -> list[str]:
+        """The top-level metadata keys that hold a number in some live version of ``name``, sorted.
+
+        Read from the search projection's key index (one seek per distinct key, whatever the number of
+        versions). ``include_deleted``: deleted versions count too.
+        """
+        with self._model_read(name, include_deleted) as (conn, gone):
+            return query.numeric_keys(conn, version_fields, name, gone)
+
+    def metadata_series(self, name: str, key: str, *, max_points: int = 2000,
+                        include_deleted: bool = False) -> query.Series:
+        """``(version, value)`` of the top-level metadata number ``key`` over the live versions of ``name``.
+
+        At most ``max_points`` points, downsampled in SQL (each bucket of versions keeps its smallest and
+        largest value) when more versions hold the key; ``Series.count`` says how many do.
+        """
+        with self._model_read(name, include_deleted) as (conn, gone):
+            return query.series(conn, version_fields, name, key, max_points, gone)
+
+    @contextmanager
+    def _model_read(self, name: str, include_deleted: bool) -> Iterator[tuple[sa.Connection, Mapping]]:
+        """A read of one model: ``(connection, its deleted versions)``; ``NotFoundError``/``DeletedError``
+        for an unknown or (unless ``include_deleted``) deleted model."""
+        validate_name(name)
+        with self._read(f"reading model {name!r}") as conn:
+            if conn.execute(sa.select(models.c.name).where(models.c.name == name)).first() is None:
+                raise self._no_model(conn, name)
+            if not include_deleted:
+                lifecycle.live_model(conn, name)
+            yield conn, ({} if include_deleted else lifecycle.deletions(conn, name))
+
     def _versions_by_number(self, conn: sa.Connection, name: str, numbers: list[int], gone: Mapping) -> list[ModelVersion]:
         """The versions ``numbers`` of ``name`` in that order (whole rows read only for these)."""
         alias_map = self._aliases_of(conn, name)
@@ -780,8 +811,14 @@ class Registry:
     # --- housekeeping --------------------------------------------------------------------
 
     def rebuild_projections(self) -> int:
-        """Drop and rebuild the read models from the log; returns the number of events replayed."""
-        return self._events.rebuild_projections()
+        """Drop and rebuild the read models from the log; returns the number of events replayed.
+
+        On PostgreSQL the rebuilt tables are analyzed at once (``db.analyze``): a bulk fill leaves the
+        planner without statistics until autovacuum comes by, and its plans for queries are bad then.
+        """
+        count = self._events.rebuild_projections()
+        db.analyze(self._events.engine, PROJECTION_TABLES)
+        return count
 
     def projection_rows(self) -> dict[str, list[dict]]:
         """Every read-model row, table by table (to compare a rebuild with the live rows)."""

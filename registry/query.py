@@ -435,9 +435,16 @@ def select_versions(target: Target, where: str | None = None, order_by: str | No
         joined, terms = table, []
         for i, key in enumerate(parse_order(order_by)):
             joined, values = _sort_values(key.field, target, joined, i)
-            terms += [(v.desc() if key.descending else v.asc()).nulls_last() for v in values]
+            # version and created_at are never NULL: no NULLS LAST, so an index can give their order
+            nullable = key.field.kind not in ("version", "created_at")
+            terms += [_direction(v, key.descending, nullable) for v in values]
         query, order = query.select_from(joined), [*terms, target.version.asc()]
     return query.order_by(*order).limit(limit)
+
+
+def _direction(value: Any, descending: bool, nullable: bool) -> Any:
+    ordered = value.desc() if descending else value.asc()
+    return ordered.nulls_last() if nullable else ordered
 
 
 def _sql(node: Node, target: Target) -> sa.ColumnElement[bool]:
@@ -490,3 +497,85 @@ def _sort_values(field: Field, target: Target, joined: Any, i: int) -> tuple[Any
     if field.kind == "tags":
         return joined, [text]
     return joined, [sa.case((f.c.kind == "number", f.c.num), else_=sa.null()), text]
+
+
+# --- numeric series of one metadata key (charts) -------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Series:
+    """``(version, value)`` of one numeric metadata key, at most ``max_points`` of them.
+
+    ``count`` versions hold a number under the key, from version ``first`` to ``last``; when they are
+    more than ``max_points``, ``points`` keeps each of ``max_points // 2`` buckets of consecutive
+    versions' smallest and largest value (so the extremes survive), in version order.
+    """
+
+    key: str
+    count: int
+    first: int | None
+    last: int | None
+    points: list[tuple[int, float]]
+
+    @property
+    def downsampled(self) -> bool:
+        return len(self.points) < self.count
+
+
+def _numbers(fields: sa.Table, name: str, key: str, excluded: Any) -> list[Any]:
+    f = fields.c
+    conditions = [f.name == name, f.source == "metadata", f.key == encode_key((key,)), f.kind == "number"]
+    return conditions + ([f.version.not_in(list(excluded))] if excluded else [])
+
+
+def numeric_keys(conn: sa.Connection, fields: sa.Table, name: str, excluded: Any = ()) -> list[str]:
+    """The top-level metadata keys holding a number in some version of ``name`` (not in ``excluded``), sorted.
+
+    A skip scan over the key index: one index seek per distinct key (``ORDER BY key LIMIT 1``, not
+    ``min()``), then one per key for a number (a scalar subquery, which is never turned into a join);
+    written so that its plan does not hinge on the planner's statistics, and its cost does not grow
+    with the number of versions.
+    """
+    f = fields.c
+    mine = (f.name == name, f.source == "metadata")
+
+    def next_key(*after: Any) -> Any:
+        return sa.select(f.key).where(*mine, *after).order_by(f.key).limit(1).scalar_subquery()
+
+    keys = sa.select(next_key().label("key")).cte("metadata_keys", recursive=True)
+    keys = keys.union_all(sa.select(next_key(f.key > keys.c.key)).where(keys.c.key.is_not(None)))
+    a_number = sa.select(f.version).where(
+        *mine, f.key == keys.c.key, f.kind == "number", *([f.version.not_in(list(excluded))] if excluded else [])
+    ).order_by(f.num).limit(1).scalar_subquery()  # in index order: a seek, never a scan that hopes to stop early
+    found = conn.execute(sa.select(keys.c.key, a_number).where(keys.c.key.is_not(None))).all()
+    paths = [json.loads(key) for key, version in found if version is not None]
+    return sorted(p[0] for p in paths if len(p) == 1)
+
+
+def series(conn: sa.Connection, fields: sa.Table, name: str, key: str, max_points: int,
+           excluded: Any = ()) -> Series:
+    """The values of the top-level metadata number ``key`` over ``name``'s versions, at most ``max_points``.
+
+    Computed in SQL from the search projection's index on (name, source, key, kind, num, version):
+    only the points drawn leave the database.
+    """
+    if max_points < 2:
+        raise ValueError(f"max_points={max_points}: expected at least 2")
+    f = fields.c
+    where = _numbers(fields, name, key, excluded)
+    count, first, last = conn.execute(sa.select(sa.func.count(), sa.func.min(f.version), sa.func.max(f.version))
+                                      .where(*where)).one()
+    if count <= max_points:
+        rows = conn.execute(sa.select(f.version, f.num).where(*where).order_by(f.version)).all()
+        return Series(key, count, first, last, [(v, x) for v, x in rows])
+    buckets = max_points // 2
+    bucket = (sa.cast(f.version - first, sa.BigInteger) * buckets) // (last - first + 1)  # 64-bit: no overflow
+    pts = sa.select(f.version, f.num, bucket.label("bucket")).where(*where).subquery("pts")
+    ranked = sa.select(
+        pts.c.version, pts.c.num,
+        sa.func.row_number().over(partition_by=pts.c.bucket, order_by=(pts.c.num.asc(), pts.c.version)).label("lo"),
+        sa.func.row_number().over(partition_by=pts.c.bucket, order_by=(pts.c.num.desc(), pts.c.version)).label("hi"),
+    ).subquery("ranked")
+    rows = conn.execute(sa.select(ranked.c.version, ranked.c.num).where(sa.or_(ranked.c.lo == 1, ranked.c.hi == 1))
+                        .order_by(ranked.c.version)).all()
+    return Series(key, count, first, last, [(v, x) for v, x in rows])

@@ -47,8 +47,8 @@ def versions(request: Request) -> Response:
     if ref.names_version:
         return json_response(reads.version_document(reg, ref))
     params = request.query_params
-    return json_response(reads.versions(
-        reg, ref.name, where=params.get("where") or None, order_by=params.get("order_by") or None,
+    return json_response(reg.versions(
+        ref.name, where=params.get("where") or None, order_by=params.get("order_by") or None,
         limit=reads.positive_int(params.get("limit"), "limit"),
         include_deleted=params.get("deleted") in {"1", "true"},
     ))

@@ -72,16 +72,21 @@ def _envelope(points: Sequence[tuple[int, float]], limit: int) -> list[tuple[int
     return out
 
 
-def line_chart(key: str, points: Sequence[tuple[int, Any]]) -> Chart:
-    """The chart of ``key`` over ``(version, value)`` points (non-numbers are left out)."""
+def line_chart(key: str, points: Sequence[tuple[int, Any]], *, count: int | None = None,
+               versions: tuple[int, int] | None = None) -> Chart:
+    """The chart of ``key`` over ``(version, value)`` points (non-numbers are left out).
+
+    ``points`` may already be downsampled (``registry.query.Series``): ``count`` is then how many
+    versions they stand for and ``versions`` the first and last of those.
+    """
     pts = sorted((v, float(x)) for v, x in points if is_number(x))
-    chart = Chart(key=key, count=len(pts))
+    chart = Chart(key=key, count=len(pts) if count is None else count)
     if not pts:
         return chart
     left, top, right, bottom = chart.plot
     vx = [p[0] for p in pts]
     vy = [p[1] for p in pts]
-    x0, x1 = min(vx), max(vx)
+    x0, x1 = versions if versions is not None else (min(vx), max(vx))
     y0, y1 = min(vy), max(vy)
     span_x, span_y = (x1 - x0) or 1, (y1 - y0) or 1
 
@@ -93,9 +98,9 @@ def line_chart(key: str, points: Sequence[tuple[int, Any]]) -> Chart:
 
     drawn = _envelope(pts, MAX_POINTS)
     chart.path = "M" + " L".join(f"{sx(v)},{sy(y)}" for v, y in drawn)
-    if len(pts) <= MAX_MARKERS:
+    if chart.count <= MAX_MARKERS and len(pts) == chart.count:
         chart.markers = [(sx(v), sy(y), v, y) for v, y in pts]
-    chart.x_ticks = [(sx(t), str(round(t))) for t in _ticks(x0, x1, min(6, len(set(vx))))]
+    chart.x_ticks = [(sx(t), str(round(t))) for t in _ticks(x0, x1, min(6, x1 - x0 + 1))]
     chart.y_ticks = [(sy(t), _label(t)) for t in _ticks(y0, y1)]
     return chart
 
@@ -127,3 +132,9 @@ def diff_bars(changed: Mapping[str, float], shapes: Mapping[str, tuple[str, str]
             a, b = (shapes or {}).get(name, ("?", "?"))
             bars.append(Bar(name, delta, 1.0, shape_change=f"{a} -> {b}"))
     return sorted(bars, key=lambda b: (-b.delta, b.name))
+
+
+def series_chart(series: Any) -> Chart:
+    """The chart of a ``registry.query.Series`` (read by ``Registry.metadata_series``)."""
+    versions = (series.first, series.last) if series.count else None
+    return line_chart(series.key, series.points, count=series.count, versions=versions)

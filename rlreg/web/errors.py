@@ -3,8 +3,7 @@
     WebError
     ├── BadParameterError (ValueError)        400  a query parameter or body that cannot be used
     ├── UnauthorizedError (PermissionError)   401  no token, or a token that matches none
-    ├── ReadOnlyError (PermissionError)       403  a write to a server started without --allow-writes
-    └── NotSupportedError (NotImplementedError)  501  a feature this registry does not offer yet
+    └── ReadOnlyError (PermissionError)       403  a write to a server started without --allow-writes
 
 Every other error is looked up in ``registry.errorcodes``' table (by ``isinstance`` over the one error
 tree), the same table that gives the command line its exit codes.
@@ -42,14 +41,8 @@ class ReadOnlyError(WebError, PermissionError):
     status = 403
 
 
-class NotSupportedError(WebError, NotImplementedError):
-    """A feature the registry behind this server does not offer (yet)."""
-
-    status = 501
-
-
 LABEL_BY_STATUS = {400: "invalid input", 401: "unauthorized", 403: "read-only", 404: "not found",
-                   405: "method not allowed", 409: "conflict", 500: "server error", 501: "not supported",
+                   405: "method not allowed", 409: "conflict", 500: "server error",
                    503: "unavailable"}
 
 

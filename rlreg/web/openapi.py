@@ -36,7 +36,7 @@ def _list(name: str) -> dict:
 
 WRITE = {"security": [{"bearer": []}], "responses": {"200": {"description": "recorded", "content": {
     "application/json": {"schema": {"type": "object", "properties": {"actor": {"type": "string"}, "result": {}}}}}},
-    "400": ERROR, "401": ERROR, "403": ERROR, "404": ERROR, "409": ERROR, "501": ERROR}}
+    "400": ERROR, "401": ERROR, "403": ERROR, "404": ERROR, "409": ERROR}}
 NAME = _p("name", "model name (may contain '/')")
 REF = _p("ref", "NAME, NAME/VERSION or NAME@ALIAS (the rlreg:// grammar), then tensors/TENSOR for one tensor")
 ALIAS_REF = _p("ref", "NAME@ALIAS")

@@ -15,6 +15,8 @@ from rlreg.web.errors import BadParameterError, http_status
 from rlreg.web.refs import PathRef, read_path
 
 PAGE_LIMIT = 100  # versions shown before "show more"
+MAX_PAGE = 1000  # the most versions one page shows (a where or a sort reaches the others)
+DIFF_CHOICES = 200  # the newest versions offered in the diff page's pickers
 EVENT_TYPES = ("SpecRecorded", "VersionRecorded", "AliasSet", "AliasRemoved")
 
 
@@ -64,43 +66,38 @@ def _versions_query(request: Request) -> dict[str, Any]:
     return {
         "where": params.get("where", "").strip() or None,
         "order_by": params.get("sort", "").strip() or None,
-        "limit": reads.positive_int(params.get("limit"), "limit", default=PAGE_LIMIT),
+        "limit": reads.positive_int(params.get("limit"), "limit", default=PAGE_LIMIT, maximum=MAX_PAGE),
         "include_deleted": params.get("deleted") in {"1", "on", "true"},
     }
 
 
-def _table(reg: Any, name: str, query: dict[str, Any], every: list[Any]) -> list[Any]:
-    """The versions the table shows: the registry filters and sorts; newest first by default.
-
-    ``every`` (all versions, for the chart) serves the default view when the registry cannot sort.
-    """
-    if not reads.supports(reg.versions, "order_by") and not query["where"] and not query["order_by"]:
-        return list(reversed(every))[: query["limit"]]
-    return reads.versions(reg, name, **{**query, "order_by": query["order_by"] or "-version"})
-
-
 def model_page(request: Request, name: str) -> Response:
-    """A model: versions table (where/sort), a chart of a numeric metadata key, alias history."""
+    """A model: one page of its versions (where/sort/limit, in SQL), a chart of a numeric metadata key
+    (a bounded series computed in SQL), alias history. Nothing here reads every version."""
     reg = request.app.state.registry
     info = to_jsonable(reads.model_info(reg, name))
     query = _versions_query(request)
-    every = reads.versions(reg, name, include_deleted=query["include_deleted"])
     where_error, status = None, 200
     try:
-        rows = _table(reg, name, query, every)
+        rows = reg.versions(name, where=query["where"], order_by=query["order_by"] or "-version",
+                            limit=query["limit"], include_deleted=query["include_deleted"])
     except Exception as exc:  # a malformed where or sort: shown beside the form, as a 400
         known = http_status(exc)
         if known is None or known[0] != 400:
             raise
         where_error, status, rows = str(exc), 400, []
-    keys = charts.numeric_keys(v.metadata for v in every)
+    keys = reg.numeric_metadata_keys(name, include_deleted=query["include_deleted"])
     key = request.query_params.get("chart") or charts.default_key(keys)
-    chart = charts.line_chart(key, [(v.version, v.metadata.get(key)) for v in every]) if key else None
+    chart = None
+    if key:
+        series = reg.metadata_series(name, key, max_points=charts.MAX_POINTS, include_deleted=query["include_deleted"])
+        chart = charts.series_chart(series)
     columns = sorted({k for v in rows for k in (v.metadata or {})})
     return render(
         request, "model.html", status=status, info=info, rows=[to_jsonable(v) for v in rows],
-        columns=columns, total=len(every), query=query, sort=query["order_by"] or "", where_error=where_error,
-        chart=chart, chart_keys=keys, aliases=[to_jsonable(e) for e in reads.alias_history(reg, name)],
+        columns=columns, total=info["versions"], query=query, max_page=MAX_PAGE, sort=query["order_by"] or "",
+        where_error=where_error, chart=chart, chart_keys=keys,
+        aliases=[to_jsonable(e) for e in reads.alias_history(reg, name)],
     )
 
 
@@ -125,7 +122,7 @@ def diff_page(request: Request) -> Response:
     result = reg.diff(name, a.lstrip("@"), b.lstrip("@"))
     return render(request, "diff.html", info=info, a=a, b=b, d=to_jsonable(result), result=result,
                   bars=charts.diff_bars(result.changed, result.shapes),
-                  versions=[v.version for v in reads.versions(reg, name)])
+                  versions=[v.version for v in reg.versions(name, order_by="-version", limit=DIFF_CHOICES)])
 
 
 def events_page(request: Request) -> Response:

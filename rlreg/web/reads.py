@@ -6,33 +6,16 @@ the same API objects).
 
 from __future__ import annotations
 
-import inspect
 from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
 from registry import NotFoundError, Registry
 
-from rlreg.web.errors import BadParameterError, NotSupportedError
+from rlreg.web.errors import BadParameterError
 from rlreg.web.refs import PathRef
 
 ALIAS_EVENTS = ("AliasSet", "AliasRemoved")
-
-
-def supports(method: Any, parameter: str) -> bool:
-    """Whether a registry method takes ``parameter`` (features that other changes bring in)."""
-    return parameter in inspect.signature(method).parameters
-
-
-def versions(reg: Registry, name: str, *, where: str | None = None, order_by: str | None = None,
-             limit: int | None = None, include_deleted: bool = False) -> list[Any]:
-    """``Registry.versions`` with the filters given (refused, naming them, when the registry lacks them)."""
-    asked = {"where": where, "order_by": order_by, "limit": limit, "include_deleted": include_deleted or None}
-    asked = {k: v for k, v in asked.items() if v is not None}
-    missing = [k for k in asked if not supports(reg.versions, k)]
-    if missing:
-        raise NotSupportedError(f"this registry's versions() has no {', '.join(missing)} parameter yet")
-    return reg.versions(name, **asked)
 
 
 def resolve(reg: Registry, ref: PathRef) -> Any:

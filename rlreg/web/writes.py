@@ -16,7 +16,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse
 
 from rlreg.web.api import json_response
-from rlreg.web.errors import BadParameterError, NotSupportedError, ReadOnlyError
+from rlreg.web.errors import BadParameterError, ReadOnlyError
 from rlreg.web.refs import PathRef, read_path
 
 
@@ -34,10 +34,7 @@ def as_actor(reg: Any, actor: str, action: Callable[[Any], Any]) -> Any:
 
     The events still name this server's user, host and process beside the token's name.
     """
-    acting_as = getattr(reg, "acting_as", None)
-    if acting_as is None:  # a registry that records no actors yet
-        return action(reg)
-    with acting_as(actor):
+    with reg.acting_as(actor):
         return action(reg)
 
 
@@ -53,13 +50,6 @@ async def body(request: Request) -> dict[str, Any]:
     if not isinstance(value, dict):
         raise BadParameterError("the request body must be a JSON object")
     return value
-
-
-def _method(reg: Any, name: str) -> Callable[..., Any]:
-    method = getattr(reg, name, None)
-    if method is None:
-        raise NotSupportedError(f"this registry has no {name}() yet")
-    return method
 
 
 async def _run(request: Request, action: Callable[[Any], Any], status: int = 200) -> JSONResponse:
@@ -122,19 +112,19 @@ async def version_write(request: Request) -> JSONResponse:
         if not isinstance(tags, dict) or not all(isinstance(v, str) for v in tags.values()):
             raise BadParameterError('expected {"tags": {"key": "value", ...}} with string values')
         ref = _version_ref(request, "tags")
-        return await _run(request, lambda r: _method(r, "set_tags")(ref.name, ref.version, tags))
+        return await _run(request, lambda r: r.set_tags(ref.name, ref.version, tags))
     if route == ("DELETE", "tags"):
         keys = request.query_params.getlist("key") or data.get("keys")
         if not keys or not isinstance(keys, list):
             raise BadParameterError("expected ?key=K (repeatable) or {\"keys\": [...]} naming the tags to remove")
         ref = _version_ref(request, "tags")
-        return await _run(request, lambda r: _method(r, "remove_tags")(ref.name, ref.version, keys))
+        return await _run(request, lambda r: r.remove_tags(ref.name, ref.version, keys))
     if route == ("POST", "restore"):
         ref = _version_ref(request, "restore")
-        return await _run(request, lambda r: _method(r, "restore_version")(ref.name, ref.version))
+        return await _run(request, lambda r: r.restore_version(ref.name, ref.version))
     if route == ("DELETE", ""):
         ref, reason, force = _version_ref(request), _reason(request, data), _force(request, data)
-        return await _run(request, lambda r: _method(r, "delete_version")(ref.name, ref.version, reason=reason, force=force))
+        return await _run(request, lambda r: r.delete_version(ref.name, ref.version, reason=reason, force=force))
     raise BadParameterError(f"{request.method} {request.url.path!r}: no such write")
 
 
@@ -144,7 +134,7 @@ async def model_delete(request: Request) -> JSONResponse:
     writer(request)
     data = await body(request)
     reason, force = _reason(request, data), _force(request, data)
-    return await _run(request, lambda r: _method(r, "delete_model")(ref.name, reason=reason, force=force))
+    return await _run(request, lambda r: r.delete_model(ref.name, reason=reason, force=force))
 
 
 async def describe(request: Request) -> JSONResponse:
@@ -156,4 +146,4 @@ async def describe(request: Request) -> JSONResponse:
         raise BadParameterError('expected {"description": TEXT}')
     if ref.inner or ref.alias:
         raise BadParameterError(f"{request.url.path!r}: expected /api/v1/descriptions/NAME[/VERSION]")
-    return await _run(request, lambda r: _method(r, "set_description")(ref.name, text, version=ref.version))
+    return await _run(request, lambda r: r.set_description(ref.name, text, version=ref.version))

@@ -89,3 +89,87 @@ def test_malformed_queries_and_limits_are_refused(six):
             six.versions("m", limit=bad)
     with pytest.raises(NotFoundError, match="no model named 'nope'"):
         six.versions("nope", where="version = 1")
+
+
+def test_numeric_metadata_keys_and_series_are_read_in_sql(six):
+    reg = six
+    reg.snapshot("m", toys.spec().build(), {"flag": True, "label": "x", "iteration": 70})
+    assert reg.numeric_metadata_keys("m") == ["iteration", "mean_return"]  # not booleans, text or nested keys
+    series = reg.metadata_series("m", "mean_return")
+    assert (series.count, series.first, series.last) == (4, 1, 6) and not series.downsampled
+    assert series.points == [(1, 5.0), (2, 150.0), (5, 120.5), (6, 99.0)]
+    two = reg.metadata_series("m", "mean_return", max_points=2)  # one bucket: its smallest and largest
+    assert (two.count, two.first, two.last, two.points) == (4, 1, 6, [(1, 5.0), (2, 150.0)]) and two.downsampled
+    assert reg.metadata_series("m", "label").count == 0 and reg.metadata_series("m", "nope").points == []
+    reg.delete_version("m", 7, reason="test")
+    reg.delete_version("m", 2, reason="test")
+    assert reg.numeric_metadata_keys("m") == ["mean_return"]
+    assert reg.numeric_metadata_keys("m", include_deleted=True) == ["iteration", "mean_return"]
+    assert reg.metadata_series("m", "mean_return").points == [(1, 5.0), (5, 120.5), (6, 99.0)]
+    assert reg.metadata_series("m", "mean_return", include_deleted=True).count == 4
+    with pytest.raises(NotFoundError, match="no model named 'nope'"):
+        reg.metadata_series("nope", "mean_return")
+    with pytest.raises(ValueError, match="max_points=1"):
+        reg.metadata_series("m", "mean_return", max_points=1)
+
+
+def test_a_long_series_keeps_each_buckets_extremes(reg):
+    from registry.eventstore import NewEvent
+    from registry.projections import VERSION_RECORDED
+
+    reg.snapshot("long", toys.spec().build(), {"r": 0.0})
+    payload = reg.event_store.read_stream("long")[-1].payload
+    values = {v: float((v * 37) % 23) - (50.0 if v == 41 else 0.0) for v in range(1, 101)}
+    reg.event_store.append("long", [NewEvent(VERSION_RECORDED, {**payload, "version": v, "metadata": {"r": values[v]}})
+                                    for v in range(2, 101)], expected_version=reg.event_store.stream_version("long"))
+    values[1] = 0.0
+    series = reg.metadata_series("long", "r", max_points=20)
+    buckets: dict[int, list[tuple[int, float]]] = {}
+    for v, x in values.items():
+        buckets.setdefault((v - 1) * 10 // 100, []).append((v, x))
+    expected = sorted({p for b in buckets.values() for p in (min(b, key=lambda p: (p[1], p[0])),
+                                                           max(b, key=lambda p: (p[1], -p[0])))})
+    assert (series.count, series.first, series.last) == (100, 1, 100)
+    assert series.points == expected and len(series.points) <= 20
+    assert min(series.points, key=lambda p: p[1]) == (41, values[41])
+
+
+def test_rebuilt_projections_are_analyzed_on_postgresql(six):
+    import sqlalchemy as sa
+
+    engine = six.event_store.engine
+    stats = sa.text("SELECT count(*) FROM pg_stats WHERE tablename = 'rlreg_version_fields'")
+    if engine.dialect.name == "postgresql":
+        with engine.connect() as conn:
+            assert conn.execute(stats).scalar() == 0  # a few rows: autovacuum has not analyzed them
+    before = six.projection_rows()
+    six.rebuild_projections()
+    assert six.projection_rows() == before
+    if engine.dialect.name == "postgresql":
+        with engine.connect() as conn:
+            assert conn.execute(stats).scalar() > 0  # the planner has statistics for the search projection
+    assert [v.version for v in six.versions("m", order_by="-metadata.mean_return", limit=2)] == [2, 5]
+
+
+def test_newest_first_is_read_in_index_order_not_sorted(six):
+    """``order_by="-version", limit=N`` (the web's versions page) reads N index entries, whatever the count."""
+    import sqlalchemy as sa
+
+    from registry import query
+    from registry.schema import version_fields, versions
+
+    target = query.Target("m", versions.c.version, versions.c.created_at, version_fields)
+    engine = six.event_store.engine
+    with engine.connect() as conn:
+        for order_by, sorted_after in (("-version", False), ("version", False), ("-metadata.mean_return", True)):
+            select = query.select_versions(target, order_by=order_by, limit=3)
+            sql = str(select.compile(engine, compile_kwargs={"literal_binds": True}))
+            if engine.dialect.name == "postgresql":
+                conn.exec_driver_sql("SET LOCAL enable_seqscan = off")  # a 6-row table: else a scan always wins
+                plan = " ".join(r[0] for r in conn.exec_driver_sql("EXPLAIN " + sql))
+                assert (" Sort " in f" {plan} ") == sorted_after, plan
+            else:
+                plan = " ".join(str(r[-1]) for r in conn.exec_driver_sql("EXPLAIN QUERY PLAN " + sql))
+                assert ("TEMP B-TREE" in plan) == sorted_after, plan
+            conn.rollback()
+    assert [v.version for v in six.versions("m", order_by="-version", limit=3)] == [6, 5, 4]

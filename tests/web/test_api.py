@@ -168,13 +168,14 @@ def test_bad_input_is_400_json_naming_it(client, url, fragment):
     assert fragment in r.json()["error"]["message"]
 
 
-def test_malformed_where_is_400_naming_the_token(client, read_registry):
-    from rlreg.web.reads import supports
+def test_versions_are_filtered_sorted_and_limited(client):
+    r = client.get(f"/api/v1/versions/{MODEL}", params={"where": "metadata.mean_return > 20",
+                                                        "order_by": "-metadata.mean_return", "limit": "2"})
+    assert r.status_code == 200, r.text
+    assert [(v["version"], v["metadata"]["mean_return"]) for v in r.json()] == [(4, 95.5), (5, 61.0)]
 
-    if not supports(read_registry.versions, "where"):
-        r = client.get(f"/api/v1/versions/{MODEL}?where=metadata.x%20%3E%3E%201")
-        assert r.status_code == 501 and "where" in r.json()["error"]["message"]
-        pytest.skip("Registry.versions(where=) has not landed on main yet (issue 10, i10a): 501 until it does")
+
+def test_malformed_where_is_400_naming_the_token(client):
     r = client.get(f"/api/v1/versions/{MODEL}", params={"where": "metadata.mean_return >> 1"})
     assert r.status_code == 400, r.text
     assert ">>" in r.json()["error"]["message"] or "'>'" in r.json()["error"]["message"]

@@ -52,3 +52,15 @@ def test_actor_text():
 def test_state_without_tensor_marks():
     state = {"w": {"$tensor": "torch"}, "opt": {"step": 3, "m": {"$tensor": "numpy"}}, "only": {"x": {"$tensor": "torch"}}}
     assert without_tensors(state) == {"opt": {"step": 3}}
+
+
+def test_a_series_downsampled_in_sql_spans_all_its_versions_without_markers():
+    from registry.query import Series
+
+    chart = charts.series_chart(Series("r", count=5000, first=1, last=5000, points=[(3, 1.0), (2500, 9.0), (4999, 2.0)]))
+    assert chart.count == 5000 and not chart.markers  # too many versions for a marker each
+    assert (chart.x_ticks[0][1], chart.x_ticks[-1][1]) == ("1", "5000")  # the axis spans every version
+    assert chart.x_ticks[0][0] == chart.plot[0] and chart.x_ticks[-1][0] == chart.plot[2]
+    assert chart.path.count("L") == 2 and f",{float(chart.plot[1])}" in chart.path  # 9.0 at the top
+    empty = charts.series_chart(Series("r", count=0, first=None, last=None, points=[]))
+    assert empty.count == 0 and not empty.path

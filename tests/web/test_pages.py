@@ -137,10 +137,6 @@ def test_bad_query_parameter_is_a_400_page(client):
     assert "limit=&#39;x&#39;" in page(client, f"/models/{MODEL}?limit=x", 400)
 
 
-def test_malformed_where_is_a_400_page_naming_the_token(client, read_registry):
-    from rlreg.web.reads import supports
-
-    if not supports(read_registry.versions, "where"):
-        pytest.skip("Registry.versions(where=) has not landed on main yet (issue 10, i10a)")
+def test_malformed_where_is_a_400_page_naming_the_token(client):
     html = page(client, f"/models/{MODEL}?where=metadata.mean_return%20%3E%3E%201", 400)
     assert 'id="where-error"' in html and "&gt;" in html
