@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import datetime as dt
 import os
+import time
 
 import pytest
 import registry_toys as toys
@@ -12,6 +13,9 @@ import storage
 from registry import NotFoundError
 
 NOW = dt.timedelta(0)
+# An object without a live row is aged by its storage mtime (the kernel's coarse clock) against the
+# database clock (milliseconds): one written in the millisecond gc starts is not older than a zero grace.
+TICK = 0.05
 
 
 def _objects(reg, name, version):
@@ -147,7 +151,9 @@ def test_an_object_stored_again_by_a_writer_that_died_before_touching_it_is_coll
     reg.snapshot("pol", module)
     tensors = {"w": module.net[0].weight.detach().clone()}
     gone = set(storage.manifest_objects(reg.store.put(tensors)))
+    time.sleep(TICK)
     assert set(reg.gc(grace=NOW).reclaimed) == gone  # its row is now 'deleted'
     reg.store.put(tensors)  # stored again; the writer is killed before its touch
+    time.sleep(TICK)
     assert set(reg.gc(grace=NOW).reclaimed) == gone
     assert reg.verify()["ok"]
