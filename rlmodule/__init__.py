@@ -6,8 +6,7 @@ not pull in torch, so the command line's read commands never import it.
 
 from __future__ import annotations
 
-import importlib
-from typing import Any
+from storage import lazy
 
 _NAMES = {  # submodule: the names it gives this package
     "rlmodule.annotations": (
@@ -47,21 +46,5 @@ _NAMES = {  # submodule: the names it gives this package
     "rlmodule.trust": "resolve_class",
     "rlmodule.view_requirement": "ViewRequirement",
 }
-_WHERE = {name: module for module, names in _NAMES.items() for name in names.split()}
-_SUBMODULES = {"rllib_checkpoint"}  # RLlib's checkpoints, read without unpickling: ``rlmodule.rllib_checkpoint``
-__all__ = sorted(_WHERE)
-
-
-def __getattr__(name: str) -> Any:
-    if name in _SUBMODULES:
-        return importlib.import_module(f"{__name__}.{name}")
-    module = _WHERE.get(name)
-    if module is None:
-        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-    value = getattr(importlib.import_module(module), name)
-    globals()[name] = value  # later reads are plain attribute reads
-    return value
-
-
-def __dir__() -> list[str]:
-    return sorted({*globals(), *_WHERE, *_SUBMODULES})
+# rllib_checkpoint: RLlib's checkpoints, read without unpickling
+__all__, __getattr__, __dir__ = lazy.exports(__name__, _NAMES, ("rllib_checkpoint",))
