@@ -1,17 +1,19 @@
-"""The tables of the event store and its projections (SQLAlchemy 2.x models; Alembic owns the DDL)."""
+"""The tables of the event store and its projections (SQLAlchemy Core tables; Alembic owns the DDL).
+
+Core, not ORM models: nothing maps rows to objects, and ``sqlalchemy.orm`` is not worth its import
+in every command-line start-up.
+"""
 
 from __future__ import annotations
 
 import datetime as dt
-import uuid
 from typing import Any, Optional
 
 from sqlalchemy import (
-    JSON, BigInteger, CheckConstraint, DateTime, Float, Index, Integer, MetaData, String, Text, TypeDecorator,
-    UniqueConstraint,
+    JSON, BigInteger, CheckConstraint, Column, DateTime, Float, Index, Integer, MetaData, String, Table, Text,
+    TypeDecorator, UniqueConstraint, Uuid,
 )
 from sqlalchemy.dialects import postgresql
-from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
 NAMING_CONVENTION = {
     "ix": "ix_%(column_0_label)s",
@@ -49,201 +51,164 @@ class UTCDateTime(TypeDecorator[dt.datetime]):
         return value.astimezone(dt.timezone.utc)
 
 
-class Base(DeclarativeBase):
-    """Declarative base whose MetaData names constraints the same way on SQLite and PostgreSQL."""
-
-    metadata = MetaData(naming_convention=NAMING_CONVENTION)
+metadata = MetaData(naming_convention=NAMING_CONVENTION)  # names constraints the same way on both backends
 
 
-class EventRow(Base):
-    """One immutable event; ``position`` is global, dense and commit-ordered."""
-
-    __tablename__ = "rlreg_events"
-    __table_args__ = (UniqueConstraint("stream", "stream_version", name="uq_rlreg_events_stream_version"),)
-
-    position: Mapped[int] = mapped_column(BigInteger, primary_key=True, autoincrement=False)
-    id: Mapped[uuid.UUID] = mapped_column(unique=True)
-    stream: Mapped[str] = mapped_column(String(NAME_LENGTH))
-    stream_version: Mapped[int] = mapped_column(Integer)
-    type: Mapped[str] = mapped_column(String(TYPE_LENGTH))
-    payload: Mapped[Any] = mapped_column(JSON)
-    timestamp: Mapped[dt.datetime] = mapped_column(UTCDateTime)
-    actor: Mapped[Optional[Any]] = mapped_column(JSON(none_as_null=True))  # who appended it (registry.actor); NULL before 0004
+def _required(name: str, type_: Any, **kw: Any) -> Column[Any]:
+    return Column(name, type_, nullable=False, **kw)
 
 
-class StreamRow(Base):
-    """The current version of each stream: the row an append's expected-version check updates."""
-
-    __tablename__ = "rlreg_streams"
-
-    name: Mapped[str] = mapped_column(String(NAME_LENGTH), primary_key=True)
-    version: Mapped[int] = mapped_column(Integer)
+def _optional(name: str, type_: Any, **kw: Any) -> Column[Any]:
+    return Column(name, type_, nullable=True, **kw)
 
 
-class PositionCounterRow(Base):
-    """The single row that allocates positions; its row lock is held to commit."""
-
-    __tablename__ = "rlreg_position"
-    __table_args__ = (CheckConstraint("id = 1", name="single_row"),)
-
-    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=False)
-    last: Mapped[int] = mapped_column(BigInteger)
+def _key(name: str, type_: Any) -> Column[Any]:
+    return Column(name, type_, primary_key=True, autoincrement=False)
 
 
-class CheckpointRow(Base):
-    """A consumer's durable position in the log, advanced only forward."""
+# One immutable event; ``position`` is global, dense and commit-ordered.
+events = Table(
+    "rlreg_events", metadata,
+    _key("position", BigInteger),
+    _required("id", Uuid(), unique=True),
+    _required("stream", String(NAME_LENGTH)),
+    _required("stream_version", Integer),
+    _required("type", String(TYPE_LENGTH)),
+    _required("payload", JSON),
+    _required("timestamp", UTCDateTime),
+    _optional("actor", JSON(none_as_null=True)),  # who appended it (registry.actor); NULL before 0004
+    UniqueConstraint("stream", "stream_version", name="uq_rlreg_events_stream_version"),
+)
 
-    __tablename__ = "rlreg_checkpoints"
+# The current version of each stream: the row an append's expected-version check updates.
+streams = Table(
+    "rlreg_streams", metadata,
+    Column("name", String(NAME_LENGTH), primary_key=True),
+    _required("version", Integer),
+)
 
-    consumer: Mapped[str] = mapped_column(String(NAME_LENGTH), primary_key=True)
-    position: Mapped[int] = mapped_column(BigInteger)
-    updated_at: Mapped[dt.datetime] = mapped_column(UTCDateTime)
+# The single row that allocates positions; its row lock is held to commit.
+position_counter = Table(
+    "rlreg_position", metadata,
+    _key("id", Integer),
+    _required("last", BigInteger),
+    CheckConstraint("id = 1", name="single_row"),
+)
 
+# A consumer's durable position in the log, advanced only forward.
+checkpoints = Table(
+    "rlreg_checkpoints", metadata,
+    Column("consumer", String(NAME_LENGTH), primary_key=True),
+    _required("position", BigInteger),
+    _required("updated_at", UTCDateTime),
+)
 
-class ModelRow(Base):
-    """Projection: one row per model (stream)."""
+# Projection: one row per model (stream).
+models = Table(
+    "rlreg_models", metadata,
+    Column("name", String(NAME_LENGTH), primary_key=True),
+    _required("latest_version", Integer),
+    _optional("spec_digest", String(64)),
+    _required("created_at", UTCDateTime),
+    _required("updated_at", UTCDateTime),
+    _required("position", BigInteger),
+    _optional("description", Text),
+)
 
-    __tablename__ = "rlreg_models"
+# Projection: one row per recorded model version (a state snapshot).
+versions = Table(
+    "rlreg_versions", metadata,
+    Column("name", String(NAME_LENGTH), primary_key=True),
+    _key("version", Integer),
+    _required("spec_digest", String(64)),
+    _required("manifest", JSON),
+    _required("state", JSON),
+    _required("metadata", JSON),
+    _required("tensor_bytes", BigInteger),
+    _required("created_at", UTCDateTime),
+    _required("position", BigInteger, unique=True),
+    _optional("actor", JSON(none_as_null=True)),  # who recorded the version
+    _optional("tags", JSON(none_as_null=True)),  # {key: text}; NULL: none yet
+    _optional("description", Text),
+)
 
-    name: Mapped[str] = mapped_column(String(NAME_LENGTH), primary_key=True)
-    latest_version: Mapped[int] = mapped_column(Integer)
-    spec_digest: Mapped[Optional[str]] = mapped_column(String(64))
-    created_at: Mapped[dt.datetime] = mapped_column(UTCDateTime)
-    updated_at: Mapped[dt.datetime] = mapped_column(UTCDateTime)
-    position: Mapped[int] = mapped_column(BigInteger)
-    description: Mapped[Optional[str]] = mapped_column(Text)
+# Projection for search: one row per scalar leaf of a version's metadata and per tag. ``key`` is the
+# path as canonical JSON (``["eval","score"]``); ``kind`` says which of ``num`` (numbers; booleans as
+# 1/0) and ``text`` holds the value. Indexed by key and value, so a ``where`` or a sort on one key
+# reads an index range, not every version's JSON (see ``registry.query``).
+version_fields = Table(
+    "rlreg_version_fields", metadata,
+    Column("name", String(NAME_LENGTH), primary_key=True),
+    _key("version", Integer),
+    Column("source", String(8), primary_key=True),  # "metadata" or "tags"
+    Column("key", String(KEY_LENGTH), primary_key=True),
+    _required("kind", String(8)),  # "number", "string" or "boolean"
+    _optional("num", Float(precision=53)),
+    _optional("text", CodePointText),
+    Index("ix_rlreg_version_fields_num", "name", "source", "key", "kind", "num", "version"),
+    Index("ix_rlreg_version_fields_text", "name", "source", "key", "kind", "text", "version"),
+)
 
+# Projection: where each alias of a model points now.
+aliases = Table(
+    "rlreg_aliases", metadata,
+    Column("name", String(NAME_LENGTH), primary_key=True),
+    Column("alias", String(NAME_LENGTH), primary_key=True),
+    _required("version", Integer),
+    _required("updated_at", UTCDateTime),
+    _required("position", BigInteger),
+)
 
-class VersionRow(Base):
-    """Projection: one row per recorded model version (a state snapshot)."""
+# Projection: every distinct spec by digest, with the position that first recorded it.
+specs = Table(
+    "rlreg_specs", metadata,
+    Column("digest", String(64), primary_key=True),
+    _required("spec", JSON),
+    _required("position", BigInteger),
+)
 
-    __tablename__ = "rlreg_versions"
+# Projection: a deleted version (``VersionDeleted`` or ``ModelDeleted``), until ``VersionRestored``.
+deleted_versions = Table(
+    "rlreg_deleted_versions", metadata,
+    Column("name", String(NAME_LENGTH), primary_key=True),
+    _key("version", Integer),
+    _required("deleted_at", UTCDateTime),
+    _required("reason", Text),
+    _optional("actor", JSON),
+    _required("position", BigInteger),
+)
 
-    name: Mapped[str] = mapped_column(String(NAME_LENGTH), primary_key=True)
-    version: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=False)
-    spec_digest: Mapped[str] = mapped_column(String(64))
-    manifest: Mapped[Any] = mapped_column(JSON)
-    state: Mapped[Any] = mapped_column(JSON)
-    metadata_: Mapped[Any] = mapped_column("metadata", JSON)
-    tensor_bytes: Mapped[int] = mapped_column(BigInteger)
-    created_at: Mapped[dt.datetime] = mapped_column(UTCDateTime)
-    position: Mapped[int] = mapped_column(BigInteger, unique=True)
-    actor: Mapped[Optional[Any]] = mapped_column(JSON(none_as_null=True))  # who recorded the version
-    tags: Mapped[Optional[Any]] = mapped_column(JSON(none_as_null=True))  # {key: text}; NULL: none yet
-    description: Mapped[Optional[str]] = mapped_column(Text)
+# Projection: a deleted model (``ModelDeleted``), until its name records a version or spec again.
+deleted_models = Table(
+    "rlreg_deleted_models", metadata,
+    Column("name", String(NAME_LENGTH), primary_key=True),
+    _required("deleted_at", UTCDateTime),
+    _required("reason", Text),
+    _optional("actor", JSON),
+    _required("position", BigInteger),
+)
 
+# Projection: a model's retention policy (``RetentionSet``; ``RetentionCleared`` removes it).
+retention = Table(
+    "rlreg_retention", metadata,
+    Column("name", String(NAME_LENGTH), primary_key=True),
+    _required("policy", JSON),
+    _required("position", BigInteger),
+)
 
-class VersionFieldRow(Base):
-    """Projection for search: one row per scalar leaf of a version's metadata and per tag.
+# Storage objects the writers and ``gc`` coordinate on (derived data: not from the log). A writer
+# touches a row (``touched_at``, the database clock) before it references the object and again in the
+# transaction of the event naming it; ``gc`` moves a row ``live`` -> ``deleting`` -> ``deleted`` under
+# its row lock. ``generation`` grows each time a deleted object is written again, so a writer can tell
+# that the object it touched was collected in between.
+objects = Table(
+    "rlreg_objects", metadata,
+    Column("digest", String(80), primary_key=True),
+    _required("nbytes", BigInteger),
+    _required("state", String(16)),
+    _required("generation", Integer),
+    _required("touched_at", UTCDateTime),
+    CheckConstraint("state IN ('live', 'deleting', 'deleted')", name="state"),
+)
 
-    ``key`` is the path as canonical JSON (``["eval","score"]``); ``kind`` says which of ``num``
-    (numbers; booleans as 1/0) and ``text`` holds the value. Indexed by key and value, so a ``where``
-    or a sort on one key reads an index range, not every version's JSON (see ``registry.query``).
-    """
-
-    __tablename__ = "rlreg_version_fields"
-    __table_args__ = (
-        Index("ix_rlreg_version_fields_num", "name", "source", "key", "kind", "num", "version"),
-        Index("ix_rlreg_version_fields_text", "name", "source", "key", "kind", "text", "version"),
-    )
-
-    name: Mapped[str] = mapped_column(String(NAME_LENGTH), primary_key=True)
-    version: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=False)
-    source: Mapped[str] = mapped_column(String(8), primary_key=True)  # "metadata" or "tags"
-    key: Mapped[str] = mapped_column(String(KEY_LENGTH), primary_key=True)
-    kind: Mapped[str] = mapped_column(String(8))  # "number", "string" or "boolean"
-    num: Mapped[Optional[float]] = mapped_column(Float(precision=53))
-    text: Mapped[Optional[str]] = mapped_column(CodePointText)
-
-
-class AliasRow(Base):
-    """Projection: where each alias of a model points now."""
-
-    __tablename__ = "rlreg_aliases"
-
-    name: Mapped[str] = mapped_column(String(NAME_LENGTH), primary_key=True)
-    alias: Mapped[str] = mapped_column(String(NAME_LENGTH), primary_key=True)
-    version: Mapped[int] = mapped_column(Integer)
-    updated_at: Mapped[dt.datetime] = mapped_column(UTCDateTime)
-    position: Mapped[int] = mapped_column(BigInteger)
-
-
-class SpecRow(Base):
-    """Projection: every distinct spec by digest, with the position that first recorded it."""
-
-    __tablename__ = "rlreg_specs"
-
-    digest: Mapped[str] = mapped_column(String(64), primary_key=True)
-    spec: Mapped[Any] = mapped_column(JSON)
-    position: Mapped[int] = mapped_column(BigInteger)
-
-
-class DeletedVersionRow(Base):
-    """Projection: a deleted version (``VersionDeleted`` or ``ModelDeleted``), until ``VersionRestored``."""
-
-    __tablename__ = "rlreg_deleted_versions"
-
-    name: Mapped[str] = mapped_column(String(NAME_LENGTH), primary_key=True)
-    version: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=False)
-    deleted_at: Mapped[dt.datetime] = mapped_column(UTCDateTime)
-    reason: Mapped[str] = mapped_column(Text)
-    actor: Mapped[Optional[Any]] = mapped_column(JSON)
-    position: Mapped[int] = mapped_column(BigInteger)
-
-
-class DeletedModelRow(Base):
-    """Projection: a deleted model (``ModelDeleted``), until its name records a version or spec again."""
-
-    __tablename__ = "rlreg_deleted_models"
-
-    name: Mapped[str] = mapped_column(String(NAME_LENGTH), primary_key=True)
-    deleted_at: Mapped[dt.datetime] = mapped_column(UTCDateTime)
-    reason: Mapped[str] = mapped_column(Text)
-    actor: Mapped[Optional[Any]] = mapped_column(JSON)
-    position: Mapped[int] = mapped_column(BigInteger)
-
-
-class RetentionRow(Base):
-    """Projection: a model's retention policy (``RetentionSet``; ``RetentionCleared`` removes it)."""
-
-    __tablename__ = "rlreg_retention"
-
-    name: Mapped[str] = mapped_column(String(NAME_LENGTH), primary_key=True)
-    policy: Mapped[Any] = mapped_column(JSON)
-    position: Mapped[int] = mapped_column(BigInteger)
-
-
-class ObjectRow(Base):
-    """Storage objects the writers and ``gc`` coordinate on (derived data: not from the log).
-
-    A writer touches a row (``touched_at``, the database clock) before it references the object and
-    again in the transaction of the event naming it; ``gc`` moves a row ``live`` -> ``deleting`` ->
-    ``deleted`` under its row lock. ``generation`` grows each time a deleted object is written again,
-    so a writer can tell that the object it touched was collected in between.
-    """
-
-    __tablename__ = "rlreg_objects"
-    __table_args__ = (CheckConstraint("state IN ('live', 'deleting', 'deleted')", name="state"),)
-
-    digest: Mapped[str] = mapped_column(String(80), primary_key=True)
-    nbytes: Mapped[int] = mapped_column(BigInteger)
-    state: Mapped[str] = mapped_column(String(16))
-    generation: Mapped[int] = mapped_column(Integer)
-    touched_at: Mapped[dt.datetime] = mapped_column(UTCDateTime)
-
-
-metadata = Base.metadata
-events = EventRow.__table__
-streams = StreamRow.__table__
-position_counter = PositionCounterRow.__table__
-checkpoints = CheckpointRow.__table__
-models = ModelRow.__table__
-versions = VersionRow.__table__
-aliases = AliasRow.__table__
-specs = SpecRow.__table__
-version_fields = VersionFieldRow.__table__
-deleted_versions = DeletedVersionRow.__table__
-deleted_models = DeletedModelRow.__table__
-retention = RetentionRow.__table__
-objects = ObjectRow.__table__
 PROJECTION_TABLES = (version_fields, aliases, versions, models, specs, deleted_versions, deleted_models, retention)

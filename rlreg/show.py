@@ -89,13 +89,18 @@ def describe_space(space: Any) -> str:
     return compact(space, 80)
 
 
-def _dtype_name(dtype: Any) -> str:
-    try:
-        import numpy as np  # one dtype name: not worth its import for every command
+_DTYPE_KINDS = {"f": "float", "i": "int", "u": "uint", "c": "complex"}
 
-        return np.dtype(dtype).name
-    except TypeError:
-        return str(dtype)
+
+def _dtype_name(dtype: Any) -> str:
+    """numpy's name of a dtype string such as ``'<f4'`` (``float32``), without importing numpy."""
+    text = str(dtype)
+    body = text.lstrip("<>|=")
+    if body == "b1":
+        return "bool"
+    if len(body) >= 2 and body[0] in _DTYPE_KINDS and body[1:].isdigit():
+        return f"{_DTYPE_KINDS[body[0]]}{8 * int(body[1:])}"
+    return text  # already a name ("float32"), or one this line need not spell
 
 
 def _class_name(value: Any) -> str:
