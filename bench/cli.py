@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any
 
 BASELINE = ("python -c 'import sqlalchemy'", [sys.executable, "-c", "import sqlalchemy"])
-COMMANDS = (("models",), ("versions", "walk"), ("show", "walk:1"), ("history", "walk"))
+COMMANDS = (("models",), ("versions", "walk"), ("show", "walk:1"), ("history", "walk"), ("gc", "--dry-run"))
 TARGET_SECONDS = 0.3
 TARGET_MB = 60.0
 ROUNDS = {True: 3, False: 9}

@@ -38,12 +38,13 @@ READ_COMMANDS: tuple[tuple[str, ...], ...] = (
     ("alias", "rm", "{name}", "prod"), ("db", "current"), ("cache", "ls"), ("cache", "prune", "--dry-run"),
     ("tag", "{name}:1", "stage=eval"), ("untag", "{name}:1", "stage"), ("describe", "{name}", "a model"),
     ("versions", "{name}", "--where", "version > 1", "--sort", "-version"), ("storage", "show"),
-    ("retention", "show", "{name}"),
+    ("retention", "show", "{name}"), ("gc", "--dry-run"),
 )
 TORCH_COMMANDS = frozenset({
     "demo", "diff", "export", "import", "verify", "db upgrade", "projections rebuild", "cache verify",
     "storage move",  # checks every object at the new location through the store
-    "rm", "restore", "retention set", "retention clear", "gc",  # (writes: may touch storage)
+    "rm", "restore", "retention set", "retention clear",  # (writes: may touch storage)
+    "gc",  # applies retention policies first; `gc --dry-run` is a read command
     "serve",  # a long-running server: its start-up is paid once
 })
 

@@ -6,14 +6,15 @@ import json
 import posixpath
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any
-
-import torch
+from typing import TYPE_CHECKING, Any
 
 from storage import filesystems, jsondepth
 from storage.errors import ObjectNotFoundError
+from storage.dtypes import check_name, format_dtype, itemsize
 from storage.safetensors_format import chunks, header_bytes, layout, parse_header
-from storage.tensors import BufferView, check_name, format_dtype, itemsize, to_raw
+
+if TYPE_CHECKING:
+    import torch
 
 
 class Location:
@@ -113,6 +114,8 @@ class Location:
         self, name: str, tensors: Mapping[str, Any], metadata: Mapping[str, str] | None = None
     ) -> None:
         """Write ``{key: tensor or ndarray}`` as one safetensors file, streamed and atomic."""
+        from storage.tensors import to_raw  # torch, only when tensors are written
+
         raws = {check_name(k): to_raw(k, v) for k, v in tensors.items()}
         if metadata is not None and not all(isinstance(k, str) and isinstance(v, str) for k, v in metadata.items()):
             raise TypeError(f"safetensors metadata must map str to str, got {dict(metadata)!r}")
@@ -133,6 +136,8 @@ class Location:
                 return self.fs.load_tensors(self._join(name))
         buf = self._read_into_buffer(name)
         entries, _, start = parse_header(buf, self._url(name))
+        from storage.tensors import BufferView  # torch, only when tensors are read
+
         view = BufferView(buf)
         return {
             key: view.tensor(start + e["data_offsets"][0], start + e["data_offsets"][1], e["dtype"], e["shape"])
@@ -153,6 +158,8 @@ class Location:
 
 def safetensors_bytes(tensors: Mapping[str, Any]) -> bytes:
     """The bytes of the safetensors file ``save_tensors`` writes for ``tensors`` (one copy)."""
+    from storage.tensors import to_raw
+
     raws = {check_name(k): to_raw(k, v) for k, v in tensors.items()}
     order = layout(raws)
     return filesystems.join(chunks(raws, order, header_bytes(raws, order)))

@@ -7,7 +7,7 @@ from typing import Any
 
 from storage import digest
 from storage.errors import InvalidManifestError
-from storage.tensors import FORMAT_DTYPES, RawTensor, manifest_dtype
+from storage.dtypes import FORMAT_DTYPES, RawTensor, manifest_dtype
 
 FORMAT = "rlreg.manifest/1"
 _FIELDS = ("digest", "dtype", "nbytes", "object", "shape")

@@ -14,7 +14,7 @@ from typing import Any
 from storage import digest, jsondepth
 from storage.errors import IntegrityError
 from storage.safetensors_format import FormatError, chunks, header_bytes, layout, parse_header
-from storage.tensors import RawTensor
+from storage.dtypes import RawTensor
 
 FORMAT = "rlreg.object/1"
 _MAX_HEADER = 100_000_000

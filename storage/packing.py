@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 
 from storage import digest, objects
-from storage.tensors import RawTensor
+from storage.dtypes import RawTensor
 
 ALONE_FROM = 64 << 10  # tensors of this many bytes or more get an object of their own
 PACK_MIN = 1 << 20  # a pack may close once it holds this much ...

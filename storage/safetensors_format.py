@@ -14,7 +14,7 @@ from typing import Any
 
 from storage import jsondepth
 from storage.errors import JSONDepthError, StorageError
-from storage.tensors import RawTensor, is_format_dtype, itemsize
+from storage.dtypes import RawTensor, is_format_dtype, itemsize
 
 _MAX_HEADER = 100_000_000
 _MAX_ELEMENTS = 2**63 - 1

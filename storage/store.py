@@ -11,9 +11,7 @@ from collections import defaultdict
 from collections.abc import Iterable, Mapping
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
-from typing import Any
-
-import torch
+from typing import TYPE_CHECKING, Any
 
 from storage import config, digest, filesystems, manifest, objects
 from storage.cache import ObjectCache, default_cache_dir, default_max_bytes
@@ -30,7 +28,12 @@ from storage.errors import (
 from storage.location import Location
 from storage.packing import ALONE_FROM, packs
 from storage.progress import Progress, ProgressCallback
-from storage.tensors import BufferView, RawTensor, check_name, format_dtype, to_raw
+from storage.dtypes import RawTensor, check_name, format_dtype
+
+if TYPE_CHECKING:  # torch is imported where tensors are made or read, not to list or delete objects
+    import torch
+
+    from storage.tensors import BufferView
 
 log = logging.getLogger(__name__)
 _UPLOAD_THREADS = 8  # remote uploads in flight (each buffers at most one part in s3fs)
@@ -170,6 +173,8 @@ class Store:
         if not isinstance(tensors, Mapping):
             raise TypeError(f"put() takes a dict of name -> tensor, not a {type(tensors).__name__}")
         self._require_online("put")
+        from storage.tensors import to_raw
+
         raws = {check_name(name): to_raw(name, value) for name, value in tensors.items()}
         prog = Progress(progress, sum(r.nbytes for r in raws.values()))
         prog.start()
@@ -346,7 +351,7 @@ class Store:
             self.stats.bytes_read += len(data)
             if self.cache is not None:
                 self.cache.add(obj, [data], len(data))
-            out[obj] = (BufferView(data), found)
+            out[obj] = (_buffer_view(data), found)
         return out
 
     def _not_cached(self, missing: list[str], users: Mapping[str, list[str]]) -> NotCachedError:
@@ -370,7 +375,7 @@ class Store:
             self.cache.discard(obj)  # type: ignore[union-attr]
             return None
         self.stats.cache_hits += 1
-        return BufferView(buf), found
+        return _buffer_view(buf), found
 
     def _fetch(self, objs: list[str], sizes: Mapping[str, int] | None = None, fetched: Any = None) -> dict[str, Any]:
         """``{object: its bytes or the exception reading it}``; ``fetched(object)`` as each remote read ends."""
@@ -544,3 +549,10 @@ def _checked_digests(digests: Iterable[str]) -> list[str]:
         if not digest.is_digest(d):
             raise InvalidDigestError(f"{d!r} is not a digest (expected 'blake3:' and 64 hex digits)")
     return ds
+
+
+def _buffer_view(buf: Any) -> BufferView:
+    """Tensors over a verified buffer (torch is imported on the first read)."""
+    from storage.tensors import BufferView
+
+    return BufferView(buf)

@@ -4,101 +4,21 @@ from __future__ import annotations
 
 import ctypes
 import sys
-from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 import torch
 
-from storage.errors import InvalidTensorNameError, UnsupportedDtypeError
+from storage.dtypes import (  # noqa: F401  (re-exported: the torch-free half of this module)
+    _DTYPES, FORMAT_DTYPES, RawTensor, check_name, format_dtype, is_format_dtype, itemsize, manifest_dtype,
+)
+from storage.errors import UnsupportedDtypeError
 
-# safetensors' dtype names (the format's own), torch dtype, item size in bytes.
-_TORCH_DTYPES: dict[str, torch.dtype] = {
-    "F64": torch.float64,
-    "F32": torch.float32,
-    "F16": torch.float16,
-    "BF16": torch.bfloat16,
-    "I64": torch.int64,
-    "I32": torch.int32,
-    "I16": torch.int16,
-    "I8": torch.int8,
-    "U64": torch.uint64,
-    "U32": torch.uint32,
-    "U16": torch.uint16,
-    "U8": torch.uint8,
-    "BOOL": torch.bool,
-    "F8_E4M3": torch.float8_e4m3fn,
-    "F8_E5M2": torch.float8_e5m2,
-}
-FORMAT_DTYPES = frozenset(_TORCH_DTYPES)
+_TORCH_DTYPES: dict[str, torch.dtype] = {fmt: getattr(torch, name) for fmt, (name, _) in _DTYPES.items()}
 _NAME_OF_TORCH = {v: k for k, v in _TORCH_DTYPES.items()}
 _EMPTY = memoryview(b"")
-_NAME_OF_NUMPY = {
-    np.dtype(np.float64): "F64",
-    np.dtype(np.float32): "F32",
-    np.dtype(np.float16): "F16",
-    np.dtype(np.int64): "I64",
-    np.dtype(np.int32): "I32",
-    np.dtype(np.int16): "I16",
-    np.dtype(np.int8): "I8",
-    np.dtype(np.uint64): "U64",
-    np.dtype(np.uint32): "U32",
-    np.dtype(np.uint16): "U16",
-    np.dtype(np.uint8): "U8",
-    np.dtype(np.bool_): "BOOL",
-}
-# Manifest dtype names are torch's ("float32", "bfloat16"); the object files use safetensors' names.
-_MANIFEST_NAME = {k: str(v).removeprefix("torch.") for k, v in _TORCH_DTYPES.items()}
-_FORMAT_NAME = {v: k for k, v in _MANIFEST_NAME.items()}
-
-
-@dataclass(frozen=True, slots=True)
-class RawTensor:
-    """One tensor's dtype (safetensors name), shape and C-order little-endian bytes."""
-
-    dtype: str
-    shape: tuple[int, ...]
-    data: memoryview  # 1-d, format "B"
-    keepalive: Any = None
-
-    @property
-    def nbytes(self) -> int:
-        return self.data.nbytes
-
-    @property
-    def itemsize(self) -> int:
-        return itemsize(self.dtype)
-
-
-def itemsize(dtype: str) -> int:
-    """Bytes per element of a safetensors dtype name."""
-    return _TORCH_DTYPES[dtype].itemsize
-
-
-def manifest_dtype(dtype: str) -> str:
-    """The manifest's (torch) name of a safetensors dtype name: ``F32`` -> ``float32``."""
-    return _MANIFEST_NAME[dtype]
-
-
-def format_dtype(name: str) -> str:
-    """The safetensors dtype name of a manifest dtype name, or ``KeyError``."""
-    return _FORMAT_NAME[name]
-
-
-def is_format_dtype(dtype: object) -> bool:
-    """Whether ``dtype`` is a safetensors dtype name this package reads."""
-    return isinstance(dtype, str) and dtype in _TORCH_DTYPES
-
-
-def check_name(name: object) -> str:
-    """Return ``name`` if it is a non-empty string, else raise ``InvalidTensorNameError``."""
-    if not isinstance(name, str):
-        raise InvalidTensorNameError(
-            f"tensor name {name!r} is a {type(name).__name__}, not a str"
-        )
-    if not name:
-        raise InvalidTensorNameError("tensor name '' is empty")
-    return name
+_NUMPY_LACKS = {"BF16", "F8_E4M3", "F8_E5M2"}
+_NAME_OF_NUMPY = {np.dtype(name): fmt for fmt, (name, _) in _DTYPES.items() if fmt not in _NUMPY_LACKS}
 
 
 def to_raw(name: str, value: object) -> RawTensor:

@@ -23,7 +23,7 @@ try:
     cli.main(args=sys.argv[1:], prog_name="rlreg")
 except SystemExit as exc:
     code = exc.code
-print(json.dumps({"code": code, "heavy": sorted(m for m in ("torch", "rlmodule.rl_module", "storage.store")
+print(json.dumps({"code": code, "heavy": sorted(m for m in ("torch", "numpy", "rlmodule.rl_module", "storage.tensors")
                                                 if m in sys.modules)}), file=sys.stderr)
 """
 
