@@ -450,13 +450,14 @@ def cat_many(
     fs: fsspec.AbstractFileSystem,
     paths: list[str],
     sizes: list[int | None] | None = None,
-    on_done: Callable[[int], None] | None = None,
+    on_done: Callable[[int, Any], None] | None = None,
 ) -> list[Any]:
     """The bytes of each of ``paths`` (or the exception reading it), fetched concurrently on s3fs.
 
     Unlike ``fs.cat(list)``, no path expansion first. With a known size below s3fs's block size a
     fetch is one GET (s3fs would otherwise HEAD first, to split large objects into ranged GETs).
-    ``on_done(i)`` is called as the fetch of ``paths[i]`` ends (from the event loop's thread on s3fs).
+    ``on_done(i, result)`` is called as the fetch of ``paths[i]`` ends, with its bytes or exception
+    (from the event loop's thread on s3fs: it must not block).
     """
     if getattr(fs, "async_impl", False):
         return fsspec.asyn.sync(fs.loop, _cat_all, fs, paths, sizes or [None] * len(paths), on_done)
@@ -467,19 +468,22 @@ def cat_many(
         except Exception as exc:  # noqa: BLE001 - returned to the caller, which names the object
             out.append(exc)
         if on_done is not None:
-            on_done(i)
+            on_done(i, out[-1])
     return out
 
 
-async def _reporting(i: int, coro: Any, on_done: Callable[[int], None]) -> Any:
+async def _reporting(i: int, coro: Any, on_done: Callable[[int, Any], None]) -> Any:
     try:
-        return await coro
-    finally:
-        on_done(i)
+        result = await coro
+    except Exception as exc:  # noqa: BLE001 - handed over (and returned by gather) as the result
+        on_done(i, exc)
+        raise
+    on_done(i, result)
+    return result
 
 
 async def _cat_all(
-    fs: Any, paths: list[str], sizes: list[int | None], on_done: Callable[[int], None] | None = None, batch: int = 32
+    fs: Any, paths: list[str], sizes: list[int | None], on_done: Callable[[int, Any], None] | None = None, batch: int = 32
 ) -> list[Any]:
     if hasattr(fs, "_call_s3"):
         coros = [_s3_read(fs, p, n) for p, n in zip(paths, sizes)]

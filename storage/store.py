@@ -336,23 +336,37 @@ class Store:
                 missing.append(obj)
         if missing and self.offline and self._remote:
             raise self._not_cached(missing, users)
-        with filesystems.translate_errors(self.url):
-            fetched = self._fetch(missing, sizes, lambda o: prog.add(sizes.get(o, 0)))
-        for obj in missing:
-            data = fetched[obj]
-            if isinstance(data, BaseException):
-                self._raise_fetch_error(obj, data, users[obj])
-            if isinstance(data, bytes):  # not S3 (read into a bytearray) or a local memory map
-                data = bytearray(data)  # writable (the tensors are views of it), copied before verifying
-            found = self._decode(obj, data, users, entries)
-            if self._local:  # read in place: the verification is the work
+        accepted: dict[str, Future] = {}
+        # Remote: each object is verified and cached by one thread as it arrives, while the others
+        # are still downloading (blake3 and file writes release the GIL); local: read in place.
+        with ThreadPoolExecutor(1, thread_name_prefix="rlreg-verify") as verifier:
+
+            def arrived(obj: str, data: Any) -> None:  # called from the download loop's thread
                 prog.add(sizes.get(obj, 0))
-            self.stats.objects_read += 1
-            self.stats.bytes_read += len(data)
-            if self.cache is not None:
-                self.cache.add(obj, [data], len(data))
-            out[obj] = (_buffer_view(data), found)
+                accepted[obj] = verifier.submit(self._accept, obj, data, users, entries)
+
+            with filesystems.translate_errors(self.url):
+                fetched = self._fetch(missing, sizes, None if self._local else arrived)
+            for obj in missing:
+                future = accepted.get(obj)
+                data, found = future.result() if future is not None else self._accept(obj, fetched[obj], users, entries)
+                if self._local:  # read in place: the verification is the work
+                    prog.add(sizes.get(obj, 0))
+                self.stats.objects_read += 1
+                self.stats.bytes_read += len(data)
+                out[obj] = (_buffer_view(data), found)
         return out
+
+    def _accept(self, obj: str, data: Any, users: Mapping[str, list[str]], entries: Mapping[str, Any]):
+        """A fetched object's bytes, verified (and cached): ``(buffer, {tensor digest: entry})``."""
+        if isinstance(data, BaseException):
+            self._raise_fetch_error(obj, data, users[obj])
+        if isinstance(data, bytes):  # not S3 (read into a bytearray) or a local memory map
+            data = bytearray(data)  # writable (the tensors are views of it), copied before verifying
+        found = self._decode(obj, data, users, entries)
+        if self.cache is not None:
+            self.cache.add(obj, [data], len(data))
+        return data, found
 
     def _not_cached(self, missing: list[str], users: Mapping[str, list[str]]) -> NotCachedError:
         names = sorted(n for obj in missing for n in users[obj])
@@ -378,7 +392,7 @@ class Store:
         return _buffer_view(buf), found
 
     def _fetch(self, objs: list[str], sizes: Mapping[str, int] | None = None, fetched: Any = None) -> dict[str, Any]:
-        """``{object: its bytes or the exception reading it}``; ``fetched(object)`` as each remote read ends."""
+        """``{object: its bytes or the exception reading it}``; ``fetched(object, result)`` as each remote read ends."""
         if not objs:
             return {}
         if self._local:
@@ -390,7 +404,7 @@ class Store:
                     out[obj] = exc
             return out
         known = [(sizes or {}).get(o) for o in objs]
-        on_done = None if fetched is None else (lambda i: fetched(objs[i]))
+        on_done = None if fetched is None else (lambda i, result: fetched(objs[i], result))
         got = filesystems.cat_many(self.fs, [self._path(o) for o in objs], known, on_done)  # concurrent GETs
         return dict(zip(objs, got))
 
@@ -486,7 +500,7 @@ class Store:
             ds = sorted(sizes)
         prog = Progress(progress, sum(sizes.get(d, 0) for d in ds))
         prog.start()
-        fetched_remote = None if self._local else (lambda o: prog.add(sizes.get(o, 0)))
+        fetched_remote = None if self._local else (lambda o, _: prog.add(sizes.get(o, 0)))
         damaged: dict[str, str] = {}
         held: dict[str, list[str]] = {}
         moved: dict[str, str] = {}
