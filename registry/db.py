@@ -265,13 +265,23 @@ def sqlite_writer_queue(engine: Union[Engine, Connection]) -> Iterator[None]:
 _lock_files = threading.local()
 
 
+class _HeldFile:
+    """A lock file kept open for its thread's life, closed with the thread's locals (no ResourceWarning)."""
+
+    def __init__(self, path: str) -> None:
+        self.file = open(path, "a+b")  # noqa: SIM115 - closed by __del__
+
+    def __del__(self) -> None:
+        self.file.close()
+
+
 def _lock_file(path: str) -> Any:
     """This thread's open lock file (a flock belongs to an open file: one per thread and process)."""
     files = _lock_files.__dict__.setdefault("files", {})
     key = (os.getpid(), path)  # a forked child must not share its parent's open file (nor its lock)
     if key not in files:
-        files[key] = open(path, "a+b")  # noqa: SIM115 - kept open for the thread's life
-    return files[key]
+        files[key] = _HeldFile(path)
+    return files[key].file
 
 
 def is_driver_error(e: BaseException) -> bool:
