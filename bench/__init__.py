@@ -17,5 +17,6 @@ SUITES: dict[str, str] = {
 EXTRA_SUITES: dict[str, str] = {
     "eventstore": "bench.eventstore",
     "web": "bench.web",  # rlreg serve's pages with 10,000 versions
-    "eventstore_scale": "bench.eventstore_scale",  # 10k/100k/1M events: minutes; run it by name
+    "eventstore_scale": "bench.eventstore_scale",
+    "cancel": "bench.cancel",  # issue 10: Ctrl-C during an S3 import stops within 1 s  # 10k/100k/1M events: minutes; run it by name
 }

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
 import contextlib
 import errno
 import inspect
@@ -183,6 +184,26 @@ def _describe(exc: BaseException) -> str:
     return f"{name}: {exc}"
 
 
+def _cancellable(fs: Any, coro: Any, cancelled: Callable[[], bool] | None, path: str) -> Any:
+    """Run ``coro`` on the filesystem's event loop; when ``cancelled()`` turns true, cancel it and raise.
+
+    A cancelled PUT is cut off mid-body, so the object never appears (S3 stores a PUT only whole).
+    """
+    if cancelled is None:
+        return fsspec.asyn.sync(fs.loop, lambda: coro)
+    future = asyncio.run_coroutine_threadsafe(coro, fs.loop)
+    while True:
+        try:
+            return future.result(timeout=_CANCEL_POLL)
+        except concurrent.futures.TimeoutError:
+            if cancelled():
+                future.cancel()
+                raise WriteCancelled(f"writing {path} was cancelled") from None
+
+
+_CANCEL_POLL = 0.05  # seconds between checks of ``cancelled()`` while a request runs
+
+
 class WriteCancelled(Exception):
     """A write stopped between chunks because its caller was interrupted (Ctrl-C) or failed."""
 
@@ -220,7 +241,7 @@ def atomic_write(
         # byte into its buffer and out again. A PUT either completes or leaves no object.
         if cancelled is not None and cancelled():
             raise WriteCancelled(f"writing {path} was cancelled")
-        fsspec.asyn.sync(fs.loop, fs._pipe_file, path, join(buffers))
+        _cancellable(fs, fs._pipe_file(path, join(buffers)), cancelled, path)
     elif is_object_store(fs):
         f = fs.open(path, "wb")
         try:

@@ -58,6 +58,7 @@ def test_ctrl_c_during_an_s3_import_stops_aborts_and_records_nothing(tmp_path, s
     sent = time.monotonic()
     out, err = proc.communicate(timeout=120)
     stopped_after = time.monotonic() - sent
+    print(f"rlreg import stopped {stopped_after:.2f} s after SIGINT")  # the figure for the report (-s)
     assert proc.returncode == exitcodes.INTERRUPTED, err
     assert err.strip().splitlines()[-1] == "rlreg: interrupted" and "Traceback" not in err, err
     assert stopped_after < 10, f"took {stopped_after:.1f} s to stop"  # a loaded CI machine; bench for speed
