@@ -7,7 +7,8 @@ ONE statement on PostgreSQL: data-modifying CTEs claim the stream version, move 
 changes nothing. Idempotency is checked by the first event's id (unique, so indexed) only when the
 insert or the stream claim fails: the common path never looks.
 
-Reads return tuples in ``Event``'s field order; the caller builds the events with ``Event(*row)``.
+Reads return one dict of ``Event``'s fields per row, built in one pass with the page's JSON parsed in
+one call; the caller makes each dict an event's ``__dict__``.
 """
 
 from __future__ import annotations
@@ -21,6 +22,8 @@ from contextlib import contextmanager
 from typing import Any, Optional
 
 EVENT_COLUMNS = "position, stream, stream_version, type, payload, timestamp, id, actor"
+# SQLite keeps UTC timestamps without an offset: SQLite appends it, in C, for ``fromisoformat``
+SQLITE_EVENT_COLUMNS = EVENT_COLUMNS.replace("timestamp", "timestamp || '+00:00'")
 # JSON parsed in bulk, as on SQLite
 PG_EVENT_COLUMNS = EVENT_COLUMNS.replace("payload", "payload::text").replace("actor", "actor::text")
 CHANNEL = "rlreg_events"  # PostgreSQL NOTIFY channel: woken followers read by position
@@ -30,10 +33,10 @@ UTC = dt.timezone.utc
 class SQLiteLog:
     """The log's statements on SQLite (the caller holds ``BEGIN IMMEDIATE``)."""
 
-    read_all = f"SELECT {EVENT_COLUMNS} FROM rlreg_events WHERE position > ? ORDER BY position LIMIT ?"
-    read_span = f"SELECT {EVENT_COLUMNS} FROM rlreg_events WHERE position BETWEEN ? AND ? ORDER BY position"
+    read_all = f"SELECT {SQLITE_EVENT_COLUMNS} FROM rlreg_events WHERE position > ? ORDER BY position LIMIT ?"
+    read_span = f"SELECT {SQLITE_EVENT_COLUMNS} FROM rlreg_events WHERE position BETWEEN ? AND ? ORDER BY position"
     read_stream_sql = (
-        f"SELECT {EVENT_COLUMNS} FROM rlreg_events WHERE stream = ? AND stream_version > ? ORDER BY stream_version"
+        f"SELECT {SQLITE_EVENT_COLUMNS} FROM rlreg_events WHERE stream = ? AND stream_version > ? ORDER BY stream_version"
     )
     claims = {
         None: "INSERT INTO rlreg_streams (name, version) VALUES (?, ?) "
@@ -61,7 +64,7 @@ class SQLiteLog:
             return None
         last = dbapi.execute(self.allocate, (n,)).fetchall()[0][0]
         version, first = got[0][0] - n + 1, last - n + 1
-        stamp = now.strftime("%Y-%m-%d %H:%M:%S.%f")  # ``now`` is UTC; SQLAlchemy's format for SQLite
+        stamp = now.isoformat(" ", "microseconds")[:26]  # UTC, SQLAlchemy's "%Y-%m-%d %H:%M:%S.%f" (strftime: 3x slower)
         rows = [(first + i, ids[i].hex, stream, version + i, types[i], payloads[i], stamp, actors[i]) for i in range(n)]
         if n == 1:
             dbapi.execute(self.insert, rows[0])
@@ -69,20 +72,20 @@ class SQLiteLog:
             dbapi.executemany(self.insert, rows)
         return last, got[0][0]
 
-    def events(self, dbapi: Any, after: int, limit: Optional[int]) -> list[tuple]:
+    def events(self, dbapi: Any, after: int, limit: Optional[int]) -> list[dict[str, Any]]:
         """Rows with ``position > after``, ascending."""
-        return _sqlite_rows(dbapi.execute(self.read_all, (after, -1 if limit is None else limit)).fetchall())
+        return _sqlite_page(dbapi, self.read_all, (after, -1 if limit is None else limit), limit)
 
-    def span(self, dbapi: Any, first: int, last: int) -> list[tuple]:
+    def span(self, dbapi: Any, first: int, last: int) -> list[dict[str, Any]]:
         """Rows with positions ``first..last``."""
-        return _sqlite_rows(dbapi.execute(self.read_span, (first, last)).fetchall())
+        return _sqlite_page(dbapi, self.read_span, (first, last), last - first + 1)
 
-    def stream(self, dbapi: Any, stream: str, after: int, types: Optional[Sequence[str]] = None) -> list[tuple]:
+    def stream(self, dbapi: Any, stream: str, after: int, types: Optional[Sequence[str]] = None) -> list[dict[str, Any]]:
         """Rows of ``stream`` after ``after`` (only of ``types``, if given), in stream order."""
         if types is None:
-            return _sqlite_rows(dbapi.execute(self.read_stream_sql, (stream, after)).fetchall())
+            return _sqlite_page(dbapi, self.read_stream_sql, (stream, after))
         query = self.read_stream_sql.replace(" ORDER BY", f" AND type IN ({', '.join('?' * len(types))}) ORDER BY")
-        return _sqlite_rows(dbapi.execute(query, (stream, after, *types)).fetchall())
+        return _sqlite_page(dbapi, query, (stream, after, *types))
 
     def head(self, dbapi: Any) -> int:
         """The last position."""
@@ -115,23 +118,41 @@ def _actors(rows: list[tuple]) -> list[Any]:
     return json.loads("[" + ",".join([r[7] or "null" for r in rows]) + "]")
 
 
-def _sqlite_rows(rows: list[tuple]) -> list[tuple]:
+def _sqlite_page(dbapi: Any, query: str, params: Sequence[Any], rows: Optional[int] = None) -> list[dict[str, Any]]:
+    """The rows of a read of events."""
+    with gc_paused(1_000_000 if rows is None else rows):  # the cursor's tuples too
+        return _sqlite_rows(dbapi.execute(query, params).fetchall())
+
+
+def _sqlite_rows(rows: list[tuple]) -> list[dict[str, Any]]:
     """SQLite keeps payloads as JSON text, timestamps as UTC text and ids as hex: convert in bulk."""
     if not rows:
-        return rows
-    parse = dt.datetime.fromisoformat
+        return []
+    parse, from_hex = dt.datetime.fromisoformat, uuid_from_hex
     with gc_paused(len(rows)):
         return [
-            (r[0], r[1], r[2], r[3], p, parse(r[5] + "+00:00"), uuid_from_hex(r[6]), a)
+            {"position": r[0], "stream": r[1], "stream_version": r[2], "type": r[3], "payload": p,
+             "timestamp": parse(r[5]), "id": from_hex(r[6]), "actor": a}
             for r, p, a in zip(rows, _payloads(rows), _actors(rows))
         ]
 
 
-def _pg_rows(rows: list[tuple]) -> list[tuple]:
+def _pg_page(dbapi: Any, query: str, params: Sequence[Any], rows: Optional[int] = None) -> list[dict[str, Any]]:
+    """The rows of a read of events, fetched in binary (ints, timestamps and UUIDs decode faster than from text)."""
+    with gc_paused(1_000_000 if rows is None else rows):  # the cursor's tuples too
+        with dbapi.cursor(binary=True) as cursor:
+            return _pg_rows(cursor.execute(query, params).fetchall())
+
+
+def _pg_rows(rows: list[tuple]) -> list[dict[str, Any]]:
     if not rows:
-        return rows
+        return []
     with gc_paused(len(rows)):
-        return [(r[0], r[1], r[2], r[3], p, r[5], r[6], a) for r, p, a in zip(rows, _payloads(rows), _actors(rows))]
+        return [
+            {"position": r[0], "stream": r[1], "stream_version": r[2], "type": r[3], "payload": p,
+             "timestamp": r[5], "id": r[6], "actor": a}
+            for r, p, a in zip(rows, _payloads(rows), _actors(rows))
+        ]
 
 
 @contextmanager
@@ -152,14 +173,20 @@ def gc_paused(objects: int) -> Iterator[None]:
         gc.enable()
 
 
-_new, _set, _UNKNOWN = object.__new__, object.__setattr__, uuid.SafeUUID.unknown
+_new, _UUID, _UNKNOWN = object.__new__, uuid.UUID, uuid.SafeUUID.unknown
+_set_int, _set_safe = uuid.UUID.__dict__["int"].__set__, uuid.UUID.__dict__["is_safe"].__set__  # the slots
 
 
 def uuid_from_hex(text: str) -> uuid.UUID:
     """``uuid.UUID(text)`` for the 32 hex digits SQLite holds, without its parsing of other spellings."""
-    made = _new(uuid.UUID)
-    _set(made, "int", int(text, 16))
-    _set(made, "is_safe", _UNKNOWN)
+    return uuid_from_int(int(text, 16))
+
+
+def uuid_from_int(value: int) -> uuid.UUID:
+    """``uuid.UUID(int=value)`` for a 128-bit ``value``, without its range check."""
+    made = _new(_UUID)
+    _set_int(made, value)
+    _set_safe(made, _UNKNOWN)
     return made
 
 
@@ -211,20 +238,20 @@ class PostgresLog:
         row = dbapi.execute(self.statements[key], params).fetchone()
         return None if row is None else (row[0], row[1])
 
-    def events(self, dbapi: Any, after: int, limit: Optional[int]) -> list[tuple]:
+    def events(self, dbapi: Any, after: int, limit: Optional[int]) -> list[dict[str, Any]]:
         """Rows with ``position > after``, ascending."""
-        return _pg_rows(dbapi.execute(self.read_all, (after, limit)).fetchall())
+        return _pg_page(dbapi, self.read_all, (after, limit), limit)
 
-    def span(self, dbapi: Any, first: int, last: int) -> list[tuple]:
+    def span(self, dbapi: Any, first: int, last: int) -> list[dict[str, Any]]:
         """Rows with positions ``first..last``."""
-        return _pg_rows(dbapi.execute(self.read_span, (first, last)).fetchall())
+        return _pg_page(dbapi, self.read_span, (first, last), last - first + 1)
 
-    def stream(self, dbapi: Any, stream: str, after: int, types: Optional[Sequence[str]] = None) -> list[tuple]:
+    def stream(self, dbapi: Any, stream: str, after: int, types: Optional[Sequence[str]] = None) -> list[dict[str, Any]]:
         """Rows of ``stream`` after ``after`` (only of ``types``, if given), in stream order."""
         if types is None:
-            return _pg_rows(dbapi.execute(self.read_stream_sql, (stream, after)).fetchall())
+            return _pg_page(dbapi, self.read_stream_sql, (stream, after))
         query = self.read_stream_sql.replace(" ORDER BY", " AND type = ANY(%s) ORDER BY")
-        return _pg_rows(dbapi.execute(query, (stream, after, list(types))).fetchall())
+        return _pg_page(dbapi, query, (stream, after, list(types)))
 
     def head(self, dbapi: Any) -> int:
         """The last position."""

@@ -25,13 +25,14 @@ import time
 import uuid
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
+from json.encoder import c_make_encoder, encode_basestring_ascii  # type: ignore[attr-defined]
 from typing import Any, Optional, Protocol, Union
 
 import sqlalchemy as sa
 from sqlalchemy.engine import URL, Connection, Engine
 
 from registry import db, errors, tailing
-from registry.eventlog import PostgresLog, SQLiteLog, gc_paused
+from registry.eventlog import PostgresLog, SQLiteLog, gc_paused, uuid_from_int
 from registry.schema import NAME_LENGTH, TYPE_LENGTH, checkpoints, position_counter
 
 
@@ -43,7 +44,7 @@ def time_ordered_uuid() -> uuid.UUID:
     """
     rand = int.from_bytes(os.urandom(10), "big")
     value = (time.time_ns() // 1_000_000) << 80 | 0x7 << 76 | ((rand >> 62) & 0xFFF) << 64 | 0b10 << 62
-    return uuid.UUID(int=value | (rand & ((1 << 62) - 1)))
+    return uuid_from_int(value | (rand & ((1 << 62) - 1)))  # in range by construction: no UUID(int=) checks
 
 
 @dataclasses.dataclass(frozen=True)
@@ -276,9 +277,10 @@ class EventStore:
                 f"stream {stream!r}: expected version {expected}, but it is at version {actual}"
             )
         last_position, last_version = written
-        n = len(new_events)
+        first, version = last_position - len(new_events) + 1, last_version - len(new_events) + 1
         return events_of(
-            [(last_position - n + 1 + i, stream, last_version - n + 1 + i, e.type, e.payload, now, e.id, e.actor)
+            [{"position": first + i, "stream": stream, "stream_version": version + i, "type": e.type,
+              "payload": e.payload, "timestamp": now, "id": e.id, "actor": e.actor}
              for i, e in enumerate(new_events)]
         )
 
@@ -288,7 +290,7 @@ class EventStore:
         first = self._log.position_of(driver, ids[0])
         if first is not None:
             rows = self._log.span(driver, first, first + len(ids) - 1)
-            if [r[6] for r in rows] == ids:
+            if [r["id"] for r in rows] == ids:
                 return events_of(rows)
         elif first_only:
             return None  # a later id already recorded fails the insert
@@ -398,23 +400,25 @@ class EventStore:
                 rows = self._log.events(driver, after, batch)
                 if not rows:
                     return count
-                for row in rows:
-                    self.projector.apply(conn, Event(*row))
-                count, after = count + len(rows), rows[-1][0]
+                for event in events_of(rows):
+                    self.projector.apply(conn, event)
+                count, after = count + len(rows), rows[-1]["position"]
 
 
-_FIELDS = tuple(f.name for f in dataclasses.fields(Event))
+def events_of(rows: Sequence[dict[str, Any]]) -> list[Event]:
+    """``[Event(**row) for row in rows]``, each dict becoming an event's ``__dict__`` as it is.
 
-
-def events_of(rows: Sequence[tuple]) -> list[Event]:
-    """``[Event(*row) for row in rows]``, without the frozen dataclass's per-field ``__setattr__`` calls."""
-    made, new, fields = [], object.__new__, _FIELDS
+    The frozen dataclass's ``__init__`` makes one ``object.__setattr__`` call per field; the rows
+    (from ``registry.eventlog`` or an append) already hold exactly the fields, in order.
+    """
     with gc_paused(len(rows)):
-        for row in rows:
-            event = new(Event)
-            event.__dict__.update(zip(fields, row))
-            made.append(event)
-    return made
+        return [_event(row) for row in rows]
+
+
+def _event(fields: dict[str, Any], new: Any = object.__new__, set_: Any = object.__setattr__) -> Event:
+    event = new(Event)
+    set_(event, "__dict__", fields)
+    return event
 
 
 def _driver_of(conn: Connection) -> Any:
@@ -493,6 +497,17 @@ def _check_name(what: str, name: Any, limit: int = NAME_LENGTH) -> None:
 _JSON = json.JSONEncoder(allow_nan=False)  # json.dumps(..., allow_nan=False) would build one per call
 
 
+def _payload_encoder() -> Callable[[Any], str]:
+    """``_JSON.encode`` for the payloads of one append, its C encoder built once instead of once per payload.
+
+    The encoder's circular-reference markers are its own: it is not shared between threads.
+    """
+    if c_make_encoder is None:  # no C accelerator
+        return _JSON.encode
+    encode = c_make_encoder({}, _JSON.default, encode_basestring_ascii, None, ": ", ", ", False, False, False)
+    return lambda value: "".join(encode(value, 0))
+
+
 def _check_append(stream: str, new_events: list[NewEvent], expected: Optional[int]) -> list[str]:
     """Refuse bad input before anything is written; returns the payloads as JSON text."""
     _check_name("stream", stream)
@@ -502,7 +517,7 @@ def _check_append(stream: str, new_events: list[NewEvent], expected: Optional[in
         raise errors.InvalidEventError(
             f"append to stream {stream!r}: expected_version must be None or an int >= 0, got {expected!r}"
         )
-    payloads = []
+    payloads, encode = [], _payload_encoder()
     for e in new_events:
         if not isinstance(e, NewEvent):
             raise errors.InvalidEventError(f"append to stream {stream!r}: {e!r} is not a NewEvent")
@@ -510,7 +525,7 @@ def _check_append(stream: str, new_events: list[NewEvent], expected: Optional[in
         if not isinstance(e.id, uuid.UUID):
             raise errors.InvalidEventError(f"append to stream {stream!r}: event id {e.id!r} is not a uuid.UUID")
         try:
-            payloads.append(_JSON.encode(e.payload))
+            payloads.append(encode(e.payload))
         except (TypeError, ValueError) as exc:
             raise errors.InvalidEventError(
                 f"append to stream {stream!r}: the payload of {e.type!r} is not JSON: {exc}"
