@@ -218,27 +218,29 @@ class EventStore:
         if self._projects(new_events):
             with self.transaction() as conn:
                 return self._write_and_project(conn, stream, new_events, payloads, expected)
+        columns = _columns(new_events, payloads)  # before the write lock: it is held for as little as it can be
         if not self._sqlite:
             with self._driver("appending") as driver:  # one statement, its own transaction
-                return self._write(driver, stream, new_events, payloads, expected)
-        with db.sqlite_writer_queue(self.engine):
-            driver = self._pinned.get() if self._pinned is not None else None
-            if driver is None:  # in memory: the engine's one connection
-                with db.dbapi_connection(self.engine, "appending") as driver:
-                    return self._write_sqlite(driver, stream, new_events, payloads, expected)
-            return self._write_sqlite(driver, stream, new_events, payloads, expected)
+                written = self._write(driver, stream, columns, expected)
+        else:
+            with db.sqlite_writer_queue(self.engine):
+                driver = self._pinned.get() if self._pinned is not None else None
+                if driver is None:  # in memory: the engine's one connection
+                    with db.dbapi_connection(self.engine, "appending") as driver:
+                        written = self._write_sqlite(driver, stream, columns, expected)
+                else:
+                    written = self._write_sqlite(driver, stream, columns, expected)
+        return _recorded_events(stream, new_events, written)
 
-    def _write_sqlite(
-        self, driver: Any, stream: str, new_events: list[NewEvent], payloads: list[str], expected: Optional[int]
-    ) -> list[Event]:
+    def _write_sqlite(self, driver: Any, stream: str, columns: _Columns, expected: Optional[int]) -> _Written:
         driver.execute("BEGIN IMMEDIATE")
         try:
-            recorded = self._write(driver, stream, new_events, payloads, expected)
+            written = self._write(driver, stream, columns, expected)
             driver.execute("COMMIT")
         except BaseException:
             driver.rollback()
             raise
-        return recorded
+        return written
 
     def _append_joined(
         self, conn: Connection, stream: str, new_events: list[NewEvent], payloads: list[str], expected: Optional[int]
@@ -252,7 +254,8 @@ class EventStore:
     def _write_and_project(
         self, conn: Connection, stream: str, new_events: list[NewEvent], payloads: list[str], expected: Optional[int]
     ) -> list[Event]:
-        recorded = self._write(_driver_of(conn), stream, new_events, payloads, expected)
+        written = self._write(_driver_of(conn), stream, _columns(new_events, payloads), expected)
+        recorded = _recorded_events(stream, new_events, written)
         if self.projector is not None:
             for event in recorded:
                 self.projector.apply(conn, event)
@@ -262,27 +265,18 @@ class EventStore:
         if self.projector is None:
             return False
         handles = getattr(self.projector, "handles", None)
-        return handles is None or any(handles(e.type) for e in new_events)
+        return handles is None or any(map(handles, {e.type for e in new_events}))
 
-    def _write(
-        self, driver: Any, stream: str, new_events: list[NewEvent], payloads: list[str], expected: Optional[int]
-    ) -> list[Event]:
+    def _write(self, driver: Any, stream: str, columns: _Columns, expected: Optional[int]) -> _Written:
         now = dt.datetime.now(dt.timezone.utc)
-        types, ids = [e.type for e in new_events], [e.id for e in new_events]
-        actors = [None if e.actor is None else _JSON.encode(e.actor) for e in new_events]
+        types, payloads, ids, actors = columns
         written = self._log.write(driver, stream, types, payloads, ids, expected, now, actors)
         if written is None:
             actual = self._log.stream_version(driver, stream)
             raise errors.ConflictError(
                 f"stream {stream!r}: expected version {expected}, but it is at version {actual}"
             )
-        last_position, last_version = written
-        first, version = last_position - len(new_events) + 1, last_version - len(new_events) + 1
-        return events_of(
-            [{"position": first + i, "stream": stream, "stream_version": version + i, "type": e.type,
-              "payload": e.payload, "timestamp": now, "id": e.id, "actor": e.actor}
-             for i, e in enumerate(new_events)]
-        )
+        return written[0], written[1], now
 
     def _recorded(self, driver: Any, new_events: list[NewEvent], first_only: bool = False) -> Optional[list[Event]]:
         """The events of an earlier append with exactly these ids, or None if none of them is recorded."""
@@ -403,6 +397,27 @@ class EventStore:
                 for event in events_of(rows):
                     self.projector.apply(conn, event)
                 count, after = count + len(rows), rows[-1]["position"]
+
+
+_Columns = tuple[list[str], list[str], list[uuid.UUID], list[Optional[str]]]  # types, payloads, ids, actors
+_Written = tuple[int, int, dt.datetime]  # last position, last stream version, timestamp
+
+
+def _columns(new_events: list[NewEvent], payloads: list[str]) -> _Columns:
+    """What the log's ``write`` takes, column by column (payloads already JSON)."""
+    actors = [None if e.actor is None else _JSON.encode(e.actor) for e in new_events]
+    return [e.type for e in new_events], payloads, [e.id for e in new_events], actors
+
+
+def _recorded_events(stream: str, new_events: list[NewEvent], written: _Written) -> list[Event]:
+    """The events an append recorded, from its last position and stream version."""
+    last_position, last_version, now = written
+    first, version = last_position - len(new_events) + 1, last_version - len(new_events) + 1
+    return events_of(
+        [{"position": first + i, "stream": stream, "stream_version": version + i, "type": e.type,
+          "payload": e.payload, "timestamp": now, "id": e.id, "actor": e.actor}
+         for i, e in enumerate(new_events)]
+    )
 
 
 def events_of(rows: Sequence[dict[str, Any]]) -> list[Event]:
