@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import threading
 import time
 import uuid
@@ -231,3 +232,24 @@ def test_payloads_round_trip_exactly(store):
     assert read == recorded[0]
     assert list(read.payload) == ["z", "a", "ü", "m"]  # key order kept, not re-sorted
     assert read.payload == payload and isinstance(read.payload["a"][2], int)
+
+
+def test_a_large_page_reads_back_exactly_as_appended(store):
+    # Pages of 256+ rows are built in bulk (one JSON parse, GC paused, binary fetch on PostgreSQL).
+    events = [NewEvent("T", {"i": i, "x": [i / 3, None, "é"]}, actor={"user": f"u{i}"} if i % 3 else None)
+              for i in range(600)]
+    appended = store.append("big", events[:300], expected_version=0) + store.append("big", events[300:])
+    for read in (store.events(), store.events(after=0, limit=600), store.read_stream("big")):
+        assert read == appended
+        assert all(e.timestamp.tzinfo is not None and e.timestamp.utcoffset().total_seconds() == 0 for e in read)
+        assert all(type(e.id) is uuid.UUID and e.id.version == 7 for e in read)
+        assert [e.to_dict() for e in read] == [e.to_dict() for e in appended]
+
+
+@pytest.mark.parametrize("payload", [{"a": [1, 2.5, None, True]}, "x\u00e9\n", 3, [], {1: "a", True: 1, None: 2}, (1, 2)])
+def test_payloads_are_stored_as_json_dumps_writes_them(store, payload):
+    recorded = store.append("p", [NewEvent("T", payload)])[0]
+    with store.engine.connect() as conn:
+        query = f"SELECT CAST(payload AS TEXT) FROM rlreg_events WHERE position = {recorded.position}"
+        text = conn.exec_driver_sql(query).scalar()
+    assert text == json.dumps(payload, allow_nan=False)  # PostgreSQL's json (not jsonb) keeps the text as sent
