@@ -81,6 +81,7 @@ class Registry:
         self.offline = storage_config.offline() if offline is None else bool(offline)
         self._actor = actors.override(actor)
         self._acting_as: ContextVar[dict[str, Any]] = ContextVar(f"rlreg_actor_{id(self)}", default={})
+        self._joined: ContextVar[sa.Connection | None] = ContextVar(f"rlreg_joined_{id(self)}", default=None)
         # The store and the snapshot queue are made on first use: reads of the log need no torch.
         self._cache_dir = cache_dir
         self._store: storage.Store | None = None
@@ -283,9 +284,16 @@ class Registry:
             return [*out, NewEvent(VERSION_RECORDED, payload)]
 
         wait_turn()
-        # gc's protocol: touch the objects, re-upload any it collected meanwhile, check them in the append
-        recorded = collector.append_referencing(self, name, manifest, events, lambda: collector.reupload(self.store, tensors, manifest))
-        retention.apply(self, name)  # after the commit: the new version is the latest, always kept
+        policy: list[bool] = []
+
+        def has_policy(conn: sa.Connection) -> None:  # read in the append: a policy set later applies itself
+            policy[:] = [retention.policy_of(conn, name) is not None]
+
+        # gc's protocol: touch the objects in the append (re-upload any it collected meanwhile)
+        recorded = collector.append_referencing(self, name, manifest, events,
+                                                lambda: collector.reupload(self.store, tensors, manifest), has_policy)
+        if not policy or policy[-1]:  # unknown (no check ran): apply it
+            retention.apply(self, name)  # after the commit: the new version is the latest, always kept
         last = recorded[-1]
         return ModelVersion(
             name=name, version=last.payload["version"], created_at=last.timestamp, metadata=metadata,
@@ -315,50 +323,86 @@ class Registry:
         return rlmodule.spec_to_dict(replay.spec_object(spec, self.trusted_modules))
 
     def _append_with_retry(self, name: str, make_events, check: Any = None) -> list[Event]:
-        """Append ``make_events(latest_version, last_spec_digest)`` at the stream's head, retrying clashes."""
+        """Append ``make_events(latest_version, last_spec_digest)`` at the stream's head, retrying clashes.
+
+        ``check(conn)`` runs first in the append's transaction (it may write, or raise to roll back).
+        """
         for attempt in range(MAX_ATTEMPTS):
-            with self._read(f"reading model {name!r}") as conn:
-                # The stream version first: if it moves after this read, the append below conflicts.
-                expected = conn.execute(sa.select(streams.c.version).where(streams.c.name == name)).scalar() or 0
-                row = conn.execute(sa.select(models.c.latest_version, models.c.spec_digest)
-                                   .where(models.c.name == name)).first()
-            latest, last_digest = (row.latest_version, row.spec_digest) if row else (0, None)
-            new = make_events(latest, last_digest)
-            if not new:
-                return []
             try:
-                return self._append_resending(name, new, expected, check)
+                return self._append_resending(name, make_events, check)
             except errors.ConflictError:
                 if attempt == MAX_ATTEMPTS - 1:
                     raise
                 time.sleep(random.uniform(0, min(0.002 * 2 ** min(attempt, 6), 0.1)))
         raise AssertionError("unreachable")
 
-    def _append_resending(self, name: str, new: list[NewEvent], expected: int, check: Any = None) -> list[Event]:
-        """Append ``new``; when the reply is lost, resend the same events (same ids).
+    def _append_resending(self, name: str, make_events, check: Any = None) -> list[Event]:
+        """Make the events at the stream's head and append them; when the reply is lost, resend the
+        same events (same ids) at the same expected version.
 
         A commit whose reply never arrived is indistinguishable from one that failed; resending the
         identical events is safe because the event store returns the originally recorded events for
-        ids it already holds, so a lost reply never records a version twice.
+        ids it already holds, so a lost reply never records a version twice. With ``check`` the head is
+        read in the append's transaction: on SQLite it holds the write lock from its start, so the head
+        cannot move before the append; on PostgreSQL a concurrent append makes this one conflict (and
+        the caller retry). Without it the head is read first, and nothing is written when no event is made.
         """
+        made = None if check is not None else self._read_head(name, make_events)
         for attempt in range(LOST_REPLY_ATTEMPTS):
             try:
                 if check is None:
-                    return self._events.append(name, new, expected_version=expected)
-                with self._events.transaction() as conn:  # the check and the append commit together
+                    expected, new = made
+                    return self._events.append(name, new, expected_version=expected) if new else []
+                with self._events.transaction() as conn, self._joined_reads(conn):  # check and append commit together
                     check(conn)
-                    return self._events.append(name, new, expected_version=expected, conn=conn)
+                    if made is None:
+                        made = self._make_at_head(conn, name, make_events)
+                    expected, new = made
+                    return self._events.append(name, new, expected_version=expected, conn=conn) if new else []
             except errors.DatabaseUnavailableError:
                 if attempt == LOST_REPLY_ATTEMPTS - 1:
                     raise
                 time.sleep(min(0.05 * 2**attempt, 1.0))
         raise AssertionError("unreachable")
 
+    def _read_head(self, name: str, make_events) -> tuple[int, list[NewEvent]]:
+        with self._read(f"reading model {name!r}") as conn:
+            expected, latest, last_digest = self._head(conn, name)
+        return expected, make_events(latest, last_digest)
+
+    def _make_at_head(self, conn: sa.Connection, name: str, make_events) -> tuple[int, list[NewEvent]]:
+        expected, latest, last_digest = self._head(conn, name)
+        return expected, make_events(latest, last_digest)
+
+    @staticmethod
+    def _head(conn: sa.Connection, name: str) -> tuple[int, int, str | None]:
+        """``(stream version, latest version, last spec digest)`` of ``name``."""
+        # The stream version first: if it moves after this read, the append conflicts.
+        expected = conn.execute(sa.select(streams.c.version).where(streams.c.name == name)).scalar() or 0
+        row = conn.execute(sa.select(models.c.latest_version, models.c.spec_digest)
+                           .where(models.c.name == name)).first()
+        return (expected, row.latest_version, row.spec_digest) if row else (expected, 0, None)
+
+    @contextmanager
+    def _joined_reads(self, conn: sa.Connection) -> Iterator[None]:
+        """Within the block, ``_read`` (in this thread or task) reads in ``conn``'s transaction: the reads of
+        a ``make_events`` see what the append will build on (and an in-memory database has one connection)."""
+        token = self._joined.set(conn)
+        try:
+            yield
+        finally:
+            self._joined.reset(token)
+
     # --- reading -------------------------------------------------------------------------
 
     @contextmanager
     def _read(self, what: str) -> Iterator[sa.Connection]:
         self._refuse_offline(what)
+        joined = self._joined.get()
+        if joined is not None:
+            with db.translate_errors(what):
+                yield joined
+            return
         with db.translate_errors(what), self._events.engine.connect() as conn, conn.begin():
             yield conn
 

@@ -3,20 +3,25 @@
 The objects table (``rlreg_objects``: digest, size, state, generation, last touched by the database
 clock) is what writers and ``gc`` coordinate on. The safety argument:
 
-1. A writer stores its objects (upload, or dedup: the object is already there), then *touches* their
-   rows (``touched_at`` = now; a ``deleted`` row becomes ``live`` again with ``generation + 1``, and
-   the writer re-checks storage and re-uploads what is missing; a ``deleting`` row makes it wait). In
-   the transaction that appends the event naming the objects, it locks their rows and checks each is
-   still ``live`` at the generation it touched, and touches them again; otherwise the append rolls back
-   and the writer starts over (touch, re-upload, append).
+1. A writer stores its objects (upload, or dedup: the object is already there), then, in the
+   transaction that appends the event naming them, touches their rows (``touched_at`` = now; a
+   missing row is created ``live`` at generation 0), locking them; if every row is ``live`` the event
+   commits with the touch, in one transaction. Otherwise (a row is ``deleting`` or ``deleted``: gc
+   collected or is collecting the object since it was stored) that transaction rolls back and the
+   writer takes the slow path: it touches the rows in a transaction of their own (a ``deleted`` row
+   becomes ``live`` again with ``generation + 1`` and the writer re-checks storage and re-uploads what
+   is missing; a ``deleting`` row makes it wait), then appends, checking in the append's transaction
+   that each row is still ``live`` at the generation it touched and touching them again; otherwise
+   the append rolls back and the writer starts over (touch, re-upload, append).
 2. ``gc`` picks objects no live version references (nor a version deleted less than ``grace`` ago, so
    ``restore_version`` works) whose row was touched more than ``grace`` ago (an object without a row:
    stored more than ``grace`` ago). In one transaction per batch it locks each row, re-checks that it
    is ``live`` and untouched since the cutoff and marks it ``deleting`` (the tombstone); then it deletes
    the objects from storage, then marks the rows ``deleted``.
 3. Row locks order the two transactions. If the writer's append commits first, its touch is newer than
-   the cutoff and ``gc`` leaves the object. If the tombstone commits first, the writer's check sees
-   ``deleting`` (or, later, another generation) and does not commit. So no committed version names a
+   the cutoff (for a grace longer than one append transaction) and ``gc`` leaves the object. If the
+   tombstone commits first, the writer's append sees ``deleting`` (or ``deleted``, or another
+   generation) and does not commit. So no committed version names a
    deleted object, whatever the timing; a writer that stalls past the grace period re-uploads.
 
 Rows are never removed (a row's generation is what tells a writer its object was collected in
@@ -105,15 +110,38 @@ class Touched:
     busy: set[str] = field(default_factory=set)
 
 
+def _insert_missing(conn: Connection, sizes: Mapping[str, int], now: dt.datetime) -> None:
+    """Rows (``live``, generation 0) for the objects that have none, in digest order (as rows are locked)."""
+    rows = [{"digest": d, "nbytes": int(sizes[d]), "state": LIVE, "generation": 0, "touched_at": now} for d in sorted(sizes)]
+    for i in range(0, len(rows), 500):
+        conn.execute(_insert(conn).values(rows[i : i + 500]).on_conflict_do_nothing())
+
+
+def touch_live(sizes: Mapping[str, int]) -> Callable[[Connection], None]:
+    """The common case's check, in the append's own transaction: create missing rows, lock them and touch
+    them; ``_Stale`` (roll back, take the slow path) unless every one is ``live``."""
+
+    def check(conn: Connection) -> None:
+        if not sizes:
+            return
+        now = db_now(conn)
+        _insert_missing(conn, sizes, now)
+        rows = _locked_rows(conn, list(sizes))
+        collected = sorted(d for d in sizes if d not in rows or rows[d].state != LIVE)
+        if collected:
+            raise _Stale(f"{len(collected)} object(s) were collected by gc since they were stored (e.g. {collected[0]})")
+        _set(conn, sizes, touched_at=now)
+
+    return check
+
+
 def touch(event_store: Any, sizes: Mapping[str, int]) -> Touched:
     """Touch the rows of the objects a write will reference (creating missing rows)."""
     if not sizes:
         return Touched({})
     with event_store.transaction() as conn:
         now = db_now(conn)
-        rows = [{"digest": d, "nbytes": int(n), "state": LIVE, "generation": 0, "touched_at": now} for d, n in sizes.items()]
-        for i in range(0, len(rows), 500):
-            conn.execute(_insert(conn).values(rows[i : i + 500]).on_conflict_do_nothing())
+        _insert_missing(conn, sizes, now)
         found = _locked_rows(conn, list(sizes))
         busy = {d for d, r in found.items() if r.state == DELETING}
         revived = {d for d, r in found.items() if r.state == DELETED}
@@ -139,6 +167,17 @@ def still_live(generations: Mapping[str, int]) -> Callable[[Connection], None]:
     return check
 
 
+def _also(first: Callable[[Connection], None], then: Callable[[Connection], None] | None) -> Callable[[Connection], None]:
+    if then is None:
+        return first
+
+    def both(conn: Connection) -> None:
+        first(conn)
+        then(conn)
+
+    return both
+
+
 def object_sizes(manifest: Mapping[str, Any]) -> dict[str, int]:
     """``{object digest: bytes}`` of the objects a manifest references."""
     sizes = {d: int(o.get("nbytes", 0)) for d, o in (manifest.get("objects") or {}).items()}
@@ -146,13 +185,18 @@ def object_sizes(manifest: Mapping[str, Any]) -> dict[str, int]:
 
 
 def append_referencing(reg: Any, name: str, manifest: Mapping[str, Any], make_events: Any,
-                       reupload: Callable[[], Any] | None) -> list:
+                       reupload: Callable[[], Any] | None, check: Callable[[Connection], None] | None = None) -> list:
     """Append ``make_events``'s events, which name ``manifest``'s objects, with the touch protocol.
 
     ``reupload()`` stores the objects again (a snapshot puts its tensors again); without it, objects
-    that gc reclaimed make this raise ``ObjectsCollectedError``.
+    that gc reclaimed make this raise ``ObjectsCollectedError``. ``check(conn)`` also runs in the
+    append's transaction, after the protocol's own check.
     """
     sizes = object_sizes(manifest)
+    try:  # the common case: one transaction touches the objects and appends the events
+        return reg._append_with_retry(name, make_events, check=_also(touch_live(sizes), check))
+    except _Stale as exc:
+        log.info("model %r: %s; touching them first", name, exc)
     for attempt in range(ATTEMPTS):
         touched = touch(reg.event_store, sizes)
         if not touched.busy:
@@ -166,7 +210,7 @@ def append_referencing(reg: Any, name: str, manifest: Mapping[str, Any], make_ev
                 log.info("model %r: re-uploading %d object(s) gc reclaimed meanwhile", name, len(missing))
                 reupload()
             try:
-                return reg._append_with_retry(name, make_events, check=still_live(touched.generations))
+                return reg._append_with_retry(name, make_events, check=_also(still_live(touched.generations), check))
             except _Stale as exc:
                 log.info("model %r: %s; touching them again", name, exc)
         time.sleep(random.uniform(0, min(0.01 * 2 ** min(attempt, 6), 0.5)))

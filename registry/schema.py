@@ -197,8 +197,8 @@ retention = Table(
 )
 
 # Storage objects the writers and ``gc`` coordinate on (derived data: not from the log). A writer
-# touches a row (``touched_at``, the database clock) before it references the object and again in the
-# transaction of the event naming it; ``gc`` moves a row ``live`` -> ``deleting`` -> ``deleted`` under
+# touches a row (``touched_at``, the database clock) in the transaction of the event naming the object
+# (and, when gc collected it meanwhile, once before that too: ``registry.gc``); ``gc`` moves a row ``live`` -> ``deleting`` -> ``deleted`` under
 # its row lock. ``generation`` grows each time a deleted object is written again, so a writer can tell
 # that the object it touched was collected in between.
 objects = Table(
