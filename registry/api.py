@@ -6,6 +6,7 @@ import datetime
 import inspect
 import json
 import random
+import threading
 import time
 from collections.abc import Iterable, Iterator, Mapping
 from contextlib import contextmanager
@@ -30,7 +31,7 @@ from registry.modeldiff import ModelDiff, diff_versions
 from registry.names import did_you_mean, validate_alias, validate_name, validate_position, validate_version
 from registry.projections import (
     ALIAS_REMOVED, ALIAS_SET, DESCRIPTION_SET, SPEC_RECORDED, TAGS_REMOVED, TAGS_SET, VERSION_RECORDED,
-    Projections, spec_digest,
+    Projections, canonical_json, spec_digest,
 )
 from registry.records import ModelInfo, ModelVersion
 from registry.schema import PROJECTION_TABLES, aliases, models, specs, streams, version_fields, versions
@@ -82,6 +83,7 @@ class Registry:
         self._actor = actors.override(actor)
         self._acting_as: ContextVar[dict[str, Any]] = ContextVar(f"rlreg_actor_{id(self)}", default={})
         self._joined: ContextVar[sa.Connection | None] = ContextVar(f"rlreg_joined_{id(self)}", default=None)
+        self._specs = _Remembered()  # spec texts by digest (content-addressed, immutable) and resolved specs
         # The store and the snapshot queue are made on first use: reads of the log need no torch.
         self._cache_dir = cache_dir
         self._store: storage.Store | None = None
@@ -252,9 +254,9 @@ class Registry:
                                 lambda: self._snapshots.wait_turn(name))
 
         def stage() -> tuple:
-            tensors, rest = _split_checked(name, module)
+            tensors, rest = _split_checked(name, module)  # rest: new dicts and lists of immutable leaves
             staged, release = self._snapshots.staging.stage(tensors)
-            return staged, json.loads(json.dumps(rest)), release
+            return staged, rest, release
 
         return self._snapshots.submit(
             name, stage, lambda staged, wait_turn: self._record(name, spec, metadata, staged, progress, wait_turn)
@@ -317,10 +319,22 @@ class Registry:
 
     def _spec_dict(self, spec: dict) -> dict:
         """``spec`` as it will be replayed: its classes resolved now (so a load cannot fail on them
-        later) and without ``load_state_path`` (the registry supplies the state)."""
+        later) and without ``load_state_path`` (the registry supplies the state).
+
+        Remembered by the canonical JSON of ``spec`` (and the trusted modules): the next snapshot of
+        the same module skips the round trip through the spec object. A fresh copy each time.
+        """
         from registry import replay  # torch
 
-        return rlmodule.spec_to_dict(replay.spec_object(spec, self.trusted_modules))
+        try:
+            key = (canonical_json(spec), repr(self.trusted_modules))
+        except (TypeError, ValueError):  # not JSON: let the spec object say what is wrong with it
+            return rlmodule.spec_to_dict(replay.spec_object(spec, self.trusted_modules))
+        text = self._specs.get(key)
+        if text is None:
+            text = canonical_json(rlmodule.spec_to_dict(replay.spec_object(spec, self.trusted_modules)))
+            self._specs.put(key, text)
+        return json.loads(text)
 
     def _append_with_retry(self, name: str, make_events, check: Any = None) -> list[Event]:
         """Append ``make_events(latest_version, last_spec_digest)`` at the stream's head, retrying clashes.
@@ -572,12 +586,16 @@ class Registry:
             row = self._row(conn, name, version, alias)
             return self._spec_of(conn, row.spec_digest)
 
-    @staticmethod
-    def _spec_of(conn: sa.Connection, digest: str) -> dict:
-        spec = conn.execute(sa.select(specs.c.spec).where(specs.c.digest == digest)).scalar()
-        if spec is None:
-            raise errors.NotFoundError(f"spec {digest!r} is not recorded")
-        return spec
+    def _spec_of(self, conn: sa.Connection, digest: str) -> dict:
+        """The recorded spec of ``digest`` (a fresh copy); specs are immutable, so each is read once."""
+        text = self._specs.get(digest)
+        if text is None:
+            spec = conn.execute(sa.select(specs.c.spec).where(specs.c.digest == digest)).scalar()
+            if spec is None:
+                raise errors.NotFoundError(f"spec {digest!r} is not recorded")
+            text = canonical_json(spec)
+            self._specs.put(digest, text)
+        return json.loads(text)
 
     def manifest(self, name: str, version: int | None = None, *, alias: str | None = None) -> dict:
         """The storage manifest of a version's tensors."""
@@ -907,6 +925,22 @@ class Registry:
     def upgrade_schema(self) -> db.SchemaStatus:
         """Upgrade the database's schema to this rlreg's head revision."""
         return db.upgrade(self._events.engine)
+
+
+class _Remembered:
+    """A small thread-safe map that forgets its oldest entries past ``size``."""
+
+    def __init__(self, size: int = 256) -> None:
+        self._size, self._items, self._lock = size, {}, threading.Lock()
+
+    def get(self, key: Any) -> Any:
+        return self._items.get(key)
+
+    def put(self, key: Any, value: Any) -> None:
+        with self._lock:
+            self._items[key] = value
+            while len(self._items) > self._size:
+                del self._items[next(iter(self._items))]
 
 
 def _check_limit(limit: Any) -> None:

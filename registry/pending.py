@@ -80,20 +80,34 @@ class StagingPool:
         self._lock = threading.Lock()
 
     def stage(self, tensors: Mapping[str, Any]) -> tuple[dict[str, Any], Callable[[], None]]:
-        """One copy of ``tensors`` (torch or numpy) and the function that hands its buffer back."""
+        """One copy of ``tensors`` (torch or numpy) and the function that hands its buffer back.
+
+        Contiguous CPU tensors are staged as ``storage`` raw tensors (dtype, shape, bytes) over the
+        buffer: one memmove each and no torch view to make, which is most of the cost of many small ones.
+        """
         import numpy as np
         import torch
+        from storage.tensors import RawTensor, dtype_name
 
-        sizes = {k: t.numel() * t.element_size() for k, t in tensors.items() if isinstance(t, torch.Tensor)}
+        sizes = {k: t.nbytes for k, t in tensors.items() if isinstance(t, torch.Tensor)}
         buf = self._take(sum(_aligned(n) for n in sizes.values()))
+        base = buf.data_ptr()
+        whole = memoryview((ctypes.c_ubyte * buf.numel()).from_address(base)).cast("B") if buf.numel() else None
         out: dict[str, Any] = {}
         offset = 0
         for key, t in tensors.items():
-            if key not in sizes:
+            n = sizes.get(key)
+            if n is None:
                 out[key] = np.array(t, copy=True)  # numpy state: a fresh copy
                 continue
-            out[key] = _copy_into(buf[offset : offset + sizes[key]], t)
-            offset += _aligned(sizes[key])
+            name = dtype_name(t.dtype)
+            if name is not None and t.layout is torch.strided and t.device.type == "cpu" and t.is_contiguous():
+                if n:
+                    ctypes.memmove(base + offset, t.data_ptr(), n)
+                out[key] = RawTensor(name, tuple(t.shape), whole[offset : offset + n] if n else memoryview(b""), buf)
+            else:
+                out[key] = _copy_into(buf[offset : offset + n], t)
+            offset += _aligned(n)
         return out, lambda: self._give(buf)
 
     def _take(self, nbytes: int) -> torch.Tensor:

@@ -50,7 +50,8 @@ def split_state(state: dict) -> tuple[dict[str, torch.Tensor | np.ndarray], dict
                     f"{SEP!r}")
             key = prefix + k
             if isinstance(v, torch.Tensor):
-                tensors[key] = v.detach().cpu()
+                on_cpu = not v.requires_grad and v.device.type == "cpu"
+                tensors[key] = v if on_cpu else v.detach().cpu()  # (get_state's tensors are already)
                 rest[k] = {TENSOR_MARK: "torch"}
             elif isinstance(v, (np.ndarray, np.generic)):
                 if np.asarray(v).dtype == object:

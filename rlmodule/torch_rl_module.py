@@ -93,7 +93,7 @@ class TorchRLModule(nn.Module, RLModule):
         at once (a snapshot, a checkpoint) uses to avoid copying every byte before writing it.
         """
         copy = kwargs.get("copy", True)
-        state_dict = self.state_dict()
+        state_dict = self.state_dict(keep_vars=True)  # _cpu detaches each tensor once
         if inference_only and not self.config.inference_only:
             state_dict = self._inference_only_get_state_hook(state_dict)
         return {k: _cpu(v, copy) for k, v in state_dict.items()}

@@ -64,12 +64,14 @@ def check_value(value: Any, where: str) -> None:
         level = [child for node in level for child in _children(node)]
 
 
+_NESTED = (Mapping, list, tuple)
+_CONTAINERS = frozenset({dict, list, tuple})
+_SCALARS = frozenset({str, int, float, bool, type(None)})  # never nested: no isinstance of an ABC for them
+
+
 def _children(node: Any) -> list[Any]:
-    if isinstance(node, Mapping):
-        return [v for v in node.values() if isinstance(v, (Mapping, list, tuple))]
-    if isinstance(node, (list, tuple)):
-        return [v for v in node if isinstance(v, (Mapping, list, tuple))]
-    return []
+    values = node.values() if isinstance(node, Mapping) else node if isinstance(node, (list, tuple)) else ()
+    return [v for v in values if type(v) in _CONTAINERS or (type(v) not in _SCALARS and isinstance(v, _NESTED))]
 
 
 def _message(where: str, depth: int | str) -> str:

@@ -21,8 +21,15 @@ _NUMPY_LACKS = {"BF16", "F8_E4M3", "F8_E5M2"}
 _NAME_OF_NUMPY = {np.dtype(name): fmt for fmt, (name, _) in _DTYPES.items() if fmt not in _NUMPY_LACKS}
 
 
+def dtype_name(dtype: torch.dtype) -> str | None:
+    """The safetensors dtype name of a torch dtype (``torch.float32`` -> ``F32``), ``None`` if unsupported."""
+    return _NAME_OF_TORCH.get(dtype)
+
+
 def to_raw(name: str, value: object) -> RawTensor:
-    """The raw bytes of a torch tensor or numpy array, copying only if not already C-contiguous."""
+    """The raw bytes of a torch tensor or numpy array (a ``RawTensor`` as it is), copying only if not C-contiguous."""
+    if isinstance(value, RawTensor):
+        return value
     if isinstance(value, torch.Tensor):
         return _torch_to_raw(name, value)
     if isinstance(value, np.ndarray | np.generic):
