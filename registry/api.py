@@ -84,6 +84,7 @@ class Registry:
         self._acting_as: ContextVar[dict[str, Any]] = ContextVar(f"rlreg_actor_{id(self)}", default={})
         self._joined: ContextVar[sa.Connection | None] = ContextVar(f"rlreg_joined_{id(self)}", default=None)
         self._specs = _Remembered()  # spec texts by digest (content-addressed, immutable) and resolved specs
+        self._templates: Any = None  # registry.templates.Templates (torch), made on the first load
         # The store and the snapshot queue are made on first use: reads of the log need no torch.
         self._cache_dir = cache_dir
         self._store: storage.Store | None = None
@@ -624,7 +625,24 @@ class Registry:
         state = rlmodule.join_state(tensors, row.state or {})
         from registry import replay  # torch
 
-        return replay.rebuild(spec, state, tensors, self.trusted_modules)
+        module = self._kept_builds.rebuild(row.spec_digest, spec, state, tensors, self.trusted_modules)
+        return module if module is not None else replay.rebuild(spec, state, tensors, self.trusted_modules)
+
+    @property
+    def _kept_builds(self) -> Any:
+        """``registry.templates.Templates``: the meta builds of the specs loaded here (made on first use)."""
+        if self._templates is None:
+            from registry.templates import Templates  # torch
+
+            self._templates = Templates()
+        return self._templates
+
+    def _metadata_only(self, digest: str, spec: dict) -> Any:
+        """The module of ``spec`` on ``meta`` (``replay.metadata_only``), copied from the kept build if any."""
+        from registry import replay  # torch
+
+        module = self._kept_builds.metadata_only(digest, spec, self.trusted_modules)
+        return module if module is not None else replay.metadata_only(spec, self.trusted_modules)
 
     def _stored(self, name: str, version: int | None = None, *, alias: str | None = None) -> tuple[Any, dict]:
         """The projected row of a version and its spec dict, in one read transaction.

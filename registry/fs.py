@@ -17,8 +17,9 @@ derived from a metadata-only build of the module on PyTorch's ``meta`` device (n
 numbers) that gives each folder's metadata, constructor arguments and components. Tensors are read
 only when a state file is: ``Location.load_tensors`` receives the verified tensors ``Store.get``
 returns (views of the one verified buffer, no copy; ``set_state`` then copies them into the module),
-and a plain byte read of the file joins them behind its header. Nothing is cached across restores
-and nothing is written anywhere: no scratch folder, no build lock.
+and a plain byte read of the file joins them behind its header. Only the registry's kept meta
+builds (``registry.templates``) are reused across restores, and nothing is written anywhere: no
+scratch folder, no build lock.
 """
 
 from __future__ import annotations
@@ -71,11 +72,9 @@ class VersionCheckpoint:
     """A version's checkpoint folders, made from its stored spec, state and manifest."""
 
     def __init__(self, reg: Any, row: Any, spec: dict) -> None:
-        from registry import replay
-
         self.reg, self.manifest = reg, row.manifest
         self.folders: dict[str, _Folder] = {}
-        self._add("", replay.metadata_only(spec, reg.trusted_modules), "", dict(row.state or {}))
+        self._add("", reg._metadata_only(row.spec_digest, spec), "", dict(row.state or {}))
 
     def _add(self, path: str, component: Any, prefix: str, rest: dict) -> None:
         names = tuple(name for name, _ in component.get_checkpointable_components())

@@ -20,6 +20,7 @@ naming it. Unlike RLlib, `save_to_path(state=...)` never mutates the caller's di
 from __future__ import annotations
 
 import abc
+import functools
 import inspect
 import posixpath
 import tempfile
@@ -44,8 +45,9 @@ READABLE_CHECKPOINT_VERSIONS = ("2.0",)
 StateDict = dict
 
 
+@functools.lru_cache(maxsize=1)
 def rlreg_version() -> str:
-    """The installed rlreg distribution's version ("0+unknown" when not installed)."""
+    """The installed rlreg distribution's version ("0+unknown" when not installed); read once per process."""
     try:
         return importlib_metadata.version("rlreg")
     except importlib_metadata.PackageNotFoundError:

@@ -22,9 +22,33 @@ MAX_JSON_DEPTH = 100  # arrays and objects inside each other; real specs and hea
 _TOKEN = re.compile(rb'"(?:[^"\\]|\\.)*"|[\[\]{}]', re.DOTALL)
 
 
+_STRING = re.compile(rb'"[^"\\]*(?:\\.[^"\\]*)*"', re.DOTALL)  # as _TOKEN's strings, unrolled (faster)
+_NOT_BRACKET = re.compile(rb"[^\[\]{}]+")
+_PAIR = re.compile(rb"\(\)")
+_AS_PARENS = bytes.maketrans(b"[{]}", b"(())")
+
+
 def text_depth(data: bytes | bytearray | memoryview | str) -> int:
     """The deepest nesting of arrays and objects in JSON text (linear, no recursion; not a validator)."""
     raw = data.encode("utf-8", "surrogatepass") if isinstance(data, str) else bytes(data)
+    depth = _balanced_depth(raw)
+    return depth if depth is not None else _scanned_depth(raw)
+
+
+def _balanced_depth(raw: bytes) -> int | None:
+    """The depth of balanced brackets by removing the innermost pairs level by level (each pass in C);
+    ``None`` for unbalanced brackets or nesting past the limit (then scanned token by token)."""
+    brackets = _NOT_BRACKET.sub(b"", _STRING.sub(b"", raw)).translate(_AS_PARENS)
+    for depth in range(MAX_JSON_DEPTH + 1):
+        if not brackets:
+            return depth
+        brackets, removed = _PAIR.subn(b"", brackets)
+        if not removed:
+            return None
+    return None
+
+
+def _scanned_depth(raw: bytes) -> int:
     depth = deepest = 0
     for match in _TOKEN.finditer(raw):
         token = match.group()

@@ -164,3 +164,24 @@ class TiedPolicy(DictPolicy):
         super().setup()
         self.head2 = nn.Linear(self.net[2].in_features, 3)
         self.head2.weight = self.net[2].weight
+
+
+class CountedPolicy(DictPolicy):
+    """A DictPolicy that counts how many times its constructor ran."""
+
+    setups = 0
+
+    def setup(self) -> None:
+        type(self).setups += 1
+        super().setup()
+
+
+class ClosurePolicy(DictPolicy):
+    """A setup that keeps a lambda (and a forward hook) capturing ``self``: a copy of the module would
+    still call the original's, so it must be built afresh."""
+
+    def setup(self) -> None:
+        super().setup()
+        self.weight_sum = lambda: self.net[0].weight.sum()
+        self.hooked = []
+        self.net.register_forward_hook(lambda mod, args, out: self.hooked.append(float(self.net[0].weight.detach().sum())))

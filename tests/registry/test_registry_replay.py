@@ -170,3 +170,52 @@ def test_modules_the_meta_device_cannot_build_exactly_are_built_normally(reg, cl
     else:
         assert toys.states_equal(loaded, module)
     assert all(not t.is_meta for t in (*loaded.parameters(), *loaded.buffers()))
+
+
+@pytest.mark.parametrize("make", [lambda: toys.spec().build(), lambda: toys.multi_spec().build()])
+def test_loads_of_a_spec_are_independent_copies(reg, make):
+    """The second load copies the first's kept meta build: equal state, no shared tensor, no random numbers."""
+    module = make()
+    reg.snapshot("twice", module)
+    first = reg.load("twice")
+    torch.manual_seed(7)
+    expected = torch.rand(4)
+    torch.manual_seed(7)
+    second = reg.load("twice")
+    assert torch.equal(torch.rand(4), expected)
+    assert toys.states_equal(first, module) and toys.states_equal(second, module)
+    parts = lambda m: m.values() if isinstance(m, MultiRLModule) else [m]  # noqa: E731
+    ptrs = lambda m: {t.data_ptr() for p in parts(m) for t in (*p.parameters(), *p.buffers()) if t.numel()}  # noqa: E731
+    assert not ptrs(first) & ptrs(second)
+    with torch.no_grad():
+        for p in parts(first):
+            p.net[0].weight.add_(1.0)
+    assert toys.states_equal(second, module)
+    assert all(not t.is_meta for p in parts(second) for t in (*p.parameters(), *p.buffers()))
+    assert type(first) is type(second) is type(module)
+
+
+def test_a_spec_loaded_again_does_not_run_its_constructor_again(reg):
+    spec = toys.spec()
+    spec.module_class = toys.CountedPolicy
+    module = spec.build()
+    reg.snapshot("counted", module)
+    before = toys.CountedPolicy.setups
+    loads = [reg.load("counted") for _ in range(3)]
+    assert toys.CountedPolicy.setups - before <= 2  # the kept build (and, at most, its first check)
+    assert all(toys.states_equal(m, module) for m in loads)
+
+
+def test_a_module_holding_closures_over_itself_is_built_for_each_load(reg):
+    """A copy would keep lambdas calling the kept (meta) build: such a module is built afresh each time."""
+    spec = toys.spec()
+    spec.module_class = toys.ClosurePolicy
+    module = spec.build()
+    toys.train_step(module, 1)
+    reg.snapshot("closures", module)
+    for _ in range(2):
+        loaded = reg.load("closures")
+        assert toys.states_equal(loaded, module)
+        assert torch.equal(loaded.weight_sum(), module.net[0].weight.sum())
+        loaded(toys.batch())
+        assert loaded.hooked == [float(module.net[0].weight.detach().sum())]

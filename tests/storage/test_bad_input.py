@@ -169,3 +169,22 @@ def test_error_tree():
         obj = getattr(storage, name)
         if isinstance(obj, type) and issubclass(obj, Exception):
             assert issubclass(obj, storage.StorageError), name
+
+
+@pytest.mark.parametrize("text", [
+    b"", b"{}", b"[[]]", b'{"a":"[[[["}', b"[[[", b"]]][[", b'{"a":[1,{"b":[]}]}', b"[" * 150 + b"]" * 150,
+    b'"\\"[" [', b'{"x":"\\\\"}[]', b'"unterminated [[', b'[{"k": "a\\"]}"}]', b"[" * 101 + b"]" * 101,
+])
+def test_json_depth_is_the_deepest_bracket_outside_strings(text):
+    """The fast depth (innermost pairs removed in passes) agrees with a token-by-token scan, unbalanced too."""
+    from storage import jsondepth
+
+    depth = 0
+    deepest = 0
+    for match in jsondepth._TOKEN.finditer(text):
+        if match.group() in (b"[", b"{"):
+            depth += 1
+            deepest = max(deepest, depth)
+        elif match.group() in (b"]", b"}"):
+            depth -= 1
+    assert jsondepth.text_depth(text) == deepest

@@ -1,0 +1,179 @@
+"""Meta-device builds of recorded specs, kept by spec digest and copied for each load.
+
+Building a module on the ``meta`` device (``registry.replay``) runs its constructor under a torch
+function mode: for a module of many small tensors that costs more than loading them. Specs are
+content-addressed and immutable, so a load of a spec loaded before copies the build it kept
+(``copy.deepcopy`` with fresh, uninitialised CPU storage in place of each meta tensor) instead of
+running the constructor again. A build is kept only when ``replay`` would fill it exactly (every
+tensor a parameter or persistent buffer, rlmodule's own ``set_state``) and a first copy proves the
+copies independent: nothing reachable from the copy (attributes, closures of hooks and lambdas,
+bound methods, weak references) is part of the kept build. Anything else, or any failure, and the
+load builds as before. Keyed by digest, torch's default dtype and the trusted modules.
+"""
+
+from __future__ import annotations
+
+import copy
+import functools
+import logging
+import threading
+import types
+import weakref
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+
+from registry import replay
+
+log = logging.getLogger(__name__)
+_WALK_LIMIT = 200_000  # objects a first copy's independence check visits before it gives up (no template)
+_ATOMS = (type, types.ModuleType, str, bytes, int, float, complex, bool, type(None), torch.Tensor, torch.dtype,
+          torch.device, types.BuiltinFunctionType)
+
+
+@dataclass(frozen=True)
+class Template:
+    """A module built on ``meta`` and the flat state keys it needs."""
+
+    module: Any
+    keys: frozenset[str]
+
+
+class Templates:
+    """The kept builds of one registry (at most ``size``; ``False`` marks a spec that cannot have one)."""
+
+    def __init__(self, size: int = 64) -> None:
+        self._size, self._items, self._lock = size, {}, threading.Lock()
+
+    def rebuild(self, digest: str, spec: Mapping[str, Any], state: dict, tensors: Mapping[str, Any],
+                trusted_modules: Any = None) -> Any:
+        """The module of ``spec`` with ``state`` set, copied from the kept build; ``None`` if there is none."""
+        template = self.get(digest, spec, trusted_modules)
+        if template is None or template.keys != set(tensors):
+            return None
+        try:
+            return _filled(template, state, tensors)
+        except Exception as exc:  # noqa: BLE001 - any failure means: build it as before
+            log.debug("copy of the kept build of %s failed (%r); building normally", spec.get("module_class"), exc)
+            return None
+
+    def metadata_only(self, digest: str, spec: Mapping[str, Any], trusted_modules: Any = None) -> Any:
+        """A copy of the kept build, still on ``meta`` (``replay.metadata_only``'s); ``None`` if there is none."""
+        template = self.get(digest, spec, trusted_modules)
+        try:
+            return None if template is None else copy.deepcopy(template.module)
+        except Exception as exc:  # noqa: BLE001 - any failure means: build it as before
+            log.debug("copy of the kept build of %s failed (%r)", spec.get("module_class"), exc)
+            return None
+
+    def get(self, digest: str, spec: Mapping[str, Any], trusted_modules: Any = None) -> Template | None:
+        """The kept build of ``spec`` (made on first use), ``None`` if it cannot have one."""
+        key = (digest, torch.get_default_dtype(), repr(trusted_modules))
+        template = self._items.get(key)
+        if template is None:
+            template = _make(spec, trusted_modules)
+            with self._lock:
+                self._items[key] = template
+                while len(self._items) > self._size:
+                    del self._items[next(iter(self._items))]
+        return template or None
+
+
+def _make(spec: Mapping[str, Any], trusted_modules: Any) -> Template | bool:
+    """The build of ``spec`` on ``meta`` if copies of it are exact and independent, else ``False``."""
+    try:
+        spec_obj = replay.spec_object(spec, trusted_modules)  # outside the meta context: class resolution may import
+        with torch.device("meta"):
+            module = spec_obj.build()
+        roots = list(replay._torch_roots(module))
+        if not roots or not all(replay._only_registered_tensors(r) for r in roots) or not replay._stock_set_state(module):
+            return False
+        if any(type(p) is not torch.nn.Parameter for r in roots for p in r.parameters()):
+            return False
+        keys = replay._state_keys(module)
+        if keys is None or _reaches(_copy(module), _owned(module, roots)):
+            return False
+        return Template(module, frozenset(keys))
+    except Exception as exc:  # noqa: BLE001 - any failure means: no template
+        log.debug("no kept build of %s (%r)", spec.get("module_class"), exc)
+        return False
+
+
+def _copy(module: Any) -> Any:
+    """A deep copy of a meta build whose tensors are fresh, uninitialised CPU ones."""
+    memo: dict[int, Any] = {}
+    for root in replay._torch_roots(module):
+        for sub in root.modules():
+            for p in sub._parameters.values():
+                if p is not None:
+                    memo[id(p)] = torch.nn.Parameter(torch.empty(p.shape, dtype=p.dtype), requires_grad=p.requires_grad)
+            for b in sub._buffers.values():
+                if b is not None:
+                    memo[id(b)] = torch.empty(b.shape, dtype=b.dtype)
+    return copy.deepcopy(module, memo)
+
+
+def _filled(template: Template, state: dict, tensors: Mapping[str, Any]) -> Any:
+    module = _copy(template.module)
+    if not replay._copy_in(module, tensors, ""):
+        module.set_state(state)
+    return None if replay._any_meta(list(replay._torch_roots(module))) else module
+
+
+def _owned(module: Any, roots: list[torch.nn.Module]) -> set[int]:
+    """The ids of the build's own objects: the module, its sub-modules and their tensors."""
+    owned = {id(module)}
+    for root in roots:
+        owned |= {id(m) for m in root.modules()}
+        owned |= {id(t) for t in (*root.parameters(), *root.buffers())}
+    return owned
+
+
+def _reaches(start: Any, owned: set[int]) -> bool:
+    """Whether any of ``owned`` is reachable from ``start`` (or the walk is too large to tell)."""
+    seen: set[int] = set()
+    stack = [start]
+    while stack:
+        obj = stack.pop()
+        if id(obj) in seen:
+            continue
+        seen.add(id(obj))
+        if id(obj) in owned:
+            return True
+        if len(seen) > _WALK_LIMIT:
+            return True
+        if isinstance(obj, _ATOMS):
+            continue
+        stack.extend(_referents(obj))
+    return False
+
+
+def _referents(obj: Any) -> list[Any]:
+    if isinstance(obj, dict):
+        return [*obj.keys(), *obj.values()]
+    if isinstance(obj, (list, tuple, set, frozenset)):
+        return list(obj)
+    if isinstance(obj, types.FunctionType):
+        cells = [c.cell_contents for c in obj.__closure__ or () if _filled_cell(c)]
+        return [*cells, obj.__defaults__, obj.__kwdefaults__]
+    if isinstance(obj, types.MethodType):
+        return [obj.__self__, obj.__func__]
+    if isinstance(obj, weakref.ref):
+        return [obj()]
+    if isinstance(obj, functools.partial):
+        return [obj.func, obj.args, obj.keywords]
+    out = [getattr(obj, "__dict__", None)]
+    for cls in type(obj).__mro__:
+        for slot in getattr(cls, "__slots__", ()) if not isinstance(getattr(cls, "__slots__", ()), str) else (cls.__slots__,):
+            out.append(getattr(obj, slot, None))
+    return out
+
+
+def _filled_cell(cell: Any) -> bool:
+    try:
+        cell.cell_contents  # noqa: B018 - an empty cell raises
+    except ValueError:
+        return False
+    return True
