@@ -305,6 +305,19 @@ def local_atomic_write(path: str, buffers: Iterable[Any], *, durable: bool = Fal
             fsync_folder(d)
 
 
+def make_folders(parent: str, names: Iterable[str], *, durable: bool = False) -> None:
+    """Make the local folders ``parent/<name>`` (and ``parent`` with its missing parents); with ``durable``,
+    fsync ``parent`` and every folder above it that this call created, so the new names survive power loss."""
+    created = _missing_folders(parent) if durable else []
+    os.makedirs(parent, exist_ok=True)
+    for name in names:
+        with contextlib.suppress(FileExistsError):  # not a folder: the write that needs it says so
+            os.makedirs(os.path.join(parent, name), exist_ok=True)
+    if durable:
+        for d in [parent, *(os.path.dirname(c) for c in created)]:
+            fsync_folder(d)
+
+
 def _missing_folders(folder: str) -> list[str]:
     """``folder`` and those of its parents that do not exist yet (innermost first)."""
     out = []

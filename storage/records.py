@@ -33,6 +33,7 @@ from storage.jsondepth import MAX_JSON_DEPTH, text_depth
 RECORD_FORMAT = "rlreg.cache-record/1"
 _KEY_FORMAT = "rlreg.cache-key/1"
 _WRAPPING = 4  # levels the record adds around the JSON it holds
+_REMEMBERED = 256  # records whose last put a RecordCache remembers (to skip encoding them again)
 
 
 def canonical(value: Any) -> bytes:
@@ -45,6 +46,7 @@ class RecordCache:
 
     def __init__(self, folder: str) -> None:
         self.folder = os.path.abspath(folder)
+        self._written: dict[str, tuple[Any, tuple]] = {}  # path -> (value put, the file's stat after it)
 
     def path(self, key: Sequence[Any]) -> str:
         """Where the record of ``key`` lives."""
@@ -60,12 +62,20 @@ class RecordCache:
     def put(self, key: Sequence[Any], value: Any) -> bool:
         """Record ``value`` (JSON) under ``key``, replacing what the key held; whether anything was written
         (nothing is when the key already holds these bytes)."""
-        data = self.encode(key, value)
         path = self.path(key)
-        if _read_if_file(path) == data:
-            return False
-        local_atomic_write(path, [data])
-        return True
+        known = self._written.get(path)
+        if known is not None and known[0] == value and known[1] == _signature(path):
+            return False  # this process put these values there, and the file has not changed since
+        data = self.encode(key, value)
+        written = _read_if_file(path) != data
+        if written:
+            local_atomic_write(path, [data])
+        signature = _signature(path)
+        if signature is not None:
+            self._written[path] = (json.loads(data)["value"], signature)  # a copy: the caller's may change
+            while len(self._written) > _REMEMBERED:
+                del self._written[next(iter(self._written))]
+        return written
 
     def get(self, key: Sequence[Any]) -> Any | None:
         """The value recorded under ``key`` (verified), ``None`` if there is none; ``IntegrityError`` if
@@ -114,6 +124,15 @@ class RecordCache:
         """Forget ``key``."""
         with contextlib.suppress(FileNotFoundError):
             os.unlink(self.path(list(key)))
+
+
+def _signature(path: str) -> tuple | None:
+    """What tells a regular file rewritten (or replaced) since: inode, size and modification time."""
+    try:
+        st = os.lstat(path)
+    except OSError:
+        return None
+    return (st.st_ino, st.st_size, st.st_mtime_ns, st.st_mode)
 
 
 def _read_if_file(path: str) -> bytes | None:

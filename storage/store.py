@@ -139,6 +139,7 @@ class Store:
             self.cache = ObjectCache(cache_dir or default_cache_dir(), cache_max_bytes or default_max_bytes())
         self.stats = StoreStats()
         self.durable = durable
+        self._fanned_out = False
         self.offline = config.offline() if offline is None else bool(offline)
 
     def __repr__(self) -> str:
@@ -179,6 +180,7 @@ class Store:
         prog = Progress(progress, sum(r.nbytes for r in raws.values()))
         prog.start()
         if self._local:  # one writer thread (its fsyncs overlap the hashing); none for small puts
+            self._fan_out()
             threads = 1 if prog.total >= _THREADED_PUT_FROM else 0
             return self._put_pipelined(raws, prog, threads, self._keep_local, "rlreg-put")
         return self._put_pipelined(raws, prog, _UPLOAD_THREADS, self._keep_remote, "rlreg-upload")
@@ -217,6 +219,17 @@ class Store:
                     raise
         object_of = {t: o.digest for o in planned.values() for t in o.raws}
         return manifest.build(raws, digests, object_of, {o: obj.nbytes for o, obj in planned.items()})
+
+    def _fan_out(self) -> None:
+        """Make the 256 folders ``objects/00`` .. ``objects/ff`` at the first local put (durable, with the
+        folders above them): a later write then fsyncs its object and its folder, never a new folder's parent."""
+        if self._fanned_out:
+            return
+        root = posixpath.join(self.location.path, "objects")
+        if not os.path.isdir(posixpath.join(root, "ff")) or len(os.listdir(root)) < 256:
+            with filesystems.translate_errors(self.url):
+                filesystems.make_folders(root, [f"{i:02x}" for i in range(256)], durable=self.durable)
+        self._fanned_out = True
 
     def _keep_local(self, obj: objects.EncodedObject, prog: Progress, weight: int) -> None:
         if not self._intact_local(obj):

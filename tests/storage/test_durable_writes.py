@@ -73,3 +73,15 @@ def test_control_a_plain_write_is_reported(tmp_path, syscalls):
         f"{syscalls[0][1].split(' -> ')[0]} not fsynced before its rename",
         f"folder {tmp_path} not fsynced after the rename",
     ]
+
+
+def test_the_first_put_makes_every_object_folder_so_later_writes_fsync_no_new_folder(tmp_path, syscalls):
+    store = Store(tmp_path / "store")
+    store.put({"a": torch.randn(30_000)})
+    root = f"{store.location.path}/objects"
+    assert sorted(os.listdir(root)) == [f"{i:02x}" for i in range(256)]
+    assert ("fsync", root) in syscalls  # the folders' names are durable
+    syscalls.clear()
+    m = store.put({"b": torch.randn(30_000), "c": torch.randn(20_000)})
+    folders = {os.path.dirname(object_path(store, o)) for o in manifest_objects(m)}
+    assert {arg for op, arg in syscalls if op == "fsync" and "/.tmp-" not in arg} == folders

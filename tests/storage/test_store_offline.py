@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import os
 import socket
 
 import pytest
@@ -62,3 +63,19 @@ def test_records_are_verified(tmp_path):
     assert list(records.verify()) == [path]  # (lies where its key does not put it): removed
     assert records.get(["a", 1]) is None and records.get(["a", 2]) == {"x": 2}
     assert not records.verify()
+
+
+def test_a_record_put_again_is_rewritten_when_its_file_changed_meanwhile(tmp_path):
+    """A put of the value this RecordCache last put skips the encoding only while the file is untouched."""
+    records = RecordCache(str(tmp_path))
+    value = {"manifest": {"w": [1, 2]}, "tags": {}}
+    assert records.put(["v", 1], value) is True
+    value["tags"]["stage"] = "eval"  # the caller's dict changes after the put: the record does not
+    assert records.get(["v", 1]) == {"manifest": {"w": [1, 2]}, "tags": {}}
+    assert records.put(["v", 1], value) is True
+    assert records.put(["v", 1], {"manifest": {"w": [1, 2]}, "tags": {"stage": "eval"}}) is False
+    os.unlink(records.path(["v", 1]))  # removed by another process (`rlreg cache verify`, a person)
+    assert records.put(["v", 1], value) is True and records.get(["v", 1]) == value
+    other = RecordCache(str(tmp_path))
+    other.put(["v", 1], {"manifest": {}, "tags": {}})  # replaced by another process
+    assert records.put(["v", 1], value) is True and records.get(["v", 1]) == value
