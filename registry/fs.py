@@ -74,6 +74,7 @@ class VersionCheckpoint:
     def __init__(self, reg: Any, row: Any, spec: dict) -> None:
         self.reg, self.manifest = reg, row.manifest
         self.folders: dict[str, _Folder] = {}
+        self._made: dict[tuple[int, str, str], Any] = {}  # (folder, kind, what) -> its JSON bytes or size
         self._add("", reg._metadata_only(row.spec_digest, spec), "", dict(row.state or {}))
 
     def _add(self, path: str, component: Any, prefix: str, rest: dict) -> None:
@@ -114,7 +115,14 @@ class VersionCheckpoint:
         return {key: got[name] for key, name in names.items()}
 
     def json_of(self, folder: _Folder, kind: str) -> bytes:
-        """A JSON file of the folder, as ``save_to_path`` writes it (``Location.write_json``'s format)."""
+        """A JSON file of the folder, as ``save_to_path`` writes it (``Location.write_json``'s format);
+        made once per instance (a restore asks for each file's size and bytes more than once)."""
+        key = (id(folder), kind, "json")
+        if key not in self._made:
+            self._made[key] = self._make_json(folder, kind)
+        return self._made[key]
+
+    def _make_json(self, folder: _Folder, kind: str) -> bytes:
         from rlmodule.checkpoints import CHECKPOINT_FORMAT, CHECKPOINT_VERSION, encode_value
         from rlmodule.serialization import serialize_type
 
@@ -141,8 +149,11 @@ class VersionCheckpoint:
             return len(self.json_of(folder, kind))
         from storage.location import safetensors_size
 
-        entries = self.manifest["tensors"]
-        return safetensors_size({key: entries[name] for key, name in self.tensor_names(folder).items()})
+        key = (id(folder), kind, "size")
+        if key not in self._made:
+            entries = self.manifest["tensors"]
+            self._made[key] = safetensors_size({k: entries[name] for k, name in self.tensor_names(folder).items()})
+        return self._made[key]
 
 
 class RegistryFileSystem(AbstractFileSystem):
