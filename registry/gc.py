@@ -8,9 +8,11 @@ clock) is what writers and ``gc`` coordinate on. The safety argument:
    missing row is created ``live`` at generation 0), locking them; if every row is ``live`` the event
    commits with the touch, in one transaction. Otherwise (a row is ``deleting`` or ``deleted``: gc
    collected or is collecting the object since it was stored) that transaction rolls back and the
-   writer takes the slow path: it touches the rows in a transaction of their own (a ``deleted`` row
-   becomes ``live`` again with ``generation + 1`` and the writer re-checks storage and re-uploads what
-   is missing; a ``deleting`` row makes it wait), then appends, checking in the append's transaction
+   writer takes the slow path: it touches the rows in a transaction of their own (a ``deleting`` row
+   makes it wait); for a ``deleted`` row it re-checks storage and re-uploads what is missing, and only
+   then turns the row ``live`` again with ``generation + 1`` (so a ``live`` row always names a stored
+   object: a writer killed between reviving and re-uploading cannot leave one that another writer's
+   one-transaction append would trust); then it appends, checking in the append's transaction
    that each row is still ``live`` at the generation it touched and touching them again; otherwise
    the append rolls back and the writer starts over (touch, re-upload, append).
 2. ``gc`` picks objects no live version references (nor a version deleted less than ``grace`` ago, so
@@ -136,7 +138,12 @@ def touch_live(sizes: Mapping[str, int]) -> Callable[[Connection], None]:
 
 
 def touch(event_store: Any, sizes: Mapping[str, int]) -> Touched:
-    """Touch the rows of the objects a write will reference (creating missing rows)."""
+    """Touch the live rows of the objects a write will reference (creating missing rows).
+
+    ``deleted`` rows are reported (``revived``), not changed: a row turns ``live`` at a new generation
+    only in ``revive``, once the object is back in storage, so that no other writer takes a ``live``
+    row for proof of an object a killed reviver never stored again.
+    """
     if not sizes:
         return Touched({})
     with event_store.transaction() as conn:
@@ -146,11 +153,24 @@ def touch(event_store: Any, sizes: Mapping[str, int]) -> Touched:
         busy = {d for d, r in found.items() if r.state == DELETING}
         revived = {d for d, r in found.items() if r.state == DELETED}
         _set(conn, [d for d, r in found.items() if r.state == LIVE], touched_at=now)
-        for d in revived:
+    generations = {d: r.generation for d, r in found.items() if r.state == LIVE}
+    return Touched(generations, revived, busy)
+
+
+def revive(event_store: Any, digests: Iterable[str]) -> Touched:
+    """Turn ``deleted`` rows ``live`` at ``generation + 1`` (their objects are stored again); touch live ones."""
+    digests = list(digests)
+    with event_store.transaction() as conn:
+        now = db_now(conn)
+        found = _locked_rows(conn, digests)
+        busy = {d for d, r in found.items() if r.state == DELETING}
+        back = {d for d, r in found.items() if r.state == DELETED}
+        _set(conn, [d for d, r in found.items() if r.state == LIVE], touched_at=now)
+        for d in back:
             conn.execute(objects.update().where(objects.c.digest == d)
                          .values(state=LIVE, generation=found[d].generation + 1, touched_at=now))
-    generations = {d: r.generation + (d in revived) for d, r in found.items()}
-    return Touched(generations, revived, busy)
+    generations = {d: r.generation + (d in back) for d, r in found.items() if d not in busy}
+    return Touched(generations, back, busy)
 
 
 def still_live(generations: Mapping[str, int]) -> Callable[[Connection], None]:
@@ -199,8 +219,9 @@ def append_referencing(reg: Any, name: str, manifest: Mapping[str, Any], make_ev
         log.info("model %r: %s; touching them first", name, exc)
     for attempt in range(ATTEMPTS):
         touched = touch(reg.event_store, sizes)
-        if not touched.busy:
-            missing = touched.revived - reg.store.exists(touched.revived) if touched.revived else set()
+        generations = dict(touched.generations)
+        if not touched.busy and touched.revived:
+            missing = touched.revived - reg.store.exists(touched.revived)
             if missing and reupload is None:
                 raise ObjectsCollectedError(
                     f"model {name!r}: {len(missing)} of the {len(sizes)} objects it names were reclaimed by gc "
@@ -209,8 +230,13 @@ def append_referencing(reg: Any, name: str, manifest: Mapping[str, Any], make_ev
             if missing:
                 log.info("model %r: re-uploading %d object(s) gc reclaimed meanwhile", name, len(missing))
                 reupload()
+            back = revive(reg.event_store, touched.revived)  # only now, with the objects stored again
+            generations.update(back.generations)
+            if back.busy:
+                touched = back
+        if not touched.busy:
             try:
-                return reg._append_with_retry(name, make_events, check=_also(still_live(touched.generations), check))
+                return reg._append_with_retry(name, make_events, check=_also(still_live(generations), check))
             except _Stale as exc:
                 log.info("model %r: %s; touching them again", name, exc)
         time.sleep(random.uniform(0, min(0.01 * 2 ** min(attempt, 6), 0.5)))

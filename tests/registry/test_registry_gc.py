@@ -222,3 +222,34 @@ def test_a_writer_does_not_commit_while_gc_is_deleting_its_objects(make_registry
     rows = _rows(reg, _objects(reg, "pol", version.version))
     assert all(r.state == "live" and r.generation == 1 for r in rows.values())  # revived, written again
     assert toys.states_equal(reg.load("pol", version.version), module)
+
+
+def test_a_writer_killed_between_reviving_and_re_uploading_leaves_no_live_row_for_a_missing_object(make_registry):
+    """Writer A finds its objects collected and dies before storing them again; writer B's put had found
+    them stored just before gc deleted them. B must not commit a version naming them while they are
+    missing: a row turns ``live`` again only once its object is back (``gc.revive``). The control is the
+    old order (revive in ``touch``), under which B's one-transaction append trusted the ``live`` row."""
+    from registry import gc as collector
+
+    reg = make_registry()
+    module = toys.spec(hidden=64).build()
+    reg.snapshot("pol", module)
+    manifest = reg.manifest("pol", 1)
+    reg.delete_version("pol", 1, reason="test", force=True)
+    time.sleep(TICK)
+    assert set(reg.gc(grace=NOW).reclaimed) == set(storage.manifest_objects(manifest))  # rows now 'deleted'
+    sizes = collector.object_sizes(manifest)
+    collector.touch(reg.event_store, sizes)  # writer A, killed right after its touch
+
+    real_put = reg.store.put
+    calls = []
+
+    def put_found_stored(tensors, **kw):  # B's first put ran before gc deleted the objects: a dedup hit
+        calls.append(1)
+        return manifest if len(calls) == 1 else real_put(tensors, **kw)
+
+    reg.store.put = put_found_stored
+    version = reg.snapshot("pol", module)  # writer B
+    assert len(calls) == 2  # B re-uploaded what gc had collected
+    assert reg.verify()["ok"]
+    assert toys.states_equal(reg.load("pol", version.version), module)
