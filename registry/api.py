@@ -345,6 +345,8 @@ class Registry:
         for attempt in range(MAX_ATTEMPTS):
             try:
                 return self._append_resending(name, make_events, check)
+            except _Refused as refused:  # the write itself is refused (e.g. aliases point at it): no retry
+                raise refused.error from None
             except errors.ConflictError:
                 if attempt == MAX_ATTEMPTS - 1:
                     raise
@@ -383,11 +385,11 @@ class Registry:
     def _read_head(self, name: str, make_events) -> tuple[int, list[NewEvent]]:
         with self._read(f"reading model {name!r}") as conn:
             expected, latest, last_digest = self._head(conn, name)
-        return expected, make_events(latest, last_digest)
+        return expected, _refusing(make_events, latest, last_digest)
 
     def _make_at_head(self, conn: sa.Connection, name: str, make_events) -> tuple[int, list[NewEvent]]:
         expected, latest, last_digest = self._head(conn, name)
-        return expected, make_events(latest, last_digest)
+        return expected, _refusing(make_events, latest, last_digest)
 
     @staticmethod
     def _head(conn: sa.Connection, name: str) -> tuple[int, int, str | None]:
@@ -1023,3 +1025,18 @@ def _state_to_store(module: rlmodule.RLModule) -> Any:
     params = inspect.signature(module.get_state).parameters
     takes_copy = "copy" in params or any(p.kind is p.VAR_KEYWORD for p in params.values())
     return module.get_state(copy=False) if takes_copy else module.get_state()
+
+
+class _Refused(Exception):
+    """A ``ConflictError`` raised by ``make_events`` itself: the write is refused, not racing another."""
+
+    def __init__(self, error: errors.ConflictError) -> None:
+        super().__init__(str(error))
+        self.error = error
+
+
+def _refusing(make_events, latest: int, last_digest: str | None) -> list[NewEvent]:
+    try:
+        return make_events(latest, last_digest)
+    except errors.ConflictError as exc:
+        raise _Refused(exc) from exc

@@ -155,3 +155,21 @@ def test_deleted_version_is_not_loadable_through_rlreg_url(default_env, make_reg
     with pytest.raises(Exception, match="version 3 was deleted") as info:
         RLModule.from_checkpoint("rlreg://pol/3")
     assert isinstance(info.value, FileNotFoundError)
+
+
+def test_a_refused_write_is_not_retried_as_a_race(three):
+    """A ConflictError from the write's own checks (aliases point at it) escapes at once; only clashes
+    with another writer are retried (it used to be retried 200 times, about 10 s)."""
+    reg, _ = three
+    reg.set_alias("pol", "prod", 2)
+    attempts = []
+    real = reg._append_resending
+
+    def counted(*args, **kwargs):
+        attempts.append(1)
+        return real(*args, **kwargs)
+
+    reg._append_resending = counted
+    with pytest.raises(ConflictError, match="aliases point at it"):
+        reg.delete_version("pol", 2, reason="x")
+    assert len(attempts) == 1
