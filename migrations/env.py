@@ -23,6 +23,15 @@ def _url() -> str:
     return db.normalize_url(url).render_as_string(hide_password=False)
 
 
+def _include_object(obj, name, type_, reflected, compare_to) -> bool:
+    """Compare a table only on the backends it exists on (``info["dialects"]``, see registry.schema)."""
+    if type_ != "table":
+        return True
+    table = compare_to if reflected else obj
+    dialects = getattr(table, "info", {}).get("dialects") if table is not None else None
+    return dialects is None or context.get_context().dialect.name in dialects
+
+
 def run_migrations_offline() -> None:
     """Emit the migration SQL for the configured URL without connecting."""
     url = _url()
@@ -43,6 +52,7 @@ def _run_on(connection) -> None:
         target_metadata=metadata,
         render_as_batch=connection.dialect.name == "sqlite",
         compare_type=True,
+        include_object=_include_object,
     )
     with context.begin_transaction():
         context.run_migrations()

@@ -34,7 +34,7 @@ from registry.projections import (
     Projections, canonical_json, spec_digest,
 )
 from registry.records import ModelInfo, ModelVersion
-from registry.schema import PROJECTION_TABLES, aliases, models, specs, streams, version_fields, versions
+from registry.schema import PROJECTION_TABLES, aliases, models, specs, version_fields, versions
 
 if TYPE_CHECKING:
     from registry.pending import PendingVersion, SnapshotQueue
@@ -391,11 +391,10 @@ class Registry:
         expected, latest, last_digest = self._head(conn, name)
         return expected, _refusing(make_events, latest, last_digest)
 
-    @staticmethod
-    def _head(conn: sa.Connection, name: str) -> tuple[int, int, str | None]:
+    def _head(self, conn: sa.Connection, name: str) -> tuple[int, int, str | None]:
         """``(stream version, latest version, last spec digest)`` of ``name``."""
         # The stream version first: if it moves after this read, the append conflicts.
-        expected = conn.execute(sa.select(streams.c.version).where(streams.c.name == name)).scalar() or 0
+        expected = self._events.stream_version(name, conn)
         row = conn.execute(sa.select(models.c.latest_version, models.c.spec_digest)
                            .where(models.c.name == name)).first()
         return (expected, row.latest_version, row.spec_digest) if row else (expected, 0, None)

@@ -66,10 +66,11 @@ def _key(name: str, type_: Any) -> Column[Any]:
     return Column(name, type_, primary_key=True, autoincrement=False)
 
 
-# One immutable event; ``position`` is global, dense and commit-ordered.
+# One immutable event; ``position`` is global, dense and commit-ordered (on SQLite the rowid itself:
+# ``INTEGER PRIMARY KEY``, no second index).
 events = Table(
     "rlreg_events", metadata,
-    _key("position", BigInteger),
+    _key("position", BigInteger().with_variant(Integer(), "sqlite")),
     _required("id", Uuid(), unique=True),
     _required("stream", String(NAME_LENGTH)),
     _required("stream_version", Integer),
@@ -80,19 +81,26 @@ events = Table(
     UniqueConstraint("stream", "stream_version", name="uq_rlreg_events_stream_version"),
 )
 
-# The current version of each stream: the row an append's expected-version check updates.
+# Tables only some backends have (``info["dialects"]``; migrations/env.py compares each with its own).
+POSTGRESQL_ONLY = {"dialects": ("postgresql",)}
+
+# The current version of each stream: the row an append's expected-version check updates. PostgreSQL
+# only: SQLite serialises writers, so there a stream's version is max(stream_version) of its events.
 streams = Table(
     "rlreg_streams", metadata,
     Column("name", String(NAME_LENGTH), primary_key=True),
     _required("version", Integer),
+    info=POSTGRESQL_ONLY,
 )
 
-# The single row that allocates positions; its row lock is held to commit.
+# The single row that allocates positions; its row lock is held to commit. PostgreSQL only: on SQLite
+# the next position is max(position) + 1 under the write lock.
 position_counter = Table(
     "rlreg_position", metadata,
     _key("id", Integer),
     _required("last", BigInteger),
     CheckConstraint("id = 1", name="single_row"),
+    info=POSTGRESQL_ONLY,
 )
 
 # A consumer's durable position in the log, advanced only forward.

@@ -44,7 +44,9 @@ class NaiveEventStore(EventStore):
     """The control: positions taken like a sequence (committed apart from the append), then appended.
 
     This is what a sequence, autoincrement or bigserial does; the delay widens the window in which a
-    later-allocated append commits first, so a tailer moves past a position that commits late.
+    later-allocated append commits first, so a tailer moves past a position that commits late. On
+    PostgreSQL it allocates from the log's counter; on SQLite (which keeps none) from a counter table
+    of its own, ``naive_position``.
     """
 
     max_delay = 0.004
@@ -53,22 +55,31 @@ class NaiveEventStore(EventStore):
         new_events = list(new_events)
         n = len(new_events)
         with self.transaction() as conn:  # "nextval": allocated and committed at once
-            last = conn.execute(
-                position_counter.update().values(last=position_counter.c.last + n).returning(position_counter.c.last)
-            ).scalar_one()
+            last = self._allocate(conn, n)
         time.sleep(random.uniform(0, self.max_delay))
         with self.transaction() as conn:
-            insert = (sqlite.insert if conn.dialect.name == "sqlite" else postgresql.insert)(streams)
-            version = conn.execute(
-                insert.values(name=stream, version=n)
-                .on_conflict_do_update(index_elements=[streams.c.name], set_={"version": streams.c.version + n})
-                .returning(streams.c.version)
-            ).scalar_one()
+            if conn.dialect.name == "sqlite":
+                version = self.stream_version(stream, conn) + n
+            else:
+                version = conn.execute(
+                    postgresql.insert(streams).values(name=stream, version=n)
+                    .on_conflict_do_update(index_elements=[streams.c.name], set_={"version": streams.c.version + n})
+                    .returning(streams.c.version)
+                ).scalar_one()
             recorded = [
                 self._event(last - n + 1 + i, stream, version - n + 1 + i, e) for i, e in enumerate(new_events)
             ]
             conn.execute(events.insert(), [dataclasses.asdict(e) for e in recorded])
         return recorded
+
+    def _allocate(self, conn, n: int) -> int:
+        if conn.dialect.name != "sqlite":
+            return conn.execute(
+                position_counter.update().values(last=position_counter.c.last + n).returning(position_counter.c.last)
+            ).scalar_one()
+        conn.exec_driver_sql("CREATE TABLE IF NOT EXISTS naive_position (id INTEGER PRIMARY KEY, last INTEGER)")
+        conn.exec_driver_sql("INSERT OR IGNORE INTO naive_position VALUES (1, (SELECT coalesce(max(position), 0) FROM rlreg_events))")
+        return conn.exec_driver_sql("UPDATE naive_position SET last = last + ? RETURNING last", (n,)).scalar_one()
 
     @staticmethod
     def _event(position, stream, stream_version, new):

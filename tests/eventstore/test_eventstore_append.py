@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import multiprocessing
 import threading
 import time
 import uuid
@@ -11,7 +12,7 @@ import pytest
 import sqlalchemy as sa
 from eventstore_helpers import jitter, plain
 
-from registry import errors
+from registry import errors, eventstore
 from registry.eventstore import EventStore, NewEvent
 
 
@@ -253,3 +254,47 @@ def test_payloads_are_stored_as_json_dumps_writes_them(store, payload):
         query = f"SELECT CAST(payload AS TEXT) FROM rlreg_events WHERE position = {recorded.position}"
         text = conn.exec_driver_sql(query).scalar()
     assert text == json.dumps(payload, allow_nan=False)  # PostgreSQL's json (not jsonb) keeps the text as sent
+
+
+def _random_parts(ids) -> list[int]:
+    return [i.int & ((0xFFF << 64) | ((1 << 62) - 1)) for i in ids]
+
+
+def _child_ids(queue) -> None:
+    queue.put(_random_parts(eventstore.time_ordered_uuid() for _ in range(20)))
+
+
+def test_event_ids_are_uuid7_and_a_forked_process_draws_its_own_random_bits():
+    ids = [eventstore.time_ordered_uuid() for _ in range(2000)]
+    assert all(i.version == 7 and i.variant == uuid.RFC_4122 for i in ids) and len(set(ids)) == 2000
+    millis = [i.int >> 80 for i in ids]
+    assert millis == sorted(millis) and abs(millis[-1] - time.time() * 1000) < 5000  # the clock, in order
+    ctx = multiprocessing.get_context("fork")
+    queue = ctx.Queue()
+    state = eventstore._ids_random.getstate()
+    child = ctx.Process(target=_child_ids, args=(queue,))
+    child.start()
+    in_child = queue.get(timeout=30)
+    child.join(timeout=30)
+    in_parent = _random_parts(eventstore.time_ordered_uuid() for _ in range(20))
+    assert not set(in_child) & set(in_parent), "a forked child repeated its parent's ids"
+    # The control: a generator in the parent's state at the fork draws exactly the parent's bits again.
+    eventstore._ids_random.setstate(state)
+    assert _random_parts(eventstore.time_ordered_uuid() for _ in range(20)) == in_parent
+
+
+def test_a_sqlite_append_seeks_the_head_and_the_stream_version_instead_of_scanning(sqlite_url):
+    # SQLite keeps no counter or stream rows: both are max() over an index, which must stay a seek (a
+    # max() wrapped in coalesce(), or read through a subquery in FROM, scans every event of the stream).
+    with EventStore(sqlite_url) as store:
+        store.append("long", plain(20_000), expected_version=0)
+        driver = store._pinned.get()
+        steps = []
+        driver.set_progress_handler(lambda: steps.append(1), 100)  # called every 100 VM instructions
+        try:
+            store.append("long", plain(1), expected_version=20_000)
+            store.append("long", plain(3))
+            assert store.stream_version("long") == 20_004 and store.head() == 20_004
+        finally:
+            driver.set_progress_handler(None, 0)
+        assert len(steps) * 100 < 5_000, f"{len(steps) * 100} VM instructions: a scan of the stream's 20,000 events"

@@ -18,15 +18,21 @@ from registry.eventstore import EventStore
 from registry.projections import Projections
 
 LOG_TABLES = {"rlreg_events", "rlreg_streams", "rlreg_position", "rlreg_checkpoints"}
+POSTGRESQL_ONLY = {"rlreg_streams", "rlreg_position"}  # SQLite derives both from the log since 0006
 PROJECTION_TABLES = {
     "rlreg_models", "rlreg_versions", "rlreg_aliases", "rlreg_specs",
     "rlreg_deleted_versions", "rlreg_deleted_models", "rlreg_retention", "rlreg_objects", "rlreg_version_fields",
 }
-HEAD = "0005_tags_descriptions"
+HEAD = "0006_sqlite_rowid_log"
 
 
 def _tables(engine) -> set[str]:
     return {t for t in sa.inspect(engine).get_table_names() if t.startswith("rlreg_")}
+
+
+def _log_tables(engine) -> set[str]:
+    """The log's tables at the head revision on this backend."""
+    return LOG_TABLES - POSTGRESQL_ONLY if engine.dialect.name == "sqlite" else LOG_TABLES
 
 
 @pytest.fixture
@@ -41,14 +47,17 @@ def test_migration_history_up_and_down(engine):
     assert db.upgrade(engine, "0001_event_log").current == "0001_event_log"
     assert _tables(engine) == LOG_TABLES
     assert db.upgrade(engine).up_to_date
-    assert _tables(engine) == LOG_TABLES | PROJECTION_TABLES
+    assert _tables(engine) == _log_tables(engine) | PROJECTION_TABLES
     assert db.downgrade(engine, "0001_event_log").current == "0001_event_log"
     assert _tables(engine) == LOG_TABLES
     status = db.downgrade(engine, "base")
     assert status.current is None and status.empty and _tables(engine) == set()
     assert db.upgrade(engine).current == db.head_revision() == HEAD
-    with engine.connect() as conn:
-        assert conn.execute(sa.text("SELECT id, last FROM rlreg_position")).all() == [(1, 0)]
+    with EventStore(engine) as store:
+        assert store.head() == 0
+    if engine.dialect.name != "sqlite":
+        with engine.connect() as conn:
+            assert conn.execute(sa.text("SELECT id, last FROM rlreg_position")).all() == [(1, 0)]
 
 
 def test_events_are_append_only_in_the_database(engine):
@@ -176,3 +185,56 @@ def test_an_unknown_target_revision_is_a_schema_error(engine):
     with pytest.raises(errors.SchemaVersionError, match=r"upgrading the schema to '0042_nope': .*0042_nope"):
         db.upgrade(engine, "0042_nope")
     assert db.schema_status(engine).empty
+
+
+def _append_0005_era(engine, rows_by_stream):
+    """What a 0005-era writer stored: events with actors, plus the stream rows and the counter."""
+    now = dt.datetime.now(dt.timezone.utc)
+    stamp = now.strftime("%Y-%m-%d %H:%M:%S.%f") if engine.dialect.name == "sqlite" else now
+    rows, position = [], 0
+    for i in range(max(len(v) for v in rows_by_stream.values())):  # interleaved streams
+        for stream, new_events in rows_by_stream.items():
+            if i < len(new_events):
+                position += 1
+                e = new_events[i]
+                rows.append({"position": position, "id": e.id.hex, "stream": stream, "stream_version": i + 1,
+                             "type": e.type, "payload": json.dumps(e.payload), "timestamp": stamp,
+                             "actor": json.dumps({"user": "old"})})
+    with engine.begin() as conn:
+        conn.execute(sa.text("INSERT INTO rlreg_events (position, id, stream, stream_version, type, payload, timestamp, actor) "
+                             "VALUES (:position, :id, :stream, :stream_version, :type, :payload, :timestamp, :actor)"), rows)
+        for stream, new_events in rows_by_stream.items():
+            conn.execute(sa.text("INSERT INTO rlreg_streams (name, version) VALUES (:s, :n)"), {"s": stream, "n": len(new_events)})
+        conn.execute(sa.text("UPDATE rlreg_position SET last = :n"), {"n": position})
+    return position
+
+
+def test_revision_0006_keeps_every_event_and_sqlite_appends_continue_from_the_log(engine):
+    db.upgrade(engine, "0005_tags_descriptions")
+    head = _append_0005_era(engine, {"a": plain(3, "a"), "b": plain(5, "b"), "c": plain(1, "c")})
+    with EventStore(engine, check_schema=False) as old:
+        before = [e.to_dict() for e in old.events()]
+    assert len(before) == head == 9
+    db.upgrade(engine)
+    with EventStore(engine) as store:
+        assert [e.to_dict() for e in store.events()] == before  # positions, ids, versions, payloads, actors
+        assert store.head() == 9
+        assert [store.stream_version(s) for s in "abcd"] == [3, 5, 1, 0]
+        appended = store.append("b", plain(2, "b2"), expected_version=5)
+        assert [(e.position, e.stream_version) for e in appended] == [(10, 6), (11, 7)]
+        assert store.append("d", plain(1, "d"), expected_version=0)[0].position == 12
+        with pytest.raises(errors.ConflictError, match=r"stream 'a': expected version 2, but it is at version 3"):
+            store.append("a", plain(1), expected_version=2)
+        assert store.head() == 12
+    with pytest.raises(sa.exc.IntegrityError, match="append-only"), engine.begin() as conn:
+        conn.execute(sa.text("DELETE FROM rlreg_events WHERE position = 1"))
+    if engine.dialect.name == "sqlite":
+        with engine.connect() as conn:
+            indexes = conn.exec_driver_sql("PRAGMA index_list(rlreg_events)").all()
+            assert sorted(r[2] for r in indexes) == [1, 1] and len(indexes) == 2  # id, (stream, version): no position index
+            assert conn.exec_driver_sql("SELECT count(*) FROM rlreg_events WHERE rowid != position").scalar() == 0
+    db.downgrade(engine, "0005_tags_descriptions")  # the counter and stream rows come back from the log
+    with engine.connect() as conn:
+        assert conn.execute(sa.text("SELECT last FROM rlreg_position")).scalar() == 12
+        assert dict(conn.execute(sa.text("SELECT name, version FROM rlreg_streams")).all()) == {"a": 3, "b": 7, "c": 1, "d": 1}
+        assert conn.execute(sa.text("SELECT count(*) FROM rlreg_events")).scalar() == 12
