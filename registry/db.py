@@ -230,9 +230,8 @@ def _use_wal(cursor: Any) -> None:
             delay = min(delay * 2, 0.1)
 
 
-@contextlib.contextmanager
-def sqlite_writer_queue(engine: Union[Engine, Connection]) -> Iterator[None]:
-    """On a SQLite file, queue writers on a blocking ``flock`` beside the database.
+def sqlite_writer_queue(engine: Union[Engine, Connection]) -> "WriterQueue":
+    """On a SQLite file, queue writers on a blocking ``flock`` beside the database (a context manager).
 
     ``BEGIN IMMEDIATE`` alone is correct, but a waiting writer polls in SQLite's busy handler with
     back-off sleeps of up to 100 ms, which throttles many writers to a few dozen appends per second;
@@ -240,29 +239,61 @@ def sqlite_writer_queue(engine: Union[Engine, Connection]) -> Iterator[None]:
     """
     database = engine.url.database if is_sqlite(engine) else None
     if fcntl is None or database in (None, "", ":memory:") or database.startswith("file:"):
-        yield
-        return
-    held = _lock_files.__dict__.setdefault("held", {})
-    path = f"{database}.writer.lock"
-    key = (os.getpid(), path)
-    if held.get(key):  # this thread holds it already (an append inside transaction()): re-enter
-        yield
-        return
-    try:
-        lock_file = _lock_file(path)
-    except OSError:  # a read-only folder: no writer can get through, SQLite refuses the write itself
-        yield
-        return
-    fcntl.flock(lock_file.fileno(), fcntl.LOCK_EX)
-    held[key] = True
-    try:
-        yield
-    finally:
-        held[key] = False
-        fcntl.flock(lock_file.fileno(), fcntl.LOCK_UN)
+        return _NO_QUEUE
+    return WriterQueue(f"{database}.writer.lock")
+
+
+class WriterQueue:
+    """The writer queue of one SQLite file; re-entrant per thread (an append inside ``transaction()``).
+
+    A class, not a generator: it is entered once per append, where a ``contextmanager``'s generator
+    cost as much as the lock's two system calls. Its state is the thread's: ``(depth, lock file)``.
+    """
+
+    __slots__ = ("path",)
+
+    def __init__(self, path: Optional[str]) -> None:
+        self.path = path
+
+    def __enter__(self) -> None:
+        if self.path is None:
+            return
+        entries = _lock_files.__dict__.setdefault("entries", {})
+        key = (_pid, self.path)  # a forked child holds none of its parent's entries
+        entry = entries.get(key)
+        if entry is not None and entry[0]:  # this thread holds it already: re-enter without locking
+            entry[0] += 1
+            return
+        try:
+            lock_file = _lock_file(self.path)
+        except OSError:  # a read-only folder: no writer can get through, SQLite refuses the write itself
+            lock_file = None
+        if lock_file is not None:
+            fcntl.flock(lock_file.fileno(), fcntl.LOCK_EX)
+        entries[key] = [1, lock_file]
+
+    def __exit__(self, *exc: object) -> None:
+        if self.path is None:
+            return
+        entry = _lock_files.__dict__["entries"][(_pid, self.path)]
+        entry[0] -= 1
+        if entry[0] == 0 and entry[1] is not None:
+            fcntl.flock(entry[1].fileno(), fcntl.LOCK_UN)
+
+
+_NO_QUEUE = WriterQueue(None)
 
 
 _lock_files = threading.local()
+_pid = os.getpid()  # this process's id, kept current across fork: os.getpid() is a system call per use
+
+
+def _forked() -> None:
+    global _pid
+    _pid = os.getpid()
+
+
+os.register_at_fork(after_in_child=_forked)
 
 
 class _HeldFile:
@@ -278,7 +309,7 @@ class _HeldFile:
 def _lock_file(path: str) -> Any:
     """This thread's open lock file (a flock belongs to an open file: one per thread and process)."""
     files = _lock_files.__dict__.setdefault("files", {})
-    key = (os.getpid(), path)  # a forked child must not share its parent's open file (nor its lock)
+    key = (_pid, path)  # a forked child must not share its parent's open file (nor its lock)
     if key not in files:
         files[key] = _HeldFile(path)
     return files[key].file
@@ -308,7 +339,7 @@ class ThreadConnections:
 
     def get(self) -> Any:
         """This thread's connection."""
-        key = (os.getpid(), self.generation)
+        key = (_pid, self.generation)
         if getattr(self.local, "key", None) != key:  # first use, a forked child, or reopened after close()
             if getattr(self.local, "pid", None) == os.getpid():
                 with contextlib.suppress(Exception):
@@ -358,34 +389,52 @@ def dbapi_connection(engine: Engine, what: str, *, autocommit: bool = False) -> 
             fairy.close()
 
 
-@contextlib.contextmanager
-def translate_errors(what: str) -> Iterator[None]:
-    """Map driver and SQLAlchemy errors onto ``registry.errors`` (``raise ... from e``)."""
-    try:
-        try:
-            yield
-        except Exception as e:
-            if is_driver_error(e):  # from hand-written SQL on a driver connection
-                raise _wrap_driver_error(e) from e
-            raise
-    except exc.OperationalError as e:
+class translate_errors:  # noqa: N801 - used as a function: ``with translate_errors("what"):``
+    """Map driver and SQLAlchemy errors onto ``registry.errors`` (``raise ... from e``).
+
+    A class, not a generator: it wraps every append and read, where a ``contextmanager`` cost more
+    than the mapping it guards.
+    """
+
+    __slots__ = ("what",)
+
+    def __init__(self, what: str) -> None:
+        self.what = what
+
+    def __enter__(self) -> None:
+        return None
+
+    def __exit__(self, typ: Any, e: Optional[BaseException], tb: Any) -> bool:
+        if e is None or not isinstance(e, Exception):
+            return False
+        cause = e
+        if is_driver_error(e):  # from hand-written SQL on a driver connection
+            cause = _wrap_driver_error(e)
+            cause.__cause__ = e
+        if not isinstance(cause, exc.SQLAlchemyError):
+            return False
+        raise _translated(self.what, cause) from cause
+
+
+def _translated(what: str, e: "exc.SQLAlchemyError") -> errors.RegistryError:
+    """The ``registry.errors`` error for a SQLAlchemy error (or a driver error wrapped as one)."""
+    if isinstance(e, exc.OperationalError):
         missing = _MISSING_DATABASE.search(str(e.orig))
         if missing:
-            raise errors.NotFoundError(
+            return errors.NotFoundError(
                 f"{what}: database {missing.group(1)!r} does not exist on the server: create it "
                 f"(`createdb {missing.group(1)}`) or check the URL"
-            ) from e
-        raise _operational_error(what, e) from e
-    except exc.InterfaceError as e:
-        raise errors.DatabaseUnavailableError(f"{what}: the database connection failed: {e.orig}") from e
-    except exc.IntegrityError as e:
-        raise errors.ConflictError(f"{what}: a concurrent write clashed: {e.orig}") from e
-    except exc.DBAPIError as e:
+            )
+        return _operational_error(what, e)
+    if isinstance(e, exc.InterfaceError):
+        return errors.DatabaseUnavailableError(f"{what}: the database connection failed: {e.orig}")
+    if isinstance(e, exc.IntegrityError):
+        return errors.ConflictError(f"{what}: a concurrent write clashed: {e.orig}")
+    if isinstance(e, exc.DBAPIError):
         if e.connection_invalidated:
-            raise errors.DatabaseUnavailableError(f"{what}: the database connection was lost: {e.orig}") from e
-        raise errors.RegistryError(f"{what}: database error: {e.orig}") from e
-    except exc.SQLAlchemyError as e:
-        raise errors.RegistryError(f"{what}: {e}") from e
+            return errors.DatabaseUnavailableError(f"{what}: the database connection was lost: {e.orig}")
+        return errors.RegistryError(f"{what}: database error: {e.orig}")
+    return errors.RegistryError(f"{what}: {e}")
 
 
 def _wrap_driver_error(e: BaseException) -> exc.DBAPIError:

@@ -138,6 +138,7 @@ class EventStore:
         self._log: Union[SQLiteLog, PostgresLog] = SQLiteLog() if self._sqlite else PostgresLog()
         in_memory = self.engine.url.database in (None, "", ":memory:")
         self._pinned = db.ThreadConnections(self.engine) if self._sqlite and not in_memory else None
+        self._writers = db.sqlite_writer_queue(self.engine)
         if check_schema:
             try:
                 db.ensure_schema(self.engine, upgrade=upgrade, create=create)
@@ -163,7 +164,7 @@ class EventStore:
     @contextmanager
     def transaction(self) -> Iterator[Connection]:
         """A write transaction (``BEGIN IMMEDIATE`` on SQLite) for a consumer's writes, checkpoint and appends."""
-        with db.sqlite_writer_queue(self.engine), db.translate_errors("write transaction"), self.engine.connect() as conn:
+        with self._writers, db.translate_errors("write transaction"), self.engine.connect() as conn:
             conn = conn.execution_options(**{db.WRITE: True})
             with conn.begin():
                 yield conn
@@ -235,7 +236,7 @@ class EventStore:
             with self._driver("appending") as driver:  # one statement, its own transaction
                 written = self._write(driver, stream, columns, expected)
         else:
-            with db.sqlite_writer_queue(self.engine):
+            with self._writers:
                 driver = self._pinned.get() if self._pinned is not None else None
                 if driver is None:  # in memory: the engine's one connection
                     with db.dbapi_connection(self.engine, "appending") as driver:
@@ -277,7 +278,11 @@ class EventStore:
         if self.projector is None:
             return False
         handles = getattr(self.projector, "handles", None)
-        return handles is None or any(map(handles, {e.type for e in new_events}))
+        if handles is None:
+            return True
+        if len(new_events) == 1:
+            return handles(new_events[0].type)
+        return any(map(handles, {e.type for e in new_events}))
 
     def _write(self, driver: Any, stream: str, columns: _Columns, expected: Optional[int]) -> _Written:
         now = dt.datetime.now(dt.timezone.utc)
@@ -440,6 +445,8 @@ def events_of(rows: Sequence[dict[str, Any]]) -> list[Event]:
     The frozen dataclass's ``__init__`` makes one ``object.__setattr__`` call per field; the rows
     (from ``registry.eventlog`` or an append) already hold exactly the fields, in order.
     """
+    if len(rows) < 256:  # gc_paused would not pause for so few: skip its context manager
+        return [_event(row) for row in rows]
     with gc_paused(len(rows)):
         return [_event(row) for row in rows]
 
