@@ -40,6 +40,9 @@ if TYPE_CHECKING:
     from registry.pending import PendingVersion, SnapshotQueue
 
 VERSION_FIELDS = [c for c in versions.c if c.name not in ("manifest", "state")]  # what a listing reads
+_ALIAS_VERSION = sa.select(aliases.c.version).where(aliases.c.name == sa.bindparam("name"),
+                                                     aliases.c.alias == sa.bindparam("alias"))
+_HEAD_MODEL = sa.select(models.c.latest_version, models.c.spec_digest).where(models.c.name == sa.bindparam("name"))
 MAX_ATTEMPTS = 200  # optimistic-concurrency retries of one append before ConflictError escapes
 LOST_REPLY_ATTEMPTS = 4  # resends of the same events after the database stopped answering
 
@@ -270,14 +273,20 @@ class Registry:
         self._check_binding()
         with storage_ops.during(f"snapshot of {name!r}"):  # nothing is recorded when storage fails
             try:
-                manifest = self.store.put(tensors, progress=progress)  # blobs first: an event never names a missing blob
-                return self._commit(name, spec, metadata, tensors, rest, manifest, digest, wait_turn)
+                # The objects are written (and fsynced) while the append's statements run; it commits only
+                # after put.wait(): an event never names a blob that is not stored durably.
+                put = self.store.begin_put(tensors, progress=progress)
+                try:
+                    return self._commit(name, spec, metadata, tensors, rest, put.manifest, digest, wait_turn, put.wait)
+                finally:
+                    put.settle()  # no write outlives the call (nor the staging buffer it reads)
             finally:
                 if release is not None:
                     release()  # after the commit: gc's protocol may need to upload the tensors again
 
     def _commit(self, name: str, spec: dict, metadata: dict, tensors: dict, rest: Any, manifest: dict, digest: str,
-                wait_turn: Any) -> ModelVersion:
+                wait_turn: Any, stored: Any) -> ModelVersion:
+        """Append the events of a snapshot; ``stored()`` returns once its objects are durable (before the commit)."""
         size = sum(int(t["nbytes"]) for t in manifest["tensors"].values())
 
         def events(latest: int, last_digest: str | None) -> list[NewEvent]:
@@ -294,7 +303,8 @@ class Registry:
 
         # gc's protocol: touch the objects in the append (re-upload any it collected meanwhile)
         recorded = collector.append_referencing(self, name, manifest, events,
-                                                lambda: collector.reupload(self.store, tensors, manifest), has_policy)
+                                                lambda: collector.reupload(self.store, tensors, manifest), has_policy,
+                                                before_commit=stored)
         if not policy or policy[-1]:  # unknown (no check ran): apply it
             retention.apply(self, name)  # after the commit: the new version is the latest, always kept
         last = recorded[-1]
@@ -337,14 +347,15 @@ class Registry:
             self._specs.put(key, text)
         return json.loads(text)
 
-    def _append_with_retry(self, name: str, make_events, check: Any = None) -> list[Event]:
+    def _append_with_retry(self, name: str, make_events, check: Any = None, before_commit: Any = None) -> list[Event]:
         """Append ``make_events(latest_version, last_spec_digest)`` at the stream's head, retrying clashes.
 
-        ``check(conn)`` runs first in the append's transaction (it may write, or raise to roll back).
+        ``check(conn)`` runs first in the append's transaction (it may write, or raise to roll back);
+        ``before_commit()`` runs last, before the commit (it may wait, or raise to roll back).
         """
         for attempt in range(MAX_ATTEMPTS):
             try:
-                return self._append_resending(name, make_events, check)
+                return self._append_resending(name, make_events, check, before_commit)
             except _Refused as refused:  # the write itself is refused (e.g. aliases point at it): no retry
                 raise refused.error from None
             except errors.ConflictError:
@@ -353,7 +364,7 @@ class Registry:
                 time.sleep(random.uniform(0, min(0.002 * 2 ** min(attempt, 6), 0.1)))
         raise AssertionError("unreachable")
 
-    def _append_resending(self, name: str, make_events, check: Any = None) -> list[Event]:
+    def _append_resending(self, name: str, make_events, check: Any = None, before_commit: Any = None) -> list[Event]:
         """Make the events at the stream's head and append them; when the reply is lost, resend the
         same events (same ids) at the same expected version.
 
@@ -369,13 +380,18 @@ class Registry:
             try:
                 if check is None:
                     expected, new = made
+                    if before_commit is not None:
+                        before_commit()
                     return self._events.append(name, new, expected_version=expected) if new else []
                 with self._events.transaction() as conn, self._joined_reads(conn):  # check and append commit together
                     check(conn)
                     if made is None:
                         made = self._make_at_head(conn, name, make_events)
                     expected, new = made
-                    return self._events.append(name, new, expected_version=expected, conn=conn) if new else []
+                    recorded = self._events.append(name, new, expected_version=expected, conn=conn) if new else []
+                    if before_commit is not None:
+                        before_commit()  # e.g. the objects the events name are durable only now
+                    return recorded
             except errors.DatabaseUnavailableError:
                 if attempt == LOST_REPLY_ATTEMPTS - 1:
                     raise
@@ -395,8 +411,7 @@ class Registry:
         """``(stream version, latest version, last spec digest)`` of ``name``."""
         # The stream version first: if it moves after this read, the append conflicts.
         expected = self._events.stream_version(name, conn)
-        row = conn.execute(sa.select(models.c.latest_version, models.c.spec_digest)
-                           .where(models.c.name == name)).first()
+        row = conn.execute(_HEAD_MODEL, {"name": name}).first()
         return (expected, row.latest_version, row.spec_digest) if row else (expected, 0, None)
 
     @contextmanager
@@ -433,20 +448,18 @@ class Registry:
         """``_row``'s row and the model's row (``lifecycle.model_query``) it was found through."""
         ref = uri.reference(name, version, alias)
         name, version, alias = ref.name, ref.version, ref.alias
-        model = conn.execute(lifecycle.model_query(name)).first()
+        model = lifecycle.model_row(conn, name)
         if model is None:
             raise self._no_model(conn, name)
         if alias is not None:
-            version = conn.execute(
-                sa.select(aliases.c.version).where(aliases.c.name == name, aliases.c.alias == alias)
-            ).scalar()
+            version = conn.execute(_ALIAS_VERSION, {"name": name, "alias": alias}).scalar()
             if version is None:
                 raise errors.NotFoundError(f"model {name!r} has no alias {alias!r}")
         elif version is None:
             return lifecycle.latest_row(conn, model), model
         else:
             validate_version(version, f"model {name!r}: version")
-        row = conn.execute(lifecycle.version_query(name, version)).first()
+        row = lifecycle.version_row(conn, name, version)
         if row is None:
             raise errors.NotFoundError(
                 f"model {name!r} has no version {version} (latest is {model.latest_version})"

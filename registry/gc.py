@@ -73,9 +73,23 @@ class _Stale(errors.RegistryError):
 def db_now(conn: Connection) -> dt.datetime:
     """The database's current time (UTC), so that every process measures ages with one clock."""
     if db.is_sqlite(conn):
-        text = conn.execute(sa.text("SELECT strftime('%Y-%m-%d %H:%M:%f', 'now')")).scalar_one()
+        text = conn.execute(_SQLITE_NOW).scalar_one()
         return dt.datetime.fromisoformat(text).replace(tzinfo=dt.timezone.utc)
-    return conn.execute(sa.text("SELECT statement_timestamp()")).scalar_one().astimezone(dt.timezone.utc)
+    return conn.execute(_POSTGRESQL_NOW).scalar_one().astimezone(dt.timezone.utc)
+
+
+_SQLITE_NOW = sa.text("SELECT strftime('%Y-%m-%d %H:%M:%f', 'now')")
+_POSTGRESQL_NOW = sa.text("SELECT statement_timestamp()")
+
+
+def _touch_upsert(insert: Any) -> Any:
+    """Insert rows ``live`` at generation 0, or touch the existing ones; returns each row's state."""
+    upsert = insert(objects)
+    return (upsert.on_conflict_do_update(index_elements=[objects.c.digest], set_={"touched_at": upsert.excluded.touched_at})
+            .returning(objects.c.digest, objects.c.state))
+
+
+_TOUCH_UPSERT = {True: _touch_upsert(sqlite.insert), False: _touch_upsert(postgresql.insert)}  # by is_sqlite
 
 
 def _insert(conn: Connection) -> Any:
@@ -127,12 +141,14 @@ def touch_live(sizes: Mapping[str, int]) -> Callable[[Connection], None]:
         if not sizes:
             return
         now = db_now(conn)
-        _insert_missing(conn, sizes, now)
-        rows = _locked_rows(conn, list(sizes))
-        collected = sorted(d for d in sizes if d not in rows or rows[d].state != LIVE)
+        # One upsert creates, locks and touches the rows (in digest order) and returns their states; a touch
+        # of a row that is not live rolls back with the rest (_Stale).
+        rows = [{"digest": d, "nbytes": int(sizes[d]), "state": LIVE, "generation": 0, "touched_at": now}
+                for d in sorted(sizes)]
+        states = dict(conn.execute(_TOUCH_UPSERT[db.is_sqlite(conn)], rows).tuples().all())
+        collected = sorted(d for d in sizes if states.get(d) != LIVE)
         if collected:
             raise _Stale(f"{len(collected)} object(s) were collected by gc since they were stored (e.g. {collected[0]})")
-        _set(conn, sizes, touched_at=now)
 
     return check
 
@@ -205,18 +221,24 @@ def object_sizes(manifest: Mapping[str, Any]) -> dict[str, int]:
 
 
 def append_referencing(reg: Any, name: str, manifest: Mapping[str, Any], make_events: Any,
-                       reupload: Callable[[], Any] | None, check: Callable[[Connection], None] | None = None) -> list:
+                       reupload: Callable[[], Any] | None, check: Callable[[Connection], None] | None = None,
+                       before_commit: Callable[[], Any] | None = None) -> list:
     """Append ``make_events``'s events, which name ``manifest``'s objects, with the touch protocol.
 
     ``reupload()`` stores the objects again (a snapshot puts its tensors again); without it, objects
     that gc reclaimed make this raise ``ObjectsCollectedError``. ``check(conn)`` also runs in the
-    append's transaction, after the protocol's own check.
+    append's transaction, after the protocol's own check. ``before_commit()`` returns once the
+    objects are durably stored (a snapshot's writes still in flight): the append's transaction calls
+    it just before committing, and the slow path before it looks at storage or revives a row.
     """
     sizes = object_sizes(manifest)
     try:  # the common case: one transaction touches the objects and appends the events
-        return reg._append_with_retry(name, make_events, check=_also(touch_live(sizes), check))
+        return reg._append_with_retry(name, make_events, check=_also(touch_live(sizes), check),
+                                      before_commit=before_commit)
     except _Stale as exc:
         log.info("model %r: %s; touching them first", name, exc)
+    if before_commit is not None:
+        before_commit()  # what storage holds is known (and durable) before rows turn live again
     for attempt in range(ATTEMPTS):
         touched = touch(reg.event_store, sizes)
         generations = dict(touched.generations)
@@ -236,7 +258,8 @@ def append_referencing(reg: Any, name: str, manifest: Mapping[str, Any], make_ev
                 touched = back
         if not touched.busy:
             try:
-                return reg._append_with_retry(name, make_events, check=_also(still_live(generations), check))
+                return reg._append_with_retry(name, make_events, check=_also(still_live(generations), check),
+                                              before_commit=before_commit)
             except _Stale as exc:
                 log.info("model %r: %s; touching them again", name, exc)
         time.sleep(random.uniform(0, min(0.01 * 2 ** min(attempt, 6), 0.5)))

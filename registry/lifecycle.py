@@ -94,7 +94,7 @@ def _error(name: str, version: int | None, d: Deletion, what: str) -> errors.Del
 
 def refuse_deleted(conn: Connection, name: str, version: int) -> None:
     """Raise ``DeletedError`` (when, who, why, how to undo) if ``version`` of ``name`` is deleted."""
-    row = conn.execute(version_query(name, version)).first()
+    row = version_row(conn, name, version)
     if row is not None:
         refuse_deleted_row(row)
 
@@ -118,6 +118,24 @@ def version_query(name: str, version: int) -> sa.Select:
     ).select_from(joined).where(versions.c.name == name, versions.c.version == version)
 
 
+# Built once, with parameters: building a statement per call costs more than the read itself.
+_MODEL_QUERY = model_query(sa.bindparam("model_name"))
+_VERSION_QUERY = version_query(sa.bindparam("version_name"), sa.bindparam("version_number"))
+
+
+_REVIVE = deleted_models.delete().where(deleted_models.c.name == sa.bindparam("b_name"))
+
+
+def model_row(conn: Connection, name: str) -> Any:
+    """The row of ``model_query(name)``, or ``None``."""
+    return conn.execute(_MODEL_QUERY, {"model_name": name}).first()
+
+
+def version_row(conn: Connection, name: str, version: int) -> Any:
+    """The row of ``version_query(name, version)``, or ``None``."""
+    return conn.execute(_VERSION_QUERY, {"version_name": name, "version_number": version}).first()
+
+
 def refuse_deleted_row(row: Any) -> None:
     """Raise ``DeletedError`` if ``row`` (of ``version_query``) is a deleted version."""
     if row.deleted_at is not None:
@@ -136,13 +154,13 @@ def latest_row(conn: Connection, model: Any) -> Any:
         raise _error(name, None, d, f"model {name!r}")
     if model.latest_version == 0:
         raise errors.NotFoundError(f"model {name!r} has no versions yet (only a spec)")
-    row = conn.execute(version_query(name, model.latest_version)).first()
+    row = version_row(conn, name, model.latest_version)
     if row.deleted_at is None:
         return row
     latest = conn.execute(sa.select(sa.func.max(live_versions(conn, name).subquery().c.version))).scalar()
     if latest is None:
         refuse_deleted_row(row)  # every version is deleted: say who deleted the last
-    return conn.execute(version_query(name, latest)).first()
+    return version_row(conn, name, latest)
 
 
 def live_model(conn: Connection, name: str) -> Any:
@@ -246,7 +264,7 @@ def apply_version_restored(conn: Connection, event: Event, model: Any) -> None:
 
 def revive(conn: Connection, name: str) -> None:
     """A deleted model whose name records something again is live again (its old versions stay deleted)."""
-    conn.execute(deleted_models.delete().where(deleted_models.c.name == name))
+    conn.execute(_REVIVE, {"b_name": name})
 
 
 def handlers() -> dict[str, Any]:

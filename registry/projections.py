@@ -52,6 +52,17 @@ def spec_digest(spec: Any) -> str:
     return hashlib.sha256(canonical_json(spec).encode("utf-8")).hexdigest()
 
 
+_TOUCH_MODEL = (models.update().where(models.c.name == sa.bindparam("b_name"))
+                .values(updated_at=sa.bindparam("b_updated_at"), position=sa.bindparam("b_position"))
+                .returning(*models.c))
+
+
+_SPEC_KNOWN = sa.select(specs.c.digest).where(specs.c.digest == sa.bindparam("b_digest"))
+_INSERT_VERSION = versions.insert()
+_SET_LATEST = (models.update().where(models.c.name == sa.bindparam("b_name"))
+               .values(latest_version=sa.bindparam("b_latest")))
+
+
 class Projections:
     """The projector of the registry's read models (``EventStore(url, projector=Projections())``)."""
 
@@ -98,21 +109,17 @@ class Projections:
         }
 
     def _touch_model(self, conn: Connection, event: Event) -> Any:
-        row = conn.execute(sa.select(models).where(models.c.name == event.stream)).first()
-        if row is None:
-            conn.execute(
-                models.insert().values(
-                    name=event.stream, latest_version=0, spec_digest=None,
-                    created_at=event.timestamp, updated_at=event.timestamp, position=event.position,
-                )
-            )
-        else:
-            conn.execute(
-                models.update()
-                .where(models.c.name == event.stream)
-                .values(updated_at=event.timestamp, position=event.position)
-            )
-        return conn.execute(sa.select(models).where(models.c.name == event.stream)).one()
+        """The model's row after this event touched it (made for a new stream): one statement, most often."""
+        row = conn.execute(_TOUCH_MODEL, {"b_name": event.stream, "b_updated_at": event.timestamp,
+                                          "b_position": event.position}).first()
+        if row is not None:
+            return row
+        return conn.execute(
+            models.insert().values(
+                name=event.stream, latest_version=0, spec_digest=None,
+                created_at=event.timestamp, updated_at=event.timestamp, position=event.position,
+            ).returning(*models.c)
+        ).one()
 
     def _spec_recorded(self, conn: Connection, event: Event, model: Any) -> None:
         spec, digest = event.payload["spec"], event.payload["spec_digest"]
@@ -135,19 +142,18 @@ class Projections:
                 f"model {event.stream!r}: version {version!r} recorded after version {model.latest_version} "
                 f"(expected {model.latest_version + 1})"
             )
-        if conn.execute(sa.select(specs.c.digest).where(specs.c.digest == p["spec_digest"])).scalar() is None:
+        if conn.execute(_SPEC_KNOWN, {"b_digest": p["spec_digest"]}).scalar() is None:
             raise errors.NotFoundError(
                 f"model {event.stream!r} version {version}: spec {p['spec_digest']!r} was never recorded"
             )
         conn.execute(
-            versions.insert().values(
-                name=event.stream, version=version, spec_digest=p["spec_digest"], manifest=p["manifest"],
-                state=p["state"], metadata=p["metadata"], tensor_bytes=p["tensor_bytes"],
-                created_at=event.timestamp, position=event.position, actor=event.actor,
-            )
+            _INSERT_VERSION,
+            dict(name=event.stream, version=version, spec_digest=p["spec_digest"], manifest=p["manifest"],
+                 state=p["state"], metadata=p["metadata"], tensor_bytes=p["tensor_bytes"],
+                 created_at=event.timestamp, position=event.position, actor=event.actor),
         )
         self._index(conn, event.stream, version, "metadata", p["metadata"])
-        conn.execute(models.update().where(models.c.name == event.stream).values(latest_version=version))
+        conn.execute(_SET_LATEST, {"b_name": event.stream, "b_latest": version})
         lifecycle.revive(conn, event.stream)
 
     def _alias_set(self, conn: Connection, event: Event, model: Any) -> None:

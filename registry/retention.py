@@ -130,9 +130,12 @@ def handlers() -> dict[str, Any]:
     return {RETENTION_SET: _apply_set, RETENTION_CLEARED: _apply_cleared}
 
 
+_POLICY = sa.select(retention.c.policy).where(retention.c.name == sa.bindparam("name"))  # built once
+
+
 def policy_of(conn: Connection, name: str) -> dict[str, Any] | None:
     """``name``'s retention policy, or ``None``."""
-    return conn.execute(sa.select(retention.c.policy).where(retention.c.name == name)).scalar()
+    return conn.execute(_POLICY, {"name": name}).scalar()
 
 
 def models_with_policies(conn: Connection) -> list[str]:

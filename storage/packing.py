@@ -7,7 +7,7 @@ adding or removing one shifts at most its neighbours, not every pack after it.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 
 from storage import digest, objects
 from storage.dtypes import RawTensor
@@ -21,12 +21,12 @@ _CUT_ONE_IN = 4
 def plan(raws: Mapping[str, RawTensor], digests: Mapping[str, str]) -> list[objects.EncodedObject]:
     """The objects that hold ``raws`` (each distinct tensor once), encoded and addressed."""
     unique = _unique(raws, digests)
-    return [objects.encode({d: r}) for d, r in unique.items() if r.nbytes >= ALONE_FROM] + packs(raws, digests)
+    return [objects.encode({d: r}) for d, r in unique.items() if r.nbytes >= ALONE_FROM] + list(packs(raws, digests))
 
 
-def packs(raws: Mapping[str, RawTensor], digests: Mapping[str, str]) -> list[objects.EncodedObject]:
-    """The packs that hold the small tensors of ``raws``."""
-    out = []
+def packs(raws: Mapping[str, RawTensor], digests: Mapping[str, str]) -> Iterator[objects.EncodedObject]:
+    """The packs that hold the small tensors of ``raws``, each encoded as its boundary is found (so that a
+    writer may store one while the next is made)."""
     pack: dict[str, RawTensor] = {}
     size = 0
     for d, r in _unique(raws, digests).items():
@@ -35,11 +35,10 @@ def packs(raws: Mapping[str, RawTensor], digests: Mapping[str, str]) -> list[obj
         pack[d] = r
         size += r.nbytes
         if size >= PACK_MAX or (size >= PACK_MIN and int(digest.hex_of(d)[:8], 16) % _CUT_ONE_IN == 0):
-            out.append(objects.encode(pack))
+            yield objects.encode(pack)
             pack, size = {}, 0
     if pack:
-        out.append(objects.encode(pack))
-    return out
+        yield objects.encode(pack)
 
 
 def _unique(raws: Mapping[str, RawTensor], digests: Mapping[str, str]) -> dict[str, RawTensor]:

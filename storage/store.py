@@ -7,6 +7,7 @@ import os
 import posixpath
 import stat
 import uuid
+import concurrent.futures
 from collections import defaultdict
 from collections.abc import Iterable, Mapping
 from concurrent.futures import Future, ThreadPoolExecutor
@@ -38,7 +39,8 @@ if TYPE_CHECKING:  # torch is imported where tensors are made or read, not to li
 log = logging.getLogger(__name__)
 _UPLOAD_THREADS = 8  # remote uploads in flight (each buffers at most one part in s3fs)
 _PROGRESS_STEP = 8 << 20  # a remote upload reports progress every this many bytes
-_THREADED_PUT_FROM = 8 << 20  # below this a writer thread costs more than it overlaps
+_THREADED_PUT_FROM = 8 << 20  # below this a writer thread costs more than it overlaps (unless begin_put)
+_LOCAL_WRITERS = 4  # local objects written at once (concurrent fsyncs share the journal's commits)
 _REPAIR_HINT = (
     "run Store.verify(quarantine=True) to move it aside; the next put of these tensors then rewrites it"
 )
@@ -60,6 +62,38 @@ class _Inline:
         except BaseException as exc:  # noqa: BLE001 - re-raised by future.result(), as from a thread
             future.set_exception(exc)
         return future
+
+
+class PendingPut:
+    """A put whose manifest is known while its objects are still being written (``Store.begin_put``)."""
+
+    def __init__(self, built: dict[str, Any], writes: list[Future], prog: Progress, url: str) -> None:
+        self.manifest = built
+        self._writes, self._prog, self._url = writes, prog, url
+
+    def wait(self) -> dict[str, Any]:
+        """The manifest, once every object is stored (durably for a durable store); a write's error else."""
+        with filesystems.translate_errors(self._url):
+            try:
+                for future in self._writes:
+                    future.result()
+            except BaseException:
+                self.settle()
+                raise
+        return self.manifest
+
+    def settle(self) -> None:
+        """Cancel the writes not started and wait for the others, raising nothing (after another failure)."""
+        if all(f.done() for f in self._writes):
+            return
+        _cancel(self._prog, self._writes)
+        concurrent.futures.wait(self._writes)
+
+
+def _cancel(prog: Progress, writes: list[Future]) -> None:
+    prog.cancel.set()
+    for future in writes:
+        future.cancel()
 
 
 @dataclass
@@ -140,6 +174,8 @@ class Store:
         self.stats = StoreStats()
         self.durable = durable
         self._fanned_out = False
+        self._writers: ThreadPoolExecutor | None = None  # local object writers (Store._local_writers)
+        self._writers_pid = 0
         self.offline = config.offline() if offline is None else bool(offline)
 
     def __repr__(self) -> str:
@@ -171,6 +207,17 @@ class Store:
         ``progress(done, total)`` counts tensor bytes (``total``: the sum of the manifest's tensor
         ``nbytes``), called as each object is written or found already stored, from any thread.
         """
+        return self._begin_put(tensors, progress, overlap=False).wait()
+
+    def begin_put(self, tensors: Mapping[str, Any], *, progress: ProgressCallback | None = None) -> PendingPut:
+        """``put``, returning once the manifest is known (every tensor hashed), while writer threads still
+        store the objects: ``PendingPut.wait()`` returns the manifest once every object is stored (and
+        fsynced, for a durable store), or raises the write's error. Nothing that names the manifest may
+        be committed before ``wait()`` returned; the tensors must stay unchanged until then.
+        """
+        return self._begin_put(tensors, progress, overlap=True)
+
+    def _begin_put(self, tensors: Mapping[str, Any], progress: ProgressCallback | None, overlap: bool) -> PendingPut:
         if not isinstance(tensors, Mapping):
             raise TypeError(f"put() takes a dict of name -> tensor, not a {type(tensors).__name__}")
         self._require_online("put")
@@ -179,46 +226,59 @@ class Store:
         raws = {check_name(name): to_raw(name, value) for name, value in tensors.items()}
         prog = Progress(progress, sum(r.nbytes for r in raws.values()))
         prog.start()
-        if self._local:  # one writer thread (its fsyncs overlap the hashing); none for small puts
+        if self._local:  # writer threads (their fsyncs overlap the hashing); none for small puts nobody overlaps
             self._fan_out()
-            threads = 1 if prog.total >= _THREADED_PUT_FROM else 0
+            threads = _LOCAL_WRITERS if overlap or prog.total >= _THREADED_PUT_FROM else 0
             return self._put_pipelined(raws, prog, threads, self._keep_local, "rlreg-put")
         return self._put_pipelined(raws, prog, _UPLOAD_THREADS, self._keep_remote, "rlreg-upload")
 
     def _put_pipelined(
         self, raws: dict[str, RawTensor], prog: Progress, threads: int, keep: Any, thread_name: str
-    ) -> dict[str, Any]:
+    ) -> PendingPut:
         """Hash the tensors (largest first) while ``threads`` writers ``keep(obj, prog, weight)`` the objects made."""
         digests: dict[str, str] = {}
         planned: dict[str, objects.EncodedObject] = {}
         pending: list[Future] = []
+        own = threads and not self._local  # local writes go to this store's own threads, started once
+        writers = (ThreadPoolExecutor(threads, thread_name_prefix=thread_name) if own
+                   else self._local_writers() if threads else _Inline())
         with filesystems.translate_errors(self.url):
-            with ThreadPoolExecutor(threads, thread_name_prefix=thread_name) if threads else _Inline() as writers:
-                try:
-                    for name in sorted(raws, key=lambda n: -raws[n].nbytes):
-                        r = raws[name]
-                        digests[name] = d = digest.tensor_digest(r.dtype, r.shape, r.data)
-                        if r.nbytes < ALONE_FROM:
-                            continue
-                        obj = objects.encode({d: r})
-                        if obj.digest in planned:
-                            prog.add(r.nbytes)  # a second name of a tensor already on its way
-                        else:
-                            planned[obj.digest] = obj
-                            pending.append(writers.submit(keep, obj, prog, r.nbytes))
-                    for obj in packs(raws, digests):
+            try:
+                for name in sorted(raws, key=lambda n: -raws[n].nbytes):
+                    r = raws[name]
+                    digests[name] = d = digest.tensor_digest(r.dtype, r.shape, r.data)
+                    if r.nbytes < ALONE_FROM:
+                        continue
+                    obj = objects.encode({d: r})
+                    if obj.digest in planned:
+                        prog.add(r.nbytes)  # a second name of a tensor already on its way
+                    else:
                         planned[obj.digest] = obj
-                        weight = sum(r.nbytes for n, r in raws.items() if digests[n] in obj.raws)
-                        pending.append(writers.submit(keep, obj, prog, weight))
-                    for future in pending:
-                        future.result()
-                except BaseException:
-                    prog.cancel.set()
-                    for future in pending:
-                        future.cancel()
-                    raise
+                        pending.append(writers.submit(keep, obj, prog, r.nbytes))
+                bytes_of: dict[str, int] = defaultdict(int)  # tensor digest -> bytes of the names holding it
+                for name, d in digests.items():
+                    bytes_of[d] += raws[name].nbytes
+                for obj in packs(raws, digests):  # each pack is written while the next is encoded
+                    planned[obj.digest] = obj
+                    weight = sum(bytes_of[d] for d in obj.raws)
+                    pending.append(writers.submit(keep, obj, prog, weight))
+            except BaseException:
+                _cancel(prog, pending)
+                concurrent.futures.wait(pending)  # no write in flight outlives the call
+                raise
+            finally:
+                if own:
+                    writers.shutdown(wait=False)  # the threads end once the writes submitted have
         object_of = {t: o.digest for o in planned.values() for t in o.raws}
-        return manifest.build(raws, digests, object_of, {o: obj.nbytes for o, obj in planned.items()})
+        built = manifest.build(raws, digests, object_of, {o: obj.nbytes for o, obj in planned.items()})
+        return PendingPut(built, pending, prog, self.url)
+
+    def _local_writers(self) -> ThreadPoolExecutor:
+        """The threads that write this store's local objects (made again in a forked child, which has none)."""
+        if self._writers is None or self._writers_pid != os.getpid():
+            self._writers = ThreadPoolExecutor(_LOCAL_WRITERS, thread_name_prefix="rlreg-put")
+            self._writers_pid = os.getpid()
+        return self._writers
 
     def _fan_out(self) -> None:
         """Make the 256 folders ``objects/00`` .. ``objects/ff`` at the first local put (durable, with the
@@ -256,8 +316,7 @@ class Store:
         prog.add(weight)
 
     def _write_local(self, obj: objects.EncodedObject) -> None:
-        buffers = obj.buffers() if len(obj.raws) == 1 else [filesystems.join(obj.buffers())]  # one write
-        filesystems.local_atomic_write(self._path(obj.digest), buffers, durable=self.durable)
+        filesystems.local_atomic_write(self._path(obj.digest), obj.buffers(), durable=self.durable)
         self._count_write(obj)
 
     # A dedup hit proves only that a regular file (an object) of the right size is stored under the

@@ -21,16 +21,21 @@ from registry import ConflictError, Registry
 def writer(db: str, storage: str, name: str, count: str, writer_id: str, stall: str) -> None:
     reg = Registry(db, storage)
     module = fault_toys.spec().build()
-    puts, real_put = [0], reg.store.put
+    puts, real_begin_put, real_put = [0], reg.store.begin_put, reg.store.put
 
-    def put(tensors, **kwargs):
-        manifest = real_put(tensors, **kwargs)
+    def begin_put(tensors, **kwargs):  # a snapshot's put
+        pending = real_begin_put(tensors, **kwargs)
+        pending.wait()
         puts[0] += 1
         if float(stall) and puts[0] % 2 == 1:
             time.sleep(float(stall))  # uploaded, not yet committed: longer than gc's grace
-        return manifest
+        return pending
 
-    reg.store.put = put
+    def put(tensors, **kwargs):  # a re-upload
+        puts[0] += 1
+        return real_put(tensors, **kwargs)
+
+    reg.store.begin_put, reg.store.put = begin_put, put
     out = {"versions": [], "errors": []}
     for k in range(int(count)):
         fault_toys.step(module, int(writer_id), k)

@@ -2,15 +2,22 @@
 
 from __future__ import annotations
 
+import errno
 import os
+import threading
+import time
 
+import pytest
 import registry_toys
+import sqlalchemy as sa
 from registry import Registry
 from registry.eventstore import EventStore
-from storage import manifest_objects
+from storage import StorageWriteError, filesystems, manifest_objects
 
 
 def test_objects_are_fsynced_before_the_version_event_commits(tmp_path, monkeypatch):
+    """The append may run while the objects are written (``Store.begin_put``); its commit comes after every
+    object's fsyncs (temp file before its rename, folder after it)."""
     calls: list[tuple[str, str]] = []
     real_fsync, real_replace, real_append = os.fsync, os.replace, EventStore.append
 
@@ -30,16 +37,70 @@ def test_objects_are_fsynced_before_the_version_event_commits(tmp_path, monkeypa
     monkeypatch.setattr(os, "replace", replace)
     monkeypatch.setattr(EventStore, "append", append)
     with Registry(f"sqlite:///{tmp_path / 'r.db'}", str(tmp_path / "blobs")) as reg:
+        sa.event.listen(reg.event_store.engine, "commit", lambda conn: calls.append(("commit", "")))
         calls.clear()  # opening a new registry appended its storage binding
         reg.snapshot("m", registry_toys.spec(hidden=64).build())
         objs = manifest_objects(reg.manifest("m"))
-    before = calls[: calls.index(("append", ""))]
+    appended = calls.index(("append", ""))
+    before = calls[: calls.index(("commit", ""), appended)]  # everything before the append's commit
     for obj in objs:
         h = obj.removeprefix("blake3:")
         path = str(tmp_path / "blobs" / "objects" / h[:2] / h)
         rename = before.index(("replace", path))
         assert ("fsync", os.path.dirname(path)) in before[rename + 1 :]
         assert any(op == "fsync" and arg.endswith("-" + h) for op, arg in before[:rename])  # the temp file
+
+
+def test_the_append_runs_while_the_objects_are_written_and_commits_only_after_them(make_registry, monkeypatch):
+    """A snapshot's objects are written (and fsynced) while its append's statements run; the append commits
+    once they are durable: another reader sees no new version while an object's folder fsync is held up."""
+    reg, other = make_registry(), make_registry()
+    module = registry_toys.spec(hidden=64).build()
+    reg.snapshot("m", module)  # (the first put makes the object folders)
+    registry_toys.train_step(module, 1)
+    held, appended, out = threading.Event(), threading.Event(), {}
+    real_fsync_folder, real_append = filesystems.fsync_folder, EventStore.append
+
+    def slow_fsync_folder(folder):
+        assert held.wait(30), "never released"
+        real_fsync_folder(folder)
+
+    def append(self, *args, **kwargs):
+        recorded = real_append(self, *args, **kwargs)
+        appended.set()
+        return recorded
+
+    monkeypatch.setattr(filesystems, "fsync_folder", slow_fsync_folder)
+    monkeypatch.setattr(EventStore, "append", append)
+    worker = threading.Thread(target=lambda: out.setdefault("v", reg.snapshot("m", module)))
+    worker.start()
+    try:
+        assert appended.wait(10), "the append waited for the objects' writes (no overlap)"
+        time.sleep(0.3)  # time enough for a wrong commit
+        assert other.version("m").version == 1  # appended, not committed: an object is not durable yet
+    finally:
+        held.set()
+        worker.join(30)
+    assert out["v"].version == 2 and other.version("m").version == 2
+    assert registry_toys.states_equal(other.load("m", 2), module)
+
+
+def test_a_failed_object_write_rolls_the_append_back(make_registry, monkeypatch):
+    """An object write that fails after the append's statements ran: nothing is recorded, the error is storage's."""
+    reg = make_registry()
+    module = registry_toys.spec(hidden=64).build()
+    reg.snapshot("m", module)
+    registry_toys.train_step(module, 1)
+
+    def full_disk(folder):
+        raise OSError(errno.ENOSPC, "No space left on device", folder)
+
+    monkeypatch.setattr(filesystems, "fsync_folder", full_disk)
+    with pytest.raises(StorageWriteError, match="no space"):
+        reg.snapshot("m", module)
+    assert reg.version("m").version == 1 and [v.version for v in reg.versions("m")] == [1]
+    monkeypatch.undo()
+    assert reg.snapshot("m", module).version == 2  # nothing left locked or half-written
 
 
 def test_sqlite_commits_are_synchronous_full_in_wal(tmp_path):

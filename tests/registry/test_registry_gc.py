@@ -111,16 +111,17 @@ def test_a_writer_stalled_past_the_grace_reuploads(make_registry):
     """gc runs between a snapshot's upload and its commit and deletes the fresh objects: the writer re-uploads."""
     reg, other = make_registry(), make_registry()
     module = toys.spec(hidden=64).build()
-    real_put = reg.store.put
+    real_put = reg.store.begin_put
     collected = []
 
     def put_then_stall(tensors, **kwargs):
-        manifest = real_put(tensors, **kwargs)
+        put = real_put(tensors, **kwargs)
+        put.wait()  # stored, not yet committed
         if not collected:
             collected.append(other.gc(grace=NOW))  # as if this writer slept past the grace period here
-        return manifest
+        return put
 
-    reg.store.put = put_then_stall
+    reg.store.begin_put = put_then_stall
     version = reg.snapshot("pol", module)
     assert collected[0].reclaimed_objects > 0  # gc did delete this snapshot's objects...
     assert reg.verify()["ok"]  # ...and the writer stored them again before its version committed
@@ -135,8 +136,10 @@ def test_control_without_the_protocol_a_version_names_deleted_objects(make_regis
     toys.train_step(module, 1)
     real_append = reg._append_with_retry
 
-    def append_without_check(name, make_events, check=None):
-        other.gc(grace=NOW)  # deletes the objects just stored: nothing references them yet
+    def append_without_check(name, make_events, check=None, before_commit=None):
+        if before_commit is not None:  # (the snapshot's append, not a retention run after it)
+            before_commit()  # the objects are stored...
+        other.gc(grace=NOW)  # ...and gc deletes them: nothing references them yet
         return real_append(name, make_events)  # no check in the append: the bug the protocol prevents
 
     reg._append_with_retry = append_without_check
@@ -198,11 +201,12 @@ def test_a_writer_does_not_commit_while_gc_is_deleting_its_objects(make_registry
 
     reg, other = make_registry(), make_registry()
     module = toys.spec(hidden=64).build()
-    real_put = reg.store.put
+    real_put = reg.store.begin_put
     seen = []
 
     def put_then_tombstone(tensors, **kwargs):
-        manifest = real_put(tensors, **kwargs)
+        put = real_put(tensors, **kwargs)
+        manifest = put.wait()  # stored, not yet committed
         if not seen:
             doomed = collector._tombstone(other.event_store, collector.object_sizes(manifest),
                                           dt.datetime.now(dt.timezone.utc) + dt.timedelta(days=1))
@@ -213,9 +217,9 @@ def test_a_writer_does_not_commit_while_gc_is_deleting_its_objects(make_registry
                 collector._finish(other.event_store, doomed)
 
             threading.Timer(0.3, finish).start()
-        return manifest
+        return put
 
-    reg.store.put = put_then_tombstone
+    reg.store.begin_put = put_then_tombstone
     version = reg.snapshot("pol", module)
     assert seen == [False]
     assert reg.verify()["ok"]
@@ -248,8 +252,22 @@ def test_a_writer_killed_between_reviving_and_re_uploading_leaves_no_live_row_fo
         calls.append(1)
         return manifest if len(calls) == 1 else real_put(tensors, **kw)
 
-    reg.store.put = put_found_stored
+    reg.store.put = put_found_stored  # (a re-upload puts again)
+    reg.store.begin_put = lambda tensors, **kw: StoredPut(put_found_stored(tensors, **kw))
     version = reg.snapshot("pol", module)  # writer B
     assert len(calls) == 2  # B re-uploaded what gc had collected
     assert reg.verify()["ok"]
     assert toys.states_equal(reg.load("pol", version.version), module)
+
+
+class StoredPut:
+    """What ``Store.begin_put`` returns when every object was found stored: nothing left to wait for."""
+
+    def __init__(self, manifest: dict) -> None:
+        self.manifest = manifest
+
+    def wait(self) -> dict:
+        return self.manifest
+
+    def settle(self) -> None:
+        pass

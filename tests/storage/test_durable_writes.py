@@ -85,3 +85,38 @@ def test_the_first_put_makes_every_object_folder_so_later_writes_fsync_no_new_fo
     m = store.put({"b": torch.randn(30_000), "c": torch.randn(20_000)})
     folders = {os.path.dirname(object_path(store, o)) for o in manifest_objects(m)}
     assert {arg for op, arg in syscalls if op == "fsync" and "/.tmp-" not in arg} == folders
+
+
+def test_begin_put_returns_the_manifest_while_writing_and_wait_raises_a_write_error(tmp_path, monkeypatch):
+    """``begin_put`` hands back the manifest before the objects are stored; their error surfaces on ``wait()``."""
+    import errno
+
+    from storage import StorageWriteError
+
+    store = Store(tmp_path / "store")
+    store.put({"warm": torch.zeros(3)})  # (the first put makes the object folders)
+
+    def full_disk(folder):
+        raise OSError(errno.ENOSPC, "No space left on device", folder)
+
+    monkeypatch.setattr(filesystems, "fsync_folder", full_disk)
+    pending = store.begin_put({"big": torch.randn(300_000), "b": torch.randn(3)})
+    assert len(manifest_objects(pending.manifest)) == 2
+    with pytest.raises(StorageWriteError, match="no space"):
+        pending.wait()
+    pending.settle()  # nothing left running, nothing raised
+    monkeypatch.undo()
+    m = store.begin_put({"big": torch.randn(3)}).wait()
+    assert store.get(m)["big"].shape == (3,)
+
+
+def test_a_write_of_many_buffers_and_short_writes_keeps_every_byte_in_order(tmp_path, monkeypatch):
+    """``local_atomic_write`` goes through ``writev`` (at most IOV_MAX buffers a call, resumed after short writes)."""
+    buffers = [bytes([i % 251]) * (i % 7) for i in range(3000)]
+    path = str(tmp_path / "many")
+    filesystems.local_atomic_write(path, buffers, durable=True)
+    assert open(path, "rb").read() == b"".join(buffers)
+    real_writev = os.writev
+    monkeypatch.setattr(os, "writev", lambda fd, views: real_writev(fd, [memoryview(views[0])[:5]]))  # 5 bytes a call
+    filesystems.local_atomic_write(path, buffers[:200], durable=False)
+    assert open(path, "rb").read() == b"".join(buffers[:200])
