@@ -43,6 +43,9 @@ VERSION_FIELDS = [c for c in versions.c if c.name not in ("manifest", "state")] 
 _ALIAS_VERSION = sa.select(aliases.c.version).where(aliases.c.name == sa.bindparam("name"),
                                                      aliases.c.alias == sa.bindparam("alias"))
 _HEAD_MODEL = sa.select(models.c.latest_version, models.c.spec_digest).where(models.c.name == sa.bindparam("name"))
+# A snapshot's append overlaps the writing of its objects only up to this size (local storage): the
+# transaction waits for the writes while it holds the registry's write lock
+OVERLAP_MAX_BYTES = 16 << 20
 MAX_ATTEMPTS = 200  # optimistic-concurrency retries of one append before ConflictError escapes
 LOST_REPLY_ATTEMPTS = 4  # resends of the same events after the database stopped answering
 
@@ -273,11 +276,18 @@ class Registry:
         self._check_binding()
         with storage_ops.during(f"snapshot of {name!r}"):  # nothing is recorded when storage fails
             try:
-                # The objects are written (and fsynced) while the append's statements run; it commits only
-                # after put.wait(): an event never names a blob that is not stored durably.
+                # Small local objects are written (and fsynced) while the append's statements run, and it
+                # commits only after put.wait(): an event never names a blob that is not stored durably.
+                # Larger or remote ones are waited for first: the append's transaction holds SQLite's write
+                # lock (on PostgreSQL the position counter's row lock) to its commit, and every other
+                # writer of the registry, of any model, waits on it.
                 put = self.store.begin_put(tensors, progress=progress)
                 try:
-                    return self._commit(name, spec, metadata, tensors, rest, put.manifest, digest, wait_turn, put.wait)
+                    overlap = self.store.is_local and put.nbytes <= OVERLAP_MAX_BYTES
+                    if not overlap:
+                        put.wait()
+                    return self._commit(name, spec, metadata, tensors, rest, put.manifest, digest, wait_turn,
+                                        put.wait if overlap else None)
                 finally:
                     put.settle()  # no write outlives the call (nor the staging buffer it reads)
             finally:

@@ -69,6 +69,7 @@ class PendingPut:
 
     def __init__(self, built: dict[str, Any], writes: list[Future], prog: Progress, url: str) -> None:
         self.manifest = built
+        self.nbytes = prog.total  # the tensors' bytes
         self._writes, self._prog, self._url = writes, prog, url
 
     def wait(self) -> dict[str, Any]:
@@ -167,6 +168,7 @@ class Store:
         self.url = self.location.url
         self.fs = self.location.fs
         self._local = filesystems.is_local(self.fs)
+        self.is_local = self._local  # a folder on this machine (not an object store, not memory)
         self._remote = not self._local and self.fs.protocol not in ("memory", ("memory",))
         self.cache: ObjectCache | None = None
         if self._remote:

@@ -124,3 +124,44 @@ def test_a_truncated_object_is_rewritten_by_a_snapshot_of_the_same_weights(sqlit
         for version in (1, 2):
             loaded = reg.load("m", version)
             assert all((a == b).all() for a, b in zip(loaded.state_dict().values(), module.state_dict().values()))
+
+
+@pytest.mark.parametrize("overlap_max", [0, 1 << 40], ids=["large", "control-overlapping"])
+def test_a_large_snapshot_stores_its_objects_before_taking_the_registrys_write_lock(make_registry, monkeypatch,
+                                                                                   overlap_max):
+    """The append's transaction holds the registry's write lock (SQLite's; PostgreSQL's position counter) to
+    its commit: a snapshot past ``OVERLAP_MAX_BYTES`` waits for its objects first, so another writer (of
+    another model) is not held up by its object writes. The control overlaps them, and the other waits."""
+    import registry.api as api
+
+    reg, other = make_registry(), make_registry()
+    module = registry_toys.spec(hidden=64).build()
+    reg.snapshot("m", module)
+    other.snapshot("n", registry_toys.spec(hidden=8).build())
+    registry_toys.train_step(module, 1)
+    monkeypatch.setattr(api, "OVERLAP_MAX_BYTES", overlap_max)  # this small module counts as large
+    held, out = threading.Event(), {}
+    real_fsync_folder = filesystems.fsync_folder
+
+    def slow_fsync_folder(folder):
+        assert held.wait(30), "never released"
+        real_fsync_folder(folder)
+
+    monkeypatch.setattr(filesystems, "fsync_folder", slow_fsync_folder)
+    snapshot = threading.Thread(target=lambda: out.setdefault("v", reg.snapshot("m", module)))
+    snapshot.start()
+    alias = threading.Thread(target=lambda: out.setdefault("alias", other.set_alias("n", "best", 1)))
+    try:
+        time.sleep(0.3)  # the snapshot is held in its objects' writes (or, for the control, in its append)
+        alias.start()
+        alias.join(2 if overlap_max else 10)
+        if overlap_max:
+            assert alias.is_alive(), "the control did not hold the write lock while its objects were written"
+        else:
+            assert not alias.is_alive() and "alias" in out, "another model's write waited on this snapshot's objects"
+            assert other.version("m").version == 1  # nothing recorded before its objects are durable
+    finally:
+        held.set()
+        snapshot.join(30)
+        alias.join(30)
+    assert out["v"].version == 2 and "alias" in out

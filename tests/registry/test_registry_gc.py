@@ -265,6 +265,7 @@ class StoredPut:
 
     def __init__(self, manifest: dict) -> None:
         self.manifest = manifest
+        self.nbytes = sum(int(t["nbytes"]) for t in manifest["tensors"].values())
 
     def wait(self) -> dict:
         return self.manifest
