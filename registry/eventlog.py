@@ -2,8 +2,8 @@
 
 An append is two statements inside the writer's transaction on SQLite (SQLite runs one writer at a
 time, so the next position and the stream's version are read off the log itself, then the events
-inserted) and ONE statement on PostgreSQL: data-modifying CTEs claim the stream version, move the position counter
-(whose row lock is held to commit, so positions commit in order), insert the events and
+inserted) and ONE statement on PostgreSQL: data-modifying CTEs claim the stream version, move the
+position counter (whose row lock is held to commit, so positions commit in order), insert the events and
 ``pg_notify`` the followers. Each step only runs if the one before it did, so a conflicting append
 changes nothing. Idempotency is checked by the first event's id (unique, so indexed) only when the
 insert or the stream claim fails: the common path never looks.
@@ -48,12 +48,9 @@ class SQLiteLog:
     # Each max() in a SELECT of its own: SQLite answers it from the end of the index (one seek). Folded
     # into one INSERT … SELECT (the version read through a subquery in FROM) it scanned the stream's whole
     # index range instead: 250,000 VM steps at 50,000 events (SQLite 3.40).
-    head_sql = "SELECT ifnull((SELECT max(position) FROM rlreg_events), 0)"
-    version_sql = "SELECT ifnull((SELECT max(stream_version) FROM rlreg_events WHERE stream = ?), 0)"
-    heads_sql = (
-        "SELECT ifnull((SELECT max(position) FROM rlreg_events), 0), "
-        "ifnull((SELECT max(stream_version) FROM rlreg_events WHERE stream = ?), 0)"
-    )
+    _head = "ifnull((SELECT max(position) FROM rlreg_events), 0)"
+    _version = "ifnull((SELECT max(stream_version) FROM rlreg_events WHERE stream = ?), 0)"
+    head_sql, version_sql, heads_sql = f"SELECT {_head}", f"SELECT {_version}", f"SELECT {_head}, {_version}"
     insert = (
         "INSERT INTO rlreg_events (position, id, stream, stream_version, type, payload, timestamp, actor) "
         "VALUES (?, ?, ?, ?, ?, ?, ?, ?)"

@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
+import concurrent.futures
 import logging
 import os
 import posixpath
 import stat
 import uuid
-import concurrent.futures
 from collections import defaultdict
 from collections.abc import Iterable, Mapping
 from concurrent.futures import Future, ThreadPoolExecutor
@@ -168,7 +168,6 @@ class Store:
         self.url = self.location.url
         self.fs = self.location.fs
         self._local = filesystems.is_local(self.fs)
-        self.is_local = self._local  # a folder on this machine (not an object store, not memory)
         self._remote = not self._local and self.fs.protocol not in ("memory", ("memory",))
         self.cache: ObjectCache | None = None
         if self._remote:
@@ -179,6 +178,11 @@ class Store:
         self._writers: ThreadPoolExecutor | None = None  # local object writers (Store._local_writers)
         self._writers_pid = 0
         self.offline = config.offline() if offline is None else bool(offline)
+
+    @property
+    def is_local(self) -> bool:
+        """Whether this store is a folder on this machine (not an object store, not memory)."""
+        return self._local
 
     def __repr__(self) -> str:
         return f"Store({self.url!r})"
