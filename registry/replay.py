@@ -20,6 +20,7 @@ import torch
 from rlmodule import MultiRLModule, TorchRLModule, spec_from_dict
 
 log = logging.getLogger(__name__)
+_ALIGNMENT = 64  # torch's CPU allocator's: kernels see loaded tensors as they saw the snapshotted ones
 _NN_REGISTRIES = frozenset({"_parameters", "_buffers", "_modules"})
 
 
@@ -71,10 +72,15 @@ def _build_on_meta(spec: Mapping[str, Any], state: dict, tensors: Mapping[str, A
             return None
         if _state_keys(module) != set(tensors):  # set_state must overwrite every tensor
             return None
-        if not all(_allocate(root) for root in roots):
-            return None
-        if not _copy_in(module, tensors, ""):
-            module.set_state(state)
+        adopted = _adopted(module, tensors)
+        if adopted is not None:
+            for root in roots:
+                _install(root, adopted)
+        else:
+            if not all(_allocate(root) for root in roots):
+                return None
+            if not _copy_in(module, tensors, ""):
+                module.set_state(state)
         if _any_meta(roots):
             return None
     except Exception as exc:  # noqa: BLE001 - any failure means: build it the ordinary way
@@ -113,6 +119,63 @@ def _allocate(root: torch.nn.Module) -> bool:
             if buffer is not None:
                 sub._buffers[name] = torch.empty(buffer.shape, dtype=buffer.dtype)
     return True
+
+
+def _adopted(module: Any, tensors: Mapping[str, Any], prefix: str = "") -> dict[int, torch.Tensor] | None:
+    """``{id(meta tensor): the loaded tensor that takes its place}``, or None unless all match exactly.
+
+    A load's tensors are verified, private (copy-on-write maps of local objects, or read into
+    memory) and used by nothing else, so the module holds them as they are, where ``set_state``
+    would copy each into fresh memory: no copy, and no page of fresh memory until one is written.
+    Only for same-dtype, same-shape, contiguous CPU tensors; anything else is copied in as before.
+    """
+    if not isinstance(module, torch.nn.Module):
+        out: dict[int, torch.Tensor] = {}
+        for mid, sub in module.items():
+            got = _adopted(sub, tensors, f"{prefix}{mid}/")
+            if got is None:
+                return None
+            out |= got
+        return out
+    metas = list(module.state_dict(keep_vars=True).items())
+    srcs = [tensors[prefix + key] for key, _ in metas]
+    for (_, meta), src in zip(metas, srcs):
+        if not isinstance(src, torch.Tensor) or type(meta) not in (torch.nn.Parameter, torch.Tensor):
+            return None
+        if (src.dtype, src.shape, src.device.type) != (meta.dtype, meta.shape, "cpu") or not src.is_contiguous():
+            return None
+    out = {}
+    for (_, meta), src in zip(metas, _aligned(srcs)):
+        out[id(meta)] = torch.nn.Parameter(src, requires_grad=meta.requires_grad) if type(meta) is torch.nn.Parameter else src
+    return out
+
+
+def _aligned(srcs: list[torch.Tensor]) -> list[torch.Tensor]:
+    """Each tensor as it is if it starts on a 64-byte boundary, else copied into a 64-byte-aligned slot
+    of one fresh block: on less aligned data, torch's kernels may round differently (a linear layer's
+    output would not be bit for bit the snapshotted module's)."""
+    slots = [-(-t.nbytes // _ALIGNMENT) * _ALIGNMENT if t.data_ptr() % _ALIGNMENT else 0 for t in srcs]
+    if not any(slots):
+        return srcs
+    block = torch.empty(sum(slots), dtype=torch.uint8)
+    out, offset = [], 0
+    for t, slot in zip(srcs, slots):
+        if slot:
+            dst = block[offset : offset + t.nbytes]
+            ctypes.memmove(dst.data_ptr(), t.data_ptr(), t.nbytes)
+            t = dst.view(t.dtype).view(t.shape)
+            offset += slot
+        out.append(t)
+    return out
+
+
+def _install(root: torch.nn.Module, adopted: Mapping[int, torch.Tensor]) -> None:
+    """Put ``adopted[id(t)]`` in place of every parameter and buffer ``t`` of the tree."""
+    for sub in root.modules():
+        for registry_ in (sub._parameters, sub._buffers):
+            for name, t in registry_.items():
+                if t is not None:
+                    registry_[name] = adopted[id(t)]
 
 
 def _copy_in(module: Any, tensors: Mapping[str, Any], prefix: str) -> bool:

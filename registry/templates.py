@@ -116,9 +116,13 @@ def _copy(module: Any) -> Any:
 
 
 def _filled(template: Template, state: dict, tensors: Mapping[str, Any]) -> Any:
-    module = _copy(template.module)
-    if not replay._copy_in(module, tensors, ""):
-        module.set_state(state)
+    adopted = replay._adopted(template.module, tensors)
+    if adopted is not None:  # the loaded tensors themselves take the meta tensors' places
+        module = copy.deepcopy(template.module, dict(adopted))
+    else:
+        module = _copy(template.module)
+        if not replay._copy_in(module, tensors, ""):
+            module.set_state(state)
     return None if replay._any_meta(list(replay._torch_roots(module))) else module
 
 

@@ -219,3 +219,64 @@ def test_a_module_holding_closures_over_itself_is_built_for_each_load(reg):
         assert torch.equal(loaded.weight_sum(), module.net[0].weight.sum())
         loaded(toys.batch())
         assert loaded.hooked == [float(module.net[0].weight.detach().sum())]
+
+
+@pytest.mark.parametrize("make", [lambda: toys.spec(hidden=2048).build(), lambda: toys.multi_spec(hidden=2048).build()])
+def test_a_load_holds_its_verified_objects_copy_on_write(reg, make, local_storage_url):
+    """A load's tensors are private maps of the verified objects, not copies: a training step writes
+    only its own pages; the stored objects, other loads and a later load are as snapshotted, and the
+    module outlives its objects' deletion (control: a copying load's tensors own their storage)."""
+    import datetime
+    import os
+    import time
+
+    module = make()
+    version = reg.snapshot("cow", module).version
+    reg.snapshot("cow", make())  # the latest is another version, so "cow" v1 can be deleted
+    parts = lambda m: m.values() if isinstance(m, MultiRLModule) else [m]  # noqa: E731
+    loads = [reg.load("cow", version) for _ in range(2)]  # built on meta, then copied from the kept build
+    blobs = local_storage_url.removeprefix("file://")
+    object_sizes = {os.path.getsize(os.path.join(d, f)) for d, _, fs in os.walk(blobs) for f in fs}
+    for loaded in loads:
+        large = [t for p in parts(loaded) for t in p.parameters() if t.nbytes >= 64 << 10]  # objects of their own
+        assert large and all(t.untyped_storage().nbytes() in object_sizes for t in large), "not the object's map"
+        views: dict[tuple, bool] = {}  # equal tensors must not alias: all but one of them are copies
+        for t in (t for p in parts(loaded) for t in (*p.parameters(), *p.buffers()) if t.numel()):
+            key = (t.dtype, tuple(t.shape), t.detach().reshape(-1).view(torch.uint8).numpy().tobytes())
+            views[key] = views.get(key, False) or t.untyped_storage().nbytes() > t.numel() * t.element_size()
+        assert all(views.values()), "a tensor was copied"
+    reg.delete_version("cow", version, reason="test")
+    time.sleep(0.05)
+    assert reg.gc(grace=datetime.timedelta(0)).reclaimed_objects
+    first, second = loads
+    params = [p for part in parts(first) for p in part.parameters()]
+    optimizer = torch.optim.SGD(params, lr=0.5)
+    before = [p.detach().clone() for p in params]
+    for part in parts(first):
+        part.forward_train(toys.batch())[Columns.ACTION_DIST_INPUTS].square().sum().backward()
+    optimizer.step()
+    assert any(not torch.equal(b, p) for b, p in zip(before, params)), "the training step changed nothing"
+    assert toys.states_equal(second, module), "a write to one load reached another"
+    assert reg.store.verify().ok
+    again = reg.snapshot("cow", module).version  # stores the reclaimed objects again
+    assert toys.states_equal(reg.load("cow", again), module)
+
+
+@pytest.mark.parametrize("alignment", [64, 8], ids=["objects-now", "objects-of-older-rlreg"])
+def test_loaded_tensors_are_aligned_as_fresh_ones_so_outputs_are_bit_for_bit(reg, monkeypatch, alignment):
+    """A linear layer over a 16-byte-misaligned copy of its weight rounds differently on this CPU, so
+    every loaded tensor starts on a 64-byte boundary, as torch allocates: held in place where its object
+    puts it there, else copied into an aligned slot (objects of older rlreg padded headers to 8 bytes)."""
+    from storage import safetensors_format
+
+    monkeypatch.setattr(safetensors_format, "DATA_ALIGNMENT", alignment)
+    spec = toys.spec(hidden=37)  # odd sizes: packed tensors land at offsets that are not multiples of 64
+    module = spec.build()
+    toys.train_step(module, 3)
+    reg.snapshot("aligned", module)
+    for loaded in (reg.load("aligned"), reg.load("aligned")):
+        assert all(t.data_ptr() % 64 == 0 for t in (*loaded.parameters(), *loaded.buffers()) if t.numel())
+        assert toys.states_equal(loaded, module)
+        batch = toys.batch()
+        with torch.no_grad():
+            assert torch.equal(outputs(loaded, batch), outputs(module, batch))
