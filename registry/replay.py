@@ -121,50 +121,58 @@ def _allocate(root: torch.nn.Module) -> bool:
     return True
 
 
-def _adopted(module: Any, tensors: Mapping[str, Any], prefix: str = "") -> dict[int, torch.Tensor] | None:
+def _adopted(module: Any, tensors: Mapping[str, Any], slots: list[tuple[str, Any]] | None = None
+             ) -> dict[int, torch.Tensor] | None:
     """``{id(meta tensor): the loaded tensor that takes its place}``, or None unless all match exactly.
 
     A load's tensors are verified, private (copy-on-write maps of local objects, or read into
     memory) and used by nothing else, so the module holds them as they are, where ``set_state``
     would copy each into fresh memory: no copy, and no page of fresh memory until one is written.
     Only for same-dtype, same-shape, contiguous CPU tensors; anything else is copied in as before.
+    ``slots``: ``state_slots(module)``, if kept.
     """
-    if not isinstance(module, torch.nn.Module):
-        out: dict[int, torch.Tensor] = {}
-        for mid, sub in module.items():
-            got = _adopted(sub, tensors, f"{prefix}{mid}/")
-            if got is None:
-                return None
-            out |= got
-        return out
-    metas = list(module.state_dict(keep_vars=True).items())
-    srcs = [tensors[prefix + key] for key, _ in metas]
+    metas = state_slots(module) if slots is None else slots
+    if metas is None:
+        return None
+    srcs = [tensors[key] for key, _ in metas]
     for (_, meta), src in zip(metas, srcs):
         if not isinstance(src, torch.Tensor) or type(meta) not in (torch.nn.Parameter, torch.Tensor):
             return None
         if (src.dtype, src.shape, src.device.type) != (meta.dtype, meta.shape, "cpu") or not src.is_contiguous():
             return None
-    out = {}
-    for (_, meta), src in zip(metas, _aligned(srcs)):
-        out[id(meta)] = torch.nn.Parameter(src, requires_grad=meta.requires_grad) if type(meta) is torch.nn.Parameter else src
+    parameter = torch.nn.Parameter
+    return {id(meta): parameter(src, meta.requires_grad) if type(meta) is parameter else src
+            for (_, meta), src in zip(metas, _aligned(srcs))}
+
+
+def state_slots(module: Any, prefix: str = "") -> list[tuple[str, Any]] | None:
+    """``[(flat state key, the tensor the module holds for it)]`` (``mid/key`` inside a multi-module);
+    None if a part is neither an ``nn.Module`` nor a mapping of modules."""
+    if isinstance(module, torch.nn.Module):
+        return [(prefix + key, t) for key, t in module.state_dict(keep_vars=True).items()]
+    items = getattr(module, "items", None)
+    if items is None:
+        return None
+    out: list[tuple[str, Any]] = []
+    for mid, sub in items():
+        slots = state_slots(sub, f"{prefix}{mid}/")
+        if slots is None:
+            return None
+        out += slots
     return out
 
 
 def _aligned(srcs: list[torch.Tensor]) -> list[torch.Tensor]:
-    """Each tensor as it is if it starts on a 64-byte boundary, else copied into a 64-byte-aligned slot
-    of one fresh block: on less aligned data, torch's kernels may round differently (a linear layer's
-    output would not be bit for bit the snapshotted module's)."""
-    slots = [-(-t.nbytes // _ALIGNMENT) * _ALIGNMENT if t.data_ptr() % _ALIGNMENT else 0 for t in srcs]
-    if not any(slots):
-        return srcs
-    block = torch.empty(sum(slots), dtype=torch.uint8)
-    out, offset = [], 0
-    for t, slot in zip(srcs, slots):
-        if slot:
-            dst = block[offset : offset + t.nbytes]
-            ctypes.memmove(dst.data_ptr(), t.data_ptr(), t.nbytes)
-            t = dst.view(t.dtype).view(t.shape)
-            offset += slot
+    """Each tensor as it is if it starts on a 64-byte boundary, else a copy in fresh memory, which torch
+    aligns: on less aligned data its kernels may round differently (a linear layer's output would not
+    be bit for bit the snapshotted module's). One allocation per copy, as a build makes: small ones
+    come from (and return to) the heap, where one large block would be fresh pages each time."""
+    out = []
+    for t in srcs:
+        if t.data_ptr() % _ALIGNMENT:
+            copy = torch.empty(t.shape, dtype=t.dtype)
+            ctypes.memmove(copy.data_ptr(), t.data_ptr(), t.nbytes)
+            t = copy
         out.append(t)
     return out
 
@@ -211,18 +219,8 @@ def _stock_set_state(module: Any) -> bool:
 
 def _state_keys(module: Any) -> set[str] | None:
     """The flat state keys the module's tensors would have (``mid/param`` inside a multi-module)."""
-    if isinstance(module, torch.nn.Module):
-        return set(module.state_dict().keys())
-    items = getattr(module, "items", None)
-    if items is None:
-        return None
-    keys: set[str] = set()
-    for module_id, sub in items():
-        sub_keys = _state_keys(sub)
-        if sub_keys is None:
-            return None
-        keys |= {f"{module_id}/{k}" for k in sub_keys}
-    return keys
+    slots = state_slots(module)
+    return None if slots is None else {key for key, _ in slots}
 
 
 def _only_registered_tensors(root: torch.nn.Module) -> bool:

@@ -39,6 +39,7 @@ class Template:
 
     module: Any
     keys: frozenset[str]
+    slots: list[tuple[str, Any]]  # replay.state_slots(module)
 
 
 class Templates:
@@ -92,10 +93,10 @@ def _make(spec: Mapping[str, Any], trusted_modules: Any) -> Template | bool:
             return False
         if any(type(p) is not torch.nn.Parameter for r in roots for p in r.parameters()):
             return False
-        keys = replay._state_keys(module)
-        if keys is None or _reaches(_copy(module), _owned(module, roots)):
+        slots = replay.state_slots(module)
+        if slots is None or _reaches(_copy(module), _owned(module, roots)):
             return False
-        return Template(module, frozenset(keys))
+        return Template(module, frozenset(key for key, _ in slots), slots)
     except Exception as exc:  # noqa: BLE001 - any failure means: no template
         log.debug("no kept build of %s (%r)", spec.get("module_class"), exc)
         return False
@@ -116,7 +117,7 @@ def _copy(module: Any) -> Any:
 
 
 def _filled(template: Template, state: dict, tensors: Mapping[str, Any]) -> Any:
-    adopted = replay._adopted(template.module, tensors)
+    adopted = replay._adopted(template.module, tensors, template.slots)
     if adopted is not None:  # the loaded tensors themselves take the meta tensors' places
         module = copy.deepcopy(template.module, dict(adopted))
     else:

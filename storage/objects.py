@@ -7,6 +7,7 @@ header once and each tensor's bytes once verifies every byte of an object: no by
 from __future__ import annotations
 
 import struct
+import types
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -102,18 +103,46 @@ def held_tensors(buf: Any, object_digest: str) -> list[str]:
     return sorted(k for k in header if k != "__metadata__" and digest.is_digest(k))
 
 
+class _Parsed:
+    """The parsed headers of the objects read lately, by object digest: an object is immutable and its
+    digest is its header's, so a header that hashes to a digest parsed before is those same bytes, and
+    parsing it again (JSON, every entry checked) would give the same entries. The data are still
+    hashed on every read, and the data section's length compared with the header's."""
+
+    def __init__(self, size: int) -> None:
+        self._size, self._items = size, {}
+
+    def get(self, object_digest: str, data_len: int) -> tuple[Mapping[str, Entry], str | None] | None:
+        got = self._items.get(object_digest)
+        return got[1:] if got is not None and got[0] == data_len else None
+
+    def put(self, object_digest: str, data_len: int, entries: Mapping[str, Entry], data_digest: str | None) -> None:
+        self._items.pop(object_digest, None)
+        self._items[object_digest] = (data_len, entries, data_digest)
+        while len(self._items) > self._size:
+            self._items.pop(next(iter(self._items)), None)
+
+
+_PARSED = _Parsed(1024)  # a pack's entries are about 100 bytes a tensor (at most a few MB in all)
+
+
 def _decode(view: memoryview, object_digest: str, where: str, names_of: Callable[[str], list[str]]) -> dict[str, Entry]:
     header_end = _header_end(view, object_digest, where, names_of)
     got = digest.bytes_digest(view[:header_end])
     if got != object_digest:
         raise _damaged(object_digest, where, names_of(""), f"its header hashes to {got}")
-    try:
-        entries, metadata, start = parse_header(view, where)
-    except FormatError as exc:  # a header with the right digest is well formed unless we wrote it wrong
-        raise _damaged(object_digest, where, names_of(""), str(exc)) from None
-    out = {key: Entry(e["dtype"], e["shape"], start + e["data_offsets"][0], start + e["data_offsets"][1])
-           for key, e in entries.items()}
-    data_digest = metadata.get("data")
+    parsed = _PARSED.get(object_digest, view.nbytes - header_end)
+    if parsed is None:
+        try:
+            entries, metadata, start = parse_header(view, where)
+        except FormatError as exc:  # a header with the right digest is well formed unless we wrote it wrong
+            raise _damaged(object_digest, where, names_of(""), str(exc)) from None
+        parsed = ({key: Entry(e["dtype"], e["shape"], start + e["data_offsets"][0], start + e["data_offsets"][1])
+                   for key, e in entries.items()}, metadata.get("data"))
+        _PARSED.put(object_digest, view.nbytes - header_end, types.MappingProxyType(parsed[0]), parsed[1])
+        parsed = _PARSED.get(object_digest, view.nbytes - header_end)
+    out, data_digest = parsed
+    start = header_end
     if data_digest is not None and digest.bytes_digest(view[start:]) == data_digest:
         return out  # the header (verified) holds each tensor's digest, the data section matches it
     for key, e in out.items():  # a lone tensor, or a damaged pack: find what is damaged

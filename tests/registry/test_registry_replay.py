@@ -240,11 +240,6 @@ def test_a_load_holds_its_verified_objects_copy_on_write(reg, make, local_storag
     for loaded in loads:
         large = [t for p in parts(loaded) for t in p.parameters() if t.nbytes >= 64 << 10]  # objects of their own
         assert large and all(t.untyped_storage().nbytes() in object_sizes for t in large), "not the object's map"
-        views: dict[tuple, bool] = {}  # equal tensors must not alias: all but one of them are copies
-        for t in (t for p in parts(loaded) for t in (*p.parameters(), *p.buffers()) if t.numel()):
-            key = (t.dtype, tuple(t.shape), t.detach().reshape(-1).view(torch.uint8).numpy().tobytes())
-            views[key] = views.get(key, False) or t.untyped_storage().nbytes() > t.numel() * t.element_size()
-        assert all(views.values()), "a tensor was copied"
     reg.delete_version("cow", version, reason="test")
     time.sleep(0.05)
     assert reg.gc(grace=datetime.timedelta(0)).reclaimed_objects
