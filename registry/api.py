@@ -91,6 +91,7 @@ class Registry:
         self._joined: ContextVar[sa.Connection | None] = ContextVar(f"rlreg_joined_{id(self)}", default=None)
         self._specs = _Remembered()  # spec texts by digest (content-addressed, immutable) and resolved specs
         self._templates: Any = None  # registry.templates.Templates (torch), made on the first load
+        self._checkpoints: dict = {}  # registry.fs: the rlreg:// checkpoints of versions restored lately
         # The store and the snapshot queue are made on first use: reads of the log need no torch.
         self._cache_dir = cache_dir
         self._store: storage.Store | None = None
@@ -662,7 +663,8 @@ class Registry:
         return self._templates
 
     def _metadata_only(self, digest: str, spec: dict) -> Any:
-        """The module of ``spec`` on ``meta`` (``replay.metadata_only``), copied from the kept build if any."""
+        """The module of ``spec`` on ``meta`` (``replay.metadata_only``), to read, not to change: the kept
+        build if there is one."""
         from registry import replay  # torch
 
         module = self._kept_builds.metadata_only(digest, spec, self.trusted_modules)

@@ -156,6 +156,26 @@ class VersionCheckpoint:
         return self._made[key]
 
 
+_KEPT_CHECKPOINTS = 16
+_KEPT_LOCK = threading.Lock()
+
+
+def _checkpoint(reg: Any, row: Any, spec: dict) -> VersionCheckpoint:
+    """The checkpoint of a version, kept by the registry for the next restores of it (a version's spec,
+    state and manifest never change, nor is its number reused): its folders and JSON files are made
+    once. Whether the version may be read, and which one an alias names, is read for each restore."""
+    kept, key = reg._checkpoints, (row.name, row.version)
+    with _KEPT_LOCK:
+        checkpoint = kept.pop(key, None)
+    if checkpoint is None:
+        checkpoint = VersionCheckpoint(reg, row, spec)
+    with _KEPT_LOCK:
+        kept[key] = checkpoint  # the newest last
+        while len(kept) > _KEPT_CHECKPOINTS:
+            del kept[next(iter(kept))]
+    return checkpoint
+
+
 class RegistryFileSystem(AbstractFileSystem):
     """Read-only fsspec filesystem over a registry (see the module docstring for which one)."""
 
@@ -171,6 +191,7 @@ class RegistryFileSystem(AbstractFileSystem):
         self.db_url, self.storage_url = db_url, storage_url
         self._reg = registry if registry is not None else (None if db_url or storage_url else _BOUND.get())
         self._versions: dict[tuple[str, int | None, str | None], VersionCheckpoint] = {}
+        self._found: dict[Any, tuple[str, VersionCheckpoint, tuple]] = {}
         self._lock = threading.Lock()
 
     @classmethod
@@ -195,7 +216,7 @@ class RegistryFileSystem(AbstractFileSystem):
                 if checkpoint is None:
                     reg = self._registry()
                     row, spec = reg._stored(ref.name, ref.version, alias=ref.alias)
-                    checkpoint = self._versions[key] = VersionCheckpoint(reg, row, spec)
+                    checkpoint = self._versions[key] = _checkpoint(reg, row, spec)
                     self._versions[(ref.name, row.version, None)] = checkpoint
         except errors.NotFoundError as exc:
             raise FileNotFoundError(f"rlreg://{path}: {exc}") from None
@@ -204,6 +225,14 @@ class RegistryFileSystem(AbstractFileSystem):
         return ref, inner, checkpoint
 
     def _lookup(self, path: str) -> tuple[str, VersionCheckpoint, tuple]:
+        """``(path without protocol, its version's checkpoint, checkpoint.lookup())``, found once per path
+        (a restore asks about each of its files and folders several times)."""
+        found = self._found.get(path)
+        if found is None:
+            found = self._found[path] = self._find(path)
+        return found
+
+    def _find(self, path: str) -> tuple[str, VersionCheckpoint, tuple]:
         stripped = self._strip_protocol(path)
         ref, inner, checkpoint = self._resolve(stripped)
         found = checkpoint.lookup(inner)

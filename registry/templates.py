@@ -61,13 +61,11 @@ class Templates:
             return None
 
     def metadata_only(self, digest: str, spec: Mapping[str, Any], trusted_modules: Any = None) -> Any:
-        """A copy of the kept build, still on ``meta`` (``replay.metadata_only``'s); ``None`` if there is none."""
+        """The kept build itself, on ``meta`` (``replay.metadata_only``'s), ``None`` if there is none: only
+        to read what a checkpoint folder says besides its tensors (metadata, constructor arguments,
+        components); never to change, as every later load copies it."""
         template = self.get(digest, spec, trusted_modules)
-        try:
-            return None if template is None else copy.deepcopy(template.module)
-        except Exception as exc:  # noqa: BLE001 - any failure means: build it as before
-            log.debug("copy of the kept build of %s failed (%r)", spec.get("module_class"), exc)
-            return None
+        return None if template is None else template.module
 
     def get(self, digest: str, spec: Mapping[str, Any], trusted_modules: Any = None) -> Template | None:
         """The kept build of ``spec`` (made on first use), ``None`` if it cannot have one."""

@@ -203,6 +203,33 @@ def test_checkpoints_are_served_from_verified_bytes(default_env):
         toys.spec().build().restore_from_path("rlreg://checked/1")
 
 
+def test_a_version_restored_again_is_read_again_where_it_can_change(recorded, default_env):
+    """The registry keeps a restored version's checkpoint (its spec, state and manifest never change),
+    and still reads for each restore whether the version may be read, where an alias points, and every
+    byte of its tensors."""
+    v1, v2, _ = recorded
+    reg = registry.default_registry()
+    for _ in range(2):
+        module = toys.spec().build()
+        module.restore_from_path("rlreg://team/pol/2")
+        assert toys.states_equal(module, v2)
+    assert ("team/pol", 2) in reg._checkpoints  # kept: the second restore used it
+    registry.set_alias("team/pol", "best", 2)
+    module.restore_from_path("rlreg://team/pol@best")
+    assert toys.states_equal(module, v2)
+    reg.delete_version("team/pol", 2, reason="a bad run", force=True)
+    with pytest.raises(CheckpointNotFoundError, match="a bad run"):
+        toys.spec().build().restore_from_path("rlreg://team/pol/2")
+    module.restore_from_path("rlreg://team/pol/1")
+    _, storage_url = default_env
+    for obj in (p for p in Path(storage_url).rglob("*") if p.is_file() and "objects" in p.parts):
+        data = bytearray(obj.read_bytes())
+        data[-1] ^= 0xFF
+        obj.write_bytes(bytes(data))
+    with pytest.raises(IntegrityError, match="is damaged"):
+        module.restore_from_path("rlreg://team/pol/1")
+
+
 def test_concurrent_readers_of_different_versions(default_env):
     module, expected = toys.spec().build(), {}
     for step in range(1, 5):
