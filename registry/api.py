@@ -646,7 +646,7 @@ class Registry:
         """
         row, spec = self._stored(name, version, alias=alias)
         with storage_ops.during(f"load of {name!r} version {row.version}"):
-            tensors = self._get(row.manifest, progress=progress)
+            tensors = self._get(row.manifest, progress=progress, aligned=True)  # the module holds them
         state = rlmodule.join_state(tensors, row.state or {})
         from registry import replay  # torch
 
@@ -708,9 +708,10 @@ class Registry:
             raise errors.NotFoundError(f"model {name!r} version {version or alias or 'latest'}: no tensor {unknown[0]!r}")
         return self._get(manifest, names=names)
 
-    def _get(self, manifest: dict, names: list[str] | None = None, progress: ProgressCallback | None = None) -> dict:
+    def _get(self, manifest: dict, names: list[str] | None = None, progress: ProgressCallback | None = None,
+             aligned: bool = False) -> dict:
         try:
-            return self.store.get(manifest, names=names, progress=progress)
+            return self.store.get(manifest, names=names, progress=progress, aligned=aligned)
         except storage.IntegrityError as exc:
             raise errors.IntegrityError(str(exc)) from exc
 

@@ -18,9 +18,9 @@ from typing import Any
 import torch
 
 from rlmodule import MultiRLModule, TorchRLModule, spec_from_dict
+from storage.tensors import ALIGNMENT
 
 log = logging.getLogger(__name__)
-_ALIGNMENT = 64  # torch's CPU allocator's: kernels see loaded tensors as they saw the snapshotted ones
 _NN_REGISTRIES = frozenset({"_parameters", "_buffers", "_modules"})
 
 
@@ -128,7 +128,8 @@ def _adopted(module: Any, tensors: Mapping[str, Any], slots: list[tuple[str, Any
     A load's tensors are verified, private (copy-on-write maps of local objects, or read into
     memory) and used by nothing else, so the module holds them as they are, where ``set_state``
     would copy each into fresh memory: no copy, and no page of fresh memory until one is written.
-    Only for same-dtype, same-shape, contiguous CPU tensors; anything else is copied in as before.
+    Only for same-dtype, same-shape, contiguous CPU tensors that start on a 64-byte boundary, as
+    ``Store.get(aligned=True)`` gives them; anything else is copied in as before.
     ``slots``: ``state_slots(module)``, if kept.
     """
     metas = state_slots(module) if slots is None else slots
@@ -140,9 +141,11 @@ def _adopted(module: Any, tensors: Mapping[str, Any], slots: list[tuple[str, Any
             return None
         if (src.dtype, src.shape, src.device.type) != (meta.dtype, meta.shape, "cpu") or not src.is_contiguous():
             return None
+        if src.data_ptr() % ALIGNMENT:  # kernels may round differently: Store.get(aligned=True) gives none such
+            return None
     parameter = torch.nn.Parameter
     return {id(meta): parameter(src, meta.requires_grad) if type(meta) is parameter else src
-            for (_, meta), src in zip(metas, _aligned(srcs))}
+            for (_, meta), src in zip(metas, srcs)}
 
 
 def state_slots(module: Any, prefix: str = "") -> list[tuple[str, Any]] | None:
@@ -159,21 +162,6 @@ def state_slots(module: Any, prefix: str = "") -> list[tuple[str, Any]] | None:
         if slots is None:
             return None
         out += slots
-    return out
-
-
-def _aligned(srcs: list[torch.Tensor]) -> list[torch.Tensor]:
-    """Each tensor as it is if it starts on a 64-byte boundary, else a copy in fresh memory, which torch
-    aligns: on less aligned data its kernels may round differently (a linear layer's output would not
-    be bit for bit the snapshotted module's). One allocation per copy, as a build makes: small ones
-    come from (and return to) the heap, where one large block would be fresh pages each time."""
-    out = []
-    for t in srcs:
-        if t.data_ptr() % _ALIGNMENT:
-            copy = torch.empty(t.shape, dtype=t.dtype)
-            ctypes.memmove(copy.data_ptr(), t.data_ptr(), t.nbytes)
-            t = copy
-        out.append(t)
     return out
 
 

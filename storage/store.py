@@ -358,10 +358,15 @@ class Store:
     # -- get -----------------------------------------------------------------------------------------
 
     def get(
-        self, manifest_: Mapping[str, Any], names: Iterable[str] | None = None, *, progress: ProgressCallback | None = None
+        self, manifest_: Mapping[str, Any], names: Iterable[str] | None = None, *, progress: ProgressCallback | None = None,
+        aligned: bool = False,
     ) -> dict[str, torch.Tensor]:
         """The tensors of ``manifest_`` (or only ``names``), every byte verified against its digest.
 
+        Each is a view of the verified buffer (a private memory map of a local or cached object, or
+        the bytes downloaded), except a tensor equal to another one returned (a copy: they must not
+        alias) and, with ``aligned``, one that does not start on a 64-byte boundary there (a copy,
+        where torch would allocate it: its kernels may round differently on less aligned data).
         ``progress(done, total)`` counts the bytes of the objects read (``total``: their sizes in the
         manifest), called as each is fetched (remote), verified (local) or found in the cache.
         """
@@ -379,7 +384,7 @@ class Store:
         for name in wanted:
             e = entries[name]
             buf, found = loaded[e["object"]]
-            t = self._view(name, e, buf, found)
+            t = self._view(name, e, buf, found, aligned)
             out[name] = t.clone() if e["digest"] in seen else t  # equal tensors must not alias
             seen.add(e["digest"])
         return out
@@ -391,14 +396,15 @@ class Store:
             raise TensorNotInManifestError(f"tensor {name!r} is not in the manifest")
         return name
 
-    def _view(self, name: str, e: Mapping[str, Any], buf: BufferView, found: dict[str, objects.Entry]) -> torch.Tensor:
+    def _view(self, name: str, e: Mapping[str, Any], buf: BufferView, found: Mapping[str, objects.Entry],
+              aligned: bool = False) -> torch.Tensor:
         entry = found.get(e["digest"])
         if entry is None or entry.dtype != format_dtype(e["dtype"]) or entry.shape != e["shape"]:
             raise InvalidManifestError(
                 f"manifest entry {name!r} does not match object {e['object']}: no tensor {e['digest']} "
                 f"of dtype {e['dtype']} and shape {e['shape']} in it"
             )
-        return buf.tensor(entry.start, entry.stop, entry.dtype, entry.shape)
+        return buf.tensor(entry.start, entry.stop, entry.dtype, entry.shape, aligned)
 
     def _read_objects(
         self, users: Mapping[str, list[str]], entries: Mapping[str, Any], sizes: Mapping[str, int], prog: Progress

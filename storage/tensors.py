@@ -13,6 +13,7 @@ from storage.dtypes import (  # noqa: F401  (re-exported: the torch-free half of
     _DTYPES, FORMAT_DTYPES, RawTensor, check_name, format_dtype, is_format_dtype, itemsize, manifest_dtype,
 )
 from storage.errors import UnsupportedDtypeError
+from storage.safetensors_format import DATA_ALIGNMENT
 
 _TORCH_DTYPES: dict[str, torch.dtype] = {fmt: getattr(torch, name) for fmt, (name, _) in _DTYPES.items()}
 _NAME_OF_TORCH = {v: k for k, v in _TORCH_DTYPES.items()}
@@ -80,31 +81,39 @@ def _byteswap(data: memoryview, size: int) -> bytes:  # pragma: no cover
     return np.frombuffer(data, dtype=f"u{size}" if size > 1 else "u1").byteswap().tobytes()
 
 
+ALIGNMENT = DATA_ALIGNMENT  # bytes: where torch's CPU allocator starts every tensor (and objects their data)
+
+
 class BufferView:
     """Zero-copy tensors over one writable buffer (a memory map or a bytearray)."""
 
-    __slots__ = ("flat", "_typed")
+    __slots__ = ("flat", "base", "_typed")
 
     def __init__(self, buf: Any) -> None:
         if memoryview(buf).nbytes == 0:
             self.flat = torch.empty(0, dtype=torch.uint8)
         else:
             self.flat = torch.frombuffer(buf, dtype=torch.uint8)
+        self.base = self.flat.data_ptr()
         self._typed: dict[str, torch.Tensor] = {}
 
-    def tensor(self, start: int, stop: int, dtype: str, shape: list[int] | tuple[int, ...]) -> torch.Tensor:
-        """``buf[start:stop]`` as ``dtype``/``shape``: a view, or a copy if ``start`` is misaligned."""
+    def tensor(self, start: int, stop: int, dtype: str, shape: list[int] | tuple[int, ...],
+               aligned: bool = False) -> torch.Tensor:
+        """``buf[start:stop]`` as ``dtype``/``shape``: a view, or a copy if ``start`` is misaligned for the
+        dtype (or, with ``aligned``, not on a 64-byte boundary, as torch would allocate it)."""
         tdtype = _TORCH_DTYPES[dtype]
         size = tdtype.itemsize
         if stop == start:
             return torch.empty(tuple(shape), dtype=tdtype)
-        if start % size:
-            return self.flat[start:stop].clone().view(tdtype).view(tuple(shape))
-        typed = self._typed.get(dtype)
-        if typed is None:
-            n = self.flat.numel() // size * size
-            typed = self._typed[dtype] = self.flat[:n].view(tdtype)
-        t = typed.as_strided(tuple(shape), _strides(shape), start // size)
+        if start % size or (aligned and (self.base + start) % ALIGNMENT):
+            t = torch.empty(tuple(shape), dtype=tdtype)
+            ctypes.memmove(t.data_ptr(), self.base + start, stop - start)
+        else:
+            typed = self._typed.get(dtype)
+            if typed is None:
+                n = self.flat.numel() // size * size
+                typed = self._typed[dtype] = self.flat[:n].view(tdtype)
+            t = typed.as_strided(tuple(shape), _strides(shape), start // size)
         if sys.byteorder == "big":  # pragma: no cover
             t = torch.from_numpy(t.numpy().byteswap())
         return t

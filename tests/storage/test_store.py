@@ -175,3 +175,17 @@ def test_objects_are_plain_safetensors_files(tmp_path):
     h = obj.removeprefix("blake3:")
     loaded = safetensors.torch.load_file(str(tmp_path / "objects" / h[:2] / h))
     assert same(loaded[m["tensors"]["w"]["digest"]], torch.arange(5.0))
+
+
+def test_get_aligned_gives_tensors_on_64_byte_boundaries(store):
+    """``aligned=True``: a tensor that does not start on a 64-byte boundary in its object is a copy (as
+    torch would allocate it), the others stay views; by default every tensor is a view."""
+    state = {f"b{i}": torch.randn(13) for i in range(20)} | {"w": torch.randn(40_000)}  # 20 packed, one alone
+    m = store.put(state)
+    views = store.get(m)
+    assert any(t.data_ptr() % 64 for t in views.values())  # packed tensors lie where the pack puts them
+    got = store.get(m, aligned=True)
+    assert all(t.data_ptr() % 64 == 0 for t in got.values())
+    if store.is_local:  # a view of the object's map: its data starts aligned
+        assert got["w"].untyped_storage().nbytes() > got["w"].nbytes
+    assert all(same(got[k], v) for k, v in state.items())
