@@ -11,6 +11,7 @@ import time
 from collections.abc import Iterable, Iterator, Mapping
 from contextlib import contextmanager
 from contextvars import ContextVar
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 import rlmodule
@@ -90,8 +91,9 @@ class Registry:
         self._acting_as: ContextVar[dict[str, Any]] = ContextVar(f"rlreg_actor_{id(self)}", default={})
         self._joined: ContextVar[sa.Connection | None] = ContextVar(f"rlreg_joined_{id(self)}", default=None)
         self._specs = _Remembered()  # spec texts by digest (content-addressed, immutable) and resolved specs
+        self._versions_json = _Remembered(64)  # _ParsedVersion by (name, version, position)
         self._templates: Any = None  # registry.templates.Templates (torch), made on the first load
-        self._checkpoints: dict = {}  # registry.fs: the rlreg:// checkpoints of versions restored lately
+        self._checkpoints = _Remembered(16)  # registry.fs: the rlreg:// checkpoints of versions restored lately
         # The store and the snapshot queue are made on first use: reads of the log need no torch.
         self._cache_dir = cache_dir
         self._store: storage.Store | None = None
@@ -455,8 +457,10 @@ class Registry:
         """
         return self._row_and_model(conn, name, version, alias)[0]
 
-    def _row_and_model(self, conn: sa.Connection, name: str, version: int | None, alias: str | None) -> tuple[Any, Any]:
-        """``_row``'s row and the model's row (``lifecycle.model_query``) it was found through."""
+    def _row_and_model(self, conn: sa.Connection, name: str, version: int | None, alias: str | None,
+                       json_text: bool = False) -> tuple[Any, Any]:
+        """``_row``'s row and the model's row (``lifecycle.model_query``) it was found through;
+        ``json_text``: the row's manifest and state unparsed (``lifecycle.version_query``)."""
         ref = uri.reference(name, version, alias)
         name, version, alias = ref.name, ref.version, ref.alias
         model = lifecycle.model_row(conn, name)
@@ -467,10 +471,10 @@ class Registry:
             if version is None:
                 raise errors.NotFoundError(f"model {name!r} has no alias {alias!r}")
         elif version is None:
-            return lifecycle.latest_row(conn, model), model
+            return lifecycle.latest_row(conn, model, json_text), model
         else:
             validate_version(version, f"model {name!r}: version")
-        row = lifecycle.version_row(conn, name, version)
+        row = lifecycle.version_row(conn, name, version, json_text)
         if row is None:
             raise errors.NotFoundError(
                 f"model {name!r} has no version {version} (latest is {model.latest_version})"
@@ -646,7 +650,8 @@ class Registry:
         """
         row, spec = self._stored(name, version, alias=alias)
         with storage_ops.during(f"load of {name!r} version {row.version}"):
-            tensors = self._get(row.manifest, progress=progress, aligned=True)  # the module holds them
+            tensors = self._get(row.manifest, progress=progress, aligned=True,  # the module holds them
+                                parsed=getattr(row, "parsed", None))
         state = rlmodule.join_state(tensors, row.state or {})
         from registry import replay  # torch
 
@@ -681,7 +686,8 @@ class Registry:
             number = ref.version if ref.version is not None else self._offline_cache.resolve(ref.name, ref.alias)
             return self._offline_cache.version(ref.name, number)
         with self._read(f"reading model {name!r}") as conn:
-            row, model = self._row_and_model(conn, ref.name, ref.version, ref.alias)
+            row, model = self._row_and_model(conn, ref.name, ref.version, ref.alias, json_text=True)
+            row = self._parsed(row)
             spec = self._spec_of(conn, row.spec_digest)
             if ref.alias is not None:  # the alias just resolved (no statement more: rlreg:// restores stay cheap)
                 seen: tuple[str, ...] = (ref.alias,)
@@ -691,6 +697,17 @@ class Registry:
         latest = (ref.version is None and ref.alias is None) or model.latest_version == row.version
         self._offline_cache.remember(row, spec, seen, latest, self.storage_url)
         return row, spec
+
+    def _parsed(self, row: Any) -> Any:
+        """A version row read with ``json_text``, its manifest and state parsed once per version (a
+        version's never change, nor is its number reused): a load of many tensors spent more on parsing
+        its manifest, and on checking it (``_get(checked=True)``), than on reading its bytes."""
+        key = (row.name, row.version, row.position)
+        kept = self._versions_json.get(key)
+        if kept is None:
+            kept = _ParsedVersion(json.loads(row.manifest), None if row.state is None else json.loads(row.state))
+            self._versions_json.put(key, kept)
+        return _VersionRow(row, kept)
 
     def bind(self) -> Any:
         """``with reg.bind():`` makes ``rlreg://`` URIs (``load_state_path``, ``restore_from_path``)
@@ -709,9 +726,14 @@ class Registry:
         return self._get(manifest, names=names)
 
     def _get(self, manifest: dict, names: list[str] | None = None, progress: ProgressCallback | None = None,
-             aligned: bool = False) -> dict:
+             aligned: bool = False, parsed: _ParsedVersion | None = None) -> dict:
+        """``Store.get``; ``parsed``: the kept parse of a version whose manifest this is (checked once)."""
         try:
-            return self.store.get(manifest, names=names, progress=progress, aligned=aligned)
+            got = self.store.get(manifest, names=names, progress=progress, aligned=aligned,
+                                 checked=parsed is not None and parsed.checked)
+            if parsed is not None:
+                parsed.checked = True
+            return got
         except storage.IntegrityError as exc:
             raise errors.IntegrityError(str(exc)) from exc
 
@@ -970,6 +992,35 @@ class Registry:
     def upgrade_schema(self) -> db.SchemaStatus:
         """Upgrade the database's schema to this rlreg's head revision."""
         return db.upgrade(self._events.engine)
+
+
+@dataclass
+class _ParsedVersion:
+    """A version's manifest and state, parsed; ``checked``: the store has checked the manifest."""
+
+    manifest: dict
+    state: Any
+    checked: bool = False
+
+
+class _VersionRow:
+    """A version row whose manifest and state are the kept parsed ones (read only)."""
+
+    __slots__ = ("_row", "parsed")
+
+    def __init__(self, row: Any, parsed: _ParsedVersion) -> None:
+        self._row, self.parsed = row, parsed
+
+    @property
+    def manifest(self) -> dict:
+        return self.parsed.manifest
+
+    @property
+    def state(self) -> Any:
+        return self.parsed.state
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._row, name)
 
 
 class _Remembered:

@@ -156,23 +156,15 @@ class VersionCheckpoint:
         return self._made[key]
 
 
-_KEPT_CHECKPOINTS = 16
-_KEPT_LOCK = threading.Lock()
-
-
 def _checkpoint(reg: Any, row: Any, spec: dict) -> VersionCheckpoint:
     """The checkpoint of a version, kept by the registry for the next restores of it (a version's spec,
     state and manifest never change, nor is its number reused): its folders and JSON files are made
     once. Whether the version may be read, and which one an alias names, is read for each restore."""
-    kept, key = reg._checkpoints, (row.name, row.version)
-    with _KEPT_LOCK:
-        checkpoint = kept.pop(key, None)
+    key = (row.name, row.version)
+    checkpoint = reg._checkpoints.get(key)
     if checkpoint is None:
         checkpoint = VersionCheckpoint(reg, row, spec)
-    with _KEPT_LOCK:
-        kept[key] = checkpoint  # the newest last
-        while len(kept) > _KEPT_CHECKPOINTS:
-            del kept[next(iter(kept))]
+        reg._checkpoints.put(key, checkpoint)
     return checkpoint
 
 

@@ -108,19 +108,23 @@ def model_query(name: str) -> sa.Select:
     ).select_from(joined).where(models.c.name == name)
 
 
-def version_query(name: str, version: int) -> sa.Select:
-    """The ``rlreg_versions`` row of a version with how it was deleted (``deleted_at`` etc., or nulls)."""
+def version_query(name: str, version: int, json_text: bool = False) -> sa.Select:
+    """The ``rlreg_versions`` row of a version with how it was deleted (``deleted_at`` etc., or nulls);
+    ``json_text``: its ``manifest`` and ``state`` as JSON text, not parsed (for who keeps them parsed)."""
     joined = versions.outerjoin(deleted_versions, sa.and_(
         deleted_versions.c.name == versions.c.name, deleted_versions.c.version == versions.c.version))
+    columns = [sa.cast(c, sa.Text).label(c.name) if json_text and c.name in ("manifest", "state") else c
+               for c in versions.c]
     return sa.select(
-        versions, deleted_versions.c.deleted_at, deleted_versions.c.reason.label("deletion_reason"),
+        *columns, deleted_versions.c.deleted_at, deleted_versions.c.reason.label("deletion_reason"),
         deleted_versions.c.actor.label("deletion_actor"), deleted_versions.c.position.label("deletion_position"),
     ).select_from(joined).where(versions.c.name == name, versions.c.version == version)
 
 
 # Built once, with parameters: building a statement per call costs more than the read itself.
 _MODEL_QUERY = model_query(sa.bindparam("model_name"))
-_VERSION_QUERY = version_query(sa.bindparam("version_name"), sa.bindparam("version_number"))
+_VERSION_QUERY = {text: version_query(sa.bindparam("version_name"), sa.bindparam("version_number"), text)
+                  for text in (False, True)}
 
 
 _REVIVE = deleted_models.delete().where(deleted_models.c.name == sa.bindparam("b_name"))
@@ -131,9 +135,9 @@ def model_row(conn: Connection, name: str) -> Any:
     return conn.execute(_MODEL_QUERY, {"model_name": name}).first()
 
 
-def version_row(conn: Connection, name: str, version: int) -> Any:
-    """The row of ``version_query(name, version)``, or ``None``."""
-    return conn.execute(_VERSION_QUERY, {"version_name": name, "version_number": version}).first()
+def version_row(conn: Connection, name: str, version: int, json_text: bool = False) -> Any:
+    """The row of ``version_query(name, version, json_text)``, or ``None``."""
+    return conn.execute(_VERSION_QUERY[json_text], {"version_name": name, "version_number": version}).first()
 
 
 def refuse_deleted_row(row: Any) -> None:
@@ -145,7 +149,7 @@ def refuse_deleted_row(row: Any) -> None:
         raise err
 
 
-def latest_row(conn: Connection, model: Any) -> Any:
+def latest_row(conn: Connection, model: Any, json_text: bool = False) -> Any:
     """The newest live version's row of ``model`` (a ``model_query`` row); ``DeletedError`` if none is left."""
     name = model.name
     if model.model_deleted_at is not None:
@@ -154,13 +158,13 @@ def latest_row(conn: Connection, model: Any) -> Any:
         raise _error(name, None, d, f"model {name!r}")
     if model.latest_version == 0:
         raise errors.NotFoundError(f"model {name!r} has no versions yet (only a spec)")
-    row = version_row(conn, name, model.latest_version)
+    row = version_row(conn, name, model.latest_version, json_text)
     if row.deleted_at is None:
         return row
     latest = conn.execute(sa.select(sa.func.max(live_versions(conn, name).subquery().c.version))).scalar()
     if latest is None:
         refuse_deleted_row(row)  # every version is deleted: say who deleted the last
-    return version_row(conn, name, latest)
+    return version_row(conn, name, latest, json_text)
 
 
 def live_model(conn: Connection, name: str) -> Any:

@@ -275,3 +275,24 @@ def test_loaded_tensors_are_aligned_as_fresh_ones_so_outputs_are_bit_for_bit(reg
         batch = toys.batch()
         with torch.no_grad():
             assert torch.equal(outputs(loaded, batch), outputs(module, batch))
+
+
+def test_a_version_loaded_again_is_verified_again(reg, local_storage_url):
+    """The registry keeps a loaded version's manifest and state parsed (and its manifest checked); every
+    byte is still hashed at each load, and other versions read their own."""
+    from pathlib import Path
+
+    from registry import IntegrityError
+
+    first, second = toys.spec().build(), toys.spec().build()
+    toys.train_step(second, 1)
+    reg.snapshot("again", first)
+    reg.snapshot("again", second)
+    for _ in range(2):
+        assert toys.states_equal(reg.load("again", 1), first) and toys.states_equal(reg.load("again", 2), second)
+    for obj in (p for p in Path(local_storage_url).rglob("*") if p.is_file() and "objects" in p.parts):
+        data = bytearray(obj.read_bytes())
+        data[-1] ^= 0xFF
+        obj.write_bytes(bytes(data))
+    with pytest.raises(IntegrityError, match="is damaged"):
+        reg.load("again", 1)
