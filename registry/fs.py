@@ -73,6 +73,7 @@ class VersionCheckpoint:
 
     def __init__(self, reg: Any, row: Any, spec: dict) -> None:
         self.reg, self.manifest = reg, row.manifest
+        self.parsed = getattr(row, "parsed", None)  # the registry's kept parse of the row (its manifest checked once)
         self.folders: dict[str, _Folder] = {}
         self._made: dict[tuple[int, str, str], Any] = {}  # (folder, kind, what) -> its JSON bytes or size
         self._add("", reg._metadata_only(row.spec_digest, spec), "", dict(row.state or {}))
@@ -111,7 +112,7 @@ class VersionCheckpoint:
     def load_tensors(self, folder: _Folder) -> dict[str, Any]:
         """The folder's tensors, verified, as views of the verified buffers (no copy)."""
         names = self.tensor_names(folder)
-        got = self.reg._get(self.manifest, sorted(names.values()))
+        got = self.reg._get(self.manifest, sorted(names.values()), parsed=self.parsed)
         return {key: got[name] for key, name in names.items()}
 
     def json_of(self, folder: _Folder, kind: str) -> bytes:

@@ -99,7 +99,7 @@ class TorchRLModule(nn.Module, RLModule):
         return {k: _cpu(v, copy) for k, v in state_dict.items()}
 
     def _checked_tensors(self, state: StateDict) -> dict[str, torch.Tensor]:
-        own = self.state_dict()
+        own = self.state_dict(keep_vars=True)  # only shapes and dtypes are read: no detached copies
         tensors = {}
         for key in own:
             if key not in state:
