@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime
+import functools
 import inspect
 import json
 import random
@@ -1098,9 +1099,17 @@ def _state_to_store(module: rlmodule.RLModule) -> Any:
     The views are hashed and written within ``snapshot`` itself, so copying every byte first only
     costs time (a third of a 100 MB snapshot); a module must not train while it is snapshotted.
     """
-    params = inspect.signature(module.get_state).parameters
-    takes_copy = "copy" in params or any(p.kind is p.VAR_KEYWORD for p in params.values())
-    return module.get_state(copy=False) if takes_copy else module.get_state()
+    get_state = module.get_state
+    own = getattr(get_state, "__func__", None)  # the class's function (asked once), unless set on the instance
+    takes_copy = _takes_copy(own) if own is not None else _takes_copy.__wrapped__(get_state)
+    return get_state(copy=False) if takes_copy else get_state()
+
+
+@functools.lru_cache(maxsize=256)
+def _takes_copy(get_state: Any) -> bool:
+    """Whether a ``get_state`` accepts ``copy=`` (by name or through ``**kwargs``)."""
+    params = inspect.signature(get_state).parameters
+    return "copy" in params or any(p.kind is p.VAR_KEYWORD for p in params.values())
 
 
 class _Refused(Exception):
