@@ -9,7 +9,8 @@ the same snapshot with it switched off. A snapshot writes new objects and keeps 
 so the peer writes a new checkpoint file each time and keeps the old ones; overwriting one file is
 shown beside it (no target): its pages are the ones just freed, where new files need fresh pages,
 which this VM hands out at a few hundred MB/s (1 MiB: 0.5 ms to overwrite, 2.5-5 ms to a new file,
-`write` alone). S3 runs against moto's server in this process, through s3fs.
+`write` alone). S3 runs against moto's server in its own process (so that it does not compete
+with the client for the GIL), through s3fs.
 The 2 cores are shared: the load average before and after is printed as the noise indicator.
 """
 

@@ -4,7 +4,7 @@ For float32 state dicts of 1 MB, 100 MB and 1 GB (~50 tensors; 1 GB only without
 one of 2,000 tensors totalling 10 MB, on a local folder: first ``put`` vs ``save_file``; an
 unchanged ``put`` (bytes written, vs the first put and a bare digest pass); ``get`` (every byte
 verified) vs ``load_file`` + reading every byte and vs ``torch.load(weights_only=True)``; objects
-and µs per tensor for the 2,000-tensor dict. On S3 (moto's server in this process, through s3fs):
+and µs per tensor for the 2,000-tensor dict. On S3 (moto's server in its own process, through s3fs):
 requests per put and per get, and a warm-cache get vs the local get. Times are the best of N runs
 (the machine is shared), taken in turn within each repeat, with dirty pages flushed (untimed)
 before each write; the machine's memcpy and disk-write bandwidth are printed as the limits.
@@ -13,9 +13,10 @@ before each write; the machine's memcpy and disk-write bandwidth are printed as 
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
-import socket
+import subprocess
 import sys
 import tempfile
 from pathlib import Path
@@ -179,19 +180,51 @@ def _count_requests(store: Store) -> list[int]:
     return n
 
 
-def moto_server():
-    """Start moto's S3 server on 127.0.0.1 and point the AWS environment at it; ``(server, url)``."""
-    from moto.server import ThreadedMotoServer
+_MOTO_CHILD = """
+import logging, sys
+from moto.server import ThreadedMotoServer
+logging.getLogger("werkzeug").setLevel(logging.ERROR)
+server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
+server.start()
+print(server.get_host_and_port()[1], flush=True)
+sys.stdin.read()  # until the bench closes the pipe (or dies)
+server.stop()
+"""
 
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-    server = ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)
-    server.start()
-    url = f"http://127.0.0.1:{port}"
+
+class MotoProcess:
+    """moto's S3 server in a process of its own, so that it does not share the bench's GIL."""
+
+    def __init__(self) -> None:
+        self._proc = subprocess.Popen([sys.executable, "-c", _MOTO_CHILD], stdin=subprocess.PIPE,
+                                      stdout=subprocess.PIPE, text=True)
+        line = self._proc.stdout.readline()  # type: ignore[union-attr]
+        if not line.strip().isdigit():
+            self.stop()
+            raise RuntimeError(f"moto's server did not start (exit {self._proc.returncode}); is moto[server] installed?")
+        self.url = f"http://127.0.0.1:{int(line)}"
+
+    def stop(self) -> None:
+        """End the server: close its stdin, wait, kill it if it lingers."""
+        with contextlib.suppress(OSError):
+            self._proc.stdin.close()  # type: ignore[union-attr]
+        try:
+            self._proc.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            self._proc.kill()
+            self._proc.wait()
+
+
+def moto_server() -> tuple[MotoProcess, str]:
+    """Start moto's S3 server on 127.0.0.1 in its own process and point the AWS environment at it; ``(server, url)``.
+
+    In this process it would compete with the client measured for the GIL, penalising whichever
+    side does more Python work; stopped with ``server.stop()`` (it also ends when this process does).
+    """
+    server = MotoProcess()
     os.environ.update(AWS_ACCESS_KEY_ID="bench", AWS_SECRET_ACCESS_KEY="bench", AWS_DEFAULT_REGION="us-east-1",
-                      AWS_ENDPOINT_URL=url)
-    return server, url
+                      AWS_ENDPOINT_URL=server.url)
+    return server, server.url
 
 
 def machine_rows(work: Path) -> list[dict[str, Any]]:
