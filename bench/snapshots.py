@@ -233,6 +233,7 @@ def s3_rows(work: Path, quick: bool, n: int) -> list[dict[str, Any]]:
 
     from bench.storage import moto_server
     from registry import Registry
+    from storage import filesystems
     from storage import store as store_module
 
     tensors, numel = CASES["100 MiB / 48 tensors" if quick else "1 GiB / 48 tensors"]
@@ -272,7 +273,7 @@ def s3_rows(work: Path, quick: bool, n: int) -> list[dict[str, Any]]:
         paths = [f"{bucket}/plain{{}}/{k}" for k in range(len(blobs))]
         down = rounds({"load": lambda: readers[-1].load("m"),
                        "s3fs download": lambda: fs.cat([p.format(state["i"]) for p in paths],
-                                                       batch_size=store_module._UPLOAD_THREADS)}, n,
+                                                       batch_size=filesystems.FETCHES)}, n,
                       before=cold_reader)
         for reg in regs + readers:
             reg.close()

@@ -87,6 +87,18 @@ class ObjectCache:
         if os.path.isdir(path) and not os.path.islink(path):
             self.discard(object_digest)  # a folder in its place: the rename below could not replace it
         local_atomic_write(path, buffers)
+        self._added(nbytes)
+
+    def filling(self, object_digest: str, nbytes: int) -> Filling | None:
+        """A temporary file to download an object into, kept as its entry only once verified (``Filling``);
+        ``None`` for an object larger than the cache."""
+        if nbytes > self.max_bytes:
+            return None
+        path = self.path(object_digest)
+        os.makedirs(os.path.dirname(path), exist_ok=True)
+        return Filling(self, object_digest, path)
+
+    def _added(self, nbytes: int) -> None:
         if self._since_scan is None or self._since_scan + nbytes > self.max_bytes // 10:
             self._evict()
         else:
@@ -180,6 +192,58 @@ class ObjectCache:
                 _remove(path)
                 total -= size
         self._since_scan = 0
+
+
+class Filling:
+    """An object's bytes written straight into the cache folder as they are downloaded, under a temporary
+    name: ``mapped()`` gives them to verify, then ``keep()`` renames them into place, or ``drop()`` removes them.
+
+    The bytes land in the page cache once (no buffer in memory and a copy of it to a file), and what a
+    load hands out is a private map of them, as for a cache hit. Only ``keep`` makes them an entry.
+    """
+
+    def __init__(self, cache: ObjectCache, object_digest: str, path: str) -> None:
+        self._cache, self.digest, self._path = cache, object_digest, path
+        self._tmp = os.path.join(os.path.dirname(path), f".tmp-{os.urandom(8).hex()}-{os.path.basename(path)}")
+        self._fd: int | None = os.open(self._tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_CLOEXEC", 0),
+                                       0o600)
+        self.nbytes = 0
+
+    def write_at(self, offset: int, data: Any) -> None:
+        """Write ``data`` at ``offset`` of the file (from any thread)."""
+        view = memoryview(data).cast("B")
+        while view.nbytes:
+            n = os.pwrite(self._fd, view, offset)  # type: ignore[arg-type]
+            view, offset = view[n:], offset + n
+            self.nbytes = max(self.nbytes, offset)
+
+    def done(self) -> None:
+        """Every byte is written: close the file."""
+        if self._fd is not None:
+            os.fchmod(self._fd, 0o644)
+            os.close(self._fd)
+            self._fd = None
+
+    def mapped(self) -> Any:
+        """A private (copy-on-write) map of the bytes written, to verify and hand out."""
+        self.done()
+        return map_file(self._tmp)
+
+    def keep(self) -> None:
+        """Make the (verified) bytes the cache's entry for the object, replacing any older one."""
+        if os.path.isdir(self._path) and not os.path.islink(self._path):
+            self._cache.discard(self.digest)  # a folder in its place: the rename could not replace it
+        os.replace(self._tmp, self._path)
+        self._cache._added(self.nbytes)
+
+    def drop(self) -> None:
+        """Remove the bytes (a failed download, or bytes that did not verify)."""
+        with contextlib.suppress(OSError):
+            if self._fd is not None:
+                os.close(self._fd)
+        self._fd = None
+        with contextlib.suppress(OSError):
+            os.unlink(self._tmp)
 
 
 def _remove(path: str) -> None:

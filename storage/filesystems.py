@@ -6,6 +6,7 @@ import asyncio
 import concurrent.futures
 import contextlib
 import errno
+import functools
 import inspect
 import mmap
 import os
@@ -494,21 +495,28 @@ def check_bucket(fs: fsspec.AbstractFileSystem, path: str, url: str) -> None:
         raise StorageUnavailableError(f"storage {url!r} is unavailable: no bucket {bucket!r} ({exc})") from exc
 
 
+FETCHES = 32  # objects fetched at once by ``cat_many`` on async filesystems (a sliding window)
+
+
 def cat_many(
     fs: fsspec.AbstractFileSystem,
     paths: list[str],
     sizes: list[int | None] | None = None,
     on_done: Callable[[int, Any], None] | None = None,
+    into: Callable[[int], Any] | None = None,
 ) -> list[Any]:
     """The bytes of each of ``paths`` (or the exception reading it), fetched concurrently on s3fs.
 
     Unlike ``fs.cat(list)``, no path expansion first. With a known size below s3fs's block size a
     fetch is one GET (s3fs would otherwise HEAD first, to split large objects into ranged GETs).
     ``on_done(i, result)`` is called as the fetch of ``paths[i]`` ends, with its bytes or exception
-    (from the event loop's thread on s3fs: it must not block).
+    (from the event loop's thread on s3fs: it must not block). On S3, ``into(i)`` may give a sink
+    for ``paths[i]`` (``write_at(offset, bytes)``, ``done()``, ``drop()``: a ``cache.Filling``) that
+    its bytes are written to as they arrive, in place of a buffer; the result is then the sink
+    (``done()`` called), and a failed fetch ``drop()``s it. ``None`` from ``into``: a buffer.
     """
     if getattr(fs, "async_impl", False):
-        return fsspec.asyn.sync(fs.loop, _cat_all, fs, paths, sizes or [None] * len(paths), on_done)
+        return fsspec.asyn.sync(fs.loop, _cat_all, fs, paths, sizes or [None] * len(paths), on_done, into)
     out: list[Any] = []
     for i, p in enumerate(paths):
         try:
@@ -520,21 +528,26 @@ def cat_many(
     return out
 
 
-async def _reporting(i: int, coro: Any, on_done: Callable[[int, Any], None]) -> Any:
+async def _reporting(i: int, coro: Any, on_done: Callable[[int, Any], None] | None, limit: asyncio.Semaphore) -> Any:
     try:
-        result = await coro
+        async with limit:
+            result = await coro
     except Exception as exc:  # noqa: BLE001 - handed over (and returned by gather) as the result
-        on_done(i, exc)
+        if on_done is not None:
+            on_done(i, exc)
         raise
-    on_done(i, result)
+    if on_done is not None:
+        on_done(i, result)
     return result
 
 
 async def _cat_all(
-    fs: Any, paths: list[str], sizes: list[int | None], on_done: Callable[[int, Any], None] | None = None, batch: int = 32
+    fs: Any, paths: list[str], sizes: list[int | None], on_done: Callable[[int, Any], None] | None = None,
+    into: Callable[[int], Any] | None = None,
 ) -> list[Any]:
     if hasattr(fs, "_call_s3"):
-        coros = [_s3_read(fs, p, n) for p, n in zip(paths, sizes)]
+        coros = [_s3_read(fs, p, n, None if into is None else functools.partial(into, i))
+                 for i, (p, n) in enumerate(zip(paths, sizes))]
     else:
         block = getattr(fs, "default_block_size", 0) or 0
         coros = [
@@ -543,16 +556,25 @@ async def _cat_all(
             else fs._cat_file(p)
             for p, n in zip(paths, sizes)
         ]
-    if on_done is not None:
-        coros = [_reporting(i, c, on_done) for i, c in enumerate(coros)]
-    out: list[Any] = []
-    for i in range(0, len(coros), batch):
-        out += await asyncio.gather(*coros[i : i + batch], return_exceptions=True)
-    return out
+    limit = asyncio.Semaphore(FETCHES)  # a new fetch starts as soon as one ends (not in waves)
+    return await asyncio.gather(*(_reporting(i, c, on_done, limit) for i, c in enumerate(coros)),
+                                return_exceptions=True)
 
 
-async def _s3_read(fs: Any, path: str, size: int | None) -> bytearray:
-    """An S3 object read straight into one writable buffer (s3fs's ``cat`` returns bytes: a copy more).
+class _Buffer:
+    """A sink over a fresh writable buffer (what a read returns without ``into``)."""
+
+    def __init__(self, nbytes: int) -> None:
+        self.buf = bytearray(nbytes)
+        self._view = memoryview(self.buf)
+
+    def write_at(self, offset: int, data: Any) -> None:
+        self._view[offset : offset + len(data)] = data
+
+
+async def _s3_read(fs: Any, path: str, size: int | None, into: Callable[[], Any] | None = None) -> Any:
+    """An S3 object read straight into one writable buffer, or the sink ``into()`` gives (s3fs's ``cat``
+    returns bytes: a copy more).
 
     With a known size above s3fs's block size, ranged GETs fill their parts of it concurrently;
     otherwise one GET (never a HEAD first). With a known size no more than ``size + 1`` bytes are
@@ -563,38 +585,56 @@ async def _s3_read(fs: Any, path: str, size: int | None) -> bytearray:
     if size is None or size <= block:
         at_most = {} if size is None else {"Range": f"bytes=0-{size}"}
         resp = await fs._call_s3("get_object", Bucket=bucket, Key=key, **at_most)
-        buf = bytearray(int(resp["ContentLength"]))
-        await _read_body(resp["Body"], memoryview(buf), path)
-        return buf
-    buf = bytearray(size)
-    view = memoryview(buf)
+        parts = [(0, int(resp["ContentLength"]), resp)]
+        total = parts[0][1]
+    else:
+        parts, total = [(start, min(start + block, size), None) for start in range(0, size, block)], size
+    sink = (into() if into is not None else None) or _Buffer(total)
+    try:
+        await _fill(fs, bucket, key, path, size, sink, parts)
+    except BaseException:
+        if not isinstance(sink, _Buffer):
+            sink.drop()
+        raise
+    if isinstance(sink, _Buffer):
+        return sink.buf
+    sink.done()
+    return sink
+
+
+async def _fill(fs: Any, bucket: str, key: str, path: str, size: int | None, sink: Any, parts: list) -> None:
+    """Write each part ``(start, stop, response or None: to request)`` into ``sink``, at most
+    ``fs.max_concurrency`` at once; every part has ended (or never started) when this raises."""
     limit = asyncio.Semaphore(max(1, int(getattr(fs, "max_concurrency", 1) or 1)))
 
-    async def part(start: int) -> None:
-        stop = min(start + block, size)
+    async def part(start: int, stop: int, resp: Any) -> None:
         async with limit:
-            resp = await fs._call_s3("get_object", Bucket=bucket, Key=key, Range=f"bytes={start}-{stop - 1}")
-            if int(resp["ContentLength"]) != stop - start:
-                resp["Body"].close()
-                raise IntegrityError(
-                    f"{path}: expected bytes {start}..{stop} of {size}, got {resp['ContentLength']} bytes "
-                    "(the object is not the size its manifest records)"
-                )
-            await _read_body(resp["Body"], view[start:stop], path)
+            if resp is None:
+                resp = await fs._call_s3("get_object", Bucket=bucket, Key=key, Range=f"bytes={start}-{stop - 1}")
+                if int(resp["ContentLength"]) != stop - start:
+                    resp["Body"].close()
+                    raise IntegrityError(
+                        f"{path}: expected bytes {start}..{stop} of {size}, got {resp['ContentLength']} bytes "
+                        "(the object is not the size its manifest records)"
+                    )
+            await _read_body(resp["Body"], sink, start, stop - start, path)
 
-    await asyncio.gather(*(part(start) for start in range(0, size, block)))
-    return buf
+    results = await asyncio.gather(*(part(*p) for p in parts), return_exceptions=True)
+    for result in results:
+        if isinstance(result, BaseException):
+            raise result
 
 
-async def _read_body(body: Any, view: memoryview, path: str) -> None:
-    """Fill ``view`` from a streamed response body, which must hold exactly that many bytes."""
+async def _read_body(body: Any, sink: Any, start: int, nbytes: int, path: str) -> None:
+    """Write a streamed response body, which must hold exactly ``nbytes``, at ``start`` of ``sink``."""
     try:
         pos = 0
-        while pos < view.nbytes:
-            n = await body.readinto(view[pos:])
-            if n == 0:
-                raise OSError(f"{path}: the response ended after {pos} of {view.nbytes} bytes")
-            pos += n
+        while pos < nbytes:
+            chunk = await body.read(nbytes - pos)
+            if not chunk:
+                raise OSError(f"{path}: the response ended after {pos} of {nbytes} bytes")
+            sink.write_at(start + pos, chunk)
+            pos += len(chunk)
     finally:
         body.close()
 

@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import concurrent.futures
+import functools
 import logging
 import os
 import posixpath
 import stat
+import threading
 import uuid
 from collections import defaultdict
 from collections.abc import Iterable, Mapping
@@ -15,7 +17,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from storage import config, digest, filesystems, manifest, objects
-from storage.cache import ObjectCache, default_cache_dir, default_max_bytes
+from storage.cache import Filling, ObjectCache, default_cache_dir, default_max_bytes
 from storage.errors import (
     IntegrityError,
     InvalidDigestError,
@@ -236,7 +238,10 @@ class Store:
             self._fan_out()
             threads = _LOCAL_WRITERS if overlap or prog.total >= _THREADED_PUT_FROM else 0
             return self._put_pipelined(raws, prog, threads, self._keep_local, "rlreg-put")
-        return self._put_pipelined(raws, prog, _UPLOAD_THREADS, self._keep_remote, "rlreg-upload")
+        # Twice as many threads as uploads in flight: a thread's HEAD (the dedup check) and its write
+        # to the read cache happen outside its turn to upload, so neither holds back the uploads.
+        keep = functools.partial(self._keep_remote, threading.BoundedSemaphore(_UPLOAD_THREADS))
+        return self._put_pipelined(raws, prog, 2 * _UPLOAD_THREADS, keep, "rlreg-upload")
 
     def _put_pipelined(
         self, raws: dict[str, RawTensor], prog: Progress, threads: int, keep: Any, thread_name: str
@@ -302,7 +307,7 @@ class Store:
             self._write_local(obj)
         prog.add(weight)
 
-    def _keep_remote(self, obj: objects.EncodedObject, prog: Progress, weight: int) -> None:
+    def _keep_remote(self, uploads: threading.Semaphore, obj: objects.EncodedObject, prog: Progress, weight: int) -> None:
         size = filesystems.size_of(self.fs, self._path(obj.digest))
         if size != obj.nbytes:
             if size is not None:
@@ -317,7 +322,10 @@ class Store:
                     sent[0], unsent[0] = sent[0] + step, 0
                     prog.add(step)
 
-            self._write_one(obj, cancelled=prog.cancel.is_set, wrote=wrote)
+            with uploads:
+                self._write_one(obj, cancelled=prog.cancel.is_set, wrote=wrote)
+            if self.cache is not None:
+                self.cache.add(obj.digest, obj.buffers(), obj.nbytes)
             weight -= sent[0]
         prog.add(weight)
 
@@ -348,8 +356,6 @@ class Store:
     def _write_one(self, obj: objects.EncodedObject, **watch: Any) -> None:
         filesystems.atomic_write(self.fs, self._path(obj.digest), obj.buffers(), size=obj.nbytes, **watch)
         self._count_write(obj)
-        if self.cache is not None:
-            self.cache.add(obj.digest, obj.buffers(), obj.nbytes)
 
     def _count_write(self, obj: objects.EncodedObject) -> None:
         self.stats.objects_written += 1
@@ -432,7 +438,7 @@ class Store:
                 accepted[obj] = verifier.submit(self._accept, obj, data, users, entries)
 
             with filesystems.translate_errors(self.url):
-                fetched = self._fetch(missing, sizes, None if self._local else arrived)
+                fetched = self._fetch(missing, sizes, None if self._local else arrived, into_cache=True)
             for obj in missing:
                 future = accepted.get(obj)
                 data, found = future.result() if future is not None else self._accept(obj, fetched[obj], users, entries)
@@ -447,11 +453,23 @@ class Store:
         """A fetched object's bytes, verified (and cached): ``(buffer, {tensor digest: entry})``."""
         if isinstance(data, BaseException):
             self._raise_fetch_error(obj, data, users[obj])
+        if isinstance(data, Filling):  # downloaded into the cache folder: verified before it is an entry
+            return self._accept_filled(obj, data, users, entries)
         if isinstance(data, bytes):  # not S3 (read into a bytearray) or a local memory map
             data = bytearray(data)  # writable (the tensors are views of it), copied before verifying
         found = self._decode(obj, data, users, entries)
         if self.cache is not None:
             self.cache.add(obj, [data], len(data))
+        return data, found
+
+    def _accept_filled(self, obj: str, filling: Filling, users: Mapping[str, list[str]], entries: Mapping[str, Any]):
+        try:
+            data = filling.mapped()
+            found = self._decode(obj, data, users, entries)
+        except BaseException:
+            filling.drop()
+            raise
+        filling.keep()
         return data, found
 
     def _not_cached(self, missing: list[str], users: Mapping[str, list[str]]) -> NotCachedError:
@@ -477,8 +495,14 @@ class Store:
         self.stats.cache_hits += 1
         return _buffer_view(buf), found
 
-    def _fetch(self, objs: list[str], sizes: Mapping[str, int] | None = None, fetched: Any = None) -> dict[str, Any]:
-        """``{object: its bytes or the exception reading it}``; ``fetched(object, result)`` as each remote read ends."""
+    def _fetch(
+        self, objs: list[str], sizes: Mapping[str, int] | None = None, fetched: Any = None, into_cache: bool = False
+    ) -> dict[str, Any]:
+        """``{object: its bytes or the exception reading it}``; ``fetched(object, result)`` as each remote read ends.
+
+        ``into_cache``: a remote object of known size that fits the cache is written into it as it
+        arrives, and given as a ``cache.Filling`` to verify and keep (no buffer and copy of it).
+        """
         if not objs:
             return {}
         if self._local:
@@ -491,7 +515,9 @@ class Store:
             return out
         known = [(sizes or {}).get(o) for o in objs]
         on_done = None if fetched is None else (lambda i, result: fetched(objs[i], result))
-        got = filesystems.cat_many(self.fs, [self._path(o) for o in objs], known, on_done)  # concurrent GETs
+        cache = self.cache if into_cache else None
+        into = None if cache is None else (lambda i: None if known[i] is None else cache.filling(objs[i], known[i]))
+        got = filesystems.cat_many(self.fs, [self._path(o) for o in objs], known, on_done, into)  # concurrent GETs
         return dict(zip(objs, got))
 
     def _raise_fetch_error(self, obj: str, exc: BaseException, names: list[str]) -> None:

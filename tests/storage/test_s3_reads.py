@@ -32,3 +32,60 @@ def test_large_object_is_read_in_ranges_and_verified(s3_bucket, tmp_path):
     fresh = Store(s3_bucket + "/store", cache_dir=str(tmp_path / "r2"), default_block_size=_BLOCK)
     with pytest.raises(IntegrityError, match=r"\(tensors 'w'\): tensor blake3:\w+ hashes to"):
         fresh.get(m, names=["w"])
+
+
+def _cache_files(folder) -> tuple[list[str], list[str]]:
+    """The cache's entries and its temporary files (names)."""
+    import os
+
+    entries, temporary = [], []
+    for root, _, files in os.walk(os.path.join(folder, "objects")):
+        for name in files:
+            (temporary if name.startswith(".tmp-") else entries).append(name)
+    return sorted(entries), temporary
+
+
+@pytest.mark.parametrize("block", [_BLOCK, 50 << 20], ids=["ranged", "one GET"])
+def test_a_cold_read_is_downloaded_into_the_cache_and_handed_out_as_a_private_map(s3_bucket, tmp_path, block):
+    state = {"w": torch.randn(3_000_000), "b": torch.randn(5)}
+    m = Store(s3_bucket + "/store", cache_dir=str(tmp_path / "w"), default_block_size=block).put(state)
+    reader = Store(s3_bucket + "/store", cache_dir=str(tmp_path / "r"), default_block_size=block)
+    out = reader.get(m)
+    assert all(same(out[k], v) for k, v in state.items())
+    entries, temporary = _cache_files(tmp_path / "r")
+    assert entries == sorted(o.removeprefix("blake3:") for o in manifest_objects(m)) and temporary == []
+    out["w"][0] = 1.0  # writable, and private: the cache entry keeps the verified bytes
+    assert reader.cache.verify(discard=False) == {}
+    offline = Store(s3_bucket + "/store", cache_dir=str(tmp_path / "r"), offline=True)
+    assert all(same(offline.get(m)[k], v) for k, v in state.items())
+
+
+@pytest.mark.parametrize("block", [_BLOCK, 50 << 20], ids=["ranged", "one GET"])
+def test_a_damaged_download_leaves_nothing_in_the_cache(s3_bucket, tmp_path, block):
+    writer = Store(s3_bucket + "/store", cache_dir=str(tmp_path / "w"), default_block_size=block)
+    m = writer.put({"w": torch.randn(3_000_000)})
+    (obj,) = manifest_objects(m)
+    path = writer._path(obj)
+    data = bytearray(writer.fs.cat_file(path))
+    data[-100] ^= 0x01
+    writer.fs.pipe_file(path, bytes(data))
+    reader = Store(s3_bucket + "/store", cache_dir=str(tmp_path / "r"), default_block_size=block)
+    with pytest.raises(IntegrityError, match=r"\(tensors 'w'\): tensor blake3:\w+ hashes to"):
+        reader.get(m)
+    assert _cache_files(tmp_path / "r") == ([], [])
+    writer.fs.pipe_file(path, bytes(data[:-10]))  # shorter than its manifest says: the read fails
+    with pytest.raises(IntegrityError):
+        reader.get(m)
+    assert _cache_files(tmp_path / "r") == ([], [])
+    writer.fs.rm_file(path)
+    with pytest.raises(FileNotFoundError):
+        reader.get(m)
+    assert _cache_files(tmp_path / "r") == ([], [])
+
+
+def test_an_object_larger_than_the_cache_is_read_into_memory(s3_bucket, tmp_path):
+    state = {"w": torch.randn(300_000)}
+    m = Store(s3_bucket + "/store", cache_dir=str(tmp_path / "w")).put(state)
+    reader = Store(s3_bucket + "/store", cache_dir=str(tmp_path / "r"), cache_max_bytes=1 << 20)
+    assert same(reader.get(m)["w"], state["w"])
+    assert _cache_files(tmp_path / "r") == ([], [])
