@@ -299,15 +299,15 @@ def format_table(rows: list[dict[str, Any]], loads: tuple[float, float]) -> str:
     return "\n".join(lines)
 
 
-def run(quick: bool = False) -> list[dict[str, Any]]:
-    """Measure everything, print the table, return the rows."""
+def run(quick: bool = False, only_s3: bool = False) -> list[dict[str, Any]]:
+    """Measure everything (``only_s3``: the S3 rows alone), print the table, return the rows."""
     n = 3 if quick else 7
     load_before = os.getloadavg()[0]
     rows: list[dict[str, Any]] = []
     with tempfile.TemporaryDirectory(prefix="rlreg-bench-snapshots-", dir=os.environ.get("RLREG_BENCH_DIR")) as tmp:
         work = Path(tmp)
         os.environ.setdefault("RLREG_CACHE_DIR", str(work / "cache"))
-        for name, (tensors, numel) in CASES.items():
+        for name, (tensors, numel) in {} if only_s3 else CASES.items():
             if quick and "1 GiB" in name:
                 continue
             print(f"  {name} ...", file=sys.stderr, flush=True)
@@ -328,5 +328,5 @@ def run(quick: bool = False) -> list[dict[str, Any]]:
     return rows
 
 
-if __name__ == "__main__":
-    run("--quick" in sys.argv[1:])
+if __name__ == "__main__":  # python -m bench.snapshots [--quick] [--s3]
+    run("--quick" in sys.argv[1:], only_s3="--s3" in sys.argv[1:])
