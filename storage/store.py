@@ -369,8 +369,9 @@ class Store:
     ) -> dict[str, torch.Tensor]:
         """The tensors of ``manifest_`` (or only ``names``), every byte verified against its digest.
 
-        Each is a view of the verified buffer (a private memory map of a local or cached object, or
-        the bytes downloaded), except a tensor equal to another one returned (a copy: they must not
+        Each is a view of the verified buffer (a private memory map of a local or cached object, a
+        remote one being downloaded into the cache; the bytes downloaded of one larger than the
+        cache), except a tensor equal to another one returned (a copy: they must not
         alias) and, with ``aligned``, one that does not start on a 64-byte boundary there (a copy,
         where torch would allocate it: its kernels may round differently on less aligned data).
         ``progress(done, total)`` counts the bytes of the objects read (``total``: their sizes in the
