@@ -92,7 +92,7 @@ class Registry:
         self._acting_as: ContextVar[dict[str, Any]] = ContextVar(f"rlreg_actor_{id(self)}", default={})
         self._joined: ContextVar[sa.Connection | None] = ContextVar(f"rlreg_joined_{id(self)}", default=None)
         self._specs = _Remembered()  # spec texts by digest (content-addressed, immutable) and resolved specs
-        self._versions_json = _Remembered(64)  # _ParsedVersion by (name, version, position)
+        self._versions_json = _Remembered(16)  # _ParsedVersion by (name, version, position); 2,000 tensors: ~1 MB
         self._templates: Any = None  # registry.templates.Templates (torch), made on the first load
         self._checkpoints = _Remembered(16)  # registry.fs: the rlreg:// checkpoints of versions restored lately
         # The store and the snapshot queue are made on first use: reads of the log need no torch.
