@@ -20,7 +20,7 @@ import filelock
 
 from storage import config, digest
 from storage.errors import NotAFileError
-from storage.filesystems import local_atomic_write, map_file
+from storage.filesystems import local_atomic_write, local_temp_path, map_file
 
 log = logging.getLogger(__name__)
 
@@ -204,7 +204,7 @@ class Filling:
 
     def __init__(self, cache: ObjectCache, object_digest: str, path: str) -> None:
         self._cache, self.digest, self._path = cache, object_digest, path
-        self._tmp = os.path.join(os.path.dirname(path), f".tmp-{os.urandom(8).hex()}-{os.path.basename(path)}")
+        self._tmp = local_temp_path(path)
         self._fd: int | None = os.open(self._tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_CLOEXEC", 0),
                                        0o600)
         self.nbytes = 0

@@ -277,6 +277,11 @@ def join(buffers: Iterable[Any]) -> bytes:
     return b"".join(buffers)
 
 
+def local_temp_path(path: str) -> str:
+    """A fresh temporary name beside the local file ``path`` (``.tmp-*``: what gc and listings skip)."""
+    return os.path.join(os.path.dirname(path), f".tmp-{os.urandom(8).hex()}-{os.path.basename(path)}")
+
+
 def local_atomic_write(path: str, buffers: Iterable[Any], *, durable: bool = False) -> None:
     """Write ``buffers`` to the local file ``path`` through a temporary file and a rename.
 
@@ -291,7 +296,7 @@ def local_atomic_write(path: str, buffers: Iterable[Any], *, durable: bool = Fal
     if not os.path.isdir(folder):
         created = _missing_folders(folder) if durable else []
         os.makedirs(folder, exist_ok=True)
-    tmp = os.path.join(folder, f".tmp-{os.urandom(8).hex()}-{os.path.basename(path)}")
+    tmp = local_temp_path(path)
     fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_CLOEXEC", 0), 0o600)
     try:
         try:
