@@ -1,5 +1,5 @@
 """gc racing writers, with real processes: 4 writers whose models share half their tensors, gc in a loop
-with a 2 s grace, one writer that stalls 3 s between upload and commit on every other snapshot.
+with a 1 s grace, one writer that stalls 1.6 s (several gc runs longer) between upload and commit on every other snapshot.
 
 ``RLREG_SOAK=1`` makes the run longer (more snapshots per writer).
 """
@@ -18,7 +18,7 @@ import storage
 from registry import Registry
 
 HERE = os.path.dirname(__file__)
-GRACE = 2.0
+GRACE = 1.0
 SNAPSHOTS = 24 if os.environ.get("RLREG_SOAK") else 5
 
 
@@ -38,7 +38,7 @@ def test_gc_racing_writers(tmp_path, sqlite_url):
     env = {**os.environ, "PYTHONPATH": os.pathsep.join([HERE, os.environ.get("PYTHONPATH", "")])}
     Registry(db, blobs).close()  # the schema, before several processes race to create it
     gc = _start(env, "gc", db, blobs, GRACE, stop)
-    writers = [_start(env, "writer", db, blobs, f"m{i}", SNAPSHOTS, i, 3.0 if i == 3 else 0) for i in range(4)]
+    writers = [_start(env, "writer", db, blobs, f"m{i}", SNAPSHOTS, i, GRACE + 0.6 if i == 3 else 0) for i in range(4)]
     results = [_done(w) for w in writers]
     stop.touch()
     collected = _done(gc)

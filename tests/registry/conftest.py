@@ -14,6 +14,19 @@ from registry import Registry
 HERE = Path(__file__).resolve().parent
 
 
+@pytest.fixture(params=["sqlite", "postgresql"])
+def db_url(request, schema_database) -> str:
+    """In the registry suite a test's database already holds the schema, as a registry's first open leaves
+    it (a copy of a template migrated once per session); ``empty_db_url`` for tests of that first open."""
+    return schema_database(request.param)
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def empty_db_url(request) -> str:
+    """A fresh database without any table: a SQLite file not made yet, or an empty PostgreSQL database."""
+    return request.getfixturevalue("sqlite_url" if request.param == "sqlite" else "pg_url")
+
+
 @pytest.fixture
 def local_storage_url(tmp_path) -> str:
     """A blob folder on the local disk."""

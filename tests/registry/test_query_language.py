@@ -197,8 +197,8 @@ VERSIONS = sa.Table(
 
 
 @pytest.fixture
-def engine(db_url):
-    engine = sa.create_engine(db_url)
+def engine(empty_db_url):
+    engine = sa.create_engine(empty_db_url)
     VERSIONS.create(engine)
     version_fields.create(engine)
     yield engine

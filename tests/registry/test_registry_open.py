@@ -40,7 +40,8 @@ def test_a_relative_path_that_is_not_a_url_is_refused_for_reading(tmp_path, monk
     assert list(tmp_path.iterdir()) == []
 
 
-def test_a_database_without_the_schema_is_refused_for_reading(db_url, local_storage_url):
+def test_a_database_without_the_schema_is_refused_for_reading(empty_db_url, local_storage_url):
+    db_url = empty_db_url
     if db_url.startswith("sqlite"):
         open(normalize_url(db_url).database, "wb").close()  # an empty SQLite file
     with pytest.raises(NotFoundError, match="has no rlreg tables .*run `rlreg db upgrade`"):
@@ -48,7 +49,8 @@ def test_a_database_without_the_schema_is_refused_for_reading(db_url, local_stor
     assert not [t for t in _tables(db_url) if t.startswith("rlreg_") or t == "alembic_version"]
 
 
-def test_writes_and_the_default_registry_create_on_first_use(db_url, local_storage_url, monkeypatch, tmp_path):
+def test_writes_and_the_default_registry_create_on_first_use(empty_db_url, local_storage_url, monkeypatch, tmp_path):
+    db_url = empty_db_url
     with Registry(db_url, local_storage_url) as reg:
         reg.snapshot("pol", toys.spec().build())
     with Registry(db_url, local_storage_url, create=False) as reader:
