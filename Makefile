@@ -6,9 +6,11 @@ venv:
 demo: venv
 	.venv/bin/rlreg demo
 
+# Tests run on up to 4 worker processes (pytest-xdist), a file's tests on one of them; PYTEST_ARGS="-n 0" runs
+# them in this process.
 test: venv
 	@bash scripts/ensure-postgres.sh
-	.venv/bin/python -m pytest $(PYTEST_ARGS)
+	.venv/bin/python -m pytest -n auto --maxprocesses 4 --dist loadfile $(PYTEST_ARGS)
 
 bench:
 	@bash scripts/bootstrap.sh s3,postgres,test,bench
