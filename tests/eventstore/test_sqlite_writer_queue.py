@@ -1,0 +1,143 @@
+"""SQLite's writer queue (``db.WriterQueue``), with writer processes: a writer keeps the lock after its commit
+for its own next append (``LINGER``), for at most ``STREAK`` in a row, and lets go when it stops.
+
+Each check runs beside a control whose settings break what it checks (no streaks; an endless streak; a
+writer that never lets go), so that the check is seen to catch the fault it is for.
+"""
+
+from __future__ import annotations
+
+import multiprocessing
+import time
+
+import pytest
+from eventstore_helpers import plain
+
+from registry import db
+from registry.eventstore import EventStore
+
+CTX = multiprocessing.get_context("fork")
+CAP = 2.0  # s a looping writer runs at most, when nothing stops it
+
+
+def _writer(url, stream, appends, linger, streak, started, stop, wait_after):
+    """Append ``appends`` single events (``None``: until ``stop``, or ``CAP``), then wait up to ``wait_after``
+    s for ``stop`` (holding no transaction) before exiting."""
+    db.LINGER, db.STREAK = linger, streak
+    store = EventStore(url, check_schema=False)
+    try:
+        store.append(stream, plain(1, tag=stream))
+        started.set()
+        done, end = 1, time.monotonic() + CAP
+        while (done < appends) if appends is not None else not stop.is_set() and time.monotonic() < end:
+            store.append(stream, plain(1, tag=stream))
+            done += 1
+        stop.wait(wait_after)
+    finally:
+        store.close()
+
+
+def _start(url, stream, appends=None, *, linger=db.LINGER, streak=db.STREAK, stop=None, wait_after=0.0):
+    started, stop = CTX.Event(), stop or CTX.Event()
+    proc = CTX.Process(target=_writer, args=(url, stream, appends, linger, streak, started, stop, wait_after))
+    proc.start()
+    deadline = time.monotonic() + 30
+    while not started.wait(0.05):
+        assert proc.is_alive() and time.monotonic() < deadline, f"writer {stream} did not start ({proc.exitcode})"
+    return proc, stop
+
+
+@pytest.fixture
+def sqlite_url(sqlite_url):
+    """A SQLite file holding the schema, before writer processes open it."""
+    EventStore(sqlite_url).close()
+    return sqlite_url
+
+
+def _join(*procs):
+    for p in procs:
+        p.join(30)
+        assert p.exitcode == 0, p.exitcode
+
+
+def _runs(store, stream_a, stream_b) -> float:
+    """The mean length of the runs of consecutive positions appended by one writer."""
+    streams = [e.stream for e in store.events() if e.stream in (stream_a, stream_b)]
+    runs = 1 + sum(1 for a, b in zip(streams, streams[1:]) if a != b)
+    return len(streams) / runs
+
+
+def _two_bursts(url, tag, **settings) -> None:
+    a, _ = _start(url, f"{tag}-a", 400, **settings)
+    b, _ = _start(url, f"{tag}-b", 400, **settings)
+    _join(a, b)
+
+
+def test_writers_in_a_burst_append_in_streaks(sqlite_url):
+    """Two processes appending as fast as they can: each commit used to hand the lock to the other."""
+    _two_bursts(sqlite_url, "linger")
+    _two_bursts(sqlite_url, "control", streak=0.0)  # the queue as it was: let go at every commit
+    with EventStore(sqlite_url, check_schema=False) as store:
+        lingering, control = _runs(store, "linger-a", "linger-b"), _runs(store, "control-a", "control-b")
+    print(f"mean run: lingering {lingering:.1f}, control {control:.1f}")
+    assert lingering > 4 and lingering > 2 * control, (lingering, control)
+
+
+@pytest.mark.parametrize("streak, starved", [(db.STREAK, False), (float("inf"), True)], ids=["streak", "control"])
+def test_a_writer_that_never_stops_does_not_starve_another(sqlite_url, streak, starved):
+    """A writer appending without pause for ``CAP`` s; another, started after it, gets its 30 appends in
+    while the first still runs. The control's endless streak starves it until the first ends."""
+    looping, stop = _start(sqlite_url, "looping", streak=streak)
+    other, _ = _start(sqlite_url, "other", 30, streak=streak)
+    other.join(30)
+    in_time = not stop.is_set() and looping.is_alive()
+    stop.set()
+    _join(looping, other)
+    assert in_time is not starved, f"the other writer finished while the first was {'still' if in_time else 'no longer'} running"
+
+
+@pytest.mark.parametrize("linger, kept", [(db.LINGER, False), (float("inf"), True)], ids=["linger", "control"])
+def test_a_writer_that_stops_lets_the_next_one_go(sqlite_url, linger, kept):
+    """A writer appends once and then idles for ``CAP`` s: another writer's append is not held up by it. The
+    control never lets go until its process ends. (No end to the streak in either: a process's first
+    append may take longer than ``STREAK``, and then the lock is not kept at all.)"""
+    idle, stop = _start(sqlite_url, "idle", 1, linger=linger, streak=float("inf"), wait_after=CAP)
+    t0 = time.monotonic()
+    with EventStore(sqlite_url, check_schema=False) as store:
+        store.append("next", plain(1))
+    waited = time.monotonic() - t0
+    alive = idle.is_alive()
+    stop.set()
+    _join(idle)
+    assert (not alive) is kept and (waited >= CAP / 2) is kept, (waited, alive)
+
+
+def _fork_and_die(url, let_go, started):
+    """Append, keeping the queue (a long ``LINGER``); fork a child that outlives this process; die at once."""
+    import os
+
+    db.LINGER = db.STREAK = 5.0
+    if not let_go:
+        db._linger.let_go = lambda: None  # the control: the lock goes to the child still held
+    store = EventStore(url, check_schema=False)
+    store.append("forking", plain(1))
+    CTX.Process(target=time.sleep, args=(CAP,)).start()
+    started.set()
+    os._exit(0)
+
+
+@pytest.mark.parametrize("let_go", [True, False], ids=["let-go", "control"])
+def test_a_fork_does_not_carry_a_kept_lock_into_the_child(sqlite_url, let_go):
+    """A child forked while its parent keeps the queue shares the lock file: were the lock still held, it
+    would stay held through the child's copy after the parent died, until the child ended."""
+    started = CTX.Event()
+    parent = CTX.Process(target=_fork_and_die, args=(sqlite_url, let_go, started))
+    parent.start()
+    assert started.wait(30)
+    parent.join()  # (no timeout: join(timeout) waits on a pipe the grandchild holds too)
+    assert parent.exitcode == 0
+    t0 = time.monotonic()
+    with EventStore(sqlite_url, check_schema=False) as store:
+        store.append("next", plain(1))
+    held_up = time.monotonic() - t0 >= CAP / 2
+    assert held_up is not let_go, time.monotonic() - t0
