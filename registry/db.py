@@ -245,6 +245,7 @@ def sqlite_writer_queue(engine: Union[Engine, Connection]) -> "WriterQueue":
 
 LINGER = 0.0005  # s a writer keeps the queue after its commit, for its own next append
 STREAK = 0.005  # s at most in a row: then the next writer in the queue goes
+CONTENDED = 0.1  # s after a writer last found the queue taken during which it keeps it (alone: never)
 
 
 class WriterQueue:
@@ -254,6 +255,9 @@ class WriterQueue:
     ``STREAK`` (5 ms) in a row: a hand-off to another process costs a wake-up and a context switch
     (~110 us an append with 8 writers on 2 cores), so writers in a burst append in streaks, as SQLite's
     busy handler makes them without a queue. A writer that stops lets go ``LINGER`` later (``_Linger``).
+    A writer keeps the lock only while there are others: within ``CONTENDED`` (0.1 s) of finding it
+    taken. Alone, it lets go at each commit, as no one gains from a streak and ``_Linger``'s wake-ups
+    would cost it (8% of a fill's appends).
 
     A class, not a generator: it is entered once per append, where a ``contextmanager``'s generator
     cost as much as the lock's two system calls. Its state is the thread's ``_Held`` entry.
@@ -280,10 +284,14 @@ class WriterQueue:
             lock_file = _lock_file(self.path)
         except OSError:  # a read-only folder: no writer can get through, SQLite refuses the write itself
             lock_file = None
-        if lock_file is not None:
-            fcntl.flock(lock_file.fileno(), fcntl.LOCK_EX)
         if entry is None:
             entry = entries[key] = _Held()
+        if lock_file is not None:
+            try:
+                fcntl.flock(lock_file.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:  # another writer has it: wait in the queue
+                fcntl.flock(lock_file.fileno(), fcntl.LOCK_EX)
+                entry.contended = time.monotonic()
         entry.depth, entry.file, entry.since = 1, lock_file, time.monotonic()
 
     def __exit__(self, *exc: object) -> None:
@@ -293,7 +301,7 @@ class WriterQueue:
         entry.depth -= 1
         if entry.depth == 0 and entry.file is not None:
             now = time.monotonic()
-            if now - entry.since < STREAK:
+            if now - entry.since < STREAK and now - entry.contended < CONTENDED:
                 _linger.hold(entry, now + LINGER)
             else:
                 fcntl.flock(entry.file.fileno(), fcntl.LOCK_UN)
@@ -303,14 +311,15 @@ _NO_QUEUE = WriterQueue(None)
 
 
 class _Held:
-    """A thread's hold on one writer queue: its depth, lock file, when it took the lock, and whether it
-    keeps it after its last commit (``lingering``, until ``until``)."""
+    """A thread's hold on one writer queue: its depth, lock file, when it took the lock, when it last had
+    to wait for it, and whether it keeps it after its last commit (``lingering``, until ``until``)."""
 
-    __slots__ = ("depth", "file", "since", "lingering", "until", "queued")
+    __slots__ = ("depth", "file", "since", "lingering", "until", "queued", "contended")
 
     def __init__(self) -> None:
         self.depth, self.file, self.since, self.lingering, self.until = 0, None, 0.0, False, 0.0
         self.queued = False  # in ``_Linger``'s list
+        self.contended = -1e9  # when it last found the queue taken (monotonic s; never: long ago)
 
 
 class _Linger:

@@ -20,10 +20,10 @@ CTX = multiprocessing.get_context("fork")
 CAP = 2.0  # s a looping writer runs at most, when nothing stops it
 
 
-def _writer(url, stream, appends, linger, streak, started, stop, wait_after):
+def _writer(url, stream, appends, linger, streak, contended, started, stop, wait_after):
     """Append ``appends`` single events (``None``: until ``stop``, or ``CAP``), then wait up to ``wait_after``
     s for ``stop`` (holding no transaction) before exiting."""
-    db.LINGER, db.STREAK = linger, streak
+    db.LINGER, db.STREAK, db.CONTENDED = linger, streak, contended
     store = EventStore(url, check_schema=False)
     try:
         store.append(stream, plain(1, tag=stream))
@@ -37,9 +37,11 @@ def _writer(url, stream, appends, linger, streak, started, stop, wait_after):
         store.close()
 
 
-def _start(url, stream, appends=None, *, linger=db.LINGER, streak=db.STREAK, stop=None, wait_after=0.0):
+def _start(url, stream, appends=None, *, linger=db.LINGER, streak=db.STREAK, contended=db.CONTENDED, stop=None,
+           wait_after=0.0):
     started, stop = CTX.Event(), stop or CTX.Event()
-    proc = CTX.Process(target=_writer, args=(url, stream, appends, linger, streak, started, stop, wait_after))
+    args = (url, stream, appends, linger, streak, contended, started, stop, wait_after)
+    proc = CTX.Process(target=_writer, args=args)
     proc.start()
     deadline = time.monotonic() + 30
     while not started.wait(0.05):
@@ -87,8 +89,8 @@ def test_writers_in_a_burst_append_in_streaks(sqlite_url):
 def test_a_writer_that_never_stops_does_not_starve_another(sqlite_url, streak, starved):
     """A writer appending without pause for ``CAP`` s; another, started after it, gets its 30 appends in
     while the first still runs. The control's endless streak starves it until the first ends."""
-    looping, stop = _start(sqlite_url, "looping", streak=streak)
-    other, _ = _start(sqlite_url, "other", 30, streak=streak)
+    looping, stop = _start(sqlite_url, "looping", streak=streak, contended=float("inf"))  # in a streak at once
+    other, _ = _start(sqlite_url, "other", 30, streak=streak, contended=float("inf"))
     other.join(30)
     in_time = not stop.is_set() and looping.is_alive()
     stop.set()
@@ -99,9 +101,10 @@ def test_a_writer_that_never_stops_does_not_starve_another(sqlite_url, streak, s
 @pytest.mark.parametrize("linger, kept", [(db.LINGER, False), (float("inf"), True)], ids=["linger", "control"])
 def test_a_writer_that_stops_lets_the_next_one_go(sqlite_url, linger, kept):
     """A writer appends once and then idles for ``CAP`` s: another writer's append is not held up by it. The
-    control never lets go until its process ends. (No end to the streak in either: a process's first
-    append may take longer than ``STREAK``, and then the lock is not kept at all.)"""
-    idle, stop = _start(sqlite_url, "idle", 1, linger=linger, streak=float("inf"), wait_after=CAP)
+    control never lets go until its process ends. (Both keep the lock though alone, and without an end to
+    the streak: a process's first append may take longer than ``STREAK``, and then nothing is kept.)"""
+    idle, stop = _start(sqlite_url, "idle", 1, linger=linger, streak=float("inf"), contended=float("inf"),
+                        wait_after=CAP)
     t0 = time.monotonic()
     with EventStore(sqlite_url, check_schema=False) as store:
         store.append("next", plain(1))
@@ -116,7 +119,7 @@ def _fork_and_die(url, let_go, started):
     """Append, keeping the queue (a long ``LINGER``); fork a child that outlives this process; die at once."""
     import os
 
-    db.LINGER = db.STREAK = 5.0
+    db.LINGER, db.STREAK, db.CONTENDED = 5.0, 5.0, float("inf")
     if not let_go:
         db._linger.let_go = lambda: None  # the control: the lock goes to the child still held
     store = EventStore(url, check_schema=False)
@@ -141,3 +144,15 @@ def test_a_fork_does_not_carry_a_kept_lock_into_the_child(sqlite_url, let_go):
         store.append("next", plain(1))
     held_up = time.monotonic() - t0 >= CAP / 2
     assert held_up is not let_go, time.monotonic() - t0
+
+
+@pytest.mark.parametrize("contended, kept", [(db.CONTENDED, False), (float("inf"), True)], ids=["alone", "control"])
+def test_a_writer_alone_lets_go_at_each_commit(sqlite_url, monkeypatch, contended, kept):
+    """No other writer has waited: nobody gains from a streak, so the lock is not kept (nor the thread woken
+    that lets go of it). The control keeps it as if others were waiting."""
+    monkeypatch.setattr(db, "CONTENDED", contended)
+    monkeypatch.setattr(db, "STREAK", float("inf"))  # the first append may take longer than STREAK
+    with EventStore(sqlite_url, check_schema=False) as store:
+        store.append("alone", plain(1))
+        [entry] = [e for (pid, path), e in db._lock_files.entries.items() if path.startswith(store.engine.url.database)]
+        assert entry.lingering is kept
