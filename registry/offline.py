@@ -132,7 +132,7 @@ class OfflineCache:
     def _seen_lately(self, key: list, version: int, now: datetime.datetime) -> bool:
         """Whether the sighting of ``key`` names ``version`` and is younger than ``SIGHTING_REFRESH``."""
         try:
-            found = self.records.get(key)
+            found = self.records.known(key) or self.records.get(key)
             seen_at = datetime.datetime.fromisoformat(found["seen_at"])
             return found["version"] == version and (now - seen_at).total_seconds() < SIGHTING_REFRESH
         except (StorageError, KeyError, TypeError, ValueError):

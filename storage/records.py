@@ -19,6 +19,7 @@ nothing behind. JSON only: nothing here is ever unpickled.
 from __future__ import annotations
 
 import contextlib
+import copy
 import json
 import os
 import shutil
@@ -76,6 +77,14 @@ class RecordCache:
             while len(self._written) > _REMEMBERED:
                 del self._written[next(iter(self._written))]
         return written
+
+    def known(self, key: Sequence[Any]) -> Any | None:
+        """The value this RecordCache last put under ``key`` if its file has not changed since (inode, size,
+        time), else ``None``: not read, not verified; to decide whether to put again, as ``put`` does. (A
+        load asks whether to refresh the sightings of its aliases, which it wrote itself a moment before.)"""
+        path = self.path(list(key))
+        found = self._written.get(path)
+        return copy.deepcopy(found[0]) if found is not None and found[1] == _signature(path) else None
 
     def get(self, key: Sequence[Any]) -> Any | None:
         """The value recorded under ``key`` (verified), ``None`` if there is none; ``IntegrityError`` if

@@ -79,3 +79,20 @@ def test_a_record_put_again_is_rewritten_when_its_file_changed_meanwhile(tmp_pat
     other = RecordCache(str(tmp_path))
     other.put(["v", 1], {"manifest": {}, "tags": {}})  # replaced by another process
     assert records.put(["v", 1], value) is True and records.get(["v", 1]) == value
+
+
+def test_known_is_what_this_cache_put_while_its_file_is_unchanged(tmp_path):
+    """``known`` answers from memory, without reading: only for a record this RecordCache put, in a file
+    nobody replaced since; its value is a copy."""
+    records, other = RecordCache(str(tmp_path)), RecordCache(str(tmp_path))
+    assert records.known(["s"]) is None
+    records.put(["s"], {"version": 1})
+    found = records.known(["s"])
+    assert found == {"version": 1}
+    found["version"] = 9
+    assert records.known(["s"]) == {"version": 1}
+    assert other.known(["s"]) is None  # it did not put it
+    other.put(["s"], {"version": 2})  # another process replaces the record
+    assert records.known(["s"]) is None and records.get(["s"]) == {"version": 2}
+    os.unlink(records.path(["s"]))
+    assert other.known(["s"]) is None
