@@ -314,11 +314,10 @@ class _Held:
     """A thread's hold on one writer queue: its depth, lock file, when it took the lock, when it last had
     to wait for it, and whether it keeps it after its last commit (``lingering``, until ``until``)."""
 
-    __slots__ = ("depth", "file", "since", "lingering", "until", "queued", "contended")
+    __slots__ = ("depth", "file", "since", "lingering", "until", "contended")
 
     def __init__(self) -> None:
         self.depth, self.file, self.since, self.lingering, self.until = 0, None, 0.0, False, 0.0
-        self.queued = False  # in ``_Linger``'s list
         self.contended = -1e9  # when it last found the queue taken (monotonic s; never: long ago)
 
 
@@ -328,16 +327,15 @@ class _Linger:
 
     def __init__(self) -> None:
         self._cond = threading.Condition(threading.Lock())
-        self._held: list[_Held] = []
+        self._held: set[_Held] = set()
         self._thread: Optional[threading.Thread] = None
 
     def hold(self, entry: _Held, until: float) -> None:
         with self._cond:
             entry.lingering, entry.until = True, until
-            if entry.queued:
+            if entry in self._held:
                 return
-            entry.queued = True
-            self._held.append(entry)
+            self._held.add(entry)
             if self._thread is None:
                 self._thread = threading.Thread(target=self._run, name="rlreg-sqlite-writer-queue", daemon=True)
                 self._thread.start()
@@ -368,17 +366,12 @@ class _Linger:
                     cond.wait()
                     continue
                 now = time.monotonic()
-                keep = []
-                for entry in held:
-                    if entry.lingering and entry.until > now:
-                        keep.append(entry)
-                        continue
-                    entry.queued = False
+                for entry in [e for e in held if not (e.lingering and e.until > now)]:
+                    held.discard(entry)
                     if entry.lingering:  # not appending again
                         _let_go(entry)
-                held[:] = keep
-                if keep:
-                    cond.wait(min(max(min(e.until for e in keep) - now, 0.0001), 1.0))
+                if held:
+                    cond.wait(min(max(min(e.until for e in held) - now, 0.0001), 1.0))
 
 
 def _let_go(entry: _Held) -> None:
