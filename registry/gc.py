@@ -35,6 +35,7 @@ than ``grace``: temporary files and incomplete S3 multipart uploads.
 from __future__ import annotations
 
 import datetime as dt
+import functools
 import logging
 import random
 import time
@@ -82,14 +83,28 @@ _SQLITE_NOW = sa.text("SELECT strftime('%Y-%m-%d %H:%M:%f', 'now')")
 _POSTGRESQL_NOW = sa.text("SELECT statement_timestamp()")
 
 
-def _touch_upsert(insert: Any) -> Any:
-    """Insert rows ``live`` at generation 0, or touch the existing ones; returns each row's state."""
-    upsert = insert(objects)
-    return (upsert.on_conflict_do_update(index_elements=[objects.c.digest], set_={"touched_at": upsert.excluded.touched_at})
-            .returning(objects.c.digest, objects.c.state))
+# Insert rows ``live`` at generation 0, or touch the existing ones, stamped with the database's clock;
+# returns each row's state. Driver SQL, not SQLAlchemy's ``on_conflict_do_update``: a dialect's insert
+# has no cache key, so that construct was compiled again at every snapshot.
+_TOUCH_NOW = {True: "strftime('%Y-%m-%d %H:%M:%f', 'now') || '000'",  # SQLAlchemy's SQLite format (UTC)
+              False: "statement_timestamp()"}
 
 
-_TOUCH_UPSERT = {True: _touch_upsert(sqlite.insert), False: _touch_upsert(postgresql.insert)}  # by is_sqlite
+@functools.lru_cache(maxsize=64)
+def _touch_sql(sqlite_: bool, rows: int) -> str:
+    mark = "?" if sqlite_ else "%s"
+    values = ", ".join([f"({mark}, {mark}, '{LIVE}', 0, {_TOUCH_NOW[sqlite_]})"] * rows)
+    return (f"INSERT INTO {objects.name} (digest, nbytes, state, generation, touched_at) VALUES {values} "
+            "ON CONFLICT (digest) DO UPDATE SET touched_at = excluded.touched_at RETURNING digest, state")
+
+
+def _touch_upsert(conn: Connection, sizes: Mapping[str, int]) -> dict[str, str]:
+    """Create the missing rows and touch all of ``sizes``' (in digest order, as rows are locked); their states."""
+    states: dict[str, str] = {}
+    for part in _chunks(sorted(sizes)):
+        params = tuple(x for d in part for x in (d, int(sizes[d])))
+        states.update(conn.exec_driver_sql(_touch_sql(db.is_sqlite(conn), len(part)), params).tuples().all())
+    return states
 
 
 def _insert(conn: Connection) -> Any:
@@ -140,12 +155,9 @@ def touch_live(sizes: Mapping[str, int]) -> Callable[[Connection], None]:
     def check(conn: Connection) -> None:
         if not sizes:
             return
-        now = db_now(conn)
-        # One upsert creates, locks and touches the rows (in digest order) and returns their states; a touch
-        # of a row that is not live rolls back with the rest (_Stale).
-        rows = [{"digest": d, "nbytes": int(sizes[d]), "state": LIVE, "generation": 0, "touched_at": now}
-                for d in sorted(sizes)]
-        states = dict(conn.execute(_TOUCH_UPSERT[db.is_sqlite(conn)], rows).tuples().all())
+        # One upsert creates, locks and touches the rows and returns their states; a touch of a row that
+        # is not live rolls back with the rest (_Stale).
+        states = _touch_upsert(conn, sizes)
         collected = sorted(d for d in sizes if states.get(d) != LIVE)
         if collected:
             raise _Stale(f"{len(collected)} object(s) were collected by gc since they were stored (e.g. {collected[0]})")

@@ -86,7 +86,7 @@ class ObjectCache:
         path = self.path(object_digest)
         if os.path.isdir(path) and not os.path.islink(path):
             self.discard(object_digest)  # a folder in its place: the rename below could not replace it
-        local_atomic_write(path, buffers)
+        local_atomic_write(path, buffers, direct=True)  # read back later, if at all
         self._added(nbytes)
 
     def filling(self, object_digest: str, nbytes: int) -> Filling | None:

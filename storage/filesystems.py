@@ -11,6 +11,7 @@ import inspect
 import mmap
 import os
 import stat
+import threading
 import uuid
 from collections.abc import Callable, Iterable, Iterator
 from typing import Any
@@ -282,7 +283,7 @@ def local_temp_path(path: str) -> str:
     return os.path.join(os.path.dirname(path), f".tmp-{os.urandom(8).hex()}-{os.path.basename(path)}")
 
 
-def local_atomic_write(path: str, buffers: Iterable[Any], *, durable: bool = False) -> None:
+def local_atomic_write(path: str, buffers: Iterable[Any], *, durable: bool = False, direct: bool = False) -> None:
     """Write ``buffers`` to the local file ``path`` through a temporary file and a rename.
 
     ``durable=True`` (content-addressed objects): the file is fsynced before the rename, so a torn
@@ -290,17 +291,23 @@ def local_atomic_write(path: str, buffers: Iterable[Any], *, durable: bool = Fal
     created) after it, so that the name itself survives; both before this returns. The buffers go
     out in ``writev`` calls (no joined copy); few Python steps between the system calls, as a writer
     thread may have to win the GIL back after each.
+
+    ``direct=True``: the bytes bypass the page cache (``O_DIRECT``, through an aligned buffer of this
+    thread's) where the filesystem allows it, else they are written as above (``direct_writes``).
     """
     folder = os.path.dirname(path)
     created: list[str] = []
     if not os.path.isdir(folder):
         created = _missing_folders(folder) if durable else []
         os.makedirs(folder, exist_ok=True)
+    if direct:
+        buffers = list(buffers)  # written again through the page cache if O_DIRECT fails
     tmp = local_temp_path(path)
     fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_CLOEXEC", 0), 0o600)
     try:
         try:
-            _writev_all(fd, buffers)
+            if not (direct and _write_direct(fd, buffers)):
+                _writev_all(fd, buffers)
             os.fchmod(fd, 0o644)
             if durable:
                 os.fsync(fd)
@@ -314,6 +321,88 @@ def local_atomic_write(path: str, buffers: Iterable[Any], *, durable: bool = Fal
     if durable:
         for d in [folder, *(os.path.dirname(c) for c in created)]:
             fsync_folder(d)
+
+
+# Direct writes. A file written through the page cache takes a fresh page for each 4 KiB, and on a
+# virtual machine that hands freed memory back to its host a fresh page is slow to come by (here 0.25-
+# 0.3 GB/s: a 1 MiB file took 3.8 ms to write, against 1.6 ms for the same file written, fsynced and
+# named through O_DIRECT). A snapshot's objects are written once and rarely read back soon, so they
+# skip the page cache, as checkpoint writers do (DeepSpeed's FastPersist, torch.distributed's
+# checkpoint writers); their bytes go through one page-aligned buffer per thread, reused.
+DIRECT_ALIGN = 4096  # offsets, lengths and memory of O_DIRECT I/O: a multiple of the device's block size
+DIRECT_CHUNK = 4 << 20  # bytes of a thread's aligned buffer (one write each)
+direct_writes = hasattr(os, "O_DIRECT")  # False: every write goes through the page cache
+_direct = threading.local()  # .buffer: this thread's aligned buffer (an anonymous mmap, page-aligned)
+
+
+def _write_direct(fd: int, buffers: Iterable[Any]) -> bool:
+    """Write ``buffers`` to the empty file ``fd`` with O_DIRECT; False (nothing written) if it cannot be."""
+    if not direct_writes:
+        return False
+    import fcntl
+
+    flags = fcntl.fcntl(fd, fcntl.F_GETFL)
+    try:
+        fcntl.fcntl(fd, fcntl.F_SETFL, flags | os.O_DIRECT)
+    except OSError:
+        return False
+    try:
+        size = _copy_out_aligned(fd, buffers)
+    except OSError as exc:
+        if exc.errno != errno.EINVAL:
+            raise
+        os.ftruncate(fd, 0)  # the filesystem takes the flag but not the I/O: write through the page cache
+        os.lseek(fd, 0, os.SEEK_SET)
+        fcntl.fcntl(fd, fcntl.F_SETFL, flags)
+        return False
+    fcntl.fcntl(fd, fcntl.F_SETFL, flags)
+    os.ftruncate(fd, size)  # the last block was padded to its full length
+    return True
+
+
+def _copy_out_aligned(fd: int, buffers: Iterable[Any]) -> int:
+    """Copy ``buffers`` into this thread's aligned buffer and write it out each time it fills; the bytes written.
+
+    A small piece is copied by a slice assignment, which keeps the GIL: a writer thread that let it go
+    for each of a pack's many small tensors would wait to win it back each time from a thread running
+    Python (the snapshot's SQL). A large piece is copied by numpy, which lets the GIL go meanwhile.
+    """
+    import numpy as np
+
+    buf = getattr(_direct, "buffer", None)
+    if buf is None or buf.nbytes != DIRECT_CHUNK:
+        buf = _direct.buffer = memoryview(mmap.mmap(-1, DIRECT_CHUNK))
+        _direct.array = np.frombuffer(buf, dtype=np.uint8)
+    array, chunk = _direct.array, buf.nbytes
+    filled = total = 0
+    for b in buffers:
+        src = memoryview(b).cast("B")
+        off = 0
+        while off < src.nbytes:
+            n = min(chunk - filled, src.nbytes - off)
+            if n < _GIL_FREE_COPY:
+                buf[filled : filled + n] = src[off : off + n]
+            else:
+                array[filled : filled + n] = np.frombuffer(src[off : off + n], dtype=np.uint8)
+            filled, off = filled + n, off + n
+            if filled == chunk:
+                _write_all(fd, buf, total)
+                total, filled = total + filled, 0
+    if filled:
+        end = -(-filled // DIRECT_ALIGN) * DIRECT_ALIGN
+        buf[filled:end] = bytes(end - filled)
+        _write_all(fd, buf[:end], total)
+        total += filled
+    return total
+
+
+_GIL_FREE_COPY = 1 << 20  # pieces of this many bytes or more are copied without the GIL
+
+
+def _write_all(fd: int, view: memoryview, offset: int) -> None:
+    done = 0
+    while done < view.nbytes:
+        done += os.pwrite(fd, view[done:], offset + done)
 
 
 _IOV_MAX = 1024  # buffers per writev (Linux's IOV_MAX)

@@ -330,7 +330,7 @@ class Store:
         prog.add(weight)
 
     def _write_local(self, obj: objects.EncodedObject) -> None:
-        filesystems.local_atomic_write(self._path(obj.digest), obj.buffers(), durable=self.durable)
+        filesystems.local_atomic_write(self._path(obj.digest), obj.buffers(), durable=self.durable, direct=True)
         self._count_write(obj)
 
     # A dedup hit proves only that a regular file (an object) of the right size is stored under the
