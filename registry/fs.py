@@ -16,7 +16,8 @@ transaction per filesystem instance (one ``storage.Location``: one restore), and
 derived from a metadata-only build of the module on PyTorch's ``meta`` device (no memory, no random
 numbers) that gives each folder's metadata, constructor arguments and components. Tensors are read
 only when a state file is: ``Location.load_tensors`` receives the verified tensors ``Store.get``
-returns (views of the one verified buffer, no copy; ``set_state`` then copies them into the module),
+returns (views of the one verified buffer, no copy, and a TorchRLModule's ``restore_state`` takes them
+as its own; a tensor not 64-byte aligned in its object is copied once, into aligned memory),
 and a plain byte read of the file joins them behind its header. Only the registry's kept meta
 builds (``registry.templates``) are reused across restores, and nothing is written anywhere: no
 scratch folder, no build lock.
@@ -112,7 +113,7 @@ class VersionCheckpoint:
     def load_tensors(self, folder: _Folder) -> dict[str, Any]:
         """The folder's tensors, verified, as views of the verified buffers (no copy)."""
         names = self.tensor_names(folder)
-        got = self.reg._get(self.manifest, sorted(names.values()), parsed=self.parsed)
+        got = self.reg._get(self.manifest, sorted(names.values()), parsed=self.parsed, aligned=True)
         return {key: got[name] for key, name in names.items()}
 
     def json_of(self, folder: _Folder, kind: str) -> bytes:

@@ -385,7 +385,12 @@ class Checkpointable(abc.ABC):
             if isinstance(state, _Deferred):
                 target.restore_from_path(state.loc, component=state.component, **kwargs)
             else:
-                target.set_state(state)
+                target.restore_state(state)
+
+    def restore_state(self, state: StateDict) -> None:
+        """`set_state` of a state `restore_from_path` read: its tensors are fresh and held by nothing
+        else, so a component may take them as its own instead of copying them (TorchRLModule does)."""
+        self.set_state(state)
 
     def check_state(self, state: StateDict) -> None:
         """Raises if `state` cannot be set on this component (called before any set_state)."""

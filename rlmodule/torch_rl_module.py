@@ -39,6 +39,49 @@ def _cpu(tensor: torch.Tensor, copy: bool) -> torch.Tensor:
     return out.clone() if copy and out.data_ptr() == tensor.data_ptr() else out
 
 
+_ALIGNMENT = 64  # bytes: where torch's CPU allocator starts a tensor (kernels may round otherwise)
+
+
+def _stock_loading(module: nn.Module) -> bool:
+    """Whether `load_state_dict` on `module` only copies each tensor in (no module loads its own way)."""
+    if type(module).load_state_dict is not nn.Module.load_state_dict:
+        return False
+    for m in module.modules():
+        if type(m)._load_from_state_dict is not nn.Module._load_from_state_dict:
+            return False
+        if m._load_state_dict_pre_hooks or m._load_state_dict_post_hooks:
+            return False
+    return True
+
+
+def _takeable(own: dict[str, torch.Tensor], tensors: dict[str, torch.Tensor]) -> set[str]:
+    """The keys whose new tensor the module can hold as it is (see `restore_state`)."""
+    def storage(t: torch.Tensor) -> int:
+        return t.untyped_storage().data_ptr()
+
+    old_count: dict[int, int] = {}
+    for t in own.values():
+        if t.numel():
+            old_count[storage(t)] = old_count.get(storage(t), 0) + 1
+    new_count: dict[int, int] = {}
+    for t in tensors.values():
+        if t.numel():
+            new_count[t.data_ptr()] = new_count.get(t.data_ptr(), 0) + 1
+    out = set()
+    for key, new in tensors.items():
+        old = own[key]
+        if type(old) not in (nn.Parameter, torch.Tensor) or type(new) is not torch.Tensor or new.requires_grad:
+            continue
+        if old.device.type != "cpu" or new.device.type != "cpu" or not new.is_contiguous():
+            continue
+        if not new.numel() or new.data_ptr() % _ALIGNMENT or new_count[new.data_ptr()] > 1:
+            continue
+        if not old.numel() or old.is_shared() or old.is_pinned() or old_count[storage(old)] > 1:
+            continue
+        out.add(key)
+    return out
+
+
 class TorchRLModule(nn.Module, RLModule):
     """An RLModule on torch: `forward()` is `forward_train()`, state is the state_dict."""
 
@@ -138,6 +181,32 @@ class TorchRLModule(nn.Module, RLModule):
     def set_state(self, state: StateDict) -> None:
         """Loads `state` exactly; refuses (changing nothing) a tensor of the wrong shape/dtype."""
         self.load_state_dict(self._checked_tensors(state), strict=False)
+
+    @override(RLModule)
+    def restore_state(self, state: StateDict) -> None:
+        """`set_state` of a state `restore_from_path` read, taking its tensors instead of copying them.
+
+        Its tensors are fresh, verified and held by nothing else (`Location.load_tensors`), so each
+        parameter and buffer takes one as its data (``p.data = t``: the same `Parameter` objects, so an
+        optimizer holding them goes on with them), where `load_state_dict` would copy every byte once
+        more. Only when that is what `load_state_dict` would do: the stock `set_state`, no module of
+        the tree with its own `_load_from_state_dict` or load hooks, and each pair a plain CPU tensor
+        of the same dtype and shape, the new one contiguous, 64-byte aligned and not shared with another
+        key, the old one neither in shared nor pinned memory nor sharing storage with another key (tied
+        weights stay tied: they are copied into). Anything else is copied in, as `set_state` does.
+        """
+        if type(self).set_state is not TorchRLModule.set_state or not _stock_loading(self):
+            self.set_state(state)
+            return
+        tensors = self._checked_tensors(state)
+        own = self.state_dict(keep_vars=True)
+        takes = _takeable(own, tensors)
+        copied = {key: t for key, t in tensors.items() if key not in takes}
+        if copied:
+            self.load_state_dict(copied, strict=False)
+        with torch.no_grad():
+            for key in takes:
+                own[key].data = tensors[key]
 
     def _set_inference_only_state_dict_keys(self) -> None:
         """Hook: records which state_dict keys an inference-only module keeps (none here)."""
