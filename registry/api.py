@@ -9,7 +9,7 @@ import json
 import random
 import threading
 import time
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from contextlib import contextmanager
 from contextvars import ContextVar
 from dataclasses import dataclass
@@ -33,7 +33,7 @@ from registry.modeldiff import ModelDiff, diff_versions
 from registry.names import did_you_mean, validate_alias, validate_name, validate_position, validate_version
 from registry.projections import (
     ALIAS_REMOVED, ALIAS_SET, DESCRIPTION_SET, SPEC_RECORDED, TAGS_REMOVED, TAGS_SET, VERSION_RECORDED,
-    Projections, canonical_json, spec_digest,
+    Projections, canonical_json, text_digest,
 )
 from registry.records import ModelInfo, ModelVersion
 from registry.schema import PROJECTION_TABLES, aliases, models, specs, version_fields, versions
@@ -258,7 +258,7 @@ class Registry:
         metadata = _json_metadata(name, metadata)
         if not isinstance(module, rlmodule.RLModule):
             raise TypeError(f"snapshot of {name!r}: {type(module).__name__} is not an RLModule")
-        spec = self._spec_dict(rlmodule.spec_to_dict(module))
+        spec = self._spec_dict(rlmodule.spec_to_dict(module))  # (make the dict, its digest)
         if block:
             tensors, rest = _split_checked(name, module)
             return self._record(name, spec, metadata, (tensors, rest, None), progress,
@@ -269,14 +269,21 @@ class Registry:
             staged, release = self._snapshots.staging.stage(tensors)
             return staged, rest, release
 
-        return self._snapshots.submit(
-            name, stage, lambda staged, wait_turn: self._record(name, spec, metadata, staged, progress, wait_turn)
-        )
+        def record(staged: tuple, wait_turn: Any) -> ModelVersion:  # on the worker
+            make, rest, release = staged
+            try:
+                tensors = make()
+            except BaseException:
+                release()
+                raise
+            return self._record(name, spec, metadata, (tensors, rest, release), progress, wait_turn)
 
-    def _record(self, name: str, spec: dict, metadata: dict, staged: tuple, progress, wait_turn) -> ModelVersion:
+        return self._snapshots.submit(name, stage, record)
+
+    def _record(self, name: str, spec: tuple, metadata: dict, staged: tuple, progress, wait_turn) -> ModelVersion:
         """Store the tensors, then (once earlier snapshots of ``name`` ended) append the events."""
         tensors, rest, release = staged
-        digest = spec_digest(spec)
+        spec, digest = spec
         self._check_binding()
         with storage_ops.during(f"snapshot of {name!r}"):  # nothing is recorded when storage fails
             try:
@@ -298,13 +305,14 @@ class Registry:
                 if release is not None:
                     release()  # after the commit: gc's protocol may need to upload the tensors again
 
-    def _commit(self, name: str, spec: dict, metadata: dict, tensors: dict, rest: Any, manifest: dict, digest: str,
+    def _commit(self, name: str, spec: Callable[[], dict], metadata: dict, tensors: dict, rest: Any, manifest: dict,
+                digest: str,
                 wait_turn: Any, stored: Any) -> ModelVersion:
         """Append the events of a snapshot; ``stored()`` returns once its objects are durable (before the commit)."""
         size = sum(int(t["nbytes"]) for t in manifest["tensors"].values())
 
         def events(latest: int, last_digest: str | None) -> list[NewEvent]:
-            out = [] if last_digest == digest else [NewEvent(SPEC_RECORDED, {"spec": spec, "spec_digest": digest})]
+            out = [] if last_digest == digest else [NewEvent(SPEC_RECORDED, {"spec": spec(), "spec_digest": digest})]
             payload = {"version": latest + 1, "spec_digest": digest, "manifest": manifest, "state": rest,
                        "metadata": metadata, "tensor_bytes": size}
             return [*out, NewEvent(VERSION_RECORDED, payload)]
@@ -331,35 +339,38 @@ class Registry:
         """Record ``spec`` (an RLModuleSpec, MultiRLModuleSpec or its dict) for ``name``; returns its digest."""
         validate_name(name)
         self._refuse_offline(f"register of {name!r}")
-        spec_dict = self._spec_dict(dict(spec) if isinstance(spec, Mapping) else rlmodule.spec_to_dict(spec))
-        digest = spec_digest(spec_dict)
+        spec_dict, digest = self._spec_dict(dict(spec) if isinstance(spec, Mapping) else rlmodule.spec_to_dict(spec))
 
         def events(latest: int, last_digest: str | None) -> list[NewEvent]:
             if last_digest == digest:
                 return []
-            return [NewEvent(SPEC_RECORDED, {"spec": spec_dict, "spec_digest": digest})]
+            return [NewEvent(SPEC_RECORDED, {"spec": spec_dict(), "spec_digest": digest})]
 
         self._append_with_retry(name, events)
         return digest
 
-    def _spec_dict(self, spec: dict) -> dict:
+    def _spec_dict(self, spec: dict) -> tuple[Callable[[], dict], str]:
         """``spec`` as it will be replayed: its classes resolved now (so a load cannot fail on them
-        later) and without ``load_state_path`` (the registry supplies the state).
+        later) and without ``load_state_path`` (the registry supplies the state); as the function that
+        makes a fresh copy of it (asked only when the spec is recorded) and its digest.
 
         Remembered by the canonical JSON of ``spec`` (and the trusted modules): the next snapshot of
-        the same module skips the round trip through the spec object. A fresh copy each time.
+        the same module skips the round trip through the spec object and the digest.
         """
         from registry import replay  # torch
 
         try:
             key = (canonical_json(spec), repr(self.trusted_modules))
         except (TypeError, ValueError):  # not JSON: let the spec object say what is wrong with it
-            return rlmodule.spec_to_dict(replay.spec_object(spec, self.trusted_modules))
-        text = self._specs.get(key)
-        if text is None:
+            key = None
+        kept = None if key is None else self._specs.get(key)
+        if kept is None:
             text = canonical_json(rlmodule.spec_to_dict(replay.spec_object(spec, self.trusted_modules)))
-            self._specs.put(key, text)
-        return json.loads(text)
+            kept = (text, text_digest(text))
+            if key is not None:
+                self._specs.put(key, kept)
+        text, digest = kept
+        return lambda: json.loads(text), digest
 
     def _append_with_retry(self, name: str, make_events, check: Any = None, before_commit: Any = None) -> list[Event]:
         """Append ``make_events(latest_version, last_spec_digest)`` at the stream's head, retrying clashes.
@@ -1079,7 +1090,16 @@ def _json_metadata(name: str, metadata: Mapping[str, Any] | None) -> dict[str, A
 
 
 def _split_checked(name: str, module: rlmodule.RLModule) -> tuple[dict, Any]:
-    """``split_state`` of the module's state, its JSON part checked against the depth limit first."""
+    """``split_state`` of the module's state, its JSON part checked against the depth limit first.
+
+    A TorchRLModule whose ``get_state`` is the stock one: its ``state_dict`` tensors as they are,
+    neither detached nor walked (``split_tensors``; what ``get_state(copy=False)`` would detach
+    and ``split_state`` walk, one tensor after the other).
+    """
+    if type(module).get_state is rlmodule.TorchRLModule.get_state:
+        split = rlmodule.split_tensors(module.state_dict(keep_vars=True))
+        if split is not None:
+            return split
     tensors, rest = rlmodule.split_state(_state_to_store(module))
     _check_depth(rest, f"snapshot of {name!r}: the module's non-tensor state")
     return tensors, rest

@@ -79,36 +79,46 @@ class StagingPool:
         self._free: list[torch.Tensor] = []
         self._lock = threading.Lock()
 
-    def stage(self, tensors: Mapping[str, Any]) -> tuple[dict[str, Any], Callable[[], None]]:
-        """One copy of ``tensors`` (torch or numpy) and the function that hands its buffer back.
+    def stage(self, tensors: Mapping[str, Any]) -> tuple[Callable[[], dict[str, Any]], Callable[[], None]]:
+        """One copy of ``tensors`` (torch or numpy); the function that makes the staged dict of them (to
+        call on the worker), and the one that hands the buffer back.
 
-        Contiguous CPU tensors are staged as ``storage`` raw tensors (dtype, shape, bytes) over the
-        buffer: one memmove each and no torch view to make, which is most of the cost of many small ones.
+        Contiguous CPU tensors are copied by one memmove each, and only their dtype, shape and place
+        are noted: the worker makes their ``storage`` raw tensors over the buffer (no torch view
+        either), as the caller's time per tensor is what many small ones cost.
         """
         import numpy as np
         import torch
         from storage.tensors import RawTensor, dtype_name
 
-        sizes = {k: t.nbytes for k, t in tensors.items() if isinstance(t, torch.Tensor)}
-        buf = self._take(sum(_aligned(n) for n in sizes.values()))
-        base = buf.data_ptr()
-        whole = memoryview((ctypes.c_ubyte * buf.numel()).from_address(base)).cast("B") if buf.numel() else None
-        out: dict[str, Any] = {}
+        sized = [(k, t, t.nbytes) for k, t in tensors.items() if isinstance(t, torch.Tensor)]
+        buf = self._take(sum(-(-n // _ALIGN) * _ALIGN for _, _, n in sized))
+        base, memmove, strided = buf.data_ptr(), ctypes.memmove, torch.strided
+        noted: list[tuple[str, str, Any, int, int]] = []  # key, dtype, shape, offset, bytes
+        made: dict[str, Any] = {}
         offset = 0
-        for key, t in tensors.items():
-            n = sizes.get(key)
-            if n is None:
-                out[key] = np.array(t, copy=True)  # numpy state: a fresh copy
-                continue
+        for key, t, n in sized:
             name = dtype_name(t.dtype)
-            if name is not None and t.layout is torch.strided and t.device.type == "cpu" and t.is_contiguous():
+            if name is not None and t.is_cpu and t.layout is strided and t.is_contiguous():
                 if n:
-                    ctypes.memmove(base + offset, t.data_ptr(), n)
-                out[key] = RawTensor(name, tuple(t.shape), whole[offset : offset + n] if n else memoryview(b""), buf)
+                    memmove(base + offset, t.data_ptr(), n)
+                noted.append((key, name, t.shape, offset, n))
             else:
-                out[key] = _copy_into(buf[offset : offset + n], t)
-            offset += _aligned(n)
-        return out, lambda: self._give(buf)
+                made[key] = _copy_into(buf[offset : offset + n], t)
+            offset += -(-n // _ALIGN) * _ALIGN
+        for key, t in tensors.items():
+            if not isinstance(t, torch.Tensor):
+                made[key] = np.array(t, copy=True)  # numpy state: a fresh copy
+        order = list(tensors)
+
+        def staged() -> dict[str, Any]:
+            whole = memoryview((ctypes.c_ubyte * buf.numel()).from_address(base)).cast("B") if buf.numel() else None
+            empty = memoryview(b"")
+            for key, name, shape, start, n in noted:
+                made[key] = RawTensor(name, tuple(shape), whole[start : start + n] if n else empty, buf)
+            return {key: made[key] for key in order}
+
+        return staged, lambda: self._give(buf)
 
     def _take(self, nbytes: int) -> torch.Tensor:
         import torch

@@ -49,7 +49,12 @@ def canonical_json(obj: Any) -> str:
 
 def spec_digest(spec: Any) -> str:
     """The sha256 hex digest of a spec dict's canonical JSON."""
-    return hashlib.sha256(canonical_json(spec).encode("utf-8")).hexdigest()
+    return text_digest(canonical_json(spec))
+
+
+def text_digest(text: str) -> str:
+    """``spec_digest`` of the spec whose canonical JSON is ``text``."""
+    return hashlib.sha256(text.encode("utf-8")).hexdigest()
 
 
 _TOUCH_MODEL = (models.update().where(models.c.name == sa.bindparam("b_name"))

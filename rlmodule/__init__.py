@@ -41,7 +41,7 @@ _NAMES = {  # submodule: the names it gives this package
         "deserialize_type gym_space_from_dict gym_space_to_dict serialize_type space_from_dict space_to_dict"
     ),
     "rlmodule.spaces": "FlexDict Repeated Simplex",
-    "rlmodule.state": "join_state split_state",
+    "rlmodule.state": "join_state split_state split_tensors",
     "rlmodule.torch_rl_module": "TorchRLModule",
     "rlmodule.trust": "resolve_class",
     "rlmodule.view_requirement": "ViewRequirement",

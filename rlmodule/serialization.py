@@ -17,6 +17,7 @@ through the trusted-class rule (`rlmodule.trust`) or raises `UntrustedClassError
 from __future__ import annotations
 
 import base64
+import functools
 import io
 import zlib
 from collections import OrderedDict
@@ -38,9 +39,30 @@ __all__ = [
 
 
 def array_to_b64(array: np.ndarray) -> str:
-    """Base64 of zlib of the `np.save` bytes of `array` (RLlib's encoding)."""
+    """Base64 of zlib of the `np.save` bytes of `array` (RLlib's encoding).
+
+    Remembered by dtype, shape, order and bytes (up to `_B64_KEPT_BYTES` an array): a snapshot
+    records its module's spec each time, and a space's bounds rarely change.
+    """
+    a = np.asarray(array)
+    if a.dtype.hasobject or a.nbytes > _B64_KEPT_BYTES:
+        return _npy_b64(a)
+    fortran = bool(a.flags.f_contiguous and not a.flags.c_contiguous)  # np.save's fortran_order
+    return _kept_b64(a.dtype.str, a.shape, fortran, a.tobytes(order="F" if fortran else "C"))
+
+
+_B64_KEPT_BYTES = 1 << 20
+
+
+@functools.lru_cache(maxsize=256)
+def _kept_b64(dtype: str, shape: tuple, fortran: bool, data: bytes) -> str:
+    order = "F" if fortran else "C"
+    return _npy_b64(np.frombuffer(data, dtype=np.dtype(dtype)).reshape(shape, order=order))
+
+
+def _npy_b64(a: np.ndarray) -> str:
     buf = io.BytesIO()
-    np.save(buf, np.asarray(array), allow_pickle=False)
+    np.save(buf, a, allow_pickle=False)
     return base64.b64encode(zlib.compress(buf.getvalue())).decode("ascii")
 
 

@@ -10,7 +10,7 @@ import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from rlmodule import StateSerializationError, join_state, split_state
+from rlmodule import StateSerializationError, join_state, split_state, split_tensors
 
 keys = st.text(alphabet="abcxyz._-0", min_size=1, max_size=5)
 tensors = st.one_of(
@@ -68,3 +68,21 @@ def test_refusals_name_the_key(state, message):
 def test_missing_tensor_is_refused():
     with pytest.raises(StateSerializationError, match="state key 'a/b': its tensor is missing"):
         join_state({}, {"a": {"b": {"$tensor": "torch"}}})
+
+
+def test_split_tensors_is_split_state_of_a_flat_dict_of_cpu_tensors():
+    lin = torch.nn.Linear(3, 2)
+    lin.register_buffer("steps", torch.arange(4))
+    flat = lin.state_dict(keep_vars=True)
+    tensors, rest = split_tensors(flat)
+    want_tensors, want_rest = split_state({k: v.detach() for k, v in flat.items()})
+    assert rest == want_rest and list(tensors) == list(want_tensors)
+    assert all(tensors[k] is flat[k] for k in flat)  # as they are: the caller reads their bytes
+    assert json.loads(json.dumps(rest)) == rest
+
+
+@pytest.mark.parametrize("flat", [{"a/b": torch.zeros(1)}, {"": torch.zeros(1)}, {1: torch.zeros(1)},
+                                  {"a": np.zeros(1)}, {"a": {"b": torch.zeros(1)}}, {"a": 3}],
+                         ids=["slash", "empty key", "int key", "numpy", "nested", "json"])
+def test_split_tensors_leaves_anything_else_to_split_state(flat):
+    assert split_tensors(flat) is None
