@@ -292,7 +292,9 @@ class Registry:
                 # Larger or remote ones are waited for first: the append's transaction holds SQLite's write
                 # lock (on PostgreSQL the position counter's row lock) to its commit, and every other
                 # writer of the registry, of any model, waits on it.
-                put = self.store.begin_put(tensors, progress=progress)
+                remote = not self.store.is_local  # (a local object is checked by one lstat)
+                put = self.store.begin_put(tensors, progress=progress,
+                                           may_be_stored=collector.may_be_stored(self._events) if remote else None)
                 try:
                     overlap = self.store.is_local and put.nbytes <= OVERLAP_MAX_BYTES
                     if not overlap:

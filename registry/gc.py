@@ -226,6 +226,23 @@ def _also(first: Callable[[Connection], None], then: Callable[[Connection], None
     return both
 
 
+def may_be_stored(event_store: Any) -> Callable[[str], bool]:
+    """``Store.begin_put``'s ``may_be_stored``: whether the registry has a row for an object, in any state.
+
+    An object is stored before the append that names it creates its row, so an object without a row
+    was never stored by a write that committed (a write that failed after storing it may have left
+    it: writing the same bytes again is harmless). One indexed read per object, instead of a request
+    to the object store for each: only objects with a row are asked for there.
+    """
+    query = sa.select(objects.c.digest).where(objects.c.digest == sa.bindparam("d"))
+
+    def check(object_digest: str) -> bool:
+        with event_store.engine.connect() as conn:
+            return conn.execute(query, {"d": object_digest}).first() is not None
+
+    return check
+
+
 def object_sizes(manifest: Mapping[str, Any]) -> dict[str, int]:
     """``{object digest: bytes}`` of the objects a manifest references."""
     sizes = {d: int(o.get("nbytes", 0)) for d, o in (manifest.get("objects") or {}).items()}

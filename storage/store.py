@@ -11,7 +11,7 @@ import stat
 import threading
 import uuid
 from collections import defaultdict
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
@@ -217,15 +217,21 @@ class Store:
         """
         return self._begin_put(tensors, progress, overlap=False).wait()
 
-    def begin_put(self, tensors: Mapping[str, Any], *, progress: ProgressCallback | None = None) -> PendingPut:
+    def begin_put(self, tensors: Mapping[str, Any], *, progress: ProgressCallback | None = None,
+                  may_be_stored: Callable[[str], bool] | None = None) -> PendingPut:
         """``put``, returning once the manifest is known (every tensor hashed), while writer threads still
         store the objects: ``PendingPut.wait()`` returns the manifest once every object is stored (and
         fsynced, for a durable store), or raises the write's error. Nothing that names the manifest may
         be committed before ``wait()`` returned; the tensors must stay unchanged until then.
-        """
-        return self._begin_put(tensors, progress, overlap=True)
 
-    def _begin_put(self, tensors: Mapping[str, Any], progress: ProgressCallback | None, overlap: bool) -> PendingPut:
+        ``may_be_stored(object_digest)``: False for an object the caller knows it never stored (a
+        registry: no row for it). On an object store such an object is written without asking first
+        whether it is there (a HEAD each): writing it again, if it were, writes the same bytes.
+        """
+        return self._begin_put(tensors, progress, overlap=True, may_be_stored=may_be_stored)
+
+    def _begin_put(self, tensors: Mapping[str, Any], progress: ProgressCallback | None, overlap: bool,
+                   may_be_stored: Callable[[str], bool] | None = None) -> PendingPut:
         if not isinstance(tensors, Mapping):
             raise TypeError(f"put() takes a dict of name -> tensor, not a {type(tensors).__name__}")
         self._require_online("put")
@@ -240,7 +246,7 @@ class Store:
             return self._put_pipelined(raws, prog, threads, self._keep_local, "rlreg-put")
         # Twice as many threads as uploads in flight: a thread's HEAD (the dedup check) and its write
         # to the read cache happen outside its turn to upload, so neither holds back the uploads.
-        keep = functools.partial(self._keep_remote, threading.BoundedSemaphore(_UPLOAD_THREADS))
+        keep = functools.partial(self._keep_remote, threading.BoundedSemaphore(_UPLOAD_THREADS), may_be_stored)
         return self._put_pipelined(raws, prog, 2 * _UPLOAD_THREADS, keep, "rlreg-upload")
 
     def _put_pipelined(
@@ -307,8 +313,10 @@ class Store:
             self._write_local(obj)
         prog.add(weight)
 
-    def _keep_remote(self, uploads: threading.Semaphore, obj: objects.EncodedObject, prog: Progress, weight: int) -> None:
-        size = filesystems.size_of(self.fs, self._path(obj.digest))
+    def _keep_remote(self, uploads: threading.Semaphore, may_be_stored: Callable[[str], bool] | None,
+                     obj: objects.EncodedObject, prog: Progress, weight: int) -> None:
+        maybe = may_be_stored is None or may_be_stored(obj.digest)
+        size = filesystems.size_of(self.fs, self._path(obj.digest)) if maybe else None
         if size != obj.nbytes:
             if size is not None:
                 log.warning("object %s at %s holds %d bytes, not %d: rewriting it", obj.digest,

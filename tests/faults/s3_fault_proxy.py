@@ -40,6 +40,7 @@ class FaultPlan:
     def pick(self, method: str) -> str | None:
         with self._lock:
             self.counts["requests"] += 1
+            self.counts[method] += 1  # "HEAD", "PUT", ...: what a client asked
             if self.methods and method not in self.methods:
                 return None
             if self.rate <= 0 or self._random.random() >= self.rate:
@@ -67,10 +68,12 @@ class _Handler(BaseHTTPRequestHandler):
         if fault == "drop-after":
             return self._drop()
         self.send_response(status, reason)
+        head = self.command == "HEAD"  # its Content-Length is the object's size: passed on as it is
         for k, v in headers:
-            if k.lower() not in _HOP and k.lower() != "content-length":
+            if k.lower() not in _HOP and (head or k.lower() != "content-length"):
                 self.send_header(k, v)
-        self.send_header("Content-Length", str(len(payload)))
+        if not head:
+            self.send_header("Content-Length", str(len(payload)))
         self.end_headers()
         if self.command != "HEAD":
             self.wfile.write(payload)
