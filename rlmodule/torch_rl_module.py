@@ -11,6 +11,7 @@ those an inference-only module drops from a learner's state (`_inference_only_ge
 
 from __future__ import annotations
 
+from collections import Counter
 from typing import Any, Collection, Optional, Union
 
 import gymnasium as gym
@@ -56,27 +57,21 @@ def _stock_loading(module: nn.Module) -> bool:
 
 def _takeable(own: dict[str, torch.Tensor], tensors: dict[str, torch.Tensor]) -> set[str]:
     """The keys whose new tensor the module can hold as it is (see `restore_state`)."""
-    def storage(t: torch.Tensor) -> int:
-        return t.untyped_storage().data_ptr()
-
-    old_count: dict[int, int] = {}
-    for t in own.values():
-        if t.numel():
-            old_count[storage(t)] = old_count.get(storage(t), 0) + 1
-    new_count: dict[int, int] = {}
-    for t in tensors.values():
-        if t.numel():
-            new_count[t.data_ptr()] = new_count.get(t.data_ptr(), 0) + 1
+    storages = {key: t.untyped_storage() for key, t in own.items() if t.numel()}
+    old_count = Counter(st.data_ptr() for st in storages.values())
+    new_count = Counter(t.data_ptr() for t in tensors.values() if t.numel())
+    plain = (nn.Parameter, torch.Tensor)
     out = set()
     for key, new in tensors.items():
-        old = own[key]
-        if type(old) not in (nn.Parameter, torch.Tensor) or type(new) is not torch.Tensor or new.requires_grad:
+        old, st = own[key], storages.get(key)
+        if st is None or type(old) not in plain or type(new) is not torch.Tensor or new.requires_grad:
             continue
-        if old.device.type != "cpu" or new.device.type != "cpu" or not new.is_contiguous():
+        if not old.is_cpu or not new.is_cpu or not new.is_contiguous():
             continue
-        if not new.numel() or new.data_ptr() % _ALIGNMENT or new_count[new.data_ptr()] > 1:
+        ptr = new.data_ptr()
+        if not new.numel() or ptr % _ALIGNMENT or new_count[ptr] > 1:
             continue
-        if not old.numel() or old.is_shared() or old.is_pinned() or old_count[storage(old)] > 1:
+        if st.is_shared() or old.is_pinned() or old_count[st.data_ptr()] > 1:
             continue
         out.add(key)
     return out
@@ -168,7 +163,7 @@ class TorchRLModule(nn.Module, RLModule):
     @override(RLModule)
     def unknown_state_keys(self, state: StateDict) -> list[str]:
         """Tensor keys of `state` the module lacks, except those an inference-only module drops."""
-        own = self.state_dict()
+        own = self.state_dict(keep_vars=True)  # only its keys are read
         unknown = {k: v for k, v in state.items() if k not in own
                    and isinstance(v, (torch.Tensor, np.ndarray, np.generic))}
         if unknown and self.config.inference_only:  # a learner's state: drop what the hook drops
