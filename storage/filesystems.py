@@ -328,11 +328,15 @@ def local_atomic_write(path: str, buffers: Iterable[Any], *, durable: bool = Fal
 # 0.3 GB/s: a 1 MiB file took 3.8 ms to write, against 1.6 ms for the same file written, fsynced and
 # named through O_DIRECT). A snapshot's objects are written once and rarely read back soon, so they
 # skip the page cache, as checkpoint writers do (DeepSpeed's FastPersist, torch.distributed's
-# checkpoint writers); their bytes go through one page-aligned buffer per thread, reused.
+# checkpoint writers); their bytes go through page-aligned buffers that writes take in turn and keep
+# (their pages stay warm: a buffer made for each write, or each short-lived upload thread, would
+# fault in fresh pages every time, the very cost direct writes avoid).
 DIRECT_ALIGN = 4096  # offsets, lengths and memory of O_DIRECT I/O: a multiple of the device's block size
-DIRECT_CHUNK = 4 << 20  # bytes of a thread's aligned buffer (one write each)
+DIRECT_CHUNK = 4 << 20  # bytes of an aligned buffer (one write each)
+DIRECT_BUFFERS_KEPT = 8  # spare aligned buffers kept for the next writes (a write in flight holds one)
 direct_writes = hasattr(os, "O_DIRECT")  # False: every write goes through the page cache
-_direct = threading.local()  # .buffer: this thread's aligned buffer (an anonymous mmap, page-aligned)
+_spare: list[tuple[memoryview, Any]] = []  # (buffer: an anonymous mmap, page-aligned; its numpy array)
+_spare_lock = threading.Lock()
 
 
 def _write_direct(fd: int, buffers: Iterable[Any]) -> bool:
@@ -361,19 +365,51 @@ def _write_direct(fd: int, buffers: Iterable[Any]) -> bool:
 
 
 def _copy_out_aligned(fd: int, buffers: Iterable[Any]) -> int:
-    """Copy ``buffers`` into this thread's aligned buffer and write it out each time it fills; the bytes written.
+    """Copy ``buffers`` into an aligned buffer and write it out each time it fills; the bytes written.
 
     A small piece is copied by a slice assignment, which keeps the GIL: a writer thread that let it go
     for each of a pack's many small tensors would wait to win it back each time from a thread running
     Python (the snapshot's SQL). A large piece is copied by numpy, which lets the GIL go meanwhile.
     """
+    buf, array = _take_aligned()
+    try:
+        return _copy_out(fd, buffers, buf, array)
+    finally:
+        _give_aligned(buf, array)
+
+
+def _forget_spares() -> None:  # a forked child: the lock may have been held by a thread it does not have
+    global _spare_lock
+    _spare_lock = threading.Lock()
+    _spare.clear()
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_forget_spares)
+
+
+def _take_aligned() -> tuple[memoryview, Any]:
     import numpy as np
 
-    buf = getattr(_direct, "buffer", None)
-    if buf is None or buf.nbytes != DIRECT_CHUNK:
-        buf = _direct.buffer = memoryview(mmap.mmap(-1, DIRECT_CHUNK))
-        _direct.array = np.frombuffer(buf, dtype=np.uint8)
-    array, chunk = _direct.array, buf.nbytes
+    with _spare_lock:
+        while _spare:
+            buf, array = _spare.pop()
+            if buf.nbytes == DIRECT_CHUNK:
+                return buf, array
+    buf = memoryview(mmap.mmap(-1, DIRECT_CHUNK))
+    return buf, np.frombuffer(buf, dtype=np.uint8)
+
+
+def _give_aligned(buf: memoryview, array: Any) -> None:
+    with _spare_lock:
+        if len(_spare) < DIRECT_BUFFERS_KEPT:
+            _spare.append((buf, array))
+
+
+def _copy_out(fd: int, buffers: Iterable[Any], buf: memoryview, array: Any) -> int:
+    import numpy as np
+
+    chunk = buf.nbytes
     filled = total = 0
     for b in buffers:
         src = memoryview(b).cast("B")

@@ -11,6 +11,7 @@ from __future__ import annotations
 import errno
 import fcntl
 import os
+import time
 
 import pytest
 import torch
@@ -106,3 +107,30 @@ def test_with_direct_writes_switched_off_objects_go_through_the_page_cache(tmp_p
     got = store.get(store.put(tensors))
     assert direct_spy and not any(direct_spy)
     assert all(torch.equal(got[k], v) for k, v in tensors.items())
+
+
+def test_a_forked_child_writes_although_the_parent_held_the_buffers_lock(tmp_path):
+    """The spare buffers' lock may be held by a parent's writer thread at the fork: the child starts afresh."""
+    filesystems.local_atomic_write(str(tmp_path / "warm"), [b"x" * 5000], direct=True)  # a spare exists
+    path = str(tmp_path / "child")
+    with filesystems._spare_lock:
+        pid = os.fork()
+        if pid == 0:  # the child: would wait forever on the lock its parent's thread holds
+            try:
+                filesystems.local_atomic_write(path, [b"y" * 9000], durable=True, direct=True)
+                os._exit(0)
+            except BaseException:
+                os._exit(1)
+    deadline = time.monotonic() + 20
+    while True:
+        done, status = os.waitpid(pid, os.WNOHANG)
+        if done:
+            break
+        if time.monotonic() > deadline:
+            os.kill(pid, 9)
+            os.waitpid(pid, 0)
+            pytest.fail("the forked child hung on the buffers' lock")
+        time.sleep(0.01)
+    assert os.waitstatus_to_exitcode(status) == 0
+    with open(path, "rb") as f:
+        assert f.read() == b"y" * 9000
