@@ -292,8 +292,10 @@ def local_atomic_write(path: str, buffers: Iterable[Any], *, durable: bool = Fal
     out in ``writev`` calls (no joined copy); few Python steps between the system calls, as a writer
     thread may have to win the GIL back after each.
 
-    ``direct=True``: the bytes bypass the page cache (``O_DIRECT``, through an aligned buffer of this
-    thread's) where the filesystem allows it, else they are written as above (``direct_writes``).
+    ``direct=True``: the bytes do not stay in the page cache where the system allows it. A durable
+    file is written through it and its pages dropped once fsynced (``POSIX_FADV_DONTNEED``); any
+    other goes around it (``O_DIRECT``, through a page-aligned buffer), else as above
+    (``direct_writes``).
     """
     folder = os.path.dirname(path)
     created: list[str] = []
@@ -306,11 +308,14 @@ def local_atomic_write(path: str, buffers: Iterable[Any], *, durable: bool = Fal
     fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_CLOEXEC", 0), 0o600)
     try:
         try:
-            if not (direct and _write_direct(fd, buffers)):
+            dropped = direct and durable and direct_writes and _DROP_AFTER_FSYNC
+            if dropped or not (direct and _write_direct(fd, buffers)):
                 _writev_all(fd, buffers)
             os.fchmod(fd, 0o644)
             if durable:
                 os.fsync(fd)
+            if dropped:  # clean once fsynced: its pages go back to be taken again by the next write
+                os.posix_fadvise(fd, 0, 0, os.POSIX_FADV_DONTNEED)
         finally:
             os.close(fd)
         os.replace(tmp, path)
@@ -327,14 +332,18 @@ def local_atomic_write(path: str, buffers: Iterable[Any], *, durable: bool = Fal
 # virtual machine that hands freed memory back to its host a fresh page is slow to come by (here 0.25-
 # 0.3 GB/s: a 1 MiB file took 3.8 ms to write, against 1.6 ms for the same file written, fsynced and
 # named through O_DIRECT). A snapshot's objects are written once and rarely read back soon, so they
-# skip the page cache, as checkpoint writers do (DeepSpeed's FastPersist, torch.distributed's
+# do not stay in the page cache, as checkpoint writers do (DeepSpeed's FastPersist, torch.distributed's
 # checkpoint writers); their bytes go through page-aligned buffers that writes take in turn and keep
 # (their pages stay warm: a buffer made for each write, or each short-lived upload thread, would
 # fault in fresh pages every time, the very cost direct writes avoid).
 DIRECT_ALIGN = 4096  # offsets, lengths and memory of O_DIRECT I/O: a multiple of the device's block size
 DIRECT_CHUNK = 4 << 20  # bytes of an aligned buffer (one write each)
 DIRECT_BUFFERS_KEPT = 8  # spare aligned buffers kept for the next writes (a write in flight holds one)
-direct_writes = hasattr(os, "O_DIRECT")  # False: every write goes through the page cache
+direct_writes = hasattr(os, "O_DIRECT")  # False: every write goes through the page cache (and stays)
+# A file fsynced anyway is written through the page cache and its pages dropped after the fsync: as
+# fast as O_DIRECT or faster here (2 MiB: 2.0-2.5 ms against 2.5-3.3; 16 MiB: 17-19 against 20-21.5),
+# as the kernel writes it back in large requests and the pages just dropped are the next write's.
+_DROP_AFTER_FSYNC = hasattr(os, "posix_fadvise")
 _spare: list[tuple[memoryview, Any]] = []  # (buffer: an anonymous mmap, page-aligned; its numpy array)
 _spare_lock = threading.Lock()
 

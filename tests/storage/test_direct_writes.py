@@ -1,9 +1,11 @@
-"""Objects and cache entries are written around the page cache (O_DIRECT) where the filesystem allows.
+"""Objects and cache entries do not stay in the page cache: a durable write drops its pages once
+fsynced (POSIX_FADV_DONTNEED, after the fsync), any other goes around it (O_DIRECT) where the
+filesystem allows.
 
-The bytes must come out exactly as a plain write would leave them whatever the pieces' sizes (the
-aligned buffer is filled piece by piece, written each time it fills, its last block padded and the
-file cut back to its length), and a filesystem that takes the flag but refuses the I/O gets the same
-bytes through the page cache.
+The bytes of an O_DIRECT write must come out exactly as a plain write would leave them whatever the
+pieces' sizes (the aligned buffer is filled piece by piece, written each time it fills, its last
+block padded and the file cut back to its length), and a filesystem that takes the flag but refuses
+the I/O gets the same bytes through the page cache.
 """
 
 from __future__ import annotations
@@ -41,6 +43,26 @@ def direct_spy(monkeypatch):
     return taken
 
 
+@pytest.fixture
+def file_calls(monkeypatch):
+    """Every fsync and page drop (``posix_fadvise`` DONTNEED) by path, in order (each still done)."""
+    calls: list[tuple[str, str]] = []
+    real_fsync, real_fadvise = os.fsync, os.posix_fadvise
+
+    def fsync(fd):
+        calls.append(("fsync", os.readlink(f"/proc/self/fd/{fd}")))
+        return real_fsync(fd)
+
+    def fadvise(fd, offset, length, advice):
+        if advice == os.POSIX_FADV_DONTNEED:
+            calls.append(("drop", os.readlink(f"/proc/self/fd/{fd}")))
+        return real_fadvise(fd, offset, length, advice)
+
+    monkeypatch.setattr(os, "fsync", fsync)
+    monkeypatch.setattr(os, "posix_fadvise", fadvise)
+    return calls
+
+
 sizes = st.lists(st.one_of(st.integers(0, 10), st.sampled_from([CHUNK - 1, CHUNK, CHUNK + 1, 4095, 4096, 4097]),
                            st.integers(0, 3 * CHUNK)), max_size=8)
 
@@ -53,7 +75,7 @@ def test_a_direct_write_leaves_exactly_the_bytes_of_its_pieces(tmp_path, monkeyp
         monkeypatch.setattr(filesystems, "_GIL_FREE_COPY", 1)
     pieces = _pieces(sizes)
     path = str(tmp_path / f"f{len(direct_spy)}")
-    filesystems.local_atomic_write(path, iter(pieces), durable=True, direct=True)
+    filesystems.local_atomic_write(path, iter(pieces), direct=True)
     with open(path, "rb") as f:
         assert f.read() == b"".join(pieces)
     assert direct_spy[-1] is True, "the write did not go out through O_DIRECT"
@@ -74,7 +96,7 @@ def test_a_filesystem_that_refuses_the_direct_io_gets_the_bytes_through_the_page
     monkeypatch.setattr(os, "pwrite", pwrite)
     pieces = _pieces([5000, 9000, 17])
     path = str(tmp_path / "f")
-    filesystems.local_atomic_write(path, pieces, durable=True, direct=True)
+    filesystems.local_atomic_write(path, pieces, direct=True)
     assert refused == [0, CHUNK] and direct_spy == [False]
     with open(path, "rb") as f:
         assert f.read() == b"".join(pieces)
@@ -86,27 +108,41 @@ def test_another_error_of_a_direct_write_is_raised_and_leaves_no_file(tmp_path, 
 
     monkeypatch.setattr(os, "pwrite", pwrite)
     with pytest.raises(OSError, match="No space"):
-        filesystems.local_atomic_write(str(tmp_path / "f"), [b"x" * 5000], durable=True, direct=True)
+        filesystems.local_atomic_write(str(tmp_path / "f"), [b"x" * 5000], direct=True)
     assert os.listdir(tmp_path) == []
 
 
-def test_store_objects_go_out_direct_and_read_back_verified(tmp_path, direct_spy):
+def test_a_durable_store_drops_each_object_s_pages_once_fsynced(tmp_path, direct_spy, file_calls):
     tensors = {"big": torch.randn(2_000_000), "small": torch.randn(1000), "odd": torch.randn(12_345)}
     store = Store(tmp_path / "store")
     m = store.put(tensors)
-    assert direct_spy and all(direct_spy)
+    dropped = [path for op, path in file_calls if op == "drop"]
+    assert dropped and not direct_spy
+    for path in dropped:  # each after its own fsync (the pages of a dirty file would stay)
+        assert file_calls.index(("fsync", path)) < file_calls.index(("drop", path)), file_calls
     got = store.get(m)
     assert all(torch.equal(got[k], v) for k, v in tensors.items())
     assert store.verify().ok
 
 
-def test_with_direct_writes_switched_off_objects_go_through_the_page_cache(tmp_path, monkeypatch, direct_spy):
+def test_a_store_that_does_not_fsync_writes_its_objects_around_the_page_cache(tmp_path, direct_spy, file_calls):
+    tensors = {"big": torch.randn(2_000_000), "small": torch.randn(1000)}
+    store = Store(tmp_path / "store", durable=False)
+    got = store.get(store.put(tensors))
+    assert direct_spy and all(direct_spy) and not file_calls
+    assert all(torch.equal(got[k], v) for k, v in tensors.items())
+
+
+def test_with_direct_writes_switched_off_objects_stay_in_the_page_cache(tmp_path, monkeypatch, direct_spy,
+                                                                         file_calls):
     monkeypatch.setattr(filesystems, "direct_writes", False)
     tensors = {"big": torch.randn(300_000), "small": torch.randn(10)}
-    store = Store(tmp_path / "a")
-    got = store.get(store.put(tensors))
+    for durable in (True, False):
+        store = Store(tmp_path / f"s{durable}", durable=durable)
+        got = store.get(store.put(tensors))
+        assert all(torch.equal(got[k], v) for k, v in tensors.items())
     assert direct_spy and not any(direct_spy)
-    assert all(torch.equal(got[k], v) for k, v in tensors.items())
+    assert not [c for c in file_calls if c[0] == "drop"]
 
 
 def test_a_forked_child_writes_although_the_parent_held_the_buffers_lock(tmp_path):
@@ -117,7 +153,7 @@ def test_a_forked_child_writes_although_the_parent_held_the_buffers_lock(tmp_pat
         pid = os.fork()
         if pid == 0:  # the child: would wait forever on the lock its parent's thread holds
             try:
-                filesystems.local_atomic_write(path, [b"y" * 9000], durable=True, direct=True)
+                filesystems.local_atomic_write(path, [b"y" * 9000], direct=True)
                 os._exit(0)
             except BaseException:
                 os._exit(1)
