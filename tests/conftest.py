@@ -302,3 +302,29 @@ def _isolated_rlreg_env(tmp_path, monkeypatch):
     monkeypatch.setenv("RLREG_HOME", str(tmp_path / "rlreg-home"))
     monkeypatch.delenv("RLREG_DB_URL", raising=False)
     monkeypatch.delenv("RLREG_STORAGE_URL", raising=False)
+
+
+@pytest.fixture
+def syscalls(monkeypatch):
+    """Every fsync (of a file or a folder, by path), rename and page drop (``posix_fadvise`` DONTNEED),
+    in order: ``("fsync", path)``, ``("replace", "src -> dst")``, ``("drop", path)``; each still done."""
+    calls: list[tuple[str, str]] = []
+    real_fsync, real_replace, real_fadvise = os.fsync, os.replace, os.posix_fadvise
+
+    def fsync(fd):
+        calls.append(("fsync", os.readlink(f"/proc/self/fd/{fd}")))
+        return real_fsync(fd)
+
+    def replace(src, dst, **kwargs):
+        calls.append(("replace", f"{src} -> {dst}"))
+        return real_replace(src, dst, **kwargs)
+
+    def fadvise(fd, offset, length, advice):
+        if advice == os.POSIX_FADV_DONTNEED:
+            calls.append(("drop", os.readlink(f"/proc/self/fd/{fd}")))
+        return real_fadvise(fd, offset, length, advice)
+
+    monkeypatch.setattr(os, "fsync", fsync)
+    monkeypatch.setattr(os, "replace", replace)
+    monkeypatch.setattr(os, "posix_fadvise", fadvise)
+    return calls

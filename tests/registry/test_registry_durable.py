@@ -15,26 +15,16 @@ from registry.eventstore import EventStore
 from storage import StorageWriteError, filesystems, manifest_objects
 
 
-def test_objects_are_fsynced_before_the_version_event_commits(tmp_path, monkeypatch):
+def test_objects_are_fsynced_before_the_version_event_commits(tmp_path, monkeypatch, syscalls):
     """The append may run while the objects are written (``Store.begin_put``); its commit comes after every
     object's fsyncs (temp file before its rename, folder after it)."""
-    calls: list[tuple[str, str]] = []
-    real_fsync, real_replace, real_append = os.fsync, os.replace, EventStore.append
-
-    def fsync(fd):
-        calls.append(("fsync", os.readlink(f"/proc/self/fd/{fd}")))
-        return real_fsync(fd)
-
-    def replace(src, dst, **kwargs):
-        calls.append(("replace", str(dst)))
-        return real_replace(src, dst, **kwargs)
+    calls = syscalls
+    real_append = EventStore.append
 
     def append(self, *args, **kwargs):
         calls.append(("append", ""))
         return real_append(self, *args, **kwargs)
 
-    monkeypatch.setattr(os, "fsync", fsync)
-    monkeypatch.setattr(os, "replace", replace)
     monkeypatch.setattr(EventStore, "append", append)
     with Registry(f"sqlite:///{tmp_path / 'r.db'}", str(tmp_path / "blobs")) as reg:
         sa.event.listen(reg.event_store.engine, "commit", lambda conn: calls.append(("commit", "")))
@@ -46,7 +36,7 @@ def test_objects_are_fsynced_before_the_version_event_commits(tmp_path, monkeypa
     for obj in objs:
         h = obj.removeprefix("blake3:")
         path = str(tmp_path / "blobs" / "objects" / h[:2] / h)
-        rename = before.index(("replace", path))
+        rename = next(i for i, (op, arg) in enumerate(before) if op == "replace" and arg.endswith(" -> " + path))
         assert ("fsync", os.path.dirname(path)) in before[rename + 1 :]
         assert any(op == "fsync" and arg.endswith("-" + h) for op, arg in before[:rename])  # the temp file
 

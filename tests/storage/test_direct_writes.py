@@ -43,26 +43,6 @@ def direct_spy(monkeypatch):
     return taken
 
 
-@pytest.fixture
-def file_calls(monkeypatch):
-    """Every fsync and page drop (``posix_fadvise`` DONTNEED) by path, in order (each still done)."""
-    calls: list[tuple[str, str]] = []
-    real_fsync, real_fadvise = os.fsync, os.posix_fadvise
-
-    def fsync(fd):
-        calls.append(("fsync", os.readlink(f"/proc/self/fd/{fd}")))
-        return real_fsync(fd)
-
-    def fadvise(fd, offset, length, advice):
-        if advice == os.POSIX_FADV_DONTNEED:
-            calls.append(("drop", os.readlink(f"/proc/self/fd/{fd}")))
-        return real_fadvise(fd, offset, length, advice)
-
-    monkeypatch.setattr(os, "fsync", fsync)
-    monkeypatch.setattr(os, "posix_fadvise", fadvise)
-    return calls
-
-
 sizes = st.lists(st.one_of(st.integers(0, 10), st.sampled_from([CHUNK - 1, CHUNK, CHUNK + 1, 4095, 4096, 4097]),
                            st.integers(0, 3 * CHUNK)), max_size=8)
 
@@ -112,29 +92,29 @@ def test_another_error_of_a_direct_write_is_raised_and_leaves_no_file(tmp_path, 
     assert os.listdir(tmp_path) == []
 
 
-def test_a_durable_store_drops_each_object_s_pages_once_fsynced(tmp_path, direct_spy, file_calls):
+def test_a_durable_store_drops_each_object_s_pages_once_fsynced(tmp_path, direct_spy, syscalls):
     tensors = {"big": torch.randn(2_000_000), "small": torch.randn(1000), "odd": torch.randn(12_345)}
     store = Store(tmp_path / "store")
     m = store.put(tensors)
-    dropped = [path for op, path in file_calls if op == "drop"]
+    dropped = [path for op, path in syscalls if op == "drop"]
     assert dropped and not direct_spy
     for path in dropped:  # each after its own fsync (the pages of a dirty file would stay)
-        assert file_calls.index(("fsync", path)) < file_calls.index(("drop", path)), file_calls
+        assert syscalls.index(("fsync", path)) < syscalls.index(("drop", path)), syscalls
     got = store.get(m)
     assert all(torch.equal(got[k], v) for k, v in tensors.items())
     assert store.verify().ok
 
 
-def test_a_store_that_does_not_fsync_writes_its_objects_around_the_page_cache(tmp_path, direct_spy, file_calls):
+def test_a_store_that_does_not_fsync_writes_its_objects_around_the_page_cache(tmp_path, direct_spy, syscalls):
     tensors = {"big": torch.randn(2_000_000), "small": torch.randn(1000)}
     store = Store(tmp_path / "store", durable=False)
     got = store.get(store.put(tensors))
-    assert direct_spy and all(direct_spy) and not file_calls
+    assert direct_spy and all(direct_spy) and not [c for c in syscalls if c[0] in ("fsync", "drop")]
     assert all(torch.equal(got[k], v) for k, v in tensors.items())
 
 
 def test_with_direct_writes_switched_off_objects_stay_in_the_page_cache(tmp_path, monkeypatch, direct_spy,
-                                                                         file_calls):
+                                                                         syscalls):
     monkeypatch.setattr(filesystems, "direct_writes", False)
     tensors = {"big": torch.randn(300_000), "small": torch.randn(10)}
     for durable in (True, False):
@@ -142,7 +122,7 @@ def test_with_direct_writes_switched_off_objects_stay_in_the_page_cache(tmp_path
         got = store.get(store.put(tensors))
         assert all(torch.equal(got[k], v) for k, v in tensors.items())
     assert direct_spy and not any(direct_spy)
-    assert not [c for c in file_calls if c[0] == "drop"]
+    assert not [c for c in syscalls if c[0] == "drop"]
 
 
 def test_a_forked_child_writes_although_the_parent_held_the_buffers_lock(tmp_path):

@@ -1,7 +1,8 @@
 """Local objects are durable before ``put`` returns: file fsynced before its rename, folder after.
 
-The order of the system calls is recorded (``os.fsync`` / ``os.replace`` wrapped, still doing their
-work); a control shows the check catches a write that skips the fsyncs.
+The order of the system calls is recorded (``syscalls``, tests/storage/conftest.py: ``os.fsync`` /
+``os.replace`` wrapped, still doing their work); a control shows the check catches a write that skips
+the fsyncs.
 """
 
 from __future__ import annotations
@@ -12,25 +13,6 @@ import pytest
 import torch
 
 from storage import Store, filesystems, manifest_objects
-
-
-@pytest.fixture
-def syscalls(monkeypatch):
-    """Every fsync (of a file or a folder, by path) and rename, in order."""
-    calls: list[tuple[str, str]] = []
-    real_fsync, real_replace = os.fsync, os.replace
-
-    def fsync(fd):
-        calls.append(("fsync", os.readlink(f"/proc/self/fd/{fd}")))
-        return real_fsync(fd)
-
-    def replace(src, dst, **kwargs):
-        calls.append(("replace", f"{src} -> {dst}"))
-        return real_replace(src, dst, **kwargs)
-
-    monkeypatch.setattr(os, "fsync", fsync)
-    monkeypatch.setattr(os, "replace", replace)
-    return calls
 
 
 def durability_violations(calls: list[tuple[str, str]], path: str) -> list[str]:
