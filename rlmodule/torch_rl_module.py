@@ -23,6 +23,7 @@ from rlmodule.annotations import OverrideToImplementCustomLogic, override
 from rlmodule.distributions import TorchCategorical, TorchDiagGaussian
 from rlmodule.errors import StateMismatchError
 from rlmodule.rl_module import RLModule, StateDict
+from storage.tensors import ALIGNMENT  # where torch's CPU allocator starts a tensor (kernels may round otherwise)
 
 
 def _as_tensor(key: str, value: Any) -> torch.Tensor:
@@ -38,9 +39,6 @@ def _cpu(tensor: torch.Tensor, copy: bool) -> torch.Tensor:
     """``tensor`` detached on the CPU; a copy if ``copy`` (moving off a device copies anyway)."""
     out = tensor.detach().cpu()
     return out.clone() if copy and out.data_ptr() == tensor.data_ptr() else out
-
-
-_ALIGNMENT = 64  # bytes: where torch's CPU allocator starts a tensor (kernels may round otherwise)
 
 
 def _stock_loading(module: nn.Module) -> bool:
@@ -69,7 +67,7 @@ def _takeable(own: dict[str, torch.Tensor], tensors: dict[str, torch.Tensor]) ->
         if not old.is_cpu or not new.is_cpu or not new.is_contiguous():
             continue
         ptr = new.data_ptr()
-        if not new.numel() or ptr % _ALIGNMENT or new_count[ptr] > 1:
+        if not new.numel() or ptr % ALIGNMENT or new_count[ptr] > 1:
             continue
         if st.is_shared() or old.is_pinned() or old_count[st.data_ptr()] > 1:
             continue
