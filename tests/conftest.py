@@ -15,6 +15,10 @@ import uuid
 
 import pytest
 
+# Matrix products give the same bits on every CPU (MKL's conditional numerical reproducibility): the
+# outputs real RLlib recorded (tests/fixtures/rllib) are compared bit for bit, and MKL's fastest path
+# for this CPU (AVX-512 here) rounds the last bit differently. Read at MKL's first call, so set before any.
+os.environ.setdefault("MKL_CBWR", "COMPATIBLE")
 IN_CI = os.environ.get("CI", "").lower() in {"1", "true", "yes"}
 PG_ADMIN_URL = os.environ.get("RLREG_TEST_PG_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/test")
 
