@@ -481,14 +481,16 @@ class Registry:
         if model is None:
             raise self._no_model(conn, name)
         if alias is not None:
-            version = conn.execute(_ALIAS_VERSION, {"name": name, "alias": alias}).scalar()
-            if version is None:
-                raise errors.NotFoundError(f"model {name!r} has no alias {alias!r}")
+            row = lifecycle.aliased_row(conn, name, alias, json_text)
+            if row is None:
+                version = conn.execute(_ALIAS_VERSION, {"name": name, "alias": alias}).scalar()
+                if version is None:
+                    raise errors.NotFoundError(f"model {name!r} has no alias {alias!r}")
         elif version is None:
             return lifecycle.latest_row(conn, model, json_text), model
         else:
             validate_version(version, f"model {name!r}: version")
-        row = lifecycle.version_row(conn, name, version, json_text)
+            row = lifecycle.version_row(conn, name, version, json_text)
         if row is None:
             raise errors.NotFoundError(
                 f"model {name!r} has no version {version} (latest is {model.latest_version})"

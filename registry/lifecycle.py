@@ -125,6 +125,9 @@ def version_query(name: str, version: int, json_text: bool = False) -> sa.Select
 _MODEL_QUERY = model_query(sa.bindparam("model_name"))
 _VERSION_QUERY = {text: version_query(sa.bindparam("version_name"), sa.bindparam("version_number"), text)
                   for text in (False, True)}
+_ALIASED = sa.select(aliases.c.version).where(aliases.c.name == sa.bindparam("version_name"),
+                                              aliases.c.alias == sa.bindparam("alias")).scalar_subquery()
+_ALIASED_QUERY = {text: version_query(sa.bindparam("version_name"), _ALIASED, text) for text in (False, True)}
 
 
 _REVIVE = deleted_models.delete().where(deleted_models.c.name == sa.bindparam("b_name"))
@@ -138,6 +141,11 @@ def model_row(conn: Connection, name: str) -> Any:
 def version_row(conn: Connection, name: str, version: int, json_text: bool = False) -> Any:
     """The row of ``version_query(name, version, json_text)``, or ``None``."""
     return conn.execute(_VERSION_QUERY[json_text], {"version_name": name, "version_number": version}).first()
+
+
+def aliased_row(conn: Connection, name: str, alias: str, json_text: bool = False) -> Any:
+    """The row of ``version_query`` for the version ``alias`` points at (one statement), or ``None``."""
+    return conn.execute(_ALIASED_QUERY[json_text], {"version_name": name, "alias": alias}).first()
 
 
 def refuse_deleted_row(row: Any) -> None:

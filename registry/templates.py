@@ -14,11 +14,13 @@ load builds as before. Keyed by digest, torch's default dtype and the trusted mo
 from __future__ import annotations
 
 import copy
+import copyreg
 import functools
 import logging
 import threading
 import types
 import weakref
+from collections import OrderedDict
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -111,18 +113,78 @@ def _copy(module: Any) -> Any:
             for b in sub._buffers.values():
                 if b is not None:
                     memo[id(b)] = torch.empty(b.shape, dtype=b.dtype)
-    return copy.deepcopy(module, memo)
+    return _deepcopy(module, memo)
 
 
 def _filled(template: Template, state: dict, tensors: Mapping[str, Any]) -> Any:
     adopted = replay._adopted(template.module, tensors, template.slots)
     if adopted is not None:  # the loaded tensors themselves take the meta tensors' places
-        module = copy.deepcopy(template.module, dict(adopted))
-    else:
-        module = _copy(template.module)
-        if not replay._copy_in(module, tensors, ""):
-            module.set_state(state)
-    return None if replay._any_meta(list(replay._torch_roots(module))) else module
+        return _deepcopy(template.module, dict(adopted))
+    module = _copy(template.module)
+    if not replay._copy_in(module, tensors, ""):
+        module.set_state(state)
+    return module
+
+
+def _deepcopy(obj: Any, memo: dict[int, Any]) -> Any:
+    """``copy.deepcopy(obj, memo)`` of a build whose every parameter and buffer is in ``memo`` (``KeyError``
+    if one is not: no meta tensor is copied), its modules copied by ``_copy_module``."""
+    if isinstance(obj, torch.nn.Module):
+        return _copy_module(obj, memo)
+    for root in replay._torch_roots(obj):  # a MultiRLModule's modules, then the rest of it
+        _copy_module(root, memo)
+    return copy.deepcopy(obj, memo)
+
+
+def _copy_module(module: torch.nn.Module, memo: dict[int, Any]) -> Any:
+    """What ``copy.deepcopy`` makes of an ``nn.Module`` (``__reduce_ex__``: a new instance handed a deep
+    copy of ``__getstate__`` through ``__setstate__``), without its generic walk through torch's own
+    bookkeeping: parameters and buffers are taken from ``memo``, sub-modules copied alike, empty hook
+    dicts made anew; any other attribute is ``copy.deepcopy``'d with the same ``memo``. A class that
+    copies or pickles itself its own way is left to ``copy.deepcopy``."""
+    done = memo.get(id(module))
+    if done is not None:
+        return done
+    cls = type(module)
+    if not _plain_module(cls):
+        return copy.deepcopy(module, memo)
+    new = cls.__new__(cls)
+    memo[id(module)] = new
+    state = {}
+    for key, value in module.__getstate__().items():
+        kind = type(value)
+        if kind is OrderedDict and not value:
+            value = OrderedDict()
+        elif key in _TENSOR_REGISTRIES and kind in (dict, OrderedDict):
+            value = kind([(name, None if t is None else memo[id(t)]) for name, t in value.items()])
+        elif key == "_modules" and kind in (dict, OrderedDict):
+            value = kind([(name, None if m is None else _copy_module(m, memo)) for name, m in value.items()])
+        elif kind not in _IMMUTABLE:
+            value = copy.deepcopy(value, memo)
+        state[key] = value
+    new.__setstate__(state)
+    return new
+
+
+_TENSOR_REGISTRIES = ("_parameters", "_buffers")
+_IMMUTABLE = (bool, int, float, str, type(None))
+
+
+@functools.lru_cache(maxsize=256)
+def _plain_module(cls: type) -> bool:
+    """Whether ``copy.deepcopy`` copies an instance of ``cls`` as it does any ``nn.Module`` (reduce, a deep
+    copy of ``__getstate__``, ``__setstate__``), nothing of the class's own in the way."""
+    module = torch.nn.Module
+    return (
+        getattr(cls, "__deepcopy__", None) is None
+        and cls not in copy._deepcopy_dispatch  # what deepcopy consults first
+        and cls not in copyreg.dispatch_table
+        and cls.__reduce_ex__ is object.__reduce_ex__
+        and cls.__reduce__ is object.__reduce__
+        and cls.__getstate__ is module.__getstate__
+        and cls.__setstate__ is module.__setstate__
+        and not copyreg._slotnames(cls)
+    )
 
 
 def _owned(module: Any, roots: list[torch.nn.Module]) -> set[int]:

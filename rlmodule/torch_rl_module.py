@@ -53,26 +53,33 @@ def _stock_loading(module: nn.Module) -> bool:
     return True
 
 
-def _takeable(own: dict[str, torch.Tensor], tensors: dict[str, torch.Tensor]) -> set[str]:
+def _takeable(own: dict[str, torch.Tensor], tensors: dict[str, torch.Tensor]) -> list[str]:
     """The keys whose new tensor the module can hold as it is (see `restore_state`)."""
-    storages = {key: t.untyped_storage() for key, t in own.items() if t.numel()}
-    old_count = Counter(st.data_ptr() for st in storages.values())
-    new_count = Counter(t.data_ptr() for t in tensors.values() if t.numel())
-    plain = (nn.Parameter, torch.Tensor)
-    out = set()
+    old_count = Counter([t.untyped_storage().data_ptr() for t in own.values() if t.numel()])
+    new_count = Counter([t.data_ptr() for t in tensors.values() if t.numel()])
+    plain, tensor_type = (nn.Parameter, torch.Tensor), torch.Tensor
+    out = []
     for key, new in tensors.items():
-        old, st = own[key], storages.get(key)
-        if st is None or type(old) not in plain or type(new) is not torch.Tensor or new.requires_grad:
-            continue
-        if not old.is_cpu or not new.is_cpu or not new.is_contiguous():
+        old = own[key]
+        if type(new) is not tensor_type or type(old) not in plain or new.requires_grad or not new.is_cpu:
             continue
         ptr = new.data_ptr()
-        if not new.numel() or ptr % ALIGNMENT or new_count[ptr] > 1:
+        if ptr % ALIGNMENT or new_count[ptr] > 1 or not new.numel() or not new.is_contiguous():
             continue
-        if st.is_shared() or old.is_pinned() or old_count[st.data_ptr()] > 1:
+        st = old.untyped_storage()
+        if old_count[st.data_ptr()] > 1 or not old.is_cpu or st.is_shared() or old.is_pinned():
             continue
-        out.add(key)
+        out.append(key)
     return out
+
+
+def _refuse_misfit(key: str, tensor: torch.Tensor, target: torch.Tensor) -> None:
+    if tuple(tensor.shape) != tuple(target.shape):
+        raise StateMismatchError(
+            f"state key {key!r}: shape {tuple(tensor.shape)} does not fit the module's {tuple(target.shape)}")
+    raise StateMismatchError(
+        f"state key {key!r}: dtype {str(tensor.dtype).removeprefix('torch.')} does "
+        f"not fit the module's {str(target.dtype).removeprefix('torch.')}")
 
 
 class TorchRLModule(nn.Module, RLModule):
@@ -134,22 +141,19 @@ class TorchRLModule(nn.Module, RLModule):
             state_dict = self._inference_only_get_state_hook(state_dict)
         return {k: _cpu(v, copy) for k, v in state_dict.items()}
 
-    def _checked_tensors(self, state: StateDict) -> dict[str, torch.Tensor]:
-        own = self.state_dict(keep_vars=True)  # only shapes and dtypes are read: no detached copies
+    def _checked_tensors(self, state: StateDict, own: Optional[StateDict] = None) -> dict[str, torch.Tensor]:
+        if own is None:
+            own = self.state_dict(keep_vars=True)  # only shapes and dtypes are read: no detached copies
         tensors = {}
-        for key in own:
+        tensor_type = torch.Tensor
+        for key, target in own.items():
             if key not in state:
                 continue
-            tensor = _as_tensor(key, state[key])
-            target = own[key]
-            if tuple(tensor.shape) != tuple(target.shape):
-                raise StateMismatchError(
-                    f"state key {key!r}: shape {tuple(tensor.shape)} does not fit the module's "
-                    f"{tuple(target.shape)}")
-            if tensor.dtype != target.dtype:
-                raise StateMismatchError(
-                    f"state key {key!r}: dtype {str(tensor.dtype).removeprefix('torch.')} does "
-                    f"not fit the module's {str(target.dtype).removeprefix('torch.')}")
+            tensor = state[key]
+            if type(tensor) is not tensor_type:
+                tensor = _as_tensor(key, tensor)
+            if tensor.shape != target.shape or tensor.dtype != target.dtype:
+                _refuse_misfit(key, tensor, target)
             tensors[key] = tensor
         return tensors
 
@@ -191,12 +195,12 @@ class TorchRLModule(nn.Module, RLModule):
         if type(self).set_state is not TorchRLModule.set_state or not _stock_loading(self):
             self.set_state(state)
             return
-        tensors = self._checked_tensors(state)
         own = self.state_dict(keep_vars=True)
+        tensors = self._checked_tensors(state, own)
         takes = _takeable(own, tensors)
-        copied = {key: t for key, t in tensors.items() if key not in takes}
-        if copied:
-            self.load_state_dict(copied, strict=False)
+        if len(takes) < len(tensors):
+            taken = set(takes)
+            self.load_state_dict({key: t for key, t in tensors.items() if key not in taken}, strict=False)
         with torch.no_grad():
             for key in takes:
                 own[key].data = tensors[key]
