@@ -53,12 +53,12 @@ def _stock_loading(module: nn.Module) -> bool:
     return True
 
 
-def _takeable(own: dict[str, torch.Tensor], tensors: dict[str, torch.Tensor]) -> list[str]:
+def _takeable(own: dict[str, torch.Tensor], tensors: dict[str, torch.Tensor]) -> set[str]:
     """The keys whose new tensor the module can hold as it is (see `restore_state`)."""
     old_count = Counter([t.untyped_storage().data_ptr() for t in own.values() if t.numel()])
     new_count = Counter([t.data_ptr() for t in tensors.values() if t.numel()])
     plain, tensor_type = (nn.Parameter, torch.Tensor), torch.Tensor
-    out = []
+    out = set()
     for key, new in tensors.items():
         old = own[key]
         if type(new) is not tensor_type or type(old) not in plain or new.requires_grad or not new.is_cpu:
@@ -69,7 +69,7 @@ def _takeable(own: dict[str, torch.Tensor], tensors: dict[str, torch.Tensor]) ->
         st = old.untyped_storage()
         if old_count[st.data_ptr()] > 1 or not old.is_cpu or st.is_shared() or old.is_pinned():
             continue
-        out.append(key)
+        out.add(key)
     return out
 
 
@@ -179,6 +179,14 @@ class TorchRLModule(nn.Module, RLModule):
         """Loads `state` exactly; refuses (changing nothing) a tensor of the wrong shape/dtype."""
         self.load_state_dict(self._checked_tensors(state), strict=False)
 
+    @property
+    def restore_state_checks(self) -> bool:
+        """True unless a subclass has its own check_state, set_state or restore_state: the stock ones check
+        every tensor (as check_state does) before they change anything."""
+        cls = type(self)
+        return (cls.restore_state is TorchRLModule.restore_state and cls.set_state is TorchRLModule.set_state
+                and cls.check_state is TorchRLModule.check_state)
+
     @override(RLModule)
     def restore_state(self, state: StateDict) -> None:
         """`set_state` of a state `restore_from_path` read, taking its tensors instead of copying them.
@@ -198,12 +206,12 @@ class TorchRLModule(nn.Module, RLModule):
         own = self.state_dict(keep_vars=True)
         tensors = self._checked_tensors(state, own)
         takes = _takeable(own, tensors)
-        if len(takes) < len(tensors):
-            taken = set(takes)
-            self.load_state_dict({key: t for key, t in tensors.items() if key not in taken}, strict=False)
         with torch.no_grad():
-            for key in takes:
-                own[key].data = tensors[key]
+            for key, new in tensors.items():
+                if key in takes:
+                    own[key].data = new
+                else:  # what the stock _load_from_state_dict does with it, without walking the whole tree
+                    own[key].copy_(new)
 
     def _set_inference_only_state_dict_keys(self) -> None:
         """Hook: records which state_dict keys an inference-only module keeps (none here)."""

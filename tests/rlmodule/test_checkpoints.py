@@ -184,9 +184,38 @@ def test_wrong_dtype_in_checkpoint_is_refused(toy_module, toy_spec, tmp_path):
     tensors["scale"] = tensors["scale"].float()
     loc.save_tensors("module_state.safetensors", tensors)
     other = toy_spec.build()
+    before = other.get_state()
     with pytest.raises(StateMismatchError,
                        match="state key 'scale': dtype float32 does not fit the module's float64"):
         other.restore_from_path(loc.url)
+    _same_state(other.get_state(), before)  # the keys before 'scale' fit, and none was set either
+
+
+class PickyModule(ToyTorchModule):
+    """Refuses in its own check_state what the stock checks accept."""
+
+    def check_state(self, state):
+        super().check_state(state)
+        if float(state["scale"].sum()) > 1e6:
+            raise StateMismatchError("state key 'scale': too large for PickyModule")
+
+
+def test_a_restore_of_one_module_runs_its_own_check_state(toy_spec, tmp_path):
+    """The separate check_state pass is skipped only where restore_state checks the same itself first."""
+    toy_spec.module_class = PickyModule
+    module = toy_spec.build()
+    with torch.no_grad():
+        module.scale.fill_(1e9)
+    url = module.save_to_path(str(tmp_path / "a"))
+    other = toy_spec.build()
+    assert not other.restore_state_checks
+    before = other.get_state()
+    with pytest.raises(StateMismatchError, match="too large for PickyModule"):
+        other.restore_from_path(url)
+    _same_state(other.get_state(), before)
+    plain = RLModuleSpec(module_class=ToyTorchModule, observation_space=OBS_SPACE, action_space=ACT_SPACE,
+                         model_config_dict=toy_spec.model_config_dict).build()
+    assert plain.restore_state_checks
 
 
 def test_callable_in_model_config_cannot_be_saved(toy_spec, tmp_path):
