@@ -153,8 +153,11 @@ def _copy_module(module: torch.nn.Module, memo: dict[int, Any]) -> Any:
     state = {}
     for key, value in module.__getstate__().items():
         kind = type(value)
-        if kind is OrderedDict and not value:
-            value = OrderedDict()
+        if kind is OrderedDict and not value:  # a hook dict (through the memo: one shared stays shared)
+            copied = memo.get(id(value))
+            if copied is None:
+                copied = memo[id(value)] = OrderedDict()
+            value = copied
         elif key in _TENSOR_REGISTRIES and kind in (dict, OrderedDict):
             value = kind([(name, None if t is None else memo[id(t)]) for name, t in value.items()])
         elif key == "_modules" and kind in (dict, OrderedDict):

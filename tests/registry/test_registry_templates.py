@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+from collections import OrderedDict
 
 import pytest
 import torch
@@ -37,6 +38,8 @@ class Net(nn.Module):
         self.parts = [self.enc, self.head[0]]  # modules reached through a plain attribute too
         self.cfg = {"sizes": [3, 4, 2], "name": "net"}
         self.enc.register_forward_hook(_hook)
+        self.pending = OrderedDict()  # an empty OrderedDict reached twice, as a hook dict is
+        self.enc.pending = self.pending
 
 
 def test_the_copy_of_a_kept_build_is_what_deepcopy_makes_of_it():
@@ -49,6 +52,7 @@ def test_the_copy_of_a_kept_build_is_what_deepcopy_makes_of_it():
     assert made.parts[0] is made.enc and made.parts[1] is made.head[0], "a module reached twice must be copied once"
     assert made.enc is not kept.enc and made.head is not kept.head
     assert list(made.enc._forward_hooks.values()) == [_hook] and made.enc._forward_hooks is not kept.enc._forward_hooks
+    assert made.enc.pending is made.pending is not kept.pending, "one dict reached twice must be copied once"
     assert made.cfg == kept.cfg and made.cfg is not kept.cfg and made.cfg["sizes"] is not kept.cfg["sizes"]
     tensors = [*made.parameters(), *made.buffers()]
     assert len(tensors) == len([*kept.parameters(), *kept.buffers()]) == 7
