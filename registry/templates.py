@@ -2,13 +2,14 @@
 
 Building a module on the ``meta`` device (``registry.replay``) runs its constructor under a torch
 function mode: for a module of many small tensors that costs more than loading them. Specs are
-content-addressed and immutable, so a load of a spec loaded before copies the build it kept
-(``copy.deepcopy`` with fresh, uninitialised CPU storage in place of each meta tensor) instead of
-running the constructor again. A build is kept only when ``replay`` would fill it exactly (every
-tensor a parameter or persistent buffer, rlmodule's own ``set_state``) and a first copy proves the
-copies independent: nothing reachable from the copy (attributes, closures of hooks and lambdas,
-bound methods, weak references) is part of the kept build. Anything else, or any failure, and the
-load builds as before. Keyed by digest, torch's default dtype and the trusted modules.
+content-addressed and immutable, so a load of a spec loaded before copies the build it kept (what
+``copy.deepcopy`` makes of it, with the loaded tensors or fresh, uninitialised CPU storage in place of
+each meta tensor) instead of running the constructor again. A build is kept only when ``replay`` would
+fill it exactly (every tensor a parameter or persistent buffer in the state, rlmodule's own
+``set_state``) and a first copy proves the copies independent: nothing reachable from the copy
+(attributes, closures of hooks and lambdas, bound methods, weak references) is part of the kept
+build. Anything else, or any failure, and the load builds as before. Keyed by digest, torch's
+default dtype and the trusted modules.
 """
 
 from __future__ import annotations
@@ -94,7 +95,10 @@ def _make(spec: Mapping[str, Any], trusted_modules: Any) -> Template | bool:
         if any(type(p) is not torch.nn.Parameter for r in roots for p in r.parameters()):
             return False
         slots = replay.state_slots(module)
-        if slots is None or _reaches(_copy(module), _owned(module, roots)):
+        held = {id(t) for r in roots for t in (*r.parameters(), *r.buffers())}
+        if slots is None or {id(t) for _, t in slots} != held:  # a tensor the state leaves out (a state_dict
+            return False  # hook): a load's copy would find it in no memo, and keep it on meta
+        if _reaches(_copy(module), _owned(module, roots)):
             return False
         return Template(module, frozenset(key for key, _ in slots), slots)
     except Exception as exc:  # noqa: BLE001 - any failure means: no template

@@ -200,18 +200,20 @@ class TorchRLModule(nn.Module, RLModule):
         key, the old one neither in shared nor pinned memory nor sharing storage with another key (tied
         weights stay tied: they are copied into). Anything else is copied in, as `set_state` does.
         """
-        if type(self).set_state is not TorchRLModule.set_state or not _stock_loading(self):
+        if type(self).set_state is not TorchRLModule.set_state or not _stock_loading(self) or (
+            torch.__future__.get_swap_module_params_on_conversion()  # loading swaps tensors: its way
+        ):
             self.set_state(state)
             return
         own = self.state_dict(keep_vars=True)
         tensors = self._checked_tensors(state, own)
         takes = _takeable(own, tensors)
         with torch.no_grad():
-            for key, new in tensors.items():
-                if key in takes:
-                    own[key].data = new
-                else:  # what the stock _load_from_state_dict does with it, without walking the whole tree
+            for key, new in tensors.items():  # what the stock _load_from_state_dict does with each, without
+                if key not in takes:  # walking the whole tree; first, as load_state_dict ran before
                     own[key].copy_(new)
+            for key in takes:
+                own[key].data = tensors[key]
 
     def _set_inference_only_state_dict_keys(self) -> None:
         """Hook: records which state_dict keys an inference-only module keeps (none here)."""

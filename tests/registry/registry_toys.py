@@ -166,6 +166,21 @@ class TiedPolicy(DictPolicy):
         self.head2.weight = self.net[2].weight
 
 
+def _drop_bias(module, state_dict, prefix, local_metadata) -> None:
+    del state_dict[prefix + "bias"]
+
+
+class HiddenParameterPolicy(DictPolicy):
+    """A parameter its state leaves out (a state_dict hook drops it), in a module another module's
+    attribute reaches first: a kept build's copy would meet that parameter outside its memo."""
+
+    def setup(self) -> None:
+        super().setup()
+        self.extra = nn.Linear(2, 2)
+        self.net[0].peer = [self.extra]  # net comes before extra: a copy reaches extra through this list
+        self.extra.register_state_dict_post_hook(_drop_bias)
+
+
 class CountedPolicy(DictPolicy):
     """A DictPolicy that counts how many times its constructor ran."""
 

@@ -155,6 +155,7 @@ def test_load_skips_random_initialisation(reg, make):
         (toys.ItemInSetupPolicy, lambda m: m.width == 4),
         (toys.TiedPolicy, lambda m: m.head2.weight is m.net[2].weight),
         (toys.PartialSetStatePolicy, lambda m: torch.equal(m.scale, torch.ones(2, 2, dtype=torch.bfloat16))),
+        (toys.HiddenParameterPolicy, lambda m: m.net[0].peer[0] is m.extra and m.extra.bias.device.type == "cpu"),
     ],
 )
 def test_modules_the_meta_device_cannot_build_exactly_are_built_normally(reg, cls, check):

@@ -151,3 +151,22 @@ def test_a_module_in_shared_memory_stays_there(toy_spec, tmp_path):
     target.restore_state(_fresh(source))
     _same_state(target, source)
     assert all(t.is_shared() for t in target.state_dict(keep_vars=True).values() if t.numel())
+
+
+def test_a_restore_in_torchs_swap_mode_loads_as_load_state_dict_does(toy_spec, tmp_path, monkeypatch):
+    """With torch.__future__'s swap_module_params_on_conversion, loading swaps each tensor in through
+    ``module_load`` (a tensor subclass's hook): a restore then loads as ``load_state_dict`` does.
+    (Control, run by hand: without restore_state's check of the mode, module_load is never called.)"""
+    source, url = _saved(toy_spec, ToyTorchModule, tmp_path)
+    target = toy_spec.build()
+    loads = []
+    real = torch.Tensor.module_load
+    monkeypatch.setattr(torch.Tensor, "module_load", lambda self, other, assign=False: loads.append(1) or real(
+        self, other, assign=assign))
+    torch.__future__.set_swap_module_params_on_conversion(True)
+    try:
+        target.restore_from_path(url)
+    finally:
+        torch.__future__.set_swap_module_params_on_conversion(False)
+    _same_state(target, source)
+    assert loads, "module_load was not called: the swap mode was ignored"
