@@ -95,6 +95,8 @@ class Registry:
         self._versions_json = _Remembered(16)  # _ParsedVersion by (name, version, position); 2,000 tensors: ~1 MB
         self._templates: Any = None  # registry.templates.Templates (torch), made on the first load
         self._checkpoints = _Remembered(16)  # registry.fs: the rlreg:// checkpoints of versions restored lately
+        self._loaded_rows = _Remembered(64)  # _stored's reads, kept while the database is unchanged (SQLite)
+        self._changes: db.ChangeCounter | None = None
         # The store and the snapshot queue are made on first use: reads of the log need no torch.
         self._cache_dir = cache_dir
         self._store: storage.Store | None = None
@@ -107,6 +109,7 @@ class Registry:
             self._binding, self.storage_url = binding.Binding(url, 0), url
             return
         self._events = EventStore(self.db_url, Projections(), upgrade=upgrade, create=create, actor=self.current_actor)
+        self._changes = db.change_counter(self._events.engine)
         if pending_snapshots is not None:
             from registry.pending import check_limit  # no torch: refused here, not at the first snapshot
 
@@ -137,6 +140,8 @@ class Registry:
             if self._queue is not None:
                 self._queue.close()
         finally:
+            if self._changes is not None:
+                self._changes.close()
             self._events.close()
 
     def __enter__(self) -> Registry:
@@ -701,6 +706,18 @@ class Registry:
         if self.offline:
             number = ref.version if ref.version is not None else self._offline_cache.resolve(ref.name, ref.alias)
             return self._offline_cache.version(ref.name, number)
+        key = (ref.name, ref.version, ref.alias)
+        # On SQLite, what the last read found stands while no connection has committed since (the change
+        # counter is taken before the read: a commit during it makes the next call read again)
+        token = self._changes.value() if self._changes is not None and self._joined.get() is None else None
+        kept = self._loaded_rows.get(key) if token is not None else None
+        if kept is not None and kept[0] == token:
+            _, row, seen, latest = kept
+            text = self._specs.get(row.spec_digest)
+            if text is not None:
+                spec = json.loads(text)  # a fresh copy, as _spec_of gives
+                self._offline_cache.remember(row, spec, seen, latest, self.storage_url)
+                return row, spec
         with self._read(f"reading model {name!r}") as conn:
             row, model = self._row_and_model(conn, ref.name, ref.version, ref.alias, json_text=True)
             row = self._parsed(row)
@@ -711,6 +728,8 @@ class Registry:
                 seen = tuple(conn.execute(sa.select(aliases.c.alias).where(
                     aliases.c.name == row.name, aliases.c.version == row.version).order_by(aliases.c.alias)).scalars())
         latest = (ref.version is None and ref.alias is None) or model.latest_version == row.version
+        if token is not None:
+            self._loaded_rows.put(key, (token, row, seen, latest))
         self._offline_cache.remember(row, spec, seen, latest, self.storage_url)
         return row, spec
 

@@ -62,6 +62,45 @@ def is_sqlite(engine: Union[Engine, Connection]) -> bool:
     return engine.dialect.name == "sqlite"
 
 
+class ChangeCounter:
+    """SQLite's ``PRAGMA data_version`` read on a connection of its own, which never writes: its value
+    changes whenever any other connection, of this process or another, commits to the file. A reader
+    that takes the value before it reads may keep what it read while the value stays the same."""
+
+    def __init__(self, engine: Engine) -> None:
+        self._engine, self._lock = engine, threading.Lock()
+        self._conn: Any = None
+        self._pid = -1
+
+    def value(self) -> int:
+        """The file's change counter as this connection sees it now."""
+        with self._lock:
+            if self._conn is None or self._pid != os.getpid():  # a forked child opens its own
+                if self._conn is not None:  # the parent's: kept, never closed here (as the event store does)
+                    _INHERITED.append(self._conn)
+                conn = self._engine.raw_connection()
+                conn.detach()  # not the pool's: held until close()
+                self._conn, self._pid = conn.dbapi_connection, os.getpid()
+            return self._conn.execute("PRAGMA data_version").fetchone()[0]
+
+    def close(self) -> None:
+        with self._lock:
+            if self._conn is not None and self._pid == os.getpid():
+                with contextlib.suppress(Exception):
+                    self._conn.close()
+            self._conn = None
+
+
+_INHERITED: list[Any] = []  # connections a forked child inherited: closing one would touch the parent's file locks
+
+
+def change_counter(engine: Engine) -> Optional[ChangeCounter]:
+    """A ``ChangeCounter`` for a SQLite file; None elsewhere (PostgreSQL has no such counter)."""
+    if not is_sqlite(engine) or engine.url.database in (None, "", ":memory:"):
+        return None
+    return ChangeCounter(engine)
+
+
 def analyze(engine: Engine, tables: Any = None) -> bool:
     """Refresh PostgreSQL's planner statistics of ``tables`` (default: every table) after a bulk fill.
 
