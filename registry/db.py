@@ -70,18 +70,20 @@ class ChangeCounter:
     def __init__(self, engine: Engine) -> None:
         self._engine, self._lock = engine, threading.Lock()
         self._conn: Any = None
-        self._pid = -1
+        self._pid, self._opened = -1, 0
 
-    def value(self) -> int:
-        """The file's change counter as this connection sees it now."""
+    def value(self) -> tuple[int, int]:
+        """``(which connection, its data_version now)``: the counts of two connections do not compare
+        (each starts afresh), so a value read on a connection opened since (after ``close()``, in a forked
+        child) never equals one read before."""
         with self._lock:
             if self._conn is None or self._pid != os.getpid():  # a forked child opens its own
-                if self._conn is not None:  # the parent's: kept, never closed here (as the event store does)
+                if self._conn is not None and self._pid != os.getpid():  # the parent's: kept, never closed
                     _INHERITED.append(self._conn)
-                conn = self._engine.raw_connection()
-                conn.detach()  # not the pool's: held until close()
-                self._conn, self._pid = conn.dbapi_connection, os.getpid()
-            return self._conn.execute("PRAGMA data_version").fetchone()[0]
+                conn = self._engine.pool.recreate().connect()  # a new connection, never one a parent opened
+                conn.detach()  # no pool's: held until close()
+                self._conn, self._pid, self._opened = conn.dbapi_connection, os.getpid(), self._opened + 1
+            return self._opened, self._conn.execute("PRAGMA data_version").fetchone()[0]
 
     def close(self) -> None:
         with self._lock:
@@ -89,9 +91,6 @@ class ChangeCounter:
                 with contextlib.suppress(Exception):
                     self._conn.close()
             self._conn = None
-
-
-_INHERITED: list[Any] = []  # connections a forked child inherited: closing one would touch the parent's file locks
 
 
 def change_counter(engine: Engine) -> Optional[ChangeCounter]:

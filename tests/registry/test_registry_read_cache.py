@@ -49,7 +49,7 @@ def test_an_alias_moved_by_another_process_is_seen_by_the_next_load(sqlite_reg, 
     assert toys.states_equal(sqlite_reg.load("cached", alias="best"), first)
     assert toys.states_equal(sqlite_reg.load("cached", alias="best"), first)  # kept: the same read
     if not counted:
-        monkeypatch.setattr(registry_db.ChangeCounter, "value", lambda self: 0)
+        monkeypatch.setattr(registry_db.ChangeCounter, "value", lambda self: (1, 0))
         sqlite_reg.load("cached", alias="best")  # kept under the still counter
     ctx = multiprocessing.get_context("spawn")
     child = ctx.Process(target=_move_alias, args=(sqlite_reg.db_url, sqlite_reg.storage_url))
@@ -76,6 +76,38 @@ def test_this_registrys_own_writes_and_another_registrys_are_seen(sqlite_reg, lo
         assert toys.states_equal(sqlite_reg.load("cached"), second)
     finally:
         other.close()
+
+
+def test_a_read_kept_before_close_is_not_trusted_after_it(sqlite_reg, local_storage_url):
+    """close() drops the counter's connection; the next one counts afresh, so its counts do not compare
+    with the kept ones (a fresh connection reads the same small number whatever happened before)."""
+    first, second = _two_versions(sqlite_reg)
+    assert toys.states_equal(sqlite_reg.load("cached", alias="best"), first)
+    other = Registry(sqlite_reg.db_url, local_storage_url)
+    other.set_alias("cached", "best", 2)
+    other.close()
+    sqlite_reg.close()  # a registry still reads after close(): its engine reconnects
+    assert toys.states_equal(sqlite_reg.load("cached", alias="best"), second)
+
+
+def _load_in_child(reg: Registry, local_storage_url: str, out) -> None:  # forked: the kept read came along
+    other = Registry(reg.db_url, local_storage_url)
+    other.set_alias("cached", "best", 2)
+    other.close()
+    out.put(reg.load("cached", alias="best").state_dict()["net.0.weight"].tolist())
+
+
+def test_a_forked_child_does_not_trust_its_parents_kept_read(sqlite_reg, local_storage_url):
+    first, second = _two_versions(sqlite_reg)
+    assert toys.states_equal(sqlite_reg.load("cached", alias="best"), first)
+    ctx = multiprocessing.get_context("fork")
+    out = ctx.Queue()
+    child = ctx.Process(target=_load_in_child, args=(sqlite_reg, local_storage_url, out))
+    child.start()
+    weight = out.get(timeout=60)
+    child.join(60)
+    assert child.exitcode == 0
+    assert torch.equal(torch.tensor(weight), second.state_dict()["net.0.weight"])
 
 
 def test_postgresql_keeps_no_read(make_registry, db_url):
