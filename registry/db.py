@@ -87,7 +87,9 @@ class ChangeCounter:
 
     def close(self) -> None:
         with self._lock:
-            if self._conn is not None and self._pid == os.getpid():
+            if self._conn is not None and self._pid != os.getpid():
+                _INHERITED.append(self._conn)  # a parent's: dropped, it would be closed (by its finaliser)
+            elif self._conn is not None:
                 with contextlib.suppress(Exception):
                     self._conn.close()
             self._conn = None
