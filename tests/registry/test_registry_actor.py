@@ -70,3 +70,18 @@ def test_describe_and_details():
     full = {"user": "bob", "host": "lap", "pid": 3, "rlreg_version": "0.1.0", "actor": "ci", "run_id": None}
     assert details(full) == "ci (bob@lap, pid 3, rlreg 0.1.0)"
     assert details({**full, "actor": None, "via": "web"}) == "bob@lap, pid 3, rlreg 0.1.0, via=web"
+
+
+def test_os_user_follows_the_user_variables(monkeypatch):
+    from registry import actor
+
+    for name in ("LOGNAME", "USER", "LNAME", "USERNAME"):
+        monkeypatch.delenv(name, raising=False)
+    by_uid = actor.os_user()
+    monkeypatch.setenv("USER", "carol")
+    assert actor.os_user() == "carol"  # not the name remembered before
+    monkeypatch.setenv("LOGNAME", "dave")
+    assert actor.os_user() == "dave"
+    monkeypatch.delenv("LOGNAME")
+    monkeypatch.delenv("USER")
+    assert actor.os_user() == by_uid
