@@ -22,6 +22,7 @@ def cached(tmp_path, s3_bucket, inproc):
     with Registry(f"sqlite:///{tmp_path / 'rlreg.db'}", f"{s3_bucket}/models", cache_dir=str(cache)) as reg:
         reg.snapshot("walk", small_module(1))
         reg.snapshot("walk", small_module(2, hidden=16))
+        reg.load("walk", 1), reg.load("walk", 2)  # reads fill the cache (uploads do not)
     inproc.env["RLREG_CACHE_DIR"] = str(cache)
     return cache
 

@@ -17,9 +17,13 @@ def snapshot(seed: int = 7) -> dict[str, torch.Tensor]:
 
 
 def write(urls: list[str], cache_dir: str, barrier, results) -> None:
-    """For each URL: wait for the others, then put the snapshot and report its manifest as JSON."""
+    """For each URL: wait for the others, then put the snapshot and report its manifest as JSON; then,
+    all at once again, read it back (from S3: into the shared cache, which only reads fill)."""
     state = snapshot()
     for url in urls:
         store = Store(url, cache_dir=cache_dir)
         barrier.wait(timeout=120)
-        results.put((url, json.dumps(store.put(state), sort_keys=True)))
+        m = store.put(state)
+        results.put((url, json.dumps(m, sort_keys=True)))
+        barrier.wait(timeout=120)
+        store.get(m)

@@ -1,4 +1,5 @@
-"""Several processes putting the same tensors at once (sharing one cache): one consistent, verified result.
+"""Several processes putting the same tensors at once, then reading them into one shared cache at once:
+one consistent, verified result.
 
 One set of spawned processes writes to a local folder and then to S3 (process start-up, mostly
 importing torch, is the slow part on a shared machine).
@@ -45,7 +46,7 @@ def test_concurrent_writers_of_the_same_tensors(s3_bucket, tmp_path):
         assert found == sorted(store._path(d) for d in manifest["objects"])  # no temporary files left
         out = store.get(manifest)
         assert all(same(out[k], v) for k, v in snapshot().items())
-    # the S3 writers shared one cache: it alone now serves a load, verified
+    # the S3 readers filled one cache: it alone now serves a load, verified
     cached = Store(urls[1], cache_dir=str(tmp_path / "shared-cache"))
     cached.fs.rm(cached.location.path, recursive=True)
     out = cached.get(manifest)

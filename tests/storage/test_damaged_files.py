@@ -137,6 +137,7 @@ def cached(s3_bucket, tmp_path):
     store = Store(s3_bucket + "/store", cache_dir=str(tmp_path / "cache"))
     state = {"big": torch.randn(40_000), "small": torch.randn(5)}
     m = store.put(state)
+    store.get(m)  # a read fills the cache (an upload does not)
     assert {e.digest for e in store.cache.entries()} == set(manifest_objects(m))
     return store, m, state
 

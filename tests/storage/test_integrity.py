@@ -173,9 +173,18 @@ def s3_store(s3_bucket, tmp_path) -> Store:
     return Store(s3_bucket + "/store", cache_dir=str(tmp_path / "cache"))
 
 
+def test_an_upload_is_not_cached(s3_store):
+    m = s3_store.put({"w": torch.randn(20_000), "b": torch.randn(3)})
+    assert s3_store.stats.objects_written == len(manifest_objects(m)) == 2
+    assert s3_store.cache.total_bytes() == 0 and list(s3_store.cache.entries()) == []  # as `hf upload`
+    s3_store.get(m)  # a read fills it
+    assert {e.digest for e in s3_store.cache.entries()} == set(manifest_objects(m))
+
+
 def test_damaged_cache_entry_is_refetched(s3_store, tmp_path):
     state = {"w": torch.randn(20_000), "b": torch.randn(3)}
-    m = s3_store.put(state)  # put fills the cache (write-through)
+    m = s3_store.put(state)
+    s3_store.get(m)  # a read fills the cache
     obj = m["tensors"]["w"]["object"]
     path = s3_store.cache.path(obj)
     with open(path, "r+b") as f:
@@ -183,14 +192,16 @@ def test_damaged_cache_entry_is_refetched(s3_store, tmp_path):
         byte = f.read(1)
         f.seek(-3, os.SEEK_END)
         f.write(bytes([byte[0] ^ 0x10]))
+    read, hits = s3_store.stats.objects_read, s3_store.stats.cache_hits
     out = s3_store.get(m)
     assert same(out["w"], state["w"])
-    assert s3_store.stats.objects_read == 1 and s3_store.stats.cache_hits == 1
+    assert s3_store.stats.objects_read - read == 1 and s3_store.stats.cache_hits - hits == 1
     assert open(path, "rb").read() == s3_store.fs.cat_file(object_path(s3_store, obj))  # repaired
 
 
 def test_damaged_cache_entry_and_no_bucket_copy_is_an_error(s3_store):
     m = s3_store.put({"w": torch.randn(20_000)})
+    s3_store.get(m)  # a read fills the cache
     (obj,) = manifest_objects(m)
     with open(s3_store.cache.path(obj), "r+b") as f:
         f.seek(100)
@@ -203,6 +214,7 @@ def test_damaged_cache_entry_and_no_bucket_copy_is_an_error(s3_store):
 def test_cached_load_makes_no_request(s3_store, tmp_path):
     state = {f"l{i}": torch.randn(300) for i in range(50)} | {"big": torch.randn(100_000)}
     m = s3_store.put(state)
+    s3_store.get(m)  # a read fills the cache
     for obj in manifest_objects(m):
         s3_store.fs.rm_file(object_path(s3_store, obj))  # the bucket no longer has them
     assert s3_store.list_digests() == []
@@ -225,5 +237,5 @@ def test_cache_fill_on_read_then_hit(s3_store, tmp_path):
 def test_cache_is_size_bounded(s3_bucket, tmp_path):
     store = Store(s3_bucket + "/store", cache_dir=str(tmp_path / "c"), cache_max_bytes=1_000_000)
     for i in range(8):
-        store.put({"w": torch.full((100_000,), float(i))})  # 400 KB objects
+        store.get(store.put({"w": torch.full((100_000,), float(i))}))  # 400 KB objects, each read once
     assert 0 < store.cache.total_bytes() <= 1_000_000
