@@ -32,8 +32,10 @@ from bench.eventstore_peer import CONTENDERS, Peer, Rlreg
 
 PG_ADMIN_URL = os.environ.get("RLREG_TEST_PG_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/test")
 SIZES = {
-    True: {"rounds": 3, "appends": 200, "fill": 20_000, "read": 10_000, "catch_up": 20_000, "delays": 40, "idle": 2.0},
-    False: {"rounds": 5, "appends": 600, "fill": 100_000, "read": 10_000, "catch_up": 100_000, "delays": 150, "idle": 5.0},
+    True: {"rounds": 3, "append_rounds": 3, "appends": 200, "fill": 20_000, "read": 10_000, "catch_up": 20_000,
+           "delays": 40, "idle": 2.0},
+    False: {"rounds": 5, "append_rounds": 9, "appends": 600, "fill": 100_000, "read": 10_000, "catch_up": 100_000,
+            "delays": 150, "idle": 5.0},
 }
 FILL_BATCH = 100
 
@@ -198,7 +200,7 @@ def run_backend(backend: str, urls: dict[str, str], size: dict[str, Any]) -> lis
     for writers in writer_counts:
         samples: dict[str, list[float]] = {kind: [] for kind in CONTENDERS}
         per_writer = max(size["appends"] // writers, 40)
-        for _ in range(size["rounds"]):
+        for _ in range(size["append_rounds"]):  # short runs (0.2-0.7 s): more rounds for a steady median
             for kind in CONTENDERS:
                 samples[kind].append(appends_per_second(kind, urls[kind], synchronous, writers, per_writer))
         rows += _ratio_rows(f"append 1 event, {writers} writer process(es)", backend, "appends/s", "1/s",

@@ -321,7 +321,7 @@ def run(quick: bool = False, only_s3: bool = False) -> list[dict[str, Any]]:
                 del case
         print("  S3 ...", file=sys.stderr, flush=True)
         try:
-            rows += s3_rows(work, quick, 2 if quick else 3)
+            rows += s3_rows(work, quick, 2 if quick else 5)
         except ImportError as exc:
             print(f"  S3 rows skipped: {exc}", file=sys.stderr)
     rows = [{"suite": "snapshots", **r} for r in rows]
