@@ -7,6 +7,7 @@ header once and each tensor's bytes once verifies every byte of an object: no by
 from __future__ import annotations
 
 import struct
+import threading
 import types
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
@@ -49,13 +50,36 @@ def encode(raws: Mapping[str, RawTensor]) -> EncodedObject:
     order = layout(raws)
     metadata = {"format": FORMAT}
     if len(raws) > 1:
-        total = sum(r.nbytes for r in raws.values())
-        h = digest.hasher(total)
-        for key in order:
-            h.update(raws[key].data)
-        metadata["data"] = digest.PREFIX + h.hexdigest()
+        metadata["data"] = _data_digest([raws[key].data for key in order])
     header = header_bytes(raws, order, metadata)
     return EncodedObject(digest.bytes_digest(header), header, dict(raws), order)
+
+
+def _data_digest(buffers: list[memoryview]) -> str:
+    """The digest of a pack's data section: its tensors copied one after the other into this thread's
+    scratch buffer and hashed in one call. A call into blake3 per tensor cost more than the copy (2,000
+    tensors of 5 KB: 13 ms in one call each, against 2.5 ms to copy and 2.5 ms to hash); the buffer is
+    kept (a pack is at most a few MiB), as fresh pages are slow to come by on a virtual machine."""
+    total = sum(b.nbytes for b in buffers)
+    if total > _SCRATCH_MAX:  # not a pack of small tensors: one call each costs little beside their bytes
+        h = digest.hasher(total)
+        for b in buffers:
+            h.update(b)
+        return digest.PREFIX + h.hexdigest()
+    scratch = getattr(_scratch, "buffer", None)
+    if scratch is None or len(scratch) < total:
+        scratch = _scratch.buffer = bytearray(total)
+    with memoryview(scratch) as whole:
+        offset = 0
+        for b in buffers:
+            whole[offset : offset + b.nbytes] = b.cast("B") if b.format != "B" else b
+            offset += b.nbytes
+        with whole[:total] as data:
+            return digest.PREFIX + digest.hasher(total).update(data).hexdigest()
+
+
+_scratch = threading.local()  # .buffer: a bytearray of the largest pack this thread encoded
+_SCRATCH_MAX = 8 << 20  # packs close at 4 MiB (storage.packing.PACK_MAX)
 
 
 @dataclass(frozen=True, slots=True)
