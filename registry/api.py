@@ -333,7 +333,7 @@ class Registry:
         # gc's protocol: touch the objects in the append (re-upload any it collected meanwhile)
         recorded = collector.append_referencing(self, name, manifest, events,
                                                 lambda: collector.reupload(self.store, tensors, manifest), has_policy,
-                                                before_commit=stored)
+                                                before_commit=stored, fresh=True)
         if not policy or policy[-1]:  # unknown (no check ran): apply it
             retention.apply(self, name)  # after the commit: the new version is the latest, always kept
         last = recorded[-1]

@@ -187,8 +187,10 @@ def test_a_snapshot_touches_its_objects_in_the_transaction_of_its_append(make_re
     monkeypatch.setattr(reg.event_store, "transaction", counted)
     version = reg.snapshot("pol", module)
     assert len(transactions) == 1
-    rows = _rows(reg, _objects(reg, "pol", version.version))
-    assert rows and all(r.state == "live" and r.generation == 0 for r in rows.values())
+    named = _objects(reg, "pol", version.version)
+    rows = _rows(reg, named)
+    assert rows and set(rows) == named and all(r.state == "live" and r.generation == 0 for r in rows.values())
+    assert {d: r.nbytes for d, r in rows.items()} == {d: reg.store.fs.size(reg.store._path(d)) for d in named}
     assert {r.touched_at for r in rows.values()} <= {max(r.touched_at for r in rows.values())}  # one touch
 
 
