@@ -89,6 +89,21 @@ def test_partial_overlap_of_ids_is_refused_and_changes_nothing(store):
     assert store.head() == 2
 
 
+@pytest.mark.parametrize("at", [0, 63, 64, 99, 100])
+def test_a_recorded_id_late_in_a_long_append_is_refused_and_changes_nothing(store, at):
+    # On SQLite a long append's rows go in by several INSERTs (64, 32, 4 rows): one refused late rolls back
+    # the rows before it
+    first = plain(1)
+    store.append("m", first)
+    batch = plain(101)
+    batch[at] = first[0]
+    with pytest.raises(errors.ConflictError, match=r"1 of their ids are already recorded and 100 are not"):
+        store.append("m", batch)
+    assert store.head() == 1 and store.events() == store.read_stream("m") and len(store.events()) == 1
+    appended = store.append("m", plain(101))
+    assert [e.position for e in appended] == list(range(2, 103)) and store.events()[1:] == appended
+
+
 @pytest.mark.parametrize(
     ("stream", "events", "expected", "error", "message"),
     [
