@@ -48,11 +48,24 @@ class RecordCache:
     def __init__(self, folder: str) -> None:
         self.folder = os.path.abspath(folder)
         self._written: dict[str, tuple[Any, tuple]] = {}  # path -> (value put, the file's stat after it)
+        self._paths: dict[tuple, str] = {}  # key -> path, for the keys put or asked about lately
 
     def path(self, key: Sequence[Any]) -> str:
         """Where the record of ``key`` lives."""
+        remembered = tuple(key)
+        try:
+            found = self._paths.get(remembered)
+        except TypeError:  # an unhashable part: not remembered
+            found, remembered = None, None
+        if found is not None:
+            return found
         h = digest.hex_of(digest.bytes_digest(canonical([_KEY_FORMAT, *key])))
-        return os.path.join(self.folder, "records", h[:2], h)
+        path = os.path.join(self.folder, "records", h[:2], h)
+        if remembered is not None:
+            if len(self._paths) >= _REMEMBERED:
+                self._paths.clear()
+            self._paths[remembered] = path
+        return path
 
     @staticmethod
     def encode(key: Sequence[Any], value: Any) -> bytes:
@@ -77,6 +90,16 @@ class RecordCache:
             while len(self._written) > _REMEMBERED:
                 del self._written[next(iter(self._written))]
         return written
+
+    def unchanged(self, key: Sequence[Any]) -> bool:
+        """Whether this RecordCache put the record of ``key`` and its file has not changed since (one stat)."""
+        path = self.path(key)
+        found = self._written.get(path)
+        return found is not None and found[1] == _signature(path)
+
+    def exists(self, key: Sequence[Any]) -> bool:
+        """Whether a file holds the record of ``key`` (not read, not verified)."""
+        return _signature(self.path(key)) is not None
 
     def known(self, key: Sequence[Any]) -> Any | None:
         """The value this RecordCache last put under ``key`` if its file has not changed since (inode, size,

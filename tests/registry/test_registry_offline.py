@@ -230,3 +230,38 @@ def test_an_unwritable_cache_never_fails_an_online_load(sqlite_url, local_storag
                 reg.load("walk", 1)
     warned = [r for r in caplog.records if r.name == "registry.offline" and r.levelname == "WARNING"]
     assert len(warned) == 1 and "could not be recorded" in warned[0].getMessage()
+
+
+def test_a_load_records_again_what_was_removed_from_the_cache(sqlite_url, local_storage_url, tmp_path):
+    """A load that read the very same row as the one before skips recording it again only while the
+    records it put are still there (a pruned cache is written again at the next load)."""
+    cache = tmp_path / "cache"
+    with Registry(sqlite_url, local_storage_url, cache_dir=str(cache)) as reg:
+        reg.snapshot("walk", toys.spec(hidden=4).build())
+        reg.set_alias("walk", "prod", 1)
+        reg.load("walk", alias="prod")
+        recorded = {p: p.read_bytes() for p in _record_files(cache)}
+        assert len(recorded) == 4  # version 1, prod, latest, where the objects live
+        for path in recorded:
+            path.unlink()
+            reg.load("walk", alias="prod")
+            assert path.exists()
+        assert {p: p.read_bytes() for p in _record_files(cache)}.keys() == recorded.keys()
+
+
+def test_sightings_are_refreshed_once_due_while_the_row_is_kept(sqlite_url, local_storage_url, tmp_path,
+                                                                monkeypatch):
+    from registry import offline
+
+    cache = tmp_path / "cache"
+    with Registry(sqlite_url, local_storage_url, cache_dir=str(cache)) as reg:
+        reg.snapshot("walk", toys.spec(hidden=4).build())
+        reg.set_alias("walk", "prod", 1)
+        reg.load("walk", alias="prod")
+        times = {p: p.stat().st_mtime_ns for p in _record_files(cache)}
+        reg.load("walk", alias="prod")
+        assert {p: p.stat().st_mtime_ns for p in _record_files(cache)} == times  # nothing due: nothing written
+        monkeypatch.setattr(offline, "SIGHTING_REFRESH", 0.0)
+        reg.load("walk", alias="prod")
+        changed = [p for p in _record_files(cache) if p.stat().st_mtime_ns != times[p]]
+        assert len(changed) == 2 and all('"seen_at"' in p.read_text() for p in changed)  # prod and latest
