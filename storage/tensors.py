@@ -47,13 +47,14 @@ def _torch_to_raw(name: str, t: torch.Tensor) -> RawTensor:
     dtype = _NAME_OF_TORCH.get(t.dtype)
     if dtype is None:
         raise UnsupportedDtypeError(f"tensor {name!r}: dtype {t.dtype} is not supported")
-    if not (t.is_cpu and t.is_contiguous()):  # (a parameter in place is read as it is: no detach() each)
-        t = t.detach()
-        if not t.is_cpu:
-            t = t.cpu()
-        if not t.is_contiguous():
-            t = t.contiguous()
-    nbytes = t.nbytes
+    # A tensor of its own over the same memory, kept with the record: the caller's tensor may be given
+    # other memory meanwhile (``p.data = ...``, ``module.to(...)``), which would free the bytes read here.
+    t = t.detach()
+    if not t.is_cpu:
+        t = t.cpu()
+    if not t.is_contiguous():
+        t = t.contiguous()
+    nbytes = t.numel() * t.element_size()
     # A view of the tensor's memory by address, as safetensors does: far cheaper than .numpy().
     data = memoryview((ctypes.c_ubyte * nbytes).from_address(t.data_ptr())).cast("B") if nbytes else _EMPTY
     if sys.byteorder == "big":  # pragma: no cover - little-endian machines only in CI

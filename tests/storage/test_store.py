@@ -189,3 +189,17 @@ def test_get_aligned_gives_tensors_on_64_byte_boundaries(store):
     if store.is_local:  # a view of the object's map: its data starts aligned
         assert got["w"].untyped_storage().nbytes() > got["w"].nbytes
     assert all(same(got[k], v) for k, v in state.items())
+
+
+@pytest.mark.parametrize("requires_grad", [True, False])
+def test_a_tensor_read_keeps_its_memory_when_the_caller_swaps_it(requires_grad):
+    """A put reads tensors by address while writer threads store them: the record keeps the memory
+    alive even if the caller's tensor is given other memory meanwhile (``p.data = ...``)."""
+    from storage.tensors import to_raw
+
+    p = torch.nn.Parameter(torch.full((1 << 16,), 1.0), requires_grad=requires_grad)
+    raw = to_raw("p", p)
+    p.data = torch.zeros(1 << 16)
+    churn = [torch.full((1 << 16,), 7.0) for _ in range(64)]  # allocations that would reuse freed memory
+    assert np.frombuffer(raw.data, dtype=np.float32).tolist() == [1.0] * (1 << 16)
+    del churn
