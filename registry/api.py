@@ -716,7 +716,7 @@ class Registry:
             text = self._specs.get(row.spec_digest)
             if text is not None:
                 spec = json.loads(text)  # a fresh copy, as _spec_of gives
-                self._offline_cache.remember(row, spec, seen, latest, self.storage_url)
+                self._offline_cache.remember(row, spec, seen, latest, self.storage_url, kept=True)
                 return row, spec
         with self._read(f"reading model {name!r}") as conn:
             row, model = self._row_and_model(conn, ref.name, ref.version, ref.alias, json_text=True)
@@ -730,7 +730,7 @@ class Registry:
         latest = (ref.version is None and ref.alias is None) or model.latest_version == row.version
         if token is not None:
             self._loaded_rows.put(key, (token, row, seen, latest))
-        self._offline_cache.remember(row, spec, seen, latest, self.storage_url)
+        self._offline_cache.remember(row, spec, seen, latest, self.storage_url, kept=token is not None)
         return row, spec
 
     def _parsed(self, row: Any) -> Any:

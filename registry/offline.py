@@ -37,7 +37,7 @@ log = logging.getLogger(__name__)
 FOLDER = "offline"  # under the cache folder: records/ and index/
 ONLINE = "with RLREG_OFFLINE unset (offline=False)"
 SIGHTING_REFRESH = 60.0  # seconds: a sighting of the same version younger than this is not rewritten
-_RECORDED_KEPT = 256  # versions whose last recording ``remember`` keeps
+_RECORDED_KEPT = 64  # versions whose last recording ``remember`` keeps (as many as a registry keeps reads)
 
 
 @dataclass(frozen=True)
@@ -106,15 +106,18 @@ class OfflineCache:
 
     # -- online: remember what a load needed --------------------------------------------------------
 
-    def remember(self, row: Any, spec: dict, aliases: tuple[str, ...], latest: bool, storage_url: str | None) -> None:
+    def remember(self, row: Any, spec: dict, aliases: tuple[str, ...], latest: bool, storage_url: str | None,
+                 *, kept: bool = False) -> None:
         """Record a version just read from the database, and the aliases seen pointing at it now.
 
-        Never fails the load: a cache that cannot be written only loses the offline copy (logged).
+        ``kept``: ``row`` is a read the registry keeps, which the next load may hand in again (the same
+        object, while the database is unchanged). Never fails the load: a cache that cannot be written
+        only loses the offline copy (logged).
         """
         if self.db is None:
             return
         try:
-            if self._recorded_already(row, aliases, latest, storage_url):
+            if kept and self._recorded_already(row, aliases, latest, storage_url):
                 return
             self.records.put(["version", self.db, row.name, row.version], {
                 "name": row.name, "version": row.version, "spec": spec, "manifest": row.manifest,
@@ -130,9 +133,10 @@ class OfflineCache:
                     self.records.put(key, {"version": row.version, "seen_at": now.isoformat()})
             if storage_url:
                 self.records.put(["storage", self.db], {"url": storage_url})
-            if len(self._recorded) >= _RECORDED_KEPT:
-                self._recorded.clear()
-            self._recorded[(row.name, row.version)] = (row, aliases, latest, storage_url, time.monotonic())
+            if kept:
+                if len(self._recorded) >= _RECORDED_KEPT:
+                    self._recorded.clear()
+                self._recorded[(row.name, row.version)] = (row, aliases, latest, storage_url, time.time())
         except (OSError, ValueError, TypeError, StorageError) as exc:
             level = logging.DEBUG if self._warned else logging.WARNING  # once per registry, not per load
             self._warned = True
@@ -142,19 +146,18 @@ class OfflineCache:
     def _recorded_already(self, row: Any, aliases: tuple[str, ...], latest: bool, storage_url: str | None) -> bool:
         """Whether the last ``remember`` of this version had this very row (not an equal one: the same
         object), the same aliases, latest and storage URL, less than ``SIGHTING_REFRESH`` ago, the
-        version and storage records it put are unchanged on disk and a sighting of each alias is there
-        (one a load elsewhere wrote is as good: the alias has not moved, or the row would be a new
-        one): then all it would write is there already, and a sighting is at most twice
-        ``SIGHTING_REFRESH`` old when it is rewritten. A 1 MiB load spent 150 us making and comparing the
-        records again."""
+        version, storage and sighting records it put or read are unchanged on disk (one stat each):
+        then all it would write is there already, and a sighting is at most twice ``SIGHTING_REFRESH``
+        old (by the wall clock: a machine suspended meanwhile counts) when it is rewritten. A 1 MiB load
+        spent 150 us making and comparing the records again."""
         last = self._recorded.get((row.name, row.version))
         if last is None or last[0] is not row or last[1:4] != (aliases, latest, storage_url):
             return False
-        if time.monotonic() - last[4] >= SIGHTING_REFRESH:
-            return False  # the sightings' times are due to be refreshed
-        put = [["version", self.db, row.name, row.version], *([["storage", self.db]] if storage_url else [])]
-        sighted = [["alias", self.db, row.name, a] for a in (*aliases, *([LATEST] if latest else []))]
-        return all(self.records.unchanged(key) for key in put) and all(self.records.exists(key) for key in sighted)
+        if not 0 <= time.time() - last[4] < SIGHTING_REFRESH:
+            return False  # the sightings' times are due to be refreshed (or the clock was set back)
+        keys = [["version", self.db, row.name, row.version], *([["storage", self.db]] if storage_url else []),
+                *(["alias", self.db, row.name, a] for a in (*aliases, *([LATEST] if latest else [])))]
+        return all(self.records.unchanged(key) for key in keys)
 
     def _seen_lately(self, key: list, version: int, now: datetime.datetime) -> bool:
         """Whether the sighting of ``key`` names ``version`` and is younger than ``SIGHTING_REFRESH``."""

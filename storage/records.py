@@ -52,7 +52,7 @@ class RecordCache:
 
     def path(self, key: Sequence[Any]) -> str:
         """Where the record of ``key`` lives."""
-        remembered = tuple(key)
+        remembered = tuple((type(k), k) for k in key)  # (1, True and 1.0 are equal keys, not equal JSON)
         try:
             found = self._paths.get(remembered)
         except TypeError:  # an unhashable part: not remembered
@@ -86,20 +86,22 @@ class RecordCache:
             local_atomic_write(path, [data])
         signature = _signature(path)
         if signature is not None:
-            self._written[path] = (json.loads(data)["value"], signature)  # a copy: the caller's may change
-            while len(self._written) > _REMEMBERED:
-                del self._written[next(iter(self._written))]
+            self._note(path, json.loads(data)["value"], signature)  # a copy: the caller's may change
         return written
 
+    def _note(self, path: str, value: Any, signature: tuple) -> None:
+        """Remember that the file at ``path``, as ``signature`` finds it, holds ``value``."""
+        self._written.pop(path, None)
+        self._written[path] = (value, signature)
+        while len(self._written) > _REMEMBERED:
+            del self._written[next(iter(self._written))]
+
     def unchanged(self, key: Sequence[Any]) -> bool:
-        """Whether this RecordCache put the record of ``key`` and its file has not changed since (one stat)."""
+        """Whether this RecordCache put or read the record of ``key`` and its file has not changed since
+        (one stat)."""
         path = self.path(key)
         found = self._written.get(path)
         return found is not None and found[1] == _signature(path)
-
-    def exists(self, key: Sequence[Any]) -> bool:
-        """Whether a file holds the record of ``key`` (not read, not verified)."""
-        return _signature(self.path(key)) is not None
 
     def known(self, key: Sequence[Any]) -> Any | None:
         """The value this RecordCache last put under ``key`` if its file has not changed since (inode, size,
@@ -114,12 +116,15 @@ class RecordCache:
         the record is damaged (names the file and says how to record it again)."""
         key = list(key)
         path = self.path(key)
+        signature = _signature(path)  # before the read: a file replaced meanwhile then never matches it
         data = _read(path)
         if data is None:
             return None
         found = _checked(data, path)
         if found.get("key") != key:
             raise _damaged(path, f"it is the record of {_shown(found.get('key'))}, not of {_shown(key)}")
+        if signature is not None:
+            self._note(path, json.loads(data)["value"], signature)  # a copy: the caller's may change
         return found["value"]
 
     def files(self) -> list[str]:

@@ -265,3 +265,43 @@ def test_sightings_are_refreshed_once_due_while_the_row_is_kept(sqlite_url, loca
         reg.load("walk", alias="prod")
         changed = [p for p in _record_files(cache) if p.stat().st_mtime_ns != times[p]]
         assert len(changed) == 2 and all('"seen_at"' in p.read_text() for p in changed)  # prod and latest
+
+
+def test_a_sighting_another_process_rewrote_is_checked_again(sqlite_url, local_storage_url, tmp_path):
+    """The next load reads a sighting changed on disk since it recorded it, and records its own again."""
+    from storage.records import RecordCache
+
+    cache = tmp_path / "cache"
+    with Registry(sqlite_url, local_storage_url, cache_dir=str(cache)) as reg:
+        reg.snapshot("walk", toys.spec(hidden=4).build())
+        reg.set_alias("walk", "prod", 1)
+        reg.load("walk", alias="prod")
+        key = ["alias", reg._offline_cache.db, "walk", "prod"]
+        elsewhere = RecordCache(str(cache / "offline"))  # another process, reading an older database
+        elsewhere.put(key, {"version": 99, "seen_at": "2026-01-01T00:00:00+00:00"})
+        reg.load("walk", alias="prod")
+        assert RecordCache(str(cache / "offline")).get(key)["version"] == 1
+
+
+def test_only_reads_the_registry_keeps_are_remembered(tmp_path):
+    from registry import offline
+
+    oc = offline.OfflineCache(str(tmp_path), "sqlite:////nowhere/rlreg.db", "here")
+
+    class Row:
+        name, version, manifest, state, metadata, spec_digest = "m", 1, {}, {}, {}, "d"
+        created_at, tensor_bytes, position, actor, tags, description = None, 0, 1, None, {}, None
+
+    oc.remember(Row(), {}, (), True, None)  # e.g. PostgreSQL: every read is a new row
+    assert oc._recorded == {}
+    oc.remember(Row(), {}, (), True, None, kept=True)
+    assert list(oc._recorded) == [("m", 1)]
+
+
+def test_record_paths_of_equal_but_differently_typed_keys_stay_apart(tmp_path):
+    from storage.records import RecordCache
+
+    cache = RecordCache(str(tmp_path))
+    assert cache.path(["k", True]) != cache.path(["k", 1])
+    assert cache.path(["k", 1]) == RecordCache(str(tmp_path)).path(["k", 1])
+    assert cache.path(["k", 1.0]) == RecordCache(str(tmp_path)).path(["k", 1.0])
