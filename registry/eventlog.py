@@ -292,7 +292,8 @@ class PostgresLog:
         return [str(r[0]) for r in rows]
 
 
-_CHUNKS = (64, 32, 16, 8, 4, 2, 1)  # rows per INSERT (8 values each: well below SQLite's 32,766 variables)
+_CHUNKS = (64, 32, 16, 8, 4, 2, 1)  # rows per INSERT (8 values each: 512 at most, below even the 999 variables
+# that SQLite before 3.32 allows)
 
 
 @functools.lru_cache(maxsize=len(_CHUNKS))
