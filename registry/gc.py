@@ -243,10 +243,14 @@ def may_be_stored(event_store: Any) -> Callable[[str], bool]:
     return check
 
 
-def object_sizes(manifest: Mapping[str, Any]) -> dict[str, int]:
-    """``{object digest: bytes}`` of the objects a manifest references."""
+def object_sizes(manifest: Mapping[str, Any], fresh: bool = False) -> dict[str, int]:
+    """``{object digest: bytes}`` of the objects a manifest references.
+
+    ``fresh``: ``manifest`` is the one this process's ``Store.put`` just made, whose ``objects`` lists
+    every object it references (not checked again: 2,000 entries took 4-5 ms).
+    """
     sizes = {d: int(o.get("nbytes", 0)) for d, o in (manifest.get("objects") or {}).items()}
-    return {d: sizes.get(d, 0) for d in storage.manifest_objects(manifest)}
+    return sizes if fresh else {d: sizes.get(d, 0) for d in storage.manifest_objects(manifest)}
 
 
 def append_referencing(reg: Any, name: str, manifest: Mapping[str, Any], make_events: Any,
@@ -259,11 +263,9 @@ def append_referencing(reg: Any, name: str, manifest: Mapping[str, Any], make_ev
     append's transaction, after the protocol's own check. ``before_commit()`` returns once the
     objects are durably stored (a snapshot's writes still in flight): the append's transaction calls
     it just before committing, and the slow path before it looks at storage or revives a row.
-    ``fresh``: ``manifest`` is the one this process's ``Store.put`` just made, whose ``objects`` lists
-    every object it references (not checked again: 2,000 entries took 4-5 ms).
+    ``fresh``: ``manifest`` is the one this process's ``Store.put`` just made (``object_sizes``).
     """
-    sizes = ({d: int(o["nbytes"]) for d, o in manifest["objects"].items()} if fresh
-             else object_sizes(manifest))
+    sizes = object_sizes(manifest, fresh)
     try:  # the common case: one transaction touches the objects and appends the events
         return reg._append_with_retry(name, make_events, check=_also(touch_live(sizes), check),
                                       before_commit=before_commit)

@@ -34,6 +34,7 @@ from storage.jsondepth import MAX_JSON_DEPTH, text_depth
 RECORD_FORMAT = "rlreg.cache-record/1"
 _KEY_FORMAT = "rlreg.cache-key/1"
 _WRAPPING = 4  # levels the record adds around the JSON it holds
+_READ = object()  # RecordCache._written: a file read and verified, its value not kept
 _REMEMBERED = 256  # records whose last put a RecordCache remembers (to skip encoding them again)
 
 
@@ -47,7 +48,8 @@ class RecordCache:
 
     def __init__(self, folder: str) -> None:
         self.folder = os.path.abspath(folder)
-        self._written: dict[str, tuple[Any, tuple]] = {}  # path -> (value put, the file's stat after it)
+        # path -> (value put, or _READ for a file read and verified), and the file's stat then
+        self._written: dict[str, tuple[Any, tuple]] = {}
         self._paths: dict[tuple, str] = {}  # key -> path, for the keys put or asked about lately
 
     def path(self, key: Sequence[Any]) -> str:
@@ -78,7 +80,7 @@ class RecordCache:
         (nothing is when the key already holds these bytes)."""
         path = self.path(key)
         known = self._written.get(path)
-        if known is not None and known[0] == value and known[1] == _signature(path):
+        if known is not None and known[0] is not _READ and known[0] == value and known[1] == _signature(path):
             return False  # this process put these values there, and the file has not changed since
         data = self.encode(key, value)
         written = _read_if_file(path) != data
@@ -109,7 +111,9 @@ class RecordCache:
         load asks whether to refresh the sightings of its aliases, which it wrote itself a moment before.)"""
         path = self.path(list(key))
         found = self._written.get(path)
-        return copy.deepcopy(found[0]) if found is not None and found[1] == _signature(path) else None
+        if found is None or found[0] is _READ or found[1] != _signature(path):
+            return None
+        return copy.deepcopy(found[0])
 
     def get(self, key: Sequence[Any]) -> Any | None:
         """The value recorded under ``key`` (verified), ``None`` if there is none; ``IntegrityError`` if
@@ -124,7 +128,7 @@ class RecordCache:
         if found.get("key") != key:
             raise _damaged(path, f"it is the record of {_shown(found.get('key'))}, not of {_shown(key)}")
         if signature is not None:
-            self._note(path, json.loads(data)["value"], signature)  # a copy: the caller's may change
+            self._note(path, _READ, signature)  # (its value is not kept: a record may be large)
         return found["value"]
 
     def files(self) -> list[str]:
