@@ -263,7 +263,7 @@ class Registry:
         metadata = _json_metadata(name, metadata)
         if not isinstance(module, rlmodule.RLModule):
             raise TypeError(f"snapshot of {name!r}: {type(module).__name__} is not an RLModule")
-        spec = self._spec_dict(rlmodule.spec_to_dict(module))  # (make the dict, its digest)
+        spec = self._module_spec(module)  # (make the dict, its digest)
         if block:
             tensors, rest = _split_checked(name, module)
             return self._record(name, spec, metadata, (tensors, rest, None), progress,
@@ -355,6 +355,20 @@ class Registry:
 
         self._append_with_retry(name, events)
         return digest
+
+    def _module_spec(self, module: rlmodule.RLModule) -> tuple[Callable[[], dict], str]:
+        """``_spec_dict`` of ``module``'s spec, remembered by ``rlmodule.spec_key`` (its classes, spaces
+        and config, compared exactly): a snapshot of a module whose spec has not changed makes no JSON."""
+        key = rlmodule.spec_key(module)
+        if key is not None:
+            key = ("module", key, repr(self.trusted_modules))
+            kept = self._specs.get(key)
+            if kept is not None:
+                return kept
+        kept = self._spec_dict(rlmodule.spec_to_dict(module))
+        if key is not None:
+            self._specs.put(key, kept)
+        return kept
 
     def _spec_dict(self, spec: dict) -> tuple[Callable[[], dict], str]:
         """``spec`` as it will be replayed: its classes resolved now (so a load cannot fail on them

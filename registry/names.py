@@ -14,6 +14,10 @@ _ALIAS = re.compile(r"[A-Za-z0-9._-]+")
 _DIGITS = re.compile(r"[0-9]+")
 
 
+_VALID: dict[str, None] = {}  # names found valid lately (a snapshot checks its name each time)
+_VALID_KEPT = 1024
+
+
 def validate_name(name: object) -> str:
     """Return ``name`` if it is a valid model name, else raise ``InvalidNameError`` saying why.
 
@@ -21,6 +25,8 @@ def validate_name(name: object) -> str:
     segments; no ``.`` or ``..`` segment, no leading or trailing ``/``; no segment is all digits (in
     ``rlreg://name/3/p0`` the first all-digit segment is the version: see ``registry.uri``).
     """
+    if type(name) is str and name in _VALID:
+        return name
     if not isinstance(name, str):
         raise InvalidNameError(f"model name {name!r} is not a string (got {type(name).__name__})")
     if not name:
@@ -45,6 +51,10 @@ def validate_name(name: object) -> str:
             f"model name {name!r} has the all-digit segment {digits!r}: not allowed, because in "
             "rlreg://name/3 the first all-digit segment is the version (write e.g. 'v3' or 'run3')"
         )
+    if type(name) is str:
+        if len(_VALID) >= _VALID_KEPT:
+            _VALID.clear()
+        _VALID[name] = None
     return name
 
 

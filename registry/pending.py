@@ -89,11 +89,11 @@ class StagingPool:
         """
         import numpy as np
         import torch
-        from storage.tensors import RawTensor, dtype_name
+        from storage.tensors import RawTensor, copy_bytes, dtype_name
 
         sized = [(k, t, t.nbytes) for k, t in tensors.items() if isinstance(t, torch.Tensor)]
         buf = self._take(sum(-(-n // _ALIGN) * _ALIGN for _, _, n in sized))
-        base, memmove, strided = buf.data_ptr(), ctypes.memmove, torch.strided
+        base, strided = buf.data_ptr(), torch.strided
         noted: list[tuple[str, str, Any, int, int]] = []  # key, dtype, shape, offset, bytes
         made: dict[str, Any] = {}
         offset = 0
@@ -101,7 +101,7 @@ class StagingPool:
             name = dtype_name(t.dtype)
             if name is not None and t.is_cpu and t.layout is strided and t.is_contiguous():
                 if n:
-                    memmove(base + offset, t.data_ptr(), n)
+                    copy_bytes(base + offset, t.data_ptr(), n)
                 noted.append((key, name, t.shape, offset, n))
             else:
                 made[key] = _copy_into(buf[offset : offset + n], t)
@@ -145,9 +145,11 @@ def _copy_into(dst: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
     A plain ``memmove`` for a contiguous CPU tensor: torch's ``copy_`` splits large copies over its
     intra-op threads, which on a busy machine made staging twenty times slower than one memcpy.
     """
+    from storage.tensors import copy_bytes
+
     out = dst.view(t.dtype).view(t.shape)
     if t.device.type == "cpu" and t.is_contiguous() and dst.numel():
-        ctypes.memmove(out.data_ptr(), t.data_ptr(), dst.numel())
+        copy_bytes(out.data_ptr(), t.data_ptr(), dst.numel())
     else:
         out.copy_(t)
     return out

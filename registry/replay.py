@@ -18,7 +18,7 @@ from typing import Any
 import torch
 
 from rlmodule import MultiRLModule, TorchRLModule, spec_from_dict
-from storage.tensors import ALIGNMENT
+from storage.tensors import ALIGNMENT, copy_bytes
 
 log = logging.getLogger(__name__)
 _NN_REGISTRIES = frozenset({"_parameters", "_buffers", "_modules"})
@@ -194,7 +194,7 @@ def _copy_in(module: Any, tensors: Mapping[str, Any], prefix: str) -> bool:
     for dst, src in pairs:
         n = dst.numel() * dst.element_size()
         if n:
-            ctypes.memmove(dst.data_ptr(), torch.as_tensor(src).data_ptr(), n)
+            copy_bytes(dst.data_ptr(), torch.as_tensor(src).data_ptr(), n)
     return True
 
 

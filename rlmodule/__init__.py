@@ -33,7 +33,7 @@ _NAMES = {  # submodule: the names it gives this package
         "StateSerializationError UntrustedClassError"
     ),
     "rlmodule.multi_rl_module": (
-        "MultiRLModule MultiRLModuleConfig MultiRLModuleSpec spec_from_dict spec_to_dict"
+        "MultiRLModule MultiRLModuleConfig MultiRLModuleSpec spec_from_dict spec_key spec_to_dict"
     ),
     "rlmodule.rl_module": "RLModule RLModuleConfig RLModuleSpec",
     "rlmodule.sample_batch": "SampleBatch",

@@ -21,7 +21,7 @@ from rlmodule.checkpoints import Checkpointable, as_location
 from rlmodule.columns import validate_module_id
 from rlmodule.deprecation import Deprecated
 from rlmodule.rl_module import RLModule, RLModuleSpec, StateDict
-from rlmodule.serialization import deserialize_type, serialize_type
+from rlmodule.serialization import deserialize_type, serialize_type, value_key
 
 ModuleID = str
 
@@ -408,6 +408,27 @@ def spec_to_dict(module_or_spec) -> dict:
         raise TypeError(
             f"spec_to_dict expects an RLModule or a spec, got {type(module_or_spec).__name__}")
     return module_or_spec.to_dict()
+
+
+def spec_key(module: RLModule) -> Any:
+    """A hashable key of what `spec_to_dict(module)` writes (`serialization.value_key` of each
+    input: the classes, spaces, flags and model config), or None when one cannot be keyed.
+
+    Modules with equal keys have the same `spec_to_dict`; a space or config changed in place
+    changes the key. A registry keeps the spec of each key, so a snapshot of a module whose spec
+    has not changed does not serialize it again.
+    """
+    if isinstance(module, MultiRLModule):
+        parts = [type(module), value_key(module.config.inference_only)]
+        for mid, sub in module._rl_modules.items():
+            parts += (value_key(mid), spec_key(sub.unwrapped()))
+    elif isinstance(module, RLModule):
+        c = module.config
+        parts = [type(module), *map(value_key, (c.observation_space, c.action_space, c.inference_only,
+                                                c.learner_only, c.model_config_dict, c.catalog_class))]
+    else:
+        return None
+    return None if None in parts else tuple(parts)
 
 
 def spec_from_dict(d: dict, trusted_modules=None) -> Union[RLModuleSpec, MultiRLModuleSpec]:

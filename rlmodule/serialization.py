@@ -34,7 +34,7 @@ from rlmodule.trust import resolve_class
 __all__ = [
     "gym_space_to_dict", "gym_space_from_dict", "space_to_dict", "space_from_dict",
     "serialize_type", "deserialize_type",
-    "array_to_b64", "array_from_b64",
+    "array_to_b64", "array_from_b64", "value_key",
 ]
 
 
@@ -149,6 +149,72 @@ _ENCODERS = {
     Repeated: lambda s: {"space": "repeated", "child_space": gym_space_to_dict(s.child_space),
                          "max_len": int(s.max_len)},
     FlexDict: _flex_dict,
+}
+
+
+class _NoKey(Exception):
+    """A value ``value_key`` cannot key exactly."""
+
+
+def value_key(value: Any) -> Any:
+    """A hashable key of ``value`` (a gym space, a model config, a class), or None.
+
+    Two values with equal keys are serialized alike (``gym_space_to_dict``, ``json_model_config``,
+    ``serialize_type``): every leaf is keyed with its exact type (``1``, ``1.0`` and ``True`` are
+    apart, a float by its hex, so ``-0.0`` is not ``0.0``), an array by its dtype, shape, order and
+    bytes, a Box, Discrete, Dict or Tuple space by what its encoder reads, any other space by every
+    attribute but its random generator, a class by identity. None for anything else (a subclass of
+    ``float``, an object), which the caller then serializes the slow way.
+    """
+    try:
+        return _key(value)
+    except (_NoKey, RecursionError):
+        return None
+
+
+def _key(v: Any) -> Any:
+    t = type(v)
+    keyer = _KEYERS.get(t)
+    if keyer is not None:
+        return keyer(v)
+    if isinstance(v, np.generic):
+        return t, np.asarray(v).tobytes()
+    if isinstance(v, np.dtype):
+        return np.dtype, v.str, v.descr if v.fields else None
+    if isinstance(v, gym.Space):  # every attribute (the encoder reads some of them)
+        return t, tuple((k, _key(x)) for k, x in vars(v).items() if k != "_np_random")
+    if isinstance(v, type):
+        return type, v
+    raise _NoKey
+
+
+def _array_key(a: np.ndarray) -> Any:
+    if a.dtype.hasobject:
+        raise _NoKey
+    fortran = bool(a.flags.f_contiguous and not a.flags.c_contiguous)  # array_to_b64 keeps the order
+    return np.ndarray, a.dtype.str, a.shape, fortran, a.tobytes()
+
+
+def _exact(v: Any) -> Any:
+    return type(v), v
+
+
+_KEYERS: dict[type, Any] = {
+    str: _exact, int: _exact, bool: _exact, bytes: _exact, type(None): _exact,
+    float: lambda v: (float, v.hex()),
+    list: lambda v: (list, tuple(map(_key, v))),
+    tuple: lambda v: (tuple, tuple(map(_key, v))),
+    dict: lambda v: (dict, tuple((_key(k), _key(x)) for k, x in v.items())),
+    OrderedDict: lambda v: (OrderedDict, tuple((_key(k), _key(x)) for k, x in v.items())),
+    frozenset: lambda v: (frozenset, frozenset(map(_key, v))),
+    set: lambda v: (set, frozenset(map(_key, v))),
+    np.ndarray: _array_key,
+    # what _ENCODERS reads of the common spaces
+    gym.spaces.Box: lambda s: (gym.spaces.Box, s.dtype.str, tuple(map(int, s.shape)), _array_key(s.low),
+                               _array_key(s.high)),
+    gym.spaces.Discrete: lambda s: (gym.spaces.Discrete, int(s.n), int(s.start)),
+    gym.spaces.Dict: lambda s: (gym.spaces.Dict, tuple((_key(k), _key(x)) for k, x in s.spaces.items())),
+    gym.spaces.Tuple: lambda s: (gym.spaces.Tuple, tuple(map(_key, s.spaces))),
 }
 
 

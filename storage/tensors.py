@@ -22,6 +22,32 @@ _NUMPY_LACKS = {"BF16", "F8_E4M3", "F8_E5M2"}
 _NAME_OF_NUMPY = {np.dtype(name): fmt for fmt, (name, _) in _DTYPES.items() if fmt not in _NUMPY_LACKS}
 
 
+HOLD_GIL_BELOW = 1 << 20  # bytes: a smaller copy keeps the GIL (copy_bytes)
+
+
+def _memmove_holding_gil() -> Any:
+    """libc's ``memmove`` called without releasing the GIL (``ctypes.PyDLL``), or ``ctypes.memmove``."""
+    try:
+        fn = ctypes.PyDLL(None).memmove
+    except (OSError, AttributeError, TypeError):  # pragma: no cover (no process-wide symbol table)
+        return ctypes.memmove
+    fn.restype, fn.argtypes = ctypes.c_void_p, (ctypes.c_void_p, ctypes.c_void_p, ctypes.c_size_t)
+    return fn
+
+
+_MEMMOVE_GIL = _memmove_holding_gil()
+
+
+def copy_bytes(dst: int, src: int, n: int) -> None:
+    """``memmove(dst, src, n)`` between addresses; one under ``HOLD_GIL_BELOW`` keeps the GIL.
+
+    ``ctypes.memmove`` releases the GIL and takes it back for every call: copying 50 tensors of
+    20 KB that way took 1.1-1.8 ms after file writes (single copies stalled 0.2-1 ms), 0.3 ms holding
+    it. A large copy still lets other threads run.
+    """
+    (_MEMMOVE_GIL if n < HOLD_GIL_BELOW else ctypes.memmove)(dst, src, n)
+
+
 def dtype_name(dtype: torch.dtype) -> str | None:
     """The safetensors dtype name of a torch dtype (``torch.float32`` -> ``F32``), ``None`` if unsupported."""
     return _NAME_OF_TORCH.get(dtype)
@@ -108,7 +134,7 @@ class BufferView:
             return torch.empty(tuple(shape), dtype=tdtype)
         if start % size or (aligned and (self.base + start) % ALIGNMENT):
             t = torch.empty(tuple(shape), dtype=tdtype)
-            ctypes.memmove(t.data_ptr(), self.base + start, stop - start)
+            copy_bytes(t.data_ptr(), self.base + start, stop - start)
         else:
             typed = self._typed.get(dtype)
             if typed is None:

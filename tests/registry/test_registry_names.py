@@ -160,3 +160,21 @@ def test_every_valid_name_round_trips_through_uris(name, version, alias):
         assert parse_uri(str(ref)) == ref
     assert split_path(f"{name}/{version}/p0/metadata.json") == (ModelRef(name, version), "p0/metadata.json")
     assert split_path(f"{name}@{alias}/p0") == (ModelRef(name, alias=alias), "p0")
+
+
+def test_names_found_valid_are_remembered_within_a_bound_and_invalid_ones_never():
+    from registry import names
+
+    for i in range(names._VALID_KEPT + 10):
+        validate_name(f"run{i}/policy")
+    assert 0 < len(names._VALID) <= names._VALID_KEPT
+    for bad in ["run1/policy/", "a b", "run/1"]:
+        with pytest.raises(InvalidNameError):
+            validate_name(bad)
+        assert bad not in names._VALID
+
+    class Named(str):  # a subclass may compare equal to a remembered name: checked in full
+        pass
+
+    with pytest.raises(InvalidNameError):
+        validate_name(Named("a b"))

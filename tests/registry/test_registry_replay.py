@@ -68,6 +68,40 @@ def test_a_spec_is_recorded_only_when_it_changes(reg):
     assert reg.load("p", 3).net[0].out_features == 16
 
 
+@pytest.mark.parametrize("block", [True, False])
+def test_a_spec_changed_in_place_is_recorded_and_an_unchanged_one_is_not_serialized_again(reg, monkeypatch, block):
+    import copy
+
+    import rlmodule
+    from rlmodule import RLModuleSpec, gym_space_from_dict
+
+    module = RLModuleSpec(module_class=toys.DictPolicy, observation_space=copy.deepcopy(toys.OBS_SPACE),
+                          action_space=toys.ACT_SPACE, model_config_dict={"hidden": 8}).build()
+
+    def snap() -> int:
+        out = reg.snapshot("p", module, block=block)
+        return (out if block else out.result()).version
+
+    snap()
+    serialized = []
+    real = rlmodule.spec_to_dict
+    monkeypatch.setattr(rlmodule, "spec_to_dict", lambda m: serialized.append(m) or real(m))
+    snap()
+    assert serialized == []  # the same spec: remembered, not serialized again
+    module.config.observation_space["pos"].high[0] = 2.0  # changed in place
+    bounds = snap()
+    module.config.model_config_dict["note"] = 1
+    as_int = snap()
+    module.config.model_config_dict["note"] = 1.0  # equal in Python, not in JSON
+    as_float = snap()
+    assert serialized.count(module) == 3
+    types = [e.type for e in reg.history("p")]
+    assert types == ["SpecRecorded", "VersionRecorded", "VersionRecorded"] + ["SpecRecorded", "VersionRecorded"] * 3
+    assert gym_space_from_dict(reg.spec("p", bounds)["module_config"]["observation_space"])["pos"].high[0] == 2.0
+    assert json.dumps(reg.spec("p", as_int)["module_config"]["model_config_dict"]["note"]) == "1"
+    assert json.dumps(reg.spec("p", as_float)["module_config"]["model_config_dict"]["note"]) == "1.0"
+
+
 def test_register_records_a_spec_alone(reg):
     digest = reg.register("only/spec", toys.spec())
     assert len(digest) == 64
