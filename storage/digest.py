@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import re
 from typing import Any
 
@@ -37,7 +38,16 @@ JOIN_BELOW = 64 << 10  # bytes below which copying a tensor costs less than a se
 
 def tensor_prefix(dtype: str, shape: tuple[int, ...] | list[int]) -> bytes:
     """What is hashed before a tensor's bytes: its dtype and shape."""
+    if type(shape) is tuple and all(type(n) is int for n in shape):  # (True == 1, but not in the prefix)
+        return _prefix_of(dtype, shape)
+    return _prefix(dtype, shape)
+
+
+def _prefix(dtype: str, shape: tuple[int, ...] | list[int]) -> bytes:
     return f"rlreg.tensor/1\0{dtype}\0[{','.join(map(str, shape))}]\0".encode()
+
+
+_prefix_of = functools.lru_cache(maxsize=4096)(_prefix)  # a module's shapes recur in every snapshot
 
 
 def bytes_digest(data: Any) -> str:

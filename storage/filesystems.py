@@ -283,7 +283,8 @@ def local_temp_path(path: str) -> str:
     return os.path.join(os.path.dirname(path), f".tmp-{os.urandom(8).hex()}-{os.path.basename(path)}")
 
 
-def local_atomic_write(path: str, buffers: Iterable[Any], *, durable: bool = False, direct: bool = False) -> None:
+def local_atomic_write(path: str, buffers: Iterable[Any], *, durable: bool = False, direct: bool = False,
+                       started: Callable[[], None] | None = None) -> None:
     """Write ``buffers`` to the local file ``path`` through a temporary file and a rename.
 
     ``durable=True`` (content-addressed objects): the file is fsynced before the rename, so a torn
@@ -295,7 +296,11 @@ def local_atomic_write(path: str, buffers: Iterable[Any], *, durable: bool = Fal
     ``direct=True``: the bytes do not stay in the page cache where the system allows it. A durable
     file is written through it and its pages dropped once fsynced (``POSIX_FADV_DONTNEED``); any
     other goes around it (``O_DIRECT``, through a page-aligned buffer), else as above
-    (``direct_writes``).
+    (``direct_writes``). A durable file of at most ``_IOV_MAX`` buffers is opened ``O_DSYNC``: its one
+    ``writev`` returns with the bytes stored, and the fsync after it has only the inode left to do.
+
+    ``started()`` is called just before the bytes go out: from there a writer thread needs the GIL no
+    more until they are written (``Store.begin_put`` hands it over up to this point).
     """
     folder = os.path.dirname(path)
     created: list[str] = []
@@ -304,14 +309,17 @@ def local_atomic_write(path: str, buffers: Iterable[Any], *, durable: bool = Fal
         os.makedirs(folder, exist_ok=True)
     if direct:
         buffers = list(buffers)  # written again through the page cache if O_DIRECT fails
+    dropped = direct and durable and direct_writes and _DROP_AFTER_FSYNC
+    dsync = _O_DSYNC if dropped and len(buffers) <= _IOV_MAX else 0  # (buffers: a list when direct)
     tmp = local_temp_path(path)
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_CLOEXEC", 0), 0o600)
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_CLOEXEC", 0) | dsync, 0o600)
     try:
         try:
-            dropped = direct and durable and direct_writes and _DROP_AFTER_FSYNC
+            os.fchmod(fd, 0o644)
+            if started is not None:
+                started()
             if dropped or not (direct and _write_direct(fd, buffers)):
                 _writev_all(fd, buffers)
-            os.fchmod(fd, 0o644)
             if durable:
                 os.fsync(fd)
             if dropped:  # clean once fsynced: its pages go back to be taken again by the next write
@@ -451,6 +459,8 @@ def _write_all(fd: int, view: memoryview, offset: int) -> None:
 
 
 _IOV_MAX = 1024  # buffers per writev (Linux's IOV_MAX)
+# Written with the data (one system call, no GIL between: 1 MiB, 0.70 ms, against 0.71 for writev + fsync)
+_O_DSYNC = getattr(os, "O_DSYNC", 0)
 
 
 def _writev_all(fd: int, buffers: Iterable[Any]) -> None:

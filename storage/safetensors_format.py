@@ -8,6 +8,7 @@ Files are ordinary safetensors files: ``safetensors.torch.load_file`` reads them
 from __future__ import annotations
 
 import json
+import re
 import struct
 from collections.abc import Iterable, Mapping
 from typing import Any
@@ -38,6 +39,12 @@ def header_bytes(
     """The 8-byte length prefix and the JSON header, padded with spaces so that the data starts at a
     multiple of 64 bytes: a memory map's tensors are then aligned as torch's allocator aligns them,
     and the kernels reading them compute bit for bit what they compute on freshly allocated ones."""
+    text = (_plain_header(raws, order, metadata) or _json_header(raws, order, metadata)).encode()
+    text += b" " * (-(8 + len(text)) % DATA_ALIGNMENT)
+    return struct.pack("<Q", len(text)) + text
+
+
+def _json_header(raws: Mapping[str, RawTensor], order: list[str], metadata: Mapping[str, str] | None) -> str:
     entries: dict[str, Any] = {}
     offset = 0
     for key in order:
@@ -46,9 +53,30 @@ def header_bytes(
         offset += raw.nbytes
     if metadata:
         entries["__metadata__"] = dict(metadata)
-    text = json.dumps(entries, sort_keys=True, separators=(",", ":")).encode()
-    text += b" " * (-(8 + len(text)) % DATA_ALIGNMENT)
-    return struct.pack("<Q", len(text)) + text
+    return json.dumps(entries, sort_keys=True, separators=(",", ":"))
+
+
+_PLAIN = re.compile(r"[A-Za-z0-9_.:/+-]*").fullmatch  # what json.dumps writes as it is, between quotes
+
+
+def _plain_header(raws: Mapping[str, RawTensor], order: list[str], metadata: Mapping[str, str] | None) -> str | None:
+    """``_json_header``'s text, formatted directly where every key and dtype is plain and every dimension
+    an int (an object's keys are digests: 50 tensors, 87 -> 30 us); None otherwise."""
+    out: list[tuple[str, str]] = []
+    offset = 0
+    for key in order:
+        raw = raws[key]
+        shape, dtype, end = raw.shape, raw.dtype, offset + raw.nbytes
+        if not (_PLAIN(key) and _PLAIN(dtype)) or any(type(n) is not int for n in shape):
+            return None
+        out.append((key, f'"{key}":{{"data_offsets":[{offset},{end}],"dtype":"{dtype}",'
+                         f'"shape":[{",".join(map(str, shape))}]}}'))
+        offset = end
+    if metadata:
+        out.append(("__metadata__", '"__metadata__":' + json.dumps(dict(metadata), sort_keys=True,
+                                                                   separators=(",", ":"))))
+    out.sort()  # (json.dumps's sort_keys: by key)
+    return "{" + ",".join(text for _, text in out) + "}"
 
 
 def chunks(raws: Mapping[str, RawTensor], order: list[str], header: bytes) -> Iterable[memoryview]:

@@ -68,7 +68,7 @@ def to_raw(name: str, value: object) -> RawTensor:
 
 
 def _torch_to_raw(name: str, t: torch.Tensor) -> RawTensor:
-    if t.layout != torch.strided:
+    if t.layout is not torch.strided:
         raise UnsupportedDtypeError(f"tensor {name!r}: layout {t.layout} is not supported (only strided)")
     dtype = _NAME_OF_TORCH.get(t.dtype)
     if dtype is None:
@@ -80,7 +80,7 @@ def _torch_to_raw(name: str, t: torch.Tensor) -> RawTensor:
         t = t.cpu()
     if not t.is_contiguous():
         t = t.contiguous()
-    nbytes = t.numel() * t.element_size()
+    nbytes = t.nbytes
     # A view of the tensor's memory by address, as safetensors does: far cheaper than .numpy().
     data = memoryview((ctypes.c_ubyte * nbytes).from_address(t.data_ptr())).cast("B") if nbytes else _EMPTY
     if sys.byteorder == "big":  # pragma: no cover - little-endian machines only in CI

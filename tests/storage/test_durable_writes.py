@@ -102,3 +102,49 @@ def test_a_write_of_many_buffers_and_short_writes_keeps_every_byte_in_order(tmp_
     monkeypatch.setattr(os, "writev", lambda fd, views: real_writev(fd, [memoryview(views[0])[:5]]))  # 5 bytes a call
     filesystems.local_atomic_write(path, buffers[:200], durable=False)
     assert open(path, "rb").read() == b"".join(buffers[:200])
+
+
+def test_begin_put_returns_once_its_writes_are_under_way(tmp_path, monkeypatch):
+    """A writer thread needs the GIL to start its write; ``begin_put`` lets it go until the bytes go out,
+    so that the write overlaps what the caller does next (a snapshot's SQL) instead of waiting for it."""
+    import threading
+
+    store = Store(tmp_path / "store")
+    store.put({"warm": torch.zeros(3)})
+    writing: list[str] = []
+    real = filesystems._writev_all
+
+    def writev_all(fd, buffers):
+        writing.append(threading.current_thread().name)
+        return real(fd, buffers)
+
+    monkeypatch.setattr(filesystems, "_writev_all", writev_all)
+    for step in range(5):
+        writing.clear()
+        tensors = {f"w{i}": torch.full((5000,), float(step * 100 + i)) for i in range(50)}  # one pack of 1 MB
+        pending = store.begin_put(tensors)
+        assert writing and writing[0].startswith("rlreg-put"), step  # (a writer thread, already writing)
+        pending.wait()
+
+
+def test_a_durable_object_is_opened_o_dsync_and_fsynced_before_its_rename(tmp_path, monkeypatch, syscalls):
+    if not filesystems._O_DSYNC:
+        pytest.skip("no O_DSYNC here")
+    flags: dict[str, int] = {}
+    real = os.open
+
+    def recording_open(path, flag, *args, **kwargs):
+        flags[os.path.basename(path)] = flag
+        return real(path, flag, *args, **kwargs)
+
+    monkeypatch.setattr(filesystems.os, "open", recording_open)
+    store = Store(tmp_path / "store")
+    m = store.put({"a": torch.randn(30_000)})
+    (obj,) = manifest_objects(m)
+    tmp = [name for name in flags if name.startswith(".tmp-") and name.endswith(obj.removeprefix("blake3:"))]
+    assert len(tmp) == 1 and flags[tmp[0]] & os.O_DSYNC
+    assert durability_violations(syscalls, object_path(store, obj)) == []
+    flags.clear()
+    many = [bytes([i % 251]) for i in range(filesystems._IOV_MAX + 1)]  # more than one writev: fsync alone
+    filesystems.local_atomic_write(str(tmp_path / "many"), many, durable=True, direct=True)
+    assert not [f for f in flags.values() if f & os.O_DSYNC]
