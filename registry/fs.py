@@ -124,6 +124,13 @@ class VersionCheckpoint:
             self._made[key] = self._make_json(folder, kind)
         return self._made[key]
 
+    def json_value(self, folder: _Folder, kind: str) -> Any:
+        """A fresh copy of what parsing ``json_of(folder, kind)`` gives (parsed once per instance)."""
+        key = (id(folder), kind, "value")
+        if key not in self._made:
+            self._made[key] = json.loads(self.json_of(folder, kind))
+        return _fresh(self._made[key])
+
     def _make_json(self, folder: _Folder, kind: str) -> bytes:
         from rlmodule.checkpoints import CHECKPOINT_FORMAT, CHECKPOINT_VERSION, encode_value
         from rlmodule.serialization import serialize_type
@@ -158,6 +165,15 @@ class VersionCheckpoint:
         return self._made[key]
 
 
+def _fresh(value: Any) -> Any:
+    """A copy of parsed JSON (its dicts and lists new, its scalars shared: they are immutable)."""
+    if type(value) is dict:
+        return {k: _fresh(v) for k, v in value.items()}
+    if type(value) is list:
+        return [_fresh(v) for v in value]
+    return value
+
+
 def _checkpoint(reg: Any, row: Any, spec: dict) -> VersionCheckpoint:
     """The checkpoint of a version, kept by the registry for the next restores of it (a version's spec,
     state and manifest never change, nor is its number reused): its folders and JSON files are made
@@ -177,6 +193,7 @@ class RegistryFileSystem(AbstractFileSystem):
     root_marker = ""
     cachable = False  # one instance per Location: an alias resolves once per restore
     serves_tensors = True  # Location.load_tensors asks load_tensors() rather than reading bytes
+    serves_json = True  # and Location.read_json asks read_json() rather than parsing them
 
     def __init__(
         self, db_url: str | None = None, storage_url: str | None = None, registry: Any = None, **kwargs: Any
@@ -263,6 +280,14 @@ class RegistryFileSystem(AbstractFileSystem):
         if kind != "tensors":
             raise ValueError(f"rlreg://{self._strip_protocol(path)} is not a safetensors file")
         return checkpoint.load_tensors(folder)
+
+    def read_json(self, path: str) -> Any:
+        """The parsed JSON of a checkpoint file, as a fresh copy, without parsing its bytes again
+        (``Location.read_json``; a restore reads two JSON files, 0.14 ms to parse for 50 tensors)."""
+        checkpoint, folder, kind = self._file(path)
+        if kind == "tensors":
+            raise ValueError(f"rlreg://{self._strip_protocol(path)} is a safetensors file, not JSON")
+        return checkpoint.json_value(folder, kind)
 
     def _open(self, path: str, mode: str = "rb", **kwargs: Any) -> Any:
         if mode != "rb":

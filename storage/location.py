@@ -98,7 +98,14 @@ class Location:
             filesystems.atomic_write(self.fs, path, [data])
 
     def read_json(self, name: str) -> Any:
-        """The parsed UTF-8 JSON file ``name`` (``JSONDepthError`` past ``MAX_JSON_DEPTH`` levels)."""
+        """The parsed UTF-8 JSON file ``name`` (``JSONDepthError`` past ``MAX_JSON_DEPTH`` levels).
+
+        A filesystem that holds parsed JSON (``serves_json``, as ``rlreg://`` does) hands over a
+        fresh copy of it: the same value, not parsed again.
+        """
+        if getattr(self.fs, "serves_json", False):
+            with filesystems.translate_errors(self._url(name)):
+                return self.fs.read_json(self._join(name))
         data = self.read_bytes(name)
         try:
             return jsondepth.loads(data.decode("utf-8"), self._url(name))

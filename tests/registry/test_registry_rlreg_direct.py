@@ -151,3 +151,28 @@ def test_the_served_files_equal_an_export(two, tmp_path):
         else:
             assert fs.cat_file(f"{root}/{rel}") == exported.read_bytes(rel), rel
             assert fs.info(f"{root}/{rel}")["size"] == len(exported.read_bytes(rel)), rel
+
+
+def test_a_served_json_file_reads_as_its_bytes_parse_and_each_read_is_a_fresh_copy(two, monkeypatch):
+    (a, _), _ = two
+    multi = toys.multi_spec().build()
+    a.snapshot("league", multi)
+    fs, root = fsspec.core.url_to_fs("rlreg://league/1", registry=a)
+    names = [p[len(root) + 1:] for p in fs.find(root) if p.endswith(".json")]
+    assert any(n.endswith("module_state.json") or "state" in n for n in names)
+    for rel in names:
+        parsed = json.loads(fs.cat_file(f"{root}/{rel}"))
+        first = fs.read_json(f"{root}/{rel}")
+        assert first == parsed and list(first) == list(parsed), rel  # the same keys, in the same order
+        first["changed"] = [1]
+        for value in first.values():
+            if isinstance(value, dict):
+                value["changed"] = 1
+        assert fs.read_json(f"{root}/{rel}") == parsed, rel  # a caller's changes stay its own
+    with pytest.raises(ValueError, match="not JSON"):
+        fs.read_json(next(p for p in fs.find(root) if p.endswith(".safetensors")))
+    from storage import jsondepth
+
+    monkeypatch.setattr(jsondepth, "loads", lambda *a: pytest.fail("parsed again"))
+    with a.bind():
+        assert Location("rlreg://league/1").read_json("metadata.json")["format"]
