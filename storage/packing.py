@@ -25,13 +25,20 @@ def plan(raws: Mapping[str, RawTensor], digests: Mapping[str, str]) -> list[obje
 
 
 def packs(raws: Mapping[str, RawTensor], digests: Mapping[str, str]) -> Iterator[objects.EncodedObject]:
-    """The packs that hold the small tensors of ``raws``, each encoded as its boundary is found (so that a
-    writer may store one while the next is made)."""
+    """The packs that hold the small tensors of ``raws`` (each distinct one once, in name order), each
+    encoded as its boundary is found: a writer may store one while the next is made, and ``digests``
+    is asked for each small tensor's digest only as its turn comes (it may hash it then)."""
     pack: dict[str, RawTensor] = {}
     size = 0
-    for d, r in _unique(raws, digests).items():
-        if r.nbytes >= ALONE_FROM:
+    seen: set[str] = set()
+    for name in sorted(raws):
+        r = raws[name]
+        if r.nbytes >= ALONE_FROM:  # (a large tensor never shares a digest with a small one: same bytes)
             continue
+        d = digests[name]
+        if d in seen:
+            continue
+        seen.add(d)
         pack[d] = r
         size += r.nbytes
         if size >= PACK_MAX or (size >= PACK_MIN and int(digest.hex_of(d)[:8], 16) % _CUT_ONE_IN == 0):

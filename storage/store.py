@@ -93,14 +93,28 @@ class PendingPut:
         concurrent.futures.wait(self._writes)
 
 
+class _Digests(dict):
+    """``{name: tensor digest}`` of ``raws``, each hashed when first asked."""
+
+    def __init__(self, raws: Mapping[str, RawTensor]) -> None:
+        super().__init__()
+        self._raws = raws
+
+    def __missing__(self, name: str) -> str:
+        r = self._raws[name]
+        d = self[name] = digest.tensor_digest(r.dtype, r.shape, r.data)
+        return d
+
+
 def _hand_over(under_way: list[threading.Event]) -> None:
     """Wait (letting the GIL go) until each of these writes has its bytes going out, or has ended.
 
-    A writer thread needs the GIL between its system calls (the dedup check, the temporary file, each
-    fsync), and a caller going on in Python lets it go only for moments the writer seldom wins: a
-    1 MiB snapshot's object write started only once its SQL statements were done, 1.9 ms after it was
-    handed over. From ``started()`` on, the write needs the GIL no more until its bytes are stored
-    (``local_atomic_write``), and it overlaps what the caller does next.
+    A writer thread needs the GIL between its system calls (taking the next write, the dedup check,
+    the temporary file, each fsync), and a caller going on in Python lets it go only for moments the
+    writer seldom wins: a 1 MiB snapshot's object write started only once its SQL statements were
+    done, 1.9 ms after it was handed over, and of a 2,000-tensor snapshot's packs the last five
+    waited for them, the writer threads idle. From ``started()`` on, a write needs the GIL no more
+    until its bytes are stored (``local_atomic_write``), and it overlaps what the caller does next.
     """
     for event in under_way:
         event.wait()
@@ -267,15 +281,19 @@ class Store:
     def _put_pipelined(
         self, raws: dict[str, RawTensor], prog: Progress, threads: int, keep: Any, thread_name: str
     ) -> PendingPut:
-        """Hash the tensors (largest first) while ``threads`` writers ``keep(obj, prog, weight, started)`` the
-        objects made; with local writer threads, return once their first writes are under way (``_hand_over``)."""
-        digests: dict[str, str] = {}
+        """Hash the tensors while ``threads`` writers ``keep(obj, prog, weight, started)`` the objects made:
+        the large ones first (an object each), then the small ones in name order, each pack handed to a
+        writer as soon as its boundary is found, while the next is hashed (``packing.packs``). Local
+        writer threads are given the GIL until each pack's write, and at the end every write, is under
+        way (``_hand_over``)."""
+        digests = _Digests(raws)  # name -> tensor digest, hashed when first asked
         planned: dict[str, objects.EncodedObject] = {}
         pending: list[Future] = []
         under_way: list[threading.Event] = []
         own = threads and not self._local  # local writes go to this store's own threads, started once
         writers = (ThreadPoolExecutor(threads, thread_name_prefix=thread_name) if own
                    else self._local_writers() if threads else _Inline())
+        hand_over = bool(threads and not own)
 
         def submit(obj: objects.EncodedObject, weight: int) -> None:
             started = threading.Event()
@@ -283,25 +301,26 @@ class Store:
             future.add_done_callback(lambda _: started.set())  # (not written, failed or cancelled)
             pending.append(future)
             under_way.append(started)
+
         with filesystems.translate_errors(self.url):
             try:
-                for name in sorted(raws, key=lambda n: -raws[n].nbytes):
+                for name in sorted((n for n in raws if raws[n].nbytes >= ALONE_FROM), key=lambda n: -raws[n].nbytes):
                     r = raws[name]
-                    digests[name] = d = digest.tensor_digest(r.dtype, r.shape, r.data)
-                    if r.nbytes < ALONE_FROM:
-                        continue
-                    obj = objects.encode({d: r})
+                    obj = objects.encode({digests[name]: r})
                     if obj.digest in planned:
                         prog.add(r.nbytes)  # a second name of a tensor already on its way
                     else:
                         planned[obj.digest] = obj
                         submit(obj, r.nbytes)
-                bytes_of: dict[str, int] = defaultdict(int)  # tensor digest -> bytes of the names holding it
-                for name, d in digests.items():
-                    bytes_of[d] += raws[name].nbytes
-                for obj in packs(raws, digests):  # each pack is written while the next is encoded
+                small = sum(r.nbytes for r in raws.values() if r.nbytes < ALONE_FROM)
+                for obj in packs(raws, digests):  # each pack is written while the next is hashed
                     planned[obj.digest] = obj
-                    submit(obj, sum(bytes_of[d] for d in obj.raws))
+                    weight = sum(r.nbytes for r in obj.raws.values())
+                    small -= weight
+                    submit(obj, weight)
+                    if hand_over:
+                        _hand_over(under_way[-1:])
+                prog.add(small)  # second names of small tensors already packed
             except BaseException:
                 _cancel(prog, pending)
                 concurrent.futures.wait(pending)  # no write in flight outlives the call
@@ -311,8 +330,8 @@ class Store:
                     writers.shutdown(wait=False)  # the threads end once the writes submitted have
         object_of = {t: o.digest for o in planned.values() for t in o.raws}
         built = manifest.build(raws, digests, object_of, {o: obj.nbytes for o, obj in planned.items()})
-        if threads and not own:
-            _hand_over(under_way[:threads])
+        if hand_over:
+            _hand_over(under_way)
         return PendingPut(built, pending, prog, self.url)
 
     def _local_writers(self) -> ThreadPoolExecutor:

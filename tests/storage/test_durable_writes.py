@@ -148,3 +148,30 @@ def test_a_durable_object_is_opened_o_dsync_and_fsynced_before_its_rename(tmp_pa
     many = [bytes([i % 251]) for i in range(filesystems._IOV_MAX + 1)]  # more than one writev: fsync alone
     filesystems.local_atomic_write(str(tmp_path / "many"), many, durable=True, direct=True)
     assert not [f for f in flags.values() if f & os.O_DSYNC]
+
+
+def test_a_pack_is_written_while_the_next_is_hashed(tmp_path, monkeypatch):
+    """Small tensors are hashed in name order and each pack goes to a writer as its boundary is found:
+    the first pack's write begins before the last tensors are hashed."""
+    from storage import digest
+
+    store = Store(tmp_path / "store")
+    store.put({"warm": torch.zeros(3)})
+    hashed, at_write = [0], []
+    real_digest, real_writev = digest.tensor_digest, filesystems._writev_all
+
+    def counting_digest(*args):
+        hashed[0] += 1
+        return real_digest(*args)
+
+    def writev_all(fd, buffers):
+        at_write.append(hashed[0])
+        return real_writev(fd, buffers)
+
+    monkeypatch.setattr(digest, "tensor_digest", counting_digest)
+    monkeypatch.setattr(filesystems, "_writev_all", writev_all)
+    tensors = {f"t{i:04d}": torch.full((1500,), float(i)) for i in range(2000)}  # 12 MB of 6 KB tensors
+    m = store.begin_put(tensors).wait()
+    assert hashed[0] == 2000 and len(at_write) == len(manifest_objects(m)) >= 3
+    assert min(at_write) < 2000  # (control: hashing every tensor before the first pack gives 2000)
+    assert store.get(m)["t1234"][0].item() == 1234.0
