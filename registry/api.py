@@ -28,7 +28,7 @@ from registry import tags as labels
 from registry import config, db, deleting, errors, lifecycle, retention, storage_ops, uri
 from registry import offline as offline_cache
 from registry import gc as collector
-from registry.eventstore import Event, EventStore, NewEvent
+from registry.eventstore import Event, EventStore, NewEvent, encode_json
 from registry.modeldiff import ModelDiff, diff_versions
 from registry.names import did_you_mean, validate_alias, validate_name, validate_position, validate_version
 from registry.projections import (
@@ -330,10 +330,12 @@ class Registry:
         def has_policy(conn: sa.Connection) -> None:  # read in the append: a policy set later applies itself
             policy[:] = [retention.policy_of(conn, name) is not None]
 
-        # gc's protocol: touch the objects in the append (re-upload any it collected meanwhile)
-        recorded = collector.append_referencing(self, name, manifest, events,
-                                                lambda: collector.reupload(self.store, tensors, manifest), has_policy,
-                                                before_commit=stored, fresh=True)
+        # gc's protocol: touch the objects in the append (re-upload any it collected meanwhile); the manifest,
+        # written into the event and into the versions row, is encoded once
+        with db.json_encoded(manifest, encode_json(manifest)):
+            recorded = collector.append_referencing(self, name, manifest, events,
+                                                    lambda: collector.reupload(self.store, tensors, manifest),
+                                                    has_policy, before_commit=stored, fresh=True)
         if not policy or policy[-1]:  # unknown (no check ran): apply it
             retention.apply(self, name)  # after the commit: the new version is the latest, always kept
         last = recorded[-1]

@@ -538,9 +538,36 @@ def _payload_encoder() -> Callable[[Any], str]:
     The encoder's circular-reference markers are its own: it is not shared between threads.
     """
     if c_make_encoder is None:  # no C accelerator
-        return _JSON.encode
-    encode = c_make_encoder({}, _JSON.default, encode_basestring_ascii, None, ": ", ", ", False, False, False)
-    return lambda value: "".join(encode(value, 0))
+        whole = _JSON.encode
+    else:
+        encode = c_make_encoder({}, _JSON.default, encode_basestring_ascii, None, ": ", ", ", False, False, False)
+
+        def whole(value: Any) -> str:
+            return "".join(encode(value, 0))
+
+    def payload(value: Any) -> str:
+        if type(value) is dict and any(map(db.encoded_json, value.values())):
+            return _spliced(value, whole)
+        return whole(value)
+
+    return payload
+
+
+def _spliced(value: dict, whole: Callable[[Any], str]) -> str:
+    """``whole(value)``, each value ``db.json_encoded`` gave a text taking that text (the encoder's own
+    format: ``{"key": value, ...}``, ASCII)."""
+    if not all(type(k) is str for k in value):
+        return whole(value)
+    parts = []
+    for key, item in value.items():
+        text = db.encoded_json(item)
+        parts.append(f"{encode_basestring_ascii(key)}: {whole(item) if text is None else text}")
+    return "{" + ", ".join(parts) + "}"
+
+
+def encode_json(value: Any) -> str:
+    """``value`` as an append encodes a payload's values (``json.dumps``'s format, NaN refused)."""
+    return _JSON.encode(value)
 
 
 def _check_append(stream: str, new_events: list[NewEvent], expected: Optional[int]) -> list[str]:

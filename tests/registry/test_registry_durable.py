@@ -155,3 +155,33 @@ def test_a_large_snapshot_stores_its_objects_before_taking_the_registrys_write_l
         snapshot.join(30)
         alias.join(30)
     assert out["v"].version == 2 and "alias" in out
+
+
+def test_the_manifest_encoded_once_is_stored_as_json_dumps_writes_it(reg, monkeypatch):
+    """A snapshot's manifest is encoded once for its event and its versions row; both texts are what
+    encoding each value on its own writes (the event's payload as the append's encoder, the row as
+    ``json.dumps``)."""
+    import json
+
+    import registry_toys as toys
+    import sqlalchemy as sa
+
+    from registry import db
+
+    hits = []
+    real = db.encoded_json
+    monkeypatch.setattr(db, "encoded_json", lambda value: hits.append(real(value)) or hits[-1])
+    module = toys.spec().build()
+    reg.snapshot("m", module, {"note": "é", "nested": {"a": [1, 2.5]}})
+    toys.train_step(module, 1)
+    reg.snapshot("m", module)
+    assert len([h for h in hits if h is not None]) >= 4  # each manifest: in its payload and in its row
+    with reg.event_store.engine.connect() as conn:
+        payloads = conn.execute(sa.text("SELECT CAST(payload AS TEXT) FROM rlreg_events")).scalars().all()
+        rows = conn.execute(sa.text("SELECT CAST(manifest AS TEXT) FROM rlreg_versions")).scalars().all()
+    assert len(payloads) >= 3 and len(rows) == 2
+    for text in payloads:
+        assert text == json.dumps(json.loads(text), allow_nan=False)
+    for text in rows:
+        assert text == json.dumps(json.loads(text))
+    assert [reg.load("m", v).state_dict()["steps"].item() for v in (1, 2)] == [0, 1]
