@@ -360,7 +360,9 @@ class Registry:
 
     def _module_spec(self, module: rlmodule.RLModule) -> tuple[Callable[[], dict], str]:
         """``_spec_dict`` of ``module``'s spec, remembered by ``rlmodule.spec_key`` (its classes, spaces
-        and config, compared exactly): a snapshot of a module whose spec has not changed makes no JSON."""
+        and config, compared exactly): a snapshot of a module whose spec has not changed makes no JSON.
+        A spec is remembered only if its key is the same after it was made (another thread may change
+        the config meanwhile; a snapshot records the spec as it was while it ran)."""
         key = rlmodule.spec_key(module)
         if key is not None:
             key = ("module", key, repr(self.trusted_modules))
@@ -368,7 +370,7 @@ class Registry:
             if kept is not None:
                 return kept
         kept = self._spec_dict(rlmodule.spec_to_dict(module))
-        if key is not None:
+        if key is not None and ("module", rlmodule.spec_key(module), key[2]) == key:  # (not changed meanwhile)
             self._specs.put(key, kept)
         return kept
 

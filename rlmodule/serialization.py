@@ -167,8 +167,10 @@ def value_key(value: Any) -> Any:
     ``float``, an object), which the caller then serializes the slow way.
     """
     try:
-        return _key(value)
-    except (_NoKey, RecursionError):
+        key = _key(value)
+        hash(key)  # (a structured dtype's descr holds lists)
+        return key
+    except (_NoKey, RecursionError, TypeError):
         return None
 
 

@@ -9,7 +9,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from storage import filesystems, jsondepth
-from storage.errors import ObjectNotFoundError
+from storage.errors import InvalidTensorNameError, ObjectNotFoundError
 from storage.dtypes import check_name, format_dtype, itemsize
 from storage.safetensors_format import chunks, header_bytes, layout, parse_header
 
@@ -124,6 +124,10 @@ class Location:
         from storage.tensors import to_raw  # torch, only when tensors are written
 
         raws = {check_name(k): to_raw(k, v) for k, v in tensors.items()}
+        if "__metadata__" in raws:
+            raise InvalidTensorNameError(
+                f"{self._url(name)}: tensor name '__metadata__' is the safetensors header's own key "
+                "(its metadata): rename that tensor")
         if metadata is not None and not all(isinstance(k, str) and isinstance(v, str) for k, v in metadata.items()):
             raise TypeError(f"safetensors metadata must map str to str, got {dict(metadata)!r}")
         order = layout(raws)

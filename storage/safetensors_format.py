@@ -67,7 +67,7 @@ def _plain_header(raws: Mapping[str, RawTensor], order: list[str], metadata: Map
     for key in order:
         raw = raws[key]
         shape, dtype, end = raw.shape, raw.dtype, offset + raw.nbytes
-        if not (_PLAIN(key) and _PLAIN(dtype)) or any(type(n) is not int for n in shape):
+        if not (_PLAIN(key) and _PLAIN(dtype)) or key == "__metadata__" or any(type(n) is not int for n in shape):
             return None
         out.append((key, f'"{key}":{{"data_offsets":[{offset},{end}],"dtype":"{dtype}",'
                          f'"shape":[{",".join(map(str, shape))}]}}'))

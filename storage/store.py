@@ -321,7 +321,9 @@ class Store:
                     if hand_over:
                         _hand_over(under_way[-1:])
                 prog.add(small)  # second names of small tensors already packed
-            except BaseException:
+                if hand_over:
+                    _hand_over(under_way)
+            except BaseException:  # (a Ctrl-C while handing over too: no write outlives the call)
                 _cancel(prog, pending)
                 concurrent.futures.wait(pending)  # no write in flight outlives the call
                 raise
@@ -330,8 +332,6 @@ class Store:
                     writers.shutdown(wait=False)  # the threads end once the writes submitted have
         object_of = {t: o.digest for o in planned.values() for t in o.raws}
         built = manifest.build(raws, digests, object_of, {o: obj.nbytes for o, obj in planned.items()})
-        if hand_over:
-            _hand_over(under_way)
         return PendingPut(built, pending, prog, self.url)
 
     def _local_writers(self) -> ThreadPoolExecutor:

@@ -102,6 +102,47 @@ def test_a_spec_changed_in_place_is_recorded_and_an_unchanged_one_is_not_seriali
     assert json.dumps(reg.spec("p", as_float)["module_config"]["model_config_dict"]["note"]) == "1.0"
 
 
+def test_a_spec_changed_while_it_is_serialized_is_not_remembered_for_the_config_before(reg, monkeypatch):
+    """Another thread changes the config while a snapshot serializes it: the spec recorded is the new one,
+    and it is not remembered as the spec of the config as it was (a later return to that config would
+    record it)."""
+    import copy
+
+    import rlmodule
+    from rlmodule import RLModuleSpec
+
+    module = RLModuleSpec(module_class=toys.DictPolicy, observation_space=copy.deepcopy(toys.OBS_SPACE),
+                          action_space=toys.ACT_SPACE, model_config_dict={"hidden": 8}).build()
+    real = rlmodule.spec_to_dict
+
+    def meanwhile(m):
+        if m is module:
+            module.config.model_config_dict["lr"] = 0.5  # (a trainer thread, between the key and the JSON)
+        return real(m)
+
+    monkeypatch.setattr(rlmodule, "spec_to_dict", meanwhile)
+    first = reg.snapshot("p", module).version
+    monkeypatch.undo()
+    del module.config.model_config_dict["lr"]
+    second = reg.snapshot("p", module).version
+    assert reg.spec("p", first)["module_config"]["model_config_dict"] == {"hidden": 8, "lr": 0.5}
+    assert reg.spec("p", second)["module_config"]["model_config_dict"] == {"hidden": 8}
+
+
+def test_a_config_holding_a_structured_dtype_is_refused_as_not_json(reg):
+    import copy
+
+    import numpy as np
+
+    from rlmodule import ModelConfigError, RLModuleSpec
+
+    module = RLModuleSpec(module_class=toys.DictPolicy, observation_space=copy.deepcopy(toys.OBS_SPACE),
+                          action_space=toys.ACT_SPACE, model_config_dict={"hidden": 8}).build()
+    module.config.model_config_dict["dt"] = np.dtype([("a", "<f4")])
+    with pytest.raises(ModelConfigError, match="dt"):
+        reg.snapshot("p", module)
+
+
 def test_register_records_a_spec_alone(reg):
     digest = reg.register("only/spec", toys.spec())
     assert len(digest) == 64

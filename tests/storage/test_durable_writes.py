@@ -175,3 +175,35 @@ def test_a_pack_is_written_while_the_next_is_hashed(tmp_path, monkeypatch):
     assert hashed[0] == 2000 and len(at_write) == len(manifest_objects(m)) >= 3
     assert min(at_write) < 2000  # (control: hashing every tensor before the first pack gives 2000)
     assert store.get(m)["t1234"][0].item() == 1234.0
+
+
+def test_an_interrupt_while_handing_over_leaves_no_write_running(tmp_path, monkeypatch):
+    """Ctrl-C while ``begin_put`` waits for its writes to start: the writes are cancelled or waited for,
+    so a caller that goes on changing its tensor never gets those bytes stored under the old digest."""
+    import signal
+    import threading
+    import time
+
+    store = Store(tmp_path / "store")
+    store.put({"warm": torch.zeros(4)})
+    real_intact = Store._intact_local
+
+    def slow_intact(self, obj):  # a writer slow to get going (a busy pool, a slow disk)
+        time.sleep(0.5)
+        return real_intact(self, obj)
+
+    monkeypatch.setattr(Store, "_intact_local", slow_intact)
+    t = torch.ones(1 << 16)
+    main = threading.main_thread().ident
+    timer = threading.Timer(0.1, lambda: signal.pthread_kill(main, signal.SIGINT))
+    timer.start()
+    with pytest.raises(KeyboardInterrupt):
+        store.begin_put({"w": t})
+        time.sleep(5)  # (not reached when the interrupt comes during begin_put)
+    timer.join()
+    t.fill_(7.0)  # the caller goes on
+    time.sleep(0.8)  # (a write still running would store the 7s now)
+    assert store.verify().ok
+    monkeypatch.undo()
+    m = store.put({"w": torch.ones(1 << 16)})
+    assert torch.equal(store.get(m)["w"], torch.ones(1 << 16))

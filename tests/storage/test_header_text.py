@@ -33,3 +33,17 @@ def test_digest_keys_take_the_direct_path():
     assert sf._plain_header(raws, list(raws), {"format": "rlreg.object/1"}) is not None
     assert sf._plain_header({'a"b': raws["blake3:" + "ab" * 32]}, ['a"b'], None) is None
     assert sf._plain_header({"k": RawTensor("F32", (True,), memoryview(bytes(4)))}, ["k"], None) is None
+
+
+def test_a_tensor_named_like_the_metadata_key_is_refused_where_names_are_header_keys(tmp_path):
+    import pytest
+    import torch
+
+    from storage import InvalidTensorNameError, Location
+
+    raws = {"__metadata__": RawTensor("F32", (1,), memoryview(bytes(4)))}
+    assert sf._plain_header(raws, ["__metadata__"], {"format": "x"}) is None  # (json.dumps's way, then)
+    loc = Location(str(tmp_path))
+    with pytest.raises(InvalidTensorNameError, match="__metadata__"):
+        loc.save_tensors("state.safetensors", {"__metadata__": torch.zeros(1)})
+    assert not list(tmp_path.iterdir())  # nothing written
