@@ -55,19 +55,21 @@ def _stock_loading(module: nn.Module) -> bool:
 
 def _takeable(own: dict[str, torch.Tensor], tensors: dict[str, torch.Tensor]) -> set[str]:
     """The keys whose new tensor the module can hold as it is (see `restore_state`)."""
-    old_count = Counter([t.untyped_storage().data_ptr() for t in own.values() if t.numel()])
-    new_count = Counter([t.data_ptr() for t in tensors.values() if t.numel()])
+    old_ptr = {k: t.untyped_storage().data_ptr() for k, t in own.items() if t.numel()}
+    new_ptr = {k: t.data_ptr() for k, t in tensors.items() if t.numel()}
+    old_count, new_count = Counter(old_ptr.values()), Counter(new_ptr.values())
     plain, tensor_type = (nn.Parameter, torch.Tensor), torch.Tensor
     out = set()
     for key, new in tensors.items():
+        ptr = new_ptr.get(key)
+        if ptr is None or ptr % ALIGNMENT or new_count[ptr] > 1:  # (empty, misaligned or shared)
+            continue
         old = own[key]
         if type(new) is not tensor_type or type(old) not in plain or new.requires_grad or not new.is_cpu:
             continue
-        ptr = new.data_ptr()
-        if ptr % ALIGNMENT or new_count[ptr] > 1 or not new.numel() or not new.is_contiguous():
+        if not new.is_contiguous() or old_count[old_ptr.get(key)] > 1 or not old.is_cpu:
             continue
-        st = old.untyped_storage()
-        if old_count[st.data_ptr()] > 1 or not old.is_cpu or st.is_shared() or old.is_pinned():
+        if old.untyped_storage().is_shared() or old.is_pinned():
             continue
         out.add(key)
     return out
