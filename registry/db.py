@@ -141,6 +141,11 @@ def json_encoded(value: Any, text: str) -> Iterator[None]:
         _ENCODED.reset(token)
 
 
+def encoding_json() -> bool:
+    """Whether a ``json_encoded`` block is open here (one look, before asking for each value)."""
+    return bool(_ENCODED.get())
+
+
 def encoded_json(value: Any) -> Optional[str]:
     """The text ``json_encoded`` gave ``value`` (this very object), else None."""
     known = _ENCODED.get()

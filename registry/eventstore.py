@@ -546,7 +546,7 @@ def _payload_encoder() -> Callable[[Any], str]:
             return "".join(encode(value, 0))
 
     def payload(value: Any) -> str:
-        if type(value) is dict and any(map(db.encoded_json, value.values())):
+        if type(value) is dict and db.encoding_json() and any(map(db.encoded_json, value.values())):
             return _spliced(value, whole)
         return whole(value)
 
