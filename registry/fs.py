@@ -38,6 +38,7 @@ from typing import Any
 from fsspec import AbstractFileSystem
 
 from registry import errors
+from storage import jsondepth
 from registry.uri import ModelRef, canonical_path, split_path
 
 _BOUND: contextvars.ContextVar[Any] = contextvars.ContextVar("rlreg_bound_registry", default=None)
@@ -128,7 +129,8 @@ class VersionCheckpoint:
         """A fresh copy of what parsing ``json_of(folder, kind)`` gives (parsed once per instance)."""
         key = (id(folder), kind, "value")
         if key not in self._made:
-            self._made[key] = json.loads(self.json_of(folder, kind))
+            where = f"rlreg:// {folder.prefix or '(top)'} {kind} file"
+            self._made[key] = jsondepth.loads(self.json_of(folder, kind), where)  # (the depth limit, as on disk)
         return _fresh(self._made[key])
 
     def _make_json(self, folder: _Folder, kind: str) -> bytes:

@@ -148,7 +148,7 @@ class Projections:
                 f"(expected {model.latest_version + 1})"
             )
         # the model's own spec is known (a model takes a digest only once its spec is recorded): not read again
-        known = p["spec_digest"] == model.spec_digest
+        known = model.spec_digest is not None and p["spec_digest"] == model.spec_digest
         if not known and conn.execute(_SPEC_KNOWN, {"b_digest": p["spec_digest"]}).scalar() is None:
             raise errors.NotFoundError(
                 f"model {event.stream!r} version {version}: spec {p['spec_digest']!r} was never recorded"

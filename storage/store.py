@@ -93,6 +93,20 @@ class PendingPut:
         concurrent.futures.wait(self._writes)
 
 
+def _count_second_names(raws: Mapping[str, RawTensor], digests: Mapping[str, str],
+                        packed: list[tuple[objects.EncodedObject, Future]], prog: Progress) -> None:
+    """Progress for the small tensors a pack holds under a second name: counted once the pack is stored."""
+    held: dict[str, int] = defaultdict(int)
+    for name, r in raws.items():
+        if r.nbytes < ALONE_FROM:
+            held[digests[name]] += r.nbytes
+    for obj, write in packed:
+        extra = sum(held[d] for d in obj.raws) - sum(r.nbytes for r in obj.raws.values())
+        if extra:
+            write.add_done_callback(
+                lambda f, extra=extra: prog.add(extra) if not f.cancelled() and f.exception() is None else None)
+
+
 class _Digests(dict):
     """``{name: tensor digest}`` of ``raws``, each hashed when first asked."""
 
@@ -312,15 +326,14 @@ class Store:
                     else:
                         planned[obj.digest] = obj
                         submit(obj, r.nbytes)
-                small = sum(r.nbytes for r in raws.values() if r.nbytes < ALONE_FROM)
+                packed = []
                 for obj in packs(raws, digests):  # each pack is written while the next is hashed
                     planned[obj.digest] = obj
-                    weight = sum(r.nbytes for r in obj.raws.values())
-                    small -= weight
-                    submit(obj, weight)
-                    if hand_over:
+                    submit(obj, sum(r.nbytes for r in obj.raws.values()))
+                    packed.append((obj, pending[-1]))
+                    if hand_over and sum(not f.done() for f in pending) <= threads:  # (a writer free to take it)
                         _hand_over(under_way[-1:])
-                prog.add(small)  # second names of small tensors already packed
+                _count_second_names(raws, digests, packed, prog)
                 if hand_over:
                     _hand_over(under_way)
             except BaseException:  # (a Ctrl-C while handing over too: no write outlives the call)

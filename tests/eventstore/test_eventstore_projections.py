@@ -81,3 +81,12 @@ def test_rebuild_without_a_projector_is_refused(make_store):
     store.projector = None
     with pytest.raises(errors.RegistryError, match="this EventStore has no projector to rebuild"):
         store.rebuild_projections()
+
+
+def test_a_version_without_a_spec_on_a_new_stream_is_refused_as_never_recorded(store):
+    """A model with no spec yet has no spec digest to match: the version's (None) is looked up, not taken."""
+    event = version_event(1, SPEC_A)
+    event.payload["spec_digest"] = None
+    with pytest.raises(errors.NotFoundError, match="spec None was never recorded"):
+        store.append("fresh", [event])
+    assert store.events() == []

@@ -176,3 +176,20 @@ def test_a_served_json_file_reads_as_its_bytes_parse_and_each_read_is_a_fresh_co
     monkeypatch.setattr(jsondepth, "loads", lambda *a: pytest.fail("parsed again"))
     with a.bind():
         assert Location("rlreg://league/1").read_json("metadata.json")["format"]
+
+
+def test_a_served_json_file_keeps_the_depth_limit_a_file_on_disk_has(two, tmp_path):
+    from rlmodule import CheckpointFormatError
+
+    (a, _), _ = two
+    deep = 8
+    for _ in range(96):
+        deep = [deep]
+    spec = toys.spec()
+    spec.model_config_dict["deep"] = deep  # (its constructor file nests past storage.MAX_JSON_DEPTH)
+    a.snapshot("deep", spec.build())
+    exported = a.export("deep", 1, tmp_path / "export")
+    with pytest.raises(CheckpointFormatError, match="nest"):
+        RLModule.from_checkpoint(exported)
+    with a.bind(), pytest.raises(CheckpointFormatError, match="nest"):
+        RLModule.from_checkpoint("rlreg://deep/1")

@@ -116,3 +116,28 @@ def test_a_large_upload_advances_per_chunk_not_per_object(s3_bucket, tmp_path):
     dones = [d for d, _ in calls]
     assert dones == sorted(dones) and dones[-1] == big.nbytes
     assert len([d for d in dones if 0 < d < big.nbytes]) >= 3, calls  # 8 MiB steps before the end
+
+
+def test_a_small_tensor_under_many_names_counts_once_its_pack_is_stored(tmp_path, monkeypatch):
+    """Second names of a packed tensor are progress when the pack holding it is stored, not before."""
+    import time
+
+    from storage import filesystems
+
+    real = filesystems.local_atomic_write
+    written = []
+
+    def slow_write(path, buffers, **kwargs):
+        time.sleep(0.2)
+        real(path, buffers, **kwargs)
+        written.append(path)
+
+    monkeypatch.setattr(filesystems, "local_atomic_write", slow_write)
+    store = Store(tmp_path / "store")
+    t = torch.zeros(8192)  # 32 KiB: packed
+    calls = []
+    pending = store.begin_put({f"layer{i:03d}.bias": t for i in range(100)},
+                              progress=lambda done, total: calls.append((done, total, len(written))))
+    assert all(done == 0 for done, _, n in calls if n == 0)  # nothing counted before the pack is stored
+    pending.wait()
+    assert calls[-1][:2] == (100 * t.nbytes, 100 * t.nbytes)
