@@ -23,9 +23,8 @@ from storage.jsondepth import check_value as check_json_depth
 from storage.progress import ProgressCallback
 
 from registry import actor as actors
-from registry import binding, config, db, errors, query, uri
+from registry import binding, config, db, deleting, errors, lifecycle, query, retention, storage_ops, uri
 from registry import tags as labels
-from registry import config, db, deleting, errors, lifecycle, retention, storage_ops, uri
 from registry import offline as offline_cache
 from registry import gc as collector
 from registry.eventstore import Event, EventStore, NewEvent, encode_json

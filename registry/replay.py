@@ -10,7 +10,6 @@ is built the ordinary way instead.
 
 from __future__ import annotations
 
-import ctypes
 import logging
 from collections.abc import Iterator, Mapping
 from typing import Any
