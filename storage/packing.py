@@ -18,12 +18,6 @@ PACK_MAX = 4 << 20  # ... and must close at this much
 _CUT_ONE_IN = 4
 
 
-def plan(raws: Mapping[str, RawTensor], digests: Mapping[str, str]) -> list[objects.EncodedObject]:
-    """The objects that hold ``raws`` (each distinct tensor once), encoded and addressed."""
-    unique = _unique(raws, digests)
-    return [objects.encode({d: r}) for d, r in unique.items() if r.nbytes >= ALONE_FROM] + list(packs(raws, digests))
-
-
 def packs(raws: Mapping[str, RawTensor], digests: Mapping[str, str]) -> Iterator[objects.EncodedObject]:
     """The packs that hold the small tensors of ``raws`` (each distinct one once, in name order), each
     encoded as its boundary is found: a writer may store one while the next is made, and ``digests``
@@ -47,9 +41,3 @@ def packs(raws: Mapping[str, RawTensor], digests: Mapping[str, str]) -> Iterator
     if pack:
         yield objects.encode(pack)
 
-
-def _unique(raws: Mapping[str, RawTensor], digests: Mapping[str, str]) -> dict[str, RawTensor]:
-    unique: dict[str, RawTensor] = {}
-    for name in sorted(raws):
-        unique.setdefault(digests[name], raws[name])
-    return unique

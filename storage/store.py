@@ -309,12 +309,13 @@ class Store:
                    else self._local_writers() if threads else _Inline())
         hand_over = bool(threads and not own)
 
-        def submit(obj: objects.EncodedObject, weight: int) -> None:
+        def submit(obj: objects.EncodedObject, weight: int) -> Future:
             started = threading.Event()
             future = writers.submit(keep, obj, prog, weight, started.set)
             future.add_done_callback(lambda _: started.set())  # (not written, failed or cancelled)
             pending.append(future)
             under_way.append(started)
+            return future
 
         with filesystems.translate_errors(self.url):
             try:
@@ -329,8 +330,7 @@ class Store:
                 packed = []
                 for obj in packs(raws, digests):  # each pack is written while the next is hashed
                     planned[obj.digest] = obj
-                    submit(obj, sum(r.nbytes for r in obj.raws.values()))
-                    packed.append((obj, pending[-1]))
+                    packed.append((obj, submit(obj, sum(r.nbytes for r in obj.raws.values()))))
                     if hand_over and sum(not f.done() for f in pending) <= threads:  # (a writer free to take it)
                         _hand_over(under_way[-1:])
                 _count_second_names(raws, digests, packed, prog)
