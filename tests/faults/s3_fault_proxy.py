@@ -25,28 +25,33 @@ _HOP = {"connection", "keep-alive", "transfer-encoding", "proxy-connection", "te
 
 
 class FaultPlan:
-    """Which requests fail and how: every request with probability ``rate`` (seeded), or ``always``."""
+    """Which requests fail and how: every request with probability ``rate`` (seeded), or ``always``;
+    with ``once``, a request for a method and path that failed before goes through (its retry)."""
 
     def __init__(self, rate: float = 0.0, faults: tuple[str, ...] = FAULTS, seed: int = 0, methods: tuple[str, ...] = ()):
-        self.rate, self.faults, self.methods = rate, faults, methods
+        self.rate, self.faults, self.methods, self.once = rate, faults, methods, False
         self._random = random.Random(seed)
         self._lock = threading.Lock()
+        self._failed: set[tuple[str, str]] = set()
         self.counts: Counter[str] = Counter()
 
-    def set(self, rate: float, faults: tuple[str, ...] = FAULTS, methods: tuple[str, ...] = ()) -> None:
+    def set(self, rate: float, faults: tuple[str, ...] = FAULTS, methods: tuple[str, ...] = (), once: bool = False) -> None:
         with self._lock:
-            self.rate, self.faults, self.methods = rate, faults, methods
+            self.rate, self.faults, self.methods, self.once = rate, faults, methods, once
 
-    def pick(self, method: str) -> str | None:
+    def pick(self, method: str, path: str = "") -> str | None:
         with self._lock:
             self.counts["requests"] += 1
             self.counts[method] += 1  # "HEAD", "PUT", ...: what a client asked
             if self.methods and method not in self.methods:
                 return None
+            if self.once and (method, path) in self._failed:
+                return None
             if self.rate <= 0 or self._random.random() >= self.rate:
                 return None
             fault = self._random.choice(self.faults)
             self.counts[fault] += 1
+            self._failed.add((method, path))
             return fault
 
 
@@ -59,7 +64,7 @@ class _Handler(BaseHTTPRequestHandler):
 
     def _proxy(self) -> None:
         body = self._body()
-        fault = self.server.plan.pick(self.command)
+        fault = self.server.plan.pick(self.command, self.path)
         if fault == "drop-before":
             return self._drop()
         if fault in _BODY:
