@@ -310,10 +310,17 @@ def _isolated_rlreg_env(tmp_path, monkeypatch):
 
 @pytest.fixture
 def syscalls(monkeypatch):
-    """Every fsync (of a file or a folder, by path), rename and page drop (``posix_fadvise`` DONTNEED),
-    in order: ``("fsync", path)``, ``("replace", "src -> dst")``, ``("drop", path)``; each still done."""
+    """Every fsync (of a file or a folder, by path), rename, page drop (``posix_fadvise`` DONTNEED) and
+    file opened ``O_DSYNC`` (each write to it returns once stored, as if fdatasynced), in order:
+    ``("fsync", path)``, ``("replace", "src -> dst")``, ``("drop", path)``, ``("dsync", path)``; each still done."""
     calls: list[tuple[str, str]] = []
-    real_fsync, real_replace, real_fadvise = os.fsync, os.replace, os.posix_fadvise
+    real_fsync, real_replace, real_fadvise, real_open = os.fsync, os.replace, os.posix_fadvise, os.open
+
+    def open_(path, flags, *args, **kwargs):
+        fd = real_open(path, flags, *args, **kwargs)
+        if flags & getattr(os, "O_DSYNC", 0) and not kwargs.get("dir_fd"):
+            calls.append(("dsync", os.fspath(path)))
+        return fd
 
     def fsync(fd):
         calls.append(("fsync", os.readlink(f"/proc/self/fd/{fd}")))
@@ -331,4 +338,5 @@ def syscalls(monkeypatch):
     monkeypatch.setattr(os, "fsync", fsync)
     monkeypatch.setattr(os, "replace", replace)
     monkeypatch.setattr(os, "posix_fadvise", fadvise)
+    monkeypatch.setattr(os, "open", open_)
     return calls

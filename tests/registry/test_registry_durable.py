@@ -17,7 +17,7 @@ from storage import StorageWriteError, filesystems, manifest_objects
 
 def test_objects_are_fsynced_before_the_version_event_commits(tmp_path, monkeypatch, syscalls):
     """The append may run while the objects are written (``Store.begin_put``); its commit comes after every
-    object's fsyncs (temp file before its rename, folder after it)."""
+    object's fsyncs (temp file, or its O_DSYNC writes, before its rename, folder after it)."""
     calls = syscalls
     real_append = EventStore.append
 
@@ -38,7 +38,8 @@ def test_objects_are_fsynced_before_the_version_event_commits(tmp_path, monkeypa
         path = str(tmp_path / "blobs" / "objects" / h[:2] / h)
         rename = next(i for i, (op, arg) in enumerate(before) if op == "replace" and arg.endswith(" -> " + path))
         assert ("fsync", os.path.dirname(path)) in before[rename + 1 :]
-        assert any(op == "fsync" and arg.endswith("-" + h) for op, arg in before[:rename])  # the temp file
+        # the temp file: fsynced, or opened O_DSYNC (each write returns once stored)
+        assert any(op in ("fsync", "dsync") and arg.endswith("-" + h) for op, arg in before[:rename])
 
 
 def test_the_append_runs_while_the_objects_are_written_and_commits_only_after_them(make_registry, monkeypatch):

@@ -1,7 +1,8 @@
-"""Local objects are durable before ``put`` returns: file fsynced before its rename, folder after.
+"""Local objects are durable before ``put`` returns: file fsynced (or written ``O_DSYNC``) before its
+rename, folder fsynced after.
 
-The order of the system calls is recorded (``syscalls``, tests/storage/conftest.py: ``os.fsync`` /
-``os.replace`` wrapped, still doing their work); a control shows the check catches a write that skips
+The order of the system calls is recorded (``syscalls``, tests/conftest.py: ``os.fsync`` / ``os.replace``
+/ ``os.open`` wrapped, still doing their work); a control shows the check catches a write that skips
 the fsyncs.
 """
 
@@ -23,7 +24,7 @@ def durability_violations(calls: list[tuple[str, str]], path: str) -> list[str]:
     i = renames[0]
     tmp = calls[i][1].split(" -> ")[0]
     out = []
-    if ("fsync", tmp) not in calls[:i]:
+    if ("fsync", tmp) not in calls[:i] and ("dsync", tmp) not in calls[:i]:  # (O_DSYNC: each write synced)
         out.append(f"{tmp} not fsynced before its rename")
     if ("fsync", os.path.dirname(path)) not in calls[i + 1 :]:
         out.append(f"folder {os.path.dirname(path)} not fsynced after the rename")
@@ -127,7 +128,7 @@ def test_begin_put_returns_once_its_writes_are_under_way(tmp_path, monkeypatch):
         pending.wait()
 
 
-def test_a_durable_object_is_opened_o_dsync_and_fsynced_before_its_rename(tmp_path, monkeypatch, syscalls):
+def test_a_durable_object_is_opened_o_dsync_before_its_rename_and_not_fsynced_again(tmp_path, monkeypatch, syscalls):
     if not filesystems._O_DSYNC:
         pytest.skip("no O_DSYNC here")
     flags: dict[str, int] = {}
@@ -144,10 +145,14 @@ def test_a_durable_object_is_opened_o_dsync_and_fsynced_before_its_rename(tmp_pa
     tmp = [name for name in flags if name.startswith(".tmp-") and name.endswith(obj.removeprefix("blake3:"))]
     assert len(tmp) == 1 and flags[tmp[0]] & os.O_DSYNC
     assert durability_violations(syscalls, object_path(store, obj)) == []
+    assert not [path for op, path in syscalls if op == "fsync" and os.path.basename(path) == tmp[0]]
     flags.clear()
+    syscalls.clear()
     many = [bytes([i % 251]) for i in range(filesystems._IOV_MAX + 1)]  # more than one writev: fsync alone
     filesystems.local_atomic_write(str(tmp_path / "many"), many, durable=True, direct=True)
     assert not [f for f in flags.values() if f & os.O_DSYNC]
+    assert durability_violations(syscalls, str(tmp_path / "many")) == []
+    assert [op for op, path in syscalls if "/.tmp-" in path] == ["fsync", "drop", "replace"]
 
 
 def test_a_pack_is_written_while_the_next_is_hashed(tmp_path, monkeypatch):
