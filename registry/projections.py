@@ -30,7 +30,7 @@ from sqlalchemy.engine import Connection
 from registry import errors, lifecycle, retention
 from registry.eventstore import Event
 from registry.query import encode_key, field_rows
-from registry.schema import PROJECTION_TABLES, aliases, models, specs, version_fields, versions
+from registry.schema import PROJECTION_TABLES, aliases, deleted_models, models, specs, version_fields, versions
 
 SPEC_RECORDED = "SpecRecorded"
 VERSION_RECORDED = "VersionRecorded"
@@ -57,9 +57,12 @@ def text_digest(text: str) -> str:
     return hashlib.sha256(text.encode("utf-8")).hexdigest()
 
 
+# Whether the model is deleted, returned with its row: a deleted model that records something again is
+# revived (lifecycle.revive), and the statement that would do it is not run for the others.
+_DELETED = sa.exists().where(deleted_models.c.name == sa.bindparam("b_name")).label("deleted")
 _TOUCH_MODEL = (models.update().where(models.c.name == sa.bindparam("b_name"))
                 .values(updated_at=sa.bindparam("b_updated_at"), position=sa.bindparam("b_position"))
-                .returning(*models.c))
+                .returning(*models.c, _DELETED))
 
 
 _SPEC_KNOWN = sa.select(specs.c.digest).where(specs.c.digest == sa.bindparam("b_digest"))
@@ -123,7 +126,8 @@ class Projections:
             models.insert().values(
                 name=event.stream, latest_version=0, spec_digest=None,
                 created_at=event.timestamp, updated_at=event.timestamp, position=event.position,
-            ).returning(*models.c)
+            ).returning(*models.c, _DELETED),
+            {"b_name": event.stream},
         ).one()
 
     def _spec_recorded(self, conn: Connection, event: Event, model: Any) -> None:
@@ -137,7 +141,8 @@ class Projections:
         if known is None:
             conn.execute(specs.insert().values(digest=digest, spec=spec, position=event.position))
         conn.execute(models.update().where(models.c.name == event.stream).values(spec_digest=digest))
-        lifecycle.revive(conn, event.stream)
+        if model.deleted:
+            lifecycle.revive(conn, event.stream)
 
     def _version_recorded(self, conn: Connection, event: Event, model: Any) -> None:
         p = event.payload
@@ -161,7 +166,8 @@ class Projections:
         )
         self._index(conn, event.stream, version, "metadata", p["metadata"])
         conn.execute(_SET_LATEST, {"b_name": event.stream, "b_latest": version})
-        lifecycle.revive(conn, event.stream)
+        if model.deleted:
+            lifecycle.revive(conn, event.stream)
 
     def _alias_set(self, conn: Connection, event: Event, model: Any) -> None:
         alias, version = event.payload["alias"], event.payload["version"]
