@@ -99,6 +99,7 @@ class Registry:
         # The store and the snapshot queue are made on first use: reads of the log need no torch.
         self._cache_dir = cache_dir
         self._store: storage.Store | None = None
+        self._checked_binding: binding.Binding | None = None  # what _check_binding last read
         self._remembered: offline_cache.OfflineCache | None = None
         if self.offline:  # never connects: the records of the cache stand in for the database
             self._events = offline_cache.Unreachable(self._where())
@@ -167,8 +168,9 @@ class Registry:
             self._acting_as.reset(token)
 
     def _check_binding(self) -> None:
-        """Refuse to write objects when another client has moved (or bound) the storage since we opened."""
-        now = binding.recorded(self._events)
+        """Refuse to write objects when another client has moved (or bound) the storage since we opened
+        (or since the last check: only the ``$registry`` events after it are read)."""
+        now = self._checked_binding = binding.recorded(self._events, self._checked_binding)
         if now.url is not None and now.url != self.storage_url:
             raise binding.moved_away(self._where(), self.storage_url, now.url)
 

@@ -48,14 +48,18 @@ class Binding:
     event: Event | None = None
 
 
-def recorded(events: EventStore) -> Binding:
-    """The storage URL the database records (``url=None`` when it records none yet)."""
-    stream = events.read_stream(REGISTRY_STREAM)
+def recorded(events: EventStore, since: Binding | None = None) -> Binding:
+    """The storage URL the database records (``url=None`` when it records none yet).
+
+    ``since``: an earlier answer of this function; only the events after it are read (most often none).
+    """
+    after = 0 if since is None else since.stream_version
+    stream = events.read_stream(REGISTRY_STREAM, after=after)
     found = [e for e in stream if e.type in STORAGE_EVENTS]
-    version = stream[-1].stream_version if stream else 0
-    if not found:
-        return Binding(None, version)
-    return Binding(found[-1].payload["url"], version, found[-1])
+    version = stream[-1].stream_version if stream else after
+    if found:
+        return Binding(found[-1].payload["url"], version, found[-1])
+    return Binding(None, version) if since is None else Binding(since.url, version, since.event)
 
 
 def bind(events: EventStore, given: str | None, default: Callable[[], str], *, record: bool, where: str) -> Binding:
