@@ -183,9 +183,12 @@ def _file_url(loc, name: str) -> str:
 
 def read_json_object(loc, name: str) -> dict:
     """The JSON object in the checkpoint file `name`; refuses a missing file, bad JSON or a non-object."""
-    _require_file(loc, name)
     try:
         data = loc.read_json(name)
+    except FileNotFoundError:
+        if loc.exists(name):
+            raise  # the file is there, not what it refers to (a stored object of rlreg://): as the read says
+        raise _missing(loc, name) from None
     except ValueError as e:  # storage's message names the file and the JSON error
         raise CheckpointFormatError(f"checkpoint file {e}") from None
     if not isinstance(data, dict):
@@ -195,9 +198,11 @@ def read_json_object(loc, name: str) -> dict:
     return data
 
 
-def read_metadata(loc, metadata_file: str = "metadata.json") -> dict:
-    """The checked metadata of the checkpoint at `loc`; refuses unknown formats and versions."""
-    _require_dir(loc)
+def read_metadata(loc, metadata_file: str = "metadata.json", *, folder_checked: bool = False) -> dict:
+    """The checked metadata of the checkpoint at `loc`; refuses unknown formats and versions
+    (`folder_checked`: the caller has checked that `loc` is a folder)."""
+    if not folder_checked:
+        _require_dir(loc)
     meta = read_json_object(loc, metadata_file)
     fmt = meta.get("format")
     if fmt != CHECKPOINT_FORMAT:
@@ -234,19 +239,21 @@ def metadata_file_name(loc, meta: dict, key: str, default: str, suffix: str,
     return name
 
 
-def _require_file(loc, name: str) -> None:
-    if not loc.exists(name):
-        raise CheckpointNotFoundError(
-            f"{loc.url} is not a complete checkpoint: {name} is missing")
+def _missing(loc, name: str) -> CheckpointNotFoundError:
+    """The checkpoint file `name` is missing (asked once a read failed: no lookup comes before each read)."""
+    return CheckpointNotFoundError(f"{loc.url} is not a complete checkpoint: {name} is missing")
 
 
 def read_tensors(loc, name: str) -> dict:
-    """The tensors of the checkpoint's safetensors file `name`; refuses a damaged file."""
-    _require_file(loc, name)
+    """The tensors of the checkpoint's safetensors file `name`; refuses a missing or damaged file."""
     from storage import IntegrityError
 
     try:
         return loc.load_tensors(name)
+    except FileNotFoundError:
+        if loc.exists(name):
+            raise  # the file is there, not what it refers to (a stored object of rlreg://): as the read says
+        raise _missing(loc, name) from None
     except IntegrityError:  # verified tensors (rlreg://) whose stored bytes are damaged: said as such
         raise
     except ValueError as e:  # storage's FormatError: truncated file, bad header or offsets
@@ -351,7 +358,7 @@ class Checkpointable(abc.ABC):
 
     # -- restoring ----------------------------------------------------------------------------
     def _read_own_state(self, loc) -> StateDict:
-        meta = read_metadata(loc, self.METADATA_FILE_NAME)
+        meta = read_metadata(loc, self.METADATA_FILE_NAME, folder_checked=True)  # (_restore_plan checked it)
         state_file = metadata_file_name(loc, meta, "state_file", self.STATE_FILE_NAME + ".safetensors",
                                         ".safetensors", self.METADATA_FILE_NAME)
         json_file = state_file.removesuffix(".safetensors") + ".json"

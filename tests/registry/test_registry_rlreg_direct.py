@@ -3,6 +3,7 @@ the verified buffer handed over without copies, and files equal to what ``export
 
 from __future__ import annotations
 
+import copy
 import json
 import os
 import threading
@@ -193,3 +194,25 @@ def test_a_served_json_file_keeps_the_depth_limit_a_file_on_disk_has(two, tmp_pa
         RLModule.from_checkpoint(exported)
     with a.bind(), pytest.raises(CheckpointFormatError, match="nest"):
         RLModule.from_checkpoint("rlreg://deep/1")
+
+
+def test_a_stored_object_gone_is_said_as_such_not_as_a_missing_checkpoint_file(two, tmp_path):
+    """A restore reads each file without looking it up first; when a read fails, a file that is there
+    (rlreg://m/1/module_state.safetensors) is not reported missing: the error names the object gone."""
+    import storage
+
+    (a, ma), _ = two
+    for obj in storage.manifest_objects(a.manifest("m")):
+        h = obj.removeprefix("blake3:")
+        os.remove(tmp_path / "blobs0" / "objects" / h[:2] / h)
+    fresh = toys.spec(hidden=32).build()
+    before = copy.deepcopy(fresh)
+    with a.bind(), pytest.raises(FileNotFoundError) as info:
+        fresh.restore_from_path("rlreg://m/1")
+    assert "is not a complete checkpoint" not in str(info.value)
+    assert "blake3:" in str(info.value) and "blobs0" in str(info.value), str(info.value)
+    assert toys.states_equal(fresh, before)  # nothing set
+    with a.bind(), pytest.raises(FileNotFoundError, match="is not a complete checkpoint: nothing.json is missing"):
+        from rlmodule.checkpoints import read_json_object
+
+        read_json_object(Location("rlreg://m/1"), "nothing.json")
