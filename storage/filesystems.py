@@ -238,7 +238,8 @@ def atomic_write(
         for b in buffers:
             f.write(b)
         f.commit()
-    elif size is not None and hasattr(fs, "_call_s3") and size < 2 * (fs.default_block_size or 50 << 20):
+    elif size is not None and hasattr(fs, "_call_s3") and size < min(2 * (fs.default_block_size or 50 << 20),
+                                                                    _ONE_PUT_BELOW):
         # One PUT, as s3fs's own pipe makes: its file object would copy every byte into its buffer
         # and out again. A PUT either completes or leaves no object.
         if cancelled is not None and cancelled():
@@ -274,7 +275,14 @@ def atomic_write(
             raise
 
 
-def body_of(buffers: Iterable[Any]) -> io.BytesIO:
+_ONE_PUT_BELOW = 2 * (50 << 20)  # s3fs's pipe sends one PUT below two of its 50 MiB parts, a multipart upload else
+
+
+class PutBody(io.BytesIO):
+    """A PUT's body (``body_of``), rewound whenever a call sends it (``_rewind``)."""
+
+
+def body_of(buffers: Iterable[Any]) -> PutBody:
     """A PUT's body: ``buffers`` copied once into a ``BytesIO`` of its own.
 
     Bytes would be copied twice: joined, then (botocore wraps bytes in a ``BytesIO`` that shares
@@ -282,16 +290,32 @@ def body_of(buffers: Iterable[Any]) -> io.BytesIO:
     CPU for a 1 GiB snapshot to a local S3 server: 3.5 s with bytes, 3.1 s with this; s3fs's own
     upload of the same bytes 2.2 s (the difference: the digests, and this copy).
     """
-    body = io.BytesIO()
+    body = PutBody()
     for b in buffers:
         body.write(b)
     body.seek(0)
     return body
 
 
-async def _put_object(fs: Any, path: str, body: io.BytesIO) -> Any:
+def _rewind(params: dict[str, Any], **kwargs: Any) -> None:
+    """botocore's ``before-parameter-build`` of a PutObject: a ``PutBody`` starts from its first byte.
+
+    botocore rewinds a body between its own attempts, but s3fs retries some failures (503 SlowDown,
+    a dropped connection) by calling ``put_object`` again with the same body, left where the last
+    attempt stopped: botocore would then send (and checksum) only the rest, and S3 store it, whole
+    as far as it can tell, under the object's name.
+    """
+    body = params.get("Body")
+    if isinstance(body, PutBody):
+        body.seek(0)
+
+
+async def _put_object(fs: Any, path: str, body: PutBody) -> Any:
     """s3fs's ``_pipe_file`` of one PUT, for a body that is not bytes."""
     bucket, key, _ = fs.split_path(path)
+    await fs.set_session()
+    client = await fs.get_s3(bucket)  # the client _call_s3 uses
+    client.meta.events.register("before-parameter-build.s3.PutObject", _rewind, unique_id="rlreg-rewind-put-body")
     out = await fs._call_s3("put_object", Bucket=bucket, Key=key, Body=body)
     fs.invalidate_cache(path)
     return out

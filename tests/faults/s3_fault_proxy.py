@@ -26,18 +26,18 @@ _HOP = {"connection", "keep-alive", "transfer-encoding", "proxy-connection", "te
 
 class FaultPlan:
     """Which requests fail and how: every request with probability ``rate`` (seeded), or ``always``;
-    with ``once``, a request for a method and path that failed before goes through (its retry)."""
+    with ``first=n``, a request for a method and path that failed ``n`` times goes through (a retry)."""
 
     def __init__(self, rate: float = 0.0, faults: tuple[str, ...] = FAULTS, seed: int = 0, methods: tuple[str, ...] = ()):
-        self.rate, self.faults, self.methods, self.once = rate, faults, methods, False
+        self.rate, self.faults, self.methods, self.first = rate, faults, methods, 0
         self._random = random.Random(seed)
         self._lock = threading.Lock()
-        self._failed: set[tuple[str, str]] = set()
+        self._failed: Counter[tuple[str, str]] = Counter()
         self.counts: Counter[str] = Counter()
 
-    def set(self, rate: float, faults: tuple[str, ...] = FAULTS, methods: tuple[str, ...] = (), once: bool = False) -> None:
+    def set(self, rate: float, faults: tuple[str, ...] = FAULTS, methods: tuple[str, ...] = (), first: int = 0) -> None:
         with self._lock:
-            self.rate, self.faults, self.methods, self.once = rate, faults, methods, once
+            self.rate, self.faults, self.methods, self.first = rate, faults, methods, first
 
     def pick(self, method: str, path: str = "") -> str | None:
         with self._lock:
@@ -45,13 +45,13 @@ class FaultPlan:
             self.counts[method] += 1  # "HEAD", "PUT", ...: what a client asked
             if self.methods and method not in self.methods:
                 return None
-            if self.once and (method, path) in self._failed:
+            if self.first and self._failed[method, path] >= self.first:
                 return None
             if self.rate <= 0 or self._random.random() >= self.rate:
                 return None
             fault = self._random.choice(self.faults)
             self.counts[fault] += 1
-            self._failed.add((method, path))
+            self._failed[method, path] += 1
             return fault
 
 

@@ -80,3 +80,25 @@ def test_a_cancelled_write_stops_between_chunks_and_leaves_no_upload(s3_server, 
     client = boto3.client("s3", endpoint_url=s3_server)
     assert client.list_multipart_uploads(Bucket=s3_bucket.removeprefix("s3://")).get("Uploads", []) == []
     assert not fs.exists(path)
+
+
+def test_the_one_put_path_keeps_s3fs_s_limit_whatever_the_block_size(s3_server, s3_bucket, monkeypatch):
+    """A body is joined for one PUT only below s3fs's own limit for one (two 50 MiB parts; scaled down
+    here): with a larger block size set on the filesystem, a larger object is streamed through s3fs's
+    file (a multipart upload past its block size), not joined into one request past S3's limit."""
+    import fsspec
+
+    from storage import filesystems
+
+    fs = fsspec.filesystem("s3", endpoint_url=s3_server, use_listings_cache=False, default_block_size=1 << 30,
+                           skip_instance_cache=True)
+    monkeypatch.setattr(filesystems, "_ONE_PUT_BELOW", 64 << 10)
+    one_put: list[str] = []
+    real = filesystems._put_object
+    monkeypatch.setattr(filesystems, "_put_object", lambda fs, path, body: one_put.append(path) or real(fs, path, body))
+    bucket = s3_bucket.removeprefix("s3://")
+    small, large = bytes(range(256)) * 200, bytes(range(256)) * 400  # 51,200 and 102,400 bytes
+    filesystems.atomic_write(fs, f"{bucket}/one-put", [small[:100], small[100:]], size=len(small))
+    filesystems.atomic_write(fs, f"{bucket}/in-parts", [large], size=len(large))
+    assert one_put == [f"{bucket}/one-put"]
+    assert fs.cat_file(f"{bucket}/one-put") == small and fs.cat_file(f"{bucket}/in-parts") == large
