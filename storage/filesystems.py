@@ -103,7 +103,7 @@ def translate_errors(url: str) -> Iterator[None]:
     except StorageError:
         raise
     except FileNotFoundError as exc:
-        if "bucket" in str(exc).lower():
+        if _no_such_bucket(exc):
             raise StorageUnavailableError(f"storage {url!r} is unavailable: {exc}") from exc
         raise ObjectNotFoundError(f"not found: {url}") from exc
     except PermissionError as exc:
@@ -125,6 +125,20 @@ def translate_errors(url: str) -> Iterator[None]:
 
 
 _CLIENT_MODULES = frozenset({"botocore", "aiobotocore", "aiohttp"})
+
+
+def _no_such_bucket(exc: FileNotFoundError) -> bool:
+    """Whether ``exc`` is s3fs's answer to S3's ``NoSuchBucket`` (a botocore error of that code behind it),
+    not a missing file: a missing file whose path names a bucket (``/data/my-bucket/x``) is just missing."""
+    seen: set[int] = set()
+    cause: BaseException | None = exc
+    while cause is not None and id(cause) not in seen:
+        seen.add(id(cause))
+        response = getattr(cause, "response", None)
+        if isinstance(response, dict) and (response.get("Error") or {}).get("Code") == "NoSuchBucket":
+            return True
+        cause = cause.__cause__ or cause.__context__
+    return False
 
 
 _WRITE_ERRNOS = {

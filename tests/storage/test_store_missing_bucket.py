@@ -39,3 +39,16 @@ def test_local_folder_not_created_yet_is_empty(tmp_path):
     assert store.list_digests() == []
     assert store.verify().to_dict() == {"checked": 0, "damaged": {}, "damaged_tensors": {}, "quarantined": {}, "cache_damaged": {}, "cache_discarded": [], "ok": True}
     assert not (tmp_path / "not-yet").exists()  # looking did not create it
+
+
+@pytest.mark.parametrize("where", ["local", "memory", "s3"])
+def test_a_missing_file_whose_path_names_a_bucket_is_missing_not_a_missing_bucket(where, tmp_path, request):
+    """Only S3's own NoSuchBucket makes a missing file a missing bucket, not the word in its path."""
+    from storage import Location, ObjectNotFoundError
+
+    url = {"local": lambda: str(tmp_path / "my-bucket"), "memory": lambda: "memory://bucket-words/bucket",
+           "s3": lambda: request.getfixturevalue("s3_bucket") + "/bucket"}[where]()
+    loc = Location(url)
+    loc.write_bytes("here", b"x")
+    with pytest.raises(ObjectNotFoundError, match="not found: .*bucket/nothing-bucket"):
+        loc.read_bytes("nothing-bucket")
