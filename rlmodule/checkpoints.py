@@ -185,9 +185,9 @@ def read_json_object(loc, name: str) -> dict:
     """The JSON object in the checkpoint file `name`; refuses a missing file, bad JSON or a non-object."""
     try:
         data = loc.read_json(name)
-    except FileNotFoundError:
-        if loc.exists(name):
-            raise  # the file is there, not what it refers to (a stored object of rlreg://): as the read says
+    except OSError:  # (storage's errors for a missing file, a file in the way, a refusal, an outage)
+        if loc.exists(name):  # there, but not what it refers to (a stored object of rlreg://), or not readable
+            raise
         raise _missing(loc, name) from None
     except ValueError as e:  # storage's message names the file and the JSON error
         raise CheckpointFormatError(f"checkpoint file {e}") from None
@@ -250,9 +250,9 @@ def read_tensors(loc, name: str) -> dict:
 
     try:
         return loc.load_tensors(name)
-    except FileNotFoundError:
-        if loc.exists(name):
-            raise  # the file is there, not what it refers to (a stored object of rlreg://): as the read says
+    except OSError:  # (storage's errors for a missing file, a file in the way, a refusal, an outage)
+        if loc.exists(name):  # there, but not what it refers to (a stored object of rlreg://), or not readable
+            raise
         raise _missing(loc, name) from None
     except IntegrityError:  # verified tensors (rlreg://) whose stored bytes are damaged: said as such
         raise

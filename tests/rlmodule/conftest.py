@@ -34,7 +34,8 @@ def toy_module(toy_spec):
 
 @pytest.fixture(params=["local", "memory"])
 def ckpt_url(request, tmp_path) -> str:
-    """A checkpoint folder URL on a local folder or on memory://."""
+    """A checkpoint folder URL on a local folder or on memory://, its path naming a bucket (a missing file
+    there is missing, not a missing bucket: storage once told them apart by the word)."""
     if request.param == "local":
-        return str(tmp_path / "ckpt")
-    return f"memory://rlmodule-tests/{uuid.uuid4().hex}/ckpt"
+        return str(tmp_path / "my-bucket" / "ckpt")
+    return f"memory://rlmodule-tests/bucket-{uuid.uuid4().hex}/ckpt"
