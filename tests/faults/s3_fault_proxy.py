@@ -34,6 +34,7 @@ class FaultPlan:
         self._lock = threading.Lock()
         self._failed: Counter[tuple[str, str]] = Counter()
         self.counts: Counter[str] = Counter()
+        self.puts: list[dict[str, str]] = []  # the headers of each PUT, lower-cased names
 
     def set(self, rate: float, faults: tuple[str, ...] = FAULTS, methods: tuple[str, ...] = (), first: int = 0) -> None:
         with self._lock:
@@ -64,6 +65,8 @@ class _Handler(BaseHTTPRequestHandler):
 
     def _proxy(self) -> None:
         body = self._body()
+        if self.command == "PUT":
+            self.server.plan.puts.append({k.lower(): v for k, v in self.headers.items()})
         fault = self.server.plan.pick(self.command, self.path)
         if fault == "drop-before":
             return self._drop()

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import pytest
 import registry_toys as toys
+import torch
 
 from registry import Registry
 from registry import gc as collector
@@ -58,3 +59,33 @@ def test_an_object_removed_behind_the_registry_s_back_is_uploaded_again(fault_pr
     assert toys.states_equal(cold.load("pol"), module) and cold.verify()["ok"]
     reg.close()
     cold.close()
+
+
+@pytest.mark.s3
+@pytest.mark.parametrize("setting", ["default", "signing chosen", "signing in the AWS config file",
+                                     "checksums only where required"])
+def test_an_upload_over_http_carries_a_checksum_rather_than_a_sha256(setting, fault_proxy, s3_bucket, sqlite_url,
+                                                                     tmp_path, monkeypatch):
+    """Over plain HTTP botocore would hash every uploaded byte with SHA-256 to sign the request; an object's
+    PUT carries a CRC32 that S3 checks instead, unless the caller chose signing (storage options or the AWS
+    config file), or checksums only where required (no checksum would go with the body). The objects
+    arrive whole either way."""
+    from storage import Store
+
+    if setting == "checksums only where required":
+        monkeypatch.setenv("AWS_REQUEST_CHECKSUM_CALCULATION", "when_required")
+    if setting == "signing in the AWS config file":
+        (tmp_path / "aws-config").write_text("[default]\ns3 =\n    payload_signing_enabled = true\n")
+        monkeypatch.setenv("AWS_CONFIG_FILE", str(tmp_path / "aws-config"))
+    options = {"config_kwargs": {"s3": {"payload_signing_enabled": True}}} if setting == "signing chosen" else {}
+    store = Store(s3_bucket + "/blobs", cache_dir=str(tmp_path / "cache"), **options)
+    module = toys.spec().build()
+    manifest = store.put(dict(module.state_dict()))
+    puts = fault_proxy.plan.puts
+    assert puts, fault_proxy.plan.counts
+    signed = [h["x-amz-content-sha256"] != "UNSIGNED-PAYLOAD" for h in puts]
+    assert signed == [setting != "default"] * len(puts), puts
+    if setting != "checksums only where required":
+        assert all("x-amz-checksum-crc32" in h for h in puts), puts
+    cold = Store(s3_bucket + "/blobs", cache_dir=str(tmp_path / "cold"))
+    assert all(torch.equal(t, module.state_dict()[name]) for name, t in cold.get(manifest).items())
