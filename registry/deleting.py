@@ -9,13 +9,14 @@ import storage
 from registry import errors, lifecycle
 from registry import gc as collector
 from registry.eventstore import Event
-from registry.names import validate_name
+from registry.names import validate_name, validate_version
 
 
 def _check_version(name: str, version: Any) -> int:
+    """``version`` if it is an int from 1 to 2^63 - 1 (a larger one overflows SQLite's integers)."""
     if isinstance(version, bool) or not isinstance(version, int) or version < 1:
         raise errors.InvalidNameError(f"model {name!r}: version {version!r} is not a positive integer")
-    return version
+    return validate_version(version, f"model {name!r}: version")
 
 
 def delete_version(reg: Any, name: str, version: int, *, reason: str, force: bool = False) -> Event:

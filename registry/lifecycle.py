@@ -3,7 +3,8 @@
 Deletion is an event; the log stays append-only. Event types (stream = model name):
 
 - ``VersionDeleted``  ``{"version": N, "reason": str}``
-- ``ModelDeleted``    ``{"reason": str, "versions": [the live versions it deletes]}``
+- ``ModelDeleted``    ``{"reason": str, "versions": [the live versions it deletes]}`` (it also ends the
+                      model's retention policy: a model made again under the name starts without one)
 - ``VersionRestored`` ``{"version": N}``
 
 A deleted version keeps its ``rlreg_versions`` row (and its number: numbering never goes back);
@@ -23,7 +24,7 @@ from sqlalchemy.engine import Connection
 from registry import errors
 from registry.eventstore import Event, NewEvent
 from registry.records import Deletion
-from registry.schema import aliases, deleted_models, deleted_versions, models, versions
+from registry.schema import aliases, deleted_models, deleted_versions, models, retention, versions
 
 VERSION_DELETED = "VersionDeleted"
 MODEL_DELETED = "ModelDeleted"
@@ -253,7 +254,9 @@ def apply_version_deleted(conn: Connection, event: Event, model: Any) -> None:
 
 
 def apply_model_deleted(conn: Connection, event: Event, model: Any) -> None:
-    """Project ``ModelDeleted``: every live version is deleted and the model is hidden."""
+    """Project ``ModelDeleted``: every live version is deleted, the model is hidden and its retention
+    policy ends (it would otherwise delete the versions of a model made again under the name, while
+    ``retention show``/``clear`` refuse the deleted model)."""
     name, reason = event.stream, event.payload["reason"]
     if model_deletion(conn, name) is not None:
         raise errors.ConflictError(f"model {name!r} is already deleted")
@@ -261,6 +264,7 @@ def apply_model_deleted(conn: Connection, event: Event, model: Any) -> None:
     for row in conn.execute(live_versions(conn, name)).all():
         _insert_deletion(conn, deleted_versions, event, reason, name=name, version=row.version)
     _insert_deletion(conn, deleted_models, event, reason, name=name)
+    conn.execute(retention.delete().where(retention.c.name == name))
 
 
 def apply_version_restored(conn: Connection, event: Event, model: Any) -> None:

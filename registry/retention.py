@@ -13,6 +13,10 @@ appends one ``VersionDeleted`` (reason ``retention: <policy>``) per other live v
 at the stream version it read: a concurrent writer makes it conflict and start over from what
 committed, so no version is deleted twice and none that the policy keeps is deleted. Applying twice
 deletes nothing more (the newest, best and multiples among the kept versions are those same versions).
+
+A policy belongs to one life of its model: ``ModelDeleted`` ends it (its projection removes the
+policy, ``registry.lifecycle``), so a model made again under the same name keeps every version until
+a policy is set for it.
 """
 
 from __future__ import annotations
@@ -28,7 +32,7 @@ from sqlalchemy.engine import Connection
 from registry import errors, lifecycle
 from registry.eventstore import Event, NewEvent
 from registry.names import validate_name
-from registry.schema import aliases, retention, versions
+from registry.schema import aliases, events, retention, versions
 
 log = logging.getLogger(__name__)
 
@@ -121,8 +125,29 @@ def _apply_set(conn: Connection, event: Event, model: Any) -> None:
 
 def _apply_cleared(conn: Connection, event: Event, model: Any) -> None:
     gone = conn.execute(retention.delete().where(retention.c.name == event.stream))
-    if gone.rowcount != 1:
+    if gone.rowcount != 1 and not _ended_by_deletion(conn, event):
         raise errors.NotFoundError(f"model {event.stream!r} has no retention policy to clear")
+
+
+_LAST_POLICY_EVENT = (
+    sa.select(events.c.type)
+    .where(events.c.stream == sa.bindparam("b_stream"), events.c.stream_version < sa.bindparam("b_before"),
+           events.c.type.in_([RETENTION_SET, RETENTION_CLEARED, lifecycle.MODEL_DELETED]))
+    .order_by(events.c.stream_version.desc()).limit(1)
+)
+
+
+def _ended_by_deletion(conn: Connection, event: Event) -> bool:
+    """Whether the policy ``event`` clears was ended by the model's deletion before it.
+
+    Logs written before ``ModelDeleted`` ended policies can hold ``[RetentionSet, ModelDeleted, ...,
+    RetentionCleared]`` (the policy then outlived the deletion, and was cleared on the model made
+    again): replayed today, that clear finds no policy, and must clear nothing rather than fail the
+    rebuild. ``clear_policy`` refuses a model without a policy before it appends, so only such a log
+    (or an append by hand) gets here.
+    """
+    last = conn.execute(_LAST_POLICY_EVENT, {"b_stream": event.stream, "b_before": event.stream_version}).scalar()
+    return last == lifecycle.MODEL_DELETED
 
 
 def handlers() -> dict[str, Any]:
@@ -192,6 +217,11 @@ def _deletions(conn: Connection, name: str) -> list[NewEvent]:
     keep = kept(policy, live, aliased)
     reason = f"retention: {describe(policy)}"
     return [NewEvent(lifecycle.VERSION_DELETED, {"version": v, "reason": reason}) for v, _ in live if v not in keep]
+
+
+def pending(conn: Connection, name: str) -> list[int]:
+    """The live versions of ``name`` its policy does not keep: what ``apply`` would delete now (``gc --dry-run``)."""
+    return [e.payload["version"] for e in _deletions(conn, name)]
 
 
 def apply(reg: Any, name: str) -> list[int]:

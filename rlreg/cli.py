@@ -91,14 +91,16 @@ def _warnings_as_lines():
         yield
 
 
-def common(func=None, *, writes: bool = False):
+def common(func=None, *, writes: bool = False, create: bool | None = None):
     """Add ``--db``, ``--storage`` and ``--json`` and pass a ``Session`` as the first argument.
 
     A command that only reads (``writes=False``) refuses a database URL given explicitly that
     holds no registry, so a mistyped URL is an error rather than a new, empty registry.
+    ``create=False`` refuses one that holds no registry always, the default database too (``gc``:
+    a new registry would take every object of the storage it is given for garbage).
     """
     if func is None:
-        return functools.partial(common, writes=writes)
+        return functools.partial(common, writes=writes, create=create)
 
     @click.option(
         "--db", metavar="URL",
@@ -113,7 +115,7 @@ def common(func=None, *, writes: bool = False):
     @functools.wraps(func)
     def wrapper(ctx, db, storage, as_json, **kwargs):
         db, storage = db or config.db_url(), storage or config.storage_url()
-        session = Session(db, storage, as_json, create=writes or not db)
+        session = Session(db, storage, as_json, create=(writes or not db) if create is None else create)
         ctx.find_root().meta["rlreg.session"] = session
         ctx.call_on_close(session.close)
         return func(session, **kwargs)

@@ -126,19 +126,23 @@ _UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
 
 
 def parse_duration(text: str) -> float:
-    """``90s``, ``15m``, ``24h``, ``7d`` or plain seconds, as seconds."""
+    """``90s``, ``15m``, ``24h``, ``7d`` or plain seconds, as seconds: finite, from 0 to gc's ``MAX_GRACE``."""
+    from registry.gc import MAX_GRACE
+
     value, unit = (text[:-1], text[-1]) if text and text[-1] in _UNITS else (text, "s")
     try:
         seconds = float(value) * _UNITS[unit]
     except ValueError:
         seconds = -1.0
-    if not seconds >= 0:
+    if not seconds >= 0:  # (float() takes "nan" too)
         raise CLIError(f"--grace {text!r}: expected a duration such as 90s, 15m, 24h or 7d")
+    if seconds > MAX_GRACE.total_seconds():  # "inf", "1e400", "1e12d": timedelta would overflow
+        raise CLIError(f"--grace {text!r}: at most {MAX_GRACE.days}d (10 years), e.g. 24h or 7d")
     return seconds
 
 
 @cli.command(short_help="Reclaim storage no live version references (safe while others write).")
-@common(writes=True)
+@common(writes=True, create=False)  # a mistyped --db must not become a new registry that collects this storage
 @click.option("--grace", default="24h", show_default=True, metavar="DURATION",
               help="Keep objects touched, and versions deleted, less than this long ago (90s, 15m, 24h, 7d).")
 @click.option("--dry-run", is_flag=True, help="Report what would be reclaimed; change nothing.")
@@ -159,5 +163,5 @@ def gc(session: Session, grace: str, dry_run: bool) -> None:
         (verb, f"{report.reclaimed_objects} objects, {output.size(report.reclaimed_bytes)}"),
         ("leftovers", f"{report.leftovers_reclaimed} of {report.leftovers_examined} removed "
                       f"({output.size(report.leftover_bytes_reclaimed)})"),
-        ("retention", f"{deleted} version(s) deleted"),
+        ("retention", f"{deleted} version(s) {'would be deleted' if dry_run else 'deleted'}"),
     ]))
