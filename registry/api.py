@@ -275,16 +275,28 @@ class Registry:
             staged, release = self._snapshots.staging.stage(tensors)
             return staged, rest, release
 
-        def record(staged: tuple, wait_turn: Any) -> ModelVersion:  # on the worker
+        def record(staged: tuple, wait_turn: Any) -> ModelVersion:  # on the worker, in the caller's context
+            from registry.pending import in_job_context
+
             make, rest, release = staged
             try:
                 tensors = make()
             except BaseException:
                 release()
                 raise
-            return self._record(name, spec, metadata, (tensors, rest, release), progress, wait_turn)
+            # the store's writer threads report progress: the callback runs in the job's context anyway
+            reporting = None if progress is None else in_job_context(progress)
+            return self._record(name, spec, metadata, (tensors, rest, release), reporting, wait_turn)
 
         return self._snapshots.submit(name, stage, record)
+
+    def _after_pending(self, name: str) -> None:
+        """Wait for the pending ``snapshot(block=False)`` of ``name``: a write of ``name`` made after one
+        is recorded after it (a model deleted after a snapshot call stays deleted). Not from within
+        one (its progress callback): that write is recorded at once."""
+        if self._queue is not None:
+            validate_name(name)  # (a name's tail is looked up by it)
+            self._queue.wait_turn(name)
 
     def _record(self, name: str, spec: tuple, metadata: dict, staged: tuple, progress, wait_turn) -> ModelVersion:
         """Store the tensors, then (once earlier snapshots of ``name`` ended) append the events."""
@@ -350,6 +362,7 @@ class Registry:
         validate_name(name)
         self._refuse_offline(f"register of {name!r}")
         spec_dict, digest = self._spec_dict(dict(spec) if isinstance(spec, Mapping) else rlmodule.spec_to_dict(spec))
+        self._after_pending(name)
 
         def events(latest: int, last_digest: str | None) -> list[NewEvent]:
             if last_digest == digest:
@@ -832,6 +845,7 @@ class Registry:
             )
         if version is None:
             raise errors.InvalidNameError(f"model {name!r}: set_alias({alias!r}) needs a version")
+        self._after_pending(name)
         with self._read(f"reading model {name!r}") as conn:
             version = self._row(conn, name, version, None).version
         return self._events.append(name, [NewEvent(ALIAS_SET, {"alias": alias, "version": version})])[0]
@@ -850,6 +864,7 @@ class Registry:
     def remove_alias(self, name: str, alias: str) -> Event:
         """Remove ``alias`` from ``name``."""
         validate_name(name)
+        self._after_pending(name)
         with self._read(f"reading model {name!r}") as conn:
             self._row(conn, name, None, alias)
         return self._events.append(name, [NewEvent(ALIAS_REMOVED, {"alias": alias})])[0]
@@ -859,12 +874,14 @@ class Registry:
     def set_tags(self, name: str, version: int, tags: Mapping[str, str]) -> Event:
         """Set ``tags`` (key -> text) on ``version`` of ``name``, keeping its other tags."""
         tags = labels.validate_tags(tags)
+        self._after_pending(name)
         self._check_version(name, version)
         return self._events.append(name, [NewEvent(TAGS_SET, {"version": version, "tags": tags})])[0]
 
     def remove_tags(self, name: str, version: int, keys: Iterable[str]) -> Event:
         """Remove the tags ``keys`` from ``version`` of ``name`` (``NotFoundError`` if one is not set)."""
         keys = labels.validate_keys(keys)
+        self._after_pending(name)
         row = self._check_version(name, version)
         missing = [k for k in keys if k not in (row.tags or {})]
         if missing:
@@ -876,6 +893,7 @@ class Registry:
     def set_description(self, name: str, text: str, version: int | None = None) -> Event:
         """Describe the model ``name`` (``version=None``) or one version of it; ``""`` clears it."""
         text = labels.validate_description(text)
+        self._after_pending(name)
         if version is None:
             validate_name(name)
             if not self.exists(name):
@@ -894,27 +912,33 @@ class Registry:
 
     def delete_version(self, name: str, version: int, *, reason: str, force: bool = False) -> Event:
         """Append ``VersionDeleted``; ``force`` removes the aliases pointing at it in the same append."""
+        self._after_pending(name)
         return deleting.delete_version(self, name, version, reason=reason, force=force)
 
     def delete_model(self, name: str, *, reason: str, force: bool = False) -> Event:
         """Append ``ModelDeleted`` (every live version); ``force`` removes the model's aliases with it."""
+        self._after_pending(name)
         return deleting.delete_model(self, name, reason=reason, force=force)
 
     def restore_version(self, name: str, version: int) -> Event:
         """Append ``VersionRestored``, while gc has kept the version's objects."""
+        self._after_pending(name)
         return deleting.restore_version(self, name, version)
 
     def set_retention(self, name: str, *, keep_last: int | None = None, keep_every: int | None = None,
                       keep_best: tuple | None = None) -> Event:
         """Record a ``RetentionSet`` policy for ``name`` and apply it (``keep_best=("mean_return", 5, "max")``)."""
+        self._after_pending(name)
         return retention.set_policy(self, name, keep_last=keep_last, keep_every=keep_every, keep_best=keep_best)
 
     def clear_retention(self, name: str) -> Event:
         """Record ``RetentionCleared``: ``name`` keeps every version again."""
+        self._after_pending(name)
         return retention.clear_policy(self, name)
 
     def apply_retention(self, name: str) -> list[int]:
         """Delete the versions ``name``'s policy does not keep (as after a snapshot); returns their numbers."""
+        self._after_pending(name)
         return retention.apply(self, name)
 
     def retention(self, name: str) -> dict | None:

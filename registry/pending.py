@@ -6,16 +6,22 @@ caches its staging copy) and returns; a worker thread hashes, writes and commits
 ``limit`` snapshots are in flight (staged, not yet committed): the next call blocks until one ends,
 so memory stays bounded by ``limit`` copies of the state. Versions of one name commit in call order:
 a job writes its objects at once but appends its event only after the previous job of that name
-has ended (succeeded or failed). A failure is raised by ``PendingVersion.result()``; one nobody
-collected that way is raised by ``Registry.close()``, and reported on stderr at interpreter exit
-(which waits for every pending snapshot first, as ``concurrent.futures`` joins its workers).
+has ended (succeeded or failed); a later write of that name through the registry (a delete, an
+alias, tags) waits for them too, but not one from within a job (a progress callback). A failure is
+raised by ``PendingVersion.result()``; one nobody collected that way is raised by
+``Registry.close()``, and reported on stderr at interpreter exit (which waits for every pending
+snapshot first, before ``concurrent.futures`` refuses new work), even when its registry was dropped
+unclosed. A job runs in the caller's context (``acting_as``); a forked child starts with an empty queue.
 """
 
 from __future__ import annotations
 
 import atexit
-import ctypes
 import concurrent.futures
+import concurrent.futures.thread  # its exit hook registered before ours (see _wait_at_exit)
+import contextvars
+import ctypes
+import os
 import sys
 import threading
 import weakref
@@ -34,10 +40,12 @@ _ALIGN = 64  # bytes: every staged tensor starts on a cache line
 class PendingVersion:
     """A snapshot recorded in the background: ``result(timeout=None) -> ModelVersion``, ``done()``."""
 
-    def __init__(self, name: str, future: concurrent.futures.Future) -> None:
+    def __init__(self, name: str, future: concurrent.futures.Future,
+                 on_collected: Callable[[PendingVersion], None] | None = None) -> None:
         self.name = name
         self._future = future
         self.collected = False  # its outcome was handed to the caller by result()
+        self._on_collected = on_collected
 
     def __repr__(self) -> str:
         state = "done" if self.done() else "pending"
@@ -49,17 +57,16 @@ class PendingVersion:
 
     def result(self, timeout: float | None = None) -> ModelVersion:
         """The recorded version, once committed; its error if it failed; ``TimeoutError`` after ``timeout`` s."""
+        # Waited for apart from the outcome: the snapshot's own TimeoutError (a socket's, a progress
+        # callback's) is concurrent.futures.TimeoutError too, and must be raised as what it is.
+        if not concurrent.futures.wait([self._future], timeout).done:
+            raise TimeoutError(f"snapshot of {self.name!r} has not committed within {timeout} s (it is still running)")
         try:
-            out = self._future.result(timeout)
-        except concurrent.futures.TimeoutError:
-            raise TimeoutError(
-                f"snapshot of {self.name!r} has not committed within {timeout} s (it is still running)"
-            ) from None
-        except BaseException:
+            return self._future.result()
+        finally:
             self.collected = True
-            raise
-        self.collected = True
-        return out
+            if self._on_collected is not None:
+                self._on_collected(self)
 
     def failure(self) -> BaseException | None:
         """The error of a failed snapshot whose ``result()`` nobody called (waits for it to end)."""
@@ -171,27 +178,35 @@ class SnapshotQueue:
     def __init__(self, limit: int = DEFAULT_LIMIT) -> None:
         check_limit(limit)
         self.limit = limit
-        self.staging = StagingPool(limit)
-        self._slots = threading.BoundedSemaphore(limit)
+        self._reset()
+        _QUEUES.add(self)
+
+    def _reset(self) -> None:
+        """An empty queue: at creation, and in a forked child (the parent's workers, and the jobs and
+        slots they held, did not come along)."""
+        self.staging = StagingPool(self.limit)
+        self._slots = threading.BoundedSemaphore(self.limit)
         self._lock = threading.Lock()
         self._pool: concurrent.futures.ThreadPoolExecutor | None = None
         self._tails: dict[str, concurrent.futures.Future] = {}
-        self._jobs: list[PendingVersion] = []
-        _QUEUES.add(self)
+        self._jobs: list[PendingVersion] = []  # running, or failed and not yet reported (kept in _KEPT meanwhile)
 
     def submit(self, name: str, stage: Callable[[], Any], record: Callable[[Any, Callable[[], None]], ModelVersion]):
-        """``stage()`` in the caller's thread (after a slot is free), then ``record(staged, wait_turn)`` in a worker."""
+        """``stage()`` in the caller's thread (after a slot is free), then ``record(staged, wait_turn)`` in a
+        worker, in a copy of the caller's context (its ``acting_as``, as a blocking snapshot records)."""
         self._slots.acquire()  # back-pressure: blocks while ``limit`` snapshots are in flight
         try:
             staged = stage()
+            context = contextvars.copy_context()
             with self._lock:
                 if self._pool is None:
                     self._pool = concurrent.futures.ThreadPoolExecutor(self.limit, thread_name_prefix="rlreg-snapshot")
                 previous = self._tails.get(name)
-                future = self._pool.submit(self._run, record, staged, previous)
+                future = self._pool.submit(context.run, self._run, record, staged, previous)
                 self._tails[name] = future
-                pending = PendingVersion(name, future)
+                pending = PendingVersion(name, future, self._collected)
                 self._jobs.append(pending)
+                _KEPT.add(self)  # until reported: its registry may be dropped unclosed meanwhile
         except BaseException:
             self._slots.release()
             raise
@@ -199,6 +214,7 @@ class SnapshotQueue:
         return pending
 
     def _run(self, record, staged: Any, previous: concurrent.futures.Future | None) -> ModelVersion:
+        _RUNNING.set(self)  # (in the job's own context)
         try:
             return record(staged, lambda: _wait(previous))
         finally:
@@ -208,11 +224,31 @@ class SnapshotQueue:
         with self._lock:
             if self._tails.get(name) is future:
                 del self._tails[name]
-            if future.exception() is None and pending in self._jobs:
-                self._jobs.remove(pending)
+            if future.exception() is None:  # a failure waits to be reported (result(), close(), exit)
+                self._drop(pending)
+
+    def _collected(self, pending: PendingVersion) -> None:
+        """``pending.result()`` handed its outcome over: nothing of it is left to report."""
+        with self._lock:
+            self._drop(pending)
+
+    def _drop(self, pending: PendingVersion) -> None:
+        if pending in self._jobs:
+            self._jobs.remove(pending)
+        if not self._jobs:
+            _KEPT.discard(self)
+
+    def unfinished(self) -> list[concurrent.futures.Future]:
+        """The jobs still running or waiting for a worker."""
+        with self._lock:
+            return [job._future for job in self._jobs if not job.done()]
 
     def wait_turn(self, name: str) -> None:
-        """Wait for the pending snapshots of ``name`` (a blocking snapshot commits after them)."""
+        """Wait for the pending snapshots of ``name`` (a blocking snapshot, or another write of ``name``,
+        comes after them); not from within a snapshot of this queue (its progress callback), which
+        would wait for itself."""
+        if _RUNNING.get() is self:
+            return
         with self._lock:
             previous = self._tails.get(name)
         _wait(previous)
@@ -225,6 +261,7 @@ class SnapshotQueue:
             pool.shutdown(wait=True)
         with self._lock:
             jobs, self._jobs = self._jobs, []
+            _KEPT.discard(self)
         self.staging.clear()
         return [job for job in jobs if job.failure() is not None]
 
@@ -241,19 +278,57 @@ class SnapshotQueue:
             raise exc
 
 
+def in_job_context(callback: Callable[..., Any]) -> Callable[..., Any]:
+    """``callback`` run, from any thread (a store writer's progress report), in the context of the job
+    that calls this: its caller's ``acting_as``, and known to be within the job (``wait_turn``)."""
+    context = contextvars.copy_context()
+    lock = threading.Lock()  # a context is entered by one thread at a time
+
+    def call(*args: Any) -> Any:
+        with lock:
+            return context.run(callback, *args)
+
+    return call
+
+
 def _wait(future: concurrent.futures.Future | None) -> None:
     if future is not None:
         concurrent.futures.wait([future])
 
 
-_QUEUES: weakref.WeakSet[SnapshotQueue] = weakref.WeakSet()
+_QUEUES: weakref.WeakSet[SnapshotQueue] = weakref.WeakSet()  # every queue, waited for at exit
+# Queues with a job running or failed and not yet reported: a registry dropped unclosed (a reference
+# cycle the collector ends) must not take a failure nobody saw with it. Closing it lets go.
+_KEPT: set[SnapshotQueue] = set()
+_RUNNING: contextvars.ContextVar[SnapshotQueue | None] = contextvars.ContextVar("rlreg_snapshot_job", default=None)
+
+
+def _wait_at_exit() -> None:
+    """Wait for every pending snapshot before ``concurrent.futures`` refuses new work at exit: a job
+    still hands its writes to the store's threads. threading runs these hooks last registered first,
+    and concurrent.futures.thread (imported above) registered its own already."""
+    while running := [f for queue in list(_QUEUES) for f in queue.unfinished()]:
+        concurrent.futures.wait(running)
+
+
+threading._register_atexit(_wait_at_exit)
 
 
 @atexit.register
 def _report_at_exit() -> None:
-    """At interpreter exit (after concurrent.futures ran the queued jobs): report uncollected failures."""
+    """At interpreter exit (after the pending jobs ended): report uncollected failures."""
     for queue in list(_QUEUES):
         for job in queue.drain():
             exc = job.failure()
             sys.stderr.write(f"rlreg: a snapshot of {job.name!r} made with block=False failed: "
                              f"{type(exc).__name__}: {exc}\n")
+
+
+def _forked() -> None:
+    """In a forked child: empty queues (the parent waits for, and reports, its own jobs)."""
+    for queue in list(_QUEUES):
+        queue._reset()
+    _KEPT.clear()
+
+
+os.register_at_fork(after_in_child=_forked)

@@ -170,21 +170,27 @@ def test_result_times_out_while_the_snapshot_runs(make_sqlite_registry, module):
 
 def test_interpreter_exit_waits_for_pending_snapshots_and_reports_failures(sqlite_url, tmp_path):
     (tmp_path / "blocked").write_text("x")
+    # Each good snapshot is held before it hands its objects to the store's writer threads, until
+    # the script has ended: those writes are submitted while the interpreter exits.
     script = textwrap.dedent(f"""
+        import time
         import registry_toys
         from registry import Registry
         module = registry_toys.spec(hidden=16).build()
-        good = Registry({sqlite_url!r}, {str(tmp_path / "blobs")!r})
-        for i in range(3):
-            good.snapshot("m", module, {{"i": i}}, block=False)
+        hold = lambda done, total: time.sleep(0.5) if done == 0 else None
+        good = Registry({sqlite_url!r}, {str(tmp_path / "blobs")!r}, pending_snapshots=3)
+        pending = [good.snapshot("m", module, {{"i": i}}, block=False, progress=hold) for i in range(3)]
         bad = Registry({"sqlite:///" + str(tmp_path / "other.db")!r}, {str(tmp_path / "blocked" / "blobs")!r})
         bad.snapshot("lost", module, block=False)
+        assert not any(p.done() for p in pending)
         print("leaving")
     """)
     here = os.path.dirname(__file__)
     env = {**os.environ, "PYTHONPATH": os.pathsep.join([here, os.environ.get("PYTHONPATH", "")])}
     done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, env=env, timeout=120)
     assert done.returncode == 0, done.stderr
-    assert "rlreg: a snapshot of 'lost' made with block=False failed: " in done.stderr
+    failed = [line for line in done.stderr.splitlines() if line.startswith("rlreg: ")]
+    assert len(failed) == 1 and failed[0].startswith(
+        "rlreg: a snapshot of 'lost' made with block=False failed: StorageWriteError: "), done.stderr
     with Registry(sqlite_url, str(tmp_path / "blobs")) as reg:
-        assert [v.metadata["i"] for v in reg.versions("m")] == [0, 1, 2]
+        assert [(v.version, v.metadata["i"]) for v in reg.versions("m")] == [(1, 0), (2, 1), (3, 2)]

@@ -1,0 +1,220 @@
+"""``snapshot(block=False)`` where it meets the rest of the process: the caller's context, fork, a
+registry dropped unclosed, a snapshot's own TimeoutError, and writes of the same name made after it.
+
+As in test_registry_pending.py, background work is held up by a progress callback, never by patching.
+"""
+
+from __future__ import annotations
+
+import gc
+import os
+import signal
+import socket
+import subprocess
+import sys
+import textwrap
+import threading
+import time
+import weakref
+
+import pytest
+import registry_toys
+from registry import Registry
+
+SETTLE = 0.3  # seconds a blocked call is given to (wrongly) get through
+HERE = os.path.dirname(__file__)
+
+
+class Gate:
+    """A progress callback that blocks the snapshot's worker until ``open()``."""
+
+    def __init__(self) -> None:
+        self.entered = threading.Event()
+        self._open = threading.Event()
+
+    def __call__(self, done: int, total: int) -> None:
+        self.entered.set()
+        assert self._open.wait(30), "the gate was never opened"
+
+    def open(self) -> None:
+        self._open.set()
+
+
+@pytest.fixture
+def make_sqlite_registry(sqlite_url, local_storage_url):
+    opened: list[Registry] = []
+
+    def make(storage_url: str | None = None, **kwargs) -> Registry:
+        opened.append(Registry(sqlite_url, storage_url or local_storage_url, **kwargs))
+        return opened[-1]
+
+    yield make
+    for reg in opened:
+        try:
+            reg.close()
+        except OSError:
+            pass  # the failing snapshots of the error tests, already checked
+
+
+@pytest.fixture
+def module():
+    return registry_toys.spec(hidden=16).build()
+
+
+def run_script(body: str, timeout: float = 120) -> subprocess.CompletedProcess:
+    """``body`` run by a fresh interpreter (exit hooks, reference cycles: as a user's script ends)."""
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([HERE, os.environ.get("PYTHONPATH", "")])}
+    return subprocess.run([sys.executable, "-c", textwrap.dedent(body)], capture_output=True, text=True,
+                          env=env, timeout=timeout)
+
+
+def test_a_background_snapshot_records_the_callers_actor_and_reports_progress_in_it(make_sqlite_registry, module):
+    reg = make_sqlite_registry()
+    seen: list[tuple[str, str | None]] = []  # (thread, actor) of each progress report
+
+    def progress(done: int, total: int) -> None:
+        seen.append((threading.current_thread().name, reg.current_actor()["actor"]))
+
+    with reg.acting_as("alice", via="web"):
+        pending = reg.snapshot("m", module, block=False, progress=progress)
+    assert pending.result(30).actor["actor"] == "alice"
+    assert reg.version("m", 1).actor["via"] == "web"
+    assert any(not thread.startswith("rlreg-snapshot") for thread, _ in seen)  # a store writer's report too
+    assert {actor for _, actor in seen} == {"alice"}
+
+
+def _child(work) -> None:
+    """Run ``work()`` in this forked child and leave: 0 when it returned, 1 when it raised, 2 when stuck."""
+    code = 1
+    try:
+        signal.signal(signal.SIGALRM, lambda *a: os._exit(2))
+        signal.alarm(20)
+        work()
+        code = 0
+    except BaseException as exc:  # noqa: BLE001 - reported by the exit status (and on stderr)
+        sys.stderr.write(f"child: {type(exc).__name__}: {exc}\n")
+    finally:
+        os._exit(code)
+
+
+def _exit_code(pid: int) -> int:
+    _, status = os.waitpid(pid, 0)
+    return os.waitstatus_to_exitcode(status)
+
+
+def test_a_forked_child_snapshots_with_a_queue_of_its_own(make_sqlite_registry, module):
+    reg = make_sqlite_registry()
+    assert reg.snapshot("m", module, block=False).result(30).version == 1
+    gate = Gate()
+    held = reg.snapshot("m", module, block=False, progress=gate)  # in flight at the fork
+    assert gate.entered.wait(10)
+
+    def work() -> None:
+        assert reg.snapshot("m", module).version == 2  # not waiting for the parent's job
+        assert reg.snapshot("c", module, block=False).result(15).version == 1
+        reg.close()
+
+    pid = os.fork()
+    if pid == 0:
+        _child(work)
+    try:
+        assert _exit_code(pid) == 0, "the child's snapshots failed (2: they hung)"
+    finally:
+        gate.open()
+    assert held.result(30).version == 3
+    assert [v.version for v in reg.versions("c")] == [1]
+
+
+def test_a_failure_of_a_registry_dropped_unclosed_is_still_reported_at_exit(tmp_path):
+    (tmp_path / "blocked").write_text("a file where the blob folder should be")
+    done = run_script(f"""
+        import gc, time
+        import registry_toys
+        from registry import Registry
+        module = registry_toys.spec(hidden=16).build()
+
+        def fire_and_forget():
+            reg = Registry({"sqlite:///" + str(tmp_path / "reg.db")!r}, {str(tmp_path / "blocked" / "blobs")!r})
+            pending = reg.snapshot("lost", module, block=False)
+            while not pending.done():
+                time.sleep(0.01)
+
+        fire_and_forget()
+        gc.collect()  # as the collector would, some time in a long run
+        print("leaving")
+    """)
+    assert done.returncode == 0, done.stderr
+    assert "rlreg: a snapshot of 'lost' made with block=False failed: StorageWriteError" in done.stderr
+
+
+def test_a_closed_registry_is_not_kept_for_the_failure_it_raised(sqlite_url, module, tmp_path):
+    (tmp_path / "blocked").write_text("x")
+    reg = Registry(sqlite_url, str(tmp_path / "blocked" / "blobs"))
+    reg.snapshot("m", module, block=False)
+    with pytest.raises(OSError) as raised:
+        reg.close()
+    del raised  # (its traceback holds the registry)
+    gone = weakref.ref(reg)
+    del reg
+    gc.collect()
+    assert gone() is None
+
+
+@pytest.mark.parametrize("timeout", [None, 30])
+def test_a_snapshots_own_timeout_error_is_raised_as_it_is(make_sqlite_registry, module, timeout):
+    reg = make_sqlite_registry()
+
+    def progress(done: int, total: int) -> None:  # e.g. a metrics server that did not answer
+        raise socket.timeout("metrics server timed out")
+
+    pending = reg.snapshot("m", module, block=False, progress=progress)
+    with pytest.raises(TimeoutError, match="^metrics server timed out$"):
+        pending.result(timeout)
+    assert pending.done()
+    reg.close()  # collected by result(): not raised again
+
+
+WRITES = {
+    "delete_model": lambda reg: reg.delete_model("m", reason="done with it"),
+    "delete_version": lambda reg: reg.delete_version("m", 2, reason="bad run"),
+    "set_alias": lambda reg: reg.set_alias("m", "best", 2),
+    "set_tags": lambda reg: reg.set_tags("m", 2, {"stage": "eval"}),
+}
+
+
+@pytest.mark.parametrize("write", list(WRITES))
+def test_a_write_made_after_a_pending_snapshot_is_recorded_after_it(make_sqlite_registry, module, write):
+    reg = make_sqlite_registry()
+    reg.snapshot("m", module)
+    gate = Gate()
+    pending = reg.snapshot("m", module, block=False, progress=gate)
+    assert gate.entered.wait(10)
+    opener = threading.Timer(SETTLE, gate.open)
+    opener.start()
+    started = time.monotonic()
+    event = WRITES[write](reg)
+    assert pending.done() and time.monotonic() - started >= SETTLE * 0.9, "the write did not wait for the snapshot"
+    assert pending.result().version == 2
+    assert [e.type for e in reg.history("m")][-2:] == ["VersionRecorded", event.type]
+    assert reg.exists("m") == (write != "delete_model")
+    opener.join()
+
+
+def test_a_write_of_the_same_name_from_a_snapshots_progress_callback_does_not_wait_for_it(tmp_path):
+    done = run_script(f"""
+        import registry_toys
+        from registry import Registry
+        module = registry_toys.spec(hidden=16).build()
+        reg = Registry({"sqlite:///" + str(tmp_path / "reg.db")!r}, {str(tmp_path / "blobs")!r})
+        reg.snapshot("m", module)
+
+        def progress(done, total):
+            if done == 0:  # the first report, before the objects are written
+                reg.set_description("m", "described while version 2 is written")
+
+        print("version", reg.snapshot("m", module, block=False, progress=progress).result(30).version)
+        print(reg.history("m")[-2].type, reg.history("m")[-1].type)
+        reg.close()
+    """, timeout=60)  # (a snapshot waiting for itself never ends)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.split("\n")[:2] == ["version 2", "DescriptionSet VersionRecorded"]
