@@ -350,7 +350,7 @@ class Registry:
                                                     lambda: collector.reupload(self.store, tensors, manifest),
                                                     has_policy, before_commit=stored, fresh=True)
         if not policy or policy[-1]:  # unknown (no check ran): apply it
-            retention.apply(self, name)  # after the commit: the new version is the latest, always kept
+            retention.apply_after_commit(self, name)  # the new version is the latest, always kept
         last = recorded[-1]
         return ModelVersion(
             name=name, version=last.payload["version"], created_at=last.timestamp, metadata=metadata,

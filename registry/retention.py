@@ -224,6 +224,19 @@ def pending(conn: Connection, name: str) -> list[int]:
     return [e.payload["version"] for e in _deletions(conn, name)]
 
 
+def apply_after_commit(reg: Any, name: str) -> list[int]:
+    """``apply`` after a snapshot of ``name`` committed: a database lost meanwhile is logged, not raised.
+
+    The version is recorded; raising would tell its caller it was not, and a caller that tries again
+    records it twice. The policy is applied by the next snapshot, ``rlreg gc`` or ``apply_retention``.
+    """
+    try:
+        return apply(reg, name)
+    except errors.DatabaseUnavailableError as exc:
+        log.warning("retention of model %r left for its next snapshot or gc (the version is recorded): %s", name, exc)
+        return []
+
+
 def apply(reg: Any, name: str) -> list[int]:
     """Delete the live versions of ``name`` its policy does not keep; returns their numbers.
 

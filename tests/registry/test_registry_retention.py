@@ -94,3 +94,30 @@ def test_several_writers_with_one_policy(subprocess_env, default_env):
     assert recorded == list(range(1, 18))
     assert [v.version for v in reg.versions("shared")] == [15, 16, 17]
     assert sorted(deleted) == list(range(1, 15))
+
+
+def test_a_database_lost_while_retention_runs_after_a_snapshot_does_not_fail_the_recorded_snapshot(
+        reg, monkeypatch, caplog):
+    """The snapshot committed, then the database went away while its retention policy was applied: the
+    snapshot returns its version (raising would make a caller that tries again record it twice), the
+    policy is left for the next snapshot, and an explicit apply_retention still raises."""
+    from registry import DatabaseUnavailableError
+    from registry import retention
+
+    module = toys.spec().build()
+    reg.snapshot("pol", module)
+    reg.set_retention("pol", keep_last=1)
+
+    def lost(conn, name):
+        raise DatabaseUnavailableError("database is gone (injected)")
+
+    monkeypatch.setattr(retention, "_deletions", lost)
+    toys.train_step(module, 1)
+    with caplog.at_level("WARNING", logger="registry.retention"):
+        version = reg.snapshot("pol", module)
+    assert version.version == 2 and reg.version("pol").version == 2
+    assert "left for its next snapshot or gc (the version is recorded)" in caplog.text
+    with pytest.raises(DatabaseUnavailableError):
+        reg.apply_retention("pol")
+    monkeypatch.undo()
+    assert reg.apply_retention("pol") == [1]
