@@ -9,6 +9,13 @@ the table, an opcode outside the allow-list (`INST`, `OBJ`, `EXT*`, `PERSID`, ou
 buffers, ...), a `REDUCE` on anything but a table entry, or arguments a handler does not accept
 raise `PickleRefusedError` naming the global or opcode and the file.
 
+What the data holds is bounded by the file's size: every value counts each time it is reached
+(a shared list once per reference, its size memoised), and more than `BUDGET_FACTOR` times the
+file's bytes (plus `BUDGET_FLOOR`) is refused, so neither a "billion laughs" of shared references
+nor one byte string reused by many arrays can turn a small file into gigabytes or an endless walk.
+Set members and dict keys must be flat (strings, numbers, tuples of strings and ints): nothing
+deep or unhashable is ever hashed.
+
 `NUMPY_GLOBALS` rebuilds numpy arrays, scalars and dtypes under numpy 1.x (`numpy.core.*`) and
 2.x (`numpy._core.*`) names from their bytes (numeric and bool dtypes only: object arrays hold
 pickles of their own and are refused); `COLLECTIONS_GLOBALS` gives `OrderedDict`.
@@ -29,6 +36,8 @@ from rlmodule.errors import PickleRefusedError
 __all__ = ["COLLECTIONS_GLOBALS", "Handler", "NUMPY_GLOBALS", "decode"]
 
 MAX_DEPTH = 200
+BUDGET_FACTOR = 4  # what a file may hold: this many units per byte of the file ...
+BUDGET_FLOOR = 1 << 16  # ... plus this many (a unit: one value, or one byte of a string/bytes/array)
 
 
 @dataclass(frozen=True)
@@ -80,11 +89,21 @@ _GET = {"GET", "BINGET", "LONG_BINGET"}
 
 
 class _Machine:
-    def __init__(self, table: dict[str, Handler], what: str) -> None:
+    def __init__(self, table: dict[str, Handler], what: str, budget: int) -> None:
         self.table, self.what = table, what
         self.stack: list = []
         self.marks: list[list] = []
         self.memo: dict[int, Any] = {}
+        self.budget, self.spent = budget, 0
+        self.sizes: dict[int, int] = {}  # id of a materialised node -> what reaching it costs
+
+    def charge(self, units: int) -> None:
+        self.spent += units
+        if self.spent > self.budget:
+            raise self.refuse(
+                f"it holds far more than its size (over {self.budget:,} values and bytes, "
+                f"{BUDGET_FACTOR} per byte of the file): data reached through many shared "
+                "references or reused many times (a 'billion laughs') is not allowed")
 
     def refuse(self, why: str) -> PickleRefusedError:
         return PickleRefusedError(f"{self.what}: {why}; refused without running anything")
@@ -191,10 +210,9 @@ class _Machine:
         self._push({self._key(k): v for k, v in zip(items[0::2], items[1::2])})
 
     def _key(self, key):
-        if isinstance(key, (str, bytes, int, float, bool, type(None))) or (
-                isinstance(key, tuple) and all(isinstance(k, (str, int)) for k in key)):
+        if _flat(key):
             return key
-        raise self.refuse(f"a dict key of type {type(key).__name__} is not allowed")
+        raise self.refuse(f"a dict key or set member of type {type(key).__name__} is not allowed")
 
     def _hashable(self, items: list) -> list:
         return [self._key(x) for x in items]
@@ -244,7 +262,9 @@ class _Machine:
         if handler.reduce is None or not isinstance(args, tuple):
             raise self.refuse(f"REDUCE on {handler.name} is not allowed")
         if handler.eager:
-            self.stack.append(self._call(handler, handler.reduce, args, _NO_STATE))
+            out = self._call(handler, handler.reduce, args, _NO_STATE)
+            self.charge(1 + len(out))  # (a container, or bytes a copy of which was just made)
+            self.stack.append(out)
         else:
             self.stack.append(_Pending(handler, "reduce", args))
 
@@ -282,16 +302,27 @@ class _Machine:
     def materialise(self, obj, seen: dict, busy: set, depth: int = 0):
         if depth > MAX_DEPTH:
             raise self.refuse(f"data nested deeper than {MAX_DEPTH} levels")
-        if isinstance(obj, (str, bytes, bytearray, int, float, bool, type(None))):
+        if isinstance(obj, (str, bytes, bytearray)):
+            self.charge(1 + len(obj))  # each use: an array built on bytes copies them
             return obj  # a bytearray (BYTEARRAY8) becomes an array's memory without a copy
+        if isinstance(obj, int):
+            self.charge(1 + obj.bit_length() // 64)
+            return obj
+        if isinstance(obj, (float, type(None))):
+            self.charge(1)
+            return obj
         key = id(obj)
-        if key in seen:
+        if key in seen:  # a shared node costs what it holds each time it is reached
+            self.charge(self.sizes[key])
             return seen[key]
         if key in busy:
             raise self.refuse("a self-referencing structure is not allowed")
         busy.add(key)
+        before = self.spent
+        self.charge(1)
         out = self._materialise(obj, seen, busy, depth + 1)
         busy.discard(key)
+        self.sizes[key] = self.spent - before
         seen[key] = out
         return out
 
@@ -319,6 +350,7 @@ class _Machine:
             state = m(obj.state) if obj.built else _NO_STATE
             return self._call(obj.handler, fn, m(obj.args), state)
         if isinstance(obj, (np.ndarray, np.generic, np.dtype)):
+            self.charge(getattr(obj, "nbytes", 0))
             return obj  # built by an eager handler of ours
         raise self.refuse(f"a decoded {type(obj).__name__} is not plain data")
 
@@ -345,9 +377,15 @@ def _not_allowed(full: str) -> str:
             "gymnasium spaces and RLlib's spec, config, module and catalog classes)")
 
 
+def _flat(key) -> bool:
+    """Whether `key` may be a dict key or set member: hashing it is cheap and cannot fail."""
+    return isinstance(key, (str, bytes, int, float, bool, type(None))) or (
+        isinstance(key, tuple) and all(isinstance(k, (str, int)) for k in key))
+
+
 def decode(data: bytes, table: dict[str, Handler], *, what: str = "pickle") -> Any:
     """The plain data a pickle holds, built by our code only; refuses anything else."""
-    machine = _Machine(table, what)
+    machine = _Machine(table, what, BUDGET_FACTOR * len(data) + BUDGET_FLOOR)
     try:
         for opcode, arg, pos in pickletools.genops(data):
             if machine.step(opcode.name, arg, pos):
@@ -462,9 +500,18 @@ def _ordered_dict(args: tuple, state) -> OrderedDict:
     if args == ():
         return OrderedDict()
     (pairs,) = args
-    if not all(isinstance(p, (list, tuple)) and len(p) == 2 for p in pairs):
+    if not isinstance(pairs, (list, tuple)) or not all(isinstance(p, (list, tuple)) and len(p) == 2
+                                              for p in pairs):
         raise ValueError("OrderedDict arguments are not (key, value) pairs")
+    _flat_items((k for k, _ in pairs), "an OrderedDict key")
     return OrderedDict(pairs)
+
+
+def _flat_items(items, what: str) -> None:
+    for item in items:
+        if not _flat(item):
+            raise ValueError(f"{what} of type {type(item).__name__} is not allowed (only strings, "
+                             "numbers and flat tuples are hashed)")
 
 
 def _codecs_encode(args: tuple, state) -> bytes:
@@ -484,6 +531,7 @@ def _builtin(kind: type) -> Callable:
         (items,) = args
         if not isinstance(items, list) or (kind is bytes and items):
             raise ValueError(f"{kind.__name__} arguments must be a list")
+        _flat_items(items, f"a {kind.__name__} member")
         return kind(items)
     return build
 

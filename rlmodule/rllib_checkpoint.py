@@ -18,6 +18,7 @@ never do.
 from __future__ import annotations
 
 import json
+import math
 import posixpath
 import re
 from collections import OrderedDict
@@ -117,7 +118,10 @@ def _decode_msgpack(data: bytes, url: str):
     try:
         return msgpack.unpackb(data, raw=False, strict_map_key=False,
                                object_hook=lambda d: _msgpack_numpy(d, url))
-    except (ValueError, msgpack.exceptions.ExtraData) as e:
+    except CheckpointFormatError:
+        raise
+    except (ValueError, TypeError, IndexError, KeyError, OverflowError,
+            msgpack.exceptions.ExtraData) as e:  # (a map as a key: TypeError unhashable)
         raise CheckpointFormatError(f"{url} is not a readable msgpack file: {e}") from None
 
 
@@ -127,15 +131,33 @@ def _msgpack_numpy(d: dict, url: str):
     if nd is None:
         return d
     get = lambda k: d.get(k.encode(), d.get(k))  # noqa: E731
-    kind, typestr, raw = get("kind"), get("type"), get("data")
+    kind, typestr, raw, shape = get("kind"), get("type"), get("data"), get("shape")
     if kind not in (None, b"", "") or not isinstance(typestr, str) or not isinstance(raw, bytes):
-        raise CheckpointFormatError(f"{url}: an array of kind {kind!r} / type {typestr!r} is not "
-                                    "read (object and structured arrays hold pickles)")
-    dtype = np.dtype(typestr)
-    if dtype.kind not in "biufc":
-        raise CheckpointFormatError(f"{url}: dtype {typestr!r} is not a numeric or bool dtype")
-    flat = np.frombuffer(raw, dtype=dtype)
-    return flat.reshape(tuple(get("shape"))).copy() if nd else flat[0].copy()
+        raise CheckpointFormatError(f"{url}: an array of kind {_short(kind)} / type {_short(typestr)} "
+                                    "is not read (object and structured arrays hold pickles)")
+    try:
+        dtype = np.dtype(typestr)
+    except (TypeError, ValueError):
+        raise CheckpointFormatError(
+            f"{url}: an array's type {_short(typestr)} is not a numpy dtype") from None
+    if dtype.kind not in "biufc" or dtype.fields is not None:
+        raise CheckpointFormatError(f"{url}: dtype {_short(typestr)} is not a numeric or bool dtype")
+    if not nd:
+        if len(raw) != dtype.itemsize:
+            raise CheckpointFormatError(f"{url}: a {dtype} scalar of {len(raw)} bytes")
+        return np.frombuffer(raw, dtype=dtype)[0].copy()
+    if not isinstance(shape, (list, tuple)) or not all(
+            isinstance(n, int) and not isinstance(n, bool) and n >= 0 for n in shape):
+        raise CheckpointFormatError(f"{url}: an array's shape {_short(shape)} is not a list of sizes")
+    if math.prod(shape) * dtype.itemsize != len(raw):
+        raise CheckpointFormatError(f"{url}: {len(raw)} bytes do not fill an array of shape "
+                                    f"{_short(list(shape))} and dtype {dtype}")
+    return np.frombuffer(raw, dtype=dtype).reshape(tuple(shape)).copy()
+
+
+def _short(value) -> str:
+    text = repr(value)
+    return text if len(text) <= 60 else text[:57] + "..."
 
 
 _CONFIG_KEYS = ("observation_space", "action_space", "inference_only", "learner_only",
@@ -155,15 +177,34 @@ def _from_rllib_model_config(config: Any) -> Any:
 
 
 def _build(ctor: Any, url: str):
-    from rlmodule.multi_rl_module import MultiRLModule
-    from rlmodule.rl_module import RLModule, RLModuleConfig
+    """Our module from the decoded `class_and_ctor_args.pkl`; anything it cannot be built from is
+    a `CheckpointFormatError` (the file is input: a wrong type there is not a bug of ours)."""
+    from rlmodule.errors import RLModuleError
+    from rlmodule.rl_module import RLModule
 
     if not (isinstance(ctor, dict) and isinstance(ctor.get("class"), type)
             and issubclass(ctor["class"], RLModule)):
         raise CheckpointFormatError(f"{url} does not hold an RLModule class and its arguments")
-    klass, (args, kwargs) = ctor["class"], ctor.get("ctor_args_and_kwargs", ((), {}))
+    klass, args_and_kwargs = ctor["class"], ctor.get("ctor_args_and_kwargs", ((), {}))
+    if not (isinstance(args_and_kwargs, (list, tuple)) and len(args_and_kwargs) == 2
+            and isinstance(args_and_kwargs[1], dict)):
+        raise CheckpointFormatError(f"{url}: ctor_args_and_kwargs is not (args, kwargs)")
+    args, kwargs = args_and_kwargs
+    try:
+        return _construct(klass, args, kwargs, url)
+    except RLModuleError:
+        raise
+    except (TypeError, ValueError, KeyError, AttributeError, IndexError) as e:
+        raise CheckpointFormatError(f"{url}: cannot build {klass.__name__} from the arguments it "
+                                    f"holds ({type(e).__name__}: {e})") from e
+
+
+def _construct(klass: type, args, kwargs: dict, url: str):
+    from rlmodule.multi_rl_module import MultiRLModule
+    from rlmodule.rl_module import RLModuleConfig
+
     args = list(args) if isinstance(args, (list, tuple)) else [args]
-    for spec in _specs_in(args, kwargs):
+    for spec in _specs_in(args, kwargs, url):
         spec.model_config_dict = _from_rllib_model_config(spec.model_config_dict)
     if args and isinstance(args[0], RLModuleConfig):
         args[0].model_config_dict = _from_rllib_model_config(args[0].model_config_dict)
@@ -184,12 +225,29 @@ def _build(ctor: Any, url: str):
     return klass(*args, **kwargs)
 
 
-def _specs_in(args, kwargs) -> list:
+def _specs_in(args, kwargs, url: str) -> list:
+    """The sub-module specs of a MultiRLModule's arguments, each checked to build an RLModule."""
     from rlmodule.multi_rl_module import MultiRLModuleConfig
+    from rlmodule.rl_module import RLModule, RLModuleSpec
 
-    specs = list((kwargs.get("rl_module_specs") or {}).values())
+    found = [kwargs.get("rl_module_specs") or {}]
     if args and isinstance(args[0], MultiRLModuleConfig):
-        specs += list(args[0].modules.values())
+        found.append(args[0].modules or {})
+    specs = []
+    for group in found:
+        if not isinstance(group, dict):
+            raise CheckpointFormatError(f"{url}: the sub-module specs are a {type(group).__name__}, "
+                                        "not a dict")
+        for mid, spec in group.items():
+            if not isinstance(spec, RLModuleSpec):
+                raise CheckpointFormatError(f"{url}: sub-module {mid!r} has a "
+                                            f"{type(spec).__name__}, not an RLModuleSpec")
+            cls = spec.module_class
+            if not (isinstance(cls, type) and issubclass(cls, RLModule)):
+                what = cls.__name__ if isinstance(cls, type) else f"a value of type {type(cls).__name__}"
+                raise CheckpointFormatError(f"{url}: sub-module {mid!r}: module_class is {what}, "
+                                            "not an RLModule class")
+            specs.append(spec)
     return specs
 
 
@@ -263,11 +321,19 @@ def _space(space):
 
 
 def _rllib_model_config(module) -> dict:
-    """Our merged model config in RLlib 2.60's names (head_fcnet_* for post_fcnet_*)."""
+    """Our merged model config in RLlib 2.60's names (head_fcnet_* for post_fcnet_*).
+
+    RLlib 2.60 has no `encoder_latent_dim` (it ignores the key); our encoder with one is the
+    encoder RLlib builds for `fcnet_hiddens + [encoder_latent_dim]` (same layers, activations and
+    state keys), so that is what is written.
+    """
     from rlmodule.catalog import _merged_model_config
 
     merged = _merged_model_config(module.config.model_config_dict)
-    return {"fcnet_hiddens": list(merged["fcnet_hiddens"]),
+    hiddens = [int(h) for h in merged["fcnet_hiddens"]]
+    if merged.get("encoder_latent_dim"):
+        hiddens.append(int(merged["encoder_latent_dim"]))
+    return {"fcnet_hiddens": hiddens,
             "fcnet_activation": merged["fcnet_activation"],
             "head_fcnet_hiddens": list(merged["post_fcnet_hiddens"]),
             "head_fcnet_activation": merged["post_fcnet_activation"],

@@ -2,14 +2,17 @@
 
 `RLLIB_GLOBALS` ("module.name" -> `pickle_free.Handler`) is what `rllib_checkpoint` decodes with:
 numpy and OrderedDict (from `pickle_free`), gymnasium's and RLlib's spaces rebuilt from their
-pickled `__dict__` through their public constructors, and RLlib's spec, config, module and catalog
-classes (2.35 through 2.60 names) mapped to rlmodule's. Nothing here imports ray or gymnasium
-internals; every object is built by calling our classes with checked, plain arguments.
+pickled `__dict__` through their public constructors (a seeded space's numpy Generator, bit
+generator and SeedSequence are checked and dropped: `NumpyRandom`), and RLlib's spec, config,
+module and catalog classes (2.35 through 2.60 names) mapped to rlmodule's. Nothing here imports
+ray or gymnasium internals; every object is built by calling our classes with checked, plain
+arguments.
 """
 
 from __future__ import annotations
 
 from collections import OrderedDict
+from dataclasses import dataclass
 from typing import Any, Callable
 
 import gymnasium as gym
@@ -27,6 +30,8 @@ def _state(state, allowed: set[str], name: str) -> dict:
     unknown = sorted(set(state) - allowed)
     if unknown:
         raise ValueError(f"{name} state has unexpected field(s) {unknown}")
+    if "_np_random" in allowed:  # a space's: its RNG (if any) is checked and dropped
+        _dropped_rng(state, name)
     return state
 
 
@@ -43,6 +48,139 @@ def _array(value, name: str) -> np.ndarray:
 
 
 _SPACE_COMMON = {"_shape", "dtype", "_np_random", "np_random"}
+
+
+# -- a space's random number generator -----------------------------------------------------------
+# A seeded or sampled space (every space of an env runner's module) pickles its `_np_random`: a
+# numpy Generator, its bit generator (PCG64, ...) and, under numpy 2, the SeedSequence it came from.
+# What we record is the space, not its RNG: each of these names is rebuilt as an inert placeholder
+# from plain arguments and state (checked, never passed to numpy), which the space handlers drop.
+
+@dataclass(frozen=True)
+class NumpyRandom:
+    """Where a pickle held a numpy Generator, BitGenerator or SeedSequence (never rebuilt)."""
+
+    kind: str  # "Generator", "BitGenerator", "SeedSequence", or "class" (a bit generator class)
+    name: str = ""
+
+
+_BIT_GENERATORS = {"_mt19937": "MT19937", "_pcg64": ("PCG64", "PCG64DXSM"), "_philox": "Philox",
+                   "_sfc64": "SFC64"}
+_BIT_GENERATOR_NAMES = {"MT19937", "PCG64", "PCG64DXSM", "Philox", "SFC64"}
+_RNG_DEPTH = 4
+
+
+def _rng_plain(value, depth: int = 0) -> None:
+    """Refuse RNG state that is not plain numbers, strings and numeric arrays (a few levels deep)."""
+    if depth > _RNG_DEPTH:
+        raise ValueError("random generator state nested too deep")
+    if value is None or isinstance(value, (bool, int, float, str)):
+        return
+    if isinstance(value, (np.ndarray, np.generic)):
+        if value.dtype.kind not in "biuf":
+            raise ValueError(f"random generator state holds a {value.dtype} array")
+        return
+    if isinstance(value, (list, tuple)):
+        for item in value:
+            _rng_plain(item, depth + 1)
+        return
+    if isinstance(value, dict):
+        for key, item in value.items():
+            if not isinstance(key, str):
+                raise ValueError("random generator state has a key that is not a string")
+            _rng_plain(item, depth + 1)
+        return
+    raise ValueError(f"random generator state holds a {type(value).__name__}")
+
+
+def _is(value, kind: str, name: str | None = None) -> bool:
+    return isinstance(value, NumpyRandom) and value.kind == kind and name in (None, value.name)
+
+
+def _bit_generator_name(value) -> str:
+    if _is(value, "class") and value.name in _BIT_GENERATOR_NAMES:
+        return value.name
+    if isinstance(value, str) and value in _BIT_GENERATOR_NAMES:
+        return value
+    raise ValueError(f"{_short(value)} is not a numpy bit generator (class or name)")
+
+
+def _rng_state_dict(state) -> None:
+    if not (isinstance(state, dict) and isinstance(state.get("bit_generator"), str)):
+        raise ValueError("a bit generator's state is not its state dict")
+    _rng_plain(state)
+
+
+def _bit_generator(args, state) -> NumpyRandom:
+    """`__bit_generator_ctor(PCG64 or "PCG64")` + BUILD(state dict, or (state dict, SeedSequence))."""
+    if len(args) > 1:
+        raise ValueError("expected one argument (the bit generator class or name)")
+    name = _bit_generator_name(args[0]) if args else "MT19937"
+    if isinstance(state, tuple):
+        if len(state) != 2 or not (state[1] is None or _is(state[1], "SeedSequence")):
+            raise ValueError("a bit generator's state is not (state dict, SeedSequence)")
+        state = state[0]
+    if state is not _NO_STATE:
+        _rng_state_dict(state)
+    return NumpyRandom("BitGenerator", name)
+
+
+def _generator(args, state) -> NumpyRandom:
+    """`__generator_ctor(bit generator)` (numpy 2) or `__generator_ctor("PCG64")` + BUILD(state) (numpy 1)."""
+    if len(args) == 2 and _is(args[1], "ctor"):
+        args = args[:1]
+    if len(args) > 1:
+        raise ValueError("expected one argument (a bit generator or its name)")
+    bit = args[0] if args else "MT19937"
+    name = bit.name if _is(bit, "BitGenerator") else _bit_generator_name(bit)
+    if state is not _NO_STATE and state is not None:
+        _rng_state_dict(state)
+    return NumpyRandom("Generator", name)
+
+
+def _seed_sequence(args, state) -> NumpyRandom:
+    """Cython's `__pyx_unpickle_SeedSequence(SeedSequence, checksum, state)` (+ BUILD(state))."""
+    if len(args) != 3 or not _is(args[0], "class", "SeedSequence") or not isinstance(
+            args[1], int) or isinstance(args[1], bool):
+        raise ValueError("expected (SeedSequence, checksum, state)")
+    for part in (args[2], None if state is _NO_STATE else state):
+        if part is not None and not isinstance(part, tuple):
+            raise ValueError("a SeedSequence's state is not a tuple")
+        _rng_plain(part)
+    return NumpyRandom("SeedSequence")
+
+
+def _rng_table() -> dict[str, Handler]:
+    table = {}
+    for module, names in _BIT_GENERATORS.items():
+        for name in (names,) if isinstance(names, str) else names:
+            path = f"numpy.random.{module}.{name}"
+            table[path] = Handler(path, value=lambda _n=name: NumpyRandom("class", _n))
+    seed = "numpy.random.bit_generator.SeedSequence"
+    table[seed] = Handler(seed, value=lambda: NumpyRandom("class", "SeedSequence"))
+    unpickle = "numpy.random.bit_generator.__pyx_unpickle_SeedSequence"
+    table[unpickle] = Handler(unpickle, reduce=_seed_sequence)
+    ctor = "numpy.random._pickle.__bit_generator_ctor"
+    table[ctor] = Handler(ctor, reduce=_bit_generator, value=lambda: NumpyRandom("ctor"))
+    gen = "numpy.random._pickle.__generator_ctor"
+    table[gen] = Handler(gen, reduce=_generator)
+    return table
+
+
+def _dropped_rng(s: dict, name: str) -> dict:
+    """The space state `s` after checking its RNG is none or a numpy Generator's (which we drop)."""
+    for key in ("_np_random", "np_random"):
+        value = s.get(key)
+        if value is not None and not _is(value, "Generator"):
+            what = (f"a numpy {value.kind}" if isinstance(value, NumpyRandom)
+                    else f"a value of type {type(value).__name__}")
+            raise ValueError(f"{name} state {key!r} is {what}, not a numpy Generator")
+    return s
+
+
+def _short(value) -> str:
+    text = repr(value)
+    return text if len(text) <= 60 else text[:57] + "..."
 
 
 def _box(args, state) -> gym.spaces.Box:
@@ -270,7 +408,7 @@ _OBJECTS = {
 
 
 def _table() -> dict[str, Handler]:
-    table: dict[str, Any] = {**NUMPY_GLOBALS, **COLLECTIONS_GLOBALS, **_SPACES}
+    table: dict[str, Any] = {**NUMPY_GLOBALS, **COLLECTIONS_GLOBALS, **_SPACES, **_rng_table()}
     for path, fn in _CLASSES.items():
         table[path] = Handler(path, value=fn)
     for path, fn in _OBJECTS.items():

@@ -2,7 +2,9 @@
 
 `get_state()` returns the module's parameters and buffers as detached CPU torch tensors
 (copies; RLlib converts to numpy, which cannot hold bfloat16). `set_state()` accepts torch
-tensors or numpy arrays and loads them exactly: a key the module has must match its shape and
+tensors or numpy arrays (numeric or bool; a non-native byte order is converted; 0-d stays 0-d) and,
+for a 0-d tensor, a Python number (RLlib's numpy state holds those as `.item()`), and loads them
+exactly: a key the module has must match its shape and
 dtype (else `StateMismatchError` naming the key, and nothing is changed); keys the module lacks
 are ignored and missing keys keep their values (RLlib's `strict=False`). `restore_from_path` is
 stricter: it refuses a checkpoint's tensor keys the module lacks (`unknown_state_keys`), except
@@ -11,6 +13,7 @@ those an inference-only module drops from a learner's state (`_inference_only_ge
 
 from __future__ import annotations
 
+import cmath
 from collections import Counter
 from typing import Any, Collection, Optional, Union
 
@@ -26,13 +29,54 @@ from rlmodule.rl_module import RLModule, StateDict
 from storage.tensors import ALIGNMENT  # where torch's CPU allocator starts a tensor (kernels may round otherwise)
 
 
-def _as_tensor(key: str, value: Any) -> torch.Tensor:
+def _as_tensor(key: str, value: Any, target: Optional[torch.Tensor] = None) -> torch.Tensor:
+    """`value` (a tensor, a numpy array or scalar, or a Python number for a 0-d `target`) as a tensor."""
     if isinstance(value, torch.Tensor):
         return value
     if isinstance(value, (np.ndarray, np.generic)):
-        return torch.from_numpy(np.ascontiguousarray(value))
+        array = np.asarray(value)
+        if array.dtype.kind not in "biufc" or array.dtype.fields is not None:
+            raise StateMismatchError(
+                f"state key {key!r}: a {array.dtype} array is not a tensor (numeric and bool dtypes only)")
+        if not array.dtype.isnative:  # (a big-endian file's): the same values in this machine's order
+            array = array.astype(array.dtype.newbyteorder("="))
+        return torch.from_numpy(np.asarray(array, order="C"))  # 0-d stays 0-d (ascontiguousarray: 1-d)
+    if isinstance(value, (bool, int, float, complex)) and target is not None and target.dim() == 0:
+        return _scalar_tensor(key, value, target)
     raise StateMismatchError(
         f"state key {key!r}: expected a tensor or numpy array, got {type(value).__name__}")
+
+
+def _scalar_tensor(key: str, value: Any, target: torch.Tensor) -> torch.Tensor:
+    """A Python number as the 0-d tensor `target` is (RLlib's numpy state holds 0-d tensors as `.item()`)."""
+    dtype = target.dtype
+    if isinstance(value, bool):
+        fits = dtype == torch.bool
+    elif isinstance(value, int):
+        fits = dtype != torch.bool and not dtype.is_complex
+    elif isinstance(value, float):
+        fits = dtype.is_floating_point or dtype.is_complex
+    else:
+        fits = dtype.is_complex
+    if fits:
+        try:
+            out = torch.tensor(value, dtype=dtype)
+        except (RuntimeError, OverflowError, TypeError, ValueError):
+            out = None
+        if out is not None and _exact(value, out):
+            return out
+    raise StateMismatchError(
+        f"state key {key!r}: the {type(value).__name__} {value!r} does not fit the module's 0-d "
+        f"{str(dtype).removeprefix('torch.')} tensor")
+
+
+def _exact(value: Any, out: torch.Tensor) -> bool:
+    """Whether `out` holds `value` (an int exactly; a finite float or complex without overflowing)."""
+    if isinstance(value, bool):
+        return True
+    if isinstance(value, int):
+        return out.item() == value
+    return bool(torch.isfinite(out).all()) or not cmath.isfinite(value)
 
 
 def _cpu(tensor: torch.Tensor, copy: bool) -> torch.Tensor:
@@ -153,7 +197,7 @@ class TorchRLModule(nn.Module, RLModule):
                 continue
             tensor = state[key]
             if type(tensor) is not tensor_type:
-                tensor = _as_tensor(key, tensor)
+                tensor = _as_tensor(key, tensor, target)
             if tensor.shape != target.shape or tensor.dtype != target.dtype:
                 _refuse_misfit(key, tensor, target)
             tensors[key] = tensor

@@ -61,3 +61,27 @@ def test_import_without_the_flag_names_the_flag(inproc):
                  "it is an RLlib 2.35.0 checkpoint (pickle files)", "--from-rllib")
     error = json.loads(inproc("import", "x", path, "--json", code=exitcodes.INVALID).err)
     assert error["error"] == exitcodes.LABELS[exitcodes.INVALID] and "--from-rllib" in error["message"]
+
+
+ENVRUNNER = Path(__file__).parents[1] / "rlmodule" / "fixtures" / "ray-2.60.0-envrunner"
+
+
+def test_an_env_runner_checkpoint_with_seeded_spaces_imports(inproc, home_registry):
+    exp = json.loads((ENVRUNNER / "expected.json").read_text())
+    text = inproc("import", "cartpole", str(ENVRUNNER), "--from-rllib").out
+    assert text.startswith(f"imported {ENVRUNNER} as cartpole:1")
+    module = home_registry.load("cartpole", 1)
+    assert torch.equal(_logits(module, torch.tensor(exp["obs"])), torch.tensor(exp["action_dist_inputs"]))
+
+
+def test_a_hostile_rllib_pickle_is_an_invalid_input_not_a_crash(inproc, tmp_path):
+    import shutil
+
+    copy = tmp_path / "ckpt"
+    shutil.copytree(FIXTURES / "ray-2.60.0" / "ppo_cartpole", copy)
+    x: list = [0]
+    for _ in range(40):
+        x = [x, x]
+    (copy / "module_state.pkl").write_bytes(__import__("pickle").dumps({"junk": x}))
+    assert_error(inproc("import", "x", str(copy), "--from-rllib", code=None), exitcodes.INVALID,
+                 "far more than its size")
