@@ -7,6 +7,7 @@ import sys
 from pathlib import Path
 
 import pytest
+import registry_toys
 
 import registry
 from registry import Registry
@@ -86,3 +87,25 @@ def subprocess_env(default_env) -> dict[str, str]:
     env["PYTHONPATH"] = os.pathsep.join([str(HERE), *filter(None, [env.get("PYTHONPATH")])])
     env["PYTHON"] = sys.executable
     return env
+
+
+@pytest.fixture
+def make_sqlite_registry(sqlite_url, local_storage_url):
+    """Like ``make_registry``, on SQLite only (the call-order test runs on both databases)."""
+    opened: list[Registry] = []
+
+    def make(storage_url: str | None = None, **kwargs) -> Registry:
+        opened.append(Registry(sqlite_url, storage_url or local_storage_url, **kwargs))
+        return opened[-1]
+
+    yield make
+    for reg in opened:
+        try:
+            reg.close()
+        except OSError:
+            pass  # the failing snapshots of the error tests, already checked
+
+
+@pytest.fixture
+def module():
+    return registry_toys.spec(hidden=16).build()

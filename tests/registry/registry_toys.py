@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import threading
+
 import gymnasium as gym
 import numpy as np
 import torch
@@ -200,3 +202,21 @@ class ClosurePolicy(DictPolicy):
         self.weight_sum = lambda: self.net[0].weight.sum()
         self.hooked = []
         self.net.register_forward_hook(lambda mod, args, out: self.hooked.append(float(self.net[0].weight.detach().sum())))
+
+
+SETTLE = 0.3  # seconds a blocked call is given to (wrongly) get through
+
+
+class Gate:
+    """A progress callback that blocks the snapshot's worker until ``open()``."""
+
+    def __init__(self) -> None:
+        self.entered = threading.Event()
+        self._open = threading.Event()
+
+    def __call__(self, done: int, total: int) -> None:
+        self.entered.set()
+        assert self._open.wait(30), "the gate was never opened"
+
+    def open(self) -> None:
+        self._open.set()

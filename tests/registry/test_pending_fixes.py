@@ -19,46 +19,10 @@ import weakref
 
 import pytest
 import registry_toys
+from registry_toys import SETTLE, Gate
 from registry import Registry
 
-SETTLE = 0.3  # seconds a blocked call is given to (wrongly) get through
 HERE = os.path.dirname(__file__)
-
-
-class Gate:
-    """A progress callback that blocks the snapshot's worker until ``open()``."""
-
-    def __init__(self) -> None:
-        self.entered = threading.Event()
-        self._open = threading.Event()
-
-    def __call__(self, done: int, total: int) -> None:
-        self.entered.set()
-        assert self._open.wait(30), "the gate was never opened"
-
-    def open(self) -> None:
-        self._open.set()
-
-
-@pytest.fixture
-def make_sqlite_registry(sqlite_url, local_storage_url):
-    opened: list[Registry] = []
-
-    def make(storage_url: str | None = None, **kwargs) -> Registry:
-        opened.append(Registry(sqlite_url, storage_url or local_storage_url, **kwargs))
-        return opened[-1]
-
-    yield make
-    for reg in opened:
-        try:
-            reg.close()
-        except OSError:
-            pass  # the failing snapshots of the error tests, already checked
-
-
-@pytest.fixture
-def module():
-    return registry_toys.spec(hidden=16).build()
 
 
 def run_script(body: str, timeout: float = 120) -> subprocess.CompletedProcess:
