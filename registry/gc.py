@@ -20,25 +20,41 @@ clock) is what writers and ``gc`` coordinate on. The safety argument:
    starts over (touch, re-upload, append).
 2. ``gc`` picks objects no live version references (nor a version deleted less than ``grace`` ago, so
    ``restore_version`` works) whose row was touched more than ``grace`` ago (an object without a row,
-   or with a ``deleted`` one: stored more than ``grace`` ago). In one transaction per batch it locks
-   each row, re-checks that it is ``live`` and untouched since the cutoff (or already collected) and
-   marks it ``deleting`` at ``generation + 1`` (the tombstone: every collection starts a generation,
-   so a row's state and generation never come back to a pair a writer saw before it); then it
-   deletes the objects from storage, then marks the rows ``deleted``.
-3. Row locks order the two transactions. If the writer's append commits first, its touch is newer than
-   the cutoff (for a grace longer than one append transaction) and ``gc`` leaves the object. If the
-   tombstone commits first, the writer's append sees ``deleting`` (or ``deleted``, or another
+   or with a ``deleted`` one: stored more than ``grace`` ago), and every object whose row is
+   ``deleting`` (another gc's claim, running or interrupted: it condemned the object already, and may
+   have deleted part of it). In one transaction per batch (the tombstone) it locks each row, re-checks
+   that it is ``live`` and untouched since the cutoff, or not ``live`` at all, and *claims* it:
+   ``deleting`` at ``generation + 1``, a row already ``deleting`` or ``deleted`` too. Every claim starts
+   a generation, so a row's state and generation never come back to a pair anyone saw before it. Then,
+   in one transaction per batch (the finish), it locks the rows again, keeps those still ``deleting``
+   at the generation it claimed, deletes their objects from storage while it holds their locks, and
+   marks them ``deleted``. A row claimed again since is the later claim's: this gc deletes neither it
+   nor its object (and a row a writer made ``live`` again is at a later generation too).
+3. Row locks order a writer and a tombstone. If the writer's append commits first, its touch is newer
+   than the cutoff (for a grace longer than one append transaction) and ``gc`` leaves the object. If
+   the tombstone commits first, the writer's append sees ``deleting`` (or ``deleted``, or another
    generation) and does not commit; a revive after it finds another generation and does not either.
-   So no committed version names a deleted object, whatever the timing; a writer that stalls past
-   the grace period re-uploads.
-4. Collecting runs hold the registry's gc lock (``_collecting``: a file beside a SQLite database, an
-   advisory lock on PostgreSQL; released by the system when a process dies), so they run one at a
-   time and a ``deleting`` row that a collecting ``gc`` finds was left by an interrupted one (killed,
-   Ctrl-C, a storage error between tombstone and finish). ``gc`` settles it first: if a version it
-   keeps references the object and storage still holds it whole, the row turns ``live`` again at
-   ``generation + 1`` (so ``restore_version`` and writers of the same bytes work again); otherwise it
-   finishes the delete (a deleted version naming the object can no longer be restored, and
-   ``restore_version`` says the objects were reclaimed).
+   So no committed version names a deleted object, whatever the timing (and however many gcs run, 4);
+   a writer that stalls past the grace period re-uploads.
+4. No lock between gcs is needed (two gcs only duplicate work). Only the latest claim of a row may
+   finish it, and a gc deletes an object from storage only in its finish, holding the row's lock, with
+   the row ``deleting`` at its own claim's generation; the same transaction marks it ``deleted``. So
+   while any gc may still delete the object (claimed, not finished), the row is ``deleting``, or is
+   locked by the finish doing it: a writer waits (``touch`` reports it busy), and a revive flips only a
+   row still ``deleted`` at the generation the writer saw before it looked at storage (and uploaded):
+   a row reaches ``deleted`` only in the commit of the finish that deleted the object, and every later
+   claim changes the generation. An older claim (a gc that paused after its tombstone while later ones
+   collected the object and a writer stored it again) finds another generation at its finish and
+   leaves the row and the object alone. A ``deleting`` row left by an interrupted gc (killed, Ctrl-C, a
+   storage or database error between tombstone and finish) holds writers until a gc claims it again,
+   deletes what is left of the object and finishes it (``restore_version`` of a deleted version naming
+   it then says its objects were reclaimed). The one assumption: a storage delete does not outlive the
+   finish transaction's hold on the rows. On SQLite that hold (the write lock) ends only with the
+   transaction or its process (a stopped gc holds writers meanwhile, as a stopped writer does). On
+   PostgreSQL the finish turns ``idle_in_transaction_session_timeout`` off for itself, but a session
+   ended otherwise (``pg_terminate_backend``, a proxy or firewall dropping the connection) while a
+   delete request is still in flight frees the rows first: another gc's whole collection and a
+   writer's re-upload and commit would then have to complete before that request lands.
 
 Rows are never removed (a row's generation is what tells a writer its object was collected in
 between). The table is derived: lost rows are recreated by the next touch, and ``gc`` treats an
@@ -47,31 +63,29 @@ than ``grace``: temporary files and incomplete S3 multipart uploads.
 
 A registry collects only its own storage: ``gc`` refuses (``StorageMismatchError``, nothing deleted)
 when the registry has never recorded an object (no row in its objects table, no version ever) but its
-storage holds objects stored before the registry was made: those are another registry's, seen through
-a mistyped or missing database URL, which a collection would delete wholesale.
+storage holds objects stored before the registry was bound to it (made there, or moved there by
+``rlreg storage move``): those are another registry's, seen through a mistyped or missing database
+URL or moved onto by mistake, which a collection would delete wholesale.
 """
 
 from __future__ import annotations
 
-import contextlib
 import datetime as dt
 import functools
 import logging
 import random
 import time
-import zlib
-from collections.abc import Callable, Iterable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
 import sqlalchemy as sa
 import storage
-from filelock import FileLock, Timeout
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import Connection
 from storage import listing
 
-from registry import db, errors, lifecycle, retention
+from registry import binding, db, errors, lifecycle, retention
 from registry.schema import deleted_versions, events, objects, versions
 
 log = logging.getLogger(__name__)
@@ -81,8 +95,8 @@ DEFAULT_GRACE = dt.timedelta(hours=24)
 # Longer than any registry has been kept: a grace past it is a typo (``--grace 1e12d``), and one near
 # datetime's range would make the cutoff (the database clock minus the grace) overflow.
 MAX_GRACE = dt.timedelta(days=3650)
-# How much earlier than its registry's first event an object of that registry may seem stored (S3 keeps
-# whole seconds, and a storage's clock is not the client's): see _refuse_foreign_storage.
+# How much earlier than the event that bound its registry to a storage an object of that registry may seem
+# stored there (S3 keeps whole seconds, and a storage's clock is not the client's): see _refuse_foreign_storage.
 CLOCK_SLACK = dt.timedelta(minutes=1)
 ATTEMPTS = 60  # touch/append rounds of one write before it gives up on objects gc keeps collecting
 BATCH = 200  # objects per tombstone transaction
@@ -336,7 +350,7 @@ def append_referencing(reg: Any, name: str, manifest: Mapping[str, Any], make_ev
         time.sleep(random.uniform(0, min(0.01 * 2 ** min(attempt, 6), 0.5)))
     raise ObjectsCollectedError(
         f"model {name!r}: gc kept collecting the objects this write names ({ATTEMPTS} attempts); nothing was "
-        "recorded: retry the write, or run `rlreg gc` to settle an interrupted collection"
+        "recorded: retry the write, or run `rlreg gc` to finish the collection an interrupted gc left"
     )
 
 
@@ -381,140 +395,103 @@ def _referenced(conn: Connection, cutoff: dt.datetime, gone: frozenset[tuple[str
     return out
 
 
-def _whole(row: Any, obj: Any) -> bool:
-    """Whether storage holds the object of ``row`` whole (its size, when the row knows it)."""
-    return obj is not None and (not row.nbytes or obj.nbytes == row.nbytes)
-
-
 def _candidates(rows: Mapping[str, Any], stored: Mapping[str, Any], referenced: set[str],
-                cutoff: dt.datetime) -> tuple[dict[str, int], dict[str, int]]:
-    """The objects to delete (``{digest: bytes}``), and the ``deleting`` rows of an interrupted gc to turn
-    ``live`` again (``{digest: generation}``): those a kept version references, whose object is whole."""
-    out, back = {}, {}
+                cutoff: dt.datetime) -> dict[str, int]:
+    """The objects to delete (``{digest: bytes}``): those no kept version references and nobody touched (or,
+    without a live row, stored) since ``cutoff``, and every ``deleting`` row's (see the module docstring, 4)."""
+    out = {}
     for d in set(rows) | set(stored):
         row, obj = rows.get(d), stored.get(d)
-        if row is not None and row.state == DELETING:  # left by an interrupted gc (see _collecting)
-            if d in referenced and _whole(row, obj):
-                back[d] = row.generation
-            else:  # finish its delete
-                out[d] = obj.nbytes if obj is not None else 0
+        if row is not None and row.state == DELETING:  # another gc's claim, running or interrupted: condemned
+            old = True
+        elif d in referenced:
             continue
-        if d in referenced:
-            continue
-        if row is None or row.state == DELETED:  # stored by a writer that died before touching it: its age
+        elif row is None or row.state == DELETED:  # stored by a writer that died before touching it: its age
             old = obj is not None and obj.modified is not None and obj.modified < cutoff
         else:
             old = row.state == LIVE and row.touched_at < cutoff
         if old:
             out[d] = obj.nbytes if obj is not None else 0
-    return out, back
+    return out
 
 
-def _tombstone(event_store: Any, batch: Mapping[str, int], cutoff: dt.datetime) -> list[str]:
-    """Mark ``deleting``, at the next generation, the rows of ``batch`` that are still live and untouched since
-    ``cutoff`` or collected already; returns those (with the ``deleting`` ones an interrupted gc left)."""
+def _tombstone(event_store: Any, batch: Mapping[str, int], cutoff: dt.datetime) -> dict[str, int]:
+    """Claim the rows of ``batch`` that are still live and untouched since ``cutoff``, or not live (``deleting``:
+    another gc's claim; ``deleted``; no row yet): ``deleting`` at ``generation + 1``. Returns ``{digest:
+    generation claimed}``: what only this gc's ``_finish`` may finish (until another claim)."""
     with event_store.transaction() as conn:
         now = db_now(conn)
-        new = [{"digest": d, "nbytes": n, "state": DELETING, "generation": 0, "touched_at": now} for d, n in batch.items()]
+        new = [{"digest": d, "nbytes": n, "state": DELETED, "generation": 0, "touched_at": now}
+               for d, n in batch.items()]  # (no row yet: claimed below, as a collected one)
         conn.execute(_insert(conn).values(new).on_conflict_do_nothing())
         rows = _locked_rows(conn, list(batch))
-        doomed = [d for d, r in rows.items() if r.state != LIVE or r.touched_at < cutoff]  # untouched since
-        # A new generation, so that a writer that saw the row 'deleted' before cannot take this collection's
+        claimed = {d: r.generation + 1 for d, r in rows.items() if r.state != LIVE or r.touched_at < cutoff}
+        # A new generation for every claim, a row another gc claimed too: its finish then leaves the row (and
+        # the object) to this one, and a writer that saw the row 'deleted' before cannot take this collection's
         # 'deleted' for the one it saw (revive compares generations).
-        _set(conn, [d for d in doomed if rows[d].state != DELETING], state=DELETING, generation=objects.c.generation + 1)
-    return doomed
+        _set(conn, claimed, state=DELETING, generation=objects.c.generation + 1)
+    return claimed
 
 
-def _finish(event_store: Any, digests: list[str]) -> None:
-    with event_store.transaction() as conn:
-        _set(conn, digests, state=DELETED)
-
-
-def _bring_back(event_store: Any, back: Mapping[str, int]) -> list[str]:
-    """Turn ``live`` at ``generation + 1`` the rows of ``back`` still ``deleting`` at the generation read."""
-    if not back:
+def _finish(event_store: Any, claimed: Mapping[str, int],
+            delete: Callable[[list[str]], Any] | None = None) -> list[str]:
+    """Of the rows ``_tombstone`` claimed (``{digest: generation}``), those still ``deleting`` at that generation:
+    delete their objects (``delete``, while this transaction holds the rows' locks) and mark them ``deleted``,
+    in one transaction; returns them. The others were claimed again since (by a later gc, whose claim they
+    are: a writer may have stored the object again after that one's finish): left alone, objects too."""
+    if not claimed:
         return []
     with event_store.transaction() as conn:
-        now = db_now(conn)
-        rows = _locked_rows(conn, list(back))
-        done = sorted(d for d, r in rows.items() if r.state == DELETING and r.generation == back[d])
-        _set(conn, done, state=LIVE, generation=objects.c.generation + 1, touched_at=now)
-    return done
+        if not db.is_sqlite(conn):  # a server-side idle timeout must not end the session while storage deletes
+            conn.execute(_NO_IDLE_TIMEOUT)
+        rows = _locked_rows(conn, list(claimed))
+        mine = sorted(d for d, g in claimed.items()
+                      if d in rows and rows[d].state == DELETING and rows[d].generation == g)
+        if mine:
+            if delete is not None:
+                delete(mine)
+            _set(conn, mine, state=DELETED)
+    return mine
 
 
-@contextlib.contextmanager
-def _collecting(reg: Any) -> Iterator[None]:
-    """Hold the registry's gc lock: collecting runs one at a time (a second one waits for the first).
-
-    So a ``deleting`` row that a collecting ``gc`` reads was left by an interrupted one, and turning it
-    ``live`` again cannot race a running gc's delete of the object. A file lock beside a SQLite
-    database, a session advisory lock on PostgreSQL: either is released when its process dies.
-    """
-    engine = reg.event_store.engine
-    if db.is_sqlite(engine):
-        database = engine.url.database
-        if database in (None, "", ":memory:"):  # one process's database: nobody else collects it
-            yield
-            return
-        lock = FileLock(f"{database}.gc.lock")
-        try:
-            lock.acquire(timeout=0)
-        except Timeout:
-            log.warning("another gc is collecting on %s: waiting for it to end", reg._where())
-            lock.acquire()
-        try:
-            yield
-        finally:
-            lock.release()
-        return
-    with db.translate_errors("taking the gc lock"):
-        conn = engine.connect().execution_options(isolation_level="AUTOCOMMIT")
-    try:
-        with db.translate_errors("taking the gc lock"):
-            if not conn.execute(_TRY_LOCK, {"k": _GC_LOCK_KEY}).scalar():
-                log.warning("another gc is collecting on %s: waiting for it to end", reg._where())
-                conn.execute(_LOCK, {"k": _GC_LOCK_KEY})
-        try:
-            yield
-        finally:
-            try:
-                conn.execute(_UNLOCK, {"k": _GC_LOCK_KEY})
-            except sa.exc.SQLAlchemyError:
-                conn.invalidate()  # not back to the pool still holding the lock: its session ends instead
-    finally:
-        conn.close()
-
-
-_GC_LOCK_KEY = zlib.crc32(b"rlreg.gc") & 0x7FFFFFFF  # (the schema lock's key is rlreg.schema's)
-_TRY_LOCK = sa.text("SELECT pg_try_advisory_lock(:k)")
-_LOCK = sa.text("SELECT pg_advisory_lock(:k)")
-_UNLOCK = sa.text("SELECT pg_advisory_unlock(:k)")
+_NO_IDLE_TIMEOUT = sa.text("SET LOCAL idle_in_transaction_session_timeout = 0")
 
 
 def _refuse_foreign_storage(reg: Any) -> None:
     """``StorageMismatchError`` when the registry has never recorded an object but its storage holds some
-    stored before the registry was made (its first event, less ``CLOCK_SLACK``).
+    stored before the registry was bound to that storage (less ``CLOCK_SLACK``): the latest ``StorageBound``
+    or ``StorageMoved`` event (``registry.binding``), else (a registry made before storage was recorded)
+    its first event.
 
     Those are another registry's (its storage URL given with a mistyped or missing database URL, which
-    opened a new, empty registry): collecting would delete every one older than the grace period. The
-    objects of this registry's first snapshot, stored while gc runs, are younger than the registry and
-    are collected as ever. A registry that recorded anything (a row in its objects table, a version,
-    even a deleted one) passes at the cost of two indexed reads; only an empty one lists its storage.
+    opened a new, empty registry, or an empty registry moved onto it with ``rlreg storage move``):
+    collecting would delete every one older than the grace period. Dating them from the binding, not
+    from the registry's first event, covers a registry made long ago, left empty, and moved onto a
+    storage in use since. The objects of this registry's first snapshot, stored while gc runs, are
+    younger than the binding and are collected as ever. A registry that recorded anything (a row in its
+    objects table, a version, even a deleted one) passes at the cost of two indexed reads; only an
+    empty one lists its storage.
     """
     with reg._read("reading the objects table") as conn:
         if (conn.execute(sa.select(objects.c.digest).limit(1)).first() is not None
                 or conn.execute(sa.select(versions.c.name).limit(1)).first() is not None):
             return
-        born = conn.execute(sa.select(events.c.timestamp).order_by(events.c.position).limit(1)).scalar()
+        bound = conn.execute(
+            sa.select(events.c.timestamp)
+            .where(events.c.stream == binding.REGISTRY_STREAM, events.c.type.in_(binding.STORAGE_EVENTS))
+            .order_by(events.c.stream_version.desc()).limit(1)
+        ).scalar()
+        if bound is None:
+            bound = conn.execute(sa.select(events.c.timestamp).order_by(events.c.position).limit(1)).scalar()
     found, _ = listing.scan(reg.store)
-    older = [o for o in found if born is None or o.modified is None or o.modified < born - CLOCK_SLACK]
+    older = [o for o in found if bound is None or o.modified is None or o.modified < bound - CLOCK_SLACK]
     if older:
         raise errors.StorageMismatchError(
             f"gc refused: the registry at {reg._where()} has never recorded an object, but its storage "
-            f"{reg.storage_url!r} holds {len(older)} object(s) stored before the registry was made: they belong "
-            "to another registry (check --db or RLREG_DB_URL: a mistyped or missing database URL opens a new, "
-            "empty registry). Nothing was deleted; if they are this registry's own (a first snapshot that "
-            "failed), record a version first"
+            f"{reg.storage_url!r} holds {len(older)} object(s) stored before the registry was bound to it (made "
+            "there, or moved there by `rlreg storage move`): they belong to another registry (check --db or "
+            "RLREG_DB_URL: a mistyped or missing database URL opens a new, empty registry). Nothing was "
+            "deleted; if they are this registry's own (a first snapshot that failed), record a version first"
         )
 
 
@@ -523,15 +500,15 @@ def collect(reg: Any, *, grace: dt.timedelta = DEFAULT_GRACE, dry_run: bool = Fa
     """Apply retention policies, then delete unreferenced objects and leftovers older than ``grace``.
 
     ``dry_run``: report all of it, retention's deletions included, and change nothing. Refuses a storage
-    holding objects when the registry has never recorded one (``_refuse_foreign_storage``).
+    holding objects when the registry has never recorded one (``_refuse_foreign_storage``). Several gcs
+    may run at once (see the module docstring, 4).
     """
     if not isinstance(grace, dt.timedelta) or not dt.timedelta(0) <= grace <= MAX_GRACE:
         raise errors.InvalidEventError(
             f"gc: grace must be a timedelta from 0 to {MAX_GRACE.days} days, got {grace!r}"
         )
     _refuse_foreign_storage(reg)
-    with contextlib.nullcontext() if dry_run else _collecting(reg):
-        return _collect(reg, grace, dry_run, progress)
+    return _collect(reg, grace, dry_run, progress)
 
 
 def _collect(reg: Any, grace: dt.timedelta, dry_run: bool, progress: Callable[[int, int], None] | None) -> GcReport:
@@ -551,11 +528,7 @@ def _collect(reg: Any, grace: dt.timedelta, dry_run: bool, progress: Callable[[i
     found, leftovers = listing.scan(reg.store)
     stored = {o.digest: o for o in found}
     report.examined_objects, report.examined_bytes = len(stored), sum(o.nbytes for o in found)
-    doomed, back = _candidates(rows, stored, referenced, cutoff)
-    if back and not dry_run:
-        settled = _bring_back(reg.event_store, back)
-        log.info("gc: %d object(s) an interrupted gc was deleting are live again (a kept version names them)",
-                 len(settled))
+    doomed = _candidates(rows, stored, referenced, cutoff)
     total = sum(doomed.values())
     if progress is not None:
         progress(0, total)
@@ -575,11 +548,9 @@ def _collect(reg: Any, grace: dt.timedelta, dry_run: bool, progress: Callable[[i
 
 
 def _reclaim(reg: Any, batch: Mapping[str, int], cutoff: dt.datetime) -> list[str]:
-    doomed = _tombstone(reg.event_store, batch, cutoff)
-    if doomed:
-        reg.store.delete(doomed)
-        _finish(reg.event_store, doomed)
-    return doomed
+    """Claim ``batch`` (``_tombstone``), then delete and finish what is still this gc's claim; returns that."""
+    claimed = _tombstone(reg.event_store, batch, cutoff)
+    return _finish(reg.event_store, claimed, reg.store.delete)
 
 
 def _leftovers(reg: Any, found: list[listing.Leftover], cutoff: dt.datetime, report: GcReport) -> None:

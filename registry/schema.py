@@ -207,8 +207,9 @@ retention = Table(
 # Storage objects the writers and ``gc`` coordinate on (derived data: not from the log). A writer
 # touches a row (``touched_at``, the database clock) in the transaction of the event naming the object
 # (and, when gc collected it meanwhile, once before that too: ``registry.gc``); ``gc`` moves a row ``live`` -> ``deleting`` -> ``deleted`` under
-# its row lock. ``generation`` grows each time a deleted object is written again, so a writer can tell
-# that the object it touched was collected in between.
+# its row lock. ``generation`` grows at each gc claim (a tombstone) and each time a deleted object is
+# written again, so a writer can tell that the object it touched was collected in between, and only
+# the gc holding the latest claim deletes and finishes a row.
 objects = Table(
     "rlreg_objects", metadata,
     Column("digest", String(80), primary_key=True),

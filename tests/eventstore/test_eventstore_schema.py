@@ -23,7 +23,7 @@ PROJECTION_TABLES = {
     "rlreg_models", "rlreg_versions", "rlreg_aliases", "rlreg_specs",
     "rlreg_deleted_versions", "rlreg_deleted_models", "rlreg_retention", "rlreg_objects", "rlreg_version_fields",
 }
-HEAD = "0006_sqlite_rowid_log"
+HEAD = "0007_retention_ends_with_model"
 
 
 def _tables(engine) -> set[str]:

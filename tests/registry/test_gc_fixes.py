@@ -1,6 +1,8 @@
 """gc's review fixes (SQLite and PostgreSQL): a registry that never recorded an object does not collect a
-storage holding some; a revive after gc collected the object again; retention ends with its model; an
-interrupted gc's ``deleting`` rows are settled; a dry run previews retention; grace and version bounds."""
+storage holding some (bound to it when made, or by a move); a revive after gc collected the object again;
+retention ends with its model (migration 0007 for read models projected before); gcs running at once, and
+an interrupted gc's ``deleting`` rows, finished by the next; a dry run previews retention; grace and version
+bounds."""
 
 from __future__ import annotations
 
@@ -60,6 +62,47 @@ def test_gc_refuses_a_storage_holding_objects_its_registry_never_recorded(make_r
             run()
     assert set(stranger.store.list_digests()) == theirs
     with Registry(f"sqlite:///{tmp_path / 'owner.db'}", local_storage_url) as owner:
+        assert owner.verify()["ok"]
+
+
+def _backdate_events(reg, days: float) -> None:
+    """Make every event of ``reg`` look recorded ``days`` earlier (a registry made, and bound, long ago),
+    past the log's append-only guard."""
+    engine = reg.event_store.engine
+    with engine.begin() as conn:
+        if engine.dialect.name == "sqlite":
+            triggers = conn.exec_driver_sql(
+                "SELECT name, sql FROM sqlite_master WHERE type = 'trigger' AND tbl_name = 'rlreg_events'").all()
+            for name, _ in triggers:
+                conn.exec_driver_sql(f"DROP TRIGGER {name}")
+            conn.exec_driver_sql(f"UPDATE rlreg_events SET timestamp = datetime(timestamp, '-{days} days')")
+            for _, sql in triggers:
+                conn.exec_driver_sql(sql)
+        else:
+            conn.exec_driver_sql("ALTER TABLE rlreg_events DISABLE TRIGGER USER")
+            conn.exec_driver_sql(f"UPDATE rlreg_events SET timestamp = timestamp - interval '{days} days'")
+            conn.exec_driver_sql("ALTER TABLE rlreg_events ENABLE TRIGGER USER")
+
+
+def test_gc_refuses_the_storage_an_empty_registry_made_long_ago_was_moved_onto(make_registry, tmp_path):
+    """A registry made 30 days ago and left empty is moved (``rlreg storage move``: no version needs any object,
+    so the move checks nothing) onto a storage another registry has used for 2 days. Its objects are younger
+    than the registry but older than the move that bound it there: gc refuses them, dry run too. (e44cd5f
+    dated them from the registry's first event, and the default gc deleted the other registry's objects.)"""
+    team = str(tmp_path / "team-blobs")
+    with Registry(f"sqlite:///{tmp_path / 'owner.db'}", team) as owner:
+        owner.snapshot("pol", toys.spec(hidden=16).build())
+        theirs = set(owner.store.list_digests())
+    _age(team, days=2)
+    mine = make_registry(str(tmp_path / "mine-blobs"))  # this test's database: bound to its own folder
+    _backdate_events(mine, days=30)
+    mine.move_storage(team)
+    for run in (lambda: mine.gc(), lambda: mine.gc(dry_run=True), lambda: mine.gc(grace=NOW)):
+        with pytest.raises(StorageMismatchError, match=r"has never recorded an object, but its storage .* holds \d+ "
+                                                       r"object\(s\) stored before the registry was bound to it"):
+            run()
+    assert set(mine.store.list_digests()) == theirs
+    with Registry(f"sqlite:///{tmp_path / 'owner.db'}", team) as owner:
         assert owner.verify()["ok"]
 
 
@@ -165,7 +208,48 @@ def test_a_log_that_cleared_a_policy_after_its_model_was_deleted_still_replays(r
         reg.event_store.append("pol", [NewEvent("RetentionCleared", {})], expected_version=stream + 1)
 
 
-# --- 4. deleting rows an interrupted gc left ------------------------------------------------------------
+def test_migration_0007_ends_the_policies_models_deleted_before_the_rule_kept(reg):
+    """Read models projected before ``ModelDeleted`` ended policies still hold a deleted model's policy: the
+    writer (and gc) applied it to the model made again, and a rebuild disagreed with them. Revision 0007
+    deletes such a policy, and only it: a policy set again after the deletion, or of a model never deleted,
+    stays; afterwards the read models are what a rebuild makes."""
+    from registry import db
+    from registry.schema import retention
+
+    module = toys.spec().build()
+
+    def snapshot(name, step):
+        toys.train_step(module, step)
+        return reg.snapshot(name, module).version
+
+    for name, keep in (("pol", 1), ("again", 5), ("kept", 5)):
+        snapshot(name, 0)
+        snapshot(name, 1)
+        reg.set_retention(name, keep_last=keep)
+    old_rows = {r["name"]: r for r in reg.projection_rows()["rlreg_retention"]}
+    for name in ("pol", "again"):
+        reg.delete_model(name, reason="start over")
+        snapshot(name, 2)  # made again
+    reg.set_retention("again", keep_last=2)
+    # The read models as the projection before the rule left them: the deleted model's policy still there.
+    with reg.event_store.engine.begin() as conn:
+        conn.execute(retention.insert().values(**old_rows["pol"]))
+    snapshot("pol", 3)
+    assert [v.version for v in reg.versions("pol")] == [4]  # the old policy applied to the model made again
+    assert reg.retention("pol") is not None
+    with reg.event_store.engine.begin() as conn:  # back at 0006, as such a registry is
+        conn.exec_driver_sql("UPDATE alembic_version SET version_num = '0006_sqlite_rowid_log'")
+    assert reg.upgrade_schema().current == db.head_revision() == "0007_retention_ends_with_model"
+    assert reg.retention("pol") is None
+    assert reg.retention("again")["keep_last"] == 2 and reg.retention("kept")["keep_last"] == 5
+    live = reg.projection_rows()
+    reg.rebuild_projections()
+    assert reg.projection_rows() == live
+    snapshot("pol", 4)
+    assert [v.version for v in reg.versions("pol")] == [4, 5]  # no policy any more
+
+
+# --- 4. gcs at once, and the deleting rows an interrupted gc left ----------------------------------------
 
 
 @pytest.fixture
@@ -199,47 +283,168 @@ def interrupted(reg, monkeypatch):
     return run
 
 
-def test_gc_brings_back_the_whole_objects_an_interrupted_gc_was_deleting(reg, interrupted):
-    """A later default gc (24 h grace: version 1, deleted just now, is kept) turns the rows ``live`` again:
-    the version can be restored, and a snapshot of the same bytes commits."""
-    only_v1, saved = interrupted()
+@pytest.mark.parametrize("deleted_first", [0, 1])
+def test_the_next_gc_finishes_what_an_interrupted_gc_was_deleting_and_restore_says_so(reg, interrupted, deleted_first):
+    """The rows stay ``deleting`` (writers and restore are held) until a gc claims them again; even a default gc
+    (24 h grace: version 1, deleted just now, is kept) deletes what is left and finishes them: no row an
+    interrupted gc condemned turns ``live`` again (that gc may still be running: module docstring, 4). A
+    restore then says the objects were reclaimed, and a snapshot of the same weights stores them again."""
+    only_v1, saved = interrupted(deleted_first)
     before = {d: r.generation for d, r in _rows(reg, only_v1).items()}
-    assert reg.gc().reclaimed_objects == 0
-    assert {d: (r.state, r.generation) for d, r in _rows(reg, only_v1).items()} == {
-        d: ("live", g + 1) for d, g in before.items()}
-    reg.restore_version("pol", 1)
-    assert reg.verify()["ok"]
-    assert toys.states_equal(reg.load("pol", 1), saved)
-    reg.snapshot("again", saved)  # a writer of the same bytes is not held up by the rows either
-
-
-def test_gc_finishes_deleting_the_objects_an_interrupted_gc_removed_and_restore_says_so(reg, interrupted):
-    only_v1, _ = interrupted(deleted_first=1)
-    gone = min(only_v1)
-    reg.gc()
-    states = {d: r.state for d, r in _rows(reg, only_v1).items()}
-    assert states == {d: "deleted" if d == gone else "live" for d in only_v1}
-    with pytest.raises(NotFoundError, match=f"cannot restore model 'pol' version 1: 1 of its .* objects were "
-                                            f"reclaimed by gc \\(e.g. {gone}\\); it stays deleted"):
+    held = ("1 of its \\d+ objects were reclaimed by gc" if deleted_first
+            else "gc kept collecting the objects .* run `rlreg gc` to finish the collection an interrupted gc left")
+    with pytest.raises(NotFoundError, match=f"cannot restore model 'pol' version 1: .*{held}"):
         reg.restore_version("pol", 1)
-    reg.snapshot("pol", toys.spec(hidden=8192).build())  # writers are not held up by the rows any more
+    assert set(reg.gc().reclaimed) == only_v1 - set(sorted(only_v1)[:deleted_first])  # what storage still held
+    assert {d: (r.state, r.generation) for d, r in _rows(reg, only_v1).items()} == {
+        d: ("deleted", g + 1) for d, g in before.items()}  # claimed again (a generation), finished
+    assert not only_v1 & set(reg.store.list_digests())
+    with pytest.raises(NotFoundError, match="cannot restore model 'pol' version 1: 3 of its \\d+ objects were "
+                                            "reclaimed by gc .*; it stays deleted"):
+        reg.restore_version("pol", 1)
+    version = reg.snapshot("again", saved)  # writers are not held up by the rows any more: stored again
     assert reg.verify()["ok"]
+    assert toys.states_equal(reg.load("again", version.version), saved)
 
 
-def test_collecting_gcs_run_one_at_a_time(make_registry):
-    """A ``deleting`` row a collecting gc reads must be an interrupted gc's, not one another gc is deleting
-    right now (turning that one ``live`` would race its delete): a second collecting gc waits for the first."""
-    reg, other, third = make_registry(), make_registry(), make_registry()
-    reg.snapshot("pol", toys.spec(hidden=16).build())
-    done = []
-    with collector._collecting(reg):
-        waiting = threading.Thread(target=lambda: done.append(other.gc(grace=NOW)))
-        waiting.start()
-        waiting.join(0.5)
-        assert not done  # still waiting for the lock
-        assert third.gc(dry_run=True).dry_run  # a dry run changes nothing: it does not wait
-    waiting.join(30)
-    assert len(done) == 1
+class _Pausing:
+    """gc runs, each in a thread of its own, paused right after its tombstone (its claim) until resumed."""
+
+    def __init__(self, monkeypatch) -> None:
+        self.paused: dict[int, threading.Event] = {}
+        self.resumed: dict[int, threading.Event] = {}
+        real = collector._tombstone
+
+        def tombstone(event_store, batch, cutoff):
+            claimed = real(event_store, batch, cutoff)
+            key = id(event_store)
+            if key in self.paused and not self.paused[key].is_set():
+                self.paused[key].set()
+                assert self.resumed[key].wait(60), "never resumed"
+            return claimed
+
+        monkeypatch.setattr(collector, "_tombstone", tombstone)
+
+    def start(self, reg, grace=NOW) -> tuple[threading.Thread, list]:
+        """Start ``reg.gc(grace=grace)``; return (its thread, [its report] once done) when it has claimed."""
+        key = id(reg.event_store)
+        self.paused[key], self.resumed[key] = threading.Event(), threading.Event()
+        report: list = []
+        thread = threading.Thread(target=lambda: report.append(reg.gc(grace=grace)), daemon=True)
+        thread.start()
+        assert self.paused[key].wait(30), "gc did not claim anything"
+        return thread, report
+
+    def resume(self, reg) -> None:
+        self.resumed[id(reg.event_store)].set()
+
+    def resume_all(self) -> None:
+        for event in self.resumed.values():
+            event.set()
+
+
+@pytest.fixture
+def deleted_v1(make_registry):
+    """Version 1 (its objects its own) deleted just now; returns (registry, version 1's objects, its weights)."""
+    reg = make_registry()
+    module = toys.spec(hidden=64).build()
+    reg.snapshot("pol", module)
+    saved = copy.deepcopy(module)
+    toys.train_step(module, 1)
+    reg.snapshot("pol", module)
+    only_v1 = _objects(reg, "pol", 1) - _objects(reg, "pol", 2)
+    assert only_v1
+    reg.delete_version("pol", 1, reason="oops")
+    time.sleep(TICK)
+    return reg, only_v1, saved
+
+
+@pytest.mark.parametrize("grace", [NOW, collector.DEFAULT_GRACE])
+def test_a_gc_paused_after_its_tombstone_does_not_delete_what_a_writer_stored_again_since(
+        make_registry, monkeypatch, deleted_v1, grace):
+    """gc1 claims version 1's objects and pauses (a slow or stopped process: nothing makes other gcs wait for
+    it); gc2 runs to the end: it claims them again, deletes and finishes them; a writer snapshots the same
+    weights (stores them again, turns the rows live, commits); gc1 resumes. Its claim is no longer the latest:
+    it deletes nothing, and every live version loads. (With e44cd5f's code and its gc lock not held, as with a
+    ``file:`` URI, a dropped PostgreSQL session or a gc of the release before: gc2 turned the rows live again,
+    24 h grace, or finished them, 0 grace; either way gc1 then deleted the objects of the committed version.)"""
+    reg, only_v1, saved = deleted_v1
+    other, writer = make_registry(), make_registry()
+    pausing = _Pausing(monkeypatch)
+    try:
+        gc1, first = pausing.start(reg)
+        assert {r.state for r in _rows(reg, only_v1).values()} == {"deleting"}
+        second: list = []
+        gc2 = threading.Thread(target=lambda: second.append(other.gc(grace=grace)), daemon=True)
+        gc2.start()
+        gc2.join(30)
+        assert second, "gc2 waited for gc1"
+        version = writer.snapshot("pol", saved)  # the same weights as version 1
+    finally:
+        pausing.resume_all()
+    gc1.join(60)
+    assert writer.verify()["ok"]
+    for v in writer.versions("pol"):
+        writer.load("pol", v.version)
+    assert toys.states_equal(writer.load("pol", version.version), saved)
+    assert set(second[0].reclaimed) == only_v1 and first[0].reclaimed_objects == 0  # gc1 deleted nothing
+    assert {r.state for r in _rows(reg, only_v1).values()} == {"live"}
+
+
+def test_a_gc_whose_claim_another_gc_took_over_leaves_the_rows_to_it(make_registry, monkeypatch, deleted_v1):
+    """Both gcs pause after their tombstones: gc2's claims the rows gc1 claimed (a new generation). gc1 resumes
+    first: its claim is stale, so it neither deletes the objects nor finishes the rows; a writer of the same
+    weights waits for the rows (``deleting``) while gc2 resumes, deletes and finishes them, then stores the
+    objects again and commits. (e44cd5f: gc1 finished the rows, the writer committed on them, and gc2 deleted
+    the objects and marked the live rows deleted.)"""
+    reg, only_v1, saved = deleted_v1
+    other, writer = make_registry(), make_registry()
+    pausing = _Pausing(monkeypatch)
+
+    def generations():
+        return {d: r.generation for d, r in _rows(reg, only_v1).items()}
+
+    try:
+        gc1, first = pausing.start(reg)
+        claimed_by_gc1 = generations()
+        gc2, second = pausing.start(other)
+        claimed_by_gc2 = generations()  # claimed again, though gc1's claim is not finished
+        pausing.resume(reg)
+        gc1.join(30)
+        after_gc1 = (only_v1 <= set(reg.store.list_digests()), {r.state for r in _rows(reg, only_v1).values()})
+        threading.Timer(0.3, pausing.resume, [other]).start()  # gc2 resumes while the writer waits
+        version = writer.snapshot("pol", saved)
+    finally:
+        pausing.resume_all()
+    gc2.join(60)
+    assert writer.verify()["ok"]
+    assert toys.states_equal(writer.load("pol", version.version), saved)
+    assert claimed_by_gc2 == {d: g + 1 for d, g in claimed_by_gc1.items()}
+    assert first[0].reclaimed_objects == 0 and after_gc1 == (True, {"deleting"})  # gc1 left it all to gc2
+    assert set(second[0].reclaimed) == only_v1
+    assert {r.state for r in _rows(reg, only_v1).values()} == {"live"}
+
+
+@pytest.mark.parametrize("db_url", ["postgresql"], indirect=True)  # a server-side timeout: PostgreSQL's
+def test_a_server_idle_timeout_does_not_end_a_gc_deleting_from_storage(db_url, deleted_v1, make_registry):
+    """PostgreSQL: the finish holds the rows' locks while storage deletes (so that no other gc claims them and
+    no writer stores them again meanwhile): a server's ``idle_in_transaction_session_timeout`` (a DBA setting)
+    must not end its session, which would free the rows while the delete goes on."""
+    reg, only_v1, _ = deleted_v1
+    assert reg.event_store.engine.dialect.name == "postgresql"
+    name = reg.event_store.engine.url.database
+    with reg.event_store.engine.connect().execution_options(isolation_level="AUTOCOMMIT") as conn:
+        conn.exec_driver_sql(f'ALTER DATABASE "{name}" SET idle_in_transaction_session_timeout = \'500ms\'')
+    fresh = make_registry()  # its sessions start with the setting
+    real_delete = fresh.store.delete
+
+    def slow_delete(digests):
+        time.sleep(1.5)  # a big batch on S3
+        return real_delete(digests)
+
+    fresh.store.delete = slow_delete
+    assert set(fresh.gc(grace=NOW).reclaimed) == only_v1
+    assert {r.state for r in _rows(fresh, only_v1).values()} == {"deleted"}
 
 
 # --- 5. gc --dry-run previews retention ---------------------------------------------------------------
