@@ -80,41 +80,43 @@ def s3_options(options: dict[str, Any]) -> dict[str, Any]:
 
 
 def _unsigned_payloads(options: dict[str, Any]) -> dict[str, Any]:
-    """``options`` with botocore's SHA-256 of each request body for its signature switched off, where
-    every PUT carries a checksum instead and the caller did not choose.
+    """``options`` with botocore's SHA-256 of each request body for its signature switched off, for a
+    plain-HTTP endpoint where every upload carries a checksum instead and the caller did not choose.
 
     botocore signs the body of a request over plain HTTP (an endpoint such as MinIO inside a team's
     network, or moto): a SHA-256 of every byte uploaded, 0.9 s of CPU per GiB here, which it skips
-    over HTTPS when a checksum header goes with the body. That checksum (CRC32, botocore's default
-    ``request_checksum_calculation="when_supported"``) is checked by S3 itself, so a body damaged on
-    the way is refused all the same; a body altered on purpose by someone on a plain-HTTP path, who
-    could as well alter what a read returns, is caught where every object is: on every read, by its
-    content address. Left as it is when ``config_kwargs`` sets ``s3.payload_signing_enabled``, or when
-    checksums are sent only where required (``request_checksum_calculation``, in ``config_kwargs``,
-    the environment or the AWS config file: some S3-compatible stores refuse the checksum headers).
+    over HTTPS when a checksum header goes with the body (so AWS itself, and any HTTPS endpoint, are
+    left as they are). That checksum (CRC32, botocore's default ``request_checksum_calculation=
+    "when_supported"``) is checked by S3 itself, so a body damaged on the way is refused all the same;
+    a body altered on purpose by someone on a plain-HTTP path, who could as well alter what a read
+    returns, is caught where every object is: on every read, by its content address. Left as it is
+    when ``config_kwargs`` or the AWS config file (of the ``profile`` option, else the environment's)
+    sets ``s3.payload_signing_enabled``, or when checksums go only where required
+    (``request_checksum_calculation``, there or in the environment: some S3-compatible stores refuse
+    the checksum headers), as the body would then travel unchecked.
     """
+    endpoint = options.get("endpoint_url") or (options.get("client_kwargs") or {}).get("endpoint_url") or ""
+    if not str(endpoint).lower().startswith("http://"):
+        return options
     config = dict(options.get("config_kwargs") or {})
     s3 = dict(config.get("s3") or {})
-    checksums, signing_set = _aws_settings(
-        *(os.environ.get(v) for v in ("AWS_REQUEST_CHECKSUM_CALCULATION", "AWS_CONFIG_FILE", "AWS_PROFILE")))
-    if "payload_signing_enabled" in s3 or signing_set:
+    if "payload_signing_enabled" in s3:
         return options
-    if str(config.get("request_checksum_calculation") or checksums).lower() != "when_supported":
-        return options
-    return {**options, "config_kwargs": {**config, "s3": {**s3, "payload_signing_enabled": False}}}
-
-
-@functools.lru_cache(maxsize=8)
-def _aws_settings(*environment: str | None) -> tuple[str, bool]:
-    """botocore's ``request_checksum_calculation`` from the environment and the AWS config file, and
-    whether that file sets ``s3.payload_signing_enabled`` (4 ms to read; remembered for the
-    environment variables that decide them)."""
+    import botocore.exceptions
     import botocore.session
 
-    session = botocore.session.Session()
-    s3 = session.get_scoped_config().get("s3")
-    return (str(session.get_config_variable("request_checksum_calculation")),
-            isinstance(s3, dict) and "payload_signing_enabled" in s3)
+    try:  # (4 ms: the environment and the AWS config file, read again for each filesystem made)
+        session = botocore.session.Session(profile=options.get("profile"))
+        file_s3 = session.get_scoped_config().get("s3")
+        checksums = config.get("request_checksum_calculation") or session.get_config_variable(
+            "request_checksum_calculation")
+    except botocore.exceptions.BotoCoreError:  # a profile it lacks: s3fs will say so
+        return options
+    if isinstance(file_s3, dict) and "payload_signing_enabled" in file_s3:
+        return options
+    if str(checksums).lower() != "when_supported":
+        return options
+    return {**options, "config_kwargs": {**config, "s3": {**s3, "payload_signing_enabled": False}}}
 
 
 def url_of(fs: fsspec.AbstractFileSystem, path: str) -> str:
@@ -244,17 +246,22 @@ def _cancellable(fs: Any, coro: Any, cancelled: Callable[[], bool] | None, path:
     """Run ``coro`` on the filesystem's event loop; when ``cancelled()`` turns true, cancel it and raise.
 
     A cancelled PUT is cut off mid-body, so the object never appears (S3 stores a PUT only whole).
+    Returns or raises only once ``coro`` ended, also when cancelled or interrupted (Ctrl-C): a PUT's
+    body reads its caller's buffers in place (``PutBody``), and a cancel takes effect only at the
+    request's next ``await`` (botocore may still be checksumming the body, 89 reads of 1 MiB after
+    the cancel in one run), so returning first let it read tensors its caller had freed meanwhile.
     """
-    if cancelled is None:
-        return fsspec.asyn.sync(fs.loop, lambda: coro)
     future = asyncio.run_coroutine_threadsafe(coro, fs.loop)
-    while True:
-        try:
-            return future.result(timeout=_CANCEL_POLL)
-        except concurrent.futures.TimeoutError:
-            if cancelled():
-                future.cancel()
-                raise WriteCancelled(f"writing {path} was cancelled") from None
+    try:
+        # (waited for apart from its outcome: the request's own TimeoutError is not the poll's)
+        while not concurrent.futures.wait([future], timeout=_CANCEL_POLL).done:
+            if cancelled is not None and cancelled():
+                raise WriteCancelled(f"writing {path} was cancelled")
+        return future.result()
+    except BaseException:
+        future.cancel()
+        concurrent.futures.wait([future])
+        raise
 
 
 _CANCEL_POLL = 0.05  # seconds between checks of ``cancelled()`` while a request runs
@@ -399,6 +406,15 @@ class PutBody(io.BytesIO):
 
     def truncate(self, size: int | None = None) -> int:
         raise io.UnsupportedOperation("a PUT body is read only")
+
+    def readline(self, size: int | None = -1) -> bytes:  # (BytesIO's own would read its empty buffer)
+        raise io.UnsupportedOperation("a PUT body is read in chunks, not lines")
+
+    def readlines(self, hint: int | None = -1) -> list[bytes]:
+        raise io.UnsupportedOperation("a PUT body is read in chunks, not lines")
+
+    def __next__(self) -> bytes:
+        raise io.UnsupportedOperation("a PUT body is read in chunks, not lines")
 
 
 class _Length:

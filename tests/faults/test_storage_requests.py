@@ -63,7 +63,7 @@ def test_an_object_removed_behind_the_registry_s_back_is_uploaded_again(fault_pr
 
 @pytest.mark.s3
 @pytest.mark.parametrize("setting", ["default", "signing chosen", "signing in the AWS config file",
-                                     "checksums only where required"])
+                                     "signing in the profile option's section", "checksums only where required"])
 def test_an_upload_over_http_carries_a_checksum_rather_than_a_sha256(setting, fault_proxy, s3_bucket, sqlite_url,
                                                                      tmp_path, monkeypatch):
     """Over plain HTTP botocore would hash every uploaded byte with SHA-256 to sign the request; an object's
@@ -78,6 +78,11 @@ def test_an_upload_over_http_carries_a_checksum_rather_than_a_sha256(setting, fa
         (tmp_path / "aws-config").write_text("[default]\ns3 =\n    payload_signing_enabled = true\n")
         monkeypatch.setenv("AWS_CONFIG_FILE", str(tmp_path / "aws-config"))
     options = {"config_kwargs": {"s3": {"payload_signing_enabled": True}}} if setting == "signing chosen" else {}
+    if setting == "signing in the profile option's section":
+        (tmp_path / "aws-config").write_text("[profile signer]\naws_access_key_id = testing\naws_secret_access_key = testing\n"
+                                               "s3 =\n    payload_signing_enabled = true\n")
+        monkeypatch.setenv("AWS_CONFIG_FILE", str(tmp_path / "aws-config"))
+        options = {"profile": "signer"}
     store = Store(s3_bucket + "/blobs", cache_dir=str(tmp_path / "cache"), **options)
     module = toys.spec().build()
     manifest = store.put(dict(module.state_dict()))
@@ -89,3 +94,14 @@ def test_an_upload_over_http_carries_a_checksum_rather_than_a_sha256(setting, fa
         assert all("x-amz-checksum-crc32" in h for h in puts), puts
     cold = Store(s3_bucket + "/blobs", cache_dir=str(tmp_path / "cold"))
     assert all(torch.equal(t, module.state_dict()[name]) for name, t in cold.get(manifest).items())
+
+
+def test_an_https_endpoint_keeps_botocore_s_own_signing():
+    """Over HTTPS (AWS itself, or an endpoint named https://) botocore already sends a checksum rather than
+    a SHA-256 of an upload's body, and signs the rest: nothing is changed there."""
+    from storage.filesystems import s3_options
+
+    for options in ({"endpoint_url": "https://minio.example:9000"}, {"client_kwargs": {"endpoint_url": "https://x"}}):
+        assert "config_kwargs" not in s3_options(dict(options))
+    assert s3_options({"endpoint_url": "http://minio.internal:9000"})["config_kwargs"] == {
+        "s3": {"payload_signing_enabled": False}}

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import time
+
 import pytest
 import torch
 from storage_helpers import same
@@ -102,3 +104,43 @@ def test_the_one_put_path_keeps_s3fs_s_limit_whatever_the_block_size(s3_server, 
     filesystems.atomic_write(fs, f"{bucket}/in-parts", [large], size=len(large))
     assert one_put == [f"{bucket}/one-put"]
     assert fs.cat_file(f"{bucket}/one-put") == small and fs.cat_file(f"{bucket}/in-parts") == large
+
+
+@pytest.mark.parametrize("how", ["cancelled", "interrupted"])
+def test_a_cancelled_put_has_stopped_reading_its_body_when_the_write_returns(how, s3_server, s3_bucket,
+                                                                             monkeypatch):
+    """A PUT's body reads the caller's buffers in place; a cancel (or Ctrl-C in the waiting thread) takes
+    effect at the request's next await, while botocore may still be checksumming the body: the write
+    returns only once the request ended, so no read of the buffers comes after it (they may be freed)."""
+    import fsspec
+
+    from storage import filesystems
+
+    reads: list[float] = []
+
+    class Watched(filesystems.PutBody):
+        def read(self, size=-1):
+            reads.append(time.perf_counter())
+            time.sleep(0.01)  # a slow checksum: the cancel lands while the body is still being read
+            return super().read(size)
+
+    monkeypatch.setattr(filesystems, "body_of", Watched)
+    fs = fsspec.filesystem("s3", endpoint_url=s3_server, use_listings_cache=False)
+    path = f"{s3_bucket.removeprefix('s3://')}/cancelled/one-put"
+    data = bytes(40 << 20)  # one PUT: 40 reads of 1 MiB for botocore's checksum alone
+    asked = []
+
+    def cancelled():
+        asked.append(1)
+        if len(asked) >= 2:
+            if how == "interrupted":
+                raise KeyboardInterrupt
+            return True
+        return False
+
+    with pytest.raises(filesystems.WriteCancelled if how == "cancelled" else KeyboardInterrupt):
+        filesystems.atomic_write(fs, path, [data], size=len(data), cancelled=cancelled)
+    returned = time.perf_counter()
+    time.sleep(0.5)
+    assert reads and not [t for t in reads if t > returned], "the body was read after the write returned"
+    assert not fs.exists(path)

@@ -51,3 +51,10 @@ def test_it_cannot_be_written_or_read_past_its_start():
         body.seek(-1)
     buf = bytearray(5)
     assert body.readinto(buf) == 3 and buf[:3] == b"abc"
+
+
+def test_lines_are_refused_rather_than_read_from_an_empty_buffer():
+    body = PutBody([b"a\nb\n"])
+    for read_lines in (body.readline, body.readlines, lambda: next(iter(body))):
+        with pytest.raises(io.UnsupportedOperation):
+            read_lines()
