@@ -314,7 +314,9 @@ class Registry:
                 put = self.store.begin_put(tensors, progress=progress,
                                            may_be_stored=collector.may_be_stored(self._events) if remote else None)
                 try:
-                    overlap = self.store.is_local and put.nbytes <= OVERLAP_MAX_BYTES
+                    # (not with a progress callback: it runs on a writer thread, and one that writes to the
+                    # registry would wait for the append's lock while the append waits for that writer)
+                    overlap = progress is None and self.store.is_local and put.nbytes <= OVERLAP_MAX_BYTES
                     if not overlap:
                         put.wait()
                     return self._commit(name, spec, metadata, tensors, rest, put.manifest, digest, wait_turn,

@@ -202,7 +202,7 @@ class SnapshotQueue:
                 if self._pool is None:
                     self._pool = concurrent.futures.ThreadPoolExecutor(self.limit, thread_name_prefix="rlreg-snapshot")
                 previous = self._tails.get(name)
-                future = self._pool.submit(context.run, self._run, record, staged, previous)
+                future = self._pool.submit(context.run, self._run, name, record, staged, previous)
                 self._tails[name] = future
                 pending = PendingVersion(name, future, self._collected)
                 self._jobs.append(pending)
@@ -213,8 +213,8 @@ class SnapshotQueue:
         future.add_done_callback(lambda f: self._ended(name, f, pending))
         return pending
 
-    def _run(self, record, staged: Any, previous: concurrent.futures.Future | None) -> ModelVersion:
-        _RUNNING.set(self)  # (in the job's own context)
+    def _run(self, name: str, record, staged: Any, previous: concurrent.futures.Future | None) -> ModelVersion:
+        _RUNNING.set((self, name))  # (in the job's own context)
         try:
             return record(staged, lambda: _wait(previous))
         finally:
@@ -245,9 +245,10 @@ class SnapshotQueue:
 
     def wait_turn(self, name: str) -> None:
         """Wait for the pending snapshots of ``name`` (a blocking snapshot, or another write of ``name``,
-        comes after them); not from within a snapshot of this queue (its progress callback), which
-        would wait for itself."""
-        if _RUNNING.get() is self:
+        comes after them); not from within a snapshot of ``name`` of this queue (its progress
+        callback), which would wait for itself. A write of another name from there waits as any does."""
+        running = _RUNNING.get()
+        if running is not None and running[0] is self and running[1] == name:
             return
         with self._lock:
             previous = self._tails.get(name)
@@ -300,7 +301,8 @@ _QUEUES: weakref.WeakSet[SnapshotQueue] = weakref.WeakSet()  # every queue, wait
 # Queues with a job running or failed and not yet reported: a registry dropped unclosed (a reference
 # cycle the collector ends) must not take a failure nobody saw with it. Closing it lets go.
 _KEPT: set[SnapshotQueue] = set()
-_RUNNING: contextvars.ContextVar[SnapshotQueue | None] = contextvars.ContextVar("rlreg_snapshot_job", default=None)
+_RUNNING: contextvars.ContextVar[tuple[SnapshotQueue, str] | None] = contextvars.ContextVar("rlreg_snapshot_job",
+                                                                                          default=None)
 
 
 def _wait_at_exit() -> None:

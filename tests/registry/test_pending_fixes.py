@@ -164,21 +164,49 @@ def test_a_write_made_after_a_pending_snapshot_is_recorded_after_it(make_sqlite_
     opener.join()
 
 
-def test_a_write_of_the_same_name_from_a_snapshots_progress_callback_does_not_wait_for_it(tmp_path):
+@pytest.mark.parametrize("block", [False, True])
+def test_a_write_of_the_same_name_from_a_snapshots_progress_callback_does_not_wait_for_it(tmp_path, block):
+    """Every report writes, the last too (the objects written: a small local snapshot's append would hold
+    the database's write lock then, waiting for the writer thread that runs the callback)."""
     done = run_script(f"""
         import registry_toys
         from registry import Registry
         module = registry_toys.spec(hidden=16).build()
         reg = Registry({"sqlite:///" + str(tmp_path / "reg.db")!r}, {str(tmp_path / "blobs")!r})
         reg.snapshot("m", module)
+        registry_toys.train_step(module, 1)  # new weights: objects to write
+        reports = []
 
         def progress(done, total):
-            if done == 0:  # the first report, before the objects are written
-                reg.set_description("m", "described while version 2 is written")
+            reports.append((done, total))
+            reg.set_description("m", f"described at {{done}} of {{total}} bytes")
 
-        print("version", reg.snapshot("m", module, block=False, progress=progress).result(30).version)
-        print(reg.history("m")[-2].type, reg.history("m")[-1].type)
+        out = reg.snapshot("m", module, block={block}, progress=progress)
+        print("version", (out if {block} else out.result(30)).version)
+        print(reg.history("m")[-1].type, reports[-1][0] == reports[-1][1] > 0)
         reg.close()
-    """, timeout=60)  # (a snapshot waiting for itself never ends)
+    """, timeout=60)  # (a write waiting for a lock its own snapshot holds never ends)
     assert done.returncode == 0, done.stderr
-    assert done.stdout.split("\n")[:2] == ["version 2", "DescriptionSet VersionRecorded"]
+    assert done.stdout.split("\n")[:2] == ["version 2", "VersionRecorded True"]
+
+
+def test_a_write_of_another_name_from_a_snapshots_progress_callback_waits_for_that_name(make_sqlite_registry,
+                                                                                     module):
+    """Only the snapshot's own name is exempt: a delete of ``b`` from a snapshot of ``a`` comes after the
+    pending snapshot of ``b`` made before it, which then does not revive ``b``."""
+    reg = make_sqlite_registry()
+    reg.snapshot("b", module)
+    gate = Gate()
+    pending_b = reg.snapshot("b", module, block=False, progress=gate)
+    assert gate.entered.wait(10)
+    deleted = []
+
+    def progress(done, total):
+        if not deleted:
+            threading.Timer(SETTLE, gate.open).start()
+            deleted.append(reg.delete_model("b", reason="retired"))
+
+    reg.snapshot("a", module, block=False, progress=progress).result(30)
+    assert pending_b.result(30).version == 2
+    assert [e.type for e in reg.history("b")][-2:] == ["VersionRecorded", "ModelDeleted"]
+    assert not reg.exists("b")
