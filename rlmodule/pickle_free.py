@@ -9,10 +9,13 @@ the table, an opcode outside the allow-list (`INST`, `OBJ`, `EXT*`, `PERSID`, ou
 buffers, ...), a `REDUCE` on anything but a table entry, or arguments a handler does not accept
 raise `PickleRefusedError` naming the global or opcode and the file.
 
-What the data holds is bounded by the file's size: every value counts each time it is reached
-(a shared list once per reference, its size memoised), and more than `BUDGET_FACTOR` times the
+What the data holds is bounded by the file's size, and more than `BUDGET_FACTOR` times the
 file's bytes (plus `BUDGET_FLOOR`) is refused, so neither a "billion laughs" of shared references
-nor one byte string reused by many arrays can turn a small file into gigabytes or an endless walk.
+nor one byte string reused by many arrays can turn a small file into gigabytes or an endless walk:
+every value counts each time it is reached, a string or bytes its length too; a further reference
+to a shared node (the memo) counts the values it reaches (memoised, so the walk stays linear) but
+not their bytes, as nothing is copied; and what a handler copies (an array built from bytes, the
+arrays of a space) counts once more, less the bytes just counted for its arguments.
 Set members and dict keys must be flat (strings, numbers, tuples of strings and ints): nothing
 deep or unhashable is ever hashed.
 
@@ -95,7 +98,9 @@ class _Machine:
         self.marks: list[list] = []
         self.memo: dict[int, Any] = {}
         self.budget, self.spent = budget, 0
-        self.sizes: dict[int, int] = {}  # id of a materialised node -> what reaching it costs
+        self.nodes: dict[int, int] = {}  # id of a materialised node -> the values reaching it reaches
+        self.walked = 0  # values reached so far, those of shared nodes once per reference
+        self.held = 0  # bytes counted so far as reached, not yet copied by a handler
 
     def charge(self, units: int) -> None:
         self.spent += units
@@ -302,8 +307,10 @@ class _Machine:
     def materialise(self, obj, seen: dict, busy: set, depth: int = 0):
         if depth > MAX_DEPTH:
             raise self.refuse(f"data nested deeper than {MAX_DEPTH} levels")
+        self.walked += 1
         if isinstance(obj, (str, bytes, bytearray)):
             self.charge(1 + len(obj))  # each use: an array built on bytes copies them
+            self.held += len(obj)
             return obj  # a bytearray (BYTEARRAY8) becomes an array's memory without a copy
         if isinstance(obj, int):
             self.charge(1 + obj.bit_length() // 64)
@@ -312,19 +319,28 @@ class _Machine:
             self.charge(1)
             return obj
         key = id(obj)
-        if key in seen:  # a shared node costs what it holds each time it is reached
-            self.charge(self.sizes[key])
+        if key in seen:  # the same object again, nothing copied: what walking it (or encoding
+            self.walked += self.nodes[key] - 1  # it later) visits counts, not its bytes again
+            self.charge(self.nodes[key])
             return seen[key]
         if key in busy:
             raise self.refuse("a self-referencing structure is not allowed")
         busy.add(key)
-        before = self.spent
+        walked = self.walked - 1
         self.charge(1)
         out = self._materialise(obj, seen, busy, depth + 1)
         busy.discard(key)
-        self.sizes[key] = self.spent - before
+        self.nodes[key] = self.walked - walked
         seen[key] = out
         return out
+
+    def _copied(self, out, held: int) -> None:
+        """Count what a handler's result copied (`held`: the bytes its arguments just counted)."""
+        arrays = [out] if isinstance(out, np.ndarray) else [
+            v for v in getattr(out, "__dict__", {}).values() if isinstance(v, np.ndarray)]
+        made = sum(a.nbytes for a in arrays if a.base is None)  # a view (of a bytearray) is no copy
+        self.charge(max(0, made - held))  # an argument reached through the memo counted no bytes
+        self.held += max(0, made - held)
 
     def _materialise(self, obj, seen, busy, depth):
         def m(x):
@@ -347,10 +363,14 @@ class _Machine:
             return obj.handler.value()
         if isinstance(obj, _Pending):
             fn = obj.handler.reduce if obj.how == "reduce" else obj.handler.new
+            held = self.held
             state = m(obj.state) if obj.built else _NO_STATE
-            return self._call(obj.handler, fn, m(obj.args), state)
+            out = self._call(obj.handler, fn, m(obj.args), state)
+            self._copied(out, self.held - held)
+            return out
         if isinstance(obj, (np.ndarray, np.generic, np.dtype)):
             self.charge(getattr(obj, "nbytes", 0))
+            self.held += getattr(obj, "nbytes", 0)
             return obj  # built by an eager handler of ours
         raise self.refuse(f"a decoded {type(obj).__name__} is not plain data")
 

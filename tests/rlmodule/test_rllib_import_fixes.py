@@ -181,6 +181,53 @@ def test_a_billion_laughs_of_shared_lists_is_refused_quickly(tmp_path):
     assert decode(pickle.dumps(shallow), RLLIB_GLOBALS) == shallow
 
 
+def _league(n: int, space) -> dict:
+    """class_and_ctor_args of a MultiRLModule whose `n` policies share one space object."""
+    rllib = "ray.rllib.core.rl_module"
+    spec = {"module_class": Global("ray.rllib.algorithms.ppo.torch.default_ppo_torch_rl_module",
+                                   "DefaultPPOTorchRLModule"),
+            "observation_space": space, "action_space": gym.spaces.Discrete(5),
+            "inference_only": False, "learner_only": False, "model_config": {"fcnet_hiddens": [64]},
+            "catalog_class": Global("ray.rllib.algorithms.ppo.ppo_catalog", "PPOCatalog"),
+            "load_state_path": None}
+    specs = {f"main_v{i}": New(Global(f"{rllib}.rl_module", "RLModuleSpec"), dict(spec))
+             for i in range(n)}
+    return {"class": Global(f"{rllib}.multi_rl_module", "MultiRLModule"),
+            "ctor_args_and_kwargs": ((), {"observation_space": None, "action_space": None,
+                                          "inference_only": False, "learner_only": None,
+                                          "model_config": None, "rl_module_specs": specs})}
+
+
+def test_policies_sharing_one_large_space_object_import():
+    # RLlib pickles one space object shared by all policies once; every further reference is a
+    # memo hit returning the same object, nothing copied: it must not count the space's bytes
+    # again (16 policies sharing a Box((1000,)) were refused at 12.9x the file's size)
+    vec = gym.spaces.Box(-10.0, 10.0, (1000,), np.float32)
+    blob = dumps(_league(16, vec))  # protocol 5: the arrays' bytes are bytearrays, as RLlib's
+    out = decode(blob, RLLIB_GLOBALS)
+    specs = out["ctor_args_and_kwargs"][1]["rl_module_specs"]
+    assert len(specs) == 16 and len({id(s.observation_space) for s in specs.values()}) == 1
+    assert specs["main_v15"].observation_space == vec
+    flat = gym.spaces.Box(-1.0, 1.0, (84 * 84 * 3,), np.float32)  # 5 policies, a flat image
+    for protocol in (2, 4, 5):  # bytes as latin-1 text, as bytes, as bytearrays
+        blob = pickle.dumps({f"p{i}": {"obs": flat, "act": gym.spaces.Discrete(4)} for i in range(5)},
+                            protocol=protocol)
+        out = decode(blob, RLLIB_GLOBALS)
+        assert out["p4"]["obs"] is out["p0"]["obs"] and out["p4"]["obs"] == flat
+
+
+def test_spaces_copying_one_shared_state_many_times_are_refused():
+    # the other side: a space copies its arrays, so 64 Boxes built from one memoised state are
+    # 64 copies, each counted
+    state = {"_shape": (100_000,), "dtype": np.dtype(np.float32), "_np_random": None,
+             "low": np.zeros(100_000, np.float32), "high": np.ones(100_000, np.float32),
+             "bounded_below": np.ones(100_000, bool), "bounded_above": np.ones(100_000, bool)}
+    boxes = [New(Global("gymnasium.spaces.box", "Box"), state) for _ in range(64)]
+    assert isinstance(decode(dumps(boxes[:2]), RLLIB_GLOBALS)[1], gym.spaces.Box)
+    with pytest.raises(PickleRefusedError, match="far more than its size"):
+        decode(dumps(boxes), RLLIB_GLOBALS)
+
+
 # -- 5. malformed state: clean errors --------------------------------------------------------------
 
 def _with_state(tmp_path, **changes) -> Path:
