@@ -56,7 +56,7 @@ def split_state(state: dict) -> tuple[dict[str, torch.Tensor | np.ndarray], dict
             elif isinstance(v, (np.ndarray, np.generic)):
                 if np.asarray(v).dtype == object:
                     raise StateSerializationError(f"state key {key!r}: object arrays are not stored")
-                tensors[key] = np.ascontiguousarray(v)
+                tensors[key] = np.asarray(v, order="C")  # (0-d stays 0-d: ascontiguousarray makes it (1,))
                 rest[k] = {TENSOR_MARK: "numpy"}
             elif isinstance(v, dict):
                 rest[k] = walk(v, key + SEP)

@@ -86,3 +86,13 @@ def test_split_tensors_is_split_state_of_a_flat_dict_of_cpu_tensors():
                          ids=["slash", "empty key", "int key", "numpy", "nested", "json"])
 def test_split_tensors_leaves_anything_else_to_split_state(flat):
     assert split_tensors(flat) is None
+
+
+def test_a_0d_numpy_leaf_keeps_its_shape():
+    """A numpy scalar or 0-d array (a step count, a temperature) comes back 0-d, not as shape (1,)."""
+    state = {"count": np.int64(7), "temp": np.array(0.5, dtype=np.float32), "w": np.ones((2, 3)).T}
+    tensors, rest = split_state(state)
+    assert tensors["count"].shape == () and tensors["temp"].shape == ()
+    assert tensors["w"].flags.c_contiguous and tensors["w"].shape == (3, 2)
+    back = join_state(tensors, json.loads(json.dumps(rest)))
+    assert back["temp"].shape == () and float(back["temp"]) == 0.5 and int(back["count"]) == 7
