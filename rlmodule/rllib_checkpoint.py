@@ -358,7 +358,7 @@ def _ppo_kwargs(module) -> dict:
 
 def _write(loc, cls: _Global, kwargs: dict, state: dict) -> None:
     loc.makedirs()
-    arrays = OrderedDict((k, np.ascontiguousarray(v.detach().cpu().numpy()) if hasattr(v, "detach")
+    arrays = OrderedDict((k, np.asarray(v.detach().cpu().numpy(), order="C") if hasattr(v, "detach")
                           else np.asarray(v)) for k, v in state.items())
     loc.write_bytes("class_and_ctor_args.pkl",
                     _dumps({"class": cls, "ctor_args_and_kwargs": ((), kwargs)}))

@@ -379,3 +379,18 @@ def test_the_committed_rllib_pickles_are_well_within_the_size_budget():
                 break
         machine.materialise(machine.stack[0], {}, set())
         assert machine.spent <= 1.5 * len(data) + 100, path  # the budget: 4 per byte (+ a floor)
+
+
+def test_an_exported_0d_tensor_keeps_its_shape(tmp_path):
+    """The export writes a 0-d tensor as a 0-d array (np.ascontiguousarray made it shape (1,))."""
+    import torch
+
+    from rlmodule import rllib_checkpoint
+    from storage.location import Location
+
+    loc = Location(str(tmp_path / "ckpt"))
+    state = {"t": torch.tensor(2.5), "w": torch.ones(2, 3).T}
+    rllib_checkpoint._write(loc, rllib_checkpoint._Global("m", "C"), {}, state)
+    state = rllib_checkpoint._decode_file(loc, "module_state.pkl")
+    assert state["t"].shape == () and float(state["t"]) == 2.5
+    assert state["w"].shape == (3, 2) and state["w"].flags.c_contiguous
