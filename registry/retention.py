@@ -14,6 +14,10 @@ at the stream version it read: a concurrent writer makes it conflict and start o
 committed, so no version is deleted twice and none that the policy keeps is deleted. Applying twice
 deletes nothing more (the newest, best and multiples among the kept versions are those same versions).
 
+While no live version has a number under ``keep_best``'s key (a mistyped key, or a metric recorded
+only from now on), the policy deletes nothing: ranking nothing, it would delete the versions it was
+set to keep.
+
 A policy belongs to one life of its model: ``ModelDeleted`` ends it (its projection removes the
 policy, ``registry.lifecycle``), so a model made again under the same name keeps every version until
 a policy is set for it.
@@ -31,7 +35,7 @@ from sqlalchemy.engine import Connection
 
 from registry import errors, lifecycle
 from registry.eventstore import Event, NewEvent
-from registry.names import validate_name
+from registry.names import MAX_INTEGER, validate_name
 from registry.schema import aliases, events, retention, versions
 
 log = logging.getLogger(__name__)
@@ -48,8 +52,9 @@ MODES = ("max", "min")
 def _count(name: str, what: str, value: Any) -> int | None:
     if value is None:
         return None
-    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-        raise errors.InvalidEventError(f"retention of model {name!r}: {what} must be a positive integer, got {value!r}")
+    if isinstance(value, bool) or not isinstance(value, int) or not 1 <= value <= MAX_INTEGER:
+        raise errors.InvalidEventError(
+            f"retention of model {name!r}: {what} must be an integer from 1 to {MAX_INTEGER} (2^63 - 1), got {value!r}")
     return value
 
 
@@ -91,7 +96,8 @@ def describe(policy: Mapping[str, Any]) -> str:
     return ", ".join(parts)
 
 
-def _metric(metadata: Any, key: str) -> float | None:
+def metric(metadata: Any, key: str) -> float | None:
+    """The finite number under ``key`` in a version's metadata (what ``keep_best`` ranks), else ``None``."""
     value = metadata.get(key) if isinstance(metadata, Mapping) else None
     if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value):
         return None
@@ -108,7 +114,7 @@ def kept(policy: Mapping[str, Any], live: Sequence[tuple[int, Any]], aliased: se
         keep |= {v for v in numbers if v % policy["keep_every"] == 0}
     best = policy.get("keep_best")
     if best:
-        scored = [(m, v) for v, meta in live if (m := _metric(meta, best["key"])) is not None]
+        scored = [(m, v) for v, meta in live if (m := metric(meta, best["key"])) is not None]
         sign = -1.0 if best["mode"] == "max" else 1.0
         scored.sort(key=lambda mv: (sign * mv[0], -mv[1]))  # ties: the newer version
         keep |= {v for _, v in scored[: best["count"]]}
@@ -214,6 +220,13 @@ def _deletions(conn: Connection, name: str) -> list[NewEvent]:
         return []
     live = [(r.version, r.metadata) for r in conn.execute(lifecycle.live_versions(conn, name).order_by(versions.c.version))]
     aliased = set(conn.execute(sa.select(aliases.c.version).where(aliases.c.name == name)).scalars())
+    best = policy.get("keep_best")
+    if best and not any(metric(meta, best["key"]) is not None for _, meta in live):
+        # A key no version has (mistyped, or recorded only from now on): ranking nothing, keep_best would
+        # keep none, and the policy would delete every version it keeps by its key. Wait for one.
+        log.warning("retention of model %r: no version has a number under metadata key %r (keep_best); "
+                    "nothing deleted until one has", name, best["key"])
+        return []
     keep = kept(policy, live, aliased)
     reason = f"retention: {describe(policy)}"
     return [NewEvent(lifecycle.VERSION_DELETED, {"version": v, "reason": reason}) for v, _ in live if v not in keep]

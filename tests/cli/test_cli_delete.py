@@ -46,6 +46,9 @@ def test_retention_set_show_clear(home_registry, inproc):
     assert_error(inproc("retention", "set", "pol", "--keep-best", "ret", code=4), 4, "METADATA_KEY:COUNT")
     inproc("retention", "set", "pol", "--keep-best", "ret:1", "--min")
     assert [v.version for v in home_registry.versions("pol")] == [4]  # 0 is the lowest, and the newest
+    typo = inproc("retention", "set", "pol", "--keep-best", "rte:1")
+    assert "no version of pol has a number under metadata key 'rte'" in typo.err and "deleted 0 version(s)" in typo.out
+    assert_error(inproc("retention", "set", "pol", "--keep-last", str(2**63), code=4), 4, "keep_last", "2^63 - 1")
     assert "cleared" in inproc("retention", "clear", "pol").out
     assert "has no retention policy" in inproc("retention", "show", "pol").out
 

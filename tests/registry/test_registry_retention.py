@@ -55,8 +55,10 @@ def test_bad_policies_are_refused(reg):
     head = reg.head()
     for kwargs, message in [
         ({}, "give at least one of keep_last"),
-        ({"keep_last": 0}, "keep_last must be a positive integer"),
-        ({"keep_every": True}, "keep_every must be a positive integer"),
+        ({"keep_last": 0}, "keep_last must be an integer from 1 to"),
+        ({"keep_every": True}, "keep_every must be an integer from 1 to"),
+        ({"keep_last": 2**63}, r"keep_last must be an integer from 1 to 9223372036854775807 \(2\^63 - 1\), got 9223"),
+        ({"keep_best": ("ret", 10**30)}, "keep_best's count must be an integer from 1 to"),
         ({"keep_best": "ret"}, "keep_best must be"),
         ({"keep_best": ("ret", 2, "median")}, "mode must be 'max' or 'min'"),
     ]:
@@ -65,6 +67,21 @@ def test_bad_policies_are_refused(reg):
     with pytest.raises(NotFoundError, match="has no retention policy to clear"):
         reg.clear_retention("pol")
     assert reg.head() == head
+
+
+def test_keep_best_on_a_key_no_version_has_deletes_nothing_until_one_has(reg, caplog):
+    """A mistyped key ranks nothing: without this, every version but the newest (and aliased) went."""
+    module = toys.spec().build()
+    for ret in (5, 1, 9):
+        toys.train_step(module, ret)
+        reg.snapshot("typo", module, {"ret": ret})
+    reg.set_retention("typo", keep_best=("rte", 1))
+    assert "no version has a number under metadata key 'rte'" in caplog.text
+    assert [v.version for v in reg.versions("typo")] == [1, 2, 3]
+    reg.snapshot("typo", module, {"ret": 2})  # applied after each snapshot: still nothing
+    assert [v.version for v in reg.versions("typo")] == [1, 2, 3, 4]
+    reg.snapshot("typo", module, {"rte": 7})  # the first version with the key: the policy applies
+    assert [v.version for v in reg.versions("typo")] == [5]
 
 
 def test_several_writers_with_one_policy(subprocess_env, default_env):
