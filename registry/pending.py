@@ -11,7 +11,8 @@ alias, tags) waits for them too, but not one from within a job (a progress callb
 raised by ``PendingVersion.result()``; one nobody collected that way is raised by
 ``Registry.close()``, and reported on stderr at interpreter exit (which waits for every pending
 snapshot first, before ``concurrent.futures`` refuses new work), even when its registry was dropped
-unclosed. A job runs in the caller's context (``acting_as``); a forked child starts with an empty queue.
+unclosed. A job runs in the caller's context (``acting_as``); a forked child starts with an empty queue, and a
+``PendingVersion`` it inherited raises rather than wait for a worker it does not have.
 """
 
 from __future__ import annotations
@@ -46,6 +47,7 @@ class PendingVersion:
         self._future = future
         self.collected = False  # its outcome was handed to the caller by result()
         self._on_collected = on_collected
+        self._pid = os.getpid()  # the process whose worker records it
 
     def __repr__(self) -> str:
         state = "done" if self.done() else "pending"
@@ -53,10 +55,12 @@ class PendingVersion:
 
     def done(self) -> bool:
         """Whether the snapshot has ended (committed or failed)."""
+        self._in_its_process()
         return self._future.done()
 
     def result(self, timeout: float | None = None) -> ModelVersion:
         """The recorded version, once committed; its error if it failed; ``TimeoutError`` after ``timeout`` s."""
+        self._in_its_process()
         # Waited for apart from the outcome: the snapshot's own TimeoutError (a socket's, a progress
         # callback's) is concurrent.futures.TimeoutError too, and must be raised as what it is.
         if not concurrent.futures.wait([self._future], timeout).done:
@@ -67,6 +71,15 @@ class PendingVersion:
             self.collected = True
             if self._on_collected is not None:
                 self._on_collected(self)
+
+    def _in_its_process(self) -> None:
+        """A forked child inherits the object but not the worker that ends it: it would wait forever."""
+        if os.getpid() != self._pid:
+            from registry.errors import RegistryError
+
+            raise RegistryError(
+                f"the snapshot of {self.name!r} (block=False) is recorded by process {self._pid}, which this "
+                "process was forked from: its outcome is known there only (ask it there, or snapshot here)")
 
     def failure(self) -> BaseException | None:
         """The error of a failed snapshot whose ``result()`` nobody called (waits for it to end)."""

@@ -20,7 +20,7 @@ import weakref
 import pytest
 import registry_toys
 from registry_toys import SETTLE, Gate
-from registry import Registry
+from registry import Registry, RegistryError
 
 HERE = os.path.dirname(__file__)
 
@@ -74,6 +74,10 @@ def test_a_forked_child_snapshots_with_a_queue_of_its_own(make_sqlite_registry, 
     assert gate.entered.wait(10)
 
     def work() -> None:
+        with pytest.raises(RegistryError, match=r"recorded by process \d+, which this process was forked from"):
+            held.result()  # inherited, with no worker here to end it: it waited forever
+        with pytest.raises(RegistryError, match="forked from"):
+            held.done()
         assert reg.snapshot("m", module).version == 2  # not waiting for the parent's job
         assert reg.snapshot("c", module, block=False).result(15).version == 1
         reg.close()
