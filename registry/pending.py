@@ -12,7 +12,7 @@ raised by ``PendingVersion.result()``; one nobody collected that way is raised b
 ``Registry.close()``, and reported on stderr at interpreter exit (which waits for every pending
 snapshot first, before ``concurrent.futures`` refuses new work), even when its registry was dropped
 unclosed. A job runs in the caller's context (``acting_as``); a forked child starts with an empty queue, and a
-``PendingVersion`` it inherited raises rather than wait for a worker it does not have.
+``PendingVersion`` it inherited unfinished raises rather than wait for a worker it does not have.
 """
 
 from __future__ import annotations
@@ -50,7 +50,7 @@ class PendingVersion:
         self._pid = os.getpid()  # the process whose worker records it
 
     def __repr__(self) -> str:
-        state = "done" if self.done() else "pending"
+        state = "done" if self._future.done() else "pending" if os.getpid() == self._pid else f"pending in process {self._pid}"
         return f"<PendingVersion {self.name!r} {state}>"
 
     def done(self) -> bool:
@@ -73,8 +73,9 @@ class PendingVersion:
                 self._on_collected(self)
 
     def _in_its_process(self) -> None:
-        """A forked child inherits the object but not the worker that ends it: it would wait forever."""
-        if os.getpid() != self._pid:
+        """A forked child inherits the object but not the worker that ends it: it would wait forever (one
+        that had ended before the fork is ended in the child too, and answers)."""
+        if os.getpid() != self._pid and not self._future.done():
             from registry.errors import RegistryError
 
             raise RegistryError(
@@ -85,6 +86,7 @@ class PendingVersion:
         """The error of a failed snapshot whose ``result()`` nobody called (waits for it to end)."""
         if self.collected:
             return None
+        self._in_its_process()
         try:
             return self._future.exception()
         except concurrent.futures.CancelledError as exc:

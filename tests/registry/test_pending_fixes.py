@@ -68,7 +68,8 @@ def _exit_code(pid: int) -> int:
 
 def test_a_forked_child_snapshots_with_a_queue_of_its_own(make_sqlite_registry, module):
     reg = make_sqlite_registry()
-    assert reg.snapshot("m", module, block=False).result(30).version == 1
+    first = reg.snapshot("m", module, block=False)
+    assert first.result(30).version == 1  # ended before the fork: the child's copy knows its outcome
     gate = Gate()
     held = reg.snapshot("m", module, block=False, progress=gate)  # in flight at the fork
     assert gate.entered.wait(10)
@@ -78,6 +79,10 @@ def test_a_forked_child_snapshots_with_a_queue_of_its_own(make_sqlite_registry, 
             held.result()  # inherited, with no worker here to end it: it waited forever
         with pytest.raises(RegistryError, match="forked from"):
             held.done()
+        with pytest.raises(RegistryError, match="forked from"):
+            held.failure()
+        assert f"pending in process {os.getppid()}" in repr(held)  # (no error while it is shown)
+        assert first.done() and first.result().version == 1 and first.failure() is None
         assert reg.snapshot("m", module).version == 2  # not waiting for the parent's job
         assert reg.snapshot("c", module, block=False).result(15).version == 1
         reg.close()
