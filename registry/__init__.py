@@ -15,8 +15,8 @@ from typing import TYPE_CHECKING
 from registry import config
 from registry.errors import (
     ConflictError, DatabaseUnavailableError, DeletedError, IntegrityError, InvalidEventError, InvalidNameError,
-    NotCachedError, NotFoundError, OfflineAliasWarning, OfflineError, QueryError, RegistryError, SchemaVersionError,
-    StorageMismatchError, StorageMoveError,
+    NotCachedError, NotFoundError, OfflineAliasWarning, OfflineError, QueryError, RegistryError, RetentionWarning,
+    SchemaVersionError, StorageMismatchError, StorageMoveError,
 )
 from registry.eventstore import Event
 from registry.modeldiff import ModelDiff
@@ -43,7 +43,7 @@ def __getattr__(attr: str) -> Any:
 __all__ = [
     "ConflictError", "DatabaseUnavailableError", "DeletedError", "Event", "IntegrityError", "InvalidEventError",
     "InvalidNameError", "ModelDiff", "ModelInfo", "ModelRef", "ModelVersion", "NotCachedError", "NotFoundError",
-    "OfflineAliasWarning", "OfflineError",
+    "OfflineAliasWarning", "OfflineError", "RetentionWarning",
     "PendingVersion", "QueryError", "Registry", "RegistryError", "SchemaVersionError", "StorageMismatchError",
     "StorageMoveError",
     "default_registry", "parse_uri",

@@ -46,7 +46,8 @@
         └── SpecCheckingError (ValueError)         forward-pass data that does not match the specs
 
 Warnings (``warnings.warn``): ``OfflineAliasWarning`` (UserWarning), an alias (or the latest
-version) resolved offline from the cache's last sighting, naming when that was.
+version) resolved offline from the cache's last sighting, naming when that was; ``RetentionWarning``
+(UserWarning), a retention policy that deletes nothing because no version has its ``keep_best`` key.
 
 registry.IntegrityError is also storage's IntegrityError (so also a ValueError): storage raises its
 own, the registry wraps it.
@@ -170,3 +171,8 @@ class ExportTargetError(RegistryError, OSError):
 class OfflineAliasWarning(UserWarning):
     """Offline (``RLREG_OFFLINE=1``), an alias or ``latest`` resolved to the version it named when last
     seen online; the message names the alias, the version and when that was (it may have moved since)."""
+
+
+class RetentionWarning(UserWarning):
+    """A retention policy that deletes nothing while no live version has a number under its ``keep_best``
+    key (mistyped, or recorded only from now on); the message names the model and the key."""

@@ -15,8 +15,8 @@ committed, so no version is deleted twice and none that the policy keeps is dele
 deletes nothing more (the newest, best and multiples among the kept versions are those same versions).
 
 While no live version has a number under ``keep_best``'s key (a mistyped key, or a metric recorded
-only from now on), the policy deletes nothing: ranking nothing, it would delete the versions it was
-set to keep.
+only from now on), the policy deletes nothing (``keep_last`` and ``keep_every`` included) and warns
+(``errors.RetentionWarning``): ranking nothing, it would delete the versions it was set to keep.
 
 A policy belongs to one life of its model: ``ModelDeleted`` ends it (its projection removes the
 policy, ``registry.lifecycle``), so a model made again under the same name keeps every version until
@@ -27,7 +27,8 @@ from __future__ import annotations
 
 import logging
 import math
-from collections.abc import Mapping, Sequence
+import warnings
+from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
 import sqlalchemy as sa
@@ -102,6 +103,20 @@ def metric(metadata: Any, key: str) -> float | None:
     if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value):
         return None
     return float(value)
+
+
+def unranked(policy: Mapping[str, Any], metadata: Iterable[Any]) -> bool:
+    """Whether ``policy`` ranks by a ``keep_best`` key that none of these versions' metadata has a number under."""
+    best = policy.get("keep_best")
+    return bool(best) and all(metric(meta, best["key"]) is None for meta in metadata)
+
+
+def unranked_message(name: str, policy: Mapping[str, Any]) -> str:
+    """What an ``unranked`` policy tells its user: nothing is deleted, and why."""
+    others = " (keep_last and keep_every wait with it)" if policy.get("keep_last") or policy.get("keep_every") else ""
+    return (f"retention of {name}: no version has a number under metadata key {policy['keep_best']['key']!r} "
+            f"(keep_best), so the policy deletes nothing until one has{others}; check the key, or record it "
+            "in the snapshots' metadata")
 
 
 def kept(policy: Mapping[str, Any], live: Sequence[tuple[int, Any]], aliased: set[int]) -> set[int]:
@@ -220,12 +235,10 @@ def _deletions(conn: Connection, name: str) -> list[NewEvent]:
         return []
     live = [(r.version, r.metadata) for r in conn.execute(lifecycle.live_versions(conn, name).order_by(versions.c.version))]
     aliased = set(conn.execute(sa.select(aliases.c.version).where(aliases.c.name == name)).scalars())
-    best = policy.get("keep_best")
-    if best and not any(metric(meta, best["key"]) is not None for _, meta in live):
+    if live and unranked(policy, (meta for _, meta in live)):
         # A key no version has (mistyped, or recorded only from now on): ranking nothing, keep_best would
         # keep none, and the policy would delete every version it keeps by its key. Wait for one.
-        log.warning("retention of model %r: no version has a number under metadata key %r (keep_best); "
-                    "nothing deleted until one has", name, best["key"])
+        warnings.warn(unranked_message(name, policy), errors.RetentionWarning, stacklevel=2)
         return []
     keep = kept(policy, live, aliased)
     reason = f"retention: {describe(policy)}"

@@ -74,20 +74,24 @@ class RlregGroup(click.Group):
 
 @contextlib.contextmanager
 def _warnings_as_lines():
-    """Offline resolutions (``OfflineAliasWarning``) as one ``rlreg: warning: ...`` line on stderr each."""
-    from registry.errors import OfflineAliasWarning
+    """The registry's warnings (offline resolutions, a retention policy that deletes nothing) as one
+    ``rlreg: warning: ...`` line on stderr each."""
+    from registry.errors import OfflineAliasWarning, RetentionWarning
+
+    ours = (OfflineAliasWarning, RetentionWarning)
 
     with warnings.catch_warnings():
         shown = warnings.showwarning
 
         def show(message, category, filename, lineno, file=None, line=None):
-            if issubclass(category, OfflineAliasWarning):
+            if issubclass(category, ours):
                 click.echo(f"rlreg: warning: {message}", err=True)
             else:
                 shown(message, category, filename, lineno, file, line)
 
         warnings.showwarning = show
-        warnings.simplefilter("always", OfflineAliasWarning)
+        for category in ours:
+            warnings.simplefilter("always", category)
         yield
 
 

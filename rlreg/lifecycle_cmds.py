@@ -87,17 +87,12 @@ def _keep_best(text: str | None, lowest: bool) -> tuple[str, int, str] | None:
 def retention_set(session: Session, name: str, keep_last: int | None, keep_every: int | None,
                   keep_best: str | None, lowest: bool) -> None:
     """Set NAME's policy and apply it now (aliased versions and the newest are always kept)."""
-    from registry.retention import describe, metric
+    from registry.retention import describe
 
     reg = session.registry
     before = {v.version for v in reg.versions(name)}
     event = reg.set_retention(name, keep_last=keep_last, keep_every=keep_every, keep_best=_keep_best(keep_best, lowest))
-    after = reg.versions(name)
-    deleted = sorted(before - {v.version for v in after})
-    best = event.payload.get("keep_best")
-    if best and not any(metric(v.metadata, best["key"]) is not None for v in after):
-        click.echo(f"warning: no version of {name} has a number under metadata key {best['key']!r}: the policy "
-                   "deletes nothing until one has (check the key)", err=True)
+    deleted = sorted(before - {v.version for v in reg.versions(name)})
     if session.as_json:
         return output.echo_json({"event": event, "deleted": deleted})
     click.echo(f"retention of {name}: {describe(event.payload)} (event {event.position}); deleted {len(deleted)} version(s)")

@@ -5,11 +5,12 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+import warnings
 
 import pytest
 import registry_toys as toys
 
-from registry import InvalidEventError, NotFoundError
+from registry import InvalidEventError, NotFoundError, RetentionWarning
 from registry.retention import kept
 
 HERE = os.path.dirname(__file__)
@@ -69,18 +70,28 @@ def test_bad_policies_are_refused(reg):
     assert reg.head() == head
 
 
-def test_keep_best_on_a_key_no_version_has_deletes_nothing_until_one_has(reg, caplog):
+def test_keep_best_on_a_key_no_version_has_deletes_nothing_until_one_has(reg):
     """A mistyped key ranks nothing: without this, every version but the newest (and aliased) went."""
     module = toys.spec().build()
+    reg.snapshot("gone", module, {"ret": 1})
+    reg.delete_version("gone", 1, reason="test")
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", RetentionWarning)
+        reg.set_retention("gone", keep_best=("rte", 1))  # no live version: nothing to warn about
     for ret in (5, 1, 9):
         toys.train_step(module, ret)
         reg.snapshot("typo", module, {"ret": ret})
-    reg.set_retention("typo", keep_best=("rte", 1))
-    assert "no version has a number under metadata key 'rte'" in caplog.text
+    with pytest.warns(RetentionWarning, match=r"retention of typo: no version has a number under metadata key "
+                      r"'rte' \(keep_best\), so the policy deletes nothing until one has \(keep_last and keep_every "
+                      r"wait with it\); check the key"):
+        reg.set_retention("typo", keep_best=("rte", 1), keep_last=1)
     assert [v.version for v in reg.versions("typo")] == [1, 2, 3]
-    reg.snapshot("typo", module, {"ret": 2})  # applied after each snapshot: still nothing
+    with pytest.warns(RetentionWarning):
+        reg.snapshot("typo", module, {"ret": 2})  # applied after each snapshot: still nothing
     assert [v.version for v in reg.versions("typo")] == [1, 2, 3, 4]
-    reg.snapshot("typo", module, {"rte": 7})  # the first version with the key: the policy applies
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", RetentionWarning)
+        reg.snapshot("typo", module, {"rte": 7})  # the first version with the key: the policy applies
     assert [v.version for v in reg.versions("typo")] == [5]
 
 
