@@ -19,8 +19,9 @@ only when a state file is: ``Location.load_tensors`` receives the verified tenso
 returns (views of the one verified buffer, no copy, and a TorchRLModule's ``restore_state`` takes them
 as its own; a tensor not 64-byte aligned in its object is copied once, into aligned memory),
 and a plain byte read of the file joins them behind its header. Only the registry's kept meta
-builds (``registry.templates``) are reused across restores, and nothing is written anywhere: no
-scratch folder, no build lock.
+builds (``registry.templates``) are reused across restores, and no checkpoint is written anywhere: no
+scratch folder, no build lock (a first sighting of a version is recorded in the offline cache, as by
+any read of the registry: ``registry.offline``).
 """
 
 from __future__ import annotations

@@ -10,6 +10,7 @@ is built the ordinary way instead.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 from collections.abc import Iterator, Mapping
 from typing import Any
@@ -21,6 +22,35 @@ from storage.tensors import ALIGNMENT, copy_bytes
 
 log = logging.getLogger(__name__)
 _NN_REGISTRIES = frozenset({"_parameters", "_buffers", "_modules"})
+
+# In-place random fills: on ``meta`` there are no values to fill.
+_FILLS = frozenset(getattr(torch.Tensor, n) for n in (
+    "normal_", "uniform_", "exponential_", "log_normal_", "cauchy_", "geometric_", "random_", "bernoulli_"))
+
+
+class _NoFillsOnMeta(torch.overrides.TorchFunctionMode):
+    """Skips a random fill (``Tensor.normal_``, ``nn.init.*_``) of a ``meta`` tensor: it has no values.
+
+    torch implements some of them on ``meta`` in Python that imports ``torch._dynamo``: the first
+    load of a module with an ``nn.Embedding`` (``normal_``) took 0.8 s, set ``TORCHINDUCTOR_CACHE_DIR``
+    in ``os.environ`` and made a folder under the temporary folder. (A mode is per thread.)
+    """
+
+    def __torch_function__(self, func, types, args=(), kwargs=None):
+        kwargs = kwargs or {}
+        if func in _FILLS or (getattr(func, "__module__", None) == "torch.nn.init" and func.__name__.endswith("_")):
+            target = args[0] if args else kwargs.get("tensor")
+            if isinstance(target, torch.Tensor) and target.is_meta:
+                return target
+        return func(*args, **kwargs)
+
+
+def on_meta() -> contextlib.ExitStack:
+    """The context of a ``meta``-device build (here and ``registry.templates``): random fills skipped."""
+    stack = contextlib.ExitStack()
+    stack.enter_context(torch.device("meta"))
+    stack.enter_context(_NoFillsOnMeta())
+    return stack
 
 
 def rebuild(spec: Mapping[str, Any], state: dict, tensors: Mapping[str, Any], trusted_modules=None) -> Any:
@@ -39,7 +69,7 @@ def metadata_only(spec: Mapping[str, Any], trusted_modules=None) -> Any:
     components); built the ordinary way if it cannot be built on ``meta``.
     """
     try:
-        with torch.device("meta"):
+        with on_meta():
             return spec_object(spec, trusted_modules).build()
     except Exception as exc:  # noqa: BLE001 - any failure means: build it the ordinary way
         log.debug("meta-device build of %s failed (%r); building normally", spec.get("module_class"), exc)
@@ -64,7 +94,7 @@ def _drop_load_state_path(spec: Any) -> None:
 def _build_on_meta(spec: Mapping[str, Any], state: dict, tensors: Mapping[str, Any], trusted_modules) -> Any:
     spec_obj = spec_object(spec, trusted_modules)  # outside the meta context: class resolution may import
     try:
-        with torch.device("meta"):
+        with on_meta():
             module = spec_obj.build()
         roots = list(_torch_roots(module))
         if not roots or not all(_only_registered_tensors(root) for root in roots) or not _stock_set_state(module):

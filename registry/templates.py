@@ -87,7 +87,7 @@ def _make(spec: Mapping[str, Any], trusted_modules: Any) -> Template | bool:
     """The build of ``spec`` on ``meta`` if copies of it are exact and independent, else ``False``."""
     try:
         spec_obj = replay.spec_object(spec, trusted_modules)  # outside the meta context: class resolution may import
-        with torch.device("meta"):
+        with replay.on_meta():
             module = spec_obj.build()
         roots = list(replay._torch_roots(module))
         if not roots or not all(replay._only_registered_tensors(r) for r in roots) or not replay._stock_set_state(module):

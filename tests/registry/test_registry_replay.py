@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import json
+import os
+import subprocess
+import sys
 
 import pytest
 import registry_toys as toys
@@ -220,6 +223,33 @@ def test_load_skips_random_initialisation(reg, make):
     assert toys.states_equal(loaded, module)
     for part in (loaded.values() if isinstance(loaded, MultiRLModule) else [loaded]):
         assert all(not t.is_meta for t in (*part.parameters(), *part.buffers()))
+
+
+def test_a_first_load_draws_nothing_on_meta_nor_imports_dynamo(tmp_path):
+    """nn.Embedding's normal_ on meta ran torch's Python reference, which imports torch._dynamo (0.8 s) and
+    sets TORCHINDUCTOR_CACHE_DIR in os.environ: a fresh interpreter, as a user's script starts."""
+    script = f"""
+import os, sys
+import registry_toys as toys
+import torch
+from registry import Registry
+os.environ.pop("TORCHINDUCTOR_CACHE_DIR", None)
+reg = Registry("sqlite:///{tmp_path}/r.db", "{tmp_path}/blobs", cache_dir="{tmp_path}/cache")
+module = toys.spec().build()
+assert isinstance(module.embed, torch.nn.Embedding)
+reg.snapshot("m", module)
+loaded = reg.load("m")
+with reg.bind():
+    restored = toys.spec(load_state_path="rlreg://m/1").build()
+assert toys.states_equal(loaded, module) and toys.states_equal(restored, module)
+print("dynamo" if "torch._dynamo" in sys.modules else "", os.environ.get("TORCHINDUCTOR_CACHE_DIR", ""))
+reg.close()
+"""
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([os.path.dirname(__file__), os.environ.get("PYTHONPATH", "")])}
+    env.pop("TORCHINDUCTOR_CACHE_DIR", None)
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, env=env, timeout=120)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.split() == [], f"imported torch._dynamo / set TORCHINDUCTOR_CACHE_DIR: {done.stdout!r}"
 
 
 @pytest.mark.parametrize(
