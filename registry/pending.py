@@ -208,38 +208,66 @@ class SnapshotQueue:
 
     def submit(self, name: str, stage: Callable[[], Any], record: Callable[[Any, Callable[[], None]], ModelVersion]):
         """``stage()`` in the caller's thread (after a slot is free), then ``record(staged, wait_turn)`` in a
-        worker, in a copy of the caller's context (its ``acting_as``, as a blocking snapshot records)."""
-        self._slots.acquire()  # back-pressure: blocks while ``limit`` snapshots are in flight
+        worker, in a copy of the caller's context (its ``acting_as``, as a blocking snapshot records).
+
+        From within a job of this queue (its progress callback) a slot is not waited for: the jobs
+        holding them may be waiting for that very job. An interrupted call (Ctrl-C) leaves no job
+        behind unless the job had started, and then it stays in line (its slot is its own)."""
+        if self._within_job():
+            if not self._slots.acquire(blocking=False):
+                from registry.errors import RegistryError
+
+                raise RegistryError(
+                    f"snapshot of {name!r} (block=False) from a background snapshot's progress callback: all "
+                    f"{self.limit} pending_snapshots slots are taken, and the snapshots holding them may wait for the "
+                    "one calling back (snapshot after it ends, or make the registry with more pending_snapshots)")
+        else:
+            self._slots.acquire()  # back-pressure: blocks while ``limit`` snapshots are in flight
+        future: concurrent.futures.Future | None = None
         try:
             staged = stage()
             context = contextvars.copy_context()
+            future = concurrent.futures.Future()  # (in line before the pool takes it: see the except)
             with self._lock:
                 if self._pool is None:
                     self._pool = concurrent.futures.ThreadPoolExecutor(self.limit, thread_name_prefix="rlreg-snapshot")
-                previous = self._tails.get(name)
-                future = self._pool.submit(context.run, self._run, name, record, staged, previous)
-                self._tails[name] = future
                 pending = PendingVersion(name, future, self._collected)
+                future.add_done_callback(lambda f: self._ended(name, f, pending))  # (first: a cancel undoes the rest)
+                previous = self._tails.get(name)
+                self._tails[name] = future
                 self._jobs.append(pending)
                 _KEPT.add(self)  # until reported: its registry may be dropped unclosed meanwhile
+                self._pool.submit(context.run, self._run, future, name, record, staged, previous)
         except BaseException:
-            self._slots.release()
+            if future is None or future.cancel():  # never started, and now never will: the slot goes back
+                self._slots.release()
             raise
-        future.add_done_callback(lambda f: self._ended(name, f, pending))
         return pending
 
-    def _run(self, name: str, record, staged: Any, previous: concurrent.futures.Future | None) -> ModelVersion:
-        _RUNNING.set((self, name))  # (in the job's own context)
+    def _run(self, future: concurrent.futures.Future, name: str, record, staged: Any,
+             previous: concurrent.futures.Future | None) -> None:
+        if not future.set_running_or_notify_cancel():
+            return  # its call was interrupted before it started (its slot went back then)
+        _RUNNING.set((self, name, previous))  # (in the job's own context)
         try:
-            return record(staged, lambda: _wait(previous))
-        finally:
+            version = record(staged, lambda: _wait(previous))
+        except BaseException as exc:
             self._slots.release()
+            future.set_exception(exc)
+        else:
+            self._slots.release()
+            future.set_result(version)
+
+    def _within_job(self) -> bool:
+        """Whether this runs within a job of this queue (its progress callback, in the job's context)."""
+        running = _RUNNING.get()
+        return running is not None and running[0] is self
 
     def _ended(self, name: str, future: concurrent.futures.Future, pending: PendingVersion) -> None:
         with self._lock:
             if self._tails.get(name) is future:
                 del self._tails[name]
-            if future.exception() is None:  # a failure waits to be reported (result(), close(), exit)
+            if future.cancelled() or future.exception() is None:  # a failure waits to be reported
                 self._drop(pending)
 
     def _collected(self, pending: PendingVersion) -> None:
@@ -260,10 +288,11 @@ class SnapshotQueue:
 
     def wait_turn(self, name: str) -> None:
         """Wait for the pending snapshots of ``name`` (a blocking snapshot, or another write of ``name``,
-        comes after them); not from within a snapshot of ``name`` of this queue (its progress
-        callback), which would wait for itself. A write of another name from there waits as any does."""
+        comes after them). From within a snapshot of ``name`` of this queue (its progress callback):
+        for those made before it, not for itself. A write of another name from there waits as any does."""
         running = _RUNNING.get()
         if running is not None and running[0] is self and running[1] == name:
+            _wait(running[2])
             return
         with self._lock:
             previous = self._tails.get(name)
@@ -271,6 +300,11 @@ class SnapshotQueue:
 
     def drain(self) -> list[PendingVersion]:
         """Wait for every pending snapshot; the failed ones whose error nobody collected."""
+        if self._within_job():
+            from registry.errors import RegistryError
+
+            raise RegistryError("close() from a background snapshot's progress callback would wait for that very "
+                                "snapshot: close the registry after it ends")
         with self._lock:
             pool, self._pool = self._pool, None
         if pool is not None:
@@ -316,8 +350,9 @@ _QUEUES: weakref.WeakSet[SnapshotQueue] = weakref.WeakSet()  # every queue, wait
 # Queues with a job running or failed and not yet reported: a registry dropped unclosed (a reference
 # cycle the collector ends) must not take a failure nobody saw with it. Closing it lets go.
 _KEPT: set[SnapshotQueue] = set()
-_RUNNING: contextvars.ContextVar[tuple[SnapshotQueue, str] | None] = contextvars.ContextVar("rlreg_snapshot_job",
-                                                                                          default=None)
+# (queue, name, the job of name before it) of the job this runs within
+_RUNNING: contextvars.ContextVar[tuple[SnapshotQueue, str, concurrent.futures.Future | None] | None] = (
+    contextvars.ContextVar("rlreg_snapshot_job", default=None))
 
 
 def _wait_at_exit() -> None:

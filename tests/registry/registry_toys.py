@@ -53,11 +53,20 @@ class DictPolicy(TorchRLModule):
         return self._forward_inference(batch)
 
 
+class ManyBlocksPolicy(DictPolicy):
+    """A DictPolicy with twelve 120 KB parameters beside it: twelve objects of their own, more than the
+    store has writer threads."""
+
+    def setup(self) -> None:
+        super().setup()
+        self.blocks = nn.ParameterList([nn.Parameter(torch.randn(100, 300)) for _ in range(12)])
+
+
 def spec(hidden: int = 8, **kwargs) -> RLModuleSpec:
-    """The spec of a DictPolicy."""
+    """The spec of a DictPolicy (or of ``module_class``)."""
     return RLModuleSpec(
-        module_class=DictPolicy, observation_space=OBS_SPACE, action_space=ACT_SPACE,
-        model_config_dict={"hidden": hidden}, **kwargs,
+        **{"module_class": DictPolicy, **kwargs}, observation_space=OBS_SPACE, action_space=ACT_SPACE,
+        model_config_dict={"hidden": hidden},
     )
 
 

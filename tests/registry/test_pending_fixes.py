@@ -219,3 +219,98 @@ def test_a_write_of_another_name_from_a_snapshots_progress_callback_waits_for_th
     assert pending_b.result(30).version == 2
     assert [e.type for e in reg.history("b")][-2:] == ["VersionRecorded", "ModelDeleted"]
     assert not reg.exists("b")
+
+
+def test_from_a_progress_callback_a_snapshot_with_no_free_slot_and_close_raise_rather_than_hang(make_sqlite_registry,
+                                                                                             module):
+    """The slots are held by the job calling back (and jobs waiting for it), and close() waits for that job:
+    both waited forever."""
+    reg = make_sqlite_registry(pending_snapshots=1)
+    errors: list[BaseException] = []
+
+    def progress(done: int, total: int) -> None:
+        if not errors:
+            for attempt in (lambda: reg.snapshot("other", module, block=False), reg.close):
+                try:
+                    attempt()
+                except RegistryError as exc:
+                    errors.append(exc)
+
+    assert reg.snapshot("m", module, block=False, progress=progress).result(30).version == 1
+    assert "all 1 pending_snapshots slots are taken" in str(errors[0]), errors
+    assert "close() from a background snapshot's progress callback" in str(errors[1]), errors
+    assert reg.snapshot("other", module, block=False).result(30).version == 1  # the refused one recorded nothing
+
+
+def test_a_write_of_the_name_from_a_snapshots_callback_comes_after_the_snapshots_called_before(make_sqlite_registry,
+                                                                                            module):
+    """Exempt from waiting for itself, it waited for none: it was recorded before the version called earlier."""
+    reg = make_sqlite_registry()
+    reg.snapshot("m", module)
+    gate = Gate()
+    earlier = reg.snapshot("m", module, block=False, progress=gate)  # v2, held in its put
+    assert gate.entered.wait(10)
+    written: list[int] = []
+
+    def progress(done: int, total: int) -> None:
+        if not written:
+            written.append(reg.set_description("m", "written from v3's callback").position)
+
+    later = reg.snapshot("m", module, block=False, progress=progress)  # v3
+    time.sleep(SETTLE)
+    gate.open()
+    assert (earlier.result(30).version, later.result(30).version) == (2, 3)
+    assert [e.type for e in reg.history("m")][1:] == ["VersionRecorded", "VersionRecorded", "DescriptionSet",
+                                                       "VersionRecorded"]
+
+
+def test_a_callback_waiting_for_another_names_snapshot_holds_one_writer_thread_not_all(make_sqlite_registry):
+    """Every writer thread of "b" queued behind its callback, which waited for "a", whose writes needed them."""
+    reg = make_sqlite_registry(trusted_modules=["registry_toys"])
+    b = registry_toys.spec(hidden=16, module_class=registry_toys.ManyBlocksPolicy).build()
+    a = registry_toys.spec(hidden=16).build()
+    reg.snapshot("b", b)
+    reg.snapshot("a", a)
+    registry_toys.train_step(b, 1)
+    registry_toys.train_step(a, 1)
+    go, inside, outcome = threading.Event(), threading.Event(), []
+
+    def progress(done: int, total: int) -> None:
+        if threading.current_thread().name.startswith("rlreg-put") and not inside.is_set():
+            inside.set()
+            assert go.wait(30)
+            outcome.append(reg.set_description("a", "written while b is stored").type)  # waits for a's snapshot
+
+    pending_b = reg.snapshot("b", b, block=False, progress=progress)
+    assert inside.wait(10)
+    time.sleep(SETTLE)  # b's other writes report meanwhile
+    pending_a = reg.snapshot("a", a, block=False)
+    go.set()
+    assert pending_a.result(30).version == 2 and pending_b.result(30).version == 2
+    assert outcome == ["DescriptionSet"]
+
+
+def test_a_snapshot_interrupted_before_its_job_started_leaves_no_job_and_its_slot_free(make_sqlite_registry, module,
+                                                                                    monkeypatch):
+    """Ctrl-C in ThreadPoolExecutor.submit, after it queued the job (starting a thread): the call gave the
+    slot back and the job, run later, recorded a version nobody asked for and gave the slot back again
+    (a later snapshot's result() raised 'Semaphore released too many times')."""
+    import concurrent.futures
+
+    reg = make_sqlite_registry(pending_snapshots=1)
+    adjust = concurrent.futures.ThreadPoolExecutor._adjust_thread_count
+    interrupts = [1]
+
+    def interrupted(self) -> None:
+        if interrupts:
+            interrupts.pop()
+            raise KeyboardInterrupt  # the job is queued, no thread runs it yet
+        adjust(self)
+
+    monkeypatch.setattr(concurrent.futures.ThreadPoolExecutor, "_adjust_thread_count", interrupted)
+    with pytest.raises(KeyboardInterrupt):
+        reg.snapshot("m", module, {"call": 1}, block=False)
+    results = [reg.snapshot("m", module, {"call": n}, block=False).result(30) for n in (2, 3)]
+    assert [v.version for v in results] == [1, 2]
+    assert [v.metadata["call"] for v in reg.versions("m")] == [2, 3]  # nothing of the interrupted call
+    reg.close()  # no failure left to report

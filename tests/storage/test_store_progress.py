@@ -1,4 +1,4 @@
-"""``progress(done, total)`` of put, get and verify: total known up front, monotonic, once per object."""
+"""``progress(done, total)`` of put, get and verify: total known up front, monotonic, at most once per object."""
 
 from __future__ import annotations
 
@@ -141,3 +141,29 @@ def test_a_small_tensor_under_many_names_counts_once_its_pack_is_stored(tmp_path
     assert all(done == 0 for done, _, n in calls if n == 0)  # nothing counted before the pack is stored
     pending.wait()
     assert calls[-1][:2] == (100 * t.nbytes, 100 * t.nbytes)
+
+
+def test_a_thread_finishing_while_another_is_in_the_callback_does_not_wait_and_its_count_is_reported():
+    """A writer thread whose object is stored while another thread is in the callback went on waiting for it:
+    a callback waiting for other work of the store (a registry write from a snapshot's callback) held every
+    writer thread. Its count is reported by the thread in the callback once that call returns."""
+    from storage.progress import Progress
+
+    inside, leave, calls = threading.Event(), threading.Event(), []
+
+    def callback(done: int, total: int) -> None:
+        calls.append(done)
+        if done == 1:
+            inside.set()
+            assert leave.wait(10)
+
+    progress = Progress(callback, 3)
+    first = threading.Thread(target=progress.add, args=(1,))
+    first.start()
+    assert inside.wait(10)
+    progress.add(1)  # returns at once: the first thread is in the callback
+    progress.add(1)
+    assert calls == [1]
+    leave.set()
+    first.join(10)
+    assert calls == [1, 3]  # the newest count, handed on by the thread that was in the callback
