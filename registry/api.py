@@ -136,6 +136,8 @@ class Registry:
 
     def close(self) -> None:
         """Wait for pending snapshots, release database connections; raise a pending snapshot's uncollected error."""
+        if self._queue is not None:
+            self._queue.refuse_within_job("close()")  # (before anything is closed)
         try:
             if self._queue is not None:
                 self._queue.close()

@@ -213,33 +213,36 @@ class SnapshotQueue:
         From within a job of this queue (its progress callback) a slot is not waited for: the jobs
         holding them may be waiting for that very job. An interrupted call (Ctrl-C) leaves no job
         behind unless the job had started, and then it stays in line (its slot is its own)."""
-        if self._within_job():
-            if not self._slots.acquire(blocking=False):
-                from registry.errors import RegistryError
-
-                raise RegistryError(
-                    f"snapshot of {name!r} (block=False) from a background snapshot's progress callback: all "
-                    f"{self.limit} pending_snapshots slots are taken, and the snapshots holding them may wait for the "
-                    "one calling back (snapshot after it ends, or make the registry with more pending_snapshots)")
-        else:
-            self._slots.acquire()  # back-pressure: blocks while ``limit`` snapshots are in flight
         future: concurrent.futures.Future | None = None
+        taken = False
         try:
+            if self._within_job():
+                if not (taken := self._slots.acquire(blocking=False)):
+                    from registry.errors import RegistryError
+
+                    raise RegistryError(
+                        f"snapshot of {name!r} (block=False) from a background snapshot's progress callback: all "
+                        f"{self.limit} pending_snapshots slots are taken, and the snapshots holding them may wait for "
+                        "the one calling back (snapshot after it ends, or make the registry with more "
+                        "pending_snapshots)")
+            else:
+                taken = self._slots.acquire()  # back-pressure: blocks while ``limit`` snapshots are in flight
             staged = stage()
             context = contextvars.copy_context()
             future = concurrent.futures.Future()  # (in line before the pool takes it: see the except)
             with self._lock:
                 if self._pool is None:
                     self._pool = concurrent.futures.ThreadPoolExecutor(self.limit, thread_name_prefix="rlreg-snapshot")
+                previous = self._tails.get(name)
+                future.rlreg_previous = previous  # (what a wait for it waits for instead, were it cancelled)
                 pending = PendingVersion(name, future, self._collected)
                 future.add_done_callback(lambda f: self._ended(name, f, pending))  # (first: a cancel undoes the rest)
-                previous = self._tails.get(name)
                 self._tails[name] = future
                 self._jobs.append(pending)
                 _KEPT.add(self)  # until reported: its registry may be dropped unclosed meanwhile
                 self._pool.submit(context.run, self._run, future, name, record, staged, previous)
         except BaseException:
-            if future is None or future.cancel():  # never started, and now never will: the slot goes back
+            if taken and (future is None or future.cancel()):  # never started, and now never will: slot back
                 self._slots.release()
             raise
         return pending
@@ -248,7 +251,7 @@ class SnapshotQueue:
              previous: concurrent.futures.Future | None) -> None:
         if not future.set_running_or_notify_cancel():
             return  # its call was interrupted before it started (its slot went back then)
-        _RUNNING.set((self, name, previous))  # (in the job's own context)
+        _RUNNING.set((self, name, previous, os.getpid()))  # (in the job's own context)
         try:
             version = record(staged, lambda: _wait(previous))
         except BaseException as exc:
@@ -259,14 +262,27 @@ class SnapshotQueue:
             future.set_result(version)
 
     def _within_job(self) -> bool:
-        """Whether this runs within a job of this queue (its progress callback, in the job's context)."""
+        """Whether this runs within a job of this queue (its progress callback, in the job's context), in
+        the job's own process (a callback may fork: the child has none of the parent's jobs)."""
         running = _RUNNING.get()
-        return running is not None and running[0] is self
+        return running is not None and running[0] is self and running[3] == os.getpid()
+
+    def refuse_within_job(self, what: str) -> None:
+        """``RegistryError`` if this runs within a job of this queue: ``what`` would wait for that very job."""
+        if self._within_job():
+            from registry.errors import RegistryError
+
+            raise RegistryError(f"{what} from a background snapshot's progress callback would wait for that very "
+                                "snapshot: call it after the snapshot ends")
 
     def _ended(self, name: str, future: concurrent.futures.Future, pending: PendingVersion) -> None:
         with self._lock:
             if self._tails.get(name) is future:
-                del self._tails[name]
+                previous = future.rlreg_previous if future.cancelled() else None
+                if previous is not None and not previous.done():
+                    self._tails[name] = previous  # a cancelled job's place: the next one waits for the one before
+                else:
+                    del self._tails[name]
             if future.cancelled() or future.exception() is None:  # a failure waits to be reported
                 self._drop(pending)
 
@@ -290,9 +306,8 @@ class SnapshotQueue:
         """Wait for the pending snapshots of ``name`` (a blocking snapshot, or another write of ``name``,
         comes after them). From within a snapshot of ``name`` of this queue (its progress callback):
         for those made before it, not for itself. A write of another name from there waits as any does."""
-        running = _RUNNING.get()
-        if running is not None and running[0] is self and running[1] == name:
-            _wait(running[2])
+        if self._within_job() and _RUNNING.get()[1] == name:
+            _wait(_RUNNING.get()[2])
             return
         with self._lock:
             previous = self._tails.get(name)
@@ -300,11 +315,7 @@ class SnapshotQueue:
 
     def drain(self) -> list[PendingVersion]:
         """Wait for every pending snapshot; the failed ones whose error nobody collected."""
-        if self._within_job():
-            from registry.errors import RegistryError
-
-            raise RegistryError("close() from a background snapshot's progress callback would wait for that very "
-                                "snapshot: close the registry after it ends")
+        self.refuse_within_job("close()")
         with self._lock:
             pool, self._pool = self._pool, None
         if pool is not None:
@@ -342,16 +353,18 @@ def in_job_context(callback: Callable[..., Any]) -> Callable[..., Any]:
 
 
 def _wait(future: concurrent.futures.Future | None) -> None:
-    if future is not None:
+    """Wait for the job ``future`` (for the one before it, if it was cancelled: it never ran)."""
+    while future is not None:
         concurrent.futures.wait([future])
+        future = getattr(future, "rlreg_previous", None) if future.cancelled() else None
 
 
 _QUEUES: weakref.WeakSet[SnapshotQueue] = weakref.WeakSet()  # every queue, waited for at exit
 # Queues with a job running or failed and not yet reported: a registry dropped unclosed (a reference
 # cycle the collector ends) must not take a failure nobody saw with it. Closing it lets go.
 _KEPT: set[SnapshotQueue] = set()
-# (queue, name, the job of name before it) of the job this runs within
-_RUNNING: contextvars.ContextVar[tuple[SnapshotQueue, str, concurrent.futures.Future | None] | None] = (
+# (queue, name, the job of name before it, process) of the job this runs within
+_RUNNING: contextvars.ContextVar[tuple[SnapshotQueue, str, concurrent.futures.Future | None, int] | None] = (
     contextvars.ContextVar("rlreg_snapshot_job", default=None))
 
 

@@ -72,13 +72,18 @@ class _Inline:
 class PendingPut:
     """A put whose manifest is known while its objects are still being written (``Store.begin_put``)."""
 
-    def __init__(self, built: dict[str, Any], writes: list[Future], prog: Progress, url: str) -> None:
+    def __init__(self, built: dict[str, Any], writes: list[Future], prog: Progress, url: str,
+                 second_names: int = 0) -> None:
         self.manifest = built
         self.nbytes = prog.total  # the tensors' bytes
         self._writes, self._prog, self._url = writes, prog, url
+        self._second_names = second_names  # bytes of small tensors stored under a second name, counted at the end
 
     def wait(self) -> dict[str, Any]:
-        """The manifest, once every object is stored (durably for a durable store); a write's error else."""
+        """The manifest, once every object is stored (durably for a durable store); a write's error else.
+
+        Every progress report is made before this returns, in a writer's task or here (the callback's
+        error raised from here or from the write it ended)."""
         with filesystems.translate_errors(self._url):
             try:
                 for future in self._writes:
@@ -86,6 +91,8 @@ class PendingPut:
             except BaseException:
                 self.settle()
                 raise
+        second, self._second_names = self._second_names, 0
+        self._prog.add(second)
         return self.manifest
 
     def settle(self) -> None:
@@ -96,18 +103,15 @@ class PendingPut:
         concurrent.futures.wait(self._writes)
 
 
-def _count_second_names(raws: Mapping[str, RawTensor], digests: Mapping[str, str],
-                        packed: list[tuple[objects.EncodedObject, Future]], prog: Progress) -> None:
-    """Progress for the small tensors a pack holds under a second name: counted once the pack is stored."""
+def _second_names(raws: Mapping[str, RawTensor], digests: Mapping[str, str],
+                  packed: list[objects.EncodedObject]) -> int:
+    """Bytes of the small tensors the packs hold under a second name: counted once the packs are stored
+    (``PendingPut.wait``; not in a write's done-callback, which may run after ``wait`` returned)."""
     held: dict[str, int] = defaultdict(int)
     for name, r in raws.items():
         if r.nbytes < ALONE_FROM:
             held[digests[name]] += r.nbytes
-    for obj, write in packed:
-        extra = sum(held[d] for d in obj.raws) - sum(r.nbytes for r in obj.raws.values())
-        if extra:
-            write.add_done_callback(
-                lambda f, extra=extra: prog.add(extra) if not f.cancelled() and f.exception() is None else None)
+    return sum(sum(held[d] for d in obj.raws) - sum(r.nbytes for r in obj.raws.values()) for obj in packed)
 
 
 class _Digests(dict):
@@ -333,10 +337,11 @@ class Store:
                 packed = []
                 for obj in packs(raws, digests):  # each pack is written while the next is hashed
                     planned[obj.digest] = obj
-                    packed.append((obj, submit(obj, sum(r.nbytes for r in obj.raws.values()))))
+                    packed.append(obj)
+                    submit(obj, sum(r.nbytes for r in obj.raws.values()))
                     if hand_over and sum(not f.done() for f in pending) <= threads:  # (a writer free to take it)
                         _hand_over(under_way[-1:])
-                _count_second_names(raws, digests, packed, prog)
+                second_names = _second_names(raws, digests, packed)
                 if hand_over:
                     _hand_over(under_way)
             except BaseException:  # (a Ctrl-C while handing over too: no write outlives the call)
@@ -348,7 +353,7 @@ class Store:
                     writers.shutdown(wait=False)  # the threads end once the writes submitted have
         object_of = {t: o.digest for o in planned.values() for t in o.raws}
         built = manifest.build(raws, digests, object_of, {o: obj.nbytes for o, obj in planned.items()})
-        return PendingPut(built, pending, prog, self.url)
+        return PendingPut(built, pending, prog, self.url, second_names)
 
     def _local_writers(self) -> ThreadPoolExecutor:
         """The threads that write this store's local objects (made again in a forked child, which has none)."""

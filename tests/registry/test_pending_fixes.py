@@ -314,3 +314,76 @@ def test_a_snapshot_interrupted_before_its_job_started_leaves_no_job_and_its_slo
     assert [v.version for v in results] == [1, 2]
     assert [v.metadata["call"] for v in reg.versions("m")] == [2, 3]  # nothing of the interrupted call
     reg.close()  # no failure left to report
+
+
+def test_a_snapshot_interrupted_while_an_earlier_one_runs_keeps_the_next_one_behind_the_earlier(make_sqlite_registry,
+                                                                                             module, monkeypatch):
+    """The cancelled job was the name's last: ending, it took the name out of line, and the next snapshot of
+    the name (and a delete) no longer waited for the one still running."""
+    import concurrent.futures
+
+    reg = make_sqlite_registry()
+    reg.snapshot("m", module, {"call": 0})
+    gate = Gate()
+    earlier = reg.snapshot("m", module, {"call": 1}, block=False, progress=gate)
+    assert gate.entered.wait(10)
+    adjust, interrupts = concurrent.futures.ThreadPoolExecutor._adjust_thread_count, [1]
+
+    def interrupted(self) -> None:
+        if interrupts:
+            interrupts.pop()
+            raise KeyboardInterrupt
+        adjust(self)
+
+    monkeypatch.setattr(concurrent.futures.ThreadPoolExecutor, "_adjust_thread_count", interrupted)
+    with pytest.raises(KeyboardInterrupt):
+        reg.snapshot("m", module, {"call": 2}, block=False)
+    later = reg.snapshot("m", module, {"call": 3}, block=False)
+    time.sleep(SETTLE)
+    assert not later.done(), "committed before the snapshot called before it"
+    gate.open()
+    assert (earlier.result(30).version, later.result(30).version) == (2, 3)
+    assert [v.metadata["call"] for v in reg.versions("m")] == [0, 1, 3]
+
+
+def test_close_from_a_callback_leaves_the_registry_open(tmp_path, module):
+    """It raised, then closed the registry anyway: an in-memory database was gone."""
+    reg = Registry("sqlite://", str(tmp_path / "blobs"))
+    errors: list[BaseException] = []
+
+    def progress(done: int, total: int) -> None:
+        if not errors:
+            try:
+                reg.close()
+            except RegistryError as exc:
+                errors.append(exc)
+
+    assert reg.snapshot("m", module, block=False, progress=progress).result(30).version == 1
+    assert len(errors) == 1 and [v.version for v in reg.versions("m")] == [1]
+    reg.close()
+
+
+def test_a_child_forked_from_a_callback_writes_the_name_without_waiting_for_the_parents_jobs(make_sqlite_registry,
+                                                                                          module):
+    """The child took itself for the parent's job, and waited for the parent's earlier snapshot forever."""
+    reg = make_sqlite_registry()
+    reg.snapshot("m", module)
+    gate = Gate()
+    earlier = reg.snapshot("m", module, block=False, progress=gate)
+    assert gate.entered.wait(10)
+    codes: list[int] = []
+
+    def progress(done: int, total: int) -> None:
+        if not codes:
+            pid = os.fork()
+            if pid == 0:
+                _child(lambda: reg.set_description("m", "from a child"))
+            codes.append(_exit_code(pid))
+
+    later = reg.snapshot("m", module, block=False, progress=progress)
+    deadline = time.monotonic() + 30
+    while not codes and time.monotonic() < deadline:
+        time.sleep(0.05)
+    gate.open()
+    assert codes == [0], "the child's write failed (2: it hung)"
+    assert (earlier.result(30).version, later.result(30).version) == (2, 3)
