@@ -278,11 +278,13 @@ class SnapshotQueue:
     def _ended(self, name: str, future: concurrent.futures.Future, pending: PendingVersion) -> None:
         with self._lock:
             if self._tails.get(name) is future:
-                previous = future.rlreg_previous if future.cancelled() else None
-                if previous is not None and not previous.done():
-                    self._tails[name] = previous  # a cancelled job's place: the next one waits for the one before
+                before = _unfinished_before(future)
+                if before is not None:  # it ended without committing: the next one waits for the one before
+                    self._tails[name] = before
                 else:
                     del self._tails[name]
+            if _committed(future):
+                future.rlreg_previous = None  # (ended before it: no chain of ended jobs is kept)
             if future.cancelled() or future.exception() is None:  # a failure waits to be reported
                 self._drop(pending)
 
@@ -353,10 +355,23 @@ def in_job_context(callback: Callable[..., Any]) -> Callable[..., Any]:
 
 
 def _wait(future: concurrent.futures.Future | None) -> None:
-    """Wait for the job ``future`` (for the one before it, if it was cancelled: it never ran)."""
+    """Wait for the job ``future``, and, if it ended without committing (failed before its turn, or
+    cancelled), for the one before it."""
     while future is not None:
         concurrent.futures.wait([future])
-        future = getattr(future, "rlreg_previous", None) if future.cancelled() else None
+        future = None if _committed(future) else getattr(future, "rlreg_previous", None)
+
+
+def _committed(future: concurrent.futures.Future) -> bool:
+    """Whether the job ended with its version committed (it waited for the one before it first)."""
+    return future.done() and not future.cancelled() and future.exception() is None
+
+
+def _unfinished_before(future: concurrent.futures.Future) -> concurrent.futures.Future | None:
+    """The latest job before the ended ``future`` still running, if ``future`` did not commit."""
+    while future is not None and future.done() and not _committed(future):
+        future = getattr(future, "rlreg_previous", None)
+    return future if future is not None and not future.done() else None
 
 
 _QUEUES: weakref.WeakSet[SnapshotQueue] = weakref.WeakSet()  # every queue, waited for at exit

@@ -387,3 +387,41 @@ def test_a_child_forked_from_a_callback_writes_the_name_without_waiting_for_the_
     gate.open()
     assert codes == [0], "the child's write failed (2: it hung)"
     assert (earlier.result(30).version, later.result(30).version) == (2, 3)
+
+
+def test_a_snapshot_failing_before_its_turn_keeps_the_next_one_and_a_delete_behind_the_earlier(make_sqlite_registry,
+                                                                                             module):
+    """Failing early, it took its name out of line: a delete returned while the earlier snapshot still ran,
+    which then brought the deleted model back."""
+    reg = make_sqlite_registry(pending_snapshots=4)
+    reg.snapshot("m", module, {"call": 0})
+    gate = Gate()
+    earlier = reg.snapshot("m", module, {"call": 1}, block=False, progress=gate)
+    assert gate.entered.wait(10)
+
+    def fails(done: int, total: int) -> None:
+        raise ValueError("the callback failed")
+
+    with pytest.raises(ValueError, match="the callback failed"):
+        reg.snapshot("m", module, {"call": 2}, block=False, progress=fails).result(30)
+    later = reg.snapshot("m", module, {"call": 3}, block=False)
+    deleting = threading.Thread(target=reg.delete_model, args=("m",), kwargs={"reason": "after the others"})
+    deleting.start()
+    time.sleep(SETTLE)
+    assert not later.done() and deleting.is_alive(), "went ahead of the snapshot called before"
+    gate.open()
+    deleting.join(30)
+    assert (earlier.result(30).version, later.result(30).version) == (2, 3)
+    assert not reg.exists("m")
+
+
+def test_ended_snapshots_are_not_kept_alive_by_the_ones_after_them(make_sqlite_registry, module):
+    """Each job kept the one before it: a training loop's background snapshots piled up for good."""
+    reg = make_sqlite_registry()
+    pendings = [reg.snapshot("m", module, block=False) for _ in range(6)]
+    for p in pendings:
+        p.result(30)
+    first = weakref.ref(pendings[0]._future)
+    del pendings[:-1]
+    gc.collect()
+    assert first() is None
