@@ -308,16 +308,17 @@ class SnapshotQueue:
         """Wait for the pending snapshots of ``name`` (a blocking snapshot, or another write of ``name``,
         comes after them). From within a snapshot of ``name`` of this queue (its progress callback):
         for those made before it, not for itself. A write of another name from there waits as any does."""
-        if self._within_job() and _RUNNING.get()[1] == name:
-            _wait(_RUNNING.get()[2])
+        running = _RUNNING.get()
+        if self._within_job() and running[1] == name:
+            _wait(running[2])
             return
         with self._lock:
             previous = self._tails.get(name)
         _wait(previous)
 
     def drain(self) -> list[PendingVersion]:
-        """Wait for every pending snapshot; the failed ones whose error nobody collected."""
-        self.refuse_within_job("close()")
+        """Wait for every pending snapshot; the failed ones whose error nobody collected (``Registry.close``
+        refuses to call this from within a job first)."""
         with self._lock:
             pool, self._pool = self._pool, None
         if pool is not None:

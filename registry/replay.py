@@ -45,12 +45,11 @@ class _NoFillsOnMeta(torch.overrides.TorchFunctionMode):
         return func(*args, **kwargs)
 
 
-def on_meta() -> contextlib.ExitStack:
+@contextlib.contextmanager
+def on_meta() -> Iterator[None]:
     """The context of a ``meta``-device build (here and ``registry.templates``): random fills skipped."""
-    stack = contextlib.ExitStack()
-    stack.enter_context(torch.device("meta"))
-    stack.enter_context(_NoFillsOnMeta())
-    return stack
+    with torch.device("meta"), _NoFillsOnMeta():
+        yield
 
 
 def rebuild(spec: Mapping[str, Any], state: dict, tensors: Mapping[str, Any], trusted_modules=None) -> Any:

@@ -97,7 +97,7 @@ def describe(policy: Mapping[str, Any]) -> str:
     return ", ".join(parts)
 
 
-def metric(metadata: Any, key: str) -> float | None:
+def _metric(metadata: Any, key: str) -> float | None:
     """The finite number under ``key`` in a version's metadata (what ``keep_best`` ranks), else ``None``."""
     value = metadata.get(key) if isinstance(metadata, Mapping) else None
     if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value):
@@ -105,14 +105,14 @@ def metric(metadata: Any, key: str) -> float | None:
     return float(value)
 
 
-def unranked(policy: Mapping[str, Any], metadata: Iterable[Any]) -> bool:
+def _unranked(policy: Mapping[str, Any], metadata: Iterable[Any]) -> bool:
     """Whether ``policy`` ranks by a ``keep_best`` key that none of these versions' metadata has a number under."""
     best = policy.get("keep_best")
-    return bool(best) and all(metric(meta, best["key"]) is None for meta in metadata)
+    return bool(best) and all(_metric(meta, best["key"]) is None for meta in metadata)
 
 
-def unranked_message(name: str, policy: Mapping[str, Any]) -> str:
-    """What an ``unranked`` policy tells its user: nothing is deleted, and why."""
+def _unranked_message(name: str, policy: Mapping[str, Any]) -> str:
+    """What an ``_unranked`` policy tells its user: nothing is deleted, and why."""
     others = " (keep_last and keep_every wait with it)" if policy.get("keep_last") or policy.get("keep_every") else ""
     return (f"retention of {name}: no version has a number under metadata key {policy['keep_best']['key']!r} "
             f"(keep_best), so the policy deletes nothing until one has{others}; check the key, or record it "
@@ -129,7 +129,7 @@ def kept(policy: Mapping[str, Any], live: Sequence[tuple[int, Any]], aliased: se
         keep |= {v for v in numbers if v % policy["keep_every"] == 0}
     best = policy.get("keep_best")
     if best:
-        scored = [(m, v) for v, meta in live if (m := metric(meta, best["key"])) is not None]
+        scored = [(m, v) for v, meta in live if (m := _metric(meta, best["key"])) is not None]
         sign = -1.0 if best["mode"] == "max" else 1.0
         scored.sort(key=lambda mv: (sign * mv[0], -mv[1]))  # ties: the newer version
         keep |= {v for _, v in scored[: best["count"]]}
@@ -235,10 +235,10 @@ def _deletions(conn: Connection, name: str) -> list[NewEvent]:
         return []
     live = [(r.version, r.metadata) for r in conn.execute(lifecycle.live_versions(conn, name).order_by(versions.c.version))]
     aliased = set(conn.execute(sa.select(aliases.c.version).where(aliases.c.name == name)).scalars())
-    if live and unranked(policy, (meta for _, meta in live)):
+    if live and _unranked(policy, (meta for _, meta in live)):
         # A key no version has (mistyped, or recorded only from now on): ranking nothing, keep_best would
         # keep none, and the policy would delete every version it keeps by its key. Wait for one.
-        warnings.warn(unranked_message(name, policy), errors.RetentionWarning, stacklevel=2)
+        warnings.warn(_unranked_message(name, policy), errors.RetentionWarning, stacklevel=2)
         return []
     keep = kept(policy, live, aliased)
     reason = f"retention: {describe(policy)}"

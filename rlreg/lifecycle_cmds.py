@@ -87,14 +87,14 @@ def _keep_best(text: str | None, lowest: bool) -> tuple[str, int, str] | None:
 def retention_set(session: Session, name: str, keep_last: int | None, keep_every: int | None,
                   keep_best: str | None, lowest: bool) -> None:
     """Set NAME's policy and apply it now (aliased versions and the newest are always kept)."""
-    from registry.retention import describe
-
     reg = session.registry
     before = {v.version for v in reg.versions(name)}
     event = reg.set_retention(name, keep_last=keep_last, keep_every=keep_every, keep_best=_keep_best(keep_best, lowest))
     deleted = sorted(before - {v.version for v in reg.versions(name)})
     if session.as_json:
         return output.echo_json({"event": event, "deleted": deleted})
+    from registry.retention import describe
+
     click.echo(f"retention of {name}: {describe(event.payload)} (event {event.position}); deleted {len(deleted)} version(s)")
 
 
