@@ -278,17 +278,14 @@ class Registry:
             return staged, rest, release
 
         def record(staged: tuple, wait_turn: Any) -> ModelVersion:  # on the worker, in the caller's context
-            from registry.pending import in_job_context
-
             make, rest, release = staged
             try:
                 tensors = make()
             except BaseException:
                 release()
                 raise
-            # the store's writer threads report progress: the callback runs in the job's context anyway
-            reporting = None if progress is None else in_job_context(progress)
-            return self._record(name, spec, metadata, (tensors, rest, release), reporting, wait_turn)
+            # progress is called on this (the job's) thread, as the store's writers store the objects
+            return self._record(name, spec, metadata, (tensors, rest, release), progress, wait_turn)
 
         return self._snapshots.submit(name, stage, record)
 
@@ -316,8 +313,8 @@ class Registry:
                 put = self.store.begin_put(tensors, progress=progress,
                                            may_be_stored=collector.may_be_stored(self._events) if remote else None)
                 try:
-                    # (not with a progress callback: it runs on a writer thread, and one that writes to the
-                    # registry would wait for the append's lock while the append waits for that writer)
+                    # (not with a progress callback: put.wait() calls it, and one that writes to the registry
+                    # from within the append's transaction would wait for that transaction's lock)
                     overlap = progress is None and self.store.is_local and put.nbytes <= OVERLAP_MAX_BYTES
                     if not overlap:
                         put.wait()

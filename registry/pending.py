@@ -342,19 +342,6 @@ class SnapshotQueue:
             raise exc
 
 
-def in_job_context(callback: Callable[..., Any]) -> Callable[..., Any]:
-    """``callback`` run, from any thread (a store writer's progress report), in the context of the job
-    that calls this: its caller's ``acting_as``, and known to be within the job (``wait_turn``)."""
-    context = contextvars.copy_context()
-    lock = threading.Lock()  # a context is entered by one thread at a time
-
-    def call(*args: Any) -> Any:
-        with lock:
-            return context.run(callback, *args)
-
-    return call
-
-
 def _wait(future: concurrent.futures.Future | None) -> None:
     """Wait for the job ``future``, and, if it ended without committing (failed before its turn, or
     cancelled), for the one before it."""

@@ -844,6 +844,7 @@ def cat_many(
     sizes: list[int | None] | None = None,
     on_done: Callable[[int, Any], None] | None = None,
     into: Callable[[int], Any] | None = None,
+    wait: Callable[[list[concurrent.futures.Future]], None] | None = None,
 ) -> list[Any]:
     """The bytes of each of ``paths`` (or the exception reading it), fetched concurrently on s3fs.
 
@@ -854,9 +855,24 @@ def cat_many(
     for ``paths[i]`` (``write_at(offset, bytes)``, ``done()``, ``drop()``: a ``cache.Filling``) that
     its bytes are written to as they arrive, in place of a buffer; the result is then the sink
     (``done()`` called), and a failed fetch ``drop()``s it. ``None`` from ``into``: a buffer.
+    ``wait(futures)``: how this thread waits for the fetches to end, on s3fs (a ``Progress``'s, which
+    reports on this thread what ``on_done`` counted meanwhile).
     """
     if getattr(fs, "async_impl", False):
-        return fsspec.asyn.sync(fs.loop, _cat_all, fs, paths, sizes or [None] * len(paths), on_done, into)
+        args = (fs, paths, sizes or [None] * len(paths), on_done, into)
+        if wait is None:
+            return fsspec.asyn.sync(fs.loop, _cat_all, *args)
+        future = asyncio.run_coroutine_threadsafe(_cat_all(*args), fs.loop)
+        try:
+            wait([future])
+        except BaseException:  # (the callback's error, a Ctrl-C): no fetch outlives the call
+            concurrent.futures.wait([future])
+            if not future.cancelled() and future.exception() is None:
+                for got in future.result():
+                    if hasattr(got, "drop"):  # bytes written into the cache folder, never to be verified
+                        got.drop()
+            raise
+        return future.result()
     out: list[Any] = []
     for i, p in enumerate(paths):
         try:

@@ -2,21 +2,25 @@
 
 from __future__ import annotations
 
+import concurrent.futures
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 
 ProgressCallback = Callable[[int, int], None]
 
 
 class Progress:
-    """A thread-safe byte counter that calls ``callback(done, total)`` as work completes.
+    """A thread-safe byte counter whose ``callback(done, total)`` runs on the operation's own thread only.
 
-    ``total`` is fixed up front; calls are serialised, so ``done`` never decreases from one call to
-    the next even when transfer threads complete at once. A thread whose work completes while another
-    is in the callback does not wait for it: the one in the callback reports the newest count once its
-    call returns (so reports may be merged, the last one is never lost). A slow callback, or one that
-    waits for other work of the store (a registry write from a snapshot's callback), then holds one
-    transfer thread, not every one. Without a callback it does nothing.
+    ``total`` is fixed up front; ``done`` never decreases from one call to the next. Work that ends
+    on another thread (a writer, an upload, fsspec's event loop) is only counted there: the thread
+    that made this counter (the caller of ``put``, ``get``, ``verify``, or a background snapshot's
+    job) reports it when it next looks (``pump``) and while it waits for that work (``wait``), so
+    reports may be merged and the last one is never lost. User code so never runs on a store's
+    worker threads or on the event loop: a slow callback, or one that waits for other work of the
+    store (a registry write from a snapshot's callback, which waits for earlier snapshots, whose
+    writes need those threads), holds up its own operation and nothing else. Without a callback it
+    only counts.
     """
 
     def __init__(self, callback: ProgressCallback | None, total: int) -> None:
@@ -25,34 +29,52 @@ class Progress:
         self.done = 0
         self._reported = -1  # the count last handed to the callback
         self._lock = threading.Lock()  # done and _reported
-        self._calling = threading.Lock()  # held by the thread in the callback
+        self._owner = threading.get_ident()  # the thread the callback is called on
+        self._news = threading.Event()  # counted on another thread, or awaited work ended: look again
         self.cancel = threading.Event()  # set when the transfer fails or is interrupted: writers stop at their next chunk
 
     def add(self, nbytes: int) -> None:
-        """Count ``nbytes`` more as done and report it."""
+        """Count ``nbytes`` more as done: reported now on the operation's thread, else when it next looks."""
         if self._callback is None or nbytes <= 0:
             return
         with self._lock:
             self.done += int(nbytes)
-        self._report()
+        if threading.get_ident() == self._owner:
+            self.pump()
+        else:
+            self._news.set()
 
     def start(self) -> None:
         """Report ``(0, total)`` so that a display knows the total before the first object completes."""
+        self.pump()
+
+    def pump(self) -> None:
+        """Report the newest count if it changed since the last report (the operation's thread calls this)."""
         if self._callback is not None:
+            self._news.clear()  # (before reading: a count added after the read sets it again)
             self._report()
 
     def _report(self) -> None:
-        """Hand the newest count to the callback, unless another thread is in it (it hands ours on)."""
-        assert self._callback is not None
-        while self._calling.acquire(blocking=False):
-            try:
-                with self._lock:
-                    done, fresh = self.done, self.done != self._reported
-                    self._reported = done
-                if fresh:
-                    self._callback(done, self.total)
-            finally:
-                self._calling.release()
-            with self._lock:  # counted while this thread was in the callback: report it too
-                if self.done == self._reported:
-                    return
+        with self._lock:
+            done, fresh = self.done, self.done != self._reported
+            self._reported = done
+        if fresh:
+            self._callback(done, self.total)
+
+    def wait(self, futures: Iterable[concurrent.futures.Future]) -> None:
+        """Wait until every one of ``futures`` is done, reporting counts as they are added meanwhile.
+
+        The callback's error is raised from here (the futures go on: the caller cancels them)."""
+        futures = [f for f in futures if not f.done()]
+        if self._callback is None:
+            concurrent.futures.wait(futures)
+            return
+        for f in futures:
+            f.add_done_callback(lambda _: self._news.set())
+        while True:
+            self._news.clear()  # (first: whatever ends after this wakes the wait below)
+            finished = all(f.done() for f in futures)  # (before the report: it then holds their counts)
+            self._report()
+            if finished:
+                return
+            self._news.wait()

@@ -82,10 +82,11 @@ class PendingPut:
     def wait(self) -> dict[str, Any]:
         """The manifest, once every object is stored (durably for a durable store); a write's error else.
 
-        Every progress report is made before this returns, in a writer's task or here (the callback's
-        error raised from here or from the write it ended)."""
+        Progress is reported here, on the caller's thread, as the writes end (the callback's error
+        raised from here, the writes not started cancelled)."""
         with filesystems.translate_errors(self._url):
             try:
+                self._prog.wait(self._writes)
                 for future in self._writes:
                     future.result()
             except BaseException:
@@ -227,6 +228,7 @@ class Store:
         self._fanned_out = False
         self._writers: ThreadPoolExecutor | None = None  # local object writers (Store._local_writers)
         self._writers_pid = 0
+        self._writers_lock = threading.Lock()
         self.offline = config.offline() if offline is None else bool(offline)
 
     @property
@@ -261,7 +263,7 @@ class Store:
         """Store ``{name: tensor or ndarray}``; return its JSON-able manifest. Unchanged bytes are not rewritten.
 
         ``progress(done, total)`` counts tensor bytes (``total``: the sum of the manifest's tensor
-        ``nbytes``), called as each object is written or found already stored, from any thread.
+        ``nbytes``), called on this thread as objects are written or found already stored.
         """
         return self._begin_put(tensors, progress, overlap=False).wait()
 
@@ -270,7 +272,8 @@ class Store:
         """``put``, returning once the manifest is known (every tensor hashed), while writer threads still
         store the objects: ``PendingPut.wait()`` returns the manifest once every object is stored (and
         fsynced, for a durable store), or raises the write's error. Nothing that names the manifest may
-        be committed before ``wait()`` returned; the tensors must stay unchanged until then.
+        be committed before ``wait()`` returned; the tensors must stay unchanged until then. ``progress``
+        is called on this thread, while hashing and in ``wait()``.
 
         ``may_be_stored(object_digest)``: False for an object the caller knows it never stored (a
         registry: no row for it). On an object store such an object is written without asking first
@@ -334,11 +337,13 @@ class Store:
                     else:
                         planned[obj.digest] = obj
                         submit(obj, r.nbytes)
+                    prog.pump()  # (what writers stored meanwhile)
                 packed = []
                 for obj in packs(raws, digests):  # each pack is written while the next is hashed
                     planned[obj.digest] = obj
                     packed.append(obj)
                     submit(obj, sum(r.nbytes for r in obj.raws.values()))
+                    prog.pump()
                     if hand_over and sum(not f.done() for f in pending) <= threads:  # (a writer free to take it)
                         _hand_over(under_way[-1:])
                 second_names = _second_names(raws, digests, packed)
@@ -357,10 +362,11 @@ class Store:
 
     def _local_writers(self) -> ThreadPoolExecutor:
         """The threads that write this store's local objects (made again in a forked child, which has none)."""
-        if self._writers is None or self._writers_pid != os.getpid():
-            self._writers = ThreadPoolExecutor(_LOCAL_WRITERS, thread_name_prefix="rlreg-put")
-            self._writers_pid = os.getpid()
-        return self._writers
+        with self._writers_lock:  # (background snapshots' first puts come at once)
+            if self._writers is None or self._writers_pid != os.getpid():
+                self._writers = ThreadPoolExecutor(_LOCAL_WRITERS, thread_name_prefix="rlreg-put")
+                self._writers_pid = os.getpid()
+            return self._writers
 
     def _fan_out(self) -> None:
         """Make the 256 folders ``objects/00`` .. ``objects/ff`` at the first local put (durable, with the
@@ -445,7 +451,7 @@ class Store:
         alias) and, with ``aligned``, one that does not start on a 64-byte boundary there (a copy,
         where torch would allocate it: its kernels may round differently on less aligned data).
         ``progress(done, total)`` counts the bytes of the objects read (``total``: their sizes in the
-        manifest), called as each is fetched (remote), verified (local) or found in the cache.
+        manifest), called on this thread as each is fetched (remote), verified (local) or found in the cache.
         ``checked``: this very manifest passed an earlier ``get`` unchanged (its form is not checked
         again; every byte it names still is).
         """
@@ -509,7 +515,8 @@ class Store:
                 accepted[obj] = verifier.submit(self._accept, obj, data, users, entries)
 
             with filesystems.translate_errors(self.url):
-                fetched = self._fetch(missing, sizes, None if self._local else arrived, into_cache=True)
+                fetched = self._fetch(missing, sizes, None if self._local else arrived, into_cache=True, prog=prog)
+            prog.wait(accepted.values())
             for obj in missing:
                 future = accepted.get(obj)
                 data, found = future.result() if future is not None else self._accept(obj, fetched[obj], users, entries)
@@ -567,9 +574,11 @@ class Store:
         return _buffer_view(buf), found
 
     def _fetch(
-        self, objs: list[str], sizes: Mapping[str, int] | None = None, fetched: Any = None, into_cache: bool = False
+        self, objs: list[str], sizes: Mapping[str, int] | None = None, fetched: Any = None, into_cache: bool = False,
+        prog: Progress | None = None,
     ) -> dict[str, Any]:
-        """``{object: its bytes or the exception reading it}``; ``fetched(object, result)`` as each remote read ends.
+        """``{object: its bytes or the exception reading it}``; ``fetched(object, result)`` as each remote read
+        ends (on another thread: it must not block), ``prog`` reported on this thread meanwhile.
 
         ``into_cache``: a remote object of known size that fits the cache is written into it as it
         arrives, and given as a ``cache.Filling`` to verify and keep (no buffer and copy of it).
@@ -588,7 +597,8 @@ class Store:
         on_done = None if fetched is None else (lambda i, result: fetched(objs[i], result))
         cache = self.cache if into_cache else None
         into = None if cache is None else (lambda i: None if known[i] is None else cache.filling(objs[i], known[i]))
-        got = filesystems.cat_many(self.fs, [self._path(o) for o in objs], known, on_done, into)  # concurrent GETs
+        got = filesystems.cat_many(self.fs, [self._path(o) for o in objs], known, on_done, into,  # concurrent GETs
+                                   None if prog is None else prog.wait)
         return dict(zip(objs, got))
 
     def _raise_fetch_error(self, obj: str, exc: BaseException, names: list[str]) -> None:
@@ -690,7 +700,7 @@ class Store:
         for start in range(0, len(ds), 64):
             chunk = ds[start : start + 64]
             with filesystems.translate_errors(self.url):
-                fetched = self._fetch(chunk, None, fetched_remote)
+                fetched = self._fetch(chunk, None, fetched_remote, prog=prog)
             for obj in chunk:
                 data = fetched.pop(obj)
                 if isinstance(data, NotAFileError):

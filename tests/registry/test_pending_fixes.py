@@ -43,7 +43,7 @@ def test_a_background_snapshot_records_the_callers_actor_and_reports_progress_in
         pending = reg.snapshot("m", module, block=False, progress=progress)
     assert pending.result(30).actor["actor"] == "alice"
     assert reg.version("m", 1).actor["via"] == "web"
-    assert any(not thread.startswith("rlreg-snapshot") for thread, _ in seen)  # a store writer's report too
+    assert seen and all(thread.startswith("rlreg-snapshot") for thread, _ in seen), seen  # the job's own thread
     assert {actor for _, actor in seen} == {"alice"}
 
 
@@ -264,8 +264,9 @@ def test_a_write_of_the_name_from_a_snapshots_callback_comes_after_the_snapshots
                                                        "VersionRecorded"]
 
 
-def test_a_callback_waiting_for_another_names_snapshot_holds_one_writer_thread_not_all(make_sqlite_registry):
-    """Every writer thread of "b" queued behind its callback, which waited for "a", whose writes needed them."""
+def test_a_callback_waiting_for_another_names_snapshot_holds_its_own_snapshot_only(make_sqlite_registry):
+    """b's callback waits for a's snapshot while b's writes go on: it is called on b's job thread, so the
+    writers a's snapshot needs are free (every writer thread of "b" once queued behind it)."""
     reg = make_sqlite_registry(trusted_modules=["registry_toys"])
     b = registry_toys.spec(hidden=16, module_class=registry_toys.ManyBlocksPolicy).build()
     a = registry_toys.spec(hidden=16).build()
@@ -276,18 +277,54 @@ def test_a_callback_waiting_for_another_names_snapshot_holds_one_writer_thread_n
     go, inside, outcome = threading.Event(), threading.Event(), []
 
     def progress(done: int, total: int) -> None:
-        if threading.current_thread().name.startswith("rlreg-put") and not inside.is_set():
+        if done and not inside.is_set():
             inside.set()
             assert go.wait(30)
             outcome.append(reg.set_description("a", "written while b is stored").type)  # waits for a's snapshot
 
     pending_b = reg.snapshot("b", b, block=False, progress=progress)
     assert inside.wait(10)
-    time.sleep(SETTLE)  # b's other writes report meanwhile
+    time.sleep(SETTLE)  # b's other writes end meanwhile
     pending_a = reg.snapshot("a", a, block=False)
     go.set()
     assert pending_a.result(30).version == 2 and pending_b.result(30).version == 2
     assert outcome == ["DescriptionSet"]
+
+
+def test_callbacks_of_more_snapshots_than_writer_threads_each_waiting_for_another_snapshot_do_not_hang(tmp_path):
+    """Eight snapshots' callbacks, each waiting for a later snapshot of "a" (a write of "a" from the
+    callback): when callbacks ran on the store's eight writer threads, they held all of them, a's objects
+    were never written and everything hung (pending_snapshots above 8). On its job's thread, each
+    callback holds its own snapshot only."""
+    done = run_script(f"""
+        import threading
+        import registry_toys
+        from registry import Registry
+        reg = Registry({"sqlite:///" + str(tmp_path / "reg.db")!r}, {str(tmp_path / "blobs")!r}, pending_snapshots=10)
+        modules = [registry_toys.spec(hidden=16).build() for _ in range(10)]
+        for i, m in enumerate(modules):
+            registry_toys.train_step(m, i + 1)  # weights of their own: objects to write
+        reg.snapshot("warm", modules[9])  # (the store's writer threads are made)
+        go, inside, lock = threading.Event(), [], threading.Lock()
+
+        def waiting(done, total):
+            if done == total:  # (its objects stored: the last report)
+                with lock:
+                    inside.append(1)
+                assert go.wait(30)
+                reg.set_description("a", "described while b* are stored")  # waits for a's snapshot
+
+        held = [reg.snapshot(f"b{{i}}", m, block=False, progress=waiting) for i, m in enumerate(modules[:8])]
+        while len(inside) < 8:
+            threading.Event().wait(0.01)
+        a = reg.snapshot("a", modules[8], block=False)
+        go.set()
+        print("a", a.result(30).version, "b", sorted({{p.result(30).version for p in held}}))
+        print(reg.history("a")[-1].type)
+        reg.close()
+    """, timeout=90)
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert done.stdout.split("\n")[:2] == ["a 1 b [1]", "DescriptionSet"], done.stdout
 
 
 def test_a_snapshot_interrupted_before_its_job_started_leaves_no_job_and_its_slot_free(make_sqlite_registry, module,

@@ -52,3 +52,44 @@ def test_concurrent_writers_of_the_same_tensors(s3_bucket, tmp_path):
     out = cached.get(manifest)
     assert cached.stats.cache_hits == len(manifest["objects"]) and cached.stats.objects_read == 0
     assert all(same(out[k], v) for k, v in snapshot().items())
+
+
+def test_threads_putting_at_once_into_a_fresh_store_share_its_writer_threads(tmp_path, monkeypatch):
+    """Background snapshots' first puts come at once: each made a pool of writer threads of its own
+    (never shut down), so the store's writers were not the store's (eight each, left running). The
+    pool is made slowly here, so that the threads' checks and makes interleave."""
+    import threading
+    import time
+    from concurrent.futures import ThreadPoolExecutor
+
+    import numpy as np
+
+    from storage import store as store_module
+
+    pools = []
+
+    class SlowPool(ThreadPoolExecutor):
+        def __init__(self, *args, **kwargs) -> None:
+            time.sleep(0.05)
+            super().__init__(*args, **kwargs)
+            pools.append(self)
+
+    monkeypatch.setattr(store_module, "ThreadPoolExecutor", SlowPool)
+    store = Store(str(tmp_path / "store"))
+    start, errors = threading.Barrier(4), []
+
+    def put(i: int) -> None:
+        try:
+            start.wait(10)
+            store.begin_put({"w": np.full(1000, i, dtype=np.float32)}).wait()
+        except BaseException as exc:  # noqa: BLE001 - asserted below
+            errors.append(exc)
+
+    threads = [threading.Thread(target=put, args=(i,)) for i in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(30)
+    assert not errors, errors
+    assert len(pools) == 1, f"{len(pools)} writer pools made by one store"
+    pools[0].shutdown()

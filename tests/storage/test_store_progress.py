@@ -24,13 +24,15 @@ class Recorder:
             self.threads.add(threading.current_thread().name)
 
     def check(self, total: int, objects: int) -> None:
-        """Starts at (0, total), never goes back, ends at (total, total), at most one call per object more."""
+        """Starts at (0, total), never goes back, ends at (total, total), at most one call per object more, all
+        on the thread of the operation (this one)."""
         assert self.calls[0] == (0, total)
         assert self.calls[-1] == (total, total)
         assert {t for _, t in self.calls} == {total}
         dones = [d for d, _ in self.calls]
         assert dones == sorted(dones), dones
         assert len(self.calls) <= objects + 1, self.calls
+        assert self.threads == {threading.current_thread().name}, self.threads  # the caller's only
 
 
 def state() -> dict[str, torch.Tensor]:
@@ -95,13 +97,14 @@ def test_verify_of_an_empty_store_reports_zero_of_zero(store):
 
 @pytest.mark.s3
 def test_concurrent_uploads_report_in_order(s3_bucket, tmp_path):
-    """Objects complete on several upload threads at once; the calls still never go back."""
+    """Objects complete on several upload threads at once; the calls still never go back, and all come on
+    the caller's thread (none from an upload thread or the event loop)."""
     store = Store(s3_bucket + "/many", cache_dir=str(tmp_path / "cache"))
     tensors = {f"w{i}": torch.full((20_000,), float(i)) for i in range(24)}
     rec = Recorder()
     m = store.put(tensors, progress=rec)
     rec.check(tensor_bytes(m), len(m["objects"]))
-    assert any(t.startswith("rlreg-upload") for t in rec.threads), rec.threads
+    assert rec.threads == {threading.current_thread().name}, rec.threads
 
 
 def test_a_large_upload_advances_per_chunk_not_per_object(s3_bucket, tmp_path):
@@ -143,27 +146,51 @@ def test_a_small_tensor_under_many_names_counts_once_its_pack_is_stored(tmp_path
     assert calls[-1][:2] == (100 * t.nbytes, 100 * t.nbytes)
 
 
-def test_a_thread_finishing_while_another_is_in_the_callback_does_not_wait_and_its_count_is_reported():
-    """A writer thread whose object is stored while another thread is in the callback went on waiting for it:
-    a callback waiting for other work of the store (a registry write from a snapshot's callback) held every
-    writer thread. Its count is reported by the thread in the callback once that call returns."""
+def test_a_count_added_on_another_thread_is_reported_on_the_operations_thread_while_it_waits():
+    """Work ending on a writer thread is counted there and reported by the thread waiting for it: the
+    callback never runs on the writer (before, a callback that waited for other work of the store held
+    the writer threads that work needed)."""
+    import concurrent.futures
+
     from storage.progress import Progress
 
-    inside, leave, calls = threading.Event(), threading.Event(), []
+    calls: list[tuple[int, str]] = []
+    progress = Progress(lambda done, total: calls.append((done, threading.current_thread().name)), 3)
+    progress.start()
+    with concurrent.futures.ThreadPoolExecutor(2, thread_name_prefix="writer") as writers:
+        futures = [writers.submit(progress.add, 1) for _ in range(3)]
+        progress.wait(futures)
+    here = threading.current_thread().name
+    assert calls[0] == (0, here) and calls[-1] == (3, here), calls
+    assert {t for _, t in calls} == {here}, calls
+
+
+def test_waiting_wakes_for_a_count_added_later_and_reports_it_before_returning():
+    """A writer that counts while the caller waits wakes the wait (a report before the work ends), and the
+    last count added before the work ended is reported before ``wait`` returns."""
+    import concurrent.futures
+
+    from storage.progress import Progress
+
+    reported, go_on = threading.Event(), threading.Event()
+    calls: list[int] = []
 
     def callback(done: int, total: int) -> None:
         calls.append(done)
         if done == 1:
-            inside.set()
-            assert leave.wait(10)
+            reported.set()
+
+    def work() -> None:
+        progress.add(1)
+        assert go_on.wait(10)  # ends only once the first count was reported
+        progress.add(2)
 
     progress = Progress(callback, 3)
-    first = threading.Thread(target=progress.add, args=(1,))
-    first.start()
-    assert inside.wait(10)
-    progress.add(1)  # returns at once: the first thread is in the callback
-    progress.add(1)
-    assert calls == [1]
-    leave.set()
-    first.join(10)
-    assert calls == [1, 3]  # the newest count, handed on by the thread that was in the callback
+    with concurrent.futures.ThreadPoolExecutor(1) as writers:
+        future = writers.submit(work)
+        waiter = threading.Thread(target=lambda: (reported.wait(10), go_on.set()))
+        waiter.start()
+        progress.wait([future])
+        waiter.join(10)
+    assert calls == [1, 3], calls
+    future.result()
