@@ -11,7 +11,7 @@ import threading
 import time
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from contextlib import contextmanager
-from contextvars import ContextVar
+from contextvars import ContextVar, copy_context
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -284,8 +284,11 @@ class Registry:
             except BaseException:
                 release()
                 raise
-            # progress is called on this (the job's) thread, as the store's writers store the objects
-            return self._record(name, spec, metadata, (tensors, rest, release), progress, wait_turn)
+            # progress is called on this (the job's) thread as the store's writers store the objects, in a
+            # copy of the job's context each time (what a callback leaves set there, an acting_as it never
+            # left, is not the snapshot's)
+            reporting = None if progress is None else (lambda *a: copy_context().run(progress, *a))
+            return self._record(name, spec, metadata, (tensors, rest, release), reporting, wait_turn)
 
         return self._snapshots.submit(name, stage, record)
 

@@ -862,17 +862,8 @@ def cat_many(
         args = (fs, paths, sizes or [None] * len(paths), on_done, into)
         if wait is None:
             return fsspec.asyn.sync(fs.loop, _cat_all, *args)
-        future = asyncio.run_coroutine_threadsafe(_cat_all(*args), fs.loop)
-        try:
-            wait([future])
-        except BaseException:  # (the callback's error, a Ctrl-C): no fetch outlives the call
-            concurrent.futures.wait([future])
-            if not future.cancelled() and future.exception() is None:
-                for got in future.result():
-                    if hasattr(got, "drop"):  # bytes written into the cache folder, never to be verified
-                        got.drop()
-            raise
-        return future.result()
+        # (what a fetch hands to on_done is the caller's from then on: only without it are sinks dropped here)
+        return _on_loop(fs.loop, lambda: _cat_all(*args), wait, None if on_done is not None else _drop_sinks)
     out: list[Any] = []
     for i, p in enumerate(paths):
         try:
@@ -882,6 +873,54 @@ def cat_many(
         if on_done is not None:
             on_done(i, out[-1])
     return out
+
+
+def _drop_sinks(results: list[Any]) -> None:
+    for got in results:
+        if hasattr(got, "drop"):  # bytes written into the cache folder, never to be verified
+            got.drop()
+
+
+def _on_loop(loop: asyncio.AbstractEventLoop, make: Callable[[], Any],
+             wait: Callable[[list[concurrent.futures.Future]], None],
+             abandoned: Callable[[Any], None] | None = None) -> Any:
+    """``fsspec.asyn.sync(loop, make)``, waited for by ``wait(futures)``; if that raises (a progress
+    callback's error, a Ctrl-C), the task is cancelled and has ended when this raises it again (no
+    fetch outlives the call: a cancelled one drops what it had written into the cache folder; the
+    result of a task that ended anyway goes to ``abandoned``)."""
+    try:
+        if asyncio.get_running_loop() is loop:
+            raise NotImplementedError("cat_many() called from within fsspec's event loop: it would wait for itself")
+    except RuntimeError:  # no loop running in this thread: as it should be
+        pass
+    if loop is None or loop.is_closed():
+        raise RuntimeError("fsspec's event loop is not running")
+    outcome: concurrent.futures.Future = concurrent.futures.Future()
+    tasks: list[asyncio.Task] = []
+
+    def settle(task: asyncio.Task) -> None:
+        if task.cancelled():
+            outcome.cancel()
+            outcome.set_running_or_notify_cancel()  # (what tells concurrent.futures.wait it ended)
+        elif task.exception() is not None:
+            outcome.set_exception(task.exception())
+        else:
+            outcome.set_result(task.result())
+
+    def start() -> None:
+        tasks.append(loop.create_task(make()))
+        tasks[0].add_done_callback(settle)
+
+    loop.call_soon_threadsafe(start)
+    try:
+        wait([outcome])
+    except BaseException:
+        loop.call_soon_threadsafe(lambda: tasks[0].cancel())  # (after start: the loop runs them in order)
+        concurrent.futures.wait([outcome])
+        if abandoned is not None and not outcome.cancelled() and outcome.exception() is None:
+            abandoned(outcome.result())
+        raise
+    return outcome.result()
 
 
 async def _reporting(i: int, coro: Any, on_done: Callable[[int, Any], None] | None, limit: asyncio.Semaphore) -> Any:

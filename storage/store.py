@@ -46,6 +46,16 @@ _THREADED_PUT_FROM = 8 << 20  # below this a writer thread costs more than it ov
 # this 2-core VM, medians of 12 snapshots, six runs each: 8 threads 64-78 ms, 6: 84-87, 4: 73-91, 2: 88-100
 # (1 GiB: 8 threads 588-593 ms, 4: 613-656; 2,000 small tensors in packs: the same).
 _LOCAL_WRITERS = 8
+_WRITERS_LOCK = threading.Lock()  # a store's writer threads are made once (Store._local_writers)
+
+
+def _new_writers_lock() -> None:
+    """In a forked child: the lock may have been held by another thread of the parent at the fork."""
+    global _WRITERS_LOCK
+    _WRITERS_LOCK = threading.Lock()
+
+
+os.register_at_fork(after_in_child=_new_writers_lock)
 _REPAIR_HINT = (
     "run Store.verify(quarantine=True) to move it aside; the next put of these tensors then rewrites it"
 )
@@ -128,7 +138,7 @@ class _Digests(dict):
         return d
 
 
-def _hand_over(under_way: list[threading.Event]) -> None:
+def _hand_over(under_way: list[threading.Event], prog: Progress) -> None:
     """Wait (letting the GIL go) until each of these writes has its bytes going out, or has ended.
 
     A writer thread needs the GIL between its system calls (taking the next write, the dedup check,
@@ -137,7 +147,11 @@ def _hand_over(under_way: list[threading.Event]) -> None:
     done, 1.9 ms after it was handed over, and of a 2,000-tensor snapshot's packs the last five
     waited for them, the writer threads idle. From ``started()`` on, a write needs the GIL no more
     until its bytes are stored (``local_atomic_write``), and it overlaps what the caller does next.
+    Progress is reported meanwhile (each event's setter pokes ``prog``).
     """
+    if prog.reports:
+        prog.wait_until(lambda: all(event.is_set() for event in under_way))
+        return
     for event in under_way:
         event.wait()
 
@@ -228,7 +242,6 @@ class Store:
         self._fanned_out = False
         self._writers: ThreadPoolExecutor | None = None  # local object writers (Store._local_writers)
         self._writers_pid = 0
-        self._writers_lock = threading.Lock()
         self.offline = config.offline() if offline is None else bool(offline)
 
     @property
@@ -321,8 +334,9 @@ class Store:
 
         def submit(obj: objects.EncodedObject, weight: int) -> Future:
             started = threading.Event()
-            future = writers.submit(keep, obj, prog, weight, started.set)
-            future.add_done_callback(lambda _: started.set())  # (not written, failed or cancelled)
+            under_way_now = started.set if not prog.reports else lambda: (started.set(), prog.poke())
+            future = writers.submit(keep, obj, prog, weight, under_way_now)
+            future.add_done_callback(lambda _: under_way_now())  # (not written, failed or cancelled)
             pending.append(future)
             under_way.append(started)
             return future
@@ -345,10 +359,10 @@ class Store:
                     submit(obj, sum(r.nbytes for r in obj.raws.values()))
                     prog.pump()
                     if hand_over and sum(not f.done() for f in pending) <= threads:  # (a writer free to take it)
-                        _hand_over(under_way[-1:])
+                        _hand_over(under_way[-1:], prog)
                 second_names = _second_names(raws, digests, packed)
                 if hand_over:
-                    _hand_over(under_way)
+                    _hand_over(under_way, prog)
             except BaseException:  # (a Ctrl-C while handing over too: no write outlives the call)
                 _cancel(prog, pending)
                 concurrent.futures.wait(pending)  # no write in flight outlives the call
@@ -362,7 +376,7 @@ class Store:
 
     def _local_writers(self) -> ThreadPoolExecutor:
         """The threads that write this store's local objects (made again in a forked child, which has none)."""
-        with self._writers_lock:  # (background snapshots' first puts come at once)
+        with _WRITERS_LOCK:  # (background snapshots' first puts come at once)
             if self._writers is None or self._writers_pid != os.getpid():
                 self._writers = ThreadPoolExecutor(_LOCAL_WRITERS, thread_name_prefix="rlreg-put")
                 self._writers_pid = os.getpid()

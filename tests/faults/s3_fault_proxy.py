@@ -35,6 +35,20 @@ class FaultPlan:
         self._failed: Counter[tuple[str, str]] = Counter()
         self.counts: Counter[str] = Counter()
         self.puts: list[dict[str, str]] = []  # the headers of each PUT, lower-cased names
+        self.held: list[tuple[str, threading.Event]] = []  # GETs of paths holding the text wait for the event
+
+    def hold(self, text: str) -> threading.Event:
+        """Hold every GET whose path holds ``text`` (before it is forwarded) until the event returned is set."""
+        release = threading.Event()
+        with self._lock:
+            self.held.append((text, release))
+        return release
+
+    def wait_if_held(self, method: str, path: str) -> None:
+        with self._lock:
+            events = [event for text, event in self.held if method == "GET" and text in path]
+        for event in events:
+            event.wait(120)
 
     def set(self, rate: float, faults: tuple[str, ...] = FAULTS, methods: tuple[str, ...] = (), first: int = 0) -> None:
         with self._lock:
@@ -67,6 +81,7 @@ class _Handler(BaseHTTPRequestHandler):
         body = self._body()
         if self.command == "PUT":
             self.server.plan.puts.append({k.lower(): v for k, v in self.headers.items()})
+        self.server.plan.wait_if_held(self.command, self.path)
         fault = self.server.plan.pick(self.command, self.path)
         if fault == "drop-before":
             return self._drop()
@@ -153,6 +168,8 @@ class FaultProxy:
         return self
 
     def stop(self) -> None:
+        for _, event in self.plan.held:
+            event.set()
         self._server.shutdown()
         self._server.server_close()
         self._thread.join(timeout=10)

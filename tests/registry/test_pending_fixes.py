@@ -6,6 +6,7 @@ As in test_registry_pending.py, background work is held up by a progress callbac
 
 from __future__ import annotations
 
+import contextlib
 import gc
 import os
 import signal
@@ -45,6 +46,25 @@ def test_a_background_snapshot_records_the_callers_actor_and_reports_progress_in
     assert reg.version("m", 1).actor["via"] == "web"
     assert seen and all(thread.startswith("rlreg-snapshot") for thread, _ in seen), seen  # the job's own thread
     assert {actor for _, actor in seen} == {"alice"}
+
+
+def test_what_a_background_snapshots_callback_leaves_set_in_its_context_is_not_the_snapshots(make_sqlite_registry,
+                                                                                               module):
+    """The callback runs on the job's thread: an acting_as it enters and never leaves stays in its own call."""
+    reg = make_sqlite_registry()
+    entered = []
+
+    def progress(done: int, total: int) -> None:
+        entered.append(reg.acting_as("mallory"))
+        entered[-1].__enter__()  # never left (kept: a context manager collected would leave it)
+
+    with reg.acting_as("alice"):
+        pending = reg.snapshot("m", module, block=False, progress=progress)
+    assert pending.result(30).actor["actor"] == "alice"
+    assert entered
+    for manager in entered:  # (left here, in another context than it was entered in: refused)
+        with contextlib.suppress(ValueError):
+            manager.gen.close()
 
 
 def _child(work) -> None:

@@ -194,3 +194,41 @@ def test_waiting_wakes_for_a_count_added_later_and_reports_it_before_returning()
         waiter.join(10)
     assert calls == [1, 3], calls
     future.result()
+
+
+def test_a_put_waited_for_on_another_thread_reports_there_to_the_end(tmp_path):
+    """``PendingPut.wait()`` on a thread other than ``begin_put``'s: the thread that waits reports (the
+    second names of packed tensors, counted at the end, were never reported)."""
+    store = Store(tmp_path / "store")
+    t = torch.zeros(1024)  # packed: 99 second names
+    calls: list[tuple[int, int, str]] = []
+    pending = store.begin_put({f"b{i:03d}": t for i in range(100)},
+                              progress=lambda done, total: calls.append((done, total, threading.current_thread().name)))
+    waiter = threading.Thread(target=pending.wait, name="waiter")
+    waiter.start()
+    waiter.join(30)
+    assert calls[-1] == (100 * t.nbytes, 100 * t.nbytes, "waiter"), calls
+
+
+def test_a_large_local_put_reports_while_its_writes_are_handed_over(tmp_path, monkeypatch):
+    """The caller waits until each write is under way (``_hand_over``) before it goes on: it reported
+    nothing meanwhile, so a bar stood still for most of the write, then jumped to the end."""
+    import time
+
+    from storage import filesystems
+
+    store = Store(tmp_path / "store")
+    store.put({"warm": torch.zeros(10)})  # (the object folders made)
+    real = filesystems.local_atomic_write
+
+    def slow_write(path, buffers, **kwargs):
+        time.sleep(0.1)  # eight writers, 48 objects: the last write starts about 0.5 s in
+        real(path, buffers, **kwargs)
+
+    monkeypatch.setattr(filesystems, "local_atomic_write", slow_write)
+    tensors = {f"w{i:02d}": torch.full((70_000,), float(i)) for i in range(48)}  # 13 MB: writer threads
+    calls: list[int] = []
+    store.put(tensors, progress=lambda done, total: calls.append(done))
+    total = sum(t.nbytes for t in tensors.values())
+    assert calls[-1] == total
+    assert any(0 < done < total // 2 for done in calls), calls  # reported as the first writes ended
