@@ -77,7 +77,7 @@ class Session:
 
         By default (``RLREG_PROGRESS=auto``) the bar shows only on a terminal, only past a second,
         and never with ``--json``; ``always`` shows it at once on any stream (still not with
-        ``--json``); ``never`` hides it. Calls come from the store, serialised, once per object.
+        ``--json``); ``never`` hides it. Calls come on the command's own thread, at most once per object.
         """
         mode = config.progress()
         from tqdm import tqdm  # only the commands that move bytes draw a bar

@@ -916,17 +916,23 @@ def _on_loop(loop: asyncio.AbstractEventLoop, make: Callable[[], Any],
         wait([outcome])
     except BaseException:
         loop.call_soon_threadsafe(lambda: tasks[0].cancel())  # (after start: the loop runs them in order)
-        concurrent.futures.wait([outcome])
+        while True:  # the fetches end within milliseconds: a second Ctrl-C meanwhile does not leave them running
+            try:
+                concurrent.futures.wait([outcome])
+                break
+            except KeyboardInterrupt:
+                continue
         if abandoned is not None and not outcome.cancelled() and outcome.exception() is None:
             abandoned(outcome.result())
         raise
     return outcome.result()
 
 
-async def _reporting(i: int, coro: Any, on_done: Callable[[int, Any], None] | None, limit: asyncio.Semaphore) -> Any:
+async def _reporting(i: int, make: Callable[[], Any], on_done: Callable[[int, Any], None] | None,
+                     limit: asyncio.Semaphore) -> Any:
     try:
-        async with limit:
-            result = await coro
+        async with limit:  # (the fetch is made only once its turn came: one cancelled before leaves nothing)
+            result = await make()
     except Exception as exc:  # noqa: BLE001 - handed over (and returned by gather) as the result
         if on_done is not None:
             on_done(i, exc)
@@ -941,18 +947,18 @@ async def _cat_all(
     into: Callable[[int], Any] | None = None,
 ) -> list[Any]:
     if hasattr(fs, "_call_s3"):
-        coros = [_s3_read(fs, p, n, None if into is None else functools.partial(into, i))
+        makes = [functools.partial(_s3_read, fs, p, n, None if into is None else functools.partial(into, i))
                  for i, (p, n) in enumerate(zip(paths, sizes))]
     else:
         block = getattr(fs, "default_block_size", 0) or 0
-        coros = [
-            fs._cat_file(p, max_concurrency=1)
+        makes = [
+            functools.partial(fs._cat_file, p, max_concurrency=1)
             if n is not None and n <= block and _takes_concurrency(fs)
-            else fs._cat_file(p)
+            else functools.partial(fs._cat_file, p)
             for p, n in zip(paths, sizes)
         ]
     limit = asyncio.Semaphore(FETCHES)  # a new fetch starts as soon as one ends (not in waves)
-    return await asyncio.gather(*(_reporting(i, c, on_done, limit) for i, c in enumerate(coros)),
+    return await asyncio.gather(*(_reporting(i, make, on_done, limit) for i, make in enumerate(makes)),
                                 return_exceptions=True)
 
 

@@ -74,17 +74,26 @@ class Progress:
         self._news.set()
 
     def wait(self, futures: Iterable[concurrent.futures.Future]) -> None:
-        """Wait until every one of ``futures`` is done, reporting counts as they are added meanwhile.
+        """Wait until every one of ``futures`` is done, or one failed (or was cancelled), reporting counts
+        as they are added meanwhile; the caller then collects their results.
 
         The thread that waits reports from now on (``add`` on it reports at once). The callback's
         error is raised from here (the futures go on: the caller settles them)."""
-        futures = [f for f in futures if not f.done()]
+        futures = list(futures)
         if self._callback is None:
-            concurrent.futures.wait(futures)
+            concurrent.futures.wait(futures, return_when=concurrent.futures.FIRST_EXCEPTION)
             return
+        lock, state = threading.Lock(), {"left": len(futures), "failed": False}
+
+        def ended(f: concurrent.futures.Future) -> None:
+            with lock:
+                state["left"] -= 1
+                state["failed"] = state["failed"] or f.cancelled() or f.exception() is not None
+            self._news.set()
+
         for f in futures:
-            f.add_done_callback(lambda _: self._news.set())
-        self.wait_until(lambda: all(f.done() for f in futures))
+            f.add_done_callback(ended)  # (at once for one done already)
+        self.wait_until(lambda: state["left"] == 0 or state["failed"])
 
     def wait_until(self, condition: Callable[[], bool]) -> None:
         """Report counts until ``condition()`` holds; whatever makes it hold must ``poke()`` (or ``add``)."""

@@ -96,7 +96,8 @@ class PendingPut:
         raised from here, the writes not started cancelled)."""
         with filesystems.translate_errors(self._url):
             try:
-                self._prog.wait(self._writes)
+                if self._prog.reports:  # (else the results are waited for in order: the first error raised)
+                    self._prog.wait(self._writes)
                 for future in self._writes:
                     future.result()
             except BaseException:
@@ -150,7 +151,14 @@ def _hand_over(under_way: list[threading.Event], prog: Progress) -> None:
     Progress is reported meanwhile (each event's setter pokes ``prog``).
     """
     if prog.reports:
-        prog.wait_until(lambda: all(event.is_set() for event in under_way))
+        at = [0]  # the first event not yet set (each is looked at until set, not at every wake)
+
+        def all_under_way() -> bool:
+            while at[0] < len(under_way) and under_way[at[0]].is_set():
+                at[0] += 1
+            return at[0] == len(under_way)
+
+        prog.wait_until(all_under_way)
         return
     for event in under_way:
         event.wait()
@@ -286,7 +294,7 @@ class Store:
         store the objects: ``PendingPut.wait()`` returns the manifest once every object is stored (and
         fsynced, for a durable store), or raises the write's error. Nothing that names the manifest may
         be committed before ``wait()`` returned; the tensors must stay unchanged until then. ``progress``
-        is called on this thread, while hashing and in ``wait()``.
+        is called on this thread while hashing, then on the thread in ``wait()``.
 
         ``may_be_stored(object_digest)``: False for an object the caller knows it never stored (a
         registry: no row for it). On an object store such an object is written without asking first
@@ -328,13 +336,14 @@ class Store:
         pending: list[Future] = []
         under_way: list[threading.Event] = []
         own = threads and not self._local  # local writes go to this store's own threads, started once
+        reports = prog.reports
         writers = (ThreadPoolExecutor(threads, thread_name_prefix=thread_name) if own
                    else self._local_writers() if threads else _Inline())
         hand_over = bool(threads and not own)
 
         def submit(obj: objects.EncodedObject, weight: int) -> Future:
             started = threading.Event()
-            under_way_now = started.set if not prog.reports else lambda: (started.set(), prog.poke())
+            under_way_now = started.set if not reports else lambda: (started.set(), prog.poke())
             future = writers.submit(keep, obj, prog, weight, under_way_now)
             future.add_done_callback(lambda _: under_way_now())  # (not written, failed or cancelled)
             pending.append(future)
@@ -351,13 +360,15 @@ class Store:
                     else:
                         planned[obj.digest] = obj
                         submit(obj, r.nbytes)
-                    prog.pump()  # (what writers stored meanwhile)
+                    if reports:
+                        prog.pump()  # (what writers stored meanwhile)
                 packed = []
                 for obj in packs(raws, digests):  # each pack is written while the next is hashed
                     planned[obj.digest] = obj
                     packed.append(obj)
                     submit(obj, sum(r.nbytes for r in obj.raws.values()))
-                    prog.pump()
+                    if reports:
+                        prog.pump()
                     if hand_over and sum(not f.done() for f in pending) <= threads:  # (a writer free to take it)
                         _hand_over(under_way[-1:], prog)
                 second_names = _second_names(raws, digests, packed)
@@ -698,7 +709,7 @@ class Store:
 
         With ``quarantine=True`` each damaged object is moved to ``<url>/quarantine/<hex>`` (never
         deleted), so that the next ``put`` of its tensors writes it again. ``progress(done, total)``
-        counts the bytes of the objects checked (``total`` from one listing), once per object.
+        counts the bytes of the objects checked (``total`` from one listing), at most once per object.
         """
         ds = _checked_digests(digests) if digests is not None else []
         self._require_online("verify")
