@@ -844,7 +844,8 @@ def cat_many(
     sizes: list[int | None] | None = None,
     on_done: Callable[[int, Any], None] | None = None,
     into: Callable[[int], Any] | None = None,
-    wait: Callable[[list[concurrent.futures.Future]], None] | None = None,
+    *,
+    wait: Callable[[list[concurrent.futures.Future]], None],
 ) -> list[Any]:
     """The bytes of each of ``paths`` (or the exception reading it), fetched concurrently on s3fs.
 
@@ -856,12 +857,10 @@ def cat_many(
     its bytes are written to as they arrive, in place of a buffer; the result is then the sink
     (``done()`` called), and a failed fetch ``drop()``s it. ``None`` from ``into``: a buffer.
     ``wait(futures)``: how this thread waits for the fetches to end, on s3fs (a ``Progress``'s, which
-    reports on this thread what ``on_done`` counted meanwhile).
+    reports on this thread what ``on_done`` counted meanwhile); if it raises, the fetches are cancelled.
     """
     if getattr(fs, "async_impl", False):
         args = (fs, paths, sizes or [None] * len(paths), on_done, into)
-        if wait is None:
-            return fsspec.asyn.sync(fs.loop, _cat_all, *args)
         # (what a fetch hands to on_done is the caller's from then on: only without it are sinks dropped here)
         return _on_loop(fs.loop, lambda: _cat_all(*args), wait, None if on_done is not None else _drop_sinks)
     out: list[Any] = []

@@ -17,11 +17,11 @@ class Progress:
     that made this counter (the caller of ``put``, ``get``, ``verify``, or a background snapshot's
     job), or the one that last waited on it, reports it when it next looks (``pump``) and while it
     waits for that work (``wait``, ``wait_until``), one report at a time, so reports may be merged
-    and the last one is never lost. User code so never runs on a store's
-    worker threads or on the event loop: a slow callback, or one that waits for other work of the
-    store (a registry write from a snapshot's callback, which waits for earlier snapshots, whose
-    writes need those threads), holds up its own operation and nothing else. Without a callback it
-    only counts.
+    and the last one is never lost. User code so never runs on a store's worker threads or on the
+    event loop: a slow callback, or one that waits for other work of the store (a registry write
+    from a snapshot's callback, which waits for earlier snapshots, whose writes need those
+    threads), holds up its own operation and nothing else. Without a callback it does nothing
+    (``wait`` still waits).
     """
 
     def __init__(self, callback: ProgressCallback | None, total: int) -> None:

@@ -540,7 +540,7 @@ class Store:
                 accepted[obj] = verifier.submit(self._accept, obj, data, users, entries)
 
             with filesystems.translate_errors(self.url):
-                fetched = self._fetch(missing, sizes, None if self._local else arrived, into_cache=True, prog=prog)
+                fetched = self._fetch(missing, sizes, None if self._local else arrived, prog, into_cache=True)
             prog.wait(accepted.values())
             for obj in missing:
                 future = accepted.get(obj)
@@ -599,8 +599,7 @@ class Store:
         return _buffer_view(buf), found
 
     def _fetch(
-        self, objs: list[str], sizes: Mapping[str, int] | None = None, fetched: Any = None, into_cache: bool = False,
-        prog: Progress | None = None,
+        self, objs: list[str], sizes: Mapping[str, int] | None, fetched: Any, prog: Progress, into_cache: bool = False,
     ) -> dict[str, Any]:
         """``{object: its bytes or the exception reading it}``; ``fetched(object, result)`` as each remote read
         ends (on another thread: it must not block), ``prog`` reported on this thread meanwhile.
@@ -623,7 +622,7 @@ class Store:
         cache = self.cache if into_cache else None
         into = None if cache is None else (lambda i: None if known[i] is None else cache.filling(objs[i], known[i]))
         got = filesystems.cat_many(self.fs, [self._path(o) for o in objs], known, on_done, into,  # concurrent GETs
-                                   None if prog is None else prog.wait)
+                                   wait=prog.wait)
         return dict(zip(objs, got))
 
     def _raise_fetch_error(self, obj: str, exc: BaseException, names: list[str]) -> None:
@@ -725,7 +724,7 @@ class Store:
         for start in range(0, len(ds), 64):
             chunk = ds[start : start + 64]
             with filesystems.translate_errors(self.url):
-                fetched = self._fetch(chunk, None, fetched_remote, prog=prog)
+                fetched = self._fetch(chunk, None, fetched_remote, prog)
             for obj in chunk:
                 data = fetched.pop(obj)
                 if isinstance(data, NotAFileError):
