@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING
 
 from registry import config
 from registry.errors import (
-    ConflictError, DatabaseUnavailableError, DeletedError, IntegrityError, InvalidEventError, InvalidNameError,
+    ClosedError, ConflictError, DatabaseUnavailableError, DeletedError, IntegrityError, InvalidEventError, InvalidNameError,
     NotCachedError, NotFoundError, OfflineAliasWarning, OfflineError, QueryError, RegistryError, RetentionWarning,
     SchemaVersionError, StorageMismatchError, StorageMoveError,
 )
@@ -41,7 +41,7 @@ def __getattr__(attr: str) -> Any:
     raise AttributeError(f"module 'registry' has no attribute {attr!r}")
 
 __all__ = [
-    "ConflictError", "DatabaseUnavailableError", "DeletedError", "Event", "IntegrityError", "InvalidEventError",
+    "ClosedError", "ConflictError", "DatabaseUnavailableError", "DeletedError", "Event", "IntegrityError", "InvalidEventError",
     "InvalidNameError", "ModelDiff", "ModelInfo", "ModelRef", "ModelVersion", "NotCachedError", "NotFoundError",
     "OfflineAliasWarning", "OfflineError", "RetentionWarning",
     "PendingVersion", "QueryError", "Registry", "RegistryError", "SchemaVersionError", "StorageMismatchError",
@@ -65,7 +65,7 @@ def default_registry(db_url: str | None = None, storage_url: str | None = None) 
     key = (db_url or config.default_db_url(), storage_url or config.storage_url_setting(), settings.offline())
     with _LOCK:
         reg = _DEFAULTS.get(key)
-        if reg is None:
+        if reg is None or reg.closed:  # a closed one (someone called close() on it) is opened again
             reg = _DEFAULTS[key] = Registry(key[0], key[1], offline=key[2])
         return reg
 

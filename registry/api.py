@@ -146,6 +146,11 @@ class Registry:
                 self._changes.close()
             self._events.close()
 
+    @property
+    def closed(self) -> bool:
+        """``close()`` was called: any later use raises ``ClosedError`` (open a new ``Registry``)."""
+        return self._events.closed
+
     def __enter__(self) -> Registry:
         return self
 

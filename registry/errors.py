@@ -14,6 +14,7 @@
     │   ├── StorageMoveError (NotFoundError)       a storage move to a location that lacks objects
     │   ├── QueryError (ValueError)                a malformed where/order_by expression (names the token)
     │   ├── ExportTargetError (OSError)            an export target that cannot be written (read-only, a file)
+    │   ├── ClosedError (ValueError)               a Registry used after its close(), as a closed file is
     │   └── DatabaseUnavailableError (ConnectionError)  the database cannot be reached or stays locked
     │       ├── DatabaseFullError                  no space left for the database (SQLite's disk is full)
     │       └── DatabaseReadOnlyError              a write to a database opened read-only
@@ -134,6 +135,10 @@ class InvalidEventError(RegistryError, ValueError):
 
 class SchemaVersionError(RegistryError):
     """The database schema is older or newer than the installed rlreg."""
+
+
+class ClosedError(RegistryError, ValueError):
+    """A ``Registry`` (or ``EventStore``) used after its ``close()``: open a new one."""
 
 
 class DatabaseUnavailableError(RegistryError, ConnectionError):

@@ -129,6 +129,7 @@ class EventStore:
     ) -> None:
         """``actor()``, if given, supplies the actor of each appended event that names none."""
         self.actor = actor
+        self.closed = False  # close() was called
         if isinstance(url_or_engine, Engine):
             self.engine, self._owns_engine = url_or_engine, False
         else:
@@ -147,11 +148,20 @@ class EventStore:
                 raise
 
     def close(self) -> None:
-        """Release the engine's connections (only if this store created the engine)."""
+        """Release the engine's connections (only if this store created the engine); a store that
+        created its engine refuses any later use with ``ClosedError`` rather than connect again."""
         if self._pinned is not None:
             self._pinned.close()
         if self._owns_engine:
+            if not self.closed:
+                sa.event.listen(self.engine, "do_connect", self._refuse_connect)
             self.engine.dispose()
+        self.closed = True
+
+    def _refuse_connect(self, *args: Any) -> None:
+        where = self.engine.url.render_as_string(hide_password=True)
+        raise errors.ClosedError(f"the registry at {where} was closed (close(), or the end of its `with` block): "
+                                 f"open a new one to use it again")
 
     def __enter__(self) -> "EventStore":
         return self

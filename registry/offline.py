@@ -75,9 +75,11 @@ class Unreachable:
 
     def __init__(self, where: str) -> None:
         self.where = where
+        self.closed = False
 
     def close(self) -> None:
-        """Nothing to release."""
+        """Nothing to release (loads from the cache go on working)."""
+        self.closed = True
 
     def __getattr__(self, attr: str) -> Any:
         raise refused(self.where, "this operation")

@@ -14,7 +14,7 @@ import pytest
 import registry_toys as toys
 import torch
 
-from registry import DeletedError, Registry
+from registry import ClosedError, DeletedError, Registry
 from registry import db as registry_db
 
 
@@ -78,16 +78,19 @@ def test_this_registrys_own_writes_and_another_registrys_are_seen(sqlite_reg, lo
         other.close()
 
 
-def test_a_read_kept_before_close_is_not_trusted_after_it(sqlite_reg, local_storage_url):
-    """close() drops the counter's connection; the next one counts afresh, so its counts do not compare
-    with the kept ones (a fresh connection reads the same small number whatever happened before)."""
+def test_a_read_kept_before_close_is_not_served_after_it(sqlite_reg, local_storage_url):
+    """close() ends the registry: the kept read is not served (the load raises ``ClosedError``), and a
+    new registry on the same file reads the alias afresh."""
     first, second = _two_versions(sqlite_reg)
     assert toys.states_equal(sqlite_reg.load("cached", alias="best"), first)
     other = Registry(sqlite_reg.db_url, local_storage_url)
     other.set_alias("cached", "best", 2)
     other.close()
-    sqlite_reg.close()  # a registry still reads after close(): its engine reconnects
-    assert toys.states_equal(sqlite_reg.load("cached", alias="best"), second)
+    sqlite_reg.close()
+    with pytest.raises(ClosedError):
+        sqlite_reg.load("cached", alias="best")
+    with Registry(sqlite_reg.db_url, local_storage_url) as again:
+        assert toys.states_equal(again.load("cached", alias="best"), second)
 
 
 def _load_in_child(reg: Registry, local_storage_url: str, out) -> None:  # forked: the kept read came along
