@@ -84,6 +84,20 @@ def timing_row(case: str, system: str, seconds: list[float], **detail: Any) -> d
                runs=len(seconds), **detail)
 
 
+def fsync_tree(path: str | os.PathLike) -> None:
+    """fsync every file under path, then every folder (deepest first) and path's parent: what a durable
+    save does before it reports success (the names survive power loss too)."""
+    root = Path(path)
+    files = [p for p in root.rglob("*") if p.is_file()]
+    folders = sorted((p for p in root.rglob("*") if p.is_dir()), key=lambda p: len(p.parts), reverse=True)
+    for p in [*files, *folders, root, root.parent]:
+        fd = os.open(p, os.O_RDONLY)
+        try:
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+
+
 def folder_bytes(path: str | os.PathLike) -> int:
     """Total size of the files under path."""
     return sum(p.stat().st_size for p in Path(path).rglob("*") if p.is_file())

@@ -9,11 +9,12 @@ from __future__ import annotations
 from pathlib import Path
 
 from peerlib import (
-    emit, folder_bytes, guarded_stdout, perturb, quiet_environment, read_config, require,
+    emit, folder_bytes, fsync_tree, guarded_stdout, perturb, quiet_environment, read_config, require,
     rllib_spec, row, runs, same_tensors, state_bytes, timed, timing_row,
 )
 
 SYSTEM = "RLlib save_to_path"
+DURABLE_SYSTEM = "RLlib save_to_path + fsync"  # like for like with rlreg's durable snapshot
 
 
 def main() -> None:
@@ -35,7 +36,18 @@ def main() -> None:
         module.save_to_path(str(path))
         return path
 
-    snap_s, path = runs(repeats, save, before=lambda i: perturb(module, i))
+    def save_durable(i: int) -> Path:
+        path = work / f"d{i}"
+        module.save_to_path(str(path))
+        fsync_tree(path)
+        return path
+
+    snap_s, durable_s = [], []
+    for i in range(repeats):  # the two take turns
+        perturb(module, i)
+        snap_s += runs(1, lambda _: save(i))[0]
+        durable_s += runs(1, lambda _: save_durable(i))[0]
+    path = work / f"v{repeats - 1}"
 
     def load(_: int):
         fresh = spec.build()
@@ -49,6 +61,7 @@ def main() -> None:
     rows = [
         timing_row("snapshot", SYSTEM, snap_s, params=params, state_bytes=nbytes,
                    written_bytes=folder_bytes(path), version=_version()),
+        timing_row("snapshot", DURABLE_SYSTEM, durable_s, params=params, state_bytes=nbytes, version=_version()),
         timing_row("load", "RLlib build + restore_from_path", load_s, params=params),
         timing_row("load", "RLlib RLModule.from_checkpoint", restore_s, params=params),
     ]

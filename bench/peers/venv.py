@@ -21,10 +21,10 @@ HERE = Path(__file__).resolve().parent
 ROOT = HERE.parents[1]
 SETUP = "bash bench/peers/setup.sh"
 PEERS = {
-    # name: (script, systems its rows are about)
-    "rllib": ("rllib_peer.py", ("RLlib save_to_path", "RLlib build + restore_from_path",
-                                "RLlib RLModule.from_checkpoint")),
-    "mlflow": ("mlflow_peer.py", ("MLflow log_model + register", "MLflow load_model")),
+    # name: (script, its snapshot systems (the first's rows also repeat snapshots), its load systems)
+    "rllib": ("rllib_peer.py", ("RLlib save_to_path", "RLlib save_to_path + fsync"),
+              ("RLlib build + restore_from_path", "RLlib RLModule.from_checkpoint")),
+    "mlflow": ("mlflow_peer.py", ("MLflow log_model + register",), ("MLflow load_model",)),
 }
 
 
@@ -45,7 +45,7 @@ def missing_reason(python: Path) -> str | None:
 
 def run_peer(name: str, config: dict[str, Any], timeout: float) -> list[dict[str, Any]]:
     """The peer's rows, or skip rows naming the reason when it cannot be installed or fails."""
-    script, systems = PEERS[name]
+    script, saves, loads = PEERS[name]
     python = peers_python()
     reason = missing_reason(python)
     if reason is None:
@@ -54,9 +54,8 @@ def run_peer(name: str, config: dict[str, Any], timeout: float) -> list[dict[str
         if reason is None:
             return rows
     print(f"registry bench: skipping {name}: {reason}", file=sys.stderr)
-    save, *loads = systems
-    return [skipped("snapshot", save, reason), *(skipped("load", load, reason) for load in loads),
-            skipped("repeated snapshots", save, reason, metric="written_bytes", unit="B")]
+    return [*(skipped("snapshot", save, reason) for save in saves), *(skipped("load", load, reason) for load in loads),
+            skipped("repeated snapshots", saves[0], reason, metric="written_bytes", unit="B")]
 
 
 def skipped(case: str, system: str, reason: str, metric: str = "seconds", unit: str = "s") -> dict:

@@ -13,13 +13,14 @@ import pytest
 
 from bench import registry as registry_bench
 from bench.peers import venv
-from bench.registry_table import OURS_LOAD, OURS_SNAPSHOT, TIME_TARGETS
+from bench.registry_table import OURS_LOAD, OURS_SNAPSHOT, TIME_TARGETS, finish, format_table
 
 ROOT = Path(__file__).resolve().parents[2]
 REQUIRED = {"suite": str, "case": str, "system": str, "metric": str, "unit": str}
 CASES = ("snapshot", "load", "repeated snapshots")
 PEER_SYSTEMS = {
-    "snapshot": {"safetensors save_file", "torch.save", "RLlib save_to_path", "MLflow log_model + register"},
+    "snapshot": {"safetensors save_file", "torch.save", "RLlib save_to_path", "RLlib save_to_path + fsync",
+                 "MLflow log_model + register"},
     "load": {"build + safetensors load_file", "build + torch.load", "RLlib build + restore_from_path",
              "RLlib RLModule.from_checkpoint", "MLflow load_model"},
 }
@@ -95,7 +96,7 @@ def test_peers_measure_an_equal_module():
     params = sum(p.numel() for p in ours.parameters())
     with ThreadPoolExecutor(len(venv.PEERS)) as pool:  # both at once: quick sizes, timings unused
         rows = [r for rs in pool.map(lambda p: venv.run_peer(p, config, 300), venv.PEERS) for r in rs]
-    assert {r["system"] for r in rows} == {s for _, systems in venv.PEERS.values() for s in systems}
+    assert {r["system"] for r in rows} == {s for _, saves, loads in venv.PEERS.values() for s in saves + loads}
     for r in rows:
         assert "skipped" not in r, r["skipped"]
         assert r["value"] > 0 and r.get("params", params) == params, r
@@ -114,6 +115,22 @@ def test_ratios_and_targets_follow_from_the_values(quick_run):
         assert r["changed_bytes"] > 0 and r["snapshots"] == registry_bench.SIZES[True]["snapshots"] - 1
         assert r["seconds_each"] > 0
         assert r["written_over_changed"] == pytest.approx(r["value"] / r["changed_bytes"])
+
+
+def test_both_peer_targets_follow_from_the_values():
+    """rlreg's snapshot against RLlib's save_to_path, and against it + fsync (durable like rlreg's)."""
+    def timing(system, value):
+        return {"case": "snapshot", "system": system, "metric": "seconds", "unit": "s", "value": value}
+
+    rows = finish([timing(OURS_SNAPSHOT, 0.3), timing("RLlib save_to_path", 0.1),
+                   timing("RLlib save_to_path + fsync", 0.2), timing("safetensors save_file", 0.25)], {})
+    ours = _one(rows, "snapshot", OURS_SNAPSHOT)
+    assert ours["peer_targets"] == [
+        {"target": "<= 2 x RLlib save_to_path", "ratio": pytest.approx(3.0), "ok": False},
+        {"target": "<= 2 x RLlib save_to_path + fsync", "ratio": pytest.approx(1.5), "ok": True},
+    ]
+    printed = format_table(rows, registry_bench.SIZES[True], quick=True)
+    assert "<= 2 x RLlib save_to_path: 3.00 MISSED; <= 2 x RLlib save_to_path + fsync: 1.50 ok" in printed
 
 
 def test_the_table_names_every_system_and_target(quick_run):
@@ -140,8 +157,8 @@ def test_a_venv_without_the_peer_names_the_missing_module(tmp_path, monkeypatch)
     (fake / "bin" / "python").symlink_to(os.path.realpath(sys.executable))  # bare Python: no torch
     monkeypatch.setenv("RLREG_PEERS_VENV", str(fake))
     rows = venv.run_peer("rllib", registry_bench.SIZES[True], timeout=60)
-    assert {r["system"] for r in rows} == {"RLlib save_to_path", "RLlib build + restore_from_path",
-                                           "RLlib RLModule.from_checkpoint"}
+    assert {r["system"] for r in rows} == {"RLlib save_to_path", "RLlib save_to_path + fsync",
+                                           "RLlib build + restore_from_path", "RLlib RLModule.from_checkpoint"}
     for r in rows:
         assert r["value"] is None
         assert r["skipped"] == (f"not installed in {fake}: ModuleNotFoundError: "
