@@ -27,7 +27,7 @@ from registry import binding, config, db, deleting, errors, lifecycle, query, re
 from registry import tags as labels
 from registry import offline as offline_cache
 from registry import gc as collector
-from registry.eventstore import Event, EventStore, NewEvent, encode_json
+from registry.eventstore import Event, EventStore, NewEvent, closed_message, encode_json
 from registry.modeldiff import ModelDiff, diff_versions
 from registry.names import did_you_mean, validate_alias, validate_name, validate_position, validate_version
 from registry.projections import (
@@ -101,6 +101,10 @@ class Registry:
         self._store: storage.Store | None = None
         self._checked_binding: binding.Binding | None = None  # what _check_binding last read
         self._remembered: offline_cache.OfflineCache | None = None
+        if pending_snapshots is not None:
+            from registry.pending import check_limit  # no torch: refused here, not at the first snapshot
+
+            check_limit(pending_snapshots)  # (before anything is opened that would need closing)
         if self.offline:  # never connects: the records of the cache stand in for the database
             self._events = offline_cache.Unreachable(self._where())
             self._pending_limit, self._queue = pending_snapshots, None
@@ -110,10 +114,6 @@ class Registry:
             return
         self._events = EventStore(self.db_url, Projections(), upgrade=upgrade, create=create, actor=self.current_actor)
         self._changes = db.change_counter(self._events.engine)
-        if pending_snapshots is not None:
-            from registry.pending import check_limit  # no torch: refused here, not at the first snapshot
-
-            check_limit(pending_snapshots)
         self._pending_limit = pending_snapshots
         self._queue: SnapshotQueue | None = None
         try:
@@ -142,9 +142,9 @@ class Registry:
             if self._queue is not None:
                 self._queue.close()
         finally:
+            self._events.close()  # first: the counter cannot connect again once it is closed
             if self._changes is not None:
                 self._changes.close()
-            self._events.close()
 
     @property
     def closed(self) -> bool:
@@ -228,8 +228,14 @@ class Registry:
             self._remembered = offline_cache.OfflineCache(folder, self.db_url, self._where())
         return self._remembered
 
+    def _refuse_closed(self) -> None:
+        """``ClosedError`` once ``close()`` was called (what does not reach the database checks here)."""
+        if self._events.closed:
+            raise errors.ClosedError(closed_message(self._where()))
+
     def _refuse_offline(self, what: str) -> None:
         """``OfflineError`` for a write (or a read of the log) asked offline: nothing is recorded."""
+        self._refuse_closed()
         if self.offline:
             raise offline_cache.refused(self._where(), what)
 
@@ -267,7 +273,7 @@ class Registry:
         call waits). ``progress(done, total)``: tensor bytes stored so far (``Store.put``'s).
         """
         validate_name(name)
-        self._refuse_offline(f"snapshot of {name!r}")
+        self._refuse_offline(f"snapshot of {name!r}")  # (and ClosedError: before a job is queued)
         metadata = _json_metadata(name, metadata)
         if not isinstance(module, rlmodule.RLModule):
             raise TypeError(f"snapshot of {name!r}: {type(module).__name__} is not an RLModule")
@@ -745,6 +751,7 @@ class Registry:
         """
         ref = uri.reference(name, version, alias)
         if self.offline:
+            self._refuse_closed()
             number = ref.version if ref.version is not None else self._offline_cache.resolve(ref.name, ref.alias)
             return self._offline_cache.version(ref.name, number)
         key = (ref.name, ref.version, ref.alias)

@@ -14,8 +14,9 @@ import sys
 import threading
 import time
 import urllib.parse
+import weakref
 import zlib
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextvars import ContextVar
 from pathlib import Path
 from typing import Any, Optional, Union
@@ -187,8 +188,31 @@ def create_engine(url: Union[str, URL], *, create: bool = True, **kwargs: Any) -
             f"{parsed.get_driver_name()!r} is not installed ({e}): use postgresql+psycopg:// "
             "(pip install 'rlreg[postgres]') or install that driver"
         ) from e
+    _refuse_once_closed(engine)
     _ping_idle_connections(engine)
     return engine
+
+
+_REFUSALS: weakref.WeakKeyDictionary[Engine, Callable[[], BaseException]] = weakref.WeakKeyDictionary()
+
+
+def _refuse_once_closed(engine: Engine) -> None:
+    """The first ``do_connect`` listener of every engine made here: once ``close_for_good(engine)`` ran,
+    no connection is made (SQLAlchemy ignores ``insert=True`` for dialect events, so it must come first)."""
+    ref = weakref.ref(engine)  # (the listener lives on the engine's dialect: no cycle through it)
+
+    @event.listens_for(engine, "do_connect")
+    def _refuse(*_: Any) -> None:
+        refusal = _REFUSALS.get(ref())
+        if refusal is not None:
+            raise refusal()
+
+
+def close_for_good(engine: Engine, refusal: Callable[[], BaseException]) -> None:
+    """Release ``engine``'s pooled connections; every later connection attempt raises ``refusal()``
+    (a disposed engine would otherwise connect again on its next use)."""
+    _REFUSALS[engine] = refusal
+    engine.dispose()
 
 
 PING_AFTER_IDLE = 1.0  # seconds a pooled connection may sit unused before its next checkout pings it
@@ -247,10 +271,13 @@ def _sqlite_engine(url: URL, **kwargs: Any) -> Engine:
     if url.database in (None, "", ":memory:"):
         kwargs.setdefault("poolclass", sa.pool.StaticPool)  # one connection: the in-memory database
     read_only = _read_only_uri(url.database)
-    if read_only is not None:
-        kwargs["creator"] = lambda: sqlite3.connect(read_only, uri=True, **connect_args)
     kwargs.setdefault("json_serializer", json_serializer)
     engine = sa.create_engine(url, connect_args=connect_args, **kwargs)
+    _refuse_once_closed(engine)
+    if read_only is not None:  # (a listener, not a creator=, which would skip the one above)
+        @event.listens_for(engine, "do_connect")
+        def _read_only(*_: Any) -> Any:
+            return sqlite3.connect(read_only, uri=True, **connect_args)
 
     # pysqlite's own transaction handling is switched off so that we issue BEGIN ourselves
     # (SQLAlchemy's "Serializable isolation / Savepoints / Transactional DDL" recipe).

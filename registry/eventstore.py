@@ -114,6 +114,11 @@ class Projector(Protocol):
         """Delete every projection row (before a rebuild)."""
 
 
+def closed_message(where: str) -> str:
+    """What ``ClosedError`` says of the registry at ``where``."""
+    return f"the registry at {where} was closed (close(), or the end of its `with` block): open a new one to use it again"
+
+
 class EventStore:
     """The event log of one database; thread-safe, one engine per store."""
 
@@ -150,18 +155,12 @@ class EventStore:
     def close(self) -> None:
         """Release the engine's connections (only if this store created the engine); a store that
         created its engine refuses any later use with ``ClosedError`` rather than connect again."""
+        self.closed = True
+        if self._owns_engine:  # first: no thread connects again once close() began, nor takes an idle
+            where = self.engine.url.render_as_string(hide_password=True)  # pooled connection
+            db.close_for_good(self.engine, lambda: errors.ClosedError(closed_message(where)))
         if self._pinned is not None:
             self._pinned.close()
-        if self._owns_engine:
-            if not self.closed:
-                sa.event.listen(self.engine, "do_connect", self._refuse_connect)
-            self.engine.dispose()
-        self.closed = True
-
-    def _refuse_connect(self, *args: Any) -> None:
-        where = self.engine.url.render_as_string(hide_password=True)
-        raise errors.ClosedError(f"the registry at {where} was closed (close(), or the end of its `with` block): "
-                                 f"open a new one to use it again")
 
     def __enter__(self) -> "EventStore":
         return self
