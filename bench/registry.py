@@ -1,7 +1,9 @@
 """The registry benchmark: snapshot and load of a ~100 MB PPO module beside its peers.
 
-Peers: `torch.save`/`torch.load` and raw safetensors (in this process, on the very same module),
-RLlib's own `save_to_path`/`restore_from_path` of an equal PPO module and MLflow's `log_model` +
+Peers: `torch.save`/`torch.load` and raw safetensors (in this process, on the very same module; its
+`save_file` also with an fsync of the file and its folder, durable as rlreg's snapshot is, the
+baseline of the snapshot's target),
+RLlib's own `save_to_path` (also + fsync)/`restore_from_path` of an equal PPO module and MLflow's `log_model` +
 registered model version on its SQLite backend (both in `.venv-peers`, see `bench/peers/venv.py`).
 Load means a module ready to use: built from its spec with the saved tensors loaded into it. Also:
 the first load in a new process (rlreg vs the safetensors baseline), snapshots 2..N of a module whose
@@ -107,8 +109,9 @@ def measure_in_process(spec, config: dict[str, Any], work: Path) -> list[dict[st
     ours = RegistryContender(work / "rlreg")
     base = files.FileContender("safetensors", spec.build, work / "safetensors")
     contenders = [ours, base, files.FileContender("torch", spec.build, work / "torch")]
+    durable = files.FileContender("safetensors + fsync", spec.build, work / "safetensors-fsync")
     try:
-        rows = _snapshots_and_loads(module, contenders, config)
+        rows = _snapshots_and_loads(module, contenders, config, snapshots_only=[durable])
         rows += _first_loads(ours, base, config)
         rows += _repeated(module, contenders, config)
     finally:
@@ -120,14 +123,14 @@ def measure_in_process(spec, config: dict[str, Any], work: Path) -> list[dict[st
     return rows
 
 
-def _snapshots_and_loads(module, contenders, config) -> list[dict[str, Any]]:
-    """Snapshot and load timings, the contenders taking turns in each repeat."""
-    snap: dict[Any, list[float]] = {c: [] for c in contenders}
+def _snapshots_and_loads(module, contenders, config, snapshots_only=()) -> list[dict[str, Any]]:
+    """Snapshot and load timings, the contenders taking turns in each repeat (``snapshots_only``: no loads)."""
+    snap: dict[Any, list[float]] = {c: [] for c in [*contenders, *snapshots_only]}
     load: dict[Any, list[float]] = {c: [] for c in contenders}
     first_written = {}
     for i in range(config["repeats"]):
         perturb(module, i)
-        for c in contenders:
+        for c in snap:
             before = c.written()
             snap[c].append(timed(lambda: c.snapshot(module))[0])
             first_written.setdefault(c, c.written() - before)
@@ -137,11 +140,8 @@ def _snapshots_and_loads(module, contenders, config) -> list[dict[str, Any]]:
             load[c].append(seconds)
             same_tensors(module, loaded)
             del loaded
-    rows = []
-    for c in contenders:
-        rows.append(timing_row("snapshot", c.snapshot_system, snap[c], written_bytes=first_written[c]))
-        rows.append(timing_row("load", c.load_system, load[c]))
-    return rows
+    rows = [timing_row("snapshot", c.snapshot_system, snap[c], written_bytes=first_written[c]) for c in snap]
+    return rows + [timing_row("load", c.load_system, load[c]) for c in contenders]
 
 
 def _first_loads(ours: RegistryContender, base: files.FileContender, config) -> list[dict[str, Any]]:

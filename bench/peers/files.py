@@ -13,7 +13,7 @@ from typing import Callable
 import torch
 from safetensors.torch import load_file, save_file
 
-from bench.peers.peerlib import folder_bytes
+from bench.peers.peerlib import folder_bytes, fsync_tree
 
 
 def _torch_save(module: torch.nn.Module, path: Path) -> None:
@@ -28,11 +28,19 @@ def _safetensors_save(module: torch.nn.Module, path: Path) -> None:
     save_file(module.state_dict(), path)
 
 
+def _safetensors_save_durable(module: torch.nn.Module, path: Path) -> None:
+    """save_file, then the file and its folder fsynced: durable, as rlreg's snapshot is."""
+    save_file(module.state_dict(), path)
+    fsync_tree(path)
+
+
 FORMATS = {
     # name: (snapshot system, load system, suffix, save, read)
     "safetensors": ("safetensors save_file", "build + safetensors load_file", ".safetensors",
                     _safetensors_save, load_file),
     "torch": ("torch.save", "build + torch.load", ".pt", _torch_save, _torch_load),
+    # snapshots only (its files load as the plain ones do)
+    "safetensors + fsync": ("safetensors save_file + fsync", None, ".safetensors", _safetensors_save_durable, load_file),
 }
 
 

@@ -90,7 +90,7 @@ def fsync_tree(path: str | os.PathLike) -> None:
     root = Path(path)
     files = [p for p in root.rglob("*") if p.is_file()]
     folders = sorted((p for p in root.rglob("*") if p.is_dir()), key=lambda p: len(p.parts), reverse=True)
-    for p in [*files, *folders, root, root.parent]:
+    for p in [*files, *folders, root, root.parent]:  # (a file as root: itself, then its folder)
         fd = os.open(p, os.O_RDONLY)
         try:
             os.fsync(fd)
