@@ -7,10 +7,14 @@ recently used first, by modification time, refreshed on each hit) runs under a `
 
 from __future__ import annotations
 
+import asyncio
+import collections
+import concurrent.futures
 import contextlib
 import logging
 import os
 import shutil
+import threading
 import time
 from collections.abc import Iterable
 from dataclasses import dataclass
@@ -194,12 +198,40 @@ class ObjectCache:
         self._since_scan = 0
 
 
+# A download's bytes are written into its cache file by these threads, never by the thread that reads
+# them off the network (fsspec's event loop): a write into fresh page-cache pages, which this VM hands
+# out slowly, held the loop and with it every other download (a cold 1 GiB load from S3 took 3.6 s in
+# 3 of 5 rounds, against 2.0 s; s3fs's own cat of the same bytes into memory 1.9 s).
+FILL_WRITERS = 2
+FILL_AHEAD = 16 << 20  # bytes of one download handed to the writers and not yet written, at most (32 at once)
+_fill_writers: concurrent.futures.ThreadPoolExecutor | None = None
+_fill_lock = threading.Lock()
+
+
+def _writers() -> concurrent.futures.ThreadPoolExecutor:
+    global _fill_writers
+    with _fill_lock:
+        if _fill_writers is None:
+            _fill_writers = concurrent.futures.ThreadPoolExecutor(FILL_WRITERS, thread_name_prefix="rlreg-cache-fill")
+        return _fill_writers
+
+
+def _forked() -> None:  # a forked child has none of the parent's threads (nor, maybe, a free lock)
+    global _fill_writers, _fill_lock
+    _fill_writers, _fill_lock = None, threading.Lock()
+
+
+os.register_at_fork(after_in_child=_forked)
+
+
 class Filling:
     """An object's bytes written straight into the cache folder as they are downloaded, under a temporary
     name: ``mapped()`` gives them to verify, then ``keep()`` renames them into place, or ``drop()`` removes them.
 
     The bytes land in the page cache once (no buffer in memory and a copy of it to a file), and what a
     load hands out is a private map of them, as for a cache hit. Only ``keep`` makes them an entry.
+    ``write_at`` hands the write to the cache's writer threads; the downloading coroutine awaits
+    ``drain(...)`` so that no more than ``FILL_AHEAD`` bytes wait, and ``drain(0)`` before ``done()``.
     """
 
     def __init__(self, cache: ObjectCache, object_digest: str, path: str) -> None:
@@ -208,18 +240,58 @@ class Filling:
         self._fd: int | None = os.open(self._tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_CLOEXEC", 0),
                                        0o600)
         self.nbytes = 0
+        self._writes: collections.deque[tuple[concurrent.futures.Future, int]] = collections.deque()
+        self._waiting = 0  # bytes handed to the writers and not yet seen written (by drain)
 
     def write_at(self, offset: int, data: Any) -> None:
-        """Write ``data`` at ``offset`` of the file (from any thread)."""
+        """Write ``data`` (left unchanged until written) at ``offset`` of the file, on a writer thread.
+
+        Called by one thread at a time (the downloading one); ``done()`` or ``drain()`` raise a write's error.
+        """
         view = memoryview(data).cast("B")
+        if not view.nbytes:
+            return
+        self.nbytes = max(self.nbytes, offset + view.nbytes)
+        self._writes.append((_writers().submit(self._pwrite, self._fd, view, offset), view.nbytes))
+        self._waiting += view.nbytes
+
+    @staticmethod
+    def _pwrite(fd: int, view: memoryview, offset: int) -> None:
         while view.nbytes:
-            n = os.pwrite(self._fd, view, offset)  # type: ignore[arg-type]
+            n = os.pwrite(fd, view, offset)
             view, offset = view[n:], offset + n
-            self.nbytes = max(self.nbytes, offset)
+
+    async def drain(self, limit: int = FILL_AHEAD) -> None:
+        """Wait (on the event loop) until at most ``limit`` bytes handed over are unwritten; a write's error."""
+        while self._writes:  # (the parts of a ranged read drain at once: the head is read again after each wait)
+            future, nbytes = self._writes[0]
+            if future.done():
+                self._writes.popleft()
+                self._waiting -= nbytes
+                future.result()  # (a write's error)
+            elif self._waiting <= limit:
+                return
+            else:  # (cancelled: so is the write, if it has not started)
+                await asyncio.wait([asyncio.wrap_future(future)])
+
+    def _wait_writes(self, cancel: bool = False) -> None:
+        """Wait for every write handed over (``cancel``: those not started are not made); raise the first one's error."""
+        futures = [f for f, _ in self._writes]
+        concurrent.futures.wait([f for f in futures if not (cancel and f.cancel())])
+        self._writes.clear()  # (only once they have ended: an interrupted wait forgets none)
+        self._waiting = 0
+        for f in futures:
+            if not f.cancelled() and f.exception() is not None:
+                raise f.exception()  # type: ignore[misc]
 
     def done(self) -> None:
-        """Every byte is written: close the file."""
+        """Every byte is written: close the file (a write's error is raised, the file dropped)."""
         if self._fd is not None:
+            try:
+                self._wait_writes()
+            except BaseException:
+                self.drop()
+                raise
             os.fchmod(self._fd, 0o644)
             os.close(self._fd)
             self._fd = None
@@ -238,6 +310,8 @@ class Filling:
 
     def drop(self) -> None:
         """Remove the bytes (a failed download, or bytes that did not verify)."""
+        with contextlib.suppress(Exception):  # (no write outlives the file: its number may be reused)
+            self._wait_writes(cancel=True)
         with contextlib.suppress(OSError):
             if self._fd is not None:
                 os.close(self._fd)

@@ -853,7 +853,8 @@ def cat_many(
     fetch is one GET (s3fs would otherwise HEAD first, to split large objects into ranged GETs).
     ``on_done(i, result)`` is called as the fetch of ``paths[i]`` ends, with its bytes or exception
     (from the event loop's thread on s3fs: it must not block). On S3, ``into(i)`` may give a sink
-    for ``paths[i]`` (``write_at(offset, bytes)``, ``done()``, ``drop()``: a ``cache.Filling``) that
+    for ``paths[i]`` (``write_at(offset, bytes)``, ``async drain(limit)``, ``done()``, ``drop()``: a
+    ``cache.Filling``) that
     its bytes are written to as they arrive, in place of a buffer; the result is then the sink
     (``done()`` called), and a failed fetch ``drop()``s it. ``None`` from ``into``: a buffer.
     ``wait(futures)``: how this thread waits for the fetches to end, on s3fs (a ``Progress``'s, which
@@ -992,12 +993,13 @@ async def _s3_read(fs: Any, path: str, size: int | None, into: Callable[[], Any]
     sink = (into() if into is not None else None) or _Buffer(total)
     try:
         await _fill(fs, bucket, key, path, size, sink, parts)
+        if isinstance(sink, _Buffer):
+            return sink.buf
+        await sink.drain(0)  # (its writes run on other threads: the loop waits for none of them)
     except BaseException:
         if not isinstance(sink, _Buffer):
             sink.drop()
         raise
-    if isinstance(sink, _Buffer):
-        return sink.buf
     sink.done()
     return sink
 
@@ -1035,6 +1037,8 @@ async def _read_body(body: Any, sink: Any, start: int, nbytes: int, path: str) -
                 raise OSError(f"{path}: the response ended after {pos} of {nbytes} bytes")
             sink.write_at(start + pos, chunk)
             pos += len(chunk)
+            if not isinstance(sink, _Buffer):
+                await sink.drain()  # (at most FILL_AHEAD bytes wait for the writer threads)
     finally:
         body.close()
 

@@ -89,3 +89,97 @@ def test_an_object_larger_than_the_cache_is_read_into_memory(s3_bucket, tmp_path
     reader = Store(s3_bucket + "/store", cache_dir=str(tmp_path / "r"), cache_max_bytes=1 << 20)
     assert same(reader.get(m)["w"], state["w"])
     assert _cache_files(tmp_path / "r") == ([], [])
+
+
+def _loop_thread():
+    import fsspec.asyn
+
+    fsspec.asyn.get_loop()
+    return fsspec.asyn.iothread[0]
+
+
+@pytest.mark.parametrize("block", [_BLOCK, 50 << 20], ids=["ranged", "one GET"])
+def test_a_download_is_written_into_the_cache_by_writer_threads_never_by_the_event_loop(
+        s3_bucket, tmp_path, block, monkeypatch):
+    """A write into the cache file held fsspec's event loop, and with it every other download."""
+    import os
+    import threading
+
+    state = {"w": torch.randn(3_000_000), "v": torch.randn(2_000_000)}
+    m = Store(s3_bucket + "/store", cache_dir=str(tmp_path / "w"), default_block_size=block).put(state)
+    reader = Store(s3_bucket + "/store", cache_dir=str(tmp_path / "r"), default_block_size=block)
+    writers: list[str] = []
+    real_pwrite = os.pwrite
+
+    def pwrite(fd, data, offset):
+        writers.append(threading.current_thread().name)
+        return real_pwrite(fd, data, offset)
+
+    monkeypatch.setattr(os, "pwrite", pwrite)
+    out = reader.get(m)
+    monkeypatch.undo()
+    assert all(same(out[k], v) for k, v in state.items())
+    assert writers and _loop_thread().name not in writers, set(writers)
+    assert {n.rsplit("_", 1)[0] for n in writers} == {"rlreg-cache-fill"}
+    assert reader.cache.verify(discard=False) == {}
+
+
+@pytest.mark.parametrize("block", [_BLOCK, 50 << 20], ids=["ranged", "one GET"])
+def test_a_download_waits_for_its_writes_beyond_fill_ahead(s3_bucket, tmp_path, monkeypatch, block):
+    """Slow writes hold the download back (no more than FILL_AHEAD bytes of one object wait in memory,
+    and a chunk for each part of a ranged read, which drain at once)."""
+    import random
+    import time
+
+    from storage import cache as cache_module
+
+    state = {"w": torch.randn(3_000_000)}  # 12 MB: three ranges, or one GET
+    m = Store(s3_bucket + "/store", cache_dir=str(tmp_path / "w"), default_block_size=block).put(state)
+    reader = Store(s3_bucket + "/store", cache_dir=str(tmp_path / "r"), default_block_size=block)
+    parts = reader.fs.max_concurrency if block < (12 << 20) else 1
+    monkeypatch.setattr(cache_module, "FILL_AHEAD", 1 << 20)
+    real_pwrite, real_write_at = cache_module.Filling._pwrite, cache_module.Filling.write_at
+    most, chunks = [0], [0]
+
+    def slow(fd, view, offset):
+        time.sleep(random.uniform(0, 0.004))  # (writes end out of order: the parts' drains interleave)
+        real_pwrite(fd, view, offset)
+
+    def write_at(self, offset, data):
+        real_write_at(self, offset, data)
+        chunks[0] = max(chunks[0], len(data))
+        most[0] = max(most[0], self._waiting)
+
+    monkeypatch.setattr(cache_module.Filling, "_pwrite", staticmethod(slow))
+    monkeypatch.setattr(cache_module.Filling, "write_at", write_at)
+    monkeypatch.setattr(cache_module.Filling.drain, "__defaults__", (1 << 20,))
+    assert same(reader.get(m)["w"], state["w"])
+    assert 0 < most[0] <= (1 << 20) + parts * chunks[0], (most, chunks)
+    assert reader.cache.verify(discard=False) == {}
+
+
+def test_a_failed_write_into_the_cache_fails_the_read_and_leaves_no_file(s3_bucket, tmp_path, monkeypatch):
+    import errno
+    import itertools
+
+    from storage import StorageWriteError
+    from storage import cache as cache_module
+
+    state = {"w": torch.randn(3_000_000), "v": torch.randn(2_000_000)}
+    m = Store(s3_bucket + "/store", cache_dir=str(tmp_path / "w")).put(state)
+    reader = Store(s3_bucket + "/store", cache_dir=str(tmp_path / "r"))
+    calls = itertools.count(1)  # (two writer threads: each call takes its own number)
+    real_pwrite = cache_module.Filling._pwrite
+
+    def full(fd, view, offset):
+        if next(calls) == 3:
+            raise OSError(errno.ENOSPC, "No space left on device")
+        real_pwrite(fd, view, offset)
+
+    monkeypatch.setattr(cache_module.Filling, "_pwrite", staticmethod(full))
+    with pytest.raises((StorageWriteError, OSError), match="[Nn]o space left"):
+        reader.get(m)
+    assert _cache_files(tmp_path / "r")[1] == []  # no temporary file left
+    monkeypatch.undo()
+    out = Store(s3_bucket + "/store", cache_dir=str(tmp_path / "r")).get(m)
+    assert all(same(out[k], v) for k, v in state.items())
