@@ -261,8 +261,10 @@ class Filling:
             n = os.pwrite(fd, view, offset)
             view, offset = view[n:], offset + n
 
-    async def drain(self, limit: int = FILL_AHEAD) -> None:
-        """Wait (on the event loop) until at most ``limit`` bytes handed over are unwritten; a write's error."""
+    async def drain(self, limit: int | None = None) -> None:
+        """Wait (on the event loop) until at most ``limit`` (default ``FILL_AHEAD``) bytes handed over are
+        unwritten; a write's error."""
+        limit = FILL_AHEAD if limit is None else limit
         while self._writes:  # (the parts of a ranged read drain at once: the head is read again after each wait)
             future, nbytes = self._writes[0]
             if future.done():

@@ -972,6 +972,9 @@ class _Buffer:
     def write_at(self, offset: int, data: Any) -> None:
         self._view[offset : offset + len(data)] = data
 
+    async def drain(self, limit: int | None = None) -> None:
+        """Nothing waits: every write is done when ``write_at`` returns."""
+
 
 async def _s3_read(fs: Any, path: str, size: int | None, into: Callable[[], Any] | None = None) -> Any:
     """An S3 object read straight into one writable buffer, or the sink ``into()`` gives (s3fs's ``cat``
@@ -993,13 +996,13 @@ async def _s3_read(fs: Any, path: str, size: int | None, into: Callable[[], Any]
     sink = (into() if into is not None else None) or _Buffer(total)
     try:
         await _fill(fs, bucket, key, path, size, sink, parts)
-        if isinstance(sink, _Buffer):
-            return sink.buf
-        await sink.drain(0)  # (its writes run on other threads: the loop waits for none of them)
+        await sink.drain(0)  # (a cache.Filling's writes run on other threads: the loop waits for none of them)
     except BaseException:
         if not isinstance(sink, _Buffer):
             sink.drop()
         raise
+    if isinstance(sink, _Buffer):
+        return sink.buf
     sink.done()
     return sink
 
@@ -1037,8 +1040,7 @@ async def _read_body(body: Any, sink: Any, start: int, nbytes: int, path: str) -
                 raise OSError(f"{path}: the response ended after {pos} of {nbytes} bytes")
             sink.write_at(start + pos, chunk)
             pos += len(chunk)
-            if not isinstance(sink, _Buffer):
-                await sink.drain()  # (at most FILL_AHEAD bytes wait for the writer threads)
+            await sink.drain()  # (a cache.Filling: at most FILL_AHEAD bytes wait for its writer threads)
     finally:
         body.close()
 

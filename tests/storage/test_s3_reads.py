@@ -152,7 +152,6 @@ def test_a_download_waits_for_its_writes_beyond_fill_ahead(s3_bucket, tmp_path, 
 
     monkeypatch.setattr(cache_module.Filling, "_pwrite", staticmethod(slow))
     monkeypatch.setattr(cache_module.Filling, "write_at", write_at)
-    monkeypatch.setattr(cache_module.Filling.drain, "__defaults__", (1 << 20,))
     assert same(reader.get(m)["w"], state["w"])
     assert 0 < most[0] <= (1 << 20) + parts * chunks[0], (most, chunks)
     assert reader.cache.verify(discard=False) == {}
