@@ -65,7 +65,9 @@ def default_registry(db_url: str | None = None, storage_url: str | None = None) 
     key = (db_url or config.default_db_url(), storage_url or config.storage_url_setting(), settings.offline())
     with _LOCK:
         reg = _DEFAULTS.get(key)
-        if reg is None or reg.closed:  # a closed one (someone called close() on it) is opened again
+        # a closed or closing one (someone called close() on it) is opened again, but not for a snapshot
+        # that close() waits for (its progress callback): the registry it writes to waits for its turn
+        if reg is None or (reg.closed and not reg._in_own_job()):
             reg = _DEFAULTS[key] = Registry(key[0], key[1], offline=key[2])
         return reg
 

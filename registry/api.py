@@ -6,9 +6,11 @@ import datetime
 import functools
 import inspect
 import json
+import os
 import random
 import threading
 import time
+import weakref
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from contextlib import contextmanager
 from contextvars import ContextVar, copy_context
@@ -41,6 +43,17 @@ if TYPE_CHECKING:
     from registry.pending import PendingVersion, SnapshotQueue
 
 VERSION_FIELDS = [c for c in versions.c if c.name not in ("manifest", "state")]  # what a listing reads
+_REGISTRIES: weakref.WeakSet[Registry] = weakref.WeakSet()
+
+
+def _forked() -> None:
+    """In a forked child: a lock another thread of the parent held at the fork is free."""
+    for reg in list(_REGISTRIES):
+        reg._queue_lock = threading.Lock()
+
+
+os.register_at_fork(after_in_child=_forked)
+
 _ALIAS_VERSION = sa.select(aliases.c.version).where(aliases.c.name == sa.bindparam("name"),
                                                      aliases.c.alias == sa.bindparam("alias"))
 _HEAD_MODEL = sa.select(models.c.latest_version, models.c.spec_digest).where(models.c.name == sa.bindparam("name"))
@@ -96,6 +109,9 @@ class Registry:
         self._checkpoints = _Remembered(16)  # registry.fs: the rlreg:// checkpoints of versions restored lately
         self._loaded_rows = _Remembered(64)  # _stored's reads, kept while the database is unchanged (SQLite)
         self._changes: db.ChangeCounter | None = None
+        self._closing = False  # close() was called: only the snapshots it waits for still use the registry
+        self._queue_lock = threading.Lock()  # makes the snapshot queue, or (close()) takes the last look at it
+        _REGISTRIES.add(self)  # (a forked child makes the lock again)
         # The store and the snapshot queue are made on first use: reads of the log need no torch.
         self._cache_dir = cache_dir
         self._store: storage.Store | None = None
@@ -135,12 +151,19 @@ class Registry:
         return f"Registry({self._where()!r}, {self.storage_url!r})"
 
     def close(self) -> None:
-        """Wait for pending snapshots, release database connections; raise a pending snapshot's uncollected error."""
+        """Wait for pending snapshots, release database connections; raise a pending snapshot's uncollected error.
+
+        From the call on, any other use raises ``ClosedError`` (a ``snapshot(block=False)`` too: it
+        would not be waited for); only the snapshots already pending still run, and commit.
+        """
         if self._queue is not None:
             self._queue.refuse_within_job("close()")  # (before anything is closed)
+        with self._queue_lock:  # a snapshot queue made after this look would not be waited for: none is
+            self._closing = True
+            queue = self._queue
         try:
-            if self._queue is not None:
-                self._queue.close()
+            if queue is not None:
+                queue.close(lambda: errors.ClosedError(closed_message(self._where())))
         finally:
             self._events.close()  # first: the counter cannot connect again once it is closed
             if self._changes is not None:
@@ -148,8 +171,9 @@ class Registry:
 
     @property
     def closed(self) -> bool:
-        """``close()`` was called: any later use raises ``ClosedError`` (open a new ``Registry``)."""
-        return self._events.closed
+        """``close()`` was called (it may still be waiting for pending snapshots): any later use raises
+        ``ClosedError`` (open a new ``Registry``)."""
+        return self._closing or self._events.closed
 
     def __enter__(self) -> Registry:
         return self
@@ -183,7 +207,7 @@ class Registry:
 
     def storage_history(self) -> list[Event]:
         """The events that bound or moved this registry's storage, oldest first (the last one holds)."""
-        return [e for e in self._events.read_stream(binding.REGISTRY_STREAM) if e.type in binding.STORAGE_EVENTS]
+        return [e for e in self._log.read_stream(binding.REGISTRY_STREAM) if e.type in binding.STORAGE_EVENTS]
 
     def move_storage(self, url: str) -> Event:
         """Record that the objects now live at ``url``, after checking every object the versions need is there.
@@ -193,7 +217,7 @@ class Registry:
         opened on the old URL is refused once the move is recorded.
         """
         new = binding.normalize(url)
-        current = binding.recorded(self._events)
+        current = binding.recorded(self._log)
         previous = current.url or self.storage_url
         if new == previous:
             raise errors.StorageMismatchError(f"storage move: the registry at {self._where()} is already at {new!r}")
@@ -229,9 +253,16 @@ class Registry:
         return self._remembered
 
     def _refuse_closed(self) -> None:
-        """``ClosedError`` once ``close()`` was called (what does not reach the database checks here)."""
-        if self._events.closed:
+        """``ClosedError`` once ``close()`` was called (what does not reach the database checks here), but
+        not to the pending snapshots ``close()`` waits for (nor their progress callbacks): they still
+        read (a retention policy) and record."""
+        if self._events.closed or (self._closing and not self._in_own_job()):
             raise errors.ClosedError(closed_message(self._where()))
+
+    def _in_own_job(self) -> bool:
+        """Whether this runs within one of this registry's pending snapshots (or its progress callback)."""
+        queue = self._queue
+        return queue is not None and queue.within_job()
 
     def _refuse_offline(self, what: str) -> None:
         """``OfflineError`` for a write (or a read of the log) asked offline: nothing is recorded."""
@@ -241,13 +272,22 @@ class Registry:
 
     @property
     def _snapshots(self) -> SnapshotQueue:
-        """The queue of ``snapshot(block=False)`` (made on first use)."""
+        """The queue of ``snapshot(block=False)`` (made on first use, never once ``close()`` was called)."""
         if self._queue is None:
             from registry import pending
 
-            limit = pending.DEFAULT_LIMIT if self._pending_limit is None else self._pending_limit
-            self._queue = pending.SnapshotQueue(limit)
+            with self._queue_lock:
+                self._refuse_closed()
+                if self._queue is None:
+                    limit = pending.DEFAULT_LIMIT if self._pending_limit is None else self._pending_limit
+                    self._queue = pending.SnapshotQueue(limit)
         return self._queue
+
+    @property
+    def _log(self) -> EventStore:
+        """The event log, for a public method that reads or writes it directly (``ClosedError`` once closing)."""
+        self._refuse_closed()
+        return self._events
 
     @property
     def event_store(self) -> EventStore:
@@ -306,7 +346,9 @@ class Registry:
     def _after_pending(self, name: str) -> None:
         """Wait for the pending ``snapshot(block=False)`` of ``name``: a write of ``name`` made after one
         is recorded after it (a model deleted after a snapshot call stays deleted). Not from within
-        one (its progress callback): that write is recorded at once."""
+        one (its progress callback): that write is recorded at once. Once ``close()`` was called it is
+        refused (``ClosedError``) rather than wait."""
+        self._refuse_closed()
         if self._queue is not None:
             validate_name(name)  # (a name's tail is looked up by it)
             self._queue.wait_turn(name)
@@ -825,7 +867,7 @@ class Registry:
     def history(self, name: str) -> list[Event]:
         """Every event of ``name``'s stream, in order."""
         validate_name(name)
-        recorded = self._events.read_stream(name)
+        recorded = self._log.read_stream(name)
         if not recorded:
             with self._read(f"reading model {name!r}") as conn:
                 raise self._no_model(conn, name)
@@ -836,17 +878,17 @@ class Registry:
         validate_position(after, "events after position")
         if limit is not None:
             validate_position(limit, "events limit")
-        return self._events.events(after, limit)
+        return self._log.events(after, limit)
 
     def follow(self, after: int = 0, *, poll_interval: float | None = None, timeout: float | None = None,
                stop: Any = None) -> Iterator[Event]:
         """Yield events after ``after`` as they commit (ends after ``timeout`` idle seconds or on ``stop``)."""
         validate_position(after, "events after position")
-        return self._events.follow(after, poll_interval=poll_interval, timeout=timeout, stop=stop)
+        return self._log.follow(after, poll_interval=poll_interval, timeout=timeout, stop=stop)
 
     def head(self) -> int:
         """The position of the last event (0 when the log is empty)."""
-        return self._events.head()
+        return self._log.head()
 
     # --- aliases -------------------------------------------------------------------------
 
@@ -1039,7 +1081,7 @@ class Registry:
         On PostgreSQL the rebuilt tables are analyzed at once (``db.analyze``): a bulk fill leaves the
         planner without statistics until autovacuum comes by, and its plans for queries are bad then.
         """
-        count = self._events.rebuild_projections()
+        count = self._log.rebuild_projections()
         db.analyze(self._events.engine, PROJECTION_TABLES)
         return count
 
@@ -1081,11 +1123,11 @@ class Registry:
 
     def schema_status(self) -> db.SchemaStatus:
         """The database's schema revision against this rlreg's migrations."""
-        return db.schema_status(self._events.engine)
+        return db.schema_status(self._log.engine)
 
     def upgrade_schema(self) -> db.SchemaStatus:
         """Upgrade the database's schema to this rlreg's head revision."""
-        return db.upgrade(self._events.engine)
+        return db.upgrade(self._log.engine)
 
 
 @dataclass

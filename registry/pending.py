@@ -193,6 +193,7 @@ class SnapshotQueue:
     def __init__(self, limit: int = DEFAULT_LIMIT) -> None:
         check_limit(limit)
         self.limit = limit
+        self._refusal: Callable[[], BaseException] | None = None  # set by close(): what a later submit raises
         self._reset()
         _QUEUES.add(self)
 
@@ -216,7 +217,8 @@ class SnapshotQueue:
         future: concurrent.futures.Future | None = None
         taken = False
         try:
-            if self._within_job():
+            self._refuse_closed()  # (not worth waiting for a slot)
+            if self.within_job():
                 if not (taken := self._slots.acquire(blocking=False)):
                     from registry.errors import RegistryError
 
@@ -231,6 +233,7 @@ class SnapshotQueue:
             context = contextvars.copy_context()
             future = concurrent.futures.Future()  # (in line before the pool takes it: see the except)
             with self._lock:
+                self._refuse_closed()  # (closed while this waited for its slot, or staged)
                 if self._pool is None:
                     self._pool = concurrent.futures.ThreadPoolExecutor(self.limit, thread_name_prefix="rlreg-snapshot")
                 previous = self._tails.get(name)
@@ -261,15 +264,19 @@ class SnapshotQueue:
             self._slots.release()
             future.set_result(version)
 
-    def _within_job(self) -> bool:
+    def within_job(self) -> bool:
         """Whether this runs within a job of this queue (its progress callback, in the job's context), in
         the job's own process (a callback may fork: the child has none of the parent's jobs)."""
         running = _RUNNING.get()
         return running is not None and running[0] is self and running[3] == os.getpid()
 
+    def _refuse_closed(self) -> None:
+        if self._refusal is not None:
+            raise self._refusal()
+
     def refuse_within_job(self, what: str) -> None:
         """``RegistryError`` if this runs within a job of this queue: ``what`` would wait for that very job."""
-        if self._within_job():
+        if self.within_job():
             from registry.errors import RegistryError
 
             raise RegistryError(f"{what} from a background snapshot's progress callback would wait for that very "
@@ -309,7 +316,7 @@ class SnapshotQueue:
         comes after them). From within a snapshot of ``name`` of this queue (its progress callback):
         for those made before it, not for itself. A write of another name from there waits as any does."""
         running = _RUNNING.get()
-        if self._within_job() and running[1] == name:
+        if self.within_job() and running[1] == name:
             _wait(running[2])
             return
         with self._lock:
@@ -329,8 +336,12 @@ class SnapshotQueue:
         self.staging.clear()
         return [job for job in jobs if job.failure() is not None]
 
-    def close(self) -> None:
-        """Wait for every pending snapshot; raise the first uncollected failure (naming how many)."""
+    def close(self, refusal: Callable[[], BaseException]) -> None:
+        """Refuse new snapshots (``refusal()`` is raised), wait for every pending one; raise the first
+        uncollected failure (naming how many). A ``submit`` that took its slot before still runs only
+        if it was queued before this: one queued after would make a new pool nobody waits for."""
+        with self._lock:
+            self._refusal = refusal
         failed = self.drain()
         if failed:
             exc = failed[0].failure()

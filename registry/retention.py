@@ -258,7 +258,7 @@ def apply_after_commit(reg: Any, name: str) -> list[int]:
     """
     try:
         return apply(reg, name)
-    except errors.DatabaseUnavailableError as exc:
+    except (errors.DatabaseUnavailableError, errors.ClosedError) as exc:  # (closed: by another thread meanwhile)
         log.warning("retention of model %r left for its next snapshot or gc (the version is recorded): %s", name, exc)
         return []
 
