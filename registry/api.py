@@ -291,8 +291,8 @@ class Registry:
 
     @property
     def event_store(self) -> EventStore:
-        """The event log."""
-        return self._events
+        """The event log (``ClosedError`` once ``close()`` was called)."""
+        return self._log
 
     # --- recording -----------------------------------------------------------------------
 
@@ -792,8 +792,8 @@ class Registry:
         aliases seen pointing at it; offline it comes from there (``registry.offline``).
         """
         ref = uri.reference(name, version, alias)
+        self._refuse_closed()  # (a read kept below, or the offline cache, never reaches the database)
         if self.offline:
-            self._refuse_closed()
             number = ref.version if ref.version is not None else self._offline_cache.resolve(ref.name, ref.alias)
             return self._offline_cache.version(ref.name, number)
         key = (ref.name, ref.version, ref.alias)

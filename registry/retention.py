@@ -203,7 +203,7 @@ def set_policy(reg: Any, name: str, **policy: Any) -> Event:
         return [NewEvent(RETENTION_SET, payload)]
 
     event = reg._append_with_retry(name, make)[-1]
-    apply(reg, name)
+    apply_after_commit(reg, name)  # (recorded: a failure to apply it now is not the caller's to retry)
     return event
 
 

@@ -192,8 +192,13 @@ def test_new_work_is_refused_while_close_waits_for_pending_snapshots(make_regist
     the snapshot already pending still commits, and close() returns once it has."""
     reg = make_registry()
     reg.register("pol", toys.spec())
+    reg.snapshot("other", toys.spec().build())
+    reg.load("other", 1)  # (a kept read, SQLite: not served once close() was called either)
     gate, closer, raised = _closing(reg)
     try:
+        for use in (lambda: reg.load("other", 1), lambda: reg.event_store.head()):
+            with pytest.raises(ClosedError):
+                use()
         for use in USES:
             with pytest.raises(ClosedError):
                 USES[use](reg)
@@ -341,3 +346,39 @@ def test_a_forked_child_gets_a_free_queue_lock(make_registry):
             os._exit(0 if reg._queue_lock.acquire(timeout=10) else 1)
     _, status = os.waitpid(pid, 0)
     assert os.waitstatus_to_exitcode(status) == 0
+
+
+def test_set_retention_returns_its_event_when_another_thread_closes_before_the_policy_is_applied(
+        make_registry, local_storage_url, monkeypatch):
+    """The policy is recorded (its event committed) before it is applied: a close() in another thread
+    meanwhile leaves it for the next snapshot or gc, and the call returns its event (raising would
+    tell the caller it was not recorded, and a retry would record it twice)."""
+    reg = make_registry()
+    for _ in range(2):
+        reg.snapshot("pol", toys.spec().build())
+    gate = Gate()
+    reg.snapshot("other", toys.spec().build(), block=False, progress=gate)  # (close() will wait for it)
+    assert gate.entered.wait(30)
+    raised: list = []
+    closer = threading.Thread(target=lambda: _collect(reg.close, raised))
+    original = retention.apply
+
+    def close_then_apply(r, name):  # (after the RetentionSet commit)
+        closer.start()
+        deadline = time.monotonic() + 30
+        while not reg.closed:
+            assert time.monotonic() < deadline, "close() never began"
+            time.sleep(0.01)
+        return original(r, name)
+
+    monkeypatch.setattr(retention, "apply", close_then_apply)
+    try:
+        event = reg.set_retention("pol", keep_last=1)
+    finally:
+        gate.open()
+        if closer.is_alive():
+            closer.join(60)
+    assert event.payload.get("keep_last") == 1 and raised == []
+    with Registry(reg.db_url, local_storage_url) as fresh:
+        assert fresh.retention("pol")["keep_last"] == 1
+        assert [v.version for v in fresh.versions("pol")] == [1, 2]  # (applied by the next snapshot or gc)
