@@ -18,5 +18,6 @@ EXTRA_SUITES: dict[str, str] = {
     "eventstore": "bench.eventstore",
     "web": "bench.web",  # rlreg serve's pages with 10,000 versions
     "eventstore_scale": "bench.eventstore_scale",
+    "anatomy": "bench.anatomy",  # where a synchronous snapshot's time goes (the evidence behind snapshots' rows)
     "cancel": "bench.cancel",  # issue 10: Ctrl-C during an S3 import stops within 1 s  # 10k/100k/1M events: minutes; run it by name
 }

@@ -1,0 +1,24 @@
+"""The anatomy of a snapshot on a tiny module: every step is seen, in the order a snapshot takes them."""
+
+from __future__ import annotations
+
+from bench import anatomy, snapshots
+
+
+def test_every_step_of_a_snapshot_is_timed_in_order(tmp_path):
+    case = snapshots.Case("tiny", 3, 1000, tmp_path / "case")
+    try:
+        steps = anatomy.timeline(case, 2)
+        wrote = anatomy.writes(case, 1)
+    finally:
+        case.close()
+    at = {r["step"]: r for r in steps}
+    assert set(at) == {step for step, _ in anatomy.STEPS}, sorted(at)
+    order = ["put", "write started", "bytes out", "stored", "commit", "committed", "returned"]
+    firsts = [at[s]["first_ms"] for s in order]
+    assert firsts == sorted(firsts) and firsts[0] >= 0, dict(zip(order, firsts))
+    assert at["sql"]["first_ms"] < at["commit"]["first_ms"]  # (the append's statements, then its commit)
+    assert [r["writes"] for r in wrote] == ["store's writes", "one file + fsync"]
+    assert all(r["median_ms"] > 0 for r in wrote) and wrote[1]["vs_peer"] == 1.0
+    table = anatomy.format_tables(steps, wrote, (0.0, 0.0))
+    assert "waits for writes" in table and "one file + fsync" in table
