@@ -13,6 +13,7 @@ hand-offs between threads, or another tenant's use of the cores.
 from __future__ import annotations
 
 import contextlib
+import gc
 import os
 import statistics
 import sys
@@ -118,6 +119,7 @@ def timeline(case: Case, rounds: int) -> list[dict[str, Any]]:
     with _instrumented(case, mark):
         for i in range(rounds):
             perturb(case.module, i)
+            gc.collect()  # (as bench.snapshots.timed: a full collection falls in no round)
             os.sync()
             mark.seen.clear()
             mark.start = time.perf_counter()
@@ -175,6 +177,7 @@ def writes(case: Case, rounds: int) -> list[dict[str, Any]]:
     try:
         for _ in range(rounds):
             for name, fn in (("store's writes", as_the_store), ("one file + fsync", as_the_peer)):
+                gc.collect()
                 os.sync()
                 start = time.perf_counter()
                 fn()

@@ -18,6 +18,7 @@ The 2 cores are shared: the load average before and after is printed as the nois
 
 from __future__ import annotations
 
+import gc
 import logging
 import os
 import statistics
@@ -69,6 +70,11 @@ def spec(tensors: int, numel: int, load_state_path: str | None = None) -> RLModu
 
 
 def timed(fn: Callable[[], Any]) -> float:
+    """Seconds of ``fn()``, after a garbage collection and a sync, untimed (as ``bench._timing``): a full
+    collection of this process (~90 ms with its torch and SQLAlchemy objects) otherwise fell in whichever
+    contender's window its allocations happened to trip it, the same one round after round (2,000 small
+    tensors: the peer's window in one run, 137 against 42 ms, ratio 0.45; the snapshot's in another, 3.5)."""
+    gc.collect()
     os.sync()
     start = time.perf_counter()
     fn()
