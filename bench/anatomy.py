@@ -13,7 +13,6 @@ hand-offs between threads, or another tenant's use of the cores.
 from __future__ import annotations
 
 import contextlib
-import gc
 import os
 import statistics
 import sys
@@ -25,7 +24,7 @@ from pathlib import Path
 from typing import Any
 from unittest import mock
 
-from bench.snapshots import CASES, Case, fsync_file, perturb
+from bench.snapshots import CASES, Case, frozen, fsync_file, perturb
 
 # (mark, what has happened by then), in the order they happen in a small snapshot
 STEPS = [
@@ -116,10 +115,9 @@ def timeline(case: Case, rounds: int) -> list[dict[str, Any]]:
     mark = _Marks()
     per_round: list[dict[str, tuple[float, float]]] = []
     case.reg.snapshot("m", case.module)  # (the spec recorded, the folders made: as every later snapshot)
-    with _instrumented(case, mark):
+    with _instrumented(case, mark), frozen():
         for i in range(rounds):
             perturb(case.module, i)
-            gc.collect()  # (as bench.snapshots.timed: a full collection falls in no round)
             os.sync()
             mark.seen.clear()
             mark.start = time.perf_counter()
@@ -175,13 +173,13 @@ def writes(case: Case, rounds: int) -> list[dict[str, Any]]:
 
     took: dict[str, list[float]] = {"store's writes": [], "one file + fsync": []}
     try:
-        for _ in range(rounds):
-            for name, fn in (("store's writes", as_the_store), ("one file + fsync", as_the_peer)):
-                gc.collect()
-                os.sync()
-                start = time.perf_counter()
-                fn()
-                took[name].append(time.perf_counter() - start)
+        with frozen():
+            for _ in range(rounds):
+                for name, fn in (("store's writes", as_the_store), ("one file + fsync", as_the_peer)):
+                    os.sync()
+                    start = time.perf_counter()
+                    fn()
+                    took[name].append(time.perf_counter() - start)
     finally:
         pool.shutdown()
     peer = took["one file + fsync"]

@@ -18,6 +18,7 @@ The 2 cores are shared: the load average before and after is printed as the nois
 
 from __future__ import annotations
 
+import contextlib
 import gc
 import logging
 import os
@@ -25,7 +26,7 @@ import statistics
 import sys
 import tempfile
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -70,11 +71,6 @@ def spec(tensors: int, numel: int, load_state_path: str | None = None) -> RLModu
 
 
 def timed(fn: Callable[[], Any]) -> float:
-    """Seconds of ``fn()``, after a garbage collection and a sync, untimed (as ``bench._timing``): a full
-    collection of this process (~90 ms with its torch and SQLAlchemy objects) otherwise fell in whichever
-    contender's window its allocations happened to trip it, the same one round after round (2,000 small
-    tensors: the peer's window in one run, 137 against 42 ms, ratio 0.45; the snapshot's in another, 3.5)."""
-    gc.collect()
     os.sync()
     start = time.perf_counter()
     fn()
@@ -83,16 +79,35 @@ def timed(fn: Callable[[], Any]) -> float:
 
 def rounds(contenders: dict[str, Callable[[], Any]], n: int, before: Callable[[int], Any] | None = None,
            after: dict[str, Callable[[], Any]] | None = None) -> dict[str, list[float]]:
-    """Seconds of each contender in each of ``n`` rounds, taking turns; ``after[name]()`` untimed."""
+    """Seconds of each contender in each of ``n`` rounds, taking turns; ``after[name]()`` untimed.
+
+    What the process holds when the rounds start is frozen out of the garbage collector (``gc.freeze``)
+    until they end: a full collection of it (~90 ms with torch's and SQLAlchemy's objects) fell in
+    whichever contender's window its allocations tripped it, the same one round after round (2,000
+    small tensors: the peer's in one run, 137 against 42 ms, ratio 0.45; the snapshot's in another,
+    3.5). Each contender still pays the collections of what it allocates. (A collection before each
+    call instead left the caches cold for the next: a 1 MiB load took 2.15 ms rather than 1.26.)"""
     out: dict[str, list[float]] = {name: [] for name in contenders}
-    for i in range(n):
-        if before is not None:
-            before(i)
-        for name, fn in contenders.items():
-            out[name].append(timed(fn))
-            if after and name in after:
-                after[name]()
+    with frozen():
+        for i in range(n):
+            if before is not None:
+                before(i)
+            for name, fn in contenders.items():
+                out[name].append(timed(fn))
+                if after and name in after:
+                    after[name]()
     return out
+
+
+@contextlib.contextmanager
+def frozen() -> Iterator[None]:
+    """Within the block, the garbage collector leaves alone what the process held at its start."""
+    gc.collect()
+    gc.freeze()
+    try:
+        yield
+    finally:
+        gc.unfreeze()
 
 
 def ratio_row(case: str, metric: str, ours: list[float], base: list[float], target: float | None,
