@@ -3,7 +3,7 @@
 Not a ratio against a peer (``bench.snapshots`` has those) but the evidence behind them: for the
 1 MiB and 100 MiB cases of ``bench.snapshots``, when each step of ``Registry.snapshot`` ends (the
 median over rounds, in ms from the call), read from wrappers put around the store's object writes,
-the folder fsyncs, the append's transaction and the dialect's commit for the run only; and the
+``os.writev``, the append's transaction and the dialect's commit for the run only; and the
 writes alone, as the store makes them (``local_atomic_write`` of the case's objects on the store's
 writer threads) beside the peer's (one ``save_file``-sized file, fsynced with its folder), taking
 turns. A step that ends later than the writes alone would is time spent elsewhere: hashing, SQL,
@@ -13,6 +13,7 @@ hand-offs between threads, or another tenant's use of the cores.
 from __future__ import annotations
 
 import contextlib
+import itertools
 import os
 import statistics
 import sys
@@ -24,7 +25,7 @@ from pathlib import Path
 from typing import Any
 from unittest import mock
 
-from bench.snapshots import CASES, Case, frozen, fsync_file, perturb
+from bench.snapshots import CASES, Case, drop_file_pages, frozen, fsync_file, perturb
 
 # (mark, what has happened by then), in the order they happen in a small snapshot
 STEPS = [
@@ -146,7 +147,7 @@ def writes(case: Case, rounds: int) -> list[dict[str, Any]]:
     subfolders = [folder / f"{i:02x}" for i in range(len(blobs))]
     for sub in subfolders:
         sub.mkdir(parents=True, exist_ok=True)
-    count = iter(range(1 << 62))
+    count = itertools.count()
 
     def one(i: int) -> None:
         path = str(subfolders[i] / f"o{next(count)}")
@@ -165,11 +166,7 @@ def writes(case: Case, rounds: int) -> list[dict[str, Any]]:
                 f.write(b)
         fsync_file(path)
         fsync_file(folder)
-        fd = os.open(path, os.O_RDONLY)  # (its pages go back, as the store's do: see Case.drop_pages)
-        try:
-            os.posix_fadvise(fd, 0, 0, os.POSIX_FADV_DONTNEED)
-        finally:
-            os.close(fd)
+        drop_file_pages(path)  # (untimed in the bench; a no-op fsync and the fadvise here)
 
     took: dict[str, list[float]] = {"store's writes": [], "one file + fsync": []}
     try:

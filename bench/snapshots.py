@@ -182,14 +182,9 @@ class Case:
         does not fsync is fsynced here too, untimed: rlreg's store that does not (``durable=False``)
         writes around the page cache, leaving no pages either."""
         path = self.work / f"checkpoint-{self.saves:06d}.safetensors" if self.saves else self.file
-        for p in {path, self.file} if hasattr(os, "posix_fadvise") else ():  # (as the store: Linux only)
+        for p in {path, self.file}:
             if p.exists():
-                fd = os.open(p, os.O_RDONLY)
-                try:
-                    os.fsync(fd)
-                    os.posix_fadvise(fd, 0, 0, os.POSIX_FADV_DONTNEED)
-                finally:
-                    os.close(fd)
+                drop_file_pages(p)
 
     def memcpy(self) -> None:
         for p, d in zip(self.module.parameters(), self.dst):
@@ -198,6 +193,18 @@ class Case:
     def close(self) -> None:
         self.reg.close()
         self.loose.close()
+
+
+def drop_file_pages(path: Path) -> None:
+    """fsync ``path``, then give its pages back (as the store does after an fsync: Linux only)."""
+    if not hasattr(os, "posix_fadvise"):
+        return
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+        os.posix_fadvise(fd, 0, 0, os.POSIX_FADV_DONTNEED)
+    finally:
+        os.close(fd)
 
 
 def _sqlite_normal(reg: Any) -> None:

@@ -165,10 +165,7 @@ def _closing(reg: Registry) -> tuple[Gate, threading.Thread, list]:
     try:
         assert gate.entered.wait(30)
         closer.start()
-        deadline = time.monotonic() + 30
-        while not reg.closed:  # (set by close() before it waits)
-            assert time.monotonic() < deadline, "close() never began"
-            time.sleep(0.01)
+        _until_closing(reg)
         time.sleep(SETTLE)
         assert closer.is_alive() and not held.done(), "close() must wait for the held snapshot"
     except BaseException:
@@ -177,6 +174,14 @@ def _closing(reg: Registry) -> tuple[Gate, threading.Thread, list]:
             closer.join(60)
         raise
     return gate, closer, raised
+
+
+def _until_closing(reg: Registry) -> None:
+    """Wait until ``close()``, called in another thread, has begun (``closed`` is set before it waits)."""
+    deadline = time.monotonic() + 30
+    while not reg.closed:
+        assert time.monotonic() < deadline, "close() never began"
+        time.sleep(0.01)
 
 
 def _collect(fn, into: list) -> None:
@@ -321,10 +326,7 @@ def test_a_progress_callback_of_a_snapshot_close_waits_for_writes_through_the_de
     def callback(done: int, total: int) -> None:
         if seen:
             return
-        deadline = time.monotonic() + 30
-        while not first.closed:  # (close() began in the main thread)
-            assert time.monotonic() < deadline, "close() never began"
-            time.sleep(0.01)
+        _until_closing(first)
         seen.append(registry.default_registry())
         registry.set_alias("pol", "cb", 1)
 
@@ -365,10 +367,7 @@ def test_set_retention_returns_its_event_when_another_thread_closes_before_the_p
 
     def close_then_apply(r, name):  # (after the RetentionSet commit)
         closer.start()
-        deadline = time.monotonic() + 30
-        while not reg.closed:
-            assert time.monotonic() < deadline, "close() never began"
-            time.sleep(0.01)
+        _until_closing(reg)
         return original(r, name)
 
     monkeypatch.setattr(retention, "apply", close_then_apply)
