@@ -135,16 +135,18 @@ class _Parsed:
 
     def __init__(self, size: int) -> None:
         self._size, self._items = size, {}
+        self._lock = threading.Lock()  # loads verify on several threads at once (the eviction iterates)
 
     def get(self, object_digest: str, data_len: int) -> tuple[Mapping[str, Entry], str | None] | None:
         got = self._items.get(object_digest)
         return got[1:] if got is not None and got[0] == data_len else None
 
     def put(self, object_digest: str, data_len: int, entries: Mapping[str, Entry], data_digest: str | None) -> None:
-        self._items.pop(object_digest, None)
-        self._items[object_digest] = (data_len, entries, data_digest)
-        while len(self._items) > self._size:
-            self._items.pop(next(iter(self._items)), None)
+        with self._lock:
+            self._items.pop(object_digest, None)
+            self._items[object_digest] = (data_len, entries, data_digest)
+            while len(self._items) > self._size:
+                self._items.pop(next(iter(self._items)), None)
 
 
 _PARSED = _Parsed(1024)  # a pack's entries are about 100 bytes a tensor (at most a few MB in all)
@@ -161,10 +163,10 @@ def _decode(view: memoryview, object_digest: str, where: str, names_of: Callable
             entries, metadata, start = parse_header(view, where)
         except FormatError as exc:  # a header with the right digest is well formed unless we wrote it wrong
             raise _damaged(object_digest, where, names_of(""), str(exc)) from None
-        parsed = ({key: Entry(e["dtype"], e["shape"], start + e["data_offsets"][0], start + e["data_offsets"][1])
-                   for key, e in entries.items()}, metadata.get("data"))
-        _PARSED.put(object_digest, view.nbytes - header_end, types.MappingProxyType(parsed[0]), parsed[1])
-        parsed = _PARSED.get(object_digest, view.nbytes - header_end)
+        parsed = (types.MappingProxyType({
+            key: Entry(e["dtype"], e["shape"], start + e["data_offsets"][0], start + e["data_offsets"][1])
+            for key, e in entries.items()}), metadata.get("data"))
+        _PARSED.put(object_digest, view.nbytes - header_end, *parsed)  # (another thread may evict it at once)
     out, data_digest = parsed
     start = header_end
     if data_digest is not None and digest.bytes_digest(view[start:]) == data_digest:

@@ -23,6 +23,7 @@ import copy
 import json
 import os
 import shutil
+import threading
 from collections.abc import Sequence
 from typing import Any
 
@@ -51,6 +52,7 @@ class RecordCache:
         # path -> (value put, or _READ for a file read and verified), and the file's stat then
         self._written: dict[str, tuple[Any, tuple]] = {}
         self._paths: dict[tuple, str] = {}  # key -> path, for the keys put or asked about lately
+        self._lock = threading.Lock()  # several threads load at once: an eviction iterates over _written
 
     def path(self, key: Sequence[Any]) -> str:
         """Where the record of ``key`` lives."""
@@ -93,10 +95,11 @@ class RecordCache:
 
     def _note(self, path: str, value: Any, signature: tuple) -> None:
         """Remember that the file at ``path``, as ``signature`` finds it, holds ``value``."""
-        self._written.pop(path, None)
-        self._written[path] = (value, signature)
-        while len(self._written) > _REMEMBERED:
-            del self._written[next(iter(self._written))]
+        with self._lock:
+            self._written.pop(path, None)
+            self._written[path] = (value, signature)
+            while len(self._written) > _REMEMBERED:
+                self._written.pop(next(iter(self._written)), None)
 
     def unchanged(self, key: Sequence[Any]) -> bool:
         """Whether this RecordCache put or read the record of ``key`` and its file has not changed since
