@@ -11,17 +11,24 @@ is built the ordinary way instead.
 from __future__ import annotations
 
 import contextlib
+import functools
 import logging
-from collections.abc import Iterator, Mapping
+import types
+import weakref
+from collections.abc import Callable, Iterator, Mapping
 from typing import Any
 
 import torch
 
 from rlmodule import MultiRLModule, TorchRLModule, spec_from_dict
+from rlmodule.torch_rl_module import stock_loading
 from storage.tensors import ALIGNMENT, copy_bytes
 
 log = logging.getLogger(__name__)
 _NN_REGISTRIES = frozenset({"_parameters", "_buffers", "_modules"})
+_WALK_LIMIT = 200_000  # objects a walk visits before it gives up (``reaches``: as if it had found one)
+_ATOMS = (type, types.ModuleType, str, bytes, int, float, complex, bool, type(None), torch.Tensor, torch.dtype,
+          torch.device, types.BuiltinFunctionType)
 
 # In-place random fills: on ``meta`` there are no values to fill.
 _FILLS = frozenset(getattr(torch.Tensor, n) for n in (
@@ -96,7 +103,8 @@ def _build_on_meta(spec: Mapping[str, Any], state: dict, tensors: Mapping[str, A
         with on_meta():
             module = spec_obj.build()
         roots = list(_torch_roots(module))
-        if not roots or not all(_only_registered_tensors(root) for root in roots) or not _stock_set_state(module):
+        if not roots or not all(_only_registered_tensors(root) and stock_loading(root) for root in roots) or (
+                not _stock_set_state(module)):
             return None
         if _state_keys(module) != set(tensors):  # set_state must overwrite every tensor
             return None
@@ -244,23 +252,71 @@ def _only_registered_tensors(root: torch.nn.Module) -> bool:
     held = [t for named in (root.named_parameters, root.named_buffers) for _, t in named(remove_duplicate=False)]
     if len({id(t) for t in held}) != len(held):  # fresh storage per occurrence would untie them
         return False
+    if len({t.untyped_storage()._cdata for t in held}) != len(held):  # nor a buffer viewing a parameter
+        return False
+    registered = {id(m) for m in root.modules()}
+
+    def beyond(obj: Any) -> bool:  # (a registered module's tensors are walked as its own)
+        return id(obj) not in registered
+
     for sub in root.modules():
         if sub._non_persistent_buffers_set:
             return False
-        for key, value in vars(sub).items():
-            if key not in _NN_REGISTRIES and _holds_tensor(value):
+        for key, value in vars(sub).items():  # a tensor anywhere else (a helper object's, a list's in a dict)
+            if key not in _NN_REGISTRIES and reaches(value, _is_tensor, beyond):  # would stay on meta
                 return False
     return True
 
 
-def _holds_tensor(value: Any) -> bool:
-    if isinstance(value, torch.Tensor):
-        return True
-    if isinstance(value, (list, tuple)):
-        return any(isinstance(v, torch.Tensor) for v in value)
-    if isinstance(value, dict):
-        return any(isinstance(v, torch.Tensor) for v in value.values())
+def _is_tensor(obj: Any) -> bool:
+    return isinstance(obj, torch.Tensor)
+
+
+def reaches(start: Any, hit: Callable[[Any], bool], within: Callable[[Any], bool] | None = None) -> bool:
+    """Whether an object ``hit`` is true of is reachable from ``start`` through attributes, items, slots
+    and closures (or the walk is too large to tell); not walking into objects ``within`` is false of."""
+    seen: set[int] = set()
+    stack = [start]
+    while stack:
+        obj = stack.pop()
+        if id(obj) in seen:
+            continue
+        seen.add(id(obj))
+        if hit(obj) or len(seen) > _WALK_LIMIT:
+            return True
+        if isinstance(obj, _ATOMS) or (within is not None and not within(obj)):
+            continue
+        stack.extend(_referents(obj))
     return False
+
+
+def _referents(obj: Any) -> list[Any]:
+    if isinstance(obj, dict):
+        return [*obj.keys(), *obj.values()]
+    if isinstance(obj, (list, tuple, set, frozenset)):
+        return list(obj)
+    if isinstance(obj, types.FunctionType):
+        cells = [c.cell_contents for c in obj.__closure__ or () if _filled_cell(c)]
+        return [*cells, obj.__defaults__, obj.__kwdefaults__]
+    if isinstance(obj, types.MethodType):
+        return [obj.__self__, obj.__func__]
+    if isinstance(obj, weakref.ref):
+        return [obj()]
+    if isinstance(obj, functools.partial):
+        return [obj.func, obj.args, obj.keywords]
+    out = [getattr(obj, "__dict__", None)]
+    for cls in type(obj).__mro__:
+        for slot in getattr(cls, "__slots__", ()) if not isinstance(getattr(cls, "__slots__", ()), str) else (cls.__slots__,):
+            out.append(getattr(obj, slot, None))
+    return out
+
+
+def _filled_cell(cell: Any) -> bool:
+    try:
+        cell.cell_contents  # noqa: B018 - an empty cell raises
+    except ValueError:
+        return False
+    return True
 
 
 def _any_meta(roots: list[torch.nn.Module]) -> bool:

@@ -19,8 +19,6 @@ import copyreg
 import functools
 import logging
 import threading
-import types
-import weakref
 from collections import OrderedDict
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -29,11 +27,9 @@ from typing import Any
 import torch
 
 from registry import replay
+from rlmodule.torch_rl_module import stock_loading
 
 log = logging.getLogger(__name__)
-_WALK_LIMIT = 200_000  # objects a first copy's independence check visits before it gives up (no template)
-_ATOMS = (type, types.ModuleType, str, bytes, int, float, complex, bool, type(None), torch.Tensor, torch.dtype,
-          torch.device, types.BuiltinFunctionType)
 
 
 @dataclass(frozen=True)
@@ -90,7 +86,8 @@ def _make(spec: Mapping[str, Any], trusted_modules: Any) -> Template | bool:
         with replay.on_meta():
             module = spec_obj.build()
         roots = list(replay._torch_roots(module))
-        if not roots or not all(replay._only_registered_tensors(r) for r in roots) or not replay._stock_set_state(module):
+        if not roots or not all(replay._only_registered_tensors(r) and stock_loading(r) for r in roots) or (
+                not replay._stock_set_state(module)):
             return False
         if any(type(p) is not torch.nn.Parameter for r in roots for p in r.parameters()):
             return False
@@ -98,7 +95,8 @@ def _make(spec: Mapping[str, Any], trusted_modules: Any) -> Template | bool:
         held = {id(t) for r in roots for t in (*r.parameters(), *r.buffers())}
         if slots is None or {id(t) for _, t in slots} != held:  # a tensor the state leaves out (a state_dict
             return False  # hook): a load's copy would find it in no memo, and keep it on meta
-        if _reaches(_copy(module), _owned(module, roots)):
+        owned = _owned(module, roots)
+        if replay.reaches(_copy(module), lambda obj: id(obj) in owned):
             return False
         return Template(module, frozenset(key for key, _ in slots), slots)
     except Exception as exc:  # noqa: BLE001 - any failure means: no template
@@ -203,49 +201,3 @@ def _owned(module: Any, roots: list[torch.nn.Module]) -> set[int]:
     return owned
 
 
-def _reaches(start: Any, owned: set[int]) -> bool:
-    """Whether any of ``owned`` is reachable from ``start`` (or the walk is too large to tell)."""
-    seen: set[int] = set()
-    stack = [start]
-    while stack:
-        obj = stack.pop()
-        if id(obj) in seen:
-            continue
-        seen.add(id(obj))
-        if id(obj) in owned:
-            return True
-        if len(seen) > _WALK_LIMIT:
-            return True
-        if isinstance(obj, _ATOMS):
-            continue
-        stack.extend(_referents(obj))
-    return False
-
-
-def _referents(obj: Any) -> list[Any]:
-    if isinstance(obj, dict):
-        return [*obj.keys(), *obj.values()]
-    if isinstance(obj, (list, tuple, set, frozenset)):
-        return list(obj)
-    if isinstance(obj, types.FunctionType):
-        cells = [c.cell_contents for c in obj.__closure__ or () if _filled_cell(c)]
-        return [*cells, obj.__defaults__, obj.__kwdefaults__]
-    if isinstance(obj, types.MethodType):
-        return [obj.__self__, obj.__func__]
-    if isinstance(obj, weakref.ref):
-        return [obj()]
-    if isinstance(obj, functools.partial):
-        return [obj.func, obj.args, obj.keywords]
-    out = [getattr(obj, "__dict__", None)]
-    for cls in type(obj).__mro__:
-        for slot in getattr(cls, "__slots__", ()) if not isinstance(getattr(cls, "__slots__", ()), str) else (cls.__slots__,):
-            out.append(getattr(obj, slot, None))
-    return out
-
-
-def _filled_cell(cell: Any) -> bool:
-    try:
-        cell.cell_contents  # noqa: B018 - an empty cell raises
-    except ValueError:
-        return False
-    return True

@@ -98,7 +98,7 @@ def join_state(tensors: dict, rest: dict) -> dict:
             elif isinstance(v, dict):
                 out[k] = walk(v, key + SEP)
             else:
-                out[k] = v
+                out[k] = _fresh(v)
         return out
 
     state = walk(rest or {}, "")
@@ -106,6 +106,16 @@ def join_state(tensors: dict, rest: dict) -> dict:
         if key not in used:
             _insert(state, key, tensors[key])
     return state
+
+
+def _fresh(value: Any) -> Any:
+    """A JSON value with new lists and dicts: the state made is the module's own to change (``rest``
+    may be a parse the caller keeps for the next state it joins)."""
+    if isinstance(value, list):
+        return [_fresh(v) for v in value]
+    if isinstance(value, dict):
+        return {k: _fresh(v) for k, v in value.items()}
+    return value
 
 
 def _as_kind(value, kind: str):

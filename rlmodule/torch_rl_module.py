@@ -85,7 +85,7 @@ def _cpu(tensor: torch.Tensor, copy: bool) -> torch.Tensor:
     return out.clone() if copy and out.data_ptr() == tensor.data_ptr() else out
 
 
-def _stock_loading(module: nn.Module) -> bool:
+def stock_loading(module: nn.Module) -> bool:
     """Whether `load_state_dict` on `module` only copies each tensor in (no module loads its own way)."""
     if type(module).load_state_dict is not nn.Module.load_state_dict:
         return False
@@ -113,10 +113,20 @@ def _takeable(own: dict[str, torch.Tensor], tensors: dict[str, torch.Tensor]) ->
             continue
         if not new.is_contiguous() or old_count[old_ptr.get(key)] > 1 or not old.is_cpu:
             continue
-        if old.untyped_storage().is_shared() or old.is_pinned():
+        if old.untyped_storage().is_shared() or old.is_pinned() or _viewed(old):
             continue
         out.add(key)
     return out
+
+
+_USE_COUNT = getattr(torch._C, "_storage_Use_Count", None)  # (torch's own; absent: every tensor is copied in)
+
+
+def _viewed(t: torch.Tensor) -> bool:
+    """Whether a tensor besides ``t`` holds its memory (a view of it anywhere, a non-persistent buffer or
+    a plain attribute over it): that one would keep the old bytes were ``t`` given new memory, where
+    `load_state_dict` copies into it. (``t`` itself, and the storage asked for here: two.)"""
+    return _USE_COUNT is None or _USE_COUNT(t.untyped_storage()._cdata) > 2
 
 
 def _refuse_misfit(key: str, tensor: torch.Tensor, target: torch.Tensor) -> None:
@@ -243,10 +253,11 @@ class TorchRLModule(nn.Module, RLModule):
         more. Only when that is what `load_state_dict` would do: the stock `set_state`, no module of
         the tree with its own `_load_from_state_dict` or load hooks, and each pair a plain CPU tensor
         of the same dtype and shape, the new one contiguous, 64-byte aligned and not shared with another
-        key, the old one neither in shared nor pinned memory nor sharing storage with another key (tied
-        weights stay tied: they are copied into). Anything else is copied in, as `set_state` does.
+        key, the old one neither in shared nor pinned memory nor sharing storage with another tensor
+        (tied weights stay tied, a view of a parameter sees it: they are copied into). Anything else is
+        copied in, as `set_state` does.
         """
-        if type(self).set_state is not TorchRLModule.set_state or not _stock_loading(self) or (
+        if type(self).set_state is not TorchRLModule.set_state or not stock_loading(self) or (
             torch.__future__.get_swap_module_params_on_conversion()  # loading swaps tensors: its way
         ):
             self.set_state(state)

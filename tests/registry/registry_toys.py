@@ -213,6 +213,64 @@ class ClosurePolicy(DictPolicy):
         self.net.register_forward_hook(lambda mod, args, out: self.hooked.append(float(self.net[0].weight.detach().sum())))
 
 
+class Table:
+    """A plain helper object holding a tensor."""
+
+    def __init__(self, t: torch.Tensor) -> None:
+        self.t = t
+
+
+class DeepTensorPolicy(DictPolicy):
+    """Tensors a level deeper than an attribute: in a helper object, and in a list in a dict."""
+
+    def setup(self) -> None:
+        super().setup()
+        self.table = Table(torch.arange(4.0) * 3)
+        self.nested = {"scales": [torch.ones(2) * 7]}
+
+
+def _refresh_norm(module, incompatible) -> None:
+    module.norm_cache = float(module.net[0].weight.detach().norm())
+
+
+class LoadHookPolicy(DictPolicy):
+    """Keeps a number derived from its weights up to date with a ``load_state_dict`` post hook."""
+
+    def setup(self) -> None:
+        super().setup()
+        self.norm_cache = None
+        self.register_load_state_dict_post_hook(_refresh_norm)
+
+
+class HistoryPolicy(DictPolicy):
+    """A JSON list in its state beside the tensors (its own get_state / set_state), kept as it is given."""
+
+    def setup(self) -> None:
+        super().setup()
+        self.history: list = []
+
+    def get_state(self, *args, **kwargs):
+        return {**super().get_state(*args, **kwargs), "history": list(self.history)}
+
+    def set_state(self, state) -> None:
+        super().set_state({k: v for k, v in state.items() if k != "history"})
+        self.history = state.get("history", self.history)
+
+
+class ViewBufferPolicy(DictPolicy):
+    """A buffer that is a view of a parameter's first row (``persistent``: in the state, or not)."""
+
+    persistent = True
+
+    def setup(self) -> None:
+        super().setup()
+        self.register_buffer("row0", self.net[0].weight.detach()[0], persistent=self.persistent)
+
+
+class HiddenViewBufferPolicy(ViewBufferPolicy):
+    persistent = False
+
+
 SETTLE = 0.3  # seconds a blocked call is given to (wrongly) get through
 
 

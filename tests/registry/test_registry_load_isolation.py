@@ -1,0 +1,160 @@
+"""A loaded or restored module is what ``build()`` + ``set_state`` would make, and its own.
+
+Each test builds a module its load once got wrong: a tensor held deeper than an attribute left on
+the meta device, a ``load_state_dict`` hook not run, a JSON list of the state shared with the
+registry's kept parse (and so with every later load), a buffer viewing a parameter cut loose from
+it. And the process-wide caches a load goes through, filled and evicted by several threads at once.
+"""
+
+from __future__ import annotations
+
+import sys
+import threading
+
+import pytest
+import registry_toys as toys
+import torch
+
+from registry import Registry
+from storage import Store, objects
+
+
+@pytest.fixture
+def sqlite_reg(sqlite_url, tmp_path):
+    reg = Registry(sqlite_url, str(tmp_path / "blobs"), cache_dir=str(tmp_path / "cache"))
+    yield reg
+    reg.close()
+
+
+def _twice(reg: Registry, name: str):
+    """Two loads: the first builds on meta (``replay``), the second copies the kept build (``templates``)."""
+    return [reg.load(name) for _ in range(2)]
+
+
+def test_a_tensor_held_deeper_than_an_attribute_is_loaded_not_left_on_meta(sqlite_reg):
+    m = toys.spec(module_class=toys.DeepTensorPolicy).build()
+    sqlite_reg.snapshot("deep", m)
+    for loaded in _twice(sqlite_reg, "deep"):
+        assert loaded.table.t.device.type == "cpu" and torch.equal(loaded.table.t, m.table.t)
+        assert loaded.nested["scales"][0].device.type == "cpu" and torch.equal(loaded.nested["scales"][0], m.nested["scales"][0])
+        assert toys.states_equal(loaded, m)
+
+
+def test_a_load_runs_the_modules_load_state_dict_hooks(sqlite_reg):
+    m = toys.spec(module_class=toys.LoadHookPolicy).build()
+    sqlite_reg.snapshot("hooked", m)
+    expected = float(m.net[0].weight.detach().norm())
+    for loaded in _twice(sqlite_reg, "hooked"):
+        assert loaded.norm_cache == expected
+
+
+def test_a_loaded_modules_json_state_is_its_own(sqlite_reg):
+    m = toys.spec(module_class=toys.HistoryPolicy).build()
+    m.history = [1, [2, 3]]
+    sqlite_reg.snapshot("h", m)
+    for loaded in _twice(sqlite_reg, "h"):
+        assert loaded.history == [1, [2, 3]]
+        loaded.history.append(99)  # the module goes on recording, as it did before the snapshot
+        loaded.history[1].append(4)
+    assert sqlite_reg.state("h", 1)["history"] == [1, [2, 3]]
+    sqlite_reg.state("h", 1)["history"].append(5)
+    assert sqlite_reg.load("h", 1).history == [1, [2, 3]]
+
+
+def test_the_offline_record_keeps_the_state_as_stored(sqlite_url, tmp_path, monkeypatch):
+    from registry import offline
+
+    monkeypatch.setattr(offline, "SIGHTING_REFRESH", 0.0)  # each load writes its records again
+    cache = str(tmp_path / "cache")
+    with Registry(sqlite_url, str(tmp_path / "blobs"), cache_dir=cache) as reg:
+        m = toys.spec(module_class=toys.HistoryPolicy).build()
+        m.history = [1, 2, 3]
+        reg.snapshot("h", m)
+        reg.load("h").history.append(99)
+        reg.load("h")  # records the version for offline loads again
+    with Registry(sqlite_url, str(tmp_path / "blobs"), cache_dir=cache, offline=True) as off:
+        assert off.load("h", 1).history == [1, 2, 3]
+        off.state("h", 1)["history"].append(7)
+        off.manifest("h", 1)["tensors"].clear()
+        assert off.load("h", 1).history == [1, 2, 3]
+
+
+def test_a_buffer_viewing_a_parameter_still_views_it_after_a_load(sqlite_reg):
+    m = toys.spec(module_class=toys.ViewBufferPolicy).build()
+    sqlite_reg.snapshot("view", m)
+    for loaded in _twice(sqlite_reg, "view"):
+        assert torch.equal(loaded.row0, m.net[0].weight.detach()[0])
+        with torch.no_grad():
+            loaded.net[0].weight[0, 0] += 1
+        assert loaded.row0[0] == loaded.net[0].weight[0, 0], "the buffer no longer sees the weight"
+
+
+def test_a_restore_keeps_a_view_of_a_parameter_outside_the_state(sqlite_reg):
+    """``restore_from_path`` gives a parameter the checkpoint's memory (no copy) only where nothing else
+    holds its old memory: here a non-persistent buffer views it, and sees the restored values."""
+    spec = toys.spec(2048, module_class=toys.HiddenViewBufferPolicy)  # net[0].weight: 72 KiB, an object of its own
+    src = spec.build()
+    with torch.no_grad():
+        src.net[0].weight.add_(1.0)
+    sqlite_reg.snapshot("w", src)
+    restored = spec.build()
+    with sqlite_reg.bind():
+        restored.restore_from_path("rlreg://w/1")
+    assert torch.equal(restored.net[0].weight, src.net[0].weight)
+    assert torch.equal(restored.row0, restored.net[0].weight[0].detach()), "the view kept the constructor's values"
+
+
+@pytest.fixture
+def switching_often():
+    """Threads switch every microsecond: a race a few bytecodes wide shows within a few hundred calls."""
+    old = sys.getswitchinterval()
+    sys.setswitchinterval(1e-6)
+    yield
+    sys.setswitchinterval(old)
+
+
+def _in_threads(work, n: int = 6) -> list[BaseException]:
+    errors: list[BaseException] = []
+
+    def run(k: int) -> None:
+        try:
+            work(k)
+        except BaseException as exc:  # noqa: BLE001 - collected for the assertion
+            errors.append(exc)
+
+    threads = [threading.Thread(target=run, args=(k,)) for k in range(n)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    return errors
+
+
+def test_concurrent_reads_evicting_parsed_headers(tmp_path, monkeypatch, switching_often):
+    monkeypatch.setattr(objects, "_PARSED", objects._Parsed(2))  # (1024: as many objects read at once)
+    store = Store(str(tmp_path / "blobs"), durable=False)
+    manifests = [store.put({"t": torch.full((4,), float(i))}) for i in range(24)]
+
+    def work(k: int) -> None:
+        for r in range(1000):
+            got = store.get(manifests[(k * 7 + r) % 24])
+            assert got["t"][0] == (k * 7 + r) % 24
+
+    assert _in_threads(work) == []
+
+
+def test_concurrent_loads_recording_for_offline(sqlite_reg, monkeypatch, switching_often):
+    from storage import records
+
+    monkeypatch.setattr(records, "_REMEMBERED", 4)  # (256: as many records, written at once)
+    m = toys.spec().build()
+    for v in range(1, 9):
+        sqlite_reg.snapshot("m", m)
+        sqlite_reg.set_alias("m", f"a{v}", v)
+
+    def work(k: int) -> None:
+        for r in range(40):
+            v = (k * 3 + r) % 8 + 1
+            assert sqlite_reg.load("m", alias=f"a{v}") is not None
+
+    assert _in_threads(work) == []
