@@ -358,7 +358,7 @@ def alias() -> None:
 
 
 @alias.command("set")
-@common(writes=True)
+@common(writes=True, create=False)
 @click.argument("name")
 @click.argument("alias_name", metavar="ALIAS")
 @click.argument("version", metavar="VERSION")
@@ -372,7 +372,7 @@ def alias_set(session: Session, name: str, alias_name: str, version: str) -> Non
 
 
 @alias.command("rm")
-@common(writes=True)
+@common(writes=True, create=False)
 @click.argument("name")
 @click.argument("alias_name", metavar="ALIAS")
 def alias_rm(session: Session, name: str, alias_name: str) -> None:
@@ -384,7 +384,7 @@ def alias_rm(session: Session, name: str, alias_name: str) -> None:
 
 
 @cli.command()
-@common(writes=True)
+@common(writes=True, create=False)
 @click.argument("ref", metavar="NAME:VERSION|NAME@ALIAS")
 @click.argument("assignments", metavar="KEY=VALUE...", nargs=-1, required=True)
 def tag(session: Session, ref: str, assignments: tuple[str, ...]) -> None:
@@ -400,7 +400,7 @@ def tag(session: Session, ref: str, assignments: tuple[str, ...]) -> None:
 
 
 @cli.command()
-@common(writes=True)
+@common(writes=True, create=False)
 @click.argument("ref", metavar="NAME:VERSION|NAME@ALIAS")
 @click.argument("keys", metavar="KEY...", nargs=-1, required=True)
 def untag(session: Session, ref: str, keys: tuple[str, ...]) -> None:
@@ -413,7 +413,7 @@ def untag(session: Session, ref: str, keys: tuple[str, ...]) -> None:
 
 
 @cli.command()
-@common(writes=True)
+@common(writes=True, create=False)
 @click.argument("ref", metavar="NAME[:VERSION|@ALIAS]")
 @click.argument("text")
 def describe(session: Session, ref: str, text: str) -> None:
@@ -540,7 +540,7 @@ def storage_show(session: Session) -> None:
 
 
 @storage.command("move")
-@common(writes=True)
+@common(writes=True, create=False)
 @click.argument("url")
 def storage_move(session: Session, url: str) -> None:
     """Record that the objects now live at URL (every object the versions need must be there)."""

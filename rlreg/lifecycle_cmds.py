@@ -28,7 +28,7 @@ def _confirm_model(name: str, yes: bool) -> None:
 
 
 @cli.command(short_help="Delete a version or a whole model (an event: rlreg restore undoes it).")
-@common(writes=True)
+@common(writes=True, create=False)
 @click.argument("ref", metavar="NAME[:VERSION]")
 @click.option("--reason", required=True, metavar="TEXT", help="Why it is deleted (recorded in the event).")
 @click.option("--force", is_flag=True, help="Also remove the aliases pointing at it (in the same append).")
@@ -50,7 +50,7 @@ def rm(session: Session, ref: str, reason: str, force: bool, yes: bool) -> None:
 
 
 @cli.command(short_help="Bring a deleted version back (while gc has kept its objects).")
-@common(writes=True)
+@common(writes=True, create=False)
 @click.argument("ref", metavar="NAME:VERSION")
 def restore(session: Session, ref: str) -> None:
     """Restore the deleted version NAME:VERSION."""
@@ -78,7 +78,7 @@ def _keep_best(text: str | None, lowest: bool) -> tuple[str, int, str] | None:
 
 
 @retention.command("set")
-@common(writes=True)
+@common(writes=True, create=False)
 @click.argument("name")
 @click.option("--keep-last", type=click.IntRange(min=1), help="Keep the N newest versions.")
 @click.option("--keep-every", type=click.IntRange(min=1), help="Keep versions whose number is a multiple of N.")
@@ -112,7 +112,7 @@ def retention_show(session: Session, name: str) -> None:
 
 
 @retention.command("clear")
-@common(writes=True)
+@common(writes=True, create=False)
 @click.argument("name")
 def retention_clear(session: Session, name: str) -> None:
     """Remove NAME's policy (its versions are kept from now on)."""
