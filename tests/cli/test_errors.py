@@ -239,3 +239,16 @@ def test_a_mistyped_database_url_is_not_turned_into_a_new_registry(inproc, tmp_p
     assert not (tmp_path / "rlrge.db").exists()
     assert_error(inproc("models", "--db", f"sqlite:///{tmp_path / 'no-such-folder' / 'r.db'}", code=None),
                  exitcodes.DATABASE, "does not exist")
+
+
+@pytest.mark.parametrize("args", [
+    ("tag", "m:1", "stage=eval"), ("untag", "m:1", "stage"), ("describe", "m", "text"),
+    ("alias", "set", "m", "best", "1"), ("alias", "rm", "m", "best"), ("rm", "m:1", "--reason", "x"),
+    ("restore", "m:1"), ("retention", "set", "m", "--keep-last", "2"), ("retention", "clear", "m"),
+])
+def test_a_write_to_a_mistyped_database_url_makes_no_registry(inproc, tmp_path, args):
+    """Each fails anyway (no model there): it must not leave a new, empty registry bound to the storage,
+    which a gc would then take every object of (another registry's) for garbage."""
+    typo = f"sqlite:///{tmp_path / 'rlrge.db'}"
+    assert_error(inproc(*args, "--db", typo, code=None), exitcodes.NOT_FOUND, f"no registry database at '{typo}'")
+    assert not (tmp_path / "rlrge.db").exists()
