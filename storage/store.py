@@ -405,10 +405,13 @@ class Store:
         self._fanned_out = True
 
     def _keep_local(self, obj: objects.EncodedObject, prog: Progress, weight: int, started: Callable[[], None]) -> None:
+        path = self._path(obj.digest)
         if not self._intact_local(obj):
-            filesystems.local_atomic_write(self._path(obj.digest), obj.buffers(), durable=self.durable, direct=True,
-                                           started=started)
+            filesystems.local_atomic_write(path, obj.buffers(), durable=self.durable, direct=True, started=started)
             self._count_write(obj)
+        elif self.durable:  # another write's rename, maybe not yet durable (it fsyncs the folder next): the
+            with filesystems.translate_errors(self.url):  # put returns once the name is (40 us if it was)
+                filesystems.fsync_folder(posixpath.dirname(path))
         prog.add(weight)
 
     def _keep_remote(self, uploads: threading.Semaphore, may_be_stored: Callable[[str], bool] | None,

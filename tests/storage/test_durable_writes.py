@@ -212,3 +212,24 @@ def test_an_interrupt_while_handing_over_leaves_no_write_running(tmp_path, monke
     monkeypatch.undo()
     m = store.put({"w": torch.ones(1 << 16)})
     assert torch.equal(store.get(m)["w"], torch.ones(1 << 16))
+
+
+@pytest.mark.parametrize("tensors", [{"big": torch.randn(300_000), "b": torch.randn(3)},  # threaded
+                                     {"small": torch.randn(30_000), "b": torch.randn(3)}])  # inline
+def test_a_put_that_finds_its_objects_stored_makes_their_names_durable(tmp_path, syscalls, tensors):
+    """Another write may have renamed an object into place and not yet fsynced its folder (another
+    process, another name's snapshot): a put that reuses it fsyncs that folder before it returns, or
+    its caller could commit a version whose object a power loss takes away. Not a store that is not
+    durable: it fsyncs nothing."""
+    store = Store(tmp_path / "store")
+    objs = manifest_objects(store.put(tensors))
+    syscalls.clear()
+    assert manifest_objects(store.put(tensors)) == objs  # every object found stored
+    assert not [c for c in syscalls if c[0] == "replace"]
+    for obj in objs:
+        assert ("fsync", os.path.dirname(object_path(store, obj))) in syscalls
+    loose = Store(tmp_path / "loose", durable=False)
+    loose.put(tensors)
+    syscalls.clear()
+    loose.put(tensors)
+    assert not [c for c in syscalls if c[0] == "fsync"]
