@@ -7,6 +7,7 @@
 
 from __future__ import annotations
 
+import os
 import threading
 from typing import Any
 
@@ -54,6 +55,15 @@ __all__ = [
 
 _DEFAULTS: dict[tuple[str, str | None, bool], "Registry"] = {}
 _LOCK = threading.Lock()
+
+
+def _forked() -> None:
+    """In a forked child: the lock made again (a thread of the parent may have held it, opening a registry)."""
+    global _LOCK
+    _LOCK = threading.Lock()
+
+
+os.register_at_fork(after_in_child=_forked)
 
 
 def default_registry(db_url: str | None = None, storage_url: str | None = None) -> "Registry":

@@ -113,6 +113,11 @@ class StagingPool:
         import torch
         from storage.tensors import RawTensor, copy_bytes, dtype_name
 
+        from storage.tensors import to_raw
+
+        for k, t in tensors.items():  # (a sparse tensor has no nbytes: refused as block=True refuses it)
+            if isinstance(t, torch.Tensor) and t.layout is not torch.strided:
+                to_raw(k, t)
         sized = [(k, t, t.nbytes) for k, t in tensors.items() if isinstance(t, torch.Tensor)]
         buf = self._take(sum(-(-n // _ALIGN) * _ALIGN for _, _, n in sized))
         base, strided = buf.data_ptr(), torch.strided
@@ -235,7 +240,8 @@ class SnapshotQueue:
             with self._lock:
                 self._refuse_closed()  # (closed while this waited for its slot, or staged)
                 if self._pool is None:
-                    self._pool = concurrent.futures.ThreadPoolExecutor(self.limit, thread_name_prefix="rlreg-snapshot")
+                    self._pool = _unless_exiting(name, lambda: concurrent.futures.ThreadPoolExecutor(
+                        self.limit, thread_name_prefix="rlreg-snapshot"))
                 previous = self._tails.get(name)
                 future.rlreg_previous = previous  # (what a wait for it waits for instead, were it cancelled)
                 pending = PendingVersion(name, future, self._collected)
@@ -243,7 +249,8 @@ class SnapshotQueue:
                 self._tails[name] = future
                 self._jobs.append(pending)
                 _KEPT.add(self)  # until reported: its registry may be dropped unclosed meanwhile
-                self._pool.submit(context.run, self._run, future, name, record, staged, previous)
+                _unless_exiting(name, lambda: self._pool.submit(context.run, self._run, future, name, record, staged,
+                                                                previous))
         except BaseException:
             if taken and (future is None or future.cancel()):  # never started, and now never will: slot back
                 self._slots.release()
@@ -353,6 +360,18 @@ class SnapshotQueue:
             raise exc
 
 
+def _unless_exiting(name: str, start: Callable[[], Any]) -> Any:
+    """``start()``; ``RegistryError`` if it is refused as the interpreter exits (an ``atexit`` handler's
+    ``block=False``: concurrent.futures takes no new work then, and nothing would wait for it)."""
+    try:
+        return start()
+    except RuntimeError as exc:
+        from registry.errors import RegistryError
+
+        raise RegistryError(f"snapshot of {name!r} (block=False) while the interpreter exits ({exc}): take it "
+                            "with block=True") from None
+
+
 def _wait(future: concurrent.futures.Future | None) -> None:
     """Wait for the job ``future``, and, if it ended without committing (failed before its turn, or
     cancelled), for the one before it."""
@@ -390,7 +409,10 @@ def _wait_at_exit() -> None:
         concurrent.futures.wait(running)
 
 
-threading._register_atexit(_wait_at_exit)
+try:
+    threading._register_atexit(_wait_at_exit)
+except RuntimeError:  # first imported at exit (an atexit handler's snapshot): its jobs are refused anyway
+    pass
 
 
 @atexit.register

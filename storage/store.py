@@ -344,7 +344,10 @@ class Store:
         def submit(obj: objects.EncodedObject, weight: int) -> Future:
             started = threading.Event()
             under_way_now = started.set if not reports else lambda: (started.set(), prog.poke())
-            future = writers.submit(keep, obj, prog, weight, under_way_now)
+            try:
+                future = writers.submit(keep, obj, prog, weight, under_way_now)
+            except RuntimeError:  # the interpreter is exiting (a checkpoint taken at exit): concurrent.futures
+                future = _Inline().submit(keep, obj, prog, weight, under_way_now)  # takes no new work
             future.add_done_callback(lambda _: under_way_now())  # (not written, failed or cancelled)
             pending.append(future)
             under_way.append(started)

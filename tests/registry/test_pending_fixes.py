@@ -19,6 +19,7 @@ import time
 import weakref
 
 import pytest
+import torch
 import registry_toys
 from registry_toys import SETTLE, Gate
 from registry import Registry, RegistryError
@@ -482,3 +483,81 @@ def test_ended_snapshots_are_not_kept_alive_by_the_ones_after_them(make_sqlite_r
     del pendings[:-1]
     gc.collect()
     assert first() is None
+
+
+def test_a_final_checkpoint_from_an_atexit_handler_is_recorded(tmp_path):
+    """concurrent.futures takes no new work once the main script ended: a blocking snapshot writes its
+    objects on its own thread then (the first one ever too: registry.pending imported at exit), and a
+    block=False one is refused, saying why, rather than raise torch-less RuntimeErrors."""
+    done = run_script(f"""
+        import atexit
+        import registry_toys
+        from registry import Registry, RegistryError
+        reg = Registry({"sqlite:///" + str(tmp_path / "reg.db")!r}, {str(tmp_path / "blobs")!r})
+        module = registry_toys.spec(hidden=16).build()
+
+        @atexit.register
+        def final():
+            print("final checkpoint:", reg.snapshot("m", module).version, flush=True)
+            try:
+                reg.snapshot("m", module, block=False)
+            except RegistryError as exc:
+                print("refused:", exc, flush=True)
+    """)
+    assert done.returncode == 0 and "Traceback" not in done.stderr, done.stderr
+    assert "final checkpoint: 1" in done.stdout, done.stdout
+    assert "refused: snapshot of 'm' (block=False) while the interpreter exits" in done.stdout, done.stdout
+    with Registry("sqlite:///" + str(tmp_path / "reg.db"), str(tmp_path / "blobs")) as reg:
+        assert [v.version for v in reg.versions("m")] == [1]
+
+
+@pytest.mark.skipif(not hasattr(os, "fork"), reason="fork")
+def test_a_child_forked_while_the_default_registry_was_being_opened_opens_its_own(sqlite_url, tmp_path, monkeypatch):
+    import registry
+
+    monkeypatch.setenv("RLREG_DB_URL", sqlite_url)
+    monkeypatch.setenv("RLREG_STORAGE_URL", str(tmp_path / "blobs"))
+    with registry._LOCK:  # as a thread of the parent opening the default registry when another forks
+        pid = os.fork()
+        if pid == 0:  # pragma: no cover - the child
+            signal.alarm(20)  # a hang ends the child, and the assertion below reports it
+            try:
+                registry.default_registry().close()
+                os._exit(0)
+            finally:
+                os._exit(3)
+    for _ in range(300):
+        ended, status = os.waitpid(pid, os.WNOHANG)
+        if ended:
+            break
+        time.sleep(0.1)
+    else:  # pragma: no cover - reported below
+        os.kill(pid, signal.SIGKILL)
+        os.waitpid(pid, 0)
+        status = -1
+    assert status == 0, "the child hung on the lock its parent held when it forked"
+
+
+def test_a_sparse_buffer_is_refused_alike_with_block_false(make_sqlite_registry):
+    from storage import UnsupportedDtypeError
+
+    reg = make_sqlite_registry()
+    module = registry_toys.spec(hidden=16).build()
+    module.register_buffer("sparse", torch.eye(3).to_sparse())
+    for block in (True, False):
+        with pytest.raises(UnsupportedDtypeError, match="'sparse': layout torch.sparse_coo is not supported"):
+            reg.snapshot("m", module, block=block)
+    assert reg.models() == []
+    module.sparse = torch.eye(3)
+    assert reg.snapshot("m", module, block=False).result().version == 1  # (the slot was given back)
+
+
+def test_may_be_stored_of_a_lost_database_asks_the_object_store(tmp_path):
+    """An upload thread's lookup of the objects table, when the database is gone: True (the store is
+    asked, a HEAD), not a bare SQLAlchemy error; the append that follows reports the database's."""
+    import sqlalchemy as sa
+    from types import SimpleNamespace
+    from registry.gc import may_be_stored
+
+    gone = SimpleNamespace(engine=sa.create_engine(f"sqlite:///{tmp_path / 'no-such-folder' / 'r.db'}"))
+    assert may_be_stored(gone)("blake3:" + "0" * 64) is True
