@@ -252,3 +252,10 @@ def test_a_write_to_a_mistyped_database_url_makes_no_registry(inproc, tmp_path, 
     typo = f"sqlite:///{tmp_path / 'rlrge.db'}"
     assert_error(inproc(*args, "--db", typo, code=None), exitcodes.NOT_FOUND, f"no registry database at '{typo}'")
     assert not (tmp_path / "rlrge.db").exists()
+
+
+@pytest.mark.parametrize("args", [("versions", "m", "--limit", str(2**70)), ("events", "--limit", str(2**70)),
+                                  ("demo", "--seed", "-1"), ("demo", "--seed", str(2**64))])
+def test_numbers_out_of_range_are_usage_errors_not_tracebacks(inproc, args):
+    done = inproc(*args, code=None)
+    assert done.code == 2 and "is not in the range" in done.err and "Traceback" not in done.err
