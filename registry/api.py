@@ -32,7 +32,9 @@ from registry import offline as offline_cache
 from registry import gc as collector
 from registry.eventstore import Event, EventStore, NewEvent, closed_message, encode_json
 from registry.modeldiff import ModelDiff, diff_versions
-from registry.names import did_you_mean, validate_alias, validate_name, validate_position, validate_version
+from registry.names import (
+    MAX_INTEGER, did_you_mean, validate_alias, validate_name, validate_position, validate_version,
+)
 from registry.projections import (
     ALIAS_REMOVED, ALIAS_SET, DESCRIPTION_SET, SPEC_RECORDED, TAGS_REMOVED, TAGS_SET, VERSION_RECORDED,
     Projections, canonical_json, text_digest,
@@ -1177,8 +1179,9 @@ class _Remembered:
 
 
 def _check_limit(limit: Any) -> None:
-    if limit is not None and (isinstance(limit, bool) or not isinstance(limit, int) or limit < 1):
-        raise errors.QueryError(f"limit {limit!r}: expected a whole number >= 1, or None", text=str(limit))
+    if limit is not None and (isinstance(limit, bool) or not isinstance(limit, int) or not 1 <= limit <= MAX_INTEGER):
+        raise errors.QueryError(f"limit {limit!r}: expected a whole number from 1 to {MAX_INTEGER}, or None",
+                                text=str(limit))
 
 
 def _versions_holding(rows: list[Any], objects: set[str]) -> dict[str, dict[str, str]]:

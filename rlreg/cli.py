@@ -164,7 +164,6 @@ def _on_interrupt(signum: int, frame: Any) -> None:
 # ---------------------------------------------------------------------------------------- refs
 
 
-LIMIT_MAX = 2**63 - 1  # what a database integer holds (a larger --limit: a usage error, not a traceback)
 REF = "NAME[:VERSION|@ALIAS]"  # or rlreg://NAME/VERSION, rlreg://NAME@ALIAS: registry.uri's grammar
 
 
@@ -237,7 +236,7 @@ def models(session: Session) -> None:
 @click.option("--where", default=None, metavar="EXPR",
               help='Filter, e.g. \'metadata.mean_return > 100 and tags.stage = "eval"\' (see docs/search.md).')
 @click.option("--sort", default=None, metavar="FIELDS", help="Order, e.g. -metadata.mean_return,version.")
-@click.option("--limit", default=None, type=click.IntRange(1, LIMIT_MAX), help="At most this many versions.")
+@click.option("--limit", default=None, type=click.IntRange(min=1), help="At most this many versions.")
 @click.option("--all", "include_deleted", is_flag=True, help="Also list deleted versions (marked).")
 def versions(session: Session, name: str, where: str | None, sort: str | None, limit: int | None,
              include_deleted: bool) -> None:
@@ -281,7 +280,7 @@ def history(session: Session, name: str) -> None:
 @common
 @click.option("--after", default=0, show_default=True, type=click.IntRange(min=0),
               help="Start after this global position.")
-@click.option("--limit", default=None, type=click.IntRange(1, LIMIT_MAX), help="At most this many events.")
+@click.option("--limit", default=None, type=click.IntRange(min=1), help="At most this many events.")
 @click.option("--follow", "-f", is_flag=True,
               help="Keep printing new events until interrupted (JSON lines with --json).")
 def events(session: Session, after: int, limit: int | None, follow: bool) -> None:

@@ -254,8 +254,13 @@ def test_a_write_to_a_mistyped_database_url_makes_no_registry(inproc, tmp_path, 
     assert not (tmp_path / "rlrge.db").exists()
 
 
-@pytest.mark.parametrize("args", [("versions", "m", "--limit", str(2**70)), ("events", "--limit", str(2**70)),
-                                  ("demo", "--seed", "-1"), ("demo", "--seed", str(2**64))])
-def test_numbers_out_of_range_are_usage_errors_not_tracebacks(inproc, args):
+@pytest.mark.parametrize("args", [("demo", "--seed", "-1"), ("demo", "--seed", str(2**64))])
+def test_a_seed_out_of_range_is_a_usage_error_not_a_traceback(inproc, args):
     done = inproc(*args, code=None)
-    assert done.code == 2 and "is not in the range" in done.err and "Traceback" not in done.err
+    assert done.code == exitcodes.USAGE and "is not in the range" in done.err and "Traceback" not in done.err
+
+
+def test_a_versions_limit_past_a_database_integer_is_invalid_input_as_events_says(inproc):
+    for args in (("versions", "m", "--limit", str(2**70)), ("events", "--limit", str(2**70))):
+        done = inproc(*args, code=None)
+        assert done.code == exitcodes.INVALID and "Traceback" not in done.err, done.err
