@@ -1180,7 +1180,7 @@ class _Remembered:
 
 def _check_limit(limit: Any) -> None:
     if limit is not None and (isinstance(limit, bool) or not isinstance(limit, int) or not 1 <= limit <= MAX_INTEGER):
-        raise errors.QueryError(f"limit {limit!r}: expected a whole number from 1 to {MAX_INTEGER}, or None",
+        raise errors.QueryError(f"limit {limit!r}: expected a whole number >= 1 and <= {MAX_INTEGER}, or None",
                                 text=str(limit))
 
 
