@@ -97,11 +97,16 @@ def stock_loading(module: nn.Module) -> bool:
     return True
 
 
-def _takeable(own: dict[str, torch.Tensor], tensors: dict[str, torch.Tensor]) -> set[str]:
-    """The keys whose new tensor the module can hold as it is (see `restore_state`)."""
+def _takeable(own: dict[str, torch.Tensor], tensors: dict[str, torch.Tensor],
+              held: list[torch.Tensor] | None = None) -> set[str]:
+    """The keys whose new tensor the module can hold as it is (see `restore_state`); ``held``: every
+    parameter and buffer of the module, the non-persistent ones too (one viewing a key's old memory
+    keeps that key copied into, so the view sees it)."""
     old_ptr = {k: t.untyped_storage().data_ptr() for k, t in own.items() if t.numel()}
     new_ptr = {k: t.data_ptr() for k, t in tensors.items() if t.numel()}
     old_count, new_count = Counter(old_ptr.values()), Counter(new_ptr.values())
+    extra = {id(t) for t in own.values()}
+    old_count.update(t.untyped_storage().data_ptr() for t in held or () if id(t) not in extra and t.numel())
     plain, tensor_type = (nn.Parameter, torch.Tensor), torch.Tensor
     out = set()
     for key, new in tensors.items():
@@ -113,20 +118,10 @@ def _takeable(own: dict[str, torch.Tensor], tensors: dict[str, torch.Tensor]) ->
             continue
         if not new.is_contiguous() or old_count[old_ptr.get(key)] > 1 or not old.is_cpu:
             continue
-        if old.untyped_storage().is_shared() or old.is_pinned() or _viewed(old):
+        if old.untyped_storage().is_shared() or old.is_pinned():
             continue
         out.add(key)
     return out
-
-
-_USE_COUNT = getattr(torch._C, "_storage_Use_Count", None)  # (torch's own; absent: every tensor is copied in)
-
-
-def _viewed(t: torch.Tensor) -> bool:
-    """Whether a tensor besides ``t`` holds its memory (a view of it anywhere, a non-persistent buffer or
-    a plain attribute over it): that one would keep the old bytes were ``t`` given new memory, where
-    `load_state_dict` copies into it. (``t`` itself, and the storage asked for here: two.)"""
-    return _USE_COUNT is None or _USE_COUNT(t.untyped_storage()._cdata) > 2
 
 
 def _refuse_misfit(key: str, tensor: torch.Tensor, target: torch.Tensor) -> None:
@@ -253,9 +248,10 @@ class TorchRLModule(nn.Module, RLModule):
         more. Only when that is what `load_state_dict` would do: the stock `set_state`, no module of
         the tree with its own `_load_from_state_dict` or load hooks, and each pair a plain CPU tensor
         of the same dtype and shape, the new one contiguous, 64-byte aligned and not shared with another
-        key, the old one neither in shared nor pinned memory nor sharing storage with another tensor
-        (tied weights stay tied, a view of a parameter sees it: they are copied into). Anything else is
-        copied in, as `set_state` does.
+        key, the old one neither in shared nor pinned memory nor sharing storage with another parameter
+        or buffer (tied weights stay tied, a non-persistent buffer viewing a parameter sees it: they are
+        copied into). Anything else is copied in, as `set_state` does. (A view of a parameter kept in a
+        plain attribute is not looked for: it keeps the old bytes, as after ``p.data = t``.)
         """
         if type(self).set_state is not TorchRLModule.set_state or not stock_loading(self) or (
             torch.__future__.get_swap_module_params_on_conversion()  # loading swaps tensors: its way
@@ -264,7 +260,7 @@ class TorchRLModule(nn.Module, RLModule):
             return
         own = self.state_dict(keep_vars=True)
         tensors = self._checked_tensors(state, own)
-        takes = _takeable(own, tensors)
+        takes = _takeable(own, tensors, [*self.parameters(), *self.buffers()])
         with torch.no_grad():
             for key, new in tensors.items():  # what the stock _load_from_state_dict does with each, without
                 if key not in takes:  # walking the whole tree; first, as load_state_dict ran before
