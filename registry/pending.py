@@ -113,12 +113,15 @@ class StagingPool:
         import torch
         from storage.tensors import RawTensor, copy_bytes, dtype_name
 
-        from storage.tensors import to_raw
+        try:
+            sized = [(k, t, t.nbytes) for k, t in tensors.items() if isinstance(t, torch.Tensor)]
+        except RuntimeError:  # a sparse tensor has no nbytes: refused as block=True refuses it
+            from storage.tensors import to_raw
 
-        for k, t in tensors.items():  # (a sparse tensor has no nbytes: refused as block=True refuses it)
-            if isinstance(t, torch.Tensor) and t.layout is not torch.strided:
-                to_raw(k, t)
-        sized = [(k, t, t.nbytes) for k, t in tensors.items() if isinstance(t, torch.Tensor)]
+            for k, t in tensors.items():
+                if isinstance(t, torch.Tensor):
+                    to_raw(k, t)
+            raise
         buf = self._take(sum(-(-n // _ALIGN) * _ALIGN for _, _, n in sized))
         base, strided = buf.data_ptr(), torch.strided
         noted: list[tuple[str, str, Any, int, int]] = []  # key, dtype, shape, offset, bytes
