@@ -283,7 +283,7 @@ class Registry:
                 self._refuse_closed()
                 if self._queue is None:
                     limit = pending.DEFAULT_LIMIT if self._pending_limit is None else self._pending_limit
-                    self._queue = pending.SnapshotQueue(limit)
+                    self._queue = pending.SnapshotQueue(limit, inline=self._events.in_memory)
         return self._queue
 
     @property
@@ -369,8 +369,9 @@ class Registry:
                 # lock (on PostgreSQL the position counter's row lock) to its commit, and every other
                 # writer of the registry, of any model, waits on it.
                 remote = not self.store.is_local  # (a local object is checked by one lstat)
+                ask = remote and not self._events.in_memory  # (not from upload threads: sqlite:// is for one)
                 put = self.store.begin_put(tensors, progress=progress,
-                                           may_be_stored=collector.may_be_stored(self._events) if remote else None)
+                                           may_be_stored=collector.may_be_stored(self._events) if ask else None)
                 try:
                     # (not with a progress callback: put.wait() calls it, and one that writes to the registry
                     # from within the append's transaction would wait for that transaction's lock)

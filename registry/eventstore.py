@@ -143,6 +143,7 @@ class EventStore:
         self._sqlite = db.is_sqlite(self.engine)
         self._log: Union[SQLiteLog, PostgresLog] = SQLiteLog() if self._sqlite else PostgresLog()
         in_memory = self.engine.url.database in (None, "", ":memory:")
+        self.in_memory = self._sqlite and in_memory  # one connection, for one thread (sqlite://)
         self._pinned = db.ThreadConnections(self.engine) if self._sqlite and not in_memory else None
         self._writers = db.sqlite_writer_queue(self.engine)
         if check_schema:

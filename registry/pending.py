@@ -198,9 +198,12 @@ def check_limit(limit: Any) -> None:
 class SnapshotQueue:
     """At most ``limit`` snapshots in flight, committed per name in call order."""
 
-    def __init__(self, limit: int = DEFAULT_LIMIT) -> None:
+    def __init__(self, limit: int = DEFAULT_LIMIT, *, inline: bool = False) -> None:
+        """``inline``: each job runs in the caller's thread, before ``submit`` returns (its ``PendingVersion``
+        done): a registry on an in-memory SQLite database, whose one connection a job's thread would
+        share with the caller's (``sqlite://``: for one thread)."""
         check_limit(limit)
-        self.limit = limit
+        self.limit, self.inline = limit, inline
         self._refusal: Callable[[], BaseException] | None = None  # set by close(): what a later submit raises
         self._reset()
         _QUEUES.add(self)
@@ -242,7 +245,7 @@ class SnapshotQueue:
             future = concurrent.futures.Future()  # (in line before the pool takes it: see the except)
             with self._lock:
                 self._refuse_closed()  # (closed while this waited for its slot, or staged)
-                if self._pool is None:
+                if self._pool is None and not self.inline:
                     self._pool = _unless_exiting(name, lambda: concurrent.futures.ThreadPoolExecutor(
                         self.limit, thread_name_prefix="rlreg-snapshot"))
                 previous = self._tails.get(name)
@@ -252,8 +255,13 @@ class SnapshotQueue:
                 self._tails[name] = future
                 self._jobs.append(pending)
                 _KEPT.add(self)  # until reported: its registry may be dropped unclosed meanwhile
-                _unless_exiting(name, lambda: self._pool.submit(context.run, self._run, future, name, record, staged,
-                                                                previous))
+                if not self.inline:
+                    _unless_exiting(name, lambda: self._pool.submit(context.run, self._run, future, name, record,
+                                                                    staged, previous))
+            if self.inline:
+                context.run(self._run, future, name, record, staged, previous)
+                if isinstance(future.exception(), (KeyboardInterrupt, SystemExit)):
+                    raise future.exception()
         except BaseException:
             if taken and (future is None or future.cancel()):  # never started, and now never will: slot back
                 self._slots.release()

@@ -561,3 +561,22 @@ def test_may_be_stored_of_a_lost_database_asks_the_object_store(tmp_path):
 
     gone = SimpleNamespace(engine=sa.create_engine(f"sqlite:///{tmp_path / 'no-such-folder' / 'r.db'}"))
     assert may_be_stored(gone)("blake3:" + "0" * 64) is True
+
+
+def test_block_false_on_an_in_memory_registry_runs_in_the_callers_thread(tmp_path):
+    """sqlite:// has one connection, which a job's thread would share with the caller's (SQLAlchemy's
+    StaticPool has no lock): their transactions interleaved, and acknowledged versions went missing or
+    were recorded twice. Its jobs run before the call returns, in call order, errors on result()."""
+    with Registry("sqlite://", str(tmp_path / "blobs")) as reg:
+        module = registry_toys.spec(hidden=16).build()
+        acknowledged = []
+        for i in range(40):
+            pending = [reg.snapshot(name, module, {"i": i}, block=False) for name in ("a", "b")]
+            assert all(p.done() for p in pending)
+            acknowledged += [p.result() for p in pending]
+        assert [(v.name, v.version) for v in acknowledged] == [(n, i) for i in range(1, 41) for n in ("a", "b")]
+        for v in acknowledged:
+            assert reg.version(v.name, v.version).position == v.position
+        module.register_buffer("sparse", torch.eye(2).to_sparse())
+        with pytest.raises(Exception, match="layout"):
+            reg.snapshot("a", module, block=False)
