@@ -621,6 +621,10 @@ class translate_errors:  # noqa: N801 - used as a function: ``with translate_err
     def __exit__(self, typ: Any, e: Optional[BaseException], tb: Any) -> bool:
         if e is None or not isinstance(e, Exception):
             return False
+        if isinstance(e, UnicodeEncodeError) and "surrogates" in e.reason:  # text from bytes not UTF-8 (argv)
+            raise errors.InvalidEventError(
+                f"{self.what}: the text {e.object[max(0, e.start - 20):e.end + 20]!r} holds bytes that are not "
+                "UTF-8 (shown as \\udcXX): give it as UTF-8 text") from None
         cause = e
         if is_driver_error(e):  # from hand-written SQL on a driver connection
             cause = _wrap_driver_error(e)

@@ -59,6 +59,9 @@ TABLE: tuple[tuple[type[BaseException], Outcome], ...] = (
     # Not ours but never a bug: the environment refused (a path, a permission, a connection).
     (FileNotFoundError, NOT_FOUND),
     (PermissionError, STORAGE),
+    (NotADirectoryError, STORAGE),  # a file where a folder should be (RLREG_HOME, --cache-dir)
+    (IsADirectoryError, STORAGE),
+    (FileExistsError, STORAGE),
     (ConnectionError, STORAGE),
     (TimeoutError, STORAGE),
 )

@@ -66,6 +66,11 @@ class RlregGroup(click.Group):
             ctx.exit(exitcodes.PIPE_CLOSED)
         except Exception as exc:  # noqa: BLE001 - classified below; bugs are re-raised
             code = exitcodes.classify(exc)
+            if code is None and isinstance(exc, OSError) and exc.errno in exitcodes.SYSTEM_ERRNOS:
+                with contextlib.suppress(OSError):
+                    click.echo(f"rlreg: system error: {exc.strerror}" + (f": {exc.filename}" if exc.filename else ""),
+                               err=True)
+                ctx.exit(exitcodes.SYSTEM)
             if code is None:
                 raise
             click.echo(on_error(ctx, exc, code), err=True)
@@ -181,6 +186,13 @@ def resolve_version(session: Session, name: str, which: str) -> int:
 
     ref = parse_selector(name, which)
     return session.registry.version(ref.name, ref.version, alias=ref.alias).version
+
+
+def not_empty(param: click.Parameter, value: str) -> str:
+    """A PATH or URL argument: an empty one is a usage error (it was taken for the current folder)."""
+    if not value.strip():
+        raise click.BadParameter(f"{param.human_readable_name} is empty: give a folder or a URL")
+    return value
 
 
 def parse_metadata(text: str | None) -> dict | None:
@@ -457,7 +469,7 @@ def diff(session: Session, name: str, a: str, b: str) -> None:
 @cli.command(short_help="Write a version as a checkpoint folder.")
 @common
 @click.argument("ref", metavar=REF)
-@click.argument("path")
+@click.argument("path", callback=lambda ctx, param, value: not_empty(param, value))
 @click.option("--format", "fmt", type=click.Choice(["rlreg", "rllib"]), default="rlreg", show_default=True,
               help="rllib: a folder RLlib 2.60's RLModule.from_checkpoint loads (PPO modules).")
 def export(session: Session, ref: str, path: str, fmt: str) -> None:
@@ -475,7 +487,7 @@ def export(session: Session, ref: str, path: str, fmt: str) -> None:
 @cli.command("import")
 @common(writes=True)
 @click.argument("name")
-@click.argument("path")
+@click.argument("path", callback=lambda ctx, param, value: not_empty(param, value))
 @click.option("--metadata", default=None, metavar="JSON", help="Metadata of the new version (a JSON object).")
 @click.option("--from-rllib", is_flag=True,
               help="PATH is a checkpoint RLlib 2.35..2.60 wrote (read without unpickling).")
@@ -542,7 +554,7 @@ def storage_show(session: Session) -> None:
 
 @storage.command("move")
 @common(writes=True, create=False)
-@click.argument("url")
+@click.argument("url", callback=lambda ctx, param, value: not_empty(param, value))
 def storage_move(session: Session, url: str) -> None:
     """Record that the objects now live at URL (every object the versions need must be there)."""
     event = session.registry.move_storage(url)

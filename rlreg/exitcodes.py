@@ -22,6 +22,7 @@ code    meaning
 
 from __future__ import annotations
 
+import errno
 import re
 
 from registry import errorcodes
@@ -52,6 +53,13 @@ def classify(exc: BaseException) -> int | None:
     """
     outcome = errorcodes.outcome_of(exc)
     return None if outcome is None else outcome.exit_code
+
+
+# What the system refuses the command itself (its output full, its port in use), not the registry's
+# database or storage: one line ("rlreg: system error: ..."), the exit code of storage errors.
+SYSTEM_ERRNOS = frozenset({errno.ENOSPC, errno.EDQUOT, errno.EIO, errno.EROFS, errno.EADDRINUSE,
+                           errno.EADDRNOTAVAIL, errno.EMFILE, errno.ENFILE})
+SYSTEM = errorcodes.STORAGE.exit_code
 
 
 _URL_PASSWORD = re.compile(r"(://[^:/@\s]+:)[^@\s]+@")

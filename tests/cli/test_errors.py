@@ -264,3 +264,25 @@ def test_a_versions_limit_past_a_database_integer_is_invalid_input_as_events_say
     for args in (("versions", "m", "--limit", str(2**70)), ("events", "--limit", str(2**70))):
         done = inproc(*args, code=None)
         assert done.code == exitcodes.INVALID and "Traceback" not in done.err, done.err
+
+
+def test_the_systems_refusals_are_one_line_not_tracebacks(rlreg, inproc, home_registry, tmp_path):
+    """Text from bytes that are not UTF-8, a file where a folder should be, a full output, an empty
+    PATH or URL: one line and an exit code each, and nothing recorded."""
+    home_registry.snapshot("m", small_module())
+    before = [e.position for e in home_registry.events()]
+    for args in (("describe", "m", "\udcff"), ("tag", "m:1", "k=\udcff"), ("versions", "m", "--where", 'tags.a = "\udcff"')):
+        done = inproc(*args, code=None)
+        assert done.code == exitcodes.INVALID and "Traceback" not in done.err, done.err
+    assert [e.position for e in home_registry.events()] == before
+    blocker = tmp_path / "a-file"
+    blocker.write_text("not a folder")
+    assert_error(inproc("cache", "ls", "--cache-dir", str(blocker), code=None), exitcodes.STORAGE, "Not a directory")
+    with open("/dev/full", "w") as full:
+        done = subprocess.run([RLREG, "models"], env=rlreg.env, stdout=full, stderr=subprocess.PIPE, text=True,
+                              timeout=60)
+    assert done.returncode == exitcodes.STORAGE and done.stderr == "rlreg: system error: No space left on device\n"
+    for args in (("export", "m", ""), ("import", "n", " "), ("storage", "move", "")):
+        done = inproc(*args, code=None)
+        assert done.code == exitcodes.USAGE and "is empty" in done.err, done.err
+    assert not (rlreg.home / "metadata.json").exists()
