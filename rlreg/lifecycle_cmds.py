@@ -6,7 +6,7 @@ import sys
 
 import click
 
-from rlreg import output
+from rlreg import exitcodes, output
 from rlreg.cli import cli, common, parse_ref
 from rlreg.errors import CLIError
 from rlreg.session import Session
@@ -21,10 +21,17 @@ def _version_ref(ref: str, command: str) -> tuple[str, int | None]:
 
 
 def _confirm_model(name: str, yes: bool) -> None:
-    """Ask before deleting a whole model on a terminal (``--yes`` skips it); elsewhere do not ask."""
+    """Ask before deleting a whole model on a terminal (``--yes`` skips it); elsewhere do not ask. A
+    no (or Ctrl-C, or the end of input) deletes nothing and exits 130, as an interrupted command."""
     if yes or not sys.stdin.isatty():
         return
-    click.confirm(f"delete every version of model {name!r}?", abort=True, err=True)
+    try:
+        confirmed = click.confirm(f"delete every version of model {name!r}?", err=True)
+    except click.Abort:
+        confirmed = False
+    if not confirmed:
+        click.echo("rlreg: not confirmed: nothing was deleted", err=True)
+        raise click.exceptions.Exit(exitcodes.INTERRUPTED)
 
 
 @cli.command(short_help="Delete a version or a whole model (an event: rlreg restore undoes it).")
@@ -38,7 +45,8 @@ def rm(session: Session, ref: str, reason: str, force: bool, yes: bool) -> None:
     name, version = _version_ref(ref, "rm")
     reg = session.registry
     if version is None:
-        _confirm_model(name, yes)
+        if reg.exists(name):  # (else delete_model says what is wrong, with no question first)
+            _confirm_model(name, yes)
         event = reg.delete_model(name, reason=reason, force=force)
         what = f"model {name} ({len(event.payload['versions'])} version(s))"
     else:

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from clihelpers import assert_error, small_module
 
+from rlreg import exitcodes
+
 
 def test_rm_restore_and_versions_all(rlreg, home_registry, inproc):
     module = small_module()
@@ -77,17 +79,25 @@ def test_rm_model_asks_on_a_terminal(rlreg, home_registry):
     import subprocess
 
     home_registry.snapshot("junk", small_module())
-    main, child = pty.openpty()
-    try:
-        proc = subprocess.Popen([*_rlreg_cmd(rlreg), "rm", "junk", "--reason", "test"], stdin=child,
-                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=rlreg.env, cwd=rlreg.home)
-        os.write(main, b"n\n")
-        _, err = proc.communicate(timeout=120)
-    finally:
-        os.close(main)
-        os.close(child)
-    assert b"delete every version of model 'junk'?" in err and proc.returncode != 0
+
+    def on_a_terminal(name: str, answer: bytes) -> tuple[int, bytes]:
+        main, child = pty.openpty()
+        try:
+            proc = subprocess.Popen([*_rlreg_cmd(rlreg), "rm", name, "--reason", "test"], stdin=child,
+                                    stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=rlreg.env, cwd=rlreg.home)
+            os.write(main, answer)
+            _, err = proc.communicate(timeout=120)
+        finally:
+            os.close(main)
+            os.close(child)
+        return proc.returncode, err
+
+    code, err = on_a_terminal("junk", b"n\n")
+    assert b"delete every version of model 'junk'?" in err
+    assert code == exitcodes.INTERRUPTED and b"rlreg: not confirmed: nothing was deleted" in err, err  # (1: a bug)
     assert home_registry.exists("junk")
+    code, err = on_a_terminal("jnuk", b"y\n")  # no such model: said at once, with no question first
+    assert code == exitcodes.NOT_FOUND and b"delete every version" not in err and b"no model named" in err, err
 
 
 def _rlreg_cmd(runner):
