@@ -120,9 +120,9 @@ class Session:
 def on_error(ctx: click.Context, exc: BaseException, code: int) -> str:
     """The one line printed for an expected error of class ``code``, naming the URL it is about."""
     session = ctx.find_root().meta.get("rlreg.session")
-    message = exitcodes.one_line(exc)
+    message = exitcodes.one_line(exc).removeprefix(f"{exitcodes.LABELS[code]}: ")  # (said once, below)
     what, url = session.describe_target(code) if session is not None else ("", "")
-    if what and not (url and url in message):
+    if what and not (url and url in message) and "://" not in message:  # (one naming a URL is about that one)
         message = f"{what} {url}: {message}" if url else f"{what}: {message}"
     if session is not None and session.as_json:  # --json: the error is JSON too
         return json.dumps({"error": exitcodes.LABELS[code], "exit_code": code, "message": message})

@@ -286,3 +286,12 @@ def test_the_systems_refusals_are_one_line_not_tracebacks(rlreg, inproc, home_re
         done = inproc(*args, code=None)
         assert done.code == exitcodes.USAGE and "is empty" in done.err, done.err
     assert not (rlreg.home / "metadata.json").exists()
+
+
+def test_an_error_about_a_url_given_names_that_url_and_its_class_once(inproc, home_registry):
+    home_registry.snapshot("m", small_module())
+    done = inproc("storage", "move", "bogus://x", code=None)
+    assert done.code == exitcodes.STORAGE and "default storage" not in done.err, done.err
+    assert done.err.startswith("rlreg: storage error: unknown storage protocol 'bogus' in 'bogus://x'"), done.err
+    done = inproc("export", "m", "/proc/rlreg-no-such-thing", code=None)
+    assert done.code == exitcodes.NOT_FOUND and "not found: not found" not in done.err, done.err
