@@ -1,6 +1,6 @@
 """``python -m rlreg``: the same as the ``rlreg`` console script."""
 
-from rlreg.cli import main
+from rlreg.entry import main
 
 if __name__ == "__main__":
     main()

@@ -67,3 +67,4 @@ def test_ctrl_c_during_an_s3_import_stops_aborts_and_records_nothing(tmp_path, s
 
     with Registry(f"sqlite:///{home / 'rlreg.db'}", f"{s3_bucket}/m") as reg:
         assert reg.models() == []  # nothing recorded
+

@@ -1,0 +1,20 @@
+"""Ctrl-C at the very start of a command, while Python still imports the command line."""
+
+from __future__ import annotations
+
+import signal
+import time
+
+import pytest
+
+
+@pytest.mark.parametrize("after", [0.05, 0.15])
+def test_a_ctrl_c_while_the_command_line_is_still_imported_is_one_line(rlreg, after):
+    """The console script's handler is in place before rlreg.cli (click, SQLAlchemy) is imported:
+    a Ctrl-C then is 'rlreg: interrupted' and exit 130, not a traceback of the import."""
+    proc = rlreg.popen("models")
+    time.sleep(after)
+    proc.send_signal(signal.SIGINT)
+    out, err = proc.communicate(timeout=60)
+    assert "Traceback" not in err, err
+    assert (proc.returncode, err) in ((130, "rlreg: interrupted\n"), (0, "")), (proc.returncode, err)  # (or done)
