@@ -12,7 +12,7 @@ import click
 from storage import config
 
 from rlreg import output
-from rlreg.errors import DamageFoundError
+from rlreg.errors import CLIError, DamageFoundError
 
 
 class CacheSession:
@@ -112,5 +112,5 @@ def _parsed(option: str, text: str | None, parse):
         return None
     try:
         return parse(text)
-    except ValueError as exc:
-        raise click.BadParameter(str(exc), param_hint=option) from None
+    except ValueError as exc:  # (invalid input, exit 4, as gc --grace)
+        raise CLIError(f"{option} {exc}") from None

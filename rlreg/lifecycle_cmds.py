@@ -130,21 +130,17 @@ def retention_clear(session: Session, name: str) -> None:
     click.echo(f"retention of {name} cleared (event {event.position})")
 
 
-_UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
-
-
 def parse_duration(text: str) -> float:
-    """``90s``, ``15m``, ``24h``, ``7d`` or plain seconds, as seconds: finite, from 0 to gc's ``MAX_GRACE``."""
+    """``--grace``: a duration (``storage.config.parse_duration``'s grammar: 90s, 15m, 24h, 7d, 2w) from 0
+    to gc's ``MAX_GRACE``, as seconds."""
     from registry.gc import MAX_GRACE
+    from storage.config import parse_duration as seconds_of
 
-    value, unit = (text[:-1], text[-1]) if text and text[-1] in _UNITS else (text, "s")
     try:
-        seconds = float(value) * _UNITS[unit]
-    except ValueError:
-        seconds = -1.0
-    if not seconds >= 0:  # (float() takes "nan" too)
-        raise CLIError(f"--grace {text!r}: expected a duration such as 90s, 15m, 24h or 7d")
-    if seconds > MAX_GRACE.total_seconds():  # "inf", "1e400", "1e12d": timedelta would overflow
+        seconds = seconds_of(text)
+    except ValueError as exc:
+        raise CLIError(f"--grace {exc}") from None
+    if seconds > MAX_GRACE.total_seconds():  # "1e12d": timedelta would overflow
         raise CLIError(f"--grace {text!r}: at most {MAX_GRACE.days}d (10 years), e.g. 24h or 7d")
     return seconds
 

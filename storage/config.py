@@ -35,7 +35,7 @@ _UNITS = {"": 1, "b": 1, "k": 1 << 10, "kib": 1 << 10, "m": 1 << 20, "mib": 1 <<
           "gib": 1 << 30, "t": 1 << 40, "tib": 1 << 40, "kb": 10**3, "mb": 10**6, "gb": 10**9, "tb": 10**12}
 _SIZE = re.compile(r"\s*([0-9]+(?:\.[0-9]+)?)\s*([a-zA-Z]*)\s*")
 _SECONDS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 7 * 86400}
-_DURATION = re.compile(r"\s*([0-9]+(?:\.[0-9]+)?)\s*([smhdw])\s*")
+_DURATION = re.compile(r"\s*([0-9]+(?:\.[0-9]+)?)\s*([smhdw]?)\s*")
 
 
 def home() -> str | None:
@@ -118,11 +118,12 @@ def parse_size(text: str) -> int:
 
 
 def parse_duration(text: str) -> float:
-    """``"30d"``, ``"12h"``, ``"90m"``, ``"45s"``, ``"2w"`` as seconds."""
+    """``"30d"``, ``"12h"``, ``"90m"``, ``"45s"``, ``"2w"`` (or ``"90"``: seconds) as seconds: the one
+    grammar of every duration rlreg reads (``gc --grace``, ``cache prune --older-than``)."""
     match = _DURATION.fullmatch(str(text))
     if match is None:
-        raise ValueError(f"{text!r} is not a duration: expected a number and one of s, m, h, d, w (e.g. 30d)")
-    return float(match.group(1)) * _SECONDS[match.group(2)]
+        raise ValueError(f"{text!r} is not a duration: expected a number and one of s, m, h, d, w (e.g. 90s, 24h, 30d)")
+    return float(match.group(1)) * _SECONDS[match.group(2) or "s"]
 
 
 def _text(name: str) -> str | None:

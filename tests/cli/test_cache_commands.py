@@ -72,4 +72,6 @@ def test_human_sizes_in_the_environment(inproc, cached):
     inproc.env["RLREG_CACHE_MAX_BYTES"] = "lots"
     assert_error(inproc("cache", "ls", code=None), exitcodes.INVALID, "RLREG_CACHE_MAX_BYTES='lots'", "GiB")
     del inproc.env["RLREG_CACHE_MAX_BYTES"]
-    assert inproc("cache", "prune", "--max-size", "ten", code=None).code == exitcodes.USAGE
+    assert_error(inproc("cache", "prune", "--max-size", "ten", code=None), exitcodes.INVALID, "--max-size 'ten'")
+    assert_error(inproc("cache", "prune", "--older-than", "24H", code=None), exitcodes.INVALID, "--older-than '24H'")  # (as gc --grace)
+    assert inproc("cache", "prune", "--older-than", "1w", "--dry-run", code=None).code == 0
