@@ -360,9 +360,9 @@ class Registry:
         """Store the tensors, then (once earlier snapshots of ``name`` ended) append the events."""
         tensors, rest, release = staged
         spec, digest = spec
-        self._check_binding()
         with storage_ops.during(f"snapshot of {name!r}"):  # nothing is recorded when storage fails
             try:
+                self._check_binding()  # (within the try: a refusal gives the staging buffer back too)
                 # Small local objects are written (and fsynced) while the append's statements run, and it
                 # commits only after put.wait(): an event never names a blob that is not stored durably.
                 # Larger or remote ones are waited for first: the append's transaction holds SQLite's write
