@@ -299,5 +299,5 @@ def test_an_error_about_a_url_given_names_that_url_and_its_class_once(inproc, ho
 
 def test_an_error_naming_a_huge_argument_stays_short(inproc, home_registry):
     home_registry.snapshot("m", small_module())
-    done = inproc("describe", "m", "x" * 100_000, code=None)
+    done = inproc("tag", "m:1", "k=" + "x" * 100_000, code=None)
     assert done.code == exitcodes.INVALID and len(done.err) < 2200 and "more characters)" in done.err, len(done.err)
