@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import copy
 import datetime
 import functools
 import inspect
@@ -743,15 +742,15 @@ class Registry:
 
     def manifest(self, name: str, version: int | None = None, *, alias: str | None = None) -> dict:
         """The storage manifest of a version's tensors."""
-        if self.offline:  # (a copy: the row's parse is kept for the next load)
-            return copy.deepcopy(self._stored(name, version, alias=alias)[0].manifest)
+        if self.offline:
+            return self._stored(name, version, alias=alias)[0].manifest
         with self._read(f"reading model {name!r}") as conn:
             return self._row(conn, name, version, alias).manifest
 
     def state(self, name: str, version: int | None = None, *, alias: str | None = None) -> Any:
         """The non-tensor part of a version's state (JSON), as ``split_state`` left it."""
         if self.offline:
-            return copy.deepcopy(self._stored(name, version, alias=alias)[0].state or {})
+            return self._stored(name, version, alias=alias)[0].state or {}
         with self._read(f"reading model {name!r}") as conn:
             return self._row(conn, name, version, alias).state or {}
 

@@ -249,6 +249,13 @@ class SnapshotQueue:
                     self._pool = _unless_exiting(name, lambda: concurrent.futures.ThreadPoolExecutor(
                         self.limit, thread_name_prefix="rlreg-snapshot"))
                 previous = self._tails.get(name)
+                if self.inline and previous is not None and not previous.done():  # (its progress callback)
+                    from registry.errors import RegistryError
+
+                    raise RegistryError(
+                        f"snapshot of {name!r} (block=False) from the progress callback of a snapshot of {name!r} on an "
+                        "in-memory database: it runs in this thread, and would wait for the one calling back (snapshot "
+                        "after it ends)")
                 future.rlreg_previous = previous  # (what a wait for it waits for instead, were it cancelled)
                 pending = PendingVersion(name, future, self._collected)
                 future.add_done_callback(lambda f: self._ended(name, f, pending))  # (first: a cancel undoes the rest)
@@ -261,6 +268,7 @@ class SnapshotQueue:
             if self.inline:
                 context.run(self._run, future, name, record, staged, previous)
                 if isinstance(future.exception(), (KeyboardInterrupt, SystemExit)):
+                    self._collected(pending)  # (raised here, as a blocking snapshot's: not again at close())
                     raise future.exception()
         except BaseException:
             if taken and (future is None or future.cancel()):  # never started, and now never will: slot back

@@ -286,7 +286,11 @@ def reaches(start: Any, hit: Callable[[Any], bool], within: Callable[[Any], bool
             return True
         if isinstance(obj, _ATOMS) or (within is not None and not within(obj)):
             continue
-        stack.extend(_referents(obj))
+        for ref in _referents(obj):  # (atoms looked at, not counted: a list of 300,000 numbers is no reason
+            if not isinstance(ref, _ATOMS):  # to give up)
+                stack.append(ref)
+            elif hit(ref):
+                return True
     return False
 
 

@@ -67,8 +67,11 @@ class RlregGroup(click.Group):
         except Exception as exc:  # noqa: BLE001 - classified below; bugs are re-raised
             code = exitcodes.classify(exc)
             if code is None and isinstance(exc, OSError) and exc.errno in exitcodes.SYSTEM_ERRNOS:
-                with contextlib.suppress(OSError):
-                    click.echo(f"rlreg: system error: {exc.strerror}" + (f": {exc.filename}" if exc.filename else ""),
+                message = exc.strerror + (f": {exc.filename}" if exc.filename else "")
+                session = ctx.find_root().meta.get("rlreg.session")
+                with contextlib.suppress(OSError):  # (--json: the error is JSON too)
+                    click.echo(json.dumps({"error": "system error", "exit_code": exitcodes.SYSTEM, "message": message})
+                               if session is not None and session.as_json else f"rlreg: system error: {message}",
                                err=True)
                 ctx.exit(exitcodes.SYSTEM)
             if code is None:

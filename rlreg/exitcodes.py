@@ -74,10 +74,10 @@ def one_line(exc: BaseException) -> str:
     """The error's message as one line (the first line; SQLAlchemy's background links dropped)."""
     text = str(exc).strip() or exc.__class__.__name__
     first = text.splitlines()[0].strip()
-    first = re.sub(r"^\((?:[\w.]+)\)\s*", "", first)  # "(psycopg.OperationalError) ..."
-    if len(first) > MESSAGE_MAX:  # (a 100,000-character argument echoed back)
+    first = mask_secrets(re.sub(r"^\((?:[\w.]+)\)\s*", "", first))  # "(psycopg.OperationalError) ..."
+    if len(first) > MESSAGE_MAX:  # (a 100,000-character argument echoed back; cut once masked)
         first = f"{first[:MESSAGE_MAX]}... ({len(first) - MESSAGE_MAX} more characters)"
-    return mask_secrets(first)
+    return first
 
 
 MESSAGE_MAX = 2000  # characters of an error's one line

@@ -6,6 +6,7 @@ header once and each tensor's bytes once verifies every byte of an object: no by
 
 from __future__ import annotations
 
+import os
 import struct
 import threading
 import types
@@ -150,6 +151,13 @@ class _Parsed:
 
 
 _PARSED = _Parsed(1024)  # a pack's entries are about 100 bytes a tensor (at most a few MB in all)
+
+
+def _forked() -> None:  # a child made while a thread held the lock would wait for it for ever
+    _PARSED._lock = threading.Lock()
+
+
+os.register_at_fork(after_in_child=_forked)
 
 
 def _decode(view: memoryview, object_digest: str, where: str, names_of: Callable[[str], list[str]]) -> dict[str, Entry]:

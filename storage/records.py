@@ -24,6 +24,7 @@ import json
 import os
 import shutil
 import threading
+import weakref
 from collections.abc import Sequence
 from typing import Any
 
@@ -44,6 +45,17 @@ def canonical(value: Any) -> bytes:
     return json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=False, allow_nan=False).encode()
 
 
+_CACHES: weakref.WeakSet[RecordCache] = weakref.WeakSet()  # their locks, made again in a forked child
+
+
+def _forked() -> None:  # a child made while a thread held a lock would wait for it for ever
+    for cache in list(_CACHES):
+        cache._lock = threading.Lock()
+
+
+os.register_at_fork(after_in_child=_forked)
+
+
 class RecordCache:
     """Verified JSON records keyed by short lists of strings and integers, under ``<folder>``."""
 
@@ -53,6 +65,7 @@ class RecordCache:
         self._written: dict[str, tuple[Any, tuple]] = {}
         self._paths: dict[tuple, str] = {}  # key -> path, for the keys put or asked about lately
         self._lock = threading.Lock()  # several threads load at once: an eviction iterates over _written
+        _CACHES.add(self)
 
     def path(self, key: Sequence[Any]) -> str:
         """Where the record of ``key`` lives."""

@@ -402,9 +402,12 @@ class Store:
         if self._fanned_out:
             return
         root = posixpath.join(self.location.path, "objects")
-        if not os.path.isdir(posixpath.join(root, "ff")) or len(os.listdir(root)) < 256:
-            with filesystems.translate_errors(self.url):
+        with filesystems.translate_errors(self.url):
+            if not os.path.isdir(posixpath.join(root, "ff")) or len(os.listdir(root)) < 256:
                 filesystems.make_folders(root, [f"{i:02x}" for i in range(256)], durable=self.durable)
+            elif self.durable:  # made by another process, which may not have fsynced them yet
+                filesystems.fsync_folder(root)
+                filesystems.fsync_folder(self.location.path)
         self._fanned_out = True
 
     def _keep_local(self, obj: objects.EncodedObject, prog: Progress, weight: int, started: Callable[[], None]) -> None:

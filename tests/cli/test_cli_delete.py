@@ -110,5 +110,6 @@ def test_gc_and_cache_prune_read_durations_alike(inproc, home_registry):
     """One grammar (storage.config.parse_duration): weeks and plain seconds in both, and the same error."""
     assert inproc("gc", "--grace", "1w", "--dry-run").code == 0
     assert inproc("gc", "--grace", "90", "--dry-run").code == 0
+    assert inproc("gc", "--grace", ".5h", "--dry-run").code == 0
     for args in (("gc", "--grace", "24H"), ("cache", "prune", "--older-than", "24H")):
         assert_error(inproc(*args, code=None), exitcodes.INVALID, "'24H' is not a duration", "24h")

@@ -301,3 +301,17 @@ def test_an_error_naming_a_huge_argument_stays_short(inproc, home_registry):
     home_registry.snapshot("m", small_module())
     done = inproc("tag", "m:1", "k=" + "x" * 100_000, code=None)
     assert done.code == exitcodes.INVALID and len(done.err) < 2200 and "more characters)" in done.err, len(done.err)
+
+
+def test_a_cut_message_never_shows_a_password():
+    message = "x" * 1975 + " postgresql://rl:hunter2secret@db.internal/rlreg and more"
+    shown = exitcodes.one_line(RuntimeError(message))
+    assert "hunter2" not in shown and "more characters)" in shown, shown
+
+
+def test_a_system_error_under_json_is_json(rlreg, home_registry):
+    with open("/dev/full", "w") as full:
+        done = subprocess.run([RLREG, "models", "--json"], env=rlreg.env, stdout=full, stderr=subprocess.PIPE, text=True,
+                              timeout=60)
+    assert done.returncode == exitcodes.STORAGE
+    assert json.loads(done.stderr) == {"error": "system error", "exit_code": 7, "message": "No space left on device"}

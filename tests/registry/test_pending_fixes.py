@@ -580,3 +580,37 @@ def test_block_false_on_an_in_memory_registry_runs_in_the_callers_thread(tmp_pat
         module.register_buffer("sparse", torch.eye(2).to_sparse())
         with pytest.raises(Exception, match="layout"):
             reg.snapshot("a", module, block=False)
+
+
+def test_on_an_in_memory_registry_a_callbacks_snapshot_of_its_own_name_is_refused_not_hung(tmp_path):
+    """The callback's block=False snapshot would run at once, in the callback's thread, and wait for the
+    very snapshot calling back: refused, saying why; one of another name runs."""
+    with Registry("sqlite://", str(tmp_path / "blobs")) as reg:
+        module = registry_toys.spec(hidden=16).build()
+        seen: list[str] = []
+
+        def progress(done: int, total: int) -> None:
+            if seen:
+                return
+            try:
+                reg.snapshot("m", module, block=False)
+            except RegistryError as exc:
+                seen.append(str(exc))
+            seen.append(f"other: {reg.snapshot('other', module, block=False).result().version}")
+
+        reg.snapshot("m", module, block=False, progress=progress).result()
+        assert "would wait for the one calling back" in seen[0] and seen[1] == "other: 1", seen
+        assert [v.version for v in reg.versions("m")] == [1]
+
+
+def test_on_an_in_memory_registry_a_ctrl_c_in_a_snapshot_is_raised_once(tmp_path):
+    reg = Registry("sqlite://", str(tmp_path / "blobs"))
+    module = registry_toys.spec(hidden=16).build()
+
+    def interrupt(done: int, total: int) -> None:
+        raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        reg.snapshot("m", module, block=False, progress=interrupt)
+    reg.close()  # (raised it again, as a failure nobody collected)
+    assert reg.closed

@@ -8,6 +8,8 @@ it. And the process-wide caches a load goes through, filled and evicted by sever
 
 from __future__ import annotations
 
+import os
+import signal
 import sys
 import threading
 
@@ -74,8 +76,8 @@ def test_the_offline_record_keeps_the_state_as_stored(sqlite_url, tmp_path, monk
         reg.load("h")  # records the version for offline loads again
     with Registry(sqlite_url, str(tmp_path / "blobs"), cache_dir=cache, offline=True) as off:
         assert off.load("h", 1).history == [1, 2, 3]
-        off.state("h", 1)["history"].append(7)
-        off.manifest("h", 1)["tensors"].clear()
+        loaded = off.load("h", 1)
+        loaded.history.append(7)
         assert off.load("h", 1).history == [1, 2, 3]
 
 
@@ -158,3 +160,35 @@ def test_concurrent_loads_recording_for_offline(sqlite_reg, monkeypatch, switchi
             assert sqlite_reg.load("m", alias=f"a{v}") is not None
 
     assert _in_threads(work) == []
+
+
+def test_a_big_plain_list_beside_the_parameters_keeps_the_kept_build():
+    """The walk looks at numbers without counting them towards its limit: a 300,000-number list (a table
+    of constants) made every load of the module build it the ordinary way."""
+    from registry import replay
+
+    m = toys.spec().build()
+    m.table_of_numbers = list(range(300_000))
+    assert replay._only_registered_tensors(m)
+    m.table_of_numbers.append(torch.zeros(1))  # a tensor at its end is still found
+    assert not replay._only_registered_tensors(m)
+
+
+@pytest.mark.skipif(not hasattr(os, "fork"), reason="fork")
+def test_a_child_forked_while_a_thread_held_a_cache_lock_reads(tmp_path):
+    from storage import records
+
+    store = Store(str(tmp_path / "blobs"), durable=False)
+    manifest = store.put({"t": torch.arange(4.0)})
+    cache = records.RecordCache(str(tmp_path / "records"))
+    with objects._PARSED._lock, cache._lock:  # as a thread of the parent in the middle of a put
+        pid = os.fork()
+        if pid == 0:  # pragma: no cover - the child
+            signal.alarm(20)
+            try:
+                ok = store.get(manifest)["t"][3] == 3 and cache.put(["k"], 1)
+                os._exit(0 if ok else 2)
+            finally:
+                os._exit(3)
+    _, status = os.waitpid(pid, 0)
+    assert status == 0, "the child hung on a lock its parent held when it forked"

@@ -233,3 +233,14 @@ def test_a_put_that_finds_its_objects_stored_makes_their_names_durable(tmp_path,
     syscalls.clear()
     loose.put(tensors)
     assert not [c for c in syscalls if c[0] == "fsync"]
+
+
+def test_a_store_whose_folders_another_made_makes_them_durable_at_its_first_put(tmp_path, syscalls):
+    """Another process may have made the 256 folders and not yet fsynced them: a store that finds them
+    made fsyncs objects/ and its own folder before its first put returns."""
+    Store(tmp_path / "store").put({"a": torch.randn(3)})
+    syscalls.clear()
+    second = Store(tmp_path / "store")
+    second.put({"b": torch.randn(5)})
+    assert ("fsync", f"{second.location.path}/objects") in syscalls
+    assert ("fsync", second.location.path) in syscalls
