@@ -98,15 +98,14 @@ def stock_loading(module: nn.Module) -> bool:
 
 
 def _takeable(own: dict[str, torch.Tensor], tensors: dict[str, torch.Tensor],
-              held: list[torch.Tensor] | None = None) -> set[str]:
-    """The keys whose new tensor the module can hold as it is (see `restore_state`); ``held``: every
-    parameter and buffer of the module, the non-persistent ones too (one viewing a key's old memory
-    keeps that key copied into, so the view sees it)."""
+              hidden: list[torch.Tensor] | None = None) -> set[str]:
+    """The keys whose new tensor the module can hold as it is (see `restore_state`); ``hidden``: the
+    module's tensors outside its state (non-persistent buffers): one viewing a key's old memory keeps
+    that key copied into, so the view sees it."""
     old_ptr = {k: t.untyped_storage().data_ptr() for k, t in own.items() if t.numel()}
     new_ptr = {k: t.data_ptr() for k, t in tensors.items() if t.numel()}
     old_count, new_count = Counter(old_ptr.values()), Counter(new_ptr.values())
-    extra = {id(t) for t in own.values()}
-    old_count.update(t.untyped_storage().data_ptr() for t in held or () if id(t) not in extra and t.numel())
+    old_count.update(t.untyped_storage().data_ptr() for t in hidden or () if t.numel())
     plain, tensor_type = (nn.Parameter, torch.Tensor), torch.Tensor
     out = set()
     for key, new in tensors.items():
@@ -260,7 +259,9 @@ class TorchRLModule(nn.Module, RLModule):
             return
         own = self.state_dict(keep_vars=True)
         tensors = self._checked_tensors(state, own)
-        takes = _takeable(own, tensors, [*self.parameters(), *self.buffers()])
+        hidden = [b for m in self.modules() for k, b in m._buffers.items()  # (not in the state: non-persistent)
+                  if b is not None and k in m._non_persistent_buffers_set]
+        takes = _takeable(own, tensors, hidden)
         with torch.no_grad():
             for key, new in tensors.items():  # what the stock _load_from_state_dict does with each, without
                 if key not in takes:  # walking the whole tree; first, as load_state_dict ran before

@@ -122,7 +122,7 @@ def test_tensors_sharing_storage_are_copied_into(toy_spec, tmp_path, monkeypatch
     with torch.no_grad():
         source.flat.copy_(torch.arange(20.0))
     if take_all:
-        monkeypatch.setattr(torch_rl_module, "_takeable", lambda own, tensors, held=None: set(tensors))
+        monkeypatch.setattr(torch_rl_module, "_takeable", lambda own, tensors, hidden=None: set(tensors))
     target = _spec_like(toy_spec, SharedStorageModule).build()
     target.restore_state(_fresh(source))
     _same_state(target, source)
