@@ -35,6 +35,10 @@ class IntegrityError(StorageError, ValueError):
     """Bytes read from storage or the cache do not match their digest."""
 
 
+# What a damaged object's message ends with: how to put it right (a front end may say it its own way).
+REPAIR_HINT = "run Store.verify(quarantine=True) to move it aside; the next put of these tensors then rewrites it"
+
+
 class UnsupportedDtypeError(StorageError, TypeError):
     """A tensor or array whose dtype (or layout) cannot be stored."""
 

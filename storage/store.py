@@ -26,6 +26,7 @@ from storage.errors import (
     NotCachedError,
     ObjectNotFoundError,
     OfflineError,
+    REPAIR_HINT,
     TensorNotInManifestError,
 )
 from storage.location import Location
@@ -56,9 +57,6 @@ def _new_writers_lock() -> None:
 
 
 os.register_at_fork(after_in_child=_new_writers_lock)
-_REPAIR_HINT = (
-    "run Store.verify(quarantine=True) to move it aside; the next put of these tensors then rewrites it"
-)
 
 
 class _Inline:
@@ -642,7 +640,7 @@ class Store:
             raise ObjectNotFoundError(f"object {obj} (tensors {tensors}) is not in {self.url}") from exc
         if isinstance(exc, NotAFileError):
             raise IntegrityError(
-                f"object {obj} at {self._where(obj)} is damaged (tensors {tensors}): {exc}; {_REPAIR_HINT}"
+                f"object {obj} at {self._where(obj)} is damaged (tensors {tensors}): {exc}; {REPAIR_HINT}"
             ) from None
         with filesystems.translate_errors(self.url):
             raise exc
@@ -652,7 +650,7 @@ class Store:
             named = [n for n in users.get(obj, []) if entries[n]["digest"] == tensor_digest]
             return named or list(users.get(obj, []))
 
-        hint = "" if where else _REPAIR_HINT  # a damaged cache entry is discarded and fetched again
+        hint = "" if where else REPAIR_HINT  # a damaged cache entry is discarded and fetched again
         return objects.decode(buf, obj, where or self._where(obj), names_of, hint)
 
     # -- housekeeping --------------------------------------------------------------------------------

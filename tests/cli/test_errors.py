@@ -78,7 +78,7 @@ def test_damaged_object_verify_and_load_exit_8(rlreg, inproc, home_registry):
     text = inproc("verify", code=None)
     assert text.code == exitcodes.INTEGRITY and "1 damaged, 0 versions with missing objects" in text.out
     assert_error(inproc("export", "damaged", str(rlreg.home / "out"), code=None), exitcodes.INTEGRITY,
-                 f"object blake3:{obj.name}", "is damaged")
+                 f"object blake3:{obj.name}", "is damaged", "run `rlreg verify --repair` to move it aside")
     assert "  breaks damaged/1: " in text.out and "pi.net.mlp.0.weight" in text.out
 
     repaired = inproc("verify", "--repair", "--json", code=exitcodes.INTEGRITY).json()
