@@ -21,6 +21,7 @@ import rlmodule
 import sqlalchemy as sa
 import storage
 from storage import config as storage_config
+from storage import forklocks
 from storage.jsondepth import check_value as check_json_depth
 from storage.progress import ProgressCallback
 
@@ -1166,7 +1167,7 @@ class _Remembered:
     """A small thread-safe map that forgets its oldest entries past ``size``."""
 
     def __init__(self, size: int = 256) -> None:
-        self._size, self._items, self._lock = size, {}, threading.Lock()
+        self._size, self._items, self._lock = size, {}, forklocks.new_lock(self)
 
     def get(self, key: Any) -> Any:
         return self._items.get(key)

@@ -249,7 +249,7 @@ class SnapshotQueue:
                     self._pool = _unless_exiting(name, lambda: concurrent.futures.ThreadPoolExecutor(
                         self.limit, thread_name_prefix="rlreg-snapshot"))
                 previous = self._tails.get(name)
-                if self.inline and previous is not None and not previous.done():  # (its progress callback)
+                if self.inline and self.within_job() and previous is not None and not previous.done():  # (from its callback)
                     from registry.errors import RegistryError
 
                     raise RegistryError(

@@ -10,6 +10,7 @@ is built the ordinary way instead.
 
 from __future__ import annotations
 
+import collections
 import contextlib
 import functools
 import logging
@@ -29,6 +30,12 @@ _NN_REGISTRIES = frozenset({"_parameters", "_buffers", "_modules"})
 _WALK_LIMIT = 200_000  # objects a walk visits before it gives up (``reaches``: as if it had found one)
 _ATOMS = (type, types.ModuleType, str, bytes, int, float, complex, bool, type(None), torch.Tensor, torch.dtype,
           torch.device, types.BuiltinFunctionType)
+_PLAIN = frozenset({str, bytes, int, float, complex, bool, type(None)})  # (a subclass may hold attributes)
+
+
+def _atom(obj: Any) -> bool:
+    """Nothing to walk into: a tensor, a class, a module, or a plain number or string (not a subclass's)."""
+    return type(obj) in _PLAIN or (isinstance(obj, _ATOMS) and not isinstance(obj, tuple(_PLAIN)))
 
 # In-place random fills: on ``meta`` there are no values to fill.
 _FILLS = frozenset(getattr(torch.Tensor, n) for n in (
@@ -284,10 +291,10 @@ def reaches(start: Any, hit: Callable[[Any], bool], within: Callable[[Any], bool
         seen.add(id(obj))
         if hit(obj) or len(seen) > _WALK_LIMIT:
             return True
-        if isinstance(obj, _ATOMS) or (within is not None and not within(obj)):
+        if _atom(obj) or (within is not None and not within(obj)):
             continue
         for ref in _referents(obj):  # (atoms looked at, not counted: a list of 300,000 numbers is no reason
-            if not isinstance(ref, _ATOMS):  # to give up)
+            if not _atom(ref):  # to give up)
                 stack.append(ref)
             elif hit(ref):
                 return True
@@ -295,9 +302,9 @@ def reaches(start: Any, hit: Callable[[Any], bool], within: Callable[[Any], bool
 
 
 def _referents(obj: Any) -> list[Any]:
-    if isinstance(obj, dict):
+    if isinstance(obj, (dict, types.MappingProxyType)):
         return [*obj.keys(), *obj.values()]
-    if isinstance(obj, (list, tuple, set, frozenset)):
+    if isinstance(obj, (list, tuple, set, frozenset, collections.deque)):
         return list(obj)
     if isinstance(obj, types.FunctionType):
         cells = [c.cell_contents for c in obj.__closure__ or () if _filled_cell(c)]
@@ -311,6 +318,8 @@ def _referents(obj: Any) -> list[Any]:
     out = [getattr(obj, "__dict__", None)]
     for cls in type(obj).__mro__:
         for slot in getattr(cls, "__slots__", ()) if not isinstance(getattr(cls, "__slots__", ()), str) else (cls.__slots__,):
+            if slot.startswith("__") and not slot.endswith("__"):  # (a private slot: stored name-mangled)
+                slot = f"_{cls.__name__.lstrip('_')}{slot}"
             out.append(getattr(obj, slot, None))
     return out
 

@@ -18,7 +18,6 @@ import copy
 import copyreg
 import functools
 import logging
-import threading
 from collections import OrderedDict
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -27,6 +26,7 @@ from typing import Any
 import torch
 
 from registry import replay
+from storage import forklocks
 from rlmodule.torch_rl_module import stock_loading
 
 log = logging.getLogger(__name__)
@@ -45,7 +45,7 @@ class Templates:
     """The kept builds of one registry (at most ``size``; ``False`` marks a spec that cannot have one)."""
 
     def __init__(self, size: int = 64) -> None:
-        self._size, self._items, self._lock = size, {}, threading.Lock()
+        self._size, self._items, self._lock = size, {}, forklocks.new_lock(self)
 
     def rebuild(self, digest: str, spec: Mapping[str, Any], state: dict, tensors: Mapping[str, Any],
                 trusted_modules: Any = None) -> Any:

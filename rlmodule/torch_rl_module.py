@@ -85,6 +85,15 @@ def _cpu(tensor: torch.Tensor, copy: bool) -> torch.Tensor:
     return out.clone() if copy and out.data_ptr() == tensor.data_ptr() else out
 
 
+def _stock_saving(module: nn.Module) -> bool:
+    """Whether `state_dict` holds every parameter and persistent buffer as it is (no hook, no module that
+    saves its own way): the tensors outside the state are then the non-persistent buffers."""
+    if type(module).state_dict is not nn.Module.state_dict:
+        return False
+    return all(type(m)._save_to_state_dict is nn.Module._save_to_state_dict and not m._state_dict_hooks
+               and not m._state_dict_pre_hooks for m in module.modules())
+
+
 def stock_loading(module: nn.Module) -> bool:
     """Whether `load_state_dict` on `module` only copies each tensor in (no module loads its own way)."""
     if type(module).load_state_dict is not nn.Module.load_state_dict:
@@ -261,7 +270,7 @@ class TorchRLModule(nn.Module, RLModule):
         tensors = self._checked_tensors(state, own)
         hidden = [b for m in self.modules() for k, b in m._buffers.items()  # (not in the state: non-persistent)
                   if b is not None and k in m._non_persistent_buffers_set]
-        takes = _takeable(own, tensors, hidden)
+        takes = _takeable(own, tensors, hidden) if _stock_saving(self) else set()  # (else: copied, all of them)
         with torch.no_grad():
             for key, new in tensors.items():  # what the stock _load_from_state_dict does with each, without
                 if key not in takes:  # walking the whole tree; first, as load_state_dict ran before

@@ -26,6 +26,7 @@ class CacheSession:
 
         self.folder = cache_dir or config.cache_dir()
         self.as_json = as_json
+        click.get_current_context().find_root().meta["rlreg.as_json"] = as_json  # (for a system error's line)
         self.cache = ObjectCache(self.folder, config.cache_max_bytes())
         self.records = RecordCache(os.path.join(self.folder, "offline"))  # registry.offline.FOLDER
 

@@ -69,10 +69,10 @@ class RlregGroup(click.Group):
             if code is None and isinstance(exc, OSError) and exc.errno in exitcodes.SYSTEM_ERRNOS:
                 message = exc.strerror + (f": {exc.filename}" if exc.filename else "")
                 session = ctx.find_root().meta.get("rlreg.session")
+                as_json = session.as_json if session is not None else ctx.find_root().meta.get("rlreg.as_json")
                 with contextlib.suppress(OSError):  # (--json: the error is JSON too)
                     click.echo(json.dumps({"error": "system error", "exit_code": exitcodes.SYSTEM, "message": message})
-                               if session is not None and session.as_json else f"rlreg: system error: {message}",
-                               err=True)
+                               if as_json else f"rlreg: system error: {message}", err=True)
                 ctx.exit(exitcodes.SYSTEM)
             if code is None:
                 raise

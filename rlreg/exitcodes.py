@@ -62,7 +62,8 @@ SYSTEM_ERRNOS = frozenset({errno.ENOSPC, errno.EDQUOT, errno.EIO, errno.EROFS, e
 SYSTEM = errorcodes.STORAGE.exit_code
 
 
-_URL_PASSWORD = re.compile(r"(://[^:/@\s]+:)[^@\s]+@")
+_URL_PASSWORD = re.compile(r"(://[^:/@\s]{1,256}:)[^@\s]{1,1024}@")  # (bounded: no quadratic search)
+_URL_MAX = 1300  # characters of the longest "://user:password@" the pattern masks
 
 
 def mask_secrets(text: str) -> str:
@@ -70,14 +71,21 @@ def mask_secrets(text: str) -> str:
     return _URL_PASSWORD.sub(r"\1***@", text)
 
 
-def one_line(exc: BaseException) -> str:
-    """The error's message as one line (the first line; SQLAlchemy's background links dropped)."""
-    text = str(exc).strip() or exc.__class__.__name__
+def one_line(exc: BaseException, text: str | None = None) -> str:
+    """The error's message (or ``text``, what a front end made of it) as one line: the first line,
+    SQLAlchemy's background links dropped, passwords masked, at most ``MESSAGE_MAX`` characters (a
+    100,000-character argument echoed back: its middle is cut, the end, what to do, is kept)."""
+    text = (str(exc) if text is None else text).strip() or exc.__class__.__name__
     first = text.splitlines()[0].strip()
-    first = mask_secrets(re.sub(r"^\((?:[\w.]+)\)\s*", "", first))  # "(psycopg.OperationalError) ..."
-    if len(first) > MESSAGE_MAX:  # (a 100,000-character argument echoed back; cut once masked)
-        first = f"{first[:MESSAGE_MAX]}... ({len(first) - MESSAGE_MAX} more characters)"
-    return first
+    first = re.sub(r"^\((?:[\w.]+)\)\s*", "", first)  # "(psycopg.OperationalError) ..."
+    if len(first) <= MESSAGE_MAX:
+        return mask_secrets(first)
+    # Each kept part masked with a margin a whole URL fits in (a URL across a cut is masked before
+    # it is cut), not the whole line: 100,000 characters of "://u:" took seconds to mask.
+    head = mask_secrets(first[: MESSAGE_MAX - _KEPT_END + _URL_MAX])[: MESSAGE_MAX - _KEPT_END]
+    tail = mask_secrets(first[-(_KEPT_END + _URL_MAX):])[-_KEPT_END:]
+    return f"{head} ... ({len(first) - MESSAGE_MAX} characters cut) ... {tail}"
 
 
 MESSAGE_MAX = 2000  # characters of an error's one line
+_KEPT_END = 600  # of them, from its end

@@ -124,8 +124,8 @@ CLI_REPAIR_HINT = "run `rlreg verify --repair` to move it aside; the next snapsh
 def on_error(ctx: click.Context, exc: BaseException, code: int) -> str:
     """The one line printed for an expected error of class ``code``, naming the URL it is about."""
     session = ctx.find_root().meta.get("rlreg.session")
-    message = exitcodes.one_line(exc).removeprefix(f"{exitcodes.LABELS[code]}: ")  # (said once, below)
-    message = message.replace(REPAIR_HINT, CLI_REPAIR_HINT)  # (storage's hint names its Python API)
+    message = exitcodes.one_line(exc, str(exc).replace(REPAIR_HINT, CLI_REPAIR_HINT))  # (storage's names its API)
+    message = message.removeprefix(f"{exitcodes.LABELS[code]}: ")  # (said once, below)
     what, url = session.describe_target(code) if session is not None else ("", "")
     if what and not (url and url in message) and "://" not in message:  # (one naming a URL is about that one)
         message = f"{what} {url}: {message}" if url else f"{what}: {message}"

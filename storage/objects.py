@@ -6,7 +6,6 @@ header once and each tensor's bytes once verifies every byte of an object: no by
 
 from __future__ import annotations
 
-import os
 import struct
 import threading
 import types
@@ -14,7 +13,7 @@ from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from storage import digest, jsondepth
+from storage import digest, forklocks, jsondepth
 from storage.errors import IntegrityError
 from storage.safetensors_format import FormatError, chunks, header_bytes, layout, parse_header
 from storage.dtypes import RawTensor
@@ -136,7 +135,7 @@ class _Parsed:
 
     def __init__(self, size: int) -> None:
         self._size, self._items = size, {}
-        self._lock = threading.Lock()  # loads verify on several threads at once (the eviction iterates)
+        self._lock = forklocks.new_lock(self)  # loads verify on several threads at once (the eviction iterates)
 
     def get(self, object_digest: str, data_len: int) -> tuple[Mapping[str, Entry], str | None] | None:
         got = self._items.get(object_digest)
@@ -152,12 +151,6 @@ class _Parsed:
 
 _PARSED = _Parsed(1024)  # a pack's entries are about 100 bytes a tensor (at most a few MB in all)
 
-
-def _forked() -> None:  # a child made while a thread held the lock would wait for it for ever
-    _PARSED._lock = threading.Lock()
-
-
-os.register_at_fork(after_in_child=_forked)
 
 
 def _decode(view: memoryview, object_digest: str, where: str, names_of: Callable[[str], list[str]]) -> dict[str, Entry]:

@@ -23,12 +23,10 @@ import copy
 import json
 import os
 import shutil
-import threading
-import weakref
 from collections.abc import Sequence
 from typing import Any
 
-from storage import digest
+from storage import digest, forklocks
 from storage.errors import IntegrityError, NotAFileError
 from storage.filesystems import local_atomic_write, open_regular
 from storage.jsondepth import MAX_JSON_DEPTH, text_depth
@@ -45,17 +43,6 @@ def canonical(value: Any) -> bytes:
     return json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=False, allow_nan=False).encode()
 
 
-_CACHES: weakref.WeakSet[RecordCache] = weakref.WeakSet()  # their locks, made again in a forked child
-
-
-def _forked() -> None:  # a child made while a thread held a lock would wait for it for ever
-    for cache in list(_CACHES):
-        cache._lock = threading.Lock()
-
-
-os.register_at_fork(after_in_child=_forked)
-
-
 class RecordCache:
     """Verified JSON records keyed by short lists of strings and integers, under ``<folder>``."""
 
@@ -64,8 +51,7 @@ class RecordCache:
         # path -> (value put, or _READ for a file read and verified), and the file's stat then
         self._written: dict[str, tuple[Any, tuple]] = {}
         self._paths: dict[tuple, str] = {}  # key -> path, for the keys put or asked about lately
-        self._lock = threading.Lock()  # several threads load at once: an eviction iterates over _written
-        _CACHES.add(self)
+        self._lock = forklocks.new_lock(self)  # several threads load at once: an eviction iterates over _written
 
     def path(self, key: Sequence[Any]) -> str:
         """Where the record of ``key`` lives."""

@@ -403,7 +403,7 @@ class Store:
         with filesystems.translate_errors(self.url):
             if not os.path.isdir(posixpath.join(root, "ff")) or len(os.listdir(root)) < 256:
                 filesystems.make_folders(root, [f"{i:02x}" for i in range(256)], durable=self.durable)
-            elif self.durable:  # made by another process, which may not have fsynced them yet
+            if self.durable:  # (some or all made by another process, which may not have fsynced them yet)
                 filesystems.fsync_folder(root)
                 filesystems.fsync_folder(self.location.path)
         self._fanned_out = True

@@ -300,13 +300,13 @@ def test_an_error_about_a_url_given_names_that_url_and_its_class_once(inproc, ho
 def test_an_error_naming_a_huge_argument_stays_short(inproc, home_registry):
     home_registry.snapshot("m", small_module())
     done = inproc("tag", "m:1", "k=" + "x" * 100_000, code=None)
-    assert done.code == exitcodes.INVALID and len(done.err) < 2200 and "more characters)" in done.err, len(done.err)
+    assert done.code == exitcodes.INVALID and len(done.err) < 2200 and "characters cut)" in done.err, len(done.err)
 
 
 def test_a_cut_message_never_shows_a_password():
     message = "x" * 1975 + " postgresql://rl:hunter2secret@db.internal/rlreg and more"
     shown = exitcodes.one_line(RuntimeError(message))
-    assert "hunter2" not in shown and "more characters)" in shown, shown
+    assert "hunter2" not in shown and "characters cut)" in shown, shown
 
 
 def test_a_system_error_under_json_is_json(rlreg, home_registry):
@@ -315,3 +315,17 @@ def test_a_system_error_under_json_is_json(rlreg, home_registry):
                               timeout=60)
     assert done.returncode == exitcodes.STORAGE
     assert json.loads(done.stderr) == {"error": "system error", "exit_code": 7, "message": "No space left on device"}
+
+
+def test_a_cut_message_keeps_its_end_and_masks_a_url_across_the_cut():
+    for at in range(1380, 1420, 7):
+        line = "x" * at + " postgresql://rl:hunter2secret@db.internal/rlreg " + "y" * 5000 + " run this"
+        shown = exitcodes.one_line(RuntimeError(line))
+        assert "hunter" not in shown and shown.endswith("y run this") and len(shown) < 2100, shown
+
+
+def test_a_cache_commands_system_error_under_json_is_json(rlreg):
+    with open("/dev/full", "w") as full:
+        done = subprocess.run([RLREG, "cache", "ls", "--json"], env=rlreg.env, stdout=full, stderr=subprocess.PIPE,
+                              text=True, timeout=60)
+    assert done.returncode == exitcodes.STORAGE and json.loads(done.stderr)["error"] == "system error"

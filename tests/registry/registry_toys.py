@@ -271,6 +271,18 @@ class HiddenViewBufferPolicy(ViewBufferPolicy):
     persistent = False
 
 
+def _drop_row0(module, state_dict, prefix, local_metadata) -> None:
+    del state_dict[prefix + "row0"]
+
+
+class DroppedViewPolicy(ViewBufferPolicy):
+    """A persistent buffer viewing a parameter, which a state_dict hook leaves out of the state."""
+
+    def setup(self) -> None:
+        super().setup()
+        self._register_state_dict_hook(_drop_row0)
+
+
 SETTLE = 0.3  # seconds a blocked call is given to (wrongly) get through
 
 

@@ -614,3 +614,22 @@ def test_on_an_in_memory_registry_a_ctrl_c_in_a_snapshot_is_raised_once(tmp_path
         reg.snapshot("m", module, block=False, progress=interrupt)
     reg.close()  # (raised it again, as a failure nobody collected)
     assert reg.closed
+
+
+def test_on_an_in_memory_registry_another_threads_snapshot_of_a_running_name_waits_its_turn(tmp_path):
+    """Only a snapshot's own callback is refused: another thread's block=False of the same name waits for
+    the running one and commits after it, as on a database file."""
+    with Registry("sqlite://", str(tmp_path / "blobs")) as reg:
+        module = registry_toys.spec(hidden=16).build()
+        gate = Gate()
+        first = threading.Thread(target=lambda: reg.snapshot("m", module, block=False, progress=gate).result())
+        first.start()
+        assert gate.entered.wait(30)
+        later: list = []
+        second = threading.Thread(target=lambda: later.append(reg.snapshot("m", module, block=False).result()))
+        second.start()
+        time.sleep(SETTLE)
+        gate.open()
+        first.join(30)
+        second.join(30)
+        assert [v.version for v in later] == [2] and [v.version for v in reg.versions("m")] == [1, 2]

@@ -192,3 +192,60 @@ def test_a_child_forked_while_a_thread_held_a_cache_lock_reads(tmp_path):
                 os._exit(3)
     _, status = os.waitpid(pid, 0)
     assert status == 0, "the child hung on a lock its parent held when it forked"
+
+
+class _Slotted:
+    __slots__ = ("__t",)
+
+    def __init__(self, t):
+        self.__t = t
+
+
+class _Tagged(str):
+    pass
+
+
+@pytest.mark.parametrize("holder", ["deque", "mappingproxy", "private slot", "str subclass"])
+def test_the_walk_finds_a_tensor_in(holder):
+    import collections
+    import types
+
+    from registry import replay
+
+    t = torch.zeros(1)
+    tagged = _Tagged("x")
+    tagged.t = t
+    value = {"deque": collections.deque([t]), "mappingproxy": types.MappingProxyType({"k": t}),
+             "private slot": _Slotted(t), "str subclass": tagged}[holder]
+    assert replay.reaches(value, lambda obj: obj is t)
+
+
+def test_a_restore_copies_into_a_module_whose_state_dict_leaves_a_view_out(sqlite_reg):
+    """A state_dict hook drops a parameter that views another's memory: given new memory, that one
+    would be cut loose from it; such a module is copied into, as set_state does."""
+    spec = toys.spec(2048, module_class=toys.DroppedViewPolicy)
+    src = spec.build()
+    with torch.no_grad():
+        src.net[0].weight.add_(1.0)
+    sqlite_reg.snapshot("w", src)
+    restored = spec.build()
+    with sqlite_reg.bind():
+        restored.restore_from_path("rlreg://w/1")
+    assert torch.equal(restored.net[0].weight, src.net[0].weight)
+    assert torch.equal(restored.row0, restored.net[0].weight[0].detach())
+
+
+@pytest.mark.skipif(not hasattr(os, "fork"), reason="fork")
+def test_a_child_forked_while_a_thread_held_the_registrys_cache_lock_loads(sqlite_reg):
+    sqlite_reg.snapshot("m", toys.spec().build())
+    with sqlite_reg._versions_json._lock, sqlite_reg._loaded_rows._lock:
+        pid = os.fork()
+        if pid == 0:  # pragma: no cover - the child
+            signal.alarm(20)
+            try:
+                sqlite_reg.load("m", 1)
+                os._exit(0)
+            finally:
+                os._exit(3)
+    _, status = os.waitpid(pid, 0)
+    assert status == 0, "the child hung on a lock its parent held when it forked"

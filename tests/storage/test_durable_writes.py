@@ -244,3 +244,10 @@ def test_a_store_whose_folders_another_made_makes_them_durable_at_its_first_put(
     second.put({"b": torch.randn(5)})
     assert ("fsync", f"{second.location.path}/objects") in syscalls
     assert ("fsync", second.location.path) in syscalls
+
+
+def test_a_store_whose_folders_another_began_to_make_makes_them_durable(tmp_path, syscalls):
+    (tmp_path / "store" / "objects" / "00").mkdir(parents=True)  # another process, part-way (or killed)
+    store = Store(tmp_path / "store")
+    store.put({"b": torch.randn(5)})
+    assert ("fsync", f"{store.location.path}/objects") in syscalls and ("fsync", store.location.path) in syscalls
