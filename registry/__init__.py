@@ -7,13 +7,13 @@
 
 from __future__ import annotations
 
-import os
-import threading
+import sys
 from typing import Any
 
 from typing import TYPE_CHECKING
 
 from registry import config
+from storage import forklocks
 from registry.errors import (
     ClosedError, ConflictError, DatabaseUnavailableError, DeletedError, IntegrityError, InvalidEventError, InvalidNameError,
     NotCachedError, NotFoundError, OfflineAliasWarning, OfflineError, QueryError, RegistryError, RetentionWarning,
@@ -54,16 +54,7 @@ __all__ = [
 ]
 
 _DEFAULTS: dict[tuple[str, str | None, bool], "Registry"] = {}
-_LOCK = threading.Lock()
-
-
-def _forked() -> None:
-    """In a forked child: the lock made again (a thread of the parent may have held it, opening a registry)."""
-    global _LOCK
-    _LOCK = threading.Lock()
-
-
-os.register_at_fork(after_in_child=_forked)
+_LOCK = forklocks.new_lock(sys.modules[__name__], "_LOCK")  # (a parent's thread may hold it, opening one, at a fork)
 
 
 def default_registry(db_url: str | None = None, storage_url: str | None = None) -> "Registry":

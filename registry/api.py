@@ -6,11 +6,8 @@ import datetime
 import functools
 import inspect
 import json
-import os
 import random
-import threading
 import time
-import weakref
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from contextlib import contextmanager
 from contextvars import ContextVar, copy_context
@@ -46,16 +43,6 @@ if TYPE_CHECKING:
     from registry.pending import PendingVersion, SnapshotQueue
 
 VERSION_FIELDS = [c for c in versions.c if c.name not in ("manifest", "state")]  # what a listing reads
-_REGISTRIES: weakref.WeakSet[Registry] = weakref.WeakSet()
-
-
-def _forked() -> None:
-    """In a forked child: a lock another thread of the parent held at the fork is free."""
-    for reg in list(_REGISTRIES):
-        reg._queue_lock = threading.Lock()
-
-
-os.register_at_fork(after_in_child=_forked)
 
 _ALIAS_VERSION = sa.select(aliases.c.version).where(aliases.c.name == sa.bindparam("name"),
                                                      aliases.c.alias == sa.bindparam("alias"))
@@ -113,8 +100,8 @@ class Registry:
         self._loaded_rows = _Remembered(64)  # _stored's reads, kept while the database is unchanged (SQLite)
         self._changes: db.ChangeCounter | None = None
         self._closing = False  # close() was called: only the snapshots it waits for still use the registry
-        self._queue_lock = threading.Lock()  # makes the snapshot queue, or (close()) takes the last look at it
-        _REGISTRIES.add(self)  # (a forked child makes the lock again)
+        # makes the snapshot queue, or (close()) takes the last look at it; made again in a forked child
+        self._queue_lock = forklocks.new_lock(self, "_queue_lock")
         # The store and the snapshot queue are made on first use: reads of the log need no torch.
         self._cache_dir = cache_dir
         self._store: storage.Store | None = None

@@ -28,14 +28,13 @@ from storage.tensors import ALIGNMENT, copy_bytes
 log = logging.getLogger(__name__)
 _NN_REGISTRIES = frozenset({"_parameters", "_buffers", "_modules"})
 _WALK_LIMIT = 200_000  # objects a walk visits before it gives up (``reaches``: as if it had found one)
-_ATOMS = (type, types.ModuleType, str, bytes, int, float, complex, bool, type(None), torch.Tensor, torch.dtype,
-          torch.device, types.BuiltinFunctionType)
-_PLAIN = frozenset({str, bytes, int, float, complex, bool, type(None)})  # (a subclass may hold attributes)
+_ATOMS = (type, types.ModuleType, torch.Tensor, torch.dtype, torch.device, types.BuiltinFunctionType)
+_PLAIN = frozenset({str, bytes, int, float, complex, bool, type(None)})  # (a subclass's instance may hold attributes)
 
 
 def _atom(obj: Any) -> bool:
     """Nothing to walk into: a tensor, a class, a module, or a plain number or string (not a subclass's)."""
-    return type(obj) in _PLAIN or (isinstance(obj, _ATOMS) and not isinstance(obj, tuple(_PLAIN)))
+    return type(obj) in _PLAIN or isinstance(obj, _ATOMS)
 
 # In-place random fills: on ``meta`` there are no values to fill.
 _FILLS = frozenset(getattr(torch.Tensor, n) for n in (
