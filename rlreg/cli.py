@@ -68,11 +68,10 @@ class RlregGroup(click.Group):
             code = exitcodes.classify(exc)
             if code is None and isinstance(exc, OSError) and exc.errno in exitcodes.SYSTEM_ERRNOS:
                 message = exc.strerror + (f": {exc.filename}" if exc.filename else "")
-                session = ctx.find_root().meta.get("rlreg.session")
-                as_json = session.as_json if session is not None else ctx.find_root().meta.get("rlreg.as_json")
                 with contextlib.suppress(OSError):  # (--json: the error is JSON too)
                     click.echo(json.dumps({"error": "system error", "exit_code": exitcodes.SYSTEM, "message": message})
-                               if as_json else f"rlreg: system error: {message}", err=True)
+                               if ctx.find_root().meta.get("rlreg.as_json") else f"rlreg: system error: {message}",
+                               err=True)
                 ctx.exit(exitcodes.SYSTEM)
             if code is None:
                 raise
@@ -129,6 +128,7 @@ def common(func=None, *, writes: bool = False, create: bool | None = None):
         db, storage = db or config.db_url(), storage or config.storage_url()
         session = Session(db, storage, as_json, create=(writes or not db) if create is None else create)
         ctx.find_root().meta["rlreg.session"] = session
+        ctx.find_root().meta["rlreg.as_json"] = as_json  # (read, as the cache commands set it, for a system error)
         ctx.call_on_close(session.close)
         return func(session, **kwargs)
 
@@ -191,7 +191,7 @@ def resolve_version(session: Session, name: str, which: str) -> int:
     return session.registry.version(ref.name, ref.version, alias=ref.alias).version
 
 
-def not_empty(param: click.Parameter, value: str) -> str:
+def not_empty(ctx: click.Context, param: click.Parameter, value: str) -> str:
     """A PATH or URL argument: an empty one is a usage error (it was taken for the current folder)."""
     if not value.strip():
         raise click.BadParameter(f"{param.human_readable_name} is empty: give a folder or a URL")
@@ -472,7 +472,7 @@ def diff(session: Session, name: str, a: str, b: str) -> None:
 @cli.command(short_help="Write a version as a checkpoint folder.")
 @common
 @click.argument("ref", metavar=REF)
-@click.argument("path", callback=lambda ctx, param, value: not_empty(param, value))
+@click.argument("path", callback=not_empty)
 @click.option("--format", "fmt", type=click.Choice(["rlreg", "rllib"]), default="rlreg", show_default=True,
               help="rllib: a folder RLlib 2.60's RLModule.from_checkpoint loads (PPO modules).")
 def export(session: Session, ref: str, path: str, fmt: str) -> None:
@@ -490,7 +490,7 @@ def export(session: Session, ref: str, path: str, fmt: str) -> None:
 @cli.command("import")
 @common(writes=True)
 @click.argument("name")
-@click.argument("path", callback=lambda ctx, param, value: not_empty(param, value))
+@click.argument("path", callback=not_empty)
 @click.option("--metadata", default=None, metavar="JSON", help="Metadata of the new version (a JSON object).")
 @click.option("--from-rllib", is_flag=True,
               help="PATH is a checkpoint RLlib 2.35..2.60 wrote (read without unpickling).")
@@ -557,7 +557,7 @@ def storage_show(session: Session) -> None:
 
 @storage.command("move")
 @common(writes=True, create=False)
-@click.argument("url", callback=lambda ctx, param, value: not_empty(param, value))
+@click.argument("url", callback=not_empty)
 def storage_move(session: Session, url: str) -> None:
     """Record that the objects now live at URL (every object the versions need must be there)."""
     event = session.registry.move_storage(url)
