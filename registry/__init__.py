@@ -17,7 +17,7 @@ from storage import forklocks
 from registry.errors import (
     ClosedError, ConflictError, DatabaseUnavailableError, DeletedError, IntegrityError, InvalidEventError, InvalidNameError,
     NotCachedError, NotFoundError, OfflineAliasWarning, OfflineError, QueryError, RegistryError, RetentionWarning,
-    SchemaVersionError, StorageMismatchError, StorageMoveError,
+    SchemaVersionError, StorageMismatchError, StorageMoveError, StorageSharedError, StorageSharedWarning,
 )
 from registry.eventstore import Event
 from registry.modeldiff import ModelDiff
@@ -46,7 +46,7 @@ __all__ = [
     "InvalidNameError", "ModelDiff", "ModelInfo", "ModelRef", "ModelVersion", "NotCachedError", "NotFoundError",
     "OfflineAliasWarning", "OfflineError", "RetentionWarning",
     "PendingVersion", "QueryError", "Registry", "RegistryError", "SchemaVersionError", "StorageMismatchError",
-    "StorageMoveError",
+    "StorageMoveError", "StorageSharedError", "StorageSharedWarning",
     "default_registry", "parse_uri",
     "snapshot", "register", "load", "version", "versions", "models", "spec", "manifest", "history",
     "events", "follow", "set_alias", "aliases", "remove_alias", "diff", "export", "import_checkpoint",

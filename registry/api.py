@@ -8,6 +8,7 @@ import inspect
 import json
 import random
 import time
+import warnings
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from contextlib import contextmanager
 from contextvars import ContextVar, copy_context
@@ -106,6 +107,8 @@ class Registry:
         self._cache_dir = cache_dir
         self._store: storage.Store | None = None
         self._checked_binding: binding.Binding | None = None  # what _check_binding last read
+        self._id: str | None = None  # binding.registry_id, once read
+        self._held: str | None = None  # the storage URL this client recorded the registry as a holder of
         self._remembered: offline_cache.OfflineCache | None = None
         if pending_snapshots is not None:
             from registry.pending import check_limit  # no torch: refused here, not at the first snapshot
@@ -196,8 +199,46 @@ class Registry:
             raise binding.moved_away(self._where(), self.storage_url, now.url)
 
     def storage_history(self) -> list[Event]:
-        """The events that bound or moved this registry's storage, oldest first (the last one holds)."""
-        return [e for e in self._log.read_stream(binding.REGISTRY_STREAM) if e.type in binding.STORAGE_EVENTS]
+        """The events that bound or moved this registry's storage, or forgot another registry's holder
+        record there, oldest first (the last binding or move holds)."""
+        kinds = (*binding.STORAGE_EVENTS, binding.HOLDER_FORGOTTEN)
+        return [e for e in self._log.read_stream(binding.REGISTRY_STREAM) if e.type in kinds]
+
+    @property
+    def registry_id(self) -> str | None:
+        """This registry's id: its database's first event's id, as its storage's holder records name it
+        (``None`` while nothing was recorded)."""
+        if self._id is None:
+            self._id = binding.registry_id(self._log)
+        return self._id
+
+    def _hold_storage(self) -> None:
+        """Record this registry as a holder of its storage (``storage.holders``), once per client and
+        URL, before it stores an object; warns (``StorageSharedWarning``) if that made it share the storage."""
+        if self._held == self.storage_url:
+            return
+        if self.registry_id is None:  # an empty log (a database made by `rlreg db upgrade`): bind it first
+            binding.bind(self._events, self.storage_url, config.default_storage_url, record=True, where=self._where())
+        shared = binding.hold(self.store, self.registry_id, self._where(), actors.process_actor())
+        if shared:
+            warnings.warn(binding.shared_warning(self._where(), self.storage_url, shared),
+                          errors.StorageSharedWarning, stacklevel=3)
+        self._held = self.storage_url
+
+    def storage_holders(self) -> list[dict[str, Any]]:
+        """The registries that record themselves as holders of this registry's storage (this one
+        included once it stored anything): ``{"holder": id, "this": bool, "database", "since", "actor"}``
+        each (``"damaged"``: a record that cannot be read). gc refuses a storage held by another."""
+        from storage import holders
+
+        me = self.registry_id
+        return [{**record, "holder": h, "this": h == me} for h, record in holders.holders(self.store).items()]
+
+    def forget_storage_holder(self, holder: str) -> Event:
+        """Remove another registry's holder record from this registry's storage (its database is gone for
+        good), recording ``StorageHolderForgotten``. gc may then delete objects only that one's versions used:
+        a registry still in use records itself again at its next write, and gc refuses from then on."""
+        return binding.forget(self._log, self.store, self.registry_id, holder, self._where())
 
     def move_storage(self, url: str) -> Event:
         """Record that the objects now live at ``url``, after checking every object the versions need is there.
@@ -220,6 +261,8 @@ class Registry:
             raise binding.move_refused(previous, new, missing, len(needed))
         event = binding.record_move(self._events, current, previous, new)
         self._bind(binding.Binding(new, event.stream_version, event))
+        self._hold_storage()
+        binding.release(storage.Store(previous, cache_dir=self._cache_dir), self.registry_id)
         return event
 
     @property
@@ -350,6 +393,7 @@ class Registry:
         with storage_ops.during(f"snapshot of {name!r}"):  # nothing is recorded when storage fails
             try:
                 self._check_binding()  # (within the try: a refusal gives the staging buffer back too)
+                self._hold_storage()
                 # Small local objects are written (and fsynced) while the append's statements run, and it
                 # commits only after put.wait(): an event never names a blob that is not stored durably.
                 # Larger or remote ones are waited for first: the append's transaction holds SQLite's write

@@ -8,27 +8,43 @@ Events of the stream ``$registry`` (no model name can start with ``$``):
 - ``StorageMoved`` ``{"url": new URL, "previous": old URL}``: ``Registry.move_storage`` (``rlreg storage
   move``), recorded only after every object the versions need was found at the new URL.
 
+- ``StorageHolderForgotten`` ``{"url": storage URL, "holder": registry id, "record": its holder record}``:
+  ``Registry.forget_storage_holder`` (``rlreg storage forget``) removed another registry's holder record.
+
 A client given no URL uses the recorded one; a client given another URL is refused with
 ``StorageMismatchError`` before anything is written. URLs are compared normalised (``storage.Location``:
 ``/a/b/``, ``/a/b`` and ``file:///a/b`` are one location; relative paths are made absolute), so
 equivalent spellings are never refused. Endpoints and credentials (``AWS_ENDPOINT_URL``, ...) are per
 client and never recorded.
+
+The storage records its registries too (``storage.holders``: ``<url>/holders/<registry id>.json``).
+A registry's id is the id of its database's first event. A registry records itself there before it
+stores its first object (per client) and when gc runs; gc refuses a storage another registry holds
+(``StorageSharedError``): that one's versions may use any object this one no longer does. Two databases
+may share a storage by accident: a second database opened without ``--storage`` binds the default
+folder, which the default registry holds already (the first such write warns, ``StorageSharedWarning``).
 """
 
 from __future__ import annotations
 
+import datetime as dt
+import logging
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
 from registry import errors
+from registry.actor import describe as describe_actor
 from registry.eventstore import Event, EventStore, NewEvent
 
 REGISTRY_STREAM = "$registry"
 STORAGE_BOUND = "StorageBound"
 STORAGE_MOVED = "StorageMoved"
 STORAGE_EVENTS = (STORAGE_BOUND, STORAGE_MOVED)
+HOLDER_FORGOTTEN = "StorageHolderForgotten"
 ATTEMPTS = 5  # a concurrent first open may bind first: re-read and compare
+
+log = logging.getLogger(__name__)
 
 
 def normalize(url: str) -> str:
@@ -120,3 +136,99 @@ def record_move(events: EventStore, current: Binding, previous: str, url: str) -
     payload: dict[str, Any] = {"url": url, "previous": previous}
     return events.append(REGISTRY_STREAM, [NewEvent(STORAGE_MOVED, payload)],
                          expected_version=current.stream_version)[0]
+
+
+def registry_id(events: EventStore) -> str | None:
+    """The registry's id, as its storage's holder records name it: its database's first event's id
+    (``None`` while the log is empty). A copy of the database has the same id: give it its own storage."""
+    first = events.events(limit=1)
+    return str(first[0].id) if first else None
+
+
+def describe_holder(holder: str, record: dict[str, Any]) -> str:
+    """One holder record, as errors and warnings name it."""
+    if "damaged" in record:
+        return f"{holder} (its record is unreadable: {record['damaged']})"
+    actor = record.get("actor") if isinstance(record.get("actor"), dict) else None
+    return (f"{holder} (database {record.get('database', '?')}, since {record.get('since', '?')}, "
+            f"by {describe_actor(actor)})")
+
+
+def _listed(others: dict[str, dict[str, Any]]) -> str:
+    shown = "; ".join(describe_holder(h, r) for h, r in list(others.items())[:3])
+    return shown + (f"; and {len(others) - 3} more" if len(others) > 3 else "")
+
+
+def shared_refusal(where: str, url: str, others: dict[str, dict[str, Any]]) -> errors.StorageSharedError:
+    """gc's refusal of a storage that other registries hold too."""
+    return errors.StorageSharedError(
+        f"gc refused: the storage {url!r} of the registry at {where} is held by {len(others)} other "
+        f"registr{'y' if len(others) == 1 else 'ies'} too: {_listed(others)}. Their versions may use objects "
+        "this registry no longer does, so nothing was deleted. Give each registry a storage of its own "
+        "(copy the objects, then `rlreg storage move URL`), or, if a holder's database is gone for good, "
+        "`rlreg storage forget HOLDER` (`rlreg storage holders` lists them)"
+    )
+
+
+def shared_warning(where: str, url: str, others: dict[str, dict[str, Any]]) -> str:
+    """The warning of a registry that recorded itself in a storage other registries hold."""
+    return (
+        f"the registry at {where} now shares its storage {url!r} with {_listed(others)}: gc is refused "
+        "there from now on (it cannot see the others' versions). Give this registry a storage of its own "
+        "(--storage or RLREG_STORAGE_URL when it is created, or `rlreg storage move URL`)"
+    )
+
+
+def others(store: Any, me: str) -> dict[str, dict[str, Any]]:
+    """The holder records of ``store`` other than ``me``'s."""
+    from storage import holders
+
+    return {h: r for h, r in holders.holders(store, unread=[me] if me else []).items() if h != me}
+
+
+def hold(store: Any, me: str, where: str, actor: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    """Record the registry ``me`` (its database at ``where``) as a holder of ``store`` unless it is;
+    returns the other holders when it was recorded now and there are any (else ``{}``)."""
+    from storage import holders
+
+    since = dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds")
+    if not holders.hold(store, me, {"database": where, "since": since, "actor": actor}):
+        return {}
+    return others(store, me)
+
+
+def release(store: Any, me: str) -> None:
+    """Remove ``me``'s holder record from a storage the registry moved away from (a failure is logged:
+    the record left there only makes gc of another registry on that storage refuse, never delete)."""
+    from storage import holders
+    from storage.errors import StorageError
+
+    try:
+        holders.release(store, me)
+    except (StorageError, OSError) as exc:
+        log.warning("could not remove the holder record %s from %s (%s): remove %s/%s/%s.json by hand "
+                    "or with `rlreg storage forget %s` there", me, store.url, exc, store.url, holders.FOLDER,
+                    me, me)
+
+
+def forget(events: EventStore, store: Any, me: str | None, holder: str, where: str) -> Event:
+    """Remove another registry's holder record from ``store``, recording ``StorageHolderForgotten`` first."""
+    from storage import holders
+
+    try:
+        holders.check_id(holder)
+    except ValueError as exc:
+        raise errors.InvalidNameError(f"storage forget: {exc}") from None
+    if holder == me:
+        raise errors.StorageMismatchError(
+            f"storage forget: {holder} is the registry at {where} itself (it records itself again at its "
+            "next write): forget only another registry, whose database is gone for good"
+        )
+    found = holders.holders(store)
+    if holder not in found:
+        known = ", ".join(sorted(found)) or "none"
+        raise errors.NotFoundError(f"storage forget: {store.url!r} records no holder {holder!r} (holders: {known})")
+    event = events.append(REGISTRY_STREAM, [NewEvent(HOLDER_FORGOTTEN, {
+        "url": store.url, "holder": holder, "record": found[holder]})])[0]
+    holders.release(store, holder)
+    return event

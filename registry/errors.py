@@ -11,6 +11,7 @@
     │   ├── InvalidEventError (ValueError)         an event that is not JSON or has a bad type
     │   ├── SchemaVersionError                     the database schema is older or newer than this rlreg
     │   ├── StorageMismatchError (ValueError)      a storage URL other than the one the database records
+    │   │   └── StorageSharedError                 gc of a storage that another registry holds too
     │   ├── StorageMoveError (NotFoundError)       a storage move to a location that lacks objects
     │   ├── QueryError (ValueError)                a malformed where/order_by expression (names the token)
     │   ├── ExportTargetError (OSError)            an export target that cannot be written (read-only, a file)
@@ -48,7 +49,9 @@
 
 Warnings (``warnings.warn``): ``OfflineAliasWarning`` (UserWarning), an alias (or the latest
 version) resolved offline from the cache's last sighting, naming when that was; ``RetentionWarning``
-(UserWarning), a retention policy that deletes nothing because no version has its ``keep_best`` key.
+(UserWarning), a retention policy that deletes nothing because no version has its ``keep_best`` key;
+``StorageSharedWarning`` (UserWarning), a registry that began to share its storage with another (gc is
+refused there from then on).
 
 registry.IntegrityError is also storage's IntegrityError (so also a ValueError): storage raises its
 own, the registry wraps it.
@@ -149,6 +152,11 @@ class StorageMismatchError(RegistryError, ValueError):
     """A client was given a storage URL other than the one its registry's database records."""
 
 
+class StorageSharedError(StorageMismatchError):
+    """``gc`` refused: the storage is held by another registry too (``Registry.storage_holders``), whose
+    versions may use any object this one no longer does."""
+
+
 class StorageMoveError(NotFoundError):
     """``move_storage`` refused: the new location lacks objects that recorded versions need."""
 
@@ -176,6 +184,11 @@ class ExportTargetError(RegistryError, OSError):
 class OfflineAliasWarning(UserWarning):
     """Offline (``RLREG_OFFLINE=1``), an alias or ``latest`` resolved to the version it named when last
     seen online; the message names the alias, the version and when that was (it may have moved since)."""
+
+
+class StorageSharedWarning(UserWarning):
+    """This registry recorded itself as a holder of a storage another registry holds already: neither can
+    run ``gc`` there until one moves (the message names the others and what to do)."""
 
 
 class RetentionWarning(UserWarning):

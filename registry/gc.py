@@ -65,7 +65,10 @@ A registry collects only its own storage: ``gc`` refuses (``StorageMismatchError
 when the registry has never recorded an object (no row in its objects table, no version ever) but its
 storage holds objects stored before the registry was bound to it (made there, or moved there by
 ``rlreg storage move``): those are another registry's, seen through a mistyped or missing database
-URL or moved onto by mistake, which a collection would delete wholesale.
+URL or moved onto by mistake, which a collection would delete wholesale. And it refuses
+(``StorageSharedError``) a storage that another registry records itself as holding (``registry.binding``,
+``storage.holders``): each registry records itself before it stores its first object and before it
+collects, and gc looks at the records before anything and again after its listing, before it deletes.
 """
 
 from __future__ import annotations
@@ -511,7 +514,18 @@ def collect(reg: Any, *, grace: dt.timedelta = DEFAULT_GRACE, dry_run: bool = Fa
             f"gc: grace must be a timedelta from 0 to {MAX_GRACE.days} days, got {grace!r}"
         )
     _refuse_foreign_storage(reg)
+    _refuse_shared_storage(reg)  # (before this registry records itself there: another's storage stays clean)
+    if not dry_run:  # (a dry run changes nothing)
+        reg._hold_storage()
     return _collect(reg, grace, dry_run, progress)
+
+
+def _refuse_shared_storage(reg: Any) -> None:
+    """``StorageSharedError`` when another registry records itself as a holder of the storage
+    (``registry.binding``): its versions may use objects this registry's no longer do."""
+    others = binding.others(reg.store, reg.registry_id)
+    if others:
+        raise binding.shared_refusal(reg._where(), reg.storage_url, others)
 
 
 def _collect(reg: Any, grace: dt.timedelta, dry_run: bool, progress: Callable[[int, int], None] | None) -> GcReport:
@@ -529,6 +543,9 @@ def _collect(reg: Any, grace: dt.timedelta, dry_run: bool, progress: Callable[[i
         referenced = _referenced(conn, cutoff, gone)
         rows = {r.digest: r for r in conn.execute(sa.select(objects))}
     found, leftovers = listing.scan(reg.store)
+    # Again after the listing: a registry that began to hold the storage since the first look stores
+    # its objects after it recorded itself, so none of them is in the listing unless it was already.
+    _refuse_shared_storage(reg)
     stored = {o.digest: o for o in found}
     report.examined_objects, report.examined_bytes = len(stored), sum(o.nbytes for o in found)
     doomed = _candidates(rows, stored, referenced, cutoff)

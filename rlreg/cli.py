@@ -38,11 +38,12 @@ READ_COMMANDS: tuple[tuple[str, ...], ...] = (
     ("alias", "rm", "{name}", "prod"), ("db", "current"), ("cache", "ls"), ("cache", "prune", "--dry-run"),
     ("tag", "{name}:1", "stage=eval"), ("untag", "{name}:1", "stage"), ("describe", "{name}", "a model"),
     ("versions", "{name}", "--where", "version > 1", "--sort", "-version"), ("storage", "show"),
-    ("retention", "show", "{name}"), ("gc", "--dry-run"),
+    ("retention", "show", "{name}"), ("gc", "--dry-run"), ("storage", "holders"),
 )
 TORCH_COMMANDS = frozenset({
     "demo", "diff", "export", "import", "verify", "db upgrade", "projections rebuild", "cache verify",
     "storage move",  # checks every object at the new location through the store
+    "storage forget",  # (rare: a gone registry's record)
     "rm", "restore", "retention set", "retention clear",  # (writes: may touch storage)
     "gc",  # applies retention policies first; `gc --dry-run` is a read command
     "serve",  # a long-running server: its start-up is paid once
@@ -81,11 +82,11 @@ class RlregGroup(click.Group):
 
 @contextlib.contextmanager
 def _warnings_as_lines():
-    """The registry's warnings (offline resolutions, a retention policy that deletes nothing) as one
-    ``rlreg: warning: ...`` line on stderr each."""
-    from registry.errors import OfflineAliasWarning, RetentionWarning
+    """The registry's warnings (offline resolutions, a retention policy that deletes nothing, a storage
+    shared with another registry) as one ``rlreg: warning: ...`` line on stderr each."""
+    from registry.errors import OfflineAliasWarning, RetentionWarning, StorageSharedWarning
 
-    ours = (OfflineAliasWarning, RetentionWarning)
+    ours = (OfflineAliasWarning, RetentionWarning, StorageSharedWarning)
 
     with warnings.catch_warnings():
         shown = warnings.showwarning

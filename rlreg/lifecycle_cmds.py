@@ -1,4 +1,5 @@
-"""``rlreg rm``, ``rlreg restore``, ``rlreg retention``: deleting, restoring, keeping versions (events too)."""
+"""``rlreg rm``, ``rlreg restore``, ``rlreg retention``, ``rlreg storage holders|forget``: deleting, restoring,
+keeping versions, and whose objects a storage holds (events too)."""
 
 from __future__ import annotations
 
@@ -6,8 +7,8 @@ import sys
 
 import click
 
-from rlreg import exitcodes, output
-from rlreg.cli import cli, common, parse_ref
+from rlreg import exitcodes, output, show
+from rlreg.cli import cli, common, not_empty, parse_ref, storage
 from rlreg.errors import CLIError
 from rlreg.session import Session
 
@@ -20,13 +21,13 @@ def _version_ref(ref: str, command: str) -> tuple[str, int | None]:
     return name, version
 
 
-def _confirm_model(name: str, yes: bool) -> None:
-    """Ask before deleting a whole model on a terminal (``--yes`` skips it); elsewhere do not ask. A
+def _confirm(question: str, yes: bool) -> None:
+    """Ask ``question`` before deleting on a terminal (``--yes`` skips it); elsewhere do not ask. A
     no (or Ctrl-C, or the end of input) deletes nothing and exits 130, as an interrupted command."""
     if yes or not sys.stdin.isatty():
         return
     try:
-        confirmed = click.confirm(f"delete every version of model {name!r}?", err=True)
+        confirmed = click.confirm(question, err=True)
     except click.Abort:
         confirmed = False
     if not confirmed:
@@ -46,7 +47,7 @@ def rm(session: Session, ref: str, reason: str, force: bool, yes: bool) -> None:
     reg = session.registry
     if version is None:
         if reg.exists(name):  # (else delete_model says what is wrong, with no question first)
-            _confirm_model(name, yes)
+            _confirm(f"delete every version of model {name!r}?", yes)
         event = reg.delete_model(name, reason=reason, force=force)
         what = f"model {name} ({len(event.payload['versions'])} version(s))"
     else:
@@ -169,3 +170,28 @@ def gc(session: Session, grace: str, dry_run: bool) -> None:
                       f"({output.size(report.leftover_bytes_reclaimed)})"),
         ("retention", f"{deleted} version(s) {'would be deleted' if dry_run else 'deleted'}"),
     ]))
+
+
+@storage.command("holders")
+@common
+def storage_holders(session: Session) -> None:
+    """The registries that record themselves as holders of the storage (gc refuses one held by another)."""
+    found = session.registry.storage_holders()
+    if session.as_json:
+        return output.echo_json(found)
+    click.echo(show.holders_text(session.registry.storage_url, found))
+
+
+@storage.command("forget")
+@common(writes=True, create=False)
+@click.argument("holder", callback=not_empty)
+@click.option("--yes", "-y", is_flag=True, help="Do not ask for confirmation.")
+def storage_forget(session: Session, holder: str, yes: bool) -> None:
+    """Remove another registry's holder record from the storage, once its database is gone for good
+    (gc may then delete objects only its versions used). Recorded as an event."""
+    reg = session.registry
+    _confirm(f"forget the holder {holder} of {reg.storage_url}? gc may then delete the objects its versions use", yes)
+    event = reg.forget_storage_holder(holder)
+    if session.as_json:
+        return output.echo_json(event)
+    click.echo(f"forgot the holder {holder} of {event.payload['url']} (event {event.position})")

@@ -231,11 +231,32 @@ def schema_text(status: Any, where: str) -> str:
 
 
 def storage_text(url: str, changes: Iterable[Any]) -> str:
-    """``rlreg storage show``: the URL in use, then each binding or move with who and when."""
+    """``rlreg storage show``: the URL in use, then each binding or move (or holder forgotten) with who and when."""
     lines = [f"storage: {url}"]
     for e in changes:
-        what = f"moved from {e.payload.get('previous')}" if e.type == "StorageMoved" else e.payload.get("how", "bound")
-        lines.append(f"  {when(e.timestamp)} UTC  {what} -> {e.payload.get('url')}  by {describe_actor(e.actor)}")
+        if e.type == "StorageHolderForgotten":
+            what = f"forgot the holder {e.payload.get('holder')} of"
+        elif e.type == "StorageMoved":
+            what = f"moved from {e.payload.get('previous')} ->"
+        else:
+            what = f"{e.payload.get('how', 'bound')} ->"
+        lines.append(f"  {when(e.timestamp)} UTC  {what} {e.payload.get('url')}  by {describe_actor(e.actor)}")
     if len(lines) == 1:
         lines.append("  (not recorded yet: the first client that names a storage URL records it)")
     return "\n".join(lines)
+
+
+def holders_text(url: str, found: Iterable[Mapping[str, Any]]) -> str:
+    """``rlreg storage holders``: one line a registry recorded in the storage, this one marked."""
+    rows = []
+    for h in found:
+        actor = h.get("actor") if isinstance(h.get("actor"), Mapping) else None
+        rows.append(("*" if h.get("this") else "", h["holder"],
+                     h.get("database") or f"(unreadable: {h.get('damaged')})",
+                     h.get("since", ""), describe_actor(actor) if actor else ""))
+    if not rows:
+        return f"storage: {url}\n  (no holder recorded yet: a registry records itself at its first snapshot)"
+    others = sum(1 for r in rows if not r[0])
+    note = ("  (* this registry; another holds it too: gc refuses this storage)" if others
+            else "  (* this registry)")
+    return "\n".join([f"storage: {url}", table(("", "HOLDER", "DATABASE", "SINCE", "BY"), rows), note])

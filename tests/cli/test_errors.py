@@ -65,7 +65,7 @@ def test_unknown_storage_protocol_exits_7(inproc):
 def test_damaged_object_verify_and_load_exit_8(rlreg, inproc, home_registry):
     home_registry.snapshot("damaged", small_module(1))
     assert rlreg("verify", "--json").json()["ok"] is True
-    [obj] = [p for p in (rlreg.home / "blobs").rglob("*") if p.is_file()]
+    [obj] = [p for p in (rlreg.home / "blobs" / "objects").rglob("*") if p.is_file()]
     data = bytearray(obj.read_bytes())
     data[-1] ^= 0x01  # one bit of the last tensor
     obj.write_bytes(bytes(data))

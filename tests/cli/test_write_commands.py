@@ -79,7 +79,7 @@ def test_verify_ok_and_db_commands_on_a_fresh_registry(rlreg, inproc, home_regis
 
 def test_verify_reports_a_missing_object_by_version(inproc, home_registry, rlreg):
     home_registry.snapshot("lost", small_module(14))
-    [obj] = [p for p in (rlreg.home / "blobs").rglob("*") if p.is_file()]
+    [obj] = [p for p in (rlreg.home / "blobs" / "objects").rglob("*") if p.is_file()]
     obj.unlink()
     result = inproc("verify", "--json", code=exitcodes.INTEGRITY)
     report = result.json()

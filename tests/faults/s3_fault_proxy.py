@@ -57,7 +57,8 @@ class FaultPlan:
     def pick(self, method: str, path: str = "") -> str | None:
         with self._lock:
             self.counts["requests"] += 1
-            self.counts[method] += 1  # "HEAD", "PUT", ...: what a client asked
+            # "HEAD", "PUT", ...: what a client asked of objects; "holders HEAD", ...: of holder records
+            self.counts[f"holders {method}" if "holders" in path else method] += 1
             if self.methods and method not in self.methods:
                 return None
             if self.first and self._failed[method, path] >= self.first:

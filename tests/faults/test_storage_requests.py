@@ -1,6 +1,7 @@
 """A snapshot to S3 asks the bucket whether an object is there (a HEAD) only for the objects the
 registry has a row for: new weights go straight up. Requests are counted by the proxy in front of
-moto (nothing injected); the control, without the registry's answer, asks about every object."""
+moto (nothing injected); the control, without the registry's answer, asks about every object. A client
+records its registry as a holder of the bucket once, at its first snapshot (``storage.holders``)."""
 
 from __future__ import annotations
 
@@ -28,10 +29,13 @@ def test_only_objects_the_registry_knows_are_asked_about(fault_proxy, s3_bucket,
     heads, puts = counts["HEAD"], counts["PUT"]
     assert puts >= 1
     assert heads == (0 if hint else puts), counts  # new objects: no HEAD unless the control asks anyway
+    # the registry recorded itself once (a HEAD, a PUT) and listed the bucket's holders (a GET)
+    assert (counts["holders HEAD"], counts["holders PUT"], counts["holders GET"]) == (1, 1, 1), counts
 
     counts.clear()
     reg.snapshot("pol", module)  # the same weights: every object known, asked about, none uploaded
     assert counts["HEAD"] == puts and counts["PUT"] == 0, counts
+    assert not any(k.startswith("holders") for k in counts), counts  # once per client
 
     toys.train_step(module, 1)
     counts.clear()

@@ -9,6 +9,7 @@ from __future__ import annotations
 import copy
 import datetime as dt
 import os
+import shutil
 import threading
 import time
 from pathlib import Path
@@ -22,6 +23,7 @@ from registry import InvalidEventError, InvalidNameError, NotFoundError, Registr
 from registry import gc as collector
 from registry.eventstore import NewEvent
 from registry.schema import objects
+from storage import holders
 
 NOW = dt.timedelta(0)
 TICK = 0.05  # an object's storage mtime (the kernel's coarse clock) against the database clock: see test_registry_gc
@@ -47,6 +49,12 @@ def _age(folder, days: float = 2) -> None:
             os.utime(path, (then, then))
 
 
+def _written_before_holders(folder) -> None:
+    """Make a storage look written by an rlreg from before holder records (``storage.holders``): the
+    refusal below is what guards such a storage."""
+    shutil.rmtree(Path(folder) / holders.FOLDER)
+
+
 def test_gc_refuses_a_storage_holding_objects_its_registry_never_recorded(make_registry, local_storage_url, tmp_path):
     """A new, empty registry (what a mistyped database URL opens) given another registry's storage: gc
     would delete every object there older than the grace. Both the API and ``collect`` refuse, dry run too.
@@ -55,6 +63,7 @@ def test_gc_refuses_a_storage_holding_objects_its_registry_never_recorded(make_r
         owner.snapshot("pol", toys.spec(hidden=16).build())
         theirs = set(owner.store.list_digests())
     _age(local_storage_url)
+    _written_before_holders(local_storage_url)
     stranger = make_registry(local_storage_url)  # this test's database (SQLite or PostgreSQL): no events
     for run in (lambda: stranger.gc(grace=NOW), lambda: stranger.gc(grace=NOW, dry_run=True),
                 lambda: collector.collect(stranger, grace=NOW)):
@@ -94,6 +103,7 @@ def test_gc_refuses_the_storage_an_empty_registry_made_long_ago_was_moved_onto(m
         owner.snapshot("pol", toys.spec(hidden=16).build())
         theirs = set(owner.store.list_digests())
     _age(team, days=2)
+    _written_before_holders(team)
     mine = make_registry(str(tmp_path / "mine-blobs"))  # this test's database: bound to its own folder
     _backdate_events(mine, days=30)
     mine.move_storage(team)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+
 import torch
 
 from storage import Store
@@ -38,3 +40,18 @@ def count_requests(store: Store) -> list[int]:
 
     store.fs.s3.meta.events.register("before-send.s3", hook)
     return n
+
+
+def durability_violations(calls: list[tuple[str, str]], path: str) -> list[str]:
+    """What is wrong with the order of calls that put ``path`` in place (``[]``: durable)."""
+    renames = [i for i, (op, arg) in enumerate(calls) if op == "replace" and arg.endswith(f" -> {path}")]
+    if len(renames) != 1:
+        return [f"{len(renames)} renames to {path}"]
+    i = renames[0]
+    tmp = calls[i][1].split(" -> ")[0]
+    out = []
+    if ("fsync", tmp) not in calls[:i] and ("dsync", tmp) not in calls[:i]:  # (O_DSYNC: each write synced)
+        out.append(f"{tmp} not fsynced before its rename")
+    if ("fsync", os.path.dirname(path)) not in calls[i + 1 :]:
+        out.append(f"folder {os.path.dirname(path)} not fsynced after the rename")
+    return out

@@ -1,0 +1,172 @@
+"""Two registries (two databases) on one storage: each records itself as a holder of the storage
+(``storage.holders``) before it stores an object, and gc refuses a storage another registry holds,
+since that one's versions may use any object this one's no longer do. A control shows what gc
+deletes without the records (a storage written before them): another registry's live objects."""
+
+from __future__ import annotations
+
+import datetime as dt
+import shutil
+import warnings
+from pathlib import Path
+
+import pytest
+import registry_toys as toys
+import storage
+from storage import holders
+
+from registry import (
+    InvalidNameError, NotFoundError, Registry, StorageMismatchError, StorageSharedError, StorageSharedWarning,
+)
+from registry import gc as collector
+
+NOW = dt.timedelta(0)
+
+
+def _objects(reg, name, version):
+    return set(storage.manifest_objects(reg.manifest(name, version)))
+
+
+@pytest.fixture
+def owner(tmp_path, local_storage_url):
+    """Another registry (its own SQLite file) on this test's storage, holding a live version of ``pol``."""
+    with Registry(f"sqlite:///{tmp_path / 'owner.db'}", local_storage_url) as reg:
+        reg.snapshot("pol", toys.spec(hidden=16).build())
+        yield reg
+
+
+@pytest.fixture
+def mine(make_registry):
+    """This test's registry (SQLite or PostgreSQL) on the same storage, with a deleted version of ``own``: gc
+    (grace 0) would collect its objects (``mine.collectable``), and every object of the storage it does not know."""
+    reg = make_registry()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", StorageSharedWarning)
+        reg.snapshot("own", toys.spec(hidden=8).build())
+    reg.collectable = _objects(reg, "own", 1)
+    reg.delete_version("own", 1, reason="test")
+    return reg
+
+
+def test_a_registry_records_itself_before_its_first_object_once_for_all_its_clients(make_registry, local_storage_url):
+    collecting = make_registry()
+    collecting.gc(grace=NOW, dry_run=True)  # a dry run changes nothing: no record either
+    assert collecting.storage_holders() == []
+    collecting.gc(grace=NOW)
+    assert [h["holder"] for h in collecting.storage_holders()] == [collecting.registry_id]
+    holders.release(collecting.store, collecting.registry_id)
+    reg = make_registry()  # a client that has not recorded the registry yet
+    seen = []
+    original = storage.Store.begin_put
+
+    def begin_put(self, *args, **kwargs):  # what the storage holds when the first object is about to be stored
+        seen.append([h["holder"] for h in holders.holders(self).values()])
+        return original(self, *args, **kwargs)
+
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(storage.Store, "begin_put", begin_put)
+        reg.snapshot("pol", toys.spec(hidden=8).build())
+    assert seen == [[reg.registry_id]]
+    [record] = reg.storage_holders()
+    assert record["holder"] == reg.registry_id and record["this"] is True
+    assert record["database"] == reg._where() and record["actor"]["pid"] > 0 and record["since"]
+    other_client = make_registry()  # another process of the same registry: the same id, no second record
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", StorageSharedWarning)
+        other_client.snapshot("pol", toys.spec(hidden=8).build())
+    assert other_client.registry_id == reg.registry_id
+    assert [h["holder"] for h in other_client.storage_holders()] == [reg.registry_id]
+    assert reg.registry_id == str(reg.event_store.events(limit=1)[0].id)
+    reg.delete_version("pol", 1, reason="test")
+    assert len(reg.gc(grace=NOW).reclaimed) >= 1  # alone on its storage: gc collects as ever
+
+
+def test_the_second_registry_on_a_storage_is_warned_at_its_first_snapshot(owner, make_registry):
+    reg = make_registry()
+    with pytest.warns(StorageSharedWarning, match=r"now shares its storage .* with " + owner.registry_id
+                      + r" \(database sqlite:///.*owner\.db, since .*\): gc is refused there"):
+        reg.snapshot("own", toys.spec(hidden=8).build())
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", StorageSharedWarning)  # once: recorded now, not warned again
+        reg.snapshot("own", toys.spec(hidden=8).build())
+    assert {h["holder"]: h["this"] for h in reg.storage_holders()} == {owner.registry_id: False, reg.registry_id: True}
+
+
+def test_gc_refuses_a_storage_another_registry_holds_and_deletes_nothing(owner, mine, local_storage_url):
+    stored = set(mine.store.list_digests())
+    for reg, other in ((mine, owner), (owner, mine)):
+        for run in (lambda: reg.gc(grace=NOW), lambda: reg.gc(grace=NOW, dry_run=True),
+                    lambda: collector.collect(reg, grace=NOW)):
+            with pytest.raises(StorageSharedError, match=rf"gc refused: the storage .* is held by 1 other registry "
+                                                         rf"too: {other.registry_id} .*nothing was deleted"):
+                run()
+    assert isinstance(StorageSharedError("x"), StorageMismatchError)  # exit 4 / HTTP 400, as a mismatch
+    assert set(mine.store.list_digests()) == stored
+    assert owner.verify()["ok"]
+    assert owner.load("pol", 1) is not None
+
+
+def test_control_without_the_records_gc_deletes_another_registrys_live_objects(owner, mine, local_storage_url):
+    """What the refusal prevents (a storage written before holder records: nothing tells gc it is shared)."""
+    theirs = _objects(owner, "pol", 1)
+    shutil.rmtree(Path(local_storage_url) / holders.FOLDER)
+    mine.gc(grace=NOW)
+    assert not theirs & set(mine.store.list_digests())
+    assert not owner.verify()["ok"]
+
+
+def test_gc_looks_again_after_its_listing(mine, local_storage_url, tmp_path, monkeypatch):
+    """A registry that begins to share the storage after gc's first look (here: while gc lists the storage)
+    stored its objects after it recorded itself: gc's second look, before any delete, refuses."""
+    real_scan = collector.listing.scan
+
+    def scan(store):
+        found = real_scan(store)
+        with Registry(f"sqlite:///{tmp_path / 'late.db'}", local_storage_url) as late:
+            with pytest.warns(StorageSharedWarning):
+                late.snapshot("pol", toys.spec(hidden=16).build())
+        return found
+
+    monkeypatch.setattr(collector.listing, "scan", scan)
+    with pytest.raises(StorageSharedError, match="held by 1 other registry"):
+        mine.gc(grace=NOW)
+    assert mine.collectable <= set(mine.store.list_digests())  # nothing was deleted
+
+
+def test_gc_of_an_empty_registry_leaves_no_record_on_a_storage_another_holds(owner, make_registry):
+    """A mistyped database URL's new registry: refused, and it does not record itself on the other's storage
+    (whose own gc would then be refused too)."""
+    stranger = make_registry()
+    with pytest.raises(StorageSharedError):
+        stranger.gc(grace=NOW)
+    assert [h["holder"] for h in owner.storage_holders()] == [owner.registry_id]
+
+
+def test_a_damaged_record_counts_as_a_holder(mine, local_storage_url):
+    (Path(local_storage_url) / holders.FOLDER / "someone.json").write_text("{not json")
+    with pytest.raises(StorageSharedError, match=r"someone \(its record is unreadable: JSONDecodeError"):
+        mine.gc(grace=NOW)
+
+
+def test_forgetting_a_gone_registry_is_recorded_and_lets_gc_collect(owner, mine):
+    theirs = owner.registry_id
+    for bad, error in ((mine.registry_id, StorageMismatchError), ("no-such-holder", NotFoundError),
+                       ("../x", InvalidNameError)):
+        with pytest.raises(error):
+            mine.forget_storage_holder(bad)
+    assert len(mine.storage_holders()) == 2
+    event = mine.forget_storage_holder(theirs)
+    assert event.type == "StorageHolderForgotten" and event.payload["holder"] == theirs
+    assert event.payload["record"]["database"].endswith("owner.db") and event.actor
+    assert mine.storage_history()[-1] == event
+    assert [h["holder"] for h in mine.storage_holders()] == [mine.registry_id]
+    assert mine.collectable <= set(mine.gc(grace=NOW).reclaimed)
+
+
+def test_a_moved_registry_holds_its_new_storage_and_not_its_old_one(mine, local_storage_url, tmp_path):
+    new = tmp_path / "moved"
+    shutil.copytree(Path(local_storage_url) / "objects", new / "objects")
+    mine.move_storage(str(new))
+    assert [h["holder"] for h in mine.storage_holders()] == [mine.registry_id]
+    assert holders.holders(storage.Store(local_storage_url)) == {}
+    assert len(mine.gc(grace=NOW).reclaimed) >= 1
