@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import functools
+import logging
 import json
 import os
 import signal
@@ -83,12 +84,13 @@ class RlregGroup(click.Group):
 @contextlib.contextmanager
 def _warnings_as_lines():
     """The registry's warnings (offline resolutions, a retention policy that deletes nothing, a storage
-    shared with another registry) as one ``rlreg: warning: ...`` line on stderr each."""
+    shared with another registry) and the warnings storage and registry log (a cache folder that cannot
+    be written, a damaged entry discarded) as one ``rlreg: warning: ...`` line on stderr each."""
     from registry.errors import OfflineAliasWarning, RetentionWarning, StorageSharedWarning
 
     ours = (OfflineAliasWarning, RetentionWarning, StorageSharedWarning)
 
-    with warnings.catch_warnings():
+    with warnings.catch_warnings(), _log_lines("storage", "registry"):
         shown = warnings.showwarning
 
         def show(message, category, filename, lineno, file=None, line=None):
@@ -101,6 +103,26 @@ def _warnings_as_lines():
         for category in ours:
             warnings.simplefilter("always", category)
         yield
+
+
+class _LineHandler(logging.Handler):
+    def emit(self, record: logging.LogRecord) -> None:
+        click.echo(f"rlreg: warning: {record.getMessage()}", err=True)
+
+
+@contextlib.contextmanager
+def _log_lines(*names: str):
+    """Records of level WARNING and above of the loggers ``names`` as ``rlreg: warning:`` lines (not
+    Python's bare last-resort output), for the command's duration."""
+    handler = _LineHandler(logging.WARNING)
+    loggers = [logging.getLogger(n) for n in names]
+    for lg in loggers:  # (a handler found: Python's last resort stays silent)
+        lg.addHandler(handler)
+    try:
+        yield
+    finally:
+        for lg in loggers:
+            lg.removeHandler(handler)
 
 
 def common(func=None, *, writes: bool = False, create: bool | None = None):

@@ -3,6 +3,10 @@
 Entries are written by atomic rename and only ever replaced or unlinked, so a reader holding an open
 file or memory map keeps valid bytes; every read is still verified by the caller. Eviction (least
 recently used first, by modification time, refreshed on each hit) runs under a ``filelock``.
+
+The cache only saves downloads: a folder that cannot be written (full, read-only, not ours) or an
+entry that cannot be read never fails a load. The load goes on without it, in memory, and the first
+such failure of a cache is logged as a warning naming the folder, the error and what to do.
 """
 
 from __future__ import annotations
@@ -24,7 +28,7 @@ import filelock
 
 from storage import config, digest
 from storage.errors import NotAFileError
-from storage.filesystems import local_atomic_write, local_temp_path, map_file
+from storage.filesystems import SinkFailed, local_atomic_write, local_temp_path, map_file
 
 log = logging.getLogger(__name__)
 
@@ -62,6 +66,15 @@ class ObjectCache:
         self.max_bytes = max_bytes
         self._lock = filelock.FileLock(os.path.join(self.folder, ".lock"))
         self._since_scan: int | None = None  # bytes added since the last full scan (None: never scanned)
+        self._warned = False  # a failure of the folder was logged (once a cache)
+
+    def unusable(self, exc: BaseException, doing: str) -> None:
+        """Log (once a cache) that ``doing`` in the folder failed with ``exc``: loads go on without it."""
+        if not self._warned:
+            self._warned = True
+            log.warning("the cache folder %s failed %s (%s: %s): loading without the cache, from the bucket into "
+                        "memory; free space there or fix its permissions, or set RLREG_CACHE_DIR to another folder",
+                        self.folder, doing, type(exc).__name__, exc)
 
     def path(self, object_digest: str) -> str:
         """Where ``object_digest`` is cached."""
@@ -77,34 +90,50 @@ class ObjectCache:
             return None
         except NotAFileError as exc:  # a folder or FIFO in its place: never opened for reading
             log.warning("discarding a damaged cache entry: %s", exc)
-            self.discard(object_digest)
+            with contextlib.suppress(OSError):
+                self.discard(object_digest)
+            return None
+        except OSError as exc:  # unreadable (permissions, an I/O error): a miss
+            self.unusable(exc, f"reading {path}")
             return None
         with contextlib.suppress(OSError):
             os.utime(path)
         return buf
 
     def add(self, object_digest: str, buffers: Iterable[Any], nbytes: int) -> None:
-        """Cache an object's (already verified) bytes, evicting old entries beyond the bound."""
+        """Cache an object's (already verified) bytes, evicting old entries beyond the bound (a folder that
+        cannot be written is logged, ``unusable``, and left alone)."""
         if nbytes > self.max_bytes:
             return
         path = self.path(object_digest)
-        if os.path.isdir(path) and not os.path.islink(path):
-            self.discard(object_digest)  # a folder in its place: the rename below could not replace it
-        local_atomic_write(path, buffers, direct=True)  # read back later, if at all
+        try:
+            if os.path.isdir(path) and not os.path.islink(path):
+                self.discard(object_digest)  # a folder in its place: the rename below could not replace it
+            local_atomic_write(path, buffers, direct=True)  # read back later, if at all
+        except OSError as exc:
+            self.unusable(exc, f"writing {path}")
+            return
         self._added(nbytes)
 
     def filling(self, object_digest: str, nbytes: int) -> Filling | None:
         """A temporary file to download an object into, kept as its entry only once verified (``Filling``);
-        ``None`` for an object larger than the cache."""
+        ``None`` for an object larger than the cache, or when the folder cannot be written (``unusable``)."""
         if nbytes > self.max_bytes:
             return None
         path = self.path(object_digest)
-        os.makedirs(os.path.dirname(path), exist_ok=True)
-        return Filling(self, object_digest, path)
+        try:
+            os.makedirs(os.path.dirname(path), exist_ok=True)
+            return Filling(self, object_digest, path)
+        except OSError as exc:
+            self.unusable(exc, f"making a file in {os.path.dirname(path)}")
+            return None
 
     def _added(self, nbytes: int) -> None:
         if self._since_scan is None or self._since_scan + nbytes > self.max_bytes // 10:
-            self._evict()
+            try:
+                self._evict()
+            except OSError as exc:  # (its lock file cannot be made, an entry cannot be removed)
+                self.unusable(exc, "evicting")
         else:
             self._since_scan += nbytes
 
@@ -270,7 +299,8 @@ class Filling:
             if future.done():
                 self._writes.popleft()
                 self._waiting -= nbytes
-                future.result()  # (a write's error)
+                if future.exception() is not None:  # (a write's error)
+                    raise self._failed(future.exception())  # type: ignore[arg-type]
             elif self._waiting <= limit:
                 return
             else:  # (cancelled: so is the write, if it has not started)
@@ -284,7 +314,14 @@ class Filling:
         self._waiting = 0
         for f in futures:
             if not f.cancelled() and f.exception() is not None:
-                raise f.exception()  # type: ignore[misc]
+                raise self._failed(f.exception())  # type: ignore[arg-type]
+
+    def _failed(self, exc: BaseException) -> BaseException:
+        """A write's error: the cache folder's (``SinkFailed``: the download goes again into memory)."""
+        if isinstance(exc, OSError):
+            self._cache.unusable(exc, f"writing {self._tmp}")
+            return SinkFailed(exc)
+        return exc
 
     def done(self) -> None:
         """Every byte is written: close the file (a write's error is raised, the file dropped)."""
@@ -304,10 +341,16 @@ class Filling:
         return map_file(self._tmp)
 
     def keep(self) -> None:
-        """Make the (verified) bytes the cache's entry for the object, replacing any older one."""
-        if os.path.isdir(self._path) and not os.path.islink(self._path):
-            self._cache.discard(self.digest)  # a folder in its place: the rename could not replace it
-        os.replace(self._tmp, self._path)
+        """Make the (verified) bytes the cache's entry for the object, replacing any older one (if the
+        folder refuses, ``unusable``, the bytes are dropped: a map of them stays valid)."""
+        try:
+            if os.path.isdir(self._path) and not os.path.islink(self._path):
+                self._cache.discard(self.digest)  # a folder in its place: the rename could not replace it
+            os.replace(self._tmp, self._path)
+        except OSError as exc:
+            self._cache.unusable(exc, f"naming {self._path}")
+            self.drop()
+            return
         self._cache._added(self.nbytes)
 
     def drop(self) -> None:

@@ -962,6 +962,11 @@ async def _cat_all(
                                 return_exceptions=True)
 
 
+class SinkFailed(Exception):
+    """A sink ``cat_many``'s ``into`` gave could not take the bytes, its own storage having failed (a cache
+    folder that is full or read-only): the object is read again into memory, not failed."""
+
+
 class _Buffer:
     """A sink over a fresh writable buffer (what a read returns without ``into``)."""
 
@@ -997,14 +1002,16 @@ async def _s3_read(fs: Any, path: str, size: int | None, into: Callable[[], Any]
     try:
         await _fill(fs, bucket, key, path, size, sink, parts)
         await sink.drain(0)  # (a cache.Filling's writes run on other threads: the loop waits for none of them)
+        if not isinstance(sink, _Buffer):
+            sink.done()
+    except SinkFailed:  # (the sink's own storage: the object is read again, into memory)
+        sink.drop()
+        return await _s3_read(fs, path, size)
     except BaseException:
         if not isinstance(sink, _Buffer):
             sink.drop()
         raise
-    if isinstance(sink, _Buffer):
-        return sink.buf
-    sink.done()
-    return sink
+    return sink.buf if isinstance(sink, _Buffer) else sink
 
 
 async def _fill(fs: Any, bucket: str, key: str, path: str, size: int | None, sink: Any, parts: list) -> None:

@@ -111,3 +111,38 @@ def test_full_sqlite_registry_says_full_not_locked(runner, tiny_tmpfs, tmp_path,
     assert "unavailable or locked" not in result.err
     os.unlink(tiny_tmpfs / "filler")
     assert [v["version"] for v in runner("versions", "m", "--json", "--db", db).json()] == [1]
+
+
+# --- the read cache of a bucket: a full or read-only cache folder never fails a load ------------------
+
+
+@pytest.fixture
+def s3_version(runner, s3_bucket, checkpoint, tmp_path):
+    """A version of ``m`` on a bucket; its objects are in no cache yet (``RLREG_CACHE_DIR`` is set per call)."""
+    db = f"sqlite:///{tmp_path / 'rlreg.db'}"
+    runner("import", "m", checkpoint, "--db", db, "--storage", s3_bucket + "/blobs")
+    return ["--db", db]
+
+
+def _load_with_cache(runner, flags, cache, out) -> str:
+    runner.env["RLREG_CACHE_DIR"] = str(cache)
+    result = runner("export", "m:1", str(out), *flags)
+    assert (out / "module_state.safetensors").exists() or any(out.rglob("*.safetensors"))
+    return result.err
+
+
+def test_a_load_through_a_full_cache_folder_reads_into_memory(runner, s3_version, tiny_tmpfs, tmp_path):
+    fill(tiny_tmpfs)
+    err = _load_with_cache(runner, s3_version, tiny_tmpfs / "cache", tmp_path / "out")
+    assert err.count("the cache folder") == 1 and "No space left" in err and "RLREG_CACHE_DIR" in err
+    assert not [p for p in (tiny_tmpfs / "cache").rglob("*") if p.is_file() and p.name != ".lock"]  # no temp file
+    os.unlink(tiny_tmpfs / "filler")
+    assert "the cache folder" not in _load_with_cache(runner, s3_version, tiny_tmpfs / "cache", tmp_path / "again")
+    assert [p for p in (tiny_tmpfs / "cache" / "objects").rglob("*") if p.is_file()]  # cached once there is room
+
+
+def test_a_load_through_a_read_only_cache_folder_reads_into_memory(runner, s3_version, tmp_path):
+    (tmp_path / "src").mkdir()
+    with mounted("--bind", "-o", "ro", str(tmp_path / "src"), target=tmp_path / "ro") as ro:
+        err = _load_with_cache(runner, s3_version, ro / "cache", tmp_path / "out")
+    assert err.count("the cache folder") == 1 and "Read-only file system" in err
