@@ -51,6 +51,7 @@ _HEAD_MODEL = sa.select(models.c.latest_version, models.c.spec_digest).where(mod
 # A snapshot's append overlaps the writing of its objects only up to this size (local storage): the
 # transaction waits for the writes while it holds the registry's write lock
 OVERLAP_MAX_BYTES = 16 << 20
+HOLD_RECHECK = 300  # seconds between a client's looks that its registry's record is still in a bucket
 MAX_ATTEMPTS = 200  # optimistic-concurrency retries of one append before ConflictError escapes
 LOST_REPLY_ATTEMPTS = 4  # resends of the same events after the database stopped answering
 
@@ -109,6 +110,7 @@ class Registry:
         self._checked_binding: binding.Binding | None = None  # what _check_binding last read
         self._id: str | None = None  # binding.registry_id, once read
         self._held: str | None = None  # the storage URL this client recorded the registry as a holder of
+        self._held_at = 0.0  # when it last saw the record there (time.monotonic())
         self._remembered: offline_cache.OfflineCache | None = None
         if pending_snapshots is not None:
             from registry.pending import check_limit  # no torch: refused here, not at the first snapshot
@@ -212,18 +214,34 @@ class Registry:
             self._id = binding.registry_id(self._log)
         return self._id
 
-    def _hold_storage(self) -> None:
-        """Record this registry as a holder of its storage (``storage.holders``), once per client and
-        URL, before it stores an object; warns (``StorageSharedWarning``) if that made it share the storage."""
-        if self._held == self.storage_url:
-            return
-        if self.registry_id is None:  # an empty log (a database made by `rlreg db upgrade`): bind it first
+    def _own_id(self) -> str:
+        """``registry_id``, binding an empty log first (a database made by `rlreg db upgrade`) so it has one."""
+        if self.registry_id is None:
             binding.bind(self._events, self.storage_url, config.default_storage_url, record=True, where=self._where())
-        shared = binding.hold(self.store, self.registry_id, self._where(), actors.process_actor())
-        if shared:
-            warnings.warn(binding.shared_warning(self._where(), self.storage_url, shared),
-                          errors.StorageSharedWarning, stacklevel=3)
-        self._held = self.storage_url
+        return self.registry_id  # type: ignore[return-value]
+
+    def _hold_storage(self) -> None:
+        """Record this registry as a holder of its storage (``storage.holders``) before it stores an object,
+        and refuse (``ConflictError``) while another registry's gc deletes objects there; warns
+        (``StorageSharedWarning``) if the record made it share the storage. Once per client and URL, then
+        a look that the record is still there: at each write on a local folder (a stat), every
+        ``HOLD_RECHECK`` seconds on a bucket (a HEAD)."""
+        url = self.storage_url
+        if self._held == url:
+            recheck = self.store.is_local or time.monotonic() - self._held_at >= HOLD_RECHECK
+            if not recheck or binding.still_held(self.store, self._own_id()):
+                self._held_at = time.monotonic() if recheck else self._held_at
+                return
+        held = binding.hold(self.store, self._own_id(), self.db_url, actors.process_actor())
+        if held.collecting:
+            self._held = None
+            if held.written:  # (nothing of it stored: the record goes too, and the next try warns)
+                binding.release(self.store, self._own_id())
+            raise binding.collecting_refusal(self._where(), url, held.collecting)
+        if held.others:
+            warnings.warn(binding.shared_warning(self._where(), url, held.others), errors.StorageSharedWarning,
+                          stacklevel=2)
+        self._held, self._held_at = url, time.monotonic()
 
     def storage_holders(self) -> list[dict[str, Any]]:
         """The registries that record themselves as holders of this registry's storage (this one
@@ -256,13 +274,26 @@ class Registry:
             manifests = conn.execute(sa.select(versions.c.manifest)).scalars().all()
         needed = set().union(*(storage.manifest_objects(m) for m in manifests))
         target = storage.Store(new, cache_dir=self._cache_dir)
-        missing = sorted(needed - target.exists(needed)) if needed else []
-        if missing:
-            raise binding.move_refused(previous, new, missing, len(needed))
-        event = binding.record_move(self._events, current, previous, new)
+        me = self._own_id()
+        # Held before the check (a gc of another registry there then sees this one and leaves the objects).
+        held = binding.hold(target, me, self.db_url, actors.process_actor())
+        try:
+            if held.collecting:
+                raise binding.collecting_refusal(self._where(), new, held.collecting)
+            missing = sorted(needed - target.exists(needed)) if needed else []
+            if missing:
+                raise binding.move_refused(previous, new, missing, len(needed))
+            event = binding.record_move(self._events, current, previous, new)
+        except BaseException:
+            if held.written:  # (nothing moved: the record goes with it)
+                binding.release(target, me)
+            raise
         self._bind(binding.Binding(new, event.stream_version, event))
-        self._hold_storage()
-        binding.release(storage.Store(previous, cache_dir=self._cache_dir), self.registry_id)
+        self._held, self._held_at = new, time.monotonic()
+        if held.others:
+            warnings.warn(binding.shared_warning(self._where(), new, held.others), errors.StorageSharedWarning,
+                          stacklevel=2)
+        binding.release(storage.Store(previous, cache_dir=self._cache_dir), me)
         return event
 
     @property

@@ -145,17 +145,20 @@ def registry_id(events: EventStore) -> str | None:
     return str(first[0].id) if first else None
 
 
-def describe_holder(holder: str, record: dict[str, Any]) -> str:
-    """One holder record, as errors and warnings name it."""
+def describe_holder(holder: str, record: dict[str, Any], url: str | None = None) -> str:
+    """One holder record, as errors and warnings name it (``url``: the storage it was found in)."""
     if "damaged" in record:
         return f"{holder} (its record is unreadable: {record['damaged']})"
     actor = record.get("actor") if isinstance(record.get("actor"), dict) else None
+    copied = record.get("url") not in (None, url) and url is not None
     return (f"{holder} (database {record.get('database', '?')}, since {record.get('since', '?')}, "
-            f"by {describe_actor(actor)})")
+            f"by {describe_actor(actor)}"
+            + (f"; recorded at {record['url']}: copied here with the objects? if so, `rlreg storage forget "
+               f"{holder}`" if copied else "") + ")")
 
 
-def _listed(others: dict[str, dict[str, Any]]) -> str:
-    shown = "; ".join(describe_holder(h, r) for h, r in list(others.items())[:3])
+def _listed(others: dict[str, dict[str, Any]], url: str) -> str:
+    shown = "; ".join(describe_holder(h, r, url) for h, r in list(others.items())[:3])
     return shown + (f"; and {len(others) - 3} more" if len(others) > 3 else "")
 
 
@@ -163,38 +166,90 @@ def shared_refusal(where: str, url: str, others: dict[str, dict[str, Any]]) -> e
     """gc's refusal of a storage that other registries hold too."""
     return errors.StorageSharedError(
         f"gc refused: the storage {url!r} of the registry at {where} is held by {len(others)} other "
-        f"registr{'y' if len(others) == 1 else 'ies'} too: {_listed(others)}. Their versions may use objects "
-        "this registry no longer does, so nothing was deleted. Give each registry a storage of its own "
-        "(copy the objects, then `rlreg storage move URL`), or, if a holder's database is gone for good, "
-        "`rlreg storage forget HOLDER` (`rlreg storage holders` lists them)"
+        f"registr{'y' if len(others) == 1 else 'ies'} too: {_listed(others, url)}. Their versions may use objects "
+        "this registry's no longer do, so no object was deleted. Give each registry a storage of its own "
+        "(copy the objects/ folder, then `rlreg storage move URL`), or, if a holder's database is gone for "
+        "good, `rlreg storage forget HOLDER` (`rlreg storage holders` lists them)"
     )
 
 
 def shared_warning(where: str, url: str, others: dict[str, dict[str, Any]]) -> str:
     """The warning of a registry that recorded itself in a storage other registries hold."""
     return (
-        f"the registry at {where} now shares its storage {url!r} with {_listed(others)}: gc is refused "
+        f"the registry at {where} now shares its storage {url!r} with {_listed(others, url)}: gc is refused "
         "there from now on (it cannot see the others' versions). Give this registry a storage of its own "
         "(--storage or RLREG_STORAGE_URL when it is created, or `rlreg storage move URL`)"
     )
 
 
-def others(store: Any, me: str) -> dict[str, dict[str, Any]]:
+def collecting_refusal(where: str, url: str, leases: dict[str, dt.datetime]) -> errors.ConflictError:
+    """The refusal of a write while another registry's gc deletes objects in the storage (its lease)."""
+    from storage.holders import LEASE_SECONDS
+
+    shown = ", ".join(f"{h} (renewed {t.isoformat(timespec='seconds')})" for h, t in list(leases.items())[:3])
+    return errors.ConflictError(
+        f"the registry at {where} shares its storage {url!r} with another registry whose gc is deleting "
+        f"objects there now: {shown}. Nothing was stored or recorded (an object this write would reuse may be "
+        f"deleted under it): retry once that gc has ended (a lease not renewed for {LEASE_SECONDS // 60} "
+        "minutes lapses), and give this registry a storage of its own"
+    )
+
+
+def public_url(db_url: Any) -> str:
+    """A database URL as a storage's holder record names it: the password masked, no query (it may hold one)."""
+    from registry import db
+
+    return db.normalize_url(db_url).set(query={}).render_as_string(hide_password=True)
+
+
+def others(store: Any, me: str | None) -> dict[str, dict[str, Any]]:
     """The holder records of ``store`` other than ``me``'s."""
     from storage import holders
 
     return {h: r for h, r in holders.holders(store, unread=[me] if me else []).items() if h != me}
 
 
-def hold(store: Any, me: str, where: str, actor: dict[str, Any]) -> dict[str, dict[str, Any]]:
-    """Record the registry ``me`` (its database at ``where``) as a holder of ``store`` unless it is;
-    returns the other holders when it was recorded now and there are any (else ``{}``)."""
+def collecting(store: Any, me: str | None) -> dict[str, dt.datetime]:
+    """The live gc leases (``storage.holders``) of registries other than ``me`` on ``store``."""
+    from storage import holders
+
+    return {h: t for h, t in holders.collecting(store).items() if h != me}
+
+
+@dataclass(frozen=True)
+class Held:
+    """What ``hold`` found: whether it wrote the record now, the other holders (read only if it did),
+    and the other registries' live gc leases."""
+
+    written: bool
+    others: dict[str, dict[str, Any]]
+    collecting: dict[str, dt.datetime]
+
+
+def hold(store: Any, me: str, db_url: Any, actor: dict[str, Any]) -> Held:
+    """Record the registry ``me`` (its database at ``db_url``) as a holder of ``store`` unless it is, then
+    look for other registries' gc leases (after the record: see ``storage.holders``)."""
     from storage import holders
 
     since = dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds")
-    if not holders.hold(store, me, {"database": where, "since": since, "actor": actor}):
-        return {}
-    return others(store, me)
+    record = {"database": public_url(db_url), "since": since, "actor": actor, "url": store.url}
+    written = holders.hold(store, me, record)
+    return Held(written, others(store, me) if written else {}, collecting(store, me))
+
+
+def lease(store: Any, me: str, db_url: Any, actor: dict[str, Any]) -> Any:
+    """A gc's lease on ``store`` (a context manager: taken, renewed, removed; ``storage.holders.Lease``)."""
+    from storage import holders
+
+    return holders.Lease(store, me, {"database": public_url(db_url), "actor": actor})
+
+
+def still_held(store: Any, me: str) -> bool:
+    """Whether ``store`` still holds ``me``'s record (one stat, or one HEAD)."""
+    from storage import filesystems, holders
+
+    with filesystems.translate_errors(store.url):
+        return filesystems.size_of(store.fs, holders._path(store, me)) is not None
 
 
 def release(store: Any, me: str) -> None:
@@ -212,7 +267,8 @@ def release(store: Any, me: str) -> None:
 
 
 def forget(events: EventStore, store: Any, me: str | None, holder: str, where: str) -> Event:
-    """Remove another registry's holder record from ``store``, recording ``StorageHolderForgotten`` first."""
+    """Remove another registry's holder record from ``store``, then record ``StorageHolderForgotten`` (a record
+    that cannot be removed records nothing)."""
     from storage import holders
 
     try:
@@ -228,7 +284,6 @@ def forget(events: EventStore, store: Any, me: str | None, holder: str, where: s
     if holder not in found:
         known = ", ".join(sorted(found)) or "none"
         raise errors.NotFoundError(f"storage forget: {store.url!r} records no holder {holder!r} (holders: {known})")
-    event = events.append(REGISTRY_STREAM, [NewEvent(HOLDER_FORGOTTEN, {
-        "url": store.url, "holder": holder, "record": found[holder]})])[0]
     holders.release(store, holder)
-    return event
+    return events.append(REGISTRY_STREAM, [NewEvent(HOLDER_FORGOTTEN, {
+        "url": store.url, "holder": holder, "record": found[holder]})])[0]

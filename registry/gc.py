@@ -68,7 +68,10 @@ storage holds objects stored before the registry was bound to it (made there, or
 URL or moved onto by mistake, which a collection would delete wholesale. And it refuses
 (``StorageSharedError``) a storage that another registry records itself as holding (``registry.binding``,
 ``storage.holders``): each registry records itself before it stores its first object and before it
-collects, and gc looks at the records before anything and again after its listing, before it deletes.
+collects. gc takes a lease on the storage (``collecting/<registry id>.json``, renewed while it runs)
+before it looks at the records, and a registry that records itself asks for others' leases after its
+record is written and before it stores anything (refused, ``ConflictError``, while one is live): either
+gc sees the newcomer's record, or the newcomer sees gc's lease.
 """
 
 from __future__ import annotations
@@ -88,6 +91,7 @@ from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import Connection
 from storage import listing
 
+from registry import actor as actors
 from registry import binding, db, errors, lifecycle, retention
 from registry.schema import deleted_versions, events, objects, versions
 
@@ -514,10 +518,16 @@ def collect(reg: Any, *, grace: dt.timedelta = DEFAULT_GRACE, dry_run: bool = Fa
             f"gc: grace must be a timedelta from 0 to {MAX_GRACE.days} days, got {grace!r}"
         )
     _refuse_foreign_storage(reg)
-    _refuse_shared_storage(reg)  # (before this registry records itself there: another's storage stays clean)
-    if not dry_run:  # (a dry run changes nothing)
+    if dry_run:  # (changes nothing: no lease, no record)
+        _refuse_shared_storage(reg)
+        return _collect(reg, grace, dry_run, progress)
+    # The lease first, then the look (``storage.holders``): a registry that records itself after the
+    # look sees the lease, and stores nothing until it ends. The look comes before this registry records
+    # itself there: a storage another registry holds is left as it was.
+    with binding.lease(reg.store, reg._own_id(), reg.db_url, actors.process_actor()):
+        _refuse_shared_storage(reg)
         reg._hold_storage()
-    return _collect(reg, grace, dry_run, progress)
+        return _collect(reg, grace, dry_run, progress)
 
 
 def _refuse_shared_storage(reg: Any) -> None:
@@ -543,9 +553,7 @@ def _collect(reg: Any, grace: dt.timedelta, dry_run: bool, progress: Callable[[i
         referenced = _referenced(conn, cutoff, gone)
         rows = {r.digest: r for r in conn.execute(sa.select(objects))}
     found, leftovers = listing.scan(reg.store)
-    # Again after the listing: a registry that began to hold the storage since the first look stores
-    # its objects after it recorded itself, so none of them is in the listing unless it was already.
-    _refuse_shared_storage(reg)
+    _refuse_shared_storage(reg)  # (again: the lease is what keeps a newcomer off; this stops gc early)
     stored = {o.digest: o for o in found}
     report.examined_objects, report.examined_bytes = len(stored), sum(o.nbytes for o in found)
     doomed = _candidates(rows, stored, referenced, cutoff)

@@ -215,9 +215,11 @@ def resolve_version(session: Session, name: str, which: str) -> int:
 
 
 def not_empty(ctx: click.Context, param: click.Parameter, value: str) -> str:
-    """A PATH or URL argument: an empty one is a usage error (it was taken for the current folder)."""
+    """An argument that must not be empty (a PATH or URL was taken for the current folder): a usage error."""
     if not value.strip():
-        raise click.BadParameter(f"{param.human_readable_name} is empty: give a folder or a URL")
+        name = param.human_readable_name
+        hint = ": give a folder or a URL" if name in ("PATH", "URL") else ""
+        raise click.BadParameter(f"{name} is empty{hint}")
     return value
 
 

@@ -252,7 +252,7 @@ def holders_text(url: str, found: Iterable[Mapping[str, Any]]) -> str:
     for h in found:
         actor = h.get("actor") if isinstance(h.get("actor"), Mapping) else None
         rows.append(("*" if h.get("this") else "", h["holder"],
-                     h.get("database") or f"(unreadable: {h.get('damaged')})",
+                     f"(unreadable: {h['damaged']})" if "damaged" in h else h.get("database", "?"),
                      h.get("since", ""), describe_actor(actor) if actor else ""))
     if not rows:
         return f"storage: {url}\n  (no holder recorded yet: a registry records itself at its first snapshot)"

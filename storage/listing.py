@@ -39,7 +39,8 @@ class Leftover:
     upload_id: str | None = None
 
 
-def _when(info: dict[str, Any]) -> dt.datetime | None:
+def modified(info: dict[str, Any]) -> dt.datetime | None:
+    """When a listed file (fsspec's ``info``) was last modified, by the store's clock (``None``: not said)."""
     for key in ("LastModified", "mtime", "created"):
         value = info.get(key)
         if isinstance(value, dt.datetime):
@@ -69,7 +70,7 @@ def scan(store: Any) -> tuple[list[StoredObject], list[Leftover]]:
     objects, leftovers = [], []
     for path, info in _find(store).items():
         base = posixpath.basename(path)
-        size, when = int(info.get("size") or 0), _when(info)
+        size, when = int(info.get("size") or 0), modified(info)
         if any(m in base for m in _TMP_MARKERS):
             leftovers.append(Leftover("temp file", path, size, when))
         elif digest.is_digest(digest.PREFIX + base):
@@ -88,7 +89,7 @@ def _multipart_uploads(store: Any) -> list[Leftover]:
         while True:
             page = fsspec.asyn.sync(fs.loop, fs._call_s3, "list_multipart_uploads", **kwargs)
             for u in page.get("Uploads", []):
-                out.append(Leftover("multipart upload", f"{bucket}/{u['Key']}", 0, _when({"LastModified": u.get("Initiated")}),
+                out.append(Leftover("multipart upload", f"{bucket}/{u['Key']}", 0, modified({"LastModified": u.get("Initiated")}),
                                     u["UploadId"]))
             if not page.get("IsTruncated"):
                 return out

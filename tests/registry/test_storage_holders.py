@@ -6,7 +6,9 @@ deletes without the records (a storage written before them): another registry's 
 from __future__ import annotations
 
 import datetime as dt
+import os
 import shutil
+import time
 import warnings
 from pathlib import Path
 
@@ -16,8 +18,9 @@ import storage
 from storage import holders
 
 from registry import (
-    InvalidNameError, NotFoundError, Registry, StorageMismatchError, StorageSharedError, StorageSharedWarning,
+    ConflictError, InvalidNameError, StorageMoveError, NotFoundError, Registry, StorageMismatchError, StorageSharedError, StorageSharedWarning,
 )
+from registry import binding
 from registry import gc as collector
 
 NOW = dt.timedelta(0)
@@ -98,7 +101,7 @@ def test_gc_refuses_a_storage_another_registry_holds_and_deletes_nothing(owner, 
         for run in (lambda: reg.gc(grace=NOW), lambda: reg.gc(grace=NOW, dry_run=True),
                     lambda: collector.collect(reg, grace=NOW)):
             with pytest.raises(StorageSharedError, match=rf"gc refused: the storage .* is held by 1 other registry "
-                                                         rf"too: {other.registry_id} .*nothing was deleted"):
+                                                         rf"too: {other.registry_id} .*no object was deleted"):
                 run()
     assert isinstance(StorageSharedError("x"), StorageMismatchError)  # exit 4 / HTTP 400, as a mismatch
     assert set(mine.store.list_digests()) == stored
@@ -115,22 +118,55 @@ def test_control_without_the_records_gc_deletes_another_registrys_live_objects(o
     assert not owner.verify()["ok"]
 
 
-def test_gc_looks_again_after_its_listing(mine, local_storage_url, tmp_path, monkeypatch):
-    """A registry that begins to share the storage after gc's first look (here: while gc lists the storage)
-    stored its objects after it recorded itself: gc's second look, before any delete, refuses."""
-    real_scan = collector.listing.scan
+@pytest.mark.parametrize("when", ["listing", "deleting"])
+def test_a_registry_that_begins_to_share_while_gc_runs_stores_nothing_until_it_ends(mine, local_storage_url, tmp_path,
+                                                                                   monkeypatch, when):
+    """A newcomer records itself while another registry's gc lists the storage, or deletes (past its looks),
+    and snapshots the very weights gc is deleting (an imported checkpoint): its record comes after gc's
+    lease, so it sees the lease and is refused, storing and recording nothing (its record removed too), and
+    gc goes on; once gc has ended, the same snapshot stores its objects again (f3dc966 acknowledged the
+    version, then gc deleted its object)."""
+    newcomer = Registry(f"sqlite:///{tmp_path / 'late.db'}", local_storage_url)
+    same_weights = toys.spec(hidden=8).build()
+    mine_v1 = mine.collectable
+    refused = []
 
-    def scan(store):
-        found = real_scan(store)
-        with Registry(f"sqlite:///{tmp_path / 'late.db'}", local_storage_url) as late:
-            with pytest.warns(StorageSharedWarning):
-                late.snapshot("pol", toys.spec(hidden=16).build())
-        return found
+    def interleave(real):
+        def call(*args, **kwargs):
+            if not refused:
+                with pytest.raises(ConflictError, match=r"whose gc is deleting objects there now: "
+                                   + mine.registry_id + r".*Nothing was stored or recorded") as info:
+                    newcomer.snapshot("pol", same_weights)
+                refused.append(info.value)
+            return real(*args, **kwargs)
+        return call
 
-    monkeypatch.setattr(collector.listing, "scan", scan)
-    with pytest.raises(StorageSharedError, match="held by 1 other registry"):
+    target = "scan" if when == "listing" else "_reclaim"
+    owner_of = collector.listing if when == "listing" else collector
+    monkeypatch.setattr(owner_of, target, interleave(getattr(owner_of, target)))
+    assert mine_v1 <= set(mine.gc(grace=NOW).reclaimed)  # its own garbage, which the newcomer did not reuse
+    assert refused and newcomer.models() == []
+    assert holders.collecting(mine.store) == {}  # the lease ended with gc
+    with pytest.warns(StorageSharedWarning):
+        v = newcomer.snapshot("pol", same_weights)
+    assert newcomer.verify()["ok"] and toys.states_equal(newcomer.load("pol", v.version), same_weights)
+    with pytest.raises(StorageSharedError):
         mine.gc(grace=NOW)
-    assert mine.collectable <= set(mine.store.list_digests())  # nothing was deleted
+    newcomer.close()
+
+
+def test_a_lapsed_lease_does_not_count(mine, local_storage_url, tmp_path):
+    """A gc killed while it held its lease: the lease counts no more once not renewed for LEASE_SECONDS."""
+    lease = holders.Lease(mine.store, mine.registry_id, {})
+    lease.renew()  # (written, never renewed again, never removed: a killed gc)
+    newcomer = Registry(f"sqlite:///{tmp_path / 'late.db'}", local_storage_url)
+    with pytest.raises(ConflictError):
+        newcomer.snapshot("pol", toys.spec(hidden=8).build())
+    stale = time.time() - holders.LEASE_SECONDS - 5
+    os.utime(Path(local_storage_url) / holders.LEASES / f"{lease.name}.json", (stale, stale))
+    with pytest.warns(StorageSharedWarning):
+        newcomer.snapshot("pol", toys.spec(hidden=8).build())
+    newcomer.close()
 
 
 def test_gc_of_an_empty_registry_leaves_no_record_on_a_storage_another_holds(owner, make_registry):
@@ -170,3 +206,67 @@ def test_a_moved_registry_holds_its_new_storage_and_not_its_old_one(mine, local_
     assert [h["holder"] for h in mine.storage_holders()] == [mine.registry_id]
     assert holders.holders(storage.Store(local_storage_url)) == {}
     assert len(mine.gc(grace=NOW).reclaimed) >= 1
+
+
+# --- fixes from the review of f3dc966 -----------------------------------------------------------------
+
+
+def test_a_client_whose_record_was_forgotten_records_itself_again_at_its_next_write(owner, mine):
+    """A live registry forgotten by mistake: its next snapshot (on a local folder: every write looks) records
+    it again, so the other's gc is refused again rather than deleting its versions' objects."""
+    mine.forget_storage_holder(owner.registry_id)
+    with pytest.warns(StorageSharedWarning):  # (recorded again: sharing again)
+        owner.snapshot("pol", toys.spec(hidden=16).build())
+    assert owner.registry_id in [h["holder"] for h in mine.storage_holders()]
+    with pytest.raises(StorageSharedError):
+        mine.gc(grace=NOW)
+    assert owner.verify()["ok"]
+
+
+def test_a_move_holds_the_new_storage_before_it_checks_it_and_only_if_it_moves(mine, local_storage_url, tmp_path):
+    """Held first: a gc of the registry already there, run between the move's check and its record, is refused
+    (not deleting the objects just copied); a refused move leaves no record there."""
+    new = tmp_path / "theirs"
+    with Registry(f"sqlite:///{tmp_path / 'there.db'}", str(new)) as there:
+        there.snapshot("x", toys.spec(hidden=4).build())
+        empty_dir = tmp_path / "empty"
+        with pytest.raises(StorageMoveError, match="storage move to"):
+            mine.move_storage(str(empty_dir))
+        assert holders.holders(storage.Store(str(empty_dir))) == {}
+        shutil.copytree(Path(local_storage_url) / "objects", new / "objects", dirs_exist_ok=True)
+        real = binding.record_move
+
+        def record_move(*args, **kwargs):  # the other registry's gc between the check and the record
+            with pytest.raises(StorageSharedError):
+                there.gc(grace=NOW)
+            return real(*args, **kwargs)
+
+        with pytest.MonkeyPatch.context() as mp, pytest.warns(StorageSharedWarning):
+            mp.setattr(binding, "record_move", record_move)
+            mine.move_storage(str(new))
+    assert mine.verify()["ok"]
+
+
+def test_forget_records_the_event_only_once_the_record_is_gone(mine, local_storage_url):
+    (Path(local_storage_url) / holders.FOLDER / "stuck.json").mkdir()  # a folder in the way: cannot be removed
+    before = len(mine.storage_history())
+    with pytest.raises(storage.StorageWriteError, match="folder"):
+        mine.forget_storage_holder("stuck")
+    assert len(mine.storage_history()) == before
+
+
+def test_a_record_copied_with_the_objects_is_named_so(owner, mine, local_storage_url, tmp_path):
+    """Copying the whole storage folder copies the other registry's record: the refusal says where it was
+    recorded and what to do."""
+    copy = tmp_path / "copy"
+    shutil.copytree(local_storage_url, copy)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", StorageSharedWarning)
+        mine.move_storage(str(copy))
+    with pytest.raises(StorageSharedError, match=rf"recorded at {storage.Store(local_storage_url).url}: copied "
+                                                 rf"here with the objects\? if so, `rlreg storage forget {owner.registry_id}`"):
+        mine.gc(grace=NOW)
+
+
+def test_a_holder_record_names_the_database_without_its_password_or_query():
+    assert binding.public_url("postgresql://u:pw@h/db?password=s3cret&sslmode=require") == "postgresql+psycopg://u:***@h/db"

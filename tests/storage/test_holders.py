@@ -69,3 +69,31 @@ def test_an_offline_client_does_not_contact_the_bucket(s3_bucket, tmp_path):
                  lambda: holders.release(store, "reg-a")):
         with pytest.raises(OfflineError):
             call()
+
+
+def test_files_that_no_holder_id_names_are_not_holders(store):
+    """Only rlreg writes records, each named by a valid id: anything else there (a stray file, a temporary
+    name, ``x.json.json``) is ignored, so gc is never refused by a holder ``storage forget`` cannot name."""
+    holders.hold(store, "reg-a", {})
+    for name in ("foo bar.json", ".hidden.json", "y.json.json", "notes.txt"):
+        store.fs.pipe_file(f"{store.location.path}/{holders.FOLDER}/{name}", b"{}")
+    assert list(holders.holders(store)) == ["reg-a"]
+
+
+def test_a_lease_is_listed_while_held_and_gone_after(store):
+    """Two gcs of one holder at once: the first to end leaves the other's lease in place."""
+    assert holders.collecting(store) == {}
+    with holders.Lease(store, "reg-a", {"database": "x"}):
+        with holders.Lease(store, "reg-a", {"database": "x"}):
+            assert list(holders.collecting(store)) == ["reg-a"]
+        assert list(holders.collecting(store)) == ["reg-a"]
+        assert holders.holders(store) == {}  # a lease is no record
+    assert holders.collecting(store) == {}
+
+
+def test_listing_the_holders_of_a_missing_bucket_says_so(s3_bucket, tmp_path):
+    from storage.errors import StorageUnavailableError
+
+    store = Store("s3://rlreg-no-such-bucket-here/store", cache_dir=str(tmp_path / "cache"))
+    with pytest.raises(StorageUnavailableError, match="no bucket"):
+        holders.holders(store)
