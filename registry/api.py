@@ -111,6 +111,7 @@ class Registry:
         self._id: str | None = None  # binding.registry_id, once read
         self._held: str | None = None  # the storage URL this client recorded the registry as a holder of
         self._held_at = 0.0  # when it last saw the record there (time.monotonic())
+        self._hold_lock = forklocks.new_lock(self, "_hold_lock")
         self._remembered: offline_cache.OfflineCache | None = None
         if pending_snapshots is not None:
             from registry.pending import check_limit  # no torch: refused here, not at the first snapshot
@@ -226,22 +227,20 @@ class Registry:
         (``StorageSharedWarning``) if the record made it share the storage. Once per client and URL, then
         a look that the record is still there: at each write on a local folder (a stat), every
         ``HOLD_RECHECK`` seconds on a bucket (a HEAD)."""
-        url = self.storage_url
-        if self._held == url:
-            recheck = self.store.is_local or time.monotonic() - self._held_at >= HOLD_RECHECK
-            if not recheck or binding.still_held(self.store, self._own_id()):
-                self._held_at = time.monotonic() if recheck else self._held_at
-                return
-        held = binding.hold(self.store, self._own_id(), self.db_url, actors.process_actor())
-        if held.collecting:
-            self._held = None
-            if held.written:  # (nothing of it stored: the record goes too, and the next try warns)
-                binding.release(self.store, self._own_id())
-            raise binding.collecting_refusal(self._where(), url, held.collecting)
-        if held.others:
-            warnings.warn(binding.shared_warning(self._where(), url, held.others), errors.StorageSharedWarning,
-                          stacklevel=2)
-        self._held, self._held_at = url, time.monotonic()
+        with self._hold_lock:  # (a thread that finds the registry held may store at once: the look is done)
+            url = self.storage_url
+            if self._held == url:
+                recheck = self.store.is_local or time.monotonic() - self._held_at >= HOLD_RECHECK
+                if not recheck or binding.still_held(self.store, self._own_id()):
+                    self._held_at = time.monotonic() if recheck else self._held_at
+                    return
+            held = binding.hold(self.store, self._own_id(), self.db_url, actors.process_actor())
+            if held.others:
+                warnings.warn(binding.shared_warning(self._where(), url, held.others), errors.StorageSharedWarning,
+                              stacklevel=2)
+            if held.collecting:  # (the record stays: it is the registry's, which other clients may count on)
+                raise binding.collecting_refusal(self._where(), url, held.collecting)
+            self._held, self._held_at = url, time.monotonic()
 
     def storage_holders(self) -> list[dict[str, Any]]:
         """The registries that record themselves as holders of this registry's storage (this one

@@ -68,7 +68,8 @@ storage holds objects stored before the registry was bound to it (made there, or
 URL or moved onto by mistake, which a collection would delete wholesale. And it refuses
 (``StorageSharedError``) a storage that another registry records itself as holding (``registry.binding``,
 ``storage.holders``): each registry records itself before it stores its first object and before it
-collects. gc takes a lease on the storage (``collecting/<registry id>.json``, renewed while it runs)
+collects. gc takes a lease on the storage (``collecting/<registry id>.<token>.json``, renewed while it
+runs; a gc whose lease may have lapsed stops before its next delete)
 before it looks at the records, and a registry that records itself asks for others' leases after its
 record is written and before it stores anything (refused, ``ConflictError``, while one is live): either
 gc sees the newcomer's record, or the newcomer sees gc's lease.
@@ -524,10 +525,31 @@ def collect(reg: Any, *, grace: dt.timedelta = DEFAULT_GRACE, dry_run: bool = Fa
     # The lease first, then the look (``storage.holders``): a registry that records itself after the
     # look sees the lease, and stores nothing until it ends. The look comes before this registry records
     # itself there: a storage another registry holds is left as it was.
-    with binding.lease(reg.store, reg._own_id(), reg.db_url, actors.process_actor()):
-        _refuse_shared_storage(reg)
+    with binding.lease(reg.store, reg._own_id(), reg.db_url, actors.process_actor()) as lease:
+        try:
+            _refuse_shared_storage(reg)
+        except errors.StorageSharedError:
+            _abandon_claims(reg)
+            raise
         reg._hold_storage()
-        return _collect(reg, grace, dry_run, progress)
+        return _collect(reg, grace, dry_run, progress, lease)
+
+
+def _abandon_claims(reg: Any) -> None:
+    """Rows an interrupted gc left ``deleting`` (claimed, maybe partly deleted), when this gc is refused the
+    storage: claimed and marked ``deleted`` without deleting their objects, so that writers of those objects
+    are not held until a gc that cannot run (a ``deleted`` row makes a writer look at storage and upload
+    what is missing; the objects stay, as every other object of a shared storage)."""
+    with reg._read("reading the objects table") as conn:
+        cutoff = db_now(conn)
+        rows = {r.digest: r.nbytes for r in conn.execute(sa.select(objects.c.digest, objects.c.nbytes)
+                                                          .where(objects.c.state == DELETING))}
+    for order in _batches(sorted(rows)):
+        _finish(reg.event_store, _tombstone(reg.event_store, {d: rows[d] for d in order}, cutoff))
+
+
+def _batches(items: list[str]) -> Iterable[list[str]]:
+    return (items[i : i + BATCH] for i in range(0, len(items), BATCH))
 
 
 def _refuse_shared_storage(reg: Any) -> None:
@@ -538,7 +560,8 @@ def _refuse_shared_storage(reg: Any) -> None:
         raise binding.shared_refusal(reg._where(), reg.storage_url, others)
 
 
-def _collect(reg: Any, grace: dt.timedelta, dry_run: bool, progress: Callable[[int, int], None] | None) -> GcReport:
+def _collect(reg: Any, grace: dt.timedelta, dry_run: bool, progress: Callable[[int, int], None] | None,
+             lease: Any = None) -> GcReport:
     report = GcReport(grace.total_seconds(), dry_run)
     with reg._read("reading retention policies") as conn:
         names = retention.models_with_policies(conn)
@@ -561,9 +584,9 @@ def _collect(reg: Any, grace: dt.timedelta, dry_run: bool, progress: Callable[[i
     if progress is not None:
         progress(0, total)
     order = sorted(doomed)
-    for i in range(0, len(order), BATCH):
-        batch = {d: doomed[d] for d in order[i : i + BATCH]}
-        gone_now = list(batch) if dry_run else _reclaim(reg, batch, cutoff)
+    for part in _batches(order):
+        batch = {d: doomed[d] for d in part}
+        gone_now = list(batch) if dry_run else _reclaim(reg, batch, cutoff, lease)
         report.reclaimed += [d for d in gone_now if d in stored]
         report.reclaimed_bytes += sum(stored[d].nbytes for d in gone_now if d in stored)
         if progress is not None:
@@ -575,10 +598,20 @@ def _collect(reg: Any, grace: dt.timedelta, dry_run: bool, progress: Callable[[i
     return report
 
 
-def _reclaim(reg: Any, batch: Mapping[str, int], cutoff: dt.datetime) -> list[str]:
-    """Claim ``batch`` (``_tombstone``), then delete and finish what is still this gc's claim; returns that."""
+def _reclaim(reg: Any, batch: Mapping[str, int], cutoff: dt.datetime, lease: Any = None) -> list[str]:
+    """Claim ``batch`` (``_tombstone``), then delete and finish what is still this gc's claim; returns that.
+    ``lease`` (``storage.holders.Lease``) is checked before each: a lapsed one stops gc (a claim left
+    ``deleting`` is the next gc's to finish)."""
+    if lease is not None:
+        lease.check()
     claimed = _tombstone(reg.event_store, batch, cutoff)
-    return _finish(reg.event_store, claimed, reg.store.delete)
+
+    def delete(digests: list[str]) -> Any:
+        if lease is not None:
+            lease.check()
+        return reg.store.delete(digests)
+
+    return _finish(reg.event_store, claimed, delete)
 
 
 def _leftovers(reg: Any, found: list[listing.Leftover], cutoff: dt.datetime, report: GcReport) -> None:

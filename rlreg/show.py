@@ -256,7 +256,9 @@ def holders_text(url: str, found: Iterable[Mapping[str, Any]]) -> str:
                      h.get("since", ""), describe_actor(actor) if actor else ""))
     if not rows:
         return f"storage: {url}\n  (no holder recorded yet: a registry records itself at its first snapshot)"
-    others = sum(1 for r in rows if not r[0])
-    note = ("  (* this registry; another holds it too: gc refuses this storage)" if others
-            else "  (* this registry)")
+    mine, others = any(r[0] for r in rows), not all(r[0] for r in rows)
+    if mine:
+        note = "  (* this registry; another holds it too: gc refuses this storage)" if others else "  (* this registry)"
+    else:  # (a registry that never stored anything there)
+        note = "  (another registry holds it: this registry's gc is refused here)"
     return "\n".join([f"storage: {url}", table(("", "HOLDER", "DATABASE", "SINCE", "BY"), rows), note])

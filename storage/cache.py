@@ -33,6 +33,7 @@ from storage.filesystems import SinkFailed, local_atomic_write, local_temp_path,
 log = logging.getLogger(__name__)
 
 DEFAULT_MAX_BYTES = config.DEFAULT_CACHE_MAX_BYTES
+REST_SECONDS = 60  # after the folder failed a write, loads write nothing into it for this long
 
 
 def default_cache_dir() -> str:
@@ -67,14 +68,28 @@ class ObjectCache:
         self._lock = filelock.FileLock(os.path.join(self.folder, ".lock"))
         self._since_scan: int | None = None  # bytes added since the last full scan (None: never scanned)
         self._warned = False  # a failure of the folder was logged (once a cache)
+        self._resting_until = 0.0  # no writes into the folder before (time.monotonic()): it failed lately
+        self.unreadable: dict[str, str] = {}  # entries that are there but could not be read: {digest: why}
 
     def unusable(self, exc: BaseException, doing: str) -> None:
-        """Log (once a cache) that ``doing`` in the folder failed with ``exc``: loads go on without it."""
+        """Log (once a cache) that ``doing`` in the folder failed with ``exc``: loads go on without it, and
+        for ``REST_SECONDS`` nothing is written there (a full disk would cost each object a download more)."""
+        self._resting_until = time.monotonic() + REST_SECONDS
         if not self._warned:
             self._warned = True
-            log.warning("the cache folder %s failed %s (%s: %s): loading without the cache, from the bucket into "
-                        "memory; free space there or fix its permissions, or set RLREG_CACHE_DIR to another folder",
+            log.warning("the cache folder %s failed %s (%s: %s): loading without the cache (from the bucket, into "
+                        "memory); free space there or fix its permissions, or set RLREG_CACHE_DIR to another folder",
                         self.folder, doing, type(exc).__name__, exc)
+
+    def _resting(self) -> bool:
+        return time.monotonic() < self._resting_until
+
+    def discard_quietly(self, object_digest: str) -> None:
+        """``discard``, for a load or a delete that goes on whatever the folder says (``unusable``)."""
+        try:
+            self.discard(object_digest)
+        except OSError as exc:
+            self.unusable(exc, f"removing {self.path(object_digest)}")
 
     def path(self, object_digest: str) -> str:
         """Where ``object_digest`` is cached."""
@@ -90,10 +105,10 @@ class ObjectCache:
             return None
         except NotAFileError as exc:  # a folder or FIFO in its place: never opened for reading
             log.warning("discarding a damaged cache entry: %s", exc)
-            with contextlib.suppress(OSError):
-                self.discard(object_digest)
+            self.discard_quietly(object_digest)
             return None
         except OSError as exc:  # unreadable (permissions, an I/O error): a miss
+            self.unreadable[object_digest] = f"{type(exc).__name__}: {exc}"
             self.unusable(exc, f"reading {path}")
             return None
         with contextlib.suppress(OSError):
@@ -103,7 +118,7 @@ class ObjectCache:
     def add(self, object_digest: str, buffers: Iterable[Any], nbytes: int) -> None:
         """Cache an object's (already verified) bytes, evicting old entries beyond the bound (a folder that
         cannot be written is logged, ``unusable``, and left alone)."""
-        if nbytes > self.max_bytes:
+        if nbytes > self.max_bytes or self._resting():
             return
         path = self.path(object_digest)
         try:
@@ -118,7 +133,7 @@ class ObjectCache:
     def filling(self, object_digest: str, nbytes: int) -> Filling | None:
         """A temporary file to download an object into, kept as its entry only once verified (``Filling``);
         ``None`` for an object larger than the cache, or when the folder cannot be written (``unusable``)."""
-        if nbytes > self.max_bytes:
+        if nbytes > self.max_bytes or self._resting():
             return None
         path = self.path(object_digest)
         try:
@@ -208,7 +223,7 @@ class ObjectCache:
             for sub in os.scandir(root):
                 if sub.is_dir():
                     for e in os.scandir(sub.path):
-                        with contextlib.suppress(FileNotFoundError):
+                        with contextlib.suppress(OSError):  # (gone meanwhile, or a link loop: not an entry)
                             if not e.name.startswith(".tmp-"):
                                 st = e.stat()
                                 out.append((st.st_mtime, e.path, st.st_size))
@@ -304,7 +319,10 @@ class Filling:
             elif self._waiting <= limit:
                 return
             else:  # (cancelled: so is the write, if it has not started)
-                await asyncio.wait([asyncio.wrap_future(future)])
+                waited = asyncio.wrap_future(future)
+                await asyncio.wait([waited])
+                if not waited.cancelled():
+                    waited.exception()  # (read here from `future`: unread, asyncio would print it when collected)
 
     def _wait_writes(self, cancel: bool = False) -> None:
         """Wait for every write handed over (``cancel``: those not started are not made); raise the first one's error."""
@@ -328,12 +346,12 @@ class Filling:
         if self._fd is not None:
             try:
                 self._wait_writes()
-            except BaseException:
+                os.fchmod(self._fd, 0o644)
+                fd, self._fd = self._fd, None
+                os.close(fd)  # (a network filesystem may say only here that it is full)
+            except BaseException as exc:
                 self.drop()
-                raise
-            os.fchmod(self._fd, 0o644)
-            os.close(self._fd)
-            self._fd = None
+                raise self._failed(exc) if isinstance(exc, OSError) else exc
 
     def mapped(self) -> Any:
         """A private (copy-on-write) map of the bytes written, to verify and hand out."""

@@ -1,5 +1,5 @@
 """Who references a store's objects from outside it: one small JSON file per holder, ``<url>/holders/<id>.json``;
-and who is deleting unreferenced objects now: one lease per holder, ``<url>/collecting/<id>.json``.
+and who is deleting unreferenced objects now: one lease per collector, ``<url>/collecting/<id>.<token>.json``.
 
 A store does not know what its objects are for: a registry's database says which of them its
 versions use. Several databases may record objects in one store; one that deleted the objects its
@@ -15,7 +15,8 @@ the others' live leases after its record is written and before it stores (``coll
 the collector's look comes after the record (it sees the holder and refuses), or the holder's ask
 comes after the lease (it sees the lease and waits or refuses): in both orders no object the new
 holder counted on is deleted. A lease not renewed for ``LEASE_SECONDS`` (its collector was killed)
-no longer counts.
+no longer counts, and a collector whose renewals fail stops deleting before then (``Lease.check``).
+Machines' clocks are taken to agree within ``MARGIN_SECONDS`` (NTP).
 
 Each file is its holder's own, named by its id: recording one never reads or rewrites another's, so
 holders need no lock between them, on a folder or a bucket alike. A record is written whole (renamed
@@ -28,20 +29,26 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+import logging
 import os
 import posixpath
 import re
 import threading
+import time
 from collections.abc import Iterable
 from typing import Any
 
 from storage import filesystems, listing
+from storage.errors import StorageUnavailableError
+
+log = logging.getLogger(__name__)
 
 FOLDER = "holders"
 LEASES = "collecting"
 SUFFIX = ".json"
 LEASE_SECONDS = 600  # a lease not renewed for this long counts no more (its collector is gone)
 RENEW_SECONDS = 60
+MARGIN_SECONDS = 120  # a collector stops deleting this long before others may take its lease for lapsed
 _ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,127}")
 
 
@@ -162,10 +169,20 @@ def collecting(store: Any, now: dt.datetime | None = None) -> dict[str, dt.datet
     return out
 
 
+def _clock() -> float:
+    """Seconds that keep counting while the machine sleeps (a lease lapses meanwhile for the others too)."""
+    return time.clock_gettime(time.CLOCK_BOOTTIME) if hasattr(time, "CLOCK_BOOTTIME") else time.monotonic()
+
+
 class Lease:
     """A collector's lease on ``store`` (``collecting``), written at ``__enter__``, renewed every
     ``RENEW_SECONDS`` by a thread of its own, removed at ``__exit__``; named ``<holder>.<token>``, so
-    that two collectors of one holder each remove only their own."""
+    that two collectors of one holder each remove only their own.
+
+    ``check()``, before each delete: ``StorageUnavailableError`` once the last renewal that succeeded
+    began more than ``LEASE_SECONDS - MARGIN_SECONDS`` ago (renewals failing, or this process stopped
+    meanwhile): others may take the lease for lapsed by then, and record themselves unseen.
+    """
 
     def __init__(self, store: Any, holder: str, record: dict[str, Any]) -> None:
         self.store, self.holder, self.record = store, check_id(holder), record
@@ -173,18 +190,36 @@ class Lease:
         self._path = _path(store, self.name, LEASES)
         self._stop = threading.Event()
         self._renewer: threading.Thread | None = None
+        self._renewed = 0.0  # _clock() when the last renewal that succeeded began
+        self._failure: BaseException | None = None
 
     def renew(self) -> None:
         """Write the lease anew (its modification time is when it was last renewed)."""
+        began = _clock()
         with filesystems.translate_errors(self.store.url):
             _write(self.store, self._path, {**self.record, "holder": self.holder}, durable=False)
+        self._renewed, self._failure = began, None
+
+    def check(self) -> None:
+        """Raise unless the lease still holds, with a margin (see the class docstring)."""
+        age = _clock() - self._renewed
+        if age > LEASE_SECONDS - MARGIN_SECONDS:
+            why = f" (renewing it failed: {self._failure})" if self._failure is not None else ""
+            raise StorageUnavailableError(
+                f"stopped deleting from {self.store.url}: this collector's lease there was last renewed "
+                f"{age:.0f} s ago{why}, and another registry may take it for lapsed after {LEASE_SECONDS} s; "
+                "what was deleted is recorded, run it again"
+            )
 
     def _keep_renewing(self) -> None:
         while not self._stop.wait(RENEW_SECONDS):
             try:
                 self.renew()
-            except Exception:  # noqa: BLE001 - retried at the next turn; the lease lapses if it keeps failing
-                continue
+            except Exception as exc:  # noqa: BLE001 - retried at the next turn; check() stops the collector
+                if self._failure is None:
+                    log.warning("renewing the lease %s on %s failed (%s): retrying every %d s",
+                                self.name, self.store.url, exc, RENEW_SECONDS)
+                self._failure = exc
 
     def __enter__(self) -> Lease:
         self.store._require_online("taking a lease")
@@ -196,5 +231,5 @@ class Lease:
     def __exit__(self, *exc: object) -> None:
         self._stop.set()
         if self._renewer is not None:
-            self._renewer.join()
+            self._renewer.join(timeout=RENEW_SECONDS)  # (a renewal hung on the network: it lapses anyway)
         release(self.store, self.name, LEASES)

@@ -586,6 +586,14 @@ class Store:
         names = sorted(n for obj in missing for n in users[obj])
         shown = ", ".join(repr(n) for n in names[:3]) + (", ..." if len(names) > 3 else "")
         where = self.cache.folder if self.cache is not None else "(no cache)"
+        unreadable = {o: self.cache.unreadable[o] for o in missing if self.cache is not None and o in self.cache.unreadable}
+        if unreadable:
+            first = next(iter(unreadable))
+            return NotCachedError(
+                f"{len(unreadable)} object(s) of {self.url} are in the cache {where} but cannot be read (first "
+                f"{first}: {unreadable[first]}), and RLREG_OFFLINE=1 forbids fetching them: fix the cache "
+                "folder's permissions, or unset RLREG_OFFLINE"
+            )
         return NotCachedError(
             f"{len(missing)} object(s) of {self.url} (first {missing[0]}; tensors {shown}) are not in the "
             f"cache {where}, and RLREG_OFFLINE=1 forbids fetching them: load this version once online "
@@ -600,7 +608,7 @@ class Store:
             found = self._decode(obj, buf, users, entries, where=self.cache.path(obj))  # type: ignore[union-attr]
         except IntegrityError as exc:
             log.warning("discarding a damaged cache entry: %s", exc)
-            self.cache.discard(obj)  # type: ignore[union-attr]
+            self.cache.discard_quietly(obj)  # type: ignore[union-attr]
             return None
         self.stats.cache_hits += 1
         return _buffer_view(buf), found
@@ -699,9 +707,9 @@ class Store:
         with filesystems.translate_errors(self.url):
             if present:
                 self.fs.rm([self._path(d) for d in sorted(present)])
-        if self.cache is not None:
+        if self.cache is not None:  # (deleted from storage already: a cache folder that refuses is only said)
             for d in ds:
-                self.cache.discard(d)
+                self.cache.discard_quietly(d)
         return present
 
     def verify(

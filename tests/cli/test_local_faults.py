@@ -146,3 +146,16 @@ def test_a_load_through_a_read_only_cache_folder_reads_into_memory(runner, s3_ve
     with mounted("--bind", "-o", "ro", str(tmp_path / "src"), target=tmp_path / "ro") as ro:
         err = _load_with_cache(runner, s3_version, ro / "cache", tmp_path / "out")
     assert err.count("the cache folder") == 1 and "Read-only file system" in err
+
+
+def test_a_damaged_entry_in_a_read_only_cache_folder_is_fetched_again(runner, s3_version, tmp_path):
+    """The damaged entry cannot be discarded there: said once, and the object comes from the bucket."""
+    cache = tmp_path / "src" / "cache"
+    _load_with_cache(runner, s3_version, cache, tmp_path / "out")
+    for entry in (p for p in (cache / "objects").rglob("*") if p.is_file()):
+        data = bytearray(entry.read_bytes())
+        data[-1] ^= 0x01
+        entry.write_bytes(bytes(data))
+    with mounted("--bind", "-o", "ro", str(tmp_path / "src"), target=tmp_path / "ro") as ro:
+        err = _load_with_cache(runner, s3_version, ro / "cache", tmp_path / "again")
+    assert err.count("the cache folder") == 1 and "Read-only file system" in err

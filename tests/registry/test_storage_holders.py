@@ -14,6 +14,7 @@ from pathlib import Path
 
 import pytest
 import registry_toys as toys
+import sqlalchemy as sa
 import storage
 from storage import holders
 
@@ -22,6 +23,7 @@ from registry import (
 )
 from registry import binding
 from registry import gc as collector
+from registry.schema import objects
 
 NOW = dt.timedelta(0)
 
@@ -43,9 +45,10 @@ def mine(make_registry):
     """This test's registry (SQLite or PostgreSQL) on the same storage, with a deleted version of ``own``: gc
     (grace 0) would collect its objects (``mine.collectable``), and every object of the storage it does not know."""
     reg = make_registry()
+    reg.module = toys.spec(hidden=8).build()  # (the weights of own:1: a newcomer may snapshot the same)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", StorageSharedWarning)
-        reg.snapshot("own", toys.spec(hidden=8).build())
+        reg.snapshot("own", reg.module)
     reg.collectable = _objects(reg, "own", 1)
     reg.delete_version("own", 1, reason="test")
     return reg
@@ -122,34 +125,37 @@ def test_control_without_the_records_gc_deletes_another_registrys_live_objects(o
 def test_a_registry_that_begins_to_share_while_gc_runs_stores_nothing_until_it_ends(mine, local_storage_url, tmp_path,
                                                                                    monkeypatch, when):
     """A newcomer records itself while another registry's gc lists the storage, or deletes (past its looks),
-    and snapshots the very weights gc is deleting (an imported checkpoint): its record comes after gc's
-    lease, so it sees the lease and is refused, storing and recording nothing (its record removed too), and
-    gc goes on; once gc has ended, the same snapshot stores its objects again (f3dc966 acknowledged the
-    version, then gc deleted its object)."""
+    and snapshots the very weights gc is deleting (an imported checkpoint: the same objects): its record
+    comes after gc's lease, so it sees the lease and is refused, storing and recording nothing; its record
+    stays (a gc that looks again refuses). Once gc has ended, the same snapshot stores its objects again
+    if gc deleted them (f3dc966 acknowledged the version, then gc deleted its object)."""
     newcomer = Registry(f"sqlite:///{tmp_path / 'late.db'}", local_storage_url)
-    same_weights = toys.spec(hidden=8).build()
-    mine_v1 = mine.collectable
     refused = []
 
     def interleave(real):
         def call(*args, **kwargs):
             if not refused:
                 with pytest.raises(ConflictError, match=r"whose gc is deleting objects there now: "
-                                   + mine.registry_id + r".*Nothing was stored or recorded") as info:
-                    newcomer.snapshot("pol", same_weights)
+                                   + mine.registry_id + r".*Nothing was stored or recorded") as info, \
+                        pytest.warns(StorageSharedWarning):
+                    newcomer.snapshot("pol", mine.module)
                 refused.append(info.value)
             return real(*args, **kwargs)
         return call
 
-    target = "scan" if when == "listing" else "_reclaim"
-    owner_of = collector.listing if when == "listing" else collector
+    owner_of, target = (collector.listing, "scan") if when == "listing" else (collector, "_reclaim")
     monkeypatch.setattr(owner_of, target, interleave(getattr(owner_of, target)))
-    assert mine_v1 <= set(mine.gc(grace=NOW).reclaimed)  # its own garbage, which the newcomer did not reuse
+    if when == "listing":  # the look after the listing sees the newcomer's record: gc stops there
+        with pytest.raises(StorageSharedError):
+            mine.gc(grace=NOW)
+        assert mine.collectable <= set(mine.store.list_digests())
+    else:  # past its looks: it deletes its garbage, which the newcomer was kept from reusing
+        assert mine.collectable <= set(mine.gc(grace=NOW).reclaimed)
     assert refused and newcomer.models() == []
     assert holders.collecting(mine.store) == {}  # the lease ended with gc
-    with pytest.warns(StorageSharedWarning):
-        v = newcomer.snapshot("pol", same_weights)
-    assert newcomer.verify()["ok"] and toys.states_equal(newcomer.load("pol", v.version), same_weights)
+    v = newcomer.snapshot("pol", mine.module)
+    assert set(storage.manifest_objects(newcomer.manifest("pol", v.version))) == mine.collectable
+    assert newcomer.verify()["ok"] and toys.states_equal(newcomer.load("pol", v.version), mine.module)
     with pytest.raises(StorageSharedError):
         mine.gc(grace=NOW)
     newcomer.close()
@@ -160,12 +166,11 @@ def test_a_lapsed_lease_does_not_count(mine, local_storage_url, tmp_path):
     lease = holders.Lease(mine.store, mine.registry_id, {})
     lease.renew()  # (written, never renewed again, never removed: a killed gc)
     newcomer = Registry(f"sqlite:///{tmp_path / 'late.db'}", local_storage_url)
-    with pytest.raises(ConflictError):
+    with pytest.raises(ConflictError), pytest.warns(StorageSharedWarning):
         newcomer.snapshot("pol", toys.spec(hidden=8).build())
     stale = time.time() - holders.LEASE_SECONDS - 5
     os.utime(Path(local_storage_url) / holders.LEASES / f"{lease.name}.json", (stale, stale))
-    with pytest.warns(StorageSharedWarning):
-        newcomer.snapshot("pol", toys.spec(hidden=8).build())
+    newcomer.snapshot("pol", toys.spec(hidden=8).build())
     newcomer.close()
 
 
@@ -270,3 +275,60 @@ def test_a_record_copied_with_the_objects_is_named_so(owner, mine, local_storage
 
 def test_a_holder_record_names_the_database_without_its_password_or_query():
     assert binding.public_url("postgresql://u:pw@h/db?password=s3cret&sslmode=require") == "postgresql+psycopg://u:***@h/db"
+
+
+# --- fixes from the review of b7f424a -----------------------------------------------------------------
+
+
+def test_a_refused_client_leaves_its_registrys_record(mine, tmp_path, local_storage_url):
+    """The record is the registry's: another client of it may have found it and stored already, counting
+    on it; a client refused by a lease removes nothing, and the gc holding the lease refuses at its next look."""
+    newcomer = Registry(f"sqlite:///{tmp_path / 'late.db'}", local_storage_url)
+    with holders.Lease(mine.store, mine.registry_id, {}):
+        with pytest.raises(ConflictError), pytest.warns(StorageSharedWarning):
+            newcomer.snapshot("pol", toys.spec(hidden=8).build())
+    assert newcomer.registry_id in [h["holder"] for h in mine.storage_holders()]
+    with pytest.raises(StorageSharedError):
+        mine.gc(grace=NOW)
+    newcomer.close()
+
+
+def test_gc_stops_deleting_once_its_lease_may_have_lapsed(mine, monkeypatch):
+    """Renewals that fail, or a process stopped (Ctrl-Z, a paused machine), past LEASE_SECONDS - MARGIN:
+    others may take the lease for lapsed and record themselves unseen, so gc stops before its next delete."""
+    clock = [1000.0]
+    monkeypatch.setattr(holders, "_clock", lambda: clock[0])
+    real_scan = collector.listing.scan
+
+    def scan(store):  # the listing took (or the process stood still for) longer than the lease
+        found = real_scan(store)
+        clock[0] += holders.LEASE_SECONDS - holders.MARGIN_SECONDS + 1
+        return found
+
+    monkeypatch.setattr(collector.listing, "scan", scan)
+    with pytest.raises(storage.StorageUnavailableError, match="lease there was last renewed 481 s ago"):
+        mine.gc(grace=NOW)
+    assert mine.collectable <= set(mine.store.list_digests())
+    monkeypatch.setattr(collector.listing, "scan", real_scan)
+    assert mine.collectable <= set(mine.gc(grace=NOW).reclaimed)  # the next gc, on time, collects
+
+
+def test_a_refused_gc_lets_go_of_the_rows_an_interrupted_gc_left_deleting(mine, tmp_path, local_storage_url):
+    """An interrupted gc left rows 'deleting' (its writers wait for a gc to finish them); then the storage
+    became shared, so gc is refused: it marks them 'deleted' (objects left alone) and the registry's next
+    write of those weights goes through (it looks at storage and uploads what is missing)."""
+    with mine.event_store.engine.connect() as conn:
+        cutoff = collector.db_now(conn)
+    sizes = {d: 1 for d in mine.collectable}
+    assert set(collector._tombstone(mine.event_store, sizes, cutoff + dt.timedelta(seconds=1))) == mine.collectable
+    newcomer = Registry(f"sqlite:///{tmp_path / 'late.db'}", local_storage_url)
+    with pytest.warns(StorageSharedWarning):
+        newcomer.snapshot("pol", toys.spec(hidden=4).build())
+    with pytest.raises(StorageSharedError):
+        mine.gc(grace=NOW)
+    with mine.event_store.engine.connect() as conn:
+        states = {r.state for r in conn.execute(sa.select(objects.c.state).where(objects.c.digest.in_(mine.collectable)))}
+    assert states == {"deleted"}
+    v = mine.snapshot("own", mine.module)
+    assert mine.verify()["ok"] and toys.states_equal(mine.load("own", v.version), mine.module)
+    newcomer.close()
