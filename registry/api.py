@@ -251,6 +251,13 @@ class Registry:
         me = self.registry_id
         return [{**record, "holder": h, "this": h == me} for h, record in holders.holders(self.store).items()]
 
+    def storage_collecting(self) -> dict[str, datetime.datetime]:
+        """The live gc leases on this registry's storage (``storage.holders``): ``{registry id: last renewed}``
+        (a gc killed leaves one that counts for 10 minutes after its last renewal)."""
+        from storage import holders
+
+        return holders.collecting(self.store)
+
     def forget_storage_holder(self, holder: str) -> Event:
         """Remove another registry's holder record from this registry's storage (its database is gone for
         good), recording ``StorageHolderForgotten``. gc may then delete objects only that one's versions used:

@@ -175,11 +175,14 @@ def gc(session: Session, grace: str, dry_run: bool) -> None:
 @storage.command("holders")
 @common
 def storage_holders(session: Session) -> None:
-    """The registries that record themselves as holders of the storage (gc refuses one held by another)."""
-    found = session.registry.storage_holders()
+    """The registries that record themselves as holders of the storage (gc refuses one held by another),
+    and the gcs running there."""
+    reg = session.registry
+    found, collecting = reg.storage_holders(), reg.storage_collecting()
     if session.as_json:
-        return output.echo_json(found)
-    click.echo(show.holders_text(session.registry.storage_url, found))
+        return output.echo_json({"url": reg.storage_url, "holders": found,
+                                 "collecting": [{"holder": h, "renewed": t} for h, t in collecting.items()]})
+    click.echo(show.holders_text(reg.storage_url, found, collecting))
 
 
 @storage.command("forget")

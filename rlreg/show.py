@@ -246,19 +246,23 @@ def storage_text(url: str, changes: Iterable[Any]) -> str:
     return "\n".join(lines)
 
 
-def holders_text(url: str, found: Iterable[Mapping[str, Any]]) -> str:
-    """``rlreg storage holders``: one line a registry recorded in the storage, this one marked."""
+def holders_text(url: str, found: Iterable[Mapping[str, Any]], collecting: Mapping[str, Any] | None = None) -> str:
+    """``rlreg storage holders``: one line a registry recorded in the storage, this one marked; then the
+    gcs running there (their live leases)."""
     rows = []
     for h in found:
         actor = h.get("actor") if isinstance(h.get("actor"), Mapping) else None
         rows.append(("*" if h.get("this") else "", h["holder"],
                      f"(unreadable: {h['damaged']})" if "damaged" in h else h.get("database", "?"),
                      h.get("since", ""), describe_actor(actor) if actor else ""))
+    running = [f"  gc of {h} running (lease renewed {when(t)} UTC; a killed gc's lapses 10 minutes after)"
+               for h, t in (collecting or {}).items()]
     if not rows:
-        return f"storage: {url}\n  (no holder recorded yet: a registry records itself at its first snapshot)"
+        return "\n".join([f"storage: {url}", "  (no holder recorded yet: a registry records itself at its first "
+                          "snapshot)", *running])
     mine, others = any(r[0] for r in rows), not all(r[0] for r in rows)
     if mine:
         note = "  (* this registry; another holds it too: gc refuses this storage)" if others else "  (* this registry)"
     else:  # (a registry that never stored anything there)
         note = "  (another registry holds it: this registry's gc is refused here)"
-    return "\n".join([f"storage: {url}", table(("", "HOLDER", "DATABASE", "SINCE", "BY"), rows), note])
+    return "\n".join([f"storage: {url}", table(("", "HOLDER", "DATABASE", "SINCE", "BY"), rows), note, *running])

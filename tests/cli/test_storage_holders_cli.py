@@ -9,6 +9,7 @@ import pytest
 from clihelpers import assert_error, small_module
 
 from registry import Registry, StorageSharedWarning
+from storage import holders
 
 
 @pytest.fixture
@@ -36,9 +37,14 @@ def test_gc_of_a_shared_storage_exits_4_and_holders_lists_both(rlreg, inproc, ho
                          "rlreg storage forget HOLDER")
     assert set(home_registry.store.list_digests()) == before
     listed = inproc("storage", "holders", "--json").json()
-    assert {h["holder"]: h["this"] for h in listed} == {home_registry.registry_id: True, theirs: False}
+    assert {h["holder"]: h["this"] for h in listed["holders"]} == {home_registry.registry_id: True, theirs: False}
+    assert listed["collecting"] == []
     text = inproc("storage", "holders").out
     assert theirs in text and "project.db" in text and "gc refuses this storage" in text
+    with holders.Lease(home_registry.store, theirs, {}):  # a gc of the other registry, running
+        running = inproc("storage", "holders", "--json").json()["collecting"]
+        assert [c["holder"] for c in running] == [theirs]
+        assert f"gc of {theirs} running" in inproc("storage", "holders").out
 
 
 def test_forget_then_gc(rlreg, inproc, home_registry, second):
@@ -48,7 +54,7 @@ def test_forget_then_gc(rlreg, inproc, home_registry, second):
     done = inproc("storage", "forget", theirs, "--yes", "--json").json()
     assert done["type"] == "StorageHolderForgotten" and done["payload"]["holder"] == theirs
     assert theirs in inproc("storage", "show").out  # the forgetting is in the storage's history, with who
-    assert [h["holder"] for h in inproc("storage", "holders", "--json").json()] == [home_registry.registry_id]
+    assert [h["holder"] for h in inproc("storage", "holders", "--json").json()["holders"]] == [home_registry.registry_id]
     report = inproc("gc", "--grace", "0", "--json").json()
     assert report["reclaimed_objects"] >= 1  # the other database's objects: forgetting it said they were garbage
     assert inproc("verify", "--json").json()["ok"]
