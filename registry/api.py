@@ -239,6 +239,7 @@ class Registry:
                 warnings.warn(binding.shared_warning(self._where(), url, held.others), errors.StorageSharedWarning,
                               stacklevel=2)
             if held.collecting:  # (the record stays: it is the registry's, which other clients may count on)
+                self._held = None  # (the next write asks for leases again, however it finds the record)
                 raise binding.collecting_refusal(self._where(), url, held.collecting)
             self._held, self._held_at = url, time.monotonic()
 

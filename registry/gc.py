@@ -528,11 +528,14 @@ def collect(reg: Any, *, grace: dt.timedelta = DEFAULT_GRACE, dry_run: bool = Fa
     with binding.lease(reg.store, reg._own_id(), reg.db_url, actors.process_actor()) as lease:
         try:
             _refuse_shared_storage(reg)
-        except errors.StorageSharedError:
-            _abandon_claims(reg)
+            reg._hold_storage()
+            return _collect(reg, grace, dry_run, progress, lease)
+        except errors.StorageSharedError:  # (at either look: no object deleted yet)
+            try:
+                _abandon_claims(reg)
+            except Exception as exc:  # noqa: BLE001 - the refusal is what to say; the next gc tries again
+                log.warning("gc refused: the rows an interrupted gc left claimed stay so (%s)", exc)
             raise
-        reg._hold_storage()
-        return _collect(reg, grace, dry_run, progress, lease)
 
 
 def _abandon_claims(reg: Any) -> None:
@@ -594,7 +597,7 @@ def _collect(reg: Any, grace: dt.timedelta, dry_run: bool, progress: Callable[[i
     report.reclaimed_objects = len(report.reclaimed)
     report.kept_objects = report.examined_objects - report.reclaimed_objects
     report.kept_bytes = report.examined_bytes - report.reclaimed_bytes
-    _leftovers(reg, leftovers, cutoff, report)
+    _leftovers(reg, leftovers, cutoff, report, lease)
     return report
 
 
@@ -614,8 +617,11 @@ def _reclaim(reg: Any, batch: Mapping[str, int], cutoff: dt.datetime, lease: Any
     return _finish(reg.event_store, claimed, delete)
 
 
-def _leftovers(reg: Any, found: list[listing.Leftover], cutoff: dt.datetime, report: GcReport) -> None:
+def _leftovers(reg: Any, found: list[listing.Leftover], cutoff: dt.datetime, report: GcReport,
+               lease: Any = None) -> None:
     report.leftovers_examined = len(found)
+    if lease is not None and not report.dry_run:
+        lease.check()
     for item in found:
         if item.modified is None or item.modified >= cutoff:
             continue

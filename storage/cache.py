@@ -77,9 +77,9 @@ class ObjectCache:
         self._resting_until = time.monotonic() + REST_SECONDS
         if not self._warned:
             self._warned = True
-            log.warning("the cache folder %s failed %s (%s: %s): loading without the cache (from the bucket, into "
-                        "memory); free space there or fix its permissions, or set RLREG_CACHE_DIR to another folder",
-                        self.folder, doing, type(exc).__name__, exc)
+            log.warning("the cache folder %s failed %s (%s: %s): going on without it (loads read from the bucket "
+                        "into memory); free space there or fix its permissions, or set RLREG_CACHE_DIR to another "
+                        "folder", self.folder, doing, type(exc).__name__, exc)
 
     def _resting(self) -> bool:
         return time.monotonic() < self._resting_until
@@ -111,6 +111,7 @@ class ObjectCache:
             self.unreadable[object_digest] = f"{type(exc).__name__}: {exc}"
             self.unusable(exc, f"reading {path}")
             return None
+        self.unreadable.pop(object_digest, None)
         with contextlib.suppress(OSError):
             os.utime(path)
         return buf
@@ -155,6 +156,7 @@ class ObjectCache:
     def discard(self, object_digest: str) -> None:
         """Remove an object from the cache (damaged or deleted)."""
         _remove(self.path(object_digest))
+        self.unreadable.pop(object_digest, None)
 
     def total_bytes(self) -> int:
         """Bytes held by the cache now."""

@@ -215,6 +215,8 @@ class Lease:
         while not self._stop.wait(RENEW_SECONDS):
             try:
                 self.renew()
+                if self._stop.is_set():  # (a renewal that outlasted __exit__ wrote the lease back: removed again)
+                    self._release()
             except Exception as exc:  # noqa: BLE001 - retried at the next turn; check() stops the collector
                 if self._failure is None:
                     log.warning("renewing the lease %s on %s failed (%s): retrying every %d s",
@@ -231,5 +233,12 @@ class Lease:
     def __exit__(self, *exc: object) -> None:
         self._stop.set()
         if self._renewer is not None:
-            self._renewer.join(timeout=RENEW_SECONDS)  # (a renewal hung on the network: it lapses anyway)
-        release(self.store, self.name, LEASES)
+            self._renewer.join(timeout=RENEW_SECONDS)  # (a renewal still hung removes the lease when it ends)
+        self._release()
+
+    def _release(self) -> None:
+        try:
+            release(self.store, self.name, LEASES)
+        except Exception as exc:  # noqa: BLE001 - the collector's work is done; the lease lapses by itself
+            log.warning("could not remove the lease %s from %s (%s): it lapses %d s after its last renewal",
+                        self.name, self.store.url, exc, LEASE_SECONDS)

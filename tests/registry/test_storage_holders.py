@@ -332,3 +332,59 @@ def test_a_refused_gc_lets_go_of_the_rows_an_interrupted_gc_left_deleting(mine, 
     v = mine.snapshot("own", mine.module)
     assert mine.verify()["ok"] and toys.states_equal(mine.load("own", v.version), mine.module)
     newcomer.close()
+
+
+# --- fixes from the review of bdb8d02 -----------------------------------------------------------------
+
+
+def test_a_client_refused_by_a_lease_asks_again_at_its_next_write(mine, tmp_path, local_storage_url, monkeypatch):
+    """A client that held the storage, whose registry's record was forgotten meanwhile: refused by a gc's
+    lease, it asks for leases again at its next write (32cff3f let that write through, and the gc then
+    deleted the object the acknowledged version used)."""
+    newcomer = Registry(f"sqlite:///{tmp_path / 'late.db'}", local_storage_url)
+    with pytest.warns(StorageSharedWarning):
+        newcomer.snapshot("x", toys.spec(hidden=4).build())
+    mine.forget_storage_holder(newcomer.registry_id)
+    outcomes = []
+    real = collector._reclaim
+
+    def reclaim(*args, **kwargs):  # past gc's looks: the newcomer writes the weights gc is deleting, twice
+        if not outcomes:
+            for _ in range(2):
+                try:
+                    newcomer.snapshot("pol", mine.module)
+                    outcomes.append("stored")
+                except ConflictError:
+                    outcomes.append("refused")
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(collector, "_reclaim", reclaim)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", StorageSharedWarning)
+        mine.gc(grace=NOW)
+    assert outcomes == ["refused", "refused"]
+    assert [m.name for m in newcomer.models()] == ["x"]  # (x:1, stored before it was forgotten, was gc's to take)
+    v = newcomer.snapshot("pol", mine.module)  # gc has ended: stored anew
+    assert toys.states_equal(newcomer.load("pol", v.version), mine.module)
+    newcomer.close()
+
+
+def test_a_renewal_that_outlasts_the_lease_does_not_put_it_back(tmp_path, monkeypatch):
+    store = storage.Store(str(tmp_path / "store"))
+    monkeypatch.setattr(holders, "RENEW_SECONDS", 0.1)
+    real = holders._write
+    writes = []
+
+    def slow(*args, **kwargs):  # every renewal after the first write hangs for a while
+        writes.append(1)
+        if len(writes) > 1:
+            time.sleep(0.5)
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(holders, "_write", slow)
+    with holders.Lease(store, "reg-a", {}):
+        time.sleep(0.15)  # a renewal is under way
+    time.sleep(0.8)  # it ended after __exit__
+    assert len(writes) >= 2
+    assert holders.collecting(store) == {}
+    assert not list((tmp_path / "store" / holders.LEASES).glob("*.json"))
