@@ -57,6 +57,7 @@ def restore_version(reg: Any, name: str, version: int) -> Event:
         lifecycle.version_restored(conn, name, version)  # NotFoundError / ConflictError before touching objects
         manifest = lifecycle.manifest_of(conn, name, version)
     needed = set(storage.manifest_objects(manifest))
+    reg._hold_storage()  # (the version uses its objects again: another registry's gc must see this one first)
     missing = sorted(needed - reg.store.exists(needed))
     if missing:
         raise errors.NotFoundError(

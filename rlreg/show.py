@@ -255,7 +255,7 @@ def holders_text(url: str, found: Iterable[Mapping[str, Any]], collecting: Mappi
         rows.append(("*" if h.get("this") else "", h["holder"],
                      f"(unreadable: {h['damaged']})" if "damaged" in h else h.get("database", "?"),
                      h.get("since", ""), describe_actor(actor) if actor else ""))
-    running = [f"  gc of {h} running (lease renewed {when(t)} UTC; a killed gc's lapses 10 minutes after)"
+    running = [f"  gc of {h} running, or killed (its lease, renewed {when(t)} UTC, counts until 10 minutes after)"
                for h, t in (collecting or {}).items()]
     if not rows:
         return "\n".join([f"storage: {url}", "  (no holder recorded yet: a registry records itself at its first "

@@ -388,3 +388,17 @@ def test_a_renewal_that_outlasts_the_lease_does_not_put_it_back(tmp_path, monkey
     assert len(writes) >= 2
     assert holders.collecting(store) == {}
     assert not list((tmp_path / "store" / holders.LEASES).glob("*.json"))
+
+
+def test_a_restore_records_the_registry_again(owner, mine):
+    """A restored version uses its objects again: a registry whose record was forgotten (its database looked
+    gone) records itself before the restore, and the other's gc is then refused (b6a0216: deleted them)."""
+    mine.restore_version("own", 1)
+    mine.delete_version("own", 1, reason="again")
+    owner.forget_storage_holder(mine.registry_id)
+    with pytest.warns(StorageSharedWarning):
+        mine.restore_version("own", 1)
+    assert mine.registry_id in [h["holder"] for h in owner.storage_holders()]
+    with pytest.raises(StorageSharedError):
+        owner.gc(grace=NOW)
+    assert mine.verify()["ok"]
