@@ -202,8 +202,11 @@ class Registry:
             raise binding.moved_away(self._where(), self.storage_url, now.url)
 
     def storage_history(self) -> list[Event]:
-        """The events that bound or moved this registry's storage, or forgot another registry's holder
-        record there, oldest first (the last binding or move holds)."""
+        """The events that bound or moved this registry's storage, oldest first (the last one holds)."""
+        return [e for e in self._log.read_stream(binding.REGISTRY_STREAM) if e.type in binding.STORAGE_EVENTS]
+
+    def storage_events(self) -> list[Event]:
+        """``storage_history()`` and the ``StorageHolderForgotten`` events among them, oldest first."""
         kinds = (*binding.STORAGE_EVENTS, binding.HOLDER_FORGOTTEN)
         return [e for e in self._log.read_stream(binding.REGISTRY_STREAM) if e.type in kinds]
 
@@ -244,9 +247,9 @@ class Registry:
             self._held, self._held_at = url, time.monotonic()
 
     def storage_holders(self) -> list[dict[str, Any]]:
-        """The registries that record themselves as holders of this registry's storage (this one
-        included once it stored anything): ``{"holder": id, "this": bool, "database", "since", "actor"}``
-        each (``"damaged"``: a record that cannot be read). gc refuses a storage held by another."""
+        """The registries that record themselves as holders of this registry's storage (this one once it
+        snapshotted, restored or collected there): ``{"holder": id, "this": bool, "database", "url", "since",
+        "actor"}`` each (``"damaged"``: a record that cannot be read). gc refuses a storage held by another."""
         from storage import holders
 
         me = self.registry_id
@@ -262,7 +265,8 @@ class Registry:
     def forget_storage_holder(self, holder: str) -> Event:
         """Remove another registry's holder record from this registry's storage (its database is gone for
         good), recording ``StorageHolderForgotten``. gc may then delete objects only that one's versions used:
-        a registry still in use records itself again at its next write, and gc refuses from then on."""
+        a registry still in use records itself again at its next snapshot, import or restore (a client on a
+        bucket looks every 5 minutes), and gc refuses from then on."""
         return binding.forget(self._log, self.store, self.registry_id, holder, self._where())
 
     def move_storage(self, url: str) -> Event:

@@ -278,12 +278,16 @@ def forget(events: EventStore, store: Any, me: str | None, holder: str, where: s
     if holder == me:
         raise errors.StorageMismatchError(
             f"storage forget: {holder} is the registry at {where} itself (it records itself again at its "
-            "next write): forget only another registry, whose database is gone for good"
+            "next snapshot, import or restore): forget only another registry, whose database is gone for good"
         )
     found = holders.holders(store)
     if holder not in found:
-        known = ", ".join(sorted(found)) or "none"
-        raise errors.NotFoundError(f"storage forget: {store.url!r} records no holder {holder!r} (holders: {known})")
+        starting = [h for h in found if h.startswith(holder) and h != me]  # (a unique prefix will do)
+        if len(starting) != 1:
+            known = ", ".join(sorted(found)) or "none"
+            raise errors.NotFoundError(f"storage forget: {store.url!r} records no holder {holder!r}"
+                                       + (" (the prefix names several)" if starting else "") + f" (holders: {known})")
+        holder = starting[0]
     holders.release(store, holder)
     return events.append(REGISTRY_STREAM, [NewEvent(HOLDER_FORGOTTEN, {
         "url": store.url, "holder": holder, "record": found[holder]})])[0]

@@ -574,7 +574,7 @@ def storage() -> None:
 def storage_show(session: Session) -> None:
     """The storage URL the database records, and how it got there."""
     reg = session.registry
-    changes = reg.storage_history()
+    changes = reg.storage_events()
     if session.as_json:
         return output.echo_json({"url": reg.storage_url, "events": changes})
     click.echo(show.storage_text(reg.storage_url, changes))

@@ -254,7 +254,7 @@ def holders_text(url: str, found: Iterable[Mapping[str, Any]], collecting: Mappi
         actor = h.get("actor") if isinstance(h.get("actor"), Mapping) else None
         rows.append(("*" if h.get("this") else "", h["holder"],
                      f"(unreadable: {h['damaged']})" if "damaged" in h else h.get("database", "?"),
-                     h.get("since", ""), describe_actor(actor) if actor else ""))
+                     f"{when(h['since'])} UTC" if h.get("since") else "", describe_actor(actor) if actor else ""))
     running = [f"  gc of {h} running, or killed (its lease, renewed {when(t)} UTC, counts until 10 minutes after)"
                for h, t in (collecting or {}).items()]
     if not rows:
@@ -263,6 +263,7 @@ def holders_text(url: str, found: Iterable[Mapping[str, Any]], collecting: Mappi
     mine, others = any(r[0] for r in rows), not all(r[0] for r in rows)
     if mine:
         note = "  (* this registry; another holds it too: gc refuses this storage)" if others else "  (* this registry)"
-    else:  # (a registry that never stored anything there)
-        note = "  (another registry holds it: this registry's gc is refused here)"
+    else:  # (a registry that never stored anything there, or whose record was forgotten)
+        note = ("  (this registry is not recorded here: it records itself at its next snapshot, import or restore; "
+                "until then another registry's gc may delete objects its versions use, and its own gc is refused)")
     return "\n".join([f"storage: {url}", table(("", "HOLDER", "DATABASE", "SINCE", "BY"), rows), note, *running])

@@ -13,7 +13,7 @@ So a collector takes a lease (``Lease``) before its first look and keeps it, ren
 delete; a holder that records itself, or a client of it that has not stored anything yet, asks for
 the others' live leases after its record is written and before it stores (``collecting``). Either
 the collector's look comes after the record (it sees the holder and refuses), or the holder's ask
-comes after the lease (it sees the lease and waits or refuses): in both orders no object the new
+comes after the lease (it sees the lease and is refused until the collector ends): in both orders no object the new
 holder counted on is deleted. A lease not renewed for ``LEASE_SECONDS`` (its collector was killed)
 no longer counts, and a collector whose renewals fail stops deleting before then (``Lease.check``).
 Machines' clocks are taken to agree within ``MARGIN_SECONDS`` (NTP).

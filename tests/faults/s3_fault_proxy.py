@@ -57,8 +57,10 @@ class FaultPlan:
     def pick(self, method: str, path: str = "") -> str | None:
         with self._lock:
             self.counts["requests"] += 1
-            # "HEAD", "PUT", ...: what a client asked of objects; "holders HEAD", ...: of holder records
-            self.counts[f"holders {method}" if "holders" in path else method] += 1
+            # "HEAD", "PUT", ...: what a client asked of objects; "holders HEAD", "collecting GET", ...: of
+            # holder records and gc leases
+            kind = next((k for k in ("holders", "collecting") if k in path), None)
+            self.counts[f"{kind} {method}" if kind else method] += 1
             if self.methods and method not in self.methods:
                 return None
             if self.first and self._failed[method, path] >= self.first:

@@ -29,13 +29,14 @@ def test_only_objects_the_registry_knows_are_asked_about(fault_proxy, s3_bucket,
     heads, puts = counts["HEAD"], counts["PUT"]
     assert puts >= 1
     assert heads == (0 if hint else puts), counts  # new objects: no HEAD unless the control asks anyway
-    # the registry recorded itself once (a HEAD, a PUT) and listed the bucket's holders (a GET)
-    assert (counts["holders HEAD"], counts["holders PUT"], counts["holders GET"]) == (1, 1, 1), counts
+    # the registry recorded itself once (a HEAD, a PUT), listed the bucket's holders and gc leases (a GET each)
+    assert (counts["holders HEAD"], counts["holders PUT"], counts["holders GET"], counts["collecting GET"]) == \
+        (1, 1, 1, 1), counts
 
     counts.clear()
     reg.snapshot("pol", module)  # the same weights: every object known, asked about, none uploaded
     assert counts["HEAD"] == puts and counts["PUT"] == 0, counts
-    assert not any(k.startswith("holders") for k in counts), counts  # once per client
+    assert not any(k.startswith(("holders", "collecting")) for k in counts), counts  # once per client
 
     toys.train_step(module, 1)
     counts.clear()

@@ -8,7 +8,7 @@ import json
 import pytest
 from storage import Store, holders
 from storage.errors import OfflineError
-from storage_helpers import durability_violations
+from storage_helpers import count_requests, durability_violations
 
 
 def test_holders_are_recorded_once_each_listed_and_released(store):
@@ -65,10 +65,13 @@ def test_a_local_record_is_durable_before_hold_returns(tmp_path, syscalls):
 
 def test_an_offline_client_does_not_contact_the_bucket(s3_bucket, tmp_path):
     store = Store(s3_bucket + "/store", cache_dir=str(tmp_path / "cache"), offline=True)
+    sent = count_requests(store)
     for call in (lambda: holders.hold(store, "reg-a", {}), lambda: holders.holders(store),
-                 lambda: holders.release(store, "reg-a")):
+                 lambda: holders.release(store, "reg-a"), lambda: holders.collecting(store),
+                 lambda: holders.Lease(store, "reg-a", {}).__enter__()):
         with pytest.raises(OfflineError):
             call()
+    assert sent == [0]
 
 
 def test_files_that_no_holder_id_names_are_not_holders(store):
