@@ -19,7 +19,7 @@ import rlmodule
 import sqlalchemy as sa
 import storage
 from storage import config as storage_config
-from storage import forklocks
+from storage import forklocks, holders
 from storage.jsondepth import check_value as check_json_depth
 from storage.progress import ProgressCallback
 
@@ -234,32 +234,32 @@ class Registry:
             url = self.storage_url
             if self._held == url:
                 recheck = self.store.is_local or time.monotonic() - self._held_at >= HOLD_RECHECK
-                if not recheck or binding.still_held(self.store, self._own_id()):
+                if not recheck or holders.recorded(self.store, self._own_id()):
                     self._held_at = time.monotonic() if recheck else self._held_at
                     return
             held = binding.hold(self.store, self._own_id(), self.db_url, actors.process_actor())
-            if held.others:
-                warnings.warn(binding.shared_warning(self._where(), url, held.others), errors.StorageSharedWarning,
-                              stacklevel=2)
+            self._warn_shared(url, held)
             if held.collecting:  # (the record stays: it is the registry's, which other clients may count on)
                 self._held = None  # (the next write asks for leases again, however it finds the record)
                 raise binding.collecting_refusal(self._where(), url, held.collecting)
             self._held, self._held_at = url, time.monotonic()
 
+    def _warn_shared(self, url: str, held: binding.Held) -> None:
+        """``StorageSharedWarning`` when recording this registry at ``url`` made it share that storage."""
+        if held.others:
+            warnings.warn(binding.shared_warning(self._where(), url, held.others), errors.StorageSharedWarning,
+                          stacklevel=3)
+
     def storage_holders(self) -> list[dict[str, Any]]:
         """The registries that record themselves as holders of this registry's storage (this one once it
         snapshotted, restored or collected there): ``{"holder": id, "this": bool, "database", "url", "since",
         "actor"}`` each (``"damaged"``: a record that cannot be read). gc refuses a storage held by another."""
-        from storage import holders
-
         me = self.registry_id
         return [{**record, "holder": h, "this": h == me} for h, record in holders.holders(self.store).items()]
 
     def storage_collecting(self) -> dict[str, datetime.datetime]:
         """The live gc leases on this registry's storage (``storage.holders``): ``{registry id: last renewed}``
         (a gc killed leaves one that counts for 10 minutes after its last renewal)."""
-        from storage import holders
-
         return holders.collecting(self.store)
 
     def forget_storage_holder(self, holder: str) -> Event:
@@ -301,9 +301,7 @@ class Registry:
             raise
         self._bind(binding.Binding(new, event.stream_version, event))
         self._held, self._held_at = new, time.monotonic()
-        if held.others:
-            warnings.warn(binding.shared_warning(self._where(), new, held.others), errors.StorageSharedWarning,
-                          stacklevel=2)
+        self._warn_shared(new, held)
         binding.release(storage.Store(previous, cache_dir=self._cache_dir), me)
         return event
 

@@ -244,14 +244,6 @@ def lease(store: Any, me: str, db_url: Any, actor: dict[str, Any]) -> Any:
     return holders.Lease(store, me, {"database": public_url(db_url), "actor": actor})
 
 
-def still_held(store: Any, me: str) -> bool:
-    """Whether ``store`` still holds ``me``'s record (one stat, or one HEAD)."""
-    from storage import filesystems, holders
-
-    with filesystems.translate_errors(store.url):
-        return filesystems.size_of(store.fs, holders._path(store, me)) is not None
-
-
 def release(store: Any, me: str) -> None:
     """Remove ``me``'s holder record from a storage the registry moved away from (a failure is logged:
     the record left there only makes gc of another registry on that storage refuse, never delete)."""
