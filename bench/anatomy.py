@@ -185,6 +185,56 @@ def writes(case: Case, rounds: int) -> list[dict[str, Any]]:
             for name, t in took.items()]
 
 
+@contextlib.contextmanager
+def _free_hashing() -> Iterator[None]:
+    """Within the block, a tensor's digest is a counter and a pack's data digest a constant: no byte is
+    hashed (a what-if: the objects written are not what their names say, so the case is not loaded after)."""
+    from storage import digest, objects
+
+    count = itertools.count()
+    fake = lambda *_: f"{digest.PREFIX}{next(count):064x}"  # noqa: E731 - unique, as distinct tensors' are
+    with mock.patch.object(digest, "tensor_digest", fake), mock.patch.object(objects, "_data_digest", fake):
+        yield
+
+
+def cpu(case: Case, rounds: int) -> list[dict[str, Any]]:
+    """What a snapshot costs in CPU beside its wall time, and what it would take if hashing were free,
+    against ``save_file`` + fsync (the bench's peer), taking turns; each a median over ``rounds``.
+
+    The CPU time of the calling thread (``time.thread_time``) and of the process (``time.process_time``:
+    the writer threads too). On this VM a thread waiting on a durable write and another running Python
+    do not overlap as they would on bare metal (a 1 MiB O_DSYNC write beside 0.5 ms of hashing on
+    another thread took as long as the two one after the other), so CPU time adds to the wall time."""
+    case.reg.snapshot("m", case.module)
+    took: dict[str, dict[str, list[float]]] = {}
+
+    def snapshot_free_hashing() -> None:
+        with _free_hashing():
+            case.reg.snapshot("m", case.module)
+
+    contenders = {"snapshot": lambda: case.reg.snapshot("m", case.module),
+                  "snapshot, hashing free": snapshot_free_hashing,
+                  "save_file + fsync": lambda: case.save(True, new_file=True)}
+    with frozen():
+        for i in range(rounds):
+            perturb(case.module, i)
+            for name, fn in contenders.items():
+                wall, thread, process = time.perf_counter(), time.thread_time(), time.process_time()
+                fn()
+                got = took.setdefault(name, {"wall": [], "thread": [], "process": []})
+                got["wall"].append(time.perf_counter() - wall)
+                got["thread"].append(time.thread_time() - thread)
+                got["process"].append(time.process_time() - process)
+                if name == "save_file + fsync":
+                    case.drop_pages()
+    peer = took["save_file + fsync"]["wall"]
+    return [{"case": case.name, "contender": name, "wall_ms": 1000 * statistics.median(t["wall"]),
+             "thread_cpu_ms": 1000 * statistics.median(t["thread"]),
+             "process_cpu_ms": 1000 * statistics.median(t["process"]),
+             "vs_peer": statistics.median(a / b for a, b in zip(t["wall"], peer))}
+            for name, t in took.items()]
+
+
 def _object_sizes(case: Case) -> list[int]:
     """The sizes of the objects a snapshot of the case's module writes (one put, looked at)."""
     from storage import Store
@@ -194,7 +244,8 @@ def _object_sizes(case: Case) -> list[int]:
     return [int(o["nbytes"]) for o in manifest["objects"].values()]
 
 
-def format_tables(steps: list[dict[str, Any]], wrote: list[dict[str, Any]], loads: tuple[float, float]) -> str:
+def format_tables(steps: list[dict[str, Any]], wrote: list[dict[str, Any]], loads: tuple[float, float],
+                  spent: list[dict[str, Any]] = ()) -> str:
     lines = [f"anatomy of a synchronous snapshot: median ms from the call; load average {loads[0]:.1f} before, "
              f"{loads[1]:.1f} after, on {os.cpu_count()} cores",
              f"{'case':<22} {'step':<18} {'first':>8} {'last':>8}  what has happened by then"]
@@ -204,6 +255,12 @@ def format_tables(steps: list[dict[str, Any]], wrote: list[dict[str, Any]], load
     lines += ["", f"{'case':<22} {'writes alone':<18} {'objects':>8} {'ms':>8} {'÷ one file':>11}"]
     for r in wrote:
         lines.append(f"{r['case']:<22} {r['writes']:<18} {r['objects']:>8} {r['median_ms']:>8.2f} {r['vs_peer']:>11.2f}")
+    if spent:
+        lines += ["", f"{'case':<22} {'contender':<24} {'wall ms':>8} {'cpu ms':>8} {'all cpu':>8} {'÷ peer':>7}"
+                      "  (cpu: the calling thread's; all cpu: the process's, writer threads too)"]
+        for r in spent:
+            lines.append(f"{r['case']:<22} {r['contender']:<24} {r['wall_ms']:>8.2f} {r['thread_cpu_ms']:>8.2f} "
+                         f"{r['process_cpu_ms']:>8.2f} {r['vs_peer']:>7.2f}")
     return "\n".join(lines)
 
 
@@ -214,6 +271,7 @@ def run(quick: bool = False, cases: tuple[str, ...] = ("1 MiB / 50 tensors", "10
     load_before = os.getloadavg()[0]
     steps: list[dict[str, Any]] = []
     wrote: list[dict[str, Any]] = []
+    spent: list[dict[str, Any]] = []
     with tempfile.TemporaryDirectory(prefix="rlreg-bench-anatomy-", dir=os.environ.get("RLREG_BENCH_DIR")) as tmp:
         for i, name in enumerate(cases):
             print(f"  {name} ...", file=sys.stderr, flush=True)
@@ -222,10 +280,12 @@ def run(quick: bool = False, cases: tuple[str, ...] = ("1 MiB / 50 tensors", "10
                 k = n if "100 MiB" in name else 2 * n
                 steps += timeline(case, k)
                 wrote += writes(case, max(3, k // 3))
+                spent += cpu(case, k)  # (last: its what-if leaves versions whose objects are not what they say)
             finally:
                 case.close()
-    out(format_tables(steps, wrote, (load_before, os.getloadavg()[0])))
-    return [{"table": "timeline", **r} for r in steps] + [{"table": "writes", **r} for r in wrote]
+    out(format_tables(steps, wrote, (load_before, os.getloadavg()[0]), spent))
+    return ([{"table": "timeline", **r} for r in steps] + [{"table": "writes", **r} for r in wrote]
+            + [{"table": "cpu", **r} for r in spent])
 
 
 if __name__ == "__main__":  # python -m bench.anatomy [--quick]

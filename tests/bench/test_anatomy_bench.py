@@ -22,3 +22,19 @@ def test_every_step_of_a_snapshot_is_timed_in_order(tmp_path):
     assert all(r["median_ms"] > 0 for r in wrote) and wrote[1]["vs_peer"] == 1.0
     table = anatomy.format_tables(steps, wrote, (0.0, 0.0))
     assert "waits for writes" in table and "one file + fsync" in table
+
+
+def test_cpu_table_has_each_contender_and_its_what_if_hashes_nothing(tmp_path):
+    case = snapshots.Case("tiny", 3, 1000, tmp_path / "case")
+    try:
+        spent = anatomy.cpu(case, 2)
+        manifest = case.reg.event_store.read_stream("m")[-1].payload["manifest"]  # (the what-if's snapshot)
+    finally:
+        case.close()
+    assert [r["contender"] for r in spent] == ["snapshot", "snapshot, hashing free", "save_file + fsync"]
+    assert all(r["wall_ms"] > 0 and r["process_cpu_ms"] >= r["thread_cpu_ms"] >= 0 for r in spent), spent
+    assert spent[2]["vs_peer"] == 1.0
+    # the what-if's tensors are named by counters, not by their bytes: nothing was hashed
+    assert all(t["digest"].startswith("blake3:" + "0" * 48) for t in manifest["tensors"].values()), manifest
+    table = anatomy.format_tables([], [], (0.0, 0.0), spent)
+    assert "snapshot, hashing free" in table and "all cpu" in table
