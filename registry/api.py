@@ -948,17 +948,27 @@ class Registry:
                 raise self._no_model(conn, name)
         return recorded
 
-    def events(self, after: int = 0, limit: int | None = None) -> list[Event]:
-        """Events of every model with ``position > after``, ascending."""
+    def events(self, after: int = 0, limit: int | None = None, *, model: str | None = None,
+               types: Iterable[str] | None = None) -> list[Event]:
+        """Events with ``position > after``, ascending: of every model, or of ``model`` only; of ``types``
+        only, if given. ``limit`` counts the events returned (the filter is applied first)."""
         validate_position(after, "events after position")
         if limit is not None:
             validate_position(limit, "events limit")
-        return self._log.events(after, limit)
+        if model is not None:
+            validate_name(model)
+        if types is not None:
+            types = sorted(set(types))
+            if not all(isinstance(t, str) and t for t in types):
+                raise errors.InvalidNameError(f"events types {types!r}: expected event type names")
+        return self._log.events(after, limit, stream=model, types=types)
 
     def follow(self, after: int = 0, *, poll_interval: float | None = None, timeout: float | None = None,
                stop: Any = None) -> Iterator[Event]:
-        """Yield events after ``after`` as they commit (ends after ``timeout`` idle seconds or on ``stop``)."""
-        validate_position(after, "events after position")
+        """Yield events after ``after`` as they commit (ends after ``timeout`` idle seconds or on ``stop``).
+
+        The arguments are checked at once: ``after`` past the log's head is a ``NotFoundError`` (the
+        events up to it would be skipped without a word)."""
         return self._log.follow(after, poll_interval=poll_interval, timeout=timeout, stop=stop)
 
     def head(self) -> int:

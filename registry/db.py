@@ -603,6 +603,26 @@ def dbapi_connection(engine: Engine, what: str, *, autocommit: bool = False) -> 
             fairy.close()
 
 
+@contextlib.contextmanager
+def own_connection(engine: Engine, what: str, *, autocommit: bool = False) -> Iterator[Any]:
+    """A driver connection of the caller's own for as long as it lasts (a follower's), made as the engine
+    makes its connections (its listeners run) but taken out of its pool at once: a caller that keeps
+    one for hours does not hold one of the pool's connections (sixteen followers in a process held all
+    fifteen, and every other read and write of the process, and on SQLite of other processes, waited
+    30 s for one). Closed at the end, never given back; errors mapped as by ``translate_errors``."""
+    with translate_errors(what):
+        fairy = engine.raw_connection()
+        driver = fairy.driver_connection
+        fairy.detach()  # (the pool makes another in its place when it needs one)
+        try:
+            if autocommit and not is_sqlite(engine):
+                driver.autocommit = True
+            yield driver
+        finally:
+            with contextlib.suppress(Exception):  # (a connection the server dropped: nothing to close cleanly)
+                driver.close()
+
+
 class translate_errors:  # noqa: N801 - used as a function: ``with translate_errors("what"):``
     """Map driver and SQLAlchemy errors onto ``registry.errors`` (``raise ... from e``).
 
@@ -636,6 +656,9 @@ class translate_errors:  # noqa: N801 - used as a function: ``with translate_err
 
 def _translated(what: str, e: "exc.SQLAlchemyError") -> errors.RegistryError:
     """The ``registry.errors`` error for a SQLAlchemy error (or a driver error wrapped as one)."""
+    if getattr(e.orig, "sqlstate", None) in _CLASHED:  # PostgreSQL rolled the transaction back: retry it
+        return errors.ConflictError(f"{what}: a concurrent transaction clashed with this one, which was rolled "
+                                    f"back (retry it): {e.orig}")
     if isinstance(e, exc.OperationalError):
         missing = _MISSING_DATABASE.search(str(e.orig))
         if missing:
@@ -653,6 +676,9 @@ def _translated(what: str, e: "exc.SQLAlchemyError") -> errors.RegistryError:
             return errors.DatabaseUnavailableError(f"{what}: the database connection was lost: {e.orig}")
         return errors.RegistryError(f"{what}: database error: {e.orig}")
     return errors.RegistryError(f"{what}: {e}")
+
+
+_CLASHED = {"40P01", "40001"}  # PostgreSQL's deadlock_detected and serialization_failure
 
 
 def _wrap_driver_error(e: BaseException) -> exc.DBAPIError:

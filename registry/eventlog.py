@@ -2,10 +2,13 @@
 
 An append is two statements inside the writer's transaction on SQLite (SQLite runs one writer at a
 time, so the next position and the stream's version are read off the log itself, then the events
-inserted) and ONE statement on PostgreSQL: data-modifying CTEs claim the stream version, move the
-position counter (whose row lock is held to commit, so positions commit in order), insert the events and
-``pg_notify`` the followers. Each step only runs if the one before it did, so a conflicting append
-changes nothing. Idempotency is checked by the first event's id (unique, so indexed) only when the
+inserted) and ONE statement on PostgreSQL: data-modifying CTEs lock the position counter's row (held to
+commit, so positions commit in order), claim the stream version, move the counter, insert the events
+and ``pg_notify`` the followers. Each step only runs if the one before it did, so a conflicting append
+changes nothing. The counter is locked before the stream's row: every append takes the two in that
+order, so a transaction appending to several streams (a consumer's ``append(conn=...)``) cannot
+deadlock with a plain append to one of them (the other order held a stream's row while waiting for
+the counter that transaction held). Idempotency is checked by the first event's id (unique, so indexed) only when the
 insert or the stream claim fails: the common path never looks.
 
 Reads return one dict of ``Event``'s fields per row, built in one pass with the page's JSON parsed in
@@ -85,9 +88,14 @@ class SQLiteLog:
                 i += size
         return head + n, version + n
 
-    def events(self, dbapi: Any, after: int, limit: Optional[int]) -> list[dict[str, Any]]:
-        """Rows with ``position > after``, ascending."""
-        return _sqlite_page(dbapi, self.read_all, (after, -1 if limit is None else limit), limit)
+    def events(self, dbapi: Any, after: int, limit: Optional[int], stream: Optional[str] = None,
+               types: Optional[Sequence[str]] = None) -> list[dict[str, Any]]:
+        """Rows with ``position > after``, ascending (only of ``stream`` and ``types``, if given)."""
+        if stream is None and types is None:
+            return _sqlite_page(dbapi, self.read_all, (after, -1 if limit is None else limit), limit)
+        where, params = _filters("?", stream, types, ",".join("?" * len(types or ())))
+        query = self.read_all.replace(" ORDER BY", f"{where} ORDER BY")
+        return _sqlite_page(dbapi, query, (after, *params, -1 if limit is None else limit), limit)
 
     def span(self, dbapi: Any, first: int, last: int) -> list[dict[str, Any]]:
         """Rows with positions ``first..last``."""
@@ -170,6 +178,20 @@ def _pg_rows(rows: list[tuple]) -> list[dict[str, Any]]:
         ]
 
 
+def _filters(mark: str, stream: Optional[str], types: Optional[Sequence[str]],
+             marks: Optional[str]) -> tuple[str, list[Any]]:
+    """The ``AND ...`` of a filtered read and its parameters (``marks``: SQLite's ``?,?``; None: an array)."""
+    where, params = "", []
+    if stream is not None:
+        where, params = f" AND stream = {mark}", [stream]
+    if types is not None:
+        if marks is None:
+            where, params = f"{where} AND type = ANY({mark})", [*params, list(types)]
+        else:
+            where, params = f"{where} AND type IN ({marks})", [*params, *types]
+    return where, params
+
+
 @contextmanager
 def gc_paused(objects: int) -> Iterator[None]:
     """Pause the cyclic GC while a large page of (acyclic) rows or events is built.
@@ -214,16 +236,18 @@ class PostgresLog:
         f"SELECT {PG_EVENT_COLUMNS} FROM rlreg_events WHERE stream = %s AND stream_version > %s "
         "ORDER BY stream_version"
     )
+    # Each claim reads the locked counter row (``k``), so it runs, and takes the stream's row lock, after it.
     claims = {
-        None: "INSERT INTO rlreg_streams AS t (name, version) VALUES (%(stream)s, %(n)s) "
+        None: "INSERT INTO rlreg_streams AS t (name, version) SELECT %(stream)s, %(n)s FROM k "
         "ON CONFLICT (name) DO UPDATE SET version = t.version + %(n)s RETURNING version",
-        0: "INSERT INTO rlreg_streams (name, version) VALUES (%(stream)s, %(n)s) "
+        0: "INSERT INTO rlreg_streams (name, version) SELECT %(stream)s, %(n)s FROM k "
         "ON CONFLICT (name) DO NOTHING RETURNING version",
-        "advance": "UPDATE rlreg_streams SET version = version + %(n)s "
+        "advance": "UPDATE rlreg_streams SET version = version + %(n)s FROM k "
         "WHERE name = %(stream)s AND version = %(expected)s RETURNING version",
     }
     append_sql = """
-        WITH s AS ({claim}),
+        WITH k AS (SELECT last FROM rlreg_position WHERE id = 1 FOR UPDATE),
+        s AS ({claim}),
         c AS (
             UPDATE rlreg_position SET last = last + %(n)s WHERE id = 1 AND EXISTS (SELECT FROM s) RETURNING last
         ),
@@ -253,9 +277,14 @@ class PostgresLog:
         row = dbapi.execute(self.statements[key], params).fetchone()
         return None if row is None else (row[0], row[1])
 
-    def events(self, dbapi: Any, after: int, limit: Optional[int]) -> list[dict[str, Any]]:
-        """Rows with ``position > after``, ascending."""
-        return _pg_page(dbapi, self.read_all, (after, limit), limit)
+    def events(self, dbapi: Any, after: int, limit: Optional[int], stream: Optional[str] = None,
+               types: Optional[Sequence[str]] = None) -> list[dict[str, Any]]:
+        """Rows with ``position > after``, ascending (only of ``stream`` and ``types``, if given)."""
+        if stream is None and types is None:
+            return _pg_page(dbapi, self.read_all, (after, limit), limit)
+        where, params = _filters("%s", stream, types, None)
+        query = self.read_all.replace(" ORDER BY", f"{where} ORDER BY")
+        return _pg_page(dbapi, query, (after, *params, limit), limit)
 
     def span(self, dbapi: Any, first: int, last: int) -> list[dict[str, Any]]:
         """Rows with positions ``first..last``."""

@@ -35,6 +35,7 @@ from sqlalchemy.engine import URL, Connection, Engine
 
 from registry import db, errors, tailing
 from registry.eventlog import PostgresLog, SQLiteLog, gc_paused, uuid_from_int
+from registry.names import MAX_INTEGER, validate_position
 from registry.schema import NAME_LENGTH, TYPE_LENGTH, checkpoints
 
 
@@ -174,7 +175,9 @@ class EventStore:
     @contextmanager
     def transaction(self) -> Iterator[Connection]:
         """A write transaction (``BEGIN IMMEDIATE`` on SQLite) for a consumer's writes, checkpoint and appends."""
-        with self._writers, db.translate_errors("write transaction"), self.engine.connect() as conn:
+        # The connection first, then the writer queue: a process waiting for a pooled connection must not
+        # hold the queue meanwhile (another process's appends waited 29 s behind one that did).
+        with db.translate_errors("write transaction"), self.engine.connect() as conn, self._writers:
             conn = conn.execution_options(**{db.WRITE: True})
             with conn.begin():
                 yield conn
@@ -326,10 +329,19 @@ class EventStore:
 
     # --- reads -----------------------------------------------------------------------------
 
-    def events(self, after: int = 0, limit: Optional[int] = None) -> list[Event]:
-        """Events with ``position > after``, ascending; at most ``limit``."""
+    def events(self, after: int = 0, limit: Optional[int] = None, *, stream: Optional[str] = None,
+               types: Optional[Sequence[str]] = None) -> list[Event]:
+        """Events with ``position > after``, ascending; at most ``limit``; only those of ``stream`` and of
+        ``types`` when given (the filter is the read's: ``limit`` counts the events returned)."""
+        validate_position(after, "events after position")
+        if limit is not None:
+            validate_position(limit, "events limit")
+        if types is not None:
+            types = list(types)
+            if not types:
+                return []
         with self._driver("reading events") as driver:
-            return events_of(self._log.events(driver, after, limit))
+            return events_of(self._log.events(driver, after, limit, stream, types))
 
     def read_stream(self, stream: str, after: int = 0, types: Optional[Sequence[str]] = None) -> list[Event]:
         """The events of ``stream`` with ``stream_version > after`` (only ``types``, if given), in stream order."""
@@ -362,13 +374,25 @@ class EventStore:
 
         Woken by the database (PostgreSQL ``LISTEN``, SQLite ``data_version``), it reads by position
         as ``events()`` does; ``poll_interval`` (seconds) polls instead. Once ``stop`` is set it yields
-        nothing more, not even the rest of a batch already read.
+        nothing more, not even the rest of a batch already read. Its arguments are checked at the call
+        (``after`` past the head is a ``NotFoundError``: see ``check_position``), not at the first event.
         """
+        self.check_position(after)
+        for value, what, least in ((poll_interval, "poll_interval", "more than 0"), (timeout, "timeout", "0 or more")):
+            if value is not None and (isinstance(value, bool) or not isinstance(value, int | float)
+                                      or not (value > 0 if what == "poll_interval" else value >= 0)):
+                raise errors.InvalidNameError(f"follow: {what} {value!r} is not a number of seconds ({least})")
+        if not isinstance(batch, int) or isinstance(batch, bool) or batch < 1:
+            raise errors.InvalidNameError(f"follow: batch {batch!r} is not a positive integer")
+        return self._follow(after, poll_interval, timeout, stop, batch)
+
+    def _follow(self, after: int, poll_interval: Optional[float], timeout: Optional[float],
+                stop: Optional[threading.Event], batch: int) -> Iterator[Event]:
         with tailing.waker(self.engine, poll_interval) as waker:
             idle_since = time.monotonic()
             while stop is None or not stop.is_set():
                 waker.mark()
-                got = self.events(after, limit=batch)
+                got = self._follower_read(waker.driver, after, batch)
                 for event in got:
                     if stop is not None and stop.is_set():
                         return
@@ -383,10 +407,33 @@ class EventStore:
                     return
                 waker.wait(tailing.SAFETY_READ if left is None else left, stop)
 
+    def check_position(self, after: int, what: str = "follow after position") -> int:
+        """``after`` if the log holds it (0 up to the head), else ``InvalidNameError`` (not a position) or
+        ``NotFoundError`` (past the head: a position kept from another database, or from this one before
+        it was restored from an older backup; following from there would skip the events up to it)."""
+        validate_position(after, what)
+        if after:
+            head = self.head()
+            if after > head:
+                raise errors.NotFoundError(
+                    f"{what} {after}: the log ends at position {head}, so there is no such position here (was "
+                    "it kept from another database, or from this one before it was restored from a backup?): "
+                    f"follow from {head} or less"
+                )
+        return after
+
+    def _follower_read(self, driver: Any, after: int, limit: int) -> list[Event]:
+        """``events(after, limit)`` on a follower's own connection (``driver``), else through the pool."""
+        if driver is None:
+            return self.events(after, limit=limit)
+        with db.translate_errors("reading events"):
+            return events_of(self._log.events(driver, after, limit))
+
     # --- consumer checkpoints --------------------------------------------------------------
 
     def get_checkpoint(self, consumer: str) -> int:
         """The position ``consumer`` has processed up to (0 if it never saved one)."""
+        _check_name("consumer", consumer)
         with self._read(f"reading checkpoint {consumer!r}") as conn:
             return _checkpoint(conn, consumer)
 
@@ -533,9 +580,10 @@ def _is_position(value: Any) -> bool:
 
 
 def _check_name(what: str, name: Any, limit: int = NAME_LENGTH) -> None:
-    if not isinstance(name, str) or not name or len(name) > limit or name != name.strip():
+    if not isinstance(name, str) or not name or len(name) > limit or name != name.strip() or "\0" in name:
         raise errors.InvalidNameError(
-            f"{what} name {name!r} is invalid: expected 1-{limit} characters without surrounding whitespace"
+            f"{what} name {name!r} is invalid: expected 1-{limit} characters without surrounding whitespace "
+            "or NUL (PostgreSQL's text cannot hold it)"
         )
 
 
@@ -585,9 +633,10 @@ def _check_append(stream: str, new_events: list[NewEvent], expected: Optional[in
     _check_name("stream", stream)
     if not new_events:
         raise errors.InvalidEventError(f"append to stream {stream!r}: no events given")
-    if expected is not None and (isinstance(expected, bool) or not isinstance(expected, int) or expected < 0):
+    if expected is not None and (isinstance(expected, bool) or not isinstance(expected, int)
+                                 or not 0 <= expected <= MAX_INTEGER):
         raise errors.InvalidEventError(
-            f"append to stream {stream!r}: expected_version must be None or an int >= 0, got {expected!r}"
+            f"append to stream {stream!r}: expected_version must be None or an int from 0 to 2^63 - 1, got {expected!r}"
         )
     payloads, encode, types = [], _payload_encoder(), set()
     for e in new_events:

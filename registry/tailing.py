@@ -1,7 +1,7 @@
 """Wake-ups for ``EventStore.follow``: they only say "something committed"; the follower then reads by position.
 
 PostgreSQL: every append ``pg_notify``s a channel at commit; the follower ``LISTEN``s on a connection
-of its own and re-reads once a second even without a notification (a lost connection or a write by
+of its own (taken out of the engine's pool, and read on too) and re-reads once a second even without a notification (a lost connection or a write by
 another tool cannot stall it for longer). SQLite: ``PRAGMA data_version`` on a connection of its own
 changes whenever another connection commits; checking it between 2 ms sleeps costs microseconds and
 reads nothing from the log. Positions stay the only ordering: a wake-up carries no events.
@@ -26,7 +26,10 @@ STOP_CHECK = 0.05  # seconds: how often a follower blocked on PostgreSQL looks a
 
 
 class Waker(Protocol):
-    """Marks the log's state before a read, then waits until it may have changed."""
+    """Marks the log's state before a read, then waits until it may have changed; ``driver``: its own
+    connection, on which the follower reads too (``None``: the follower reads through the pool)."""
+
+    driver: Any
 
     def mark(self) -> None:
         """Remember the current state (call before reading the log)."""
@@ -37,6 +40,8 @@ class Waker(Protocol):
 
 class Sleeper:
     """Plain polling: wait ``interval`` s whatever happens (``follow(poll_interval=...)``)."""
+
+    driver = None
 
     def __init__(self, interval: float) -> None:
         self.interval = interval
@@ -101,14 +106,11 @@ def waker(engine: Engine, poll_interval: Optional[float]) -> Iterator[Waker]:
     if sqlite and engine.url.database in (None, "", ":memory:"):
         yield Sleeper(SQLITE_CHECK)  # one shared connection: data_version never sees "another" writer
         return
-    with db.dbapi_connection(engine, "following the log", autocommit=True) as driver:
-        if sqlite:
-            yield SQLiteWaker(driver)
-            return
-        try:
-            yield PostgresWaker(driver)
-        finally:
-            driver.execute("UNLISTEN *")  # the connection goes back to the pool
+    # A connection of the follower's own, not one of the pool's: a process may follow many times at once
+    # (a web page's live feeds), and a follower may run for hours. It is closed when the follower ends
+    # (a LISTEN ends with it: nothing to undo, even on a connection the server dropped).
+    with db.own_connection(engine, "following the log", autocommit=True) as driver:
+        yield SQLiteWaker(driver) if sqlite else PostgresWaker(driver)
 
 
 def _sleep(seconds: float, stop: Optional[threading.Event]) -> None:

@@ -87,10 +87,9 @@ def events(request: Request) -> JSONResponse:
     params = request.query_params
     after = reads.non_negative_int(params.get("after"), "after")
     limit = reads.positive_int(params.get("limit"), "limit", default=1000, maximum=10_000)
-    filters = _filters(request)
-    rows = request.app.state.registry.events(after=after, limit=limit)
-    keep = [e for e in rows if (filters["stream"] in (None, e.stream)) and (not filters["types"] or e.type in filters["types"])]
-    return json_response(keep)
+    filters = _filters(request)  # (applied by the read: ``limit`` counts the events that match)
+    return json_response(request.app.state.registry.events(after=after, limit=limit, model=filters["stream"],
+                                                          types=filters["types"] or None))
 
 
 def events_live(request: Request) -> StreamingResponse:
@@ -99,6 +98,7 @@ def events_live(request: Request) -> StreamingResponse:
     last = request.headers.get("last-event-id")
     after = reads.non_negative_int(last if last else request.query_params.get("after"), "after",
                                    default=reg.head())
+    reg.follow(after)  # (checks ``after`` at once: a bad or future position is a 4xx, not a stream that dies)
     stream = request.app.state.feeds.stream(reg, after, **_filters(request))
     return StreamingResponse(stream, media_type="text/event-stream",
                              headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"})

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import threading
+import time
 from collections.abc import AsyncIterator, Iterator
 from typing import Any
 
@@ -30,13 +31,19 @@ def messages(reg: Any, after: int, stop: threading.Event, *, stream: str | None 
              types: frozenset[str] = frozenset()) -> Iterator[str]:
     """SSE messages for events after ``after`` (filtered), with heartbeats, until ``stop`` is set."""
     yield f": following after position {after}\nretry: 1000\n\n"
-    while not stop.is_set():
+    sent = time.monotonic()  # when the client last heard from us: a filtered feed of a busy log sends no
+    while not stop.is_set():  # event for long while the log moves, and needs its keep-alives all the same
         for event in reg.follow(after=after, timeout=HEARTBEAT, stop=stop):
             after = event.position
             if (stream is None or event.stream == stream) and (not types or event.type in types):
                 yield sse_message(event)
+                sent = time.monotonic()
+            elif time.monotonic() - sent >= HEARTBEAT:
+                yield ": keep-alive\n\n"
+                sent = time.monotonic()
         if not stop.is_set():
             yield ": keep-alive\n\n"
+            sent = time.monotonic()
 
 
 class Feeds:

@@ -113,7 +113,9 @@ def test_a_recorded_id_late_in_a_long_append_is_refused_and_changes_nothing(stor
         ("m", [NewEvent("T", {"x": {1, 2}})], None, errors.InvalidEventError, r"the payload of 'T' is not JSON"),
         ("m", [NewEvent("T", {"x": float("nan")})], None, errors.InvalidEventError, r"payload of 'T' is not JSON"),
         ("m", [NewEvent("", {})], None, errors.InvalidNameError, r"event type name '' is invalid"),
-        ("m", [NewEvent("T", {})], -1, errors.InvalidEventError, r"expected_version must be None or an int >= 0"),
+        ("m", [NewEvent("T", {})], -1, errors.InvalidEventError, r"expected_version must be None or an int from 0"),
+        ("m", [NewEvent("T", {})], 2**63, errors.InvalidEventError, r"an int from 0 to 2\^63 - 1, got 9223372036854775808"),
+        ("m\0", [NewEvent("T", {})], None, errors.InvalidNameError, r"without surrounding whitespace or NUL"),
         ("m", ["not an event"], None, errors.InvalidEventError, r"'not an event' is not a NewEvent"),
     ],
 )
@@ -211,6 +213,33 @@ def test_an_uncommitted_allocation_blocks_the_next_and_a_tailer_sees_neither(mak
     log = tailer.events()
     assert [(e.stream, e.position) for e in log] == [("a", 1), ("a", 2), ("b", 3)]
     assert log == results["first"] + results["second"]
+
+
+def test_a_transaction_appending_to_two_streams_and_a_plain_append_to_the_second_both_commit(make_store):
+    """A consumer's transaction appends to ``a``, then to ``b``, while a plain append to ``b`` waits for it:
+    on PostgreSQL the plain append used to hold ``b``'s row while waiting for the position counter the
+    transaction held, and the transaction's second append then waited for ``b``'s row: a deadlock, one
+    of the two failed. Every append now takes the counter first."""
+    store, other, watcher = make_store(), make_store(), make_store()
+    store.append("b", plain(1))
+    failures: list[Exception] = []
+
+    def plain_append() -> None:
+        try:
+            other.append("b", plain(1))
+        except Exception as exc:  # noqa: BLE001 - reported below
+            failures.append(exc)
+
+    second = threading.Thread(target=plain_append)
+    with store.transaction() as conn:
+        store.append("a", plain(1), conn=conn)
+        second.start()
+        _wait_for_lock_waiter(watcher)  # (SQLite: the plain append waits for the write lock; no look needed)
+        store.append("b", plain(1), conn=conn)
+    second.join(30)
+    assert not second.is_alive() and failures == []
+    log = watcher.events()
+    assert [(e.stream, e.stream_version) for e in log] == [("b", 1), ("a", 1), ("b", 2), ("b", 3)]
 
 
 def test_driver_errors_are_mapped_into_registry_errors():
@@ -313,3 +342,15 @@ def test_a_sqlite_append_seeks_the_head_and_the_stream_version_instead_of_scanni
         finally:
             driver.set_progress_handler(None, 0)
         assert len(steps) * 100 < 5_000, f"{len(steps) * 100} VM instructions: a scan of the stream's 20,000 events"
+
+
+def test_events_filtered_by_stream_and_types_count_matches_toward_the_limit(store):
+    store.append("a", plain(3))
+    store.append("b", [eventstore.NewEvent("Other", {})] * 1 + plain(2))
+    store.append("a", [eventstore.NewEvent("Other", {})])
+    every = store.events()
+    assert [e.position for e in store.events(stream="a")] == [e.position for e in every if e.stream == "a"]
+    assert [e.position for e in store.events(0, 2, stream="b")] == [4, 5]
+    assert [e.position for e in store.events(types=["Other"])] == [4, 7]
+    assert [e.position for e in store.events(3, 1, stream="a", types=["Other", "Nope"])] == [7]
+    assert store.events(types=[]) == [] and store.events(stream="nope") == []

@@ -119,3 +119,23 @@ def test_follow_yields_events_as_they_commit_and_stops(store, make_store):
     t.join(30)
     assert not t.is_alive() and seen == [1, 2, 3, 4]
     assert [e.position for e in store.follow(2, timeout=0.05)] == [3, 4]
+
+
+@pytest.mark.parametrize("name", ["", "x" * 201, "a\0b", " padded"])
+def test_get_checkpoint_refuses_the_names_set_checkpoint_refuses(store, name):
+    """Both backends alike: a NUL was taken by SQLite and failed on PostgreSQL with a generic error, and
+    get_checkpoint answered 0 for a name set_checkpoint refuses."""
+    from registry import errors
+
+    with pytest.raises(errors.InvalidNameError, match="consumer name"):
+        store.get_checkpoint(name)
+    with pytest.raises(errors.InvalidNameError, match="consumer name"):
+        store.set_checkpoint(name, 0)
+
+
+@pytest.mark.parametrize(("after", "limit"), [(None, None), (2**63, None), (0, 2**63), (-1, None)])
+def test_events_refuses_positions_out_of_range_on_both_backends(store, after, limit):
+    from registry import errors
+
+    with pytest.raises(errors.InvalidNameError):
+        store.events(after, limit)

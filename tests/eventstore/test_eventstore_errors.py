@@ -29,3 +29,16 @@ def test_docstring_draws_every_exported_error_class():
     missing = [n for n in classes if n not in errors.__doc__ and n != "StorageIntegrityError"]
     assert not missing, f"errors missing from the drawn tree: {missing}"
     assert errors.StorageError is storage.errors.StorageError
+
+
+@pytest.mark.parametrize("name", ["DeadlockDetected", "SerializationFailure"])
+def test_a_postgresql_deadlock_or_serialization_failure_is_a_conflict_to_retry(name):
+    """PostgreSQL rolled the transaction back: a conflict (retried by the registry's writes), not "unavailable"."""
+    import psycopg.errors
+
+    from registry import db
+
+    with pytest.raises(errors.ConflictError, match="clashed with this one, which was rolled back") as info:
+        with db.translate_errors("appending"):
+            raise getattr(psycopg.errors, name)("it clashed")
+    assert not isinstance(info.value, errors.DatabaseUnavailableError)

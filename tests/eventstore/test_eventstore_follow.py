@@ -44,10 +44,111 @@ def test_a_commit_in_another_process_wakes_the_follower(store, store_url, monkey
 @pytest.mark.parametrize(("poll_interval", "idle"), [(None, 2.0), (0.05, 0.5)], ids=["push", "control-poll"])
 def test_an_idle_follower_reads_at_most_once_a_second(store, monkeypatch, poll_interval, idle):
     reads = []
-    real = store.events
-    monkeypatch.setattr(store, "events", lambda *a, **k: reads.append(1) or real(*a, **k))
+    real = store._follower_read  # (every read of a follower, on its own connection or through the pool)
+    monkeypatch.setattr(store, "_follower_read", lambda *a, **k: reads.append(1) or real(*a, **k))
     assert list(store.follow(0, poll_interval=poll_interval, timeout=idle)) == []
     if poll_interval is not None:  # the control: polling every 50 ms reads ~10 times in 0.5 s
         assert len(reads) > 4, reads
     else:
         assert len(reads) <= 1 + idle, f"{len(reads)} reads in {idle} s of idling"
+
+
+def test_many_followers_hold_none_of_the_pools_connections(store):
+    """Sixteen followers in one process (a web page's live feeds): each follows on a connection of its
+    own, so the engine's pool (5 + 10) stays free for the process's other reads and writes (each
+    follower used to keep one: the sixteenth waited 30 s for one and failed, and so did every append)."""
+    stop, threads, seen = threading.Event(), [], [[] for _ in range(16)]
+
+    def follower(i: int) -> None:
+        for event in store.follow(0, stop=stop):
+            seen[i].append(event.position)
+
+    for i in range(16):
+        threads.append(threading.Thread(target=follower, args=(i,), daemon=True))
+        threads[-1].start()
+    try:
+        store.append("m", plain(1))  # (each follower is reading by then: it sees the event)
+        deadline = time.monotonic() + 30
+        while not all(seen) and time.monotonic() < deadline:
+            time.sleep(0.01)
+        assert all(s == [1] for s in seen), seen
+        assert store.engine.pool.checkedout() == 0  # sixteen followers, none of the pool's connections
+        started = time.monotonic()
+        store.append("m", plain(1))
+        assert store.head() == 2 and time.monotonic() - started < 10  # (not the pool's 30 s wait)
+        while not all(len(s) == 2 for s in seen) and time.monotonic() < deadline:
+            time.sleep(0.01)
+        assert all(s == [1, 2] for s in seen), seen
+    finally:
+        stop.set()
+        for t in threads:
+            t.join(10)
+    assert not any(t.is_alive() for t in threads)
+
+
+def test_leaving_a_follow_loop_after_its_connection_was_lost_raises_nothing(pg_store_url, capfd):
+    """PostgreSQL: the server ends the follower's session, then the caller leaves the loop (the generator
+    closed): nothing is raised or printed (``UNLISTEN`` on the dead connection raised
+    ``DatabaseUnavailableError`` from the close, or printed "Exception ignored" for a ``break``)."""
+    import sqlalchemy as sa
+
+    store = EventStore(pg_store_url)
+    store.append("m", plain(2))
+    follow = store.follow(0)
+    assert next(follow).position == 1
+    with store.engine.connect() as conn:  # every other session of the database: the follower's among them
+        ended = conn.execute(sa.text("SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity "
+                                     "WHERE datname = current_database() AND pid <> pg_backend_pid()")).scalar()
+    assert ended >= 1
+    try:
+        follow.close()  # (what a break or contextlib.closing does)
+    finally:
+        store.close()
+    assert "Exception ignored" not in capfd.readouterr().err
+
+
+def _append_now(url: str) -> None:
+    with EventStore(url, check_schema=False) as writer:
+        writer.append("other-process", plain(1))
+
+
+def test_a_transaction_waiting_for_a_pooled_connection_does_not_hold_other_processes_appends(sqlite_url):
+    """SQLite: a ``transaction()`` that waits for one of its pool's connections (all taken) must not hold
+    the file's writer queue meanwhile (it took the queue first: another process's append waited the
+    pool's 30 s timeout behind it)."""
+    store = EventStore(sqlite_url)
+    held = [store.engine.connect() for _ in range(15)]  # the pool's 5 + 10, all taken
+
+    def transaction() -> None:
+        with store.transaction():
+            pass
+
+    waiting = threading.Thread(target=transaction, daemon=True)
+    try:
+        waiting.start()
+        time.sleep(0.3)  # (it waits for a connection now)
+        writer = multiprocessing.get_context("spawn").Process(target=_append_now, args=(sqlite_url,))
+        started = time.monotonic()
+        writer.start()
+        writer.join(60)
+        assert writer.exitcode == 0 and time.monotonic() - started < 15  # (not behind the 30 s wait)
+    finally:
+        for conn in held:
+            conn.close()
+        waiting.join(40)
+        store.close()
+
+
+def test_following_from_past_the_head_is_refused_not_silently_skipped(store):
+    """``follow(after=P)`` with P past the head (a position kept from another database, or from before a
+    restore) would skip the events up to P without a word: refused, as ``set_checkpoint`` refuses it."""
+    from registry import errors
+
+    store.append("m", plain(1))
+    with pytest.raises(errors.NotFoundError, match="the log ends at position 1"):
+        next(store.follow(4))
+    with pytest.raises(errors.InvalidNameError):
+        next(store.follow(None))
+    with pytest.raises(errors.InvalidNameError, match="out of range"):
+        next(store.follow(2**63))
+    assert [e.position for e in store.follow(1, timeout=0.05)] == []  # (at the head: nothing yet, fine)

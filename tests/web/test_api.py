@@ -104,6 +104,16 @@ def test_events_filtered_by_model_and_type(client):
         (MODEL, "AliasSet", "prod"), (MODEL, "AliasSet", "best"), (MODEL, "AliasSet", "prod")]
 
 
+def test_events_filtered_by_model_count_the_matches_towards_the_limit(client, read_registry):
+    """``limit`` counts events of the model (it counted the log's: a page of other models' events came back
+    empty although the model had events after ``after``, and a client paging by position stopped)."""
+    wanted = [e.position for e in read_registry.events() if e.stream == MODEL and e.type == "AliasSet"]
+    rows = client.get(f"/api/v1/events?after=0&limit=2&model={MODEL}&type=AliasSet").json()
+    assert [e["position"] for e in rows] == wanted[:2]
+    rest = client.get(f"/api/v1/events?after={rows[-1]['position']}&limit=2&model={MODEL}&type=AliasSet").json()
+    assert [e["position"] for e in rest] == wanted[2:4]
+
+
 def test_diff_is_rlreg_diff_json(client, read_registry):
     r = client.get(f"/api/v1/diff/{MODEL}?a=1&b=@best")
     assert r.status_code == 200

@@ -72,3 +72,38 @@ def test_feed_delivers_a_snapshot_made_by_another_process(served):
     assert events and events[0]["position"] == made["position"]
     assert events[0]["payload"]["metadata"]["from"] == "another process"
     assert arrived - made["committed"] < 2.0
+
+
+def test_a_filtered_feed_of_a_busy_log_still_sends_keep_alives(monkeypatch):
+    """Events of other models keep coming, none passes the filter: the client still hears a keep-alive
+    every HEARTBEAT (it heard nothing while the log moved, and an idle proxy could drop the feed)."""
+    import threading
+    from types import SimpleNamespace
+
+    from rlreg.web import feed
+
+    monkeypatch.setattr(feed, "HEARTBEAT", 0.05)
+    stop = threading.Event()
+
+    class Busy:
+        def follow(self, after, timeout, stop):  # an event of another model every 10 ms, never idle
+            while not stop.is_set():
+                time.sleep(0.01)
+                after += 1
+                yield SimpleNamespace(position=after, stream="other", type="Tick")
+
+    out = feed.messages(Busy(), 0, stop, stream="wanted")
+    assert next(out).startswith(": following")
+    started = time.monotonic()
+    assert next(out) == ": keep-alive\n\n" and time.monotonic() - started < 5
+    stop.set()
+
+
+def test_the_live_feed_refuses_a_position_it_cannot_follow_from_before_it_starts(served):
+    """A position past the head (kept from another database) or out of range is a 4xx at once, not a 200
+    whose stream then dies."""
+    server, _ = served
+    head = httpx.get(f"{server.url}/api/v1/events?after=0&limit=10000").json()[-1]["position"]
+    for after, status in ((head + 5, 404), (2**64, 400)):
+        r = httpx.get(f"{server.url}/api/v1/events/live?after={after}", timeout=10)
+        assert r.status_code == status, (after, r.status_code, r.text[:200])
