@@ -952,16 +952,7 @@ class Registry:
                types: Iterable[str] | None = None) -> list[Event]:
         """Events with ``position > after``, ascending: of every model, or of ``model`` only; of ``types``
         only, if given. ``limit`` counts the events returned (the filter is applied first)."""
-        validate_position(after, "events after position")
-        if limit is not None:
-            validate_position(limit, "events limit")
-        if model is not None:
-            validate_name(model)
-        if types is not None:
-            types = sorted(set(types))
-            if not all(isinstance(t, str) and t for t in types):
-                raise errors.InvalidNameError(f"events types {types!r}: expected event type names")
-        return self._log.events(after, limit, stream=model, types=types)
+        return self._log.events(after, limit, stream=model, types=types)  # (``$registry`` is a stream too)
 
     def follow(self, after: int = 0, *, poll_interval: float | None = None, timeout: float | None = None,
                stop: Any = None) -> Iterator[Event]:

@@ -656,7 +656,7 @@ class translate_errors:  # noqa: N801 - used as a function: ``with translate_err
 
 def _translated(what: str, e: "exc.SQLAlchemyError") -> errors.RegistryError:
     """The ``registry.errors`` error for a SQLAlchemy error (or a driver error wrapped as one)."""
-    if getattr(e.orig, "sqlstate", None) in _CLASHED:  # PostgreSQL rolled the transaction back: retry it
+    if getattr(getattr(e, "orig", None), "sqlstate", None) in _CLASHED:  # rolled back by PostgreSQL: retry it
         return errors.ConflictError(f"{what}: a concurrent transaction clashed with this one, which was rolled "
                                     f"back (retry it): {e.orig}")
     if isinstance(e, exc.OperationalError):
@@ -678,7 +678,8 @@ def _translated(what: str, e: "exc.SQLAlchemyError") -> errors.RegistryError:
     return errors.RegistryError(f"{what}: {e}")
 
 
-_CLASHED = {"40P01", "40001"}  # PostgreSQL's deadlock_detected and serialization_failure
+_CLASHED = {"40P01"}  # PostgreSQL's deadlock_detected (a serialization failure, 40001, stays "unavailable":
+# a hot standby cancels reads with it, which a tail retries by reconnecting)
 
 
 def _wrap_driver_error(e: BaseException) -> exc.DBAPIError:

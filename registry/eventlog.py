@@ -237,16 +237,20 @@ class PostgresLog:
         "ORDER BY stream_version"
     )
     # Each claim reads the locked counter row (``k``), so it runs, and takes the stream's row lock, after it.
+    # ``k`` first looks (no lock) whether the claim can succeed: one that cannot takes no lock either (a
+    # caller that catches the conflict in its own transaction would hold every append off to its end).
     claims = {
-        None: "INSERT INTO rlreg_streams AS t (name, version) SELECT %(stream)s, %(n)s FROM k "
-        "ON CONFLICT (name) DO UPDATE SET version = t.version + %(n)s RETURNING version",
-        0: "INSERT INTO rlreg_streams (name, version) SELECT %(stream)s, %(n)s FROM k "
-        "ON CONFLICT (name) DO NOTHING RETURNING version",
-        "advance": "UPDATE rlreg_streams SET version = version + %(n)s FROM k "
-        "WHERE name = %(stream)s AND version = %(expected)s RETURNING version",
+        None: ("", "INSERT INTO rlreg_streams AS t (name, version) SELECT %(stream)s, %(n)s FROM k "
+               "ON CONFLICT (name) DO UPDATE SET version = t.version + %(n)s RETURNING version"),
+        0: (" AND NOT EXISTS (SELECT FROM rlreg_streams WHERE name = %(stream)s)",
+            "INSERT INTO rlreg_streams (name, version) SELECT %(stream)s, %(n)s FROM k "
+            "ON CONFLICT (name) DO NOTHING RETURNING version"),
+        "advance": (" AND EXISTS (SELECT FROM rlreg_streams WHERE name = %(stream)s AND version = %(expected)s)",
+                    "UPDATE rlreg_streams SET version = version + %(n)s FROM k "
+                    "WHERE name = %(stream)s AND version = %(expected)s RETURNING version"),
     }
     append_sql = """
-        WITH k AS (SELECT last FROM rlreg_position WHERE id = 1 FOR UPDATE),
+        WITH k AS (SELECT last FROM rlreg_position WHERE id = 1{can} FOR UPDATE),
         s AS ({claim}),
         c AS (
             UPDATE rlreg_position SET last = last + %(n)s WHERE id = 1 AND EXISTS (SELECT FROM s) RETURNING last
@@ -263,7 +267,7 @@ class PostgresLog:
 
     def __init__(self) -> None:
         self.statements = {
-            key: self.append_sql.format(claim=claim, channel=CHANNEL) for key, claim in self.claims.items()
+            key: self.append_sql.format(can=can, claim=claim, channel=CHANNEL) for key, (can, claim) in self.claims.items()
         }
 
     def write(

@@ -175,9 +175,10 @@ class EventStore:
     @contextmanager
     def transaction(self) -> Iterator[Connection]:
         """A write transaction (``BEGIN IMMEDIATE`` on SQLite) for a consumer's writes, checkpoint and appends."""
-        # The connection first, then the writer queue: a process waiting for a pooled connection must not
-        # hold the queue meanwhile (another process's appends waited 29 s behind one that did).
-        with db.translate_errors("write transaction"), self.engine.connect() as conn, self._writers:
+        # The writer queue first, then the connection: a thread waiting its turn holds none of the pool's
+        # connections, which the queue's holder may need for its reads (the other order ran a process
+        # out of connections: the holder's read waited 30 s for one and failed).
+        with self._writers, db.translate_errors("write transaction"), self.engine.connect() as conn:
             conn = conn.execution_options(**{db.WRITE: True})
             with conn.begin():
                 yield conn
@@ -336,10 +337,18 @@ class EventStore:
         validate_position(after, "events after position")
         if limit is not None:
             validate_position(limit, "events limit")
+        if stream is not None:
+            _check_name("stream", stream)
         if types is not None:
-            types = list(types)
+            if isinstance(types, str):
+                raise errors.InvalidNameError(f"events types {types!r}: expected a list of event type names, not one")
+            types = sorted(set(types), key=str)
+            for name in types:
+                _check_name("event type", name, TYPE_LENGTH)
             if not types:
                 return []
+            if len(types) > _MAX_TYPES:
+                raise errors.InvalidNameError(f"events types: {len(types)} names, at most {_MAX_TYPES} at once")
         with self._driver("reading events") as driver:
             return events_of(self._log.events(driver, after, limit, stream, types))
 
@@ -391,6 +400,9 @@ class EventStore:
         with tailing.waker(self.engine, poll_interval) as waker:
             idle_since = time.monotonic()
             while stop is None or not stop.is_set():
+                if self.closed:  # (its connection is its own: close() cannot take it away, so it looks)
+                    where = self.engine.url.render_as_string(hide_password=True)
+                    raise errors.ClosedError(closed_message(where))
                 waker.mark()
                 got = self._follower_read(waker.driver, after, batch)
                 for event in got:
@@ -494,6 +506,9 @@ def _recorded_events(stream: str, new_events: list[NewEvent], written: _Written)
           "payload": e.payload, "timestamp": now, "id": e.id, "actor": e.actor}
          for i, e in enumerate(new_events)]
     )
+
+
+_MAX_TYPES = 1000  # event types of one filtered read (SQLite's variables: 32,766 in its default build)
 
 
 def events_of(rows: Sequence[dict[str, Any]]) -> list[Event]:

@@ -354,3 +354,22 @@ def test_events_filtered_by_stream_and_types_count_matches_toward_the_limit(stor
     assert [e.position for e in store.events(types=["Other"])] == [4, 7]
     assert [e.position for e in store.events(3, 1, stream="a", types=["Other", "Nope"])] == [7]
     assert store.events(types=[]) == [] and store.events(stream="nope") == []
+
+
+def test_a_conflict_caught_in_a_transaction_holds_no_other_append_off(pg_store_url):
+    """PostgreSQL: ``append(expected_version=0)`` on a stream that exists, caught by the caller, who goes on
+    in its transaction: the failed claim took no lock, so an append to another stream commits meanwhile
+    (the counter's lock, taken first, was held to the transaction's end)."""
+    store, other = EventStore(pg_store_url), EventStore(pg_store_url)
+    try:
+        store.append("a", plain(1))
+        done = threading.Event()
+        with store.transaction() as conn:
+            with pytest.raises(errors.ConflictError):
+                store.append("a", plain(1), expected_version=0, conn=conn)
+            threading.Thread(target=lambda: (other.append("b", plain(1)), done.set()), daemon=True).start()
+            assert done.wait(10), "an append to another stream waited for the transaction that lost a conflict"
+        assert [(e.stream, e.position) for e in other.events()] == [("a", 1), ("b", 2)]
+    finally:
+        store.close()
+        other.close()

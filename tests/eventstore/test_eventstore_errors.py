@@ -31,14 +31,22 @@ def test_docstring_draws_every_exported_error_class():
     assert errors.StorageError is storage.errors.StorageError
 
 
-@pytest.mark.parametrize("name", ["DeadlockDetected", "SerializationFailure"])
-def test_a_postgresql_deadlock_or_serialization_failure_is_a_conflict_to_retry(name):
-    """PostgreSQL rolled the transaction back: a conflict (retried by the registry's writes), not "unavailable"."""
+def test_a_postgresql_deadlock_is_a_conflict_to_retry_and_other_errors_keep_their_mapping():
+    """PostgreSQL rolled the transaction back: a conflict (the registry's writes retry it), not "unavailable".
+    A serialization failure stays "unavailable" (a hot standby cancels reads with it: a tail reconnects),
+    and an error SQLAlchemy raises itself (a pool timeout: no driver error inside) is still mapped."""
     import psycopg.errors
+    import sqlalchemy.exc
 
     from registry import db
 
     with pytest.raises(errors.ConflictError, match="clashed with this one, which was rolled back") as info:
         with db.translate_errors("appending"):
-            raise getattr(psycopg.errors, name)("it clashed")
+            raise psycopg.errors.DeadlockDetected("deadlock detected")
     assert not isinstance(info.value, errors.DatabaseUnavailableError)
+    with pytest.raises(errors.DatabaseUnavailableError):
+        with db.translate_errors("reading"):
+            raise psycopg.errors.SerializationFailure("canceling statement due to conflict with recovery")
+    with pytest.raises(errors.RegistryError, match="QueuePool limit"):
+        with db.translate_errors("reading"):
+            raise sqlalchemy.exc.TimeoutError("QueuePool limit of size 5 overflow 10 reached")

@@ -107,48 +107,58 @@ def test_leaving_a_follow_loop_after_its_connection_was_lost_raises_nothing(pg_s
     assert "Exception ignored" not in capfd.readouterr().err
 
 
-def _append_now(url: str) -> None:
-    with EventStore(url, check_schema=False) as writer:
-        writer.append("other-process", plain(1))
-
-
-def test_a_transaction_waiting_for_a_pooled_connection_does_not_hold_other_processes_appends(sqlite_url):
-    """SQLite: a ``transaction()`` that waits for one of its pool's connections (all taken) must not hold
-    the file's writer queue meanwhile (it took the queue first: another process's append waited the
-    pool's 30 s timeout behind it)."""
+def test_a_transactions_reads_are_not_starved_by_threads_waiting_for_the_writer_queue(sqlite_url):
+    """SQLite: a consumer holds ``transaction()`` and reads its checkpoint inside it while fourteen threads
+    wait to set theirs: they wait for the writer queue holding none of the pool's connections, so the
+    consumer's read gets one (taking the connection first ran the pool dry: the read waited 30 s and failed)."""
     store = EventStore(sqlite_url)
-    held = [store.engine.connect() for _ in range(15)]  # the pool's 5 + 10, all taken
+    store.append("m", plain(1))
+    done, failures = threading.Event(), []
 
-    def transaction() -> None:
-        with store.transaction():
-            pass
+    def setter(i: int) -> None:
+        try:
+            store.set_checkpoint(f"c{i}", 1)
+        except Exception as exc:  # noqa: BLE001 - reported below
+            failures.append(exc)
 
-    waiting = threading.Thread(target=transaction, daemon=True)
+    threads = [threading.Thread(target=setter, args=(i,), daemon=True) for i in range(14)]
     try:
-        waiting.start()
-        time.sleep(0.3)  # (it waits for a connection now)
-        writer = multiprocessing.get_context("spawn").Process(target=_append_now, args=(sqlite_url,))
-        started = time.monotonic()
-        writer.start()
-        writer.join(60)
-        assert writer.exitcode == 0 and time.monotonic() - started < 15  # (not behind the 30 s wait)
+        with store.transaction() as conn:
+            for t in threads:
+                t.start()
+            time.sleep(0.3)  # (they wait for the queue now)
+            started = time.monotonic()
+            assert store.get_checkpoint("consumer") == 0  # a read of its own, through the pool
+            assert time.monotonic() - started < 10  # (not the pool's 30 s wait)
+            store.set_checkpoint("consumer", 1, conn)
+        for t in threads:
+            t.join(30)
+        assert failures == [] and all(store.get_checkpoint(f"c{i}") == 1 for i in range(14))
     finally:
-        for conn in held:
-            conn.close()
-        waiting.join(40)
         store.close()
 
 
-def test_following_from_past_the_head_is_refused_not_silently_skipped(store):
-    """``follow(after=P)`` with P past the head (a position kept from another database, or from before a
-    restore) would skip the events up to P without a word: refused, as ``set_checkpoint`` refuses it."""
+def test_a_follower_running_when_its_store_is_closed_ends_with_closed_error(make_store):
+    """Its connection is its own (not the pool's, which close() empties): it looks at ``closed`` itself."""
     from registry import errors
 
-    store.append("m", plain(1))
-    with pytest.raises(errors.NotFoundError, match="the log ends at position 1"):
-        next(store.follow(4))
-    with pytest.raises(errors.InvalidNameError):
-        next(store.follow(None))
-    with pytest.raises(errors.InvalidNameError, match="out of range"):
-        next(store.follow(2**63))
-    assert [e.position for e in store.follow(1, timeout=0.05)] == []  # (at the head: nothing yet, fine)
+    store, writer = make_store(), make_store()
+    got, ended = [], []
+
+    def follow() -> None:
+        try:
+            for event in store.follow(0):
+                got.append(event.position)
+        except errors.ClosedError as exc:
+            ended.append(exc)
+
+    thread = threading.Thread(target=follow, daemon=True)
+    thread.start()
+    writer.append("m", plain(1))
+    deadline = time.monotonic() + 20
+    while not got and time.monotonic() < deadline:
+        time.sleep(0.01)
+    store.close()
+    writer.append("m", plain(3))
+    thread.join(20)
+    assert not thread.is_alive() and len(ended) == 1 and got[0] == 1 and len(got) <= 4

@@ -114,6 +114,13 @@ def test_events_filtered_by_model_count_the_matches_towards_the_limit(client, re
     assert [e["position"] for e in rest] == wanted[2:4]
 
 
+def test_events_of_the_registrys_own_stream(client, read_registry):
+    """``model=$registry`` (the storage binding's events), as the live feed streams them (it was refused)."""
+    rows = client.get("/api/v1/events?model=$registry").json()
+    assert rows and {e["stream"] for e in rows} == {"$registry"}
+    assert [e["position"] for e in rows] == [e.position for e in read_registry.events() if e.stream == "$registry"]
+
+
 def test_diff_is_rlreg_diff_json(client, read_registry):
     r = client.get(f"/api/v1/diff/{MODEL}?a=1&b=@best")
     assert r.status_code == 200
