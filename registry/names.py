@@ -102,6 +102,13 @@ def validate_version(version: object, what: str = "version") -> int:
     return _bounded(version, what, 1)
 
 
+def int_of_digits(text: str) -> int:
+    """The value of ``text`` (ASCII digits), or ``MAX_INTEGER + 1`` when it is larger than any version or
+    position, so that range checks refuse it: ``int()`` itself raises ``ValueError`` past 4,300 digits."""
+    significant = text.lstrip("0") or "0"
+    return int(significant) if len(significant) <= 1000 else MAX_INTEGER + 1
+
+
 def validate_position(value: object, what: str) -> int:
     """Return ``value`` (an event position or count) if it is an int from 0 to ``MAX_INTEGER``, else raise."""
     return _bounded(value, what, 0)

@@ -32,7 +32,7 @@ import re
 from dataclasses import dataclass
 
 from registry.errors import InvalidNameError, InvalidReferenceError
-from registry.names import MAX_INTEGER, validate_alias, validate_name
+from registry.names import MAX_INTEGER, int_of_digits, validate_alias, validate_name
 
 SCHEME = "rlreg"
 PREFIX = f"{SCHEME}://"
@@ -79,11 +79,11 @@ def parse_reference(text: str) -> ModelRef:
     head, colon, version = text.rpartition(":")
     if not colon:
         return _as_reference_error(parse_ref, text, uri=text)
-    if not head or "@" in text or not is_version_text(version) or int(version) < 1:
+    if not head or "@" in text or not is_version_text(version) or int_of_digits(version) < 1:
         raise InvalidReferenceError(
             f"reference {text!r}: expected NAME:VERSION with VERSION a positive integer (ASCII digits)"
         )
-    return ModelRef(_as_reference_error(validate_name, head), version=int(version))
+    return ModelRef(_as_reference_error(validate_name, head), version=int_of_digits(version))
 
 
 def parse_selector(name: str, text: str | int) -> ModelRef:
@@ -211,9 +211,10 @@ def _valid_alias(alias: str, shown: str) -> str:
 
 
 def _version(text: str, shown: str) -> int:
-    version = int(text)
+    version = int_of_digits(text)
     if version < 1:
         raise InvalidNameError(f"{shown!r}: version {text} is not a version (versions start at 1)")
     if version > MAX_INTEGER:
-        raise InvalidNameError(f"{shown!r}: version {text} is out of range (at most {MAX_INTEGER}, 2^63 - 1)")
+        raise InvalidNameError(f"{shown[:60]!r}: version {text[:30]}{'…' if len(text) > 30 else ''} is out of range "
+                               f"(at most {MAX_INTEGER}, 2^63 - 1)")
     return version

@@ -30,9 +30,19 @@ def models(request: Request) -> JSONResponse:
     return json_response(request.app.state.registry.models())
 
 
+def model_name(request: Request, param: str = "name") -> str:
+    """The bare model name a path names (``BadParameterError`` if it also names a version, an alias or more:
+    ``/models/NAME/3`` must not be read, or deleted, as the whole model)."""
+    ref = read_path(request.path_params[param])
+    if ref.names_version or ref.inner:
+        raise BadParameterError(f"{request.url.path!r}: expected a model name, not a version or alias of one "
+                                "(a version: /api/v1/versions/NAME/VERSION)")
+    return ref.name
+
+
 def model(request: Request) -> JSONResponse:
     """One model's entry of ``rlreg models --json``."""
-    return json_response(reads.model_info(request.app.state.registry, read_path(request.path_params["name"]).name))
+    return json_response(reads.model_info(request.app.state.registry, model_name(request)))
 
 
 def versions(request: Request) -> Response:
@@ -69,12 +79,12 @@ def tensor_response(reg: Any, ref: Any, name: str) -> Response:
 
 def history(request: Request) -> JSONResponse:
     """``rlreg history NAME --json``."""
-    return json_response(request.app.state.registry.history(read_path(request.path_params["name"]).name))
+    return json_response(request.app.state.registry.history(model_name(request)))
 
 
 def aliases(request: Request) -> JSONResponse:
     """``{alias: version}`` of a model."""
-    return json_response(request.app.state.registry.aliases(read_path(request.path_params["ref"]).name))
+    return json_response(request.app.state.registry.aliases(model_name(request, "ref")))
 
 
 def _filters(request: Request) -> dict[str, Any]:
@@ -110,4 +120,4 @@ def diff(request: Request) -> JSONResponse:
     a, b = request.query_params.get("a"), request.query_params.get("b")
     if not a or not b:
         raise BadParameterError("diff needs ?a=VERSION&b=VERSION (numbers or @ALIAS)")
-    return json_response(request.app.state.registry.diff(name, a.lstrip("@"), b.lstrip("@")))
+    return json_response(request.app.state.registry.diff(name, a.removeprefix("@"), b.removeprefix("@")))

@@ -7,11 +7,13 @@ import logging
 from importlib.metadata import PackageNotFoundError
 from importlib.metadata import version as package_version
 from pathlib import Path
+from collections.abc import Sequence
 from typing import Any
 
 import jinja2
 from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
+from starlette.middleware.trustedhost import TrustedHostMiddleware
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Mount, Route
@@ -139,8 +141,16 @@ def templates() -> Jinja2Templates:
     return Jinja2Templates(env=env)
 
 
-def create_app(registry: Any, *, allow_writes: bool = False, tokens: Tokens | None = None) -> Starlette:
-    """The web app over ``registry``: read-only unless ``allow_writes`` (which needs ``tokens``)."""
+LOOPBACK_HOSTS = ("localhost", "127.0.0.1", "[::1]")  # what a browser on this machine sends as Host
+
+
+def create_app(registry: Any, *, allow_writes: bool = False, tokens: Tokens | None = None,
+               allowed_hosts: Sequence[str] | None = None) -> Starlette:
+    """The web app over ``registry``: read-only unless ``allow_writes`` (which needs ``tokens``).
+
+    ``allowed_hosts``: the only ``Host`` headers answered (others: 400). A server bound to this machine
+    only is given ``LOOPBACK_HOSTS``: a web page elsewhere that points its own name at 127.0.0.1 (DNS
+    rebinding) would otherwise read the registry through the browser of whoever opens it."""
     tokens = tokens or Tokens()
     if allow_writes and not tokens:
         raise BadParameterError("--allow-writes needs RLREG_SERVE_TOKENS=NAME:TOKEN[,NAME:TOKEN…]: "
@@ -154,6 +164,8 @@ def create_app(registry: Any, *, allow_writes: bool = False, tokens: Tokens | No
 
     app = Starlette(routes=ROUTES, exception_handlers=_handlers(), lifespan=lifespan)
     app.add_middleware(SecurityHeaders)
+    if allowed_hosts is not None:
+        app.add_middleware(TrustedHostMiddleware, allowed_hosts=list(allowed_hosts))
     app.state.registry = registry
     app.state.allow_writes = allow_writes
     app.state.tokens = tokens

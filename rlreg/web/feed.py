@@ -1,23 +1,33 @@
 """The live event feed: server-sent events fed by ``Registry.follow``.
 
-``follow`` blocks, so it runs in a worker thread; each connection has a ``threading.Event`` that
-stops its ``follow`` when the client goes away or the server shuts down. An idle feed sends a comment
-line every ``HEARTBEAT`` seconds, which also lets the server notice a client that left.
+``follow`` blocks, so each feed runs it on a thread of its own (``_pump``), for as long as the client
+stays, on one database connection of its own (``EventStore.follow``); the thread hands the messages to
+the event loop through a small memory stream, and the feed's coroutine waits on that stream, holding
+no worker thread: idle feeds, however many, leave the threads of the server's other requests alone
+(forty feeds each holding one of anyio's forty worker threads for up to a heartbeat froze every page).
+A feed sends a comment line when ``HEARTBEAT`` seconds passed without a message, filtered out or not,
+which also lets the server notice a client that left. A ``threading.Event`` per feed stops its
+``follow`` when the client goes away or the server shuts down (``Feeds.stop_all``).
 """
 
 from __future__ import annotations
 
 import json
+import logging
 import threading
-import time
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 from typing import Any
 
 import anyio
+import anyio.from_thread
+import anyio.lowlevel
 
 from rlreg.output import event_summary, to_jsonable
 
-HEARTBEAT = 15.0  # seconds without an event before a keep-alive comment
+log = logging.getLogger(__name__)
+
+HEARTBEAT = 15.0  # seconds without a message before a keep-alive comment
+BUFFER = 256  # messages a slow client may fall behind before its feed's thread waits for it
 
 
 def sse_message(event: Any) -> str:
@@ -27,23 +37,26 @@ def sse_message(event: Any) -> str:
     return f"id: {event.position}\nevent: rlreg\ndata: {data}\n\n"
 
 
-def messages(reg: Any, after: int, stop: threading.Event, *, stream: str | None = None,
-             types: frozenset[str] = frozenset()) -> Iterator[str]:
-    """SSE messages for events after ``after`` (filtered), with heartbeats, until ``stop`` is set."""
-    yield f": following after position {after}\nretry: 1000\n\n"
-    sent = time.monotonic()  # when the client last heard from us: a filtered feed of a busy log sends no
-    while not stop.is_set():  # event for long while the log moves, and needs its keep-alives all the same
-        for event in reg.follow(after=after, timeout=HEARTBEAT, stop=stop):
-            after = event.position
+def _pump(reg: Any, after: int, stop: threading.Event, send: Any, token: Any, stream: str | None,
+          types: frozenset[str]) -> None:
+    """On the feed's thread: follow the log after ``after`` and send each matching event's message to the
+    event loop, until ``stop``, the client leaves (the stream is closed) or ``follow`` fails (logged: the
+    browser reconnects after ``retry`` with ``Last-Event-ID``); then close the stream."""
+    try:
+        for event in reg.follow(after=after, stop=stop):
             if (stream is None or event.stream == stream) and (not types or event.type in types):
-                yield sse_message(event)
-                sent = time.monotonic()
-            elif time.monotonic() - sent >= HEARTBEAT:
-                yield ": keep-alive\n\n"
-                sent = time.monotonic()
-        if not stop.is_set():
-            yield ": keep-alive\n\n"
-            sent = time.monotonic()
+                try:
+                    anyio.from_thread.run(send.send, sse_message(event), token=token)
+                except (anyio.BrokenResourceError, anyio.ClosedResourceError, RuntimeError):
+                    return  # the client left, or the event loop is gone (the server stopped)
+    except Exception as exc:  # noqa: BLE001 - the database went away or the registry closed: end this feed
+        log.warning("a live feed ended after position %d: %s", after, exc)
+    finally:
+        stop.set()
+        try:
+            anyio.from_thread.run_sync(send.close, token=token)
+        except RuntimeError:  # (the event loop is gone)
+            pass
 
 
 class Feeds:
@@ -59,19 +72,28 @@ class Feeds:
             for stop in self._open:
                 stop.set()
 
-    async def stream(self, reg: Any, after: int, **filters: Any) -> AsyncIterator[str]:
-        """Messages for one client, each ``next`` in a worker thread; stops ``follow`` when cancelled."""
+    async def stream(self, reg: Any, after: int, *, stream: str | None = None,
+                     types: frozenset[str] = frozenset()) -> AsyncIterator[str]:
+        """Messages for one client: its events after ``after`` (filtered), a keep-alive every
+        ``HEARTBEAT`` s without one; stops the feed's ``follow`` when the client goes away."""
         stop = threading.Event()
+        send, receive = anyio.create_memory_object_stream[str](max_buffer_size=BUFFER)
         with self._lock:
             self._open.add(stop)
-        source = messages(reg, after, stop, **filters)
+        thread = threading.Thread(target=_pump, args=(reg, after, stop, send, anyio.lowlevel.current_token(),
+                                                      stream, types), name="rlreg-feed", daemon=True)
         try:
+            thread.start()
+            yield f": following after position {after}\nretry: 1000\n\n"
             while True:
-                message = await anyio.to_thread.run_sync(next, source, None, abandon_on_cancel=True)
-                if message is None:
-                    return
-                yield message
+                message = None
+                with anyio.move_on_after(HEARTBEAT):
+                    message = await receive.receive()
+                yield ": keep-alive\n\n" if message is None else message
+        except anyio.EndOfStream:  # the feed's thread ended (stopped, or follow failed)
+            return
         finally:
             stop.set()
+            receive.close()  # (a thread waiting to send is told the client left)
             with self._lock:
                 self._open.discard(stop)

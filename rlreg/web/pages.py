@@ -119,7 +119,7 @@ def diff_page(request: Request) -> Response:
     latest = info["latest_version"] or 0
     a = request.query_params.get("a") or str(max(latest - 1, 1))
     b = request.query_params.get("b") or str(max(latest, 1))
-    result = reg.diff(name, a.lstrip("@"), b.lstrip("@"))
+    result = reg.diff(name, a.removeprefix("@"), b.removeprefix("@"))
     return render(request, "diff.html", info=info, a=a, b=b, d=to_jsonable(result), result=result,
                   bars=charts.diff_bars(result.changed, result.shapes),
                   versions=[v.version for v in reg.versions(name, order_by="-version", limit=DIFF_CHOICES)])

@@ -11,6 +11,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from registry import NotFoundError, Registry
+from registry.names import int_of_digits
 
 from rlreg.web.errors import BadParameterError
 from rlreg.web.refs import PathRef
@@ -98,9 +99,9 @@ def positive_int(value: str | None, what: str, *, default: int | None = None, ma
     """A query parameter that must be a positive integer (``BadParameterError`` naming it otherwise)."""
     if value is None or value == "":
         return default
-    if not value.isascii() or not value.isdigit() or int(value) < 1:
-        raise BadParameterError(f"{what}={value!r}: expected a positive integer")
-    return min(int(value), maximum) if maximum else int(value)
+    if not value.isascii() or not value.isdigit() or int_of_digits(value) < 1:
+        raise BadParameterError(f"{what}={value[:40]!r}: expected a positive integer")
+    return min(int_of_digits(value), maximum) if maximum else int_of_digits(value)
 
 
 def non_negative_int(value: str | None, what: str, *, default: int = 0) -> int:
@@ -108,5 +109,5 @@ def non_negative_int(value: str | None, what: str, *, default: int = 0) -> int:
     if value is None or value == "":
         return default
     if not value.isascii() or not value.isdigit():
-        raise BadParameterError(f"{what}={value!r}: expected 0 or a positive integer")
-    return int(value)
+        raise BadParameterError(f"{what}={value[:40]!r}: expected 0 or a positive integer")
+    return int_of_digits(value)  # (one past 2^63 - 1 when longer: the registry's range check refuses it)

@@ -23,12 +23,23 @@ def is_loopback(host: str) -> bool:
         return False
 
 
+def unbracketed(host: str) -> str:
+    """``::1`` for ``[::1]`` (an IPv6 address as URLs write it); any other host as it is."""
+    return host[1:-1] if host.startswith("[") and host.endswith("]") else host
+
+
 def bind(host: str, port: int) -> socket.socket:
-    """A listening TCP socket on ``host:port`` (port 0: a free one)."""
+    """A listening TCP socket on ``host:port`` (port 0: a free one); ``host`` may be written ``[::1]``."""
+    host = unbracketed(host)
     family = socket.AF_INET6 if ":" in host else socket.AF_INET
     sock = socket.socket(family, socket.SOCK_STREAM)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    sock.bind((host, port))
+    try:
+        sock.bind((host, port))
+    except socket.gaierror as exc:  # (a name that does not resolve: the user's input, not the system's)
+        sock.close()
+        raise click.BadParameter(f"{host!r} is not an address or a name this machine resolves ({exc.strerror})",
+                                 param_hint="'--host'") from None
     sock.listen(128)
     sock.set_inheritable(True)
     return sock
@@ -51,7 +62,18 @@ def serve(app: Any, host: str, port: int, *, allow_writes: bool, writers: list[s
     """Listen on ``host:port``, say so on stdout, serve until interrupted."""
     import uvicorn
 
+    host = unbracketed(host)
     sock = bind(host, port)
     click.echo(start_line(host, sock.getsockname()[1], allow_writes, writers, as_json))
     config = uvicorn.Config(app, log_level=log_level, timeout_graceful_shutdown=SHUTDOWN_GRACE, access_log=False)
-    uvicorn.Server(config).run(sockets=[sock])
+
+    class Server(uvicorn.Server):
+        async def shutdown(self, sockets: Any = None) -> None:
+            # The open feeds end first: uvicorn waits SHUTDOWN_GRACE for the open responses, and stopped
+            # only in the app's lifespan (which comes after), they were cancelled with a traceback each.
+            feeds = getattr(getattr(app, "state", None), "feeds", None)
+            if feeds is not None:
+                feeds.stop_all()
+            await super().shutdown(sockets=sockets)
+
+    Server(config).run(sockets=[sock])

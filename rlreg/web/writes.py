@@ -7,15 +7,15 @@ registry record anything, with the token's name as the actor of the events.
 
 from __future__ import annotations
 
-import json
 from collections.abc import Callable
 from typing import Any
 
 from starlette.concurrency import run_in_threadpool
+from storage import jsondepth
 from starlette.requests import Request
 from starlette.responses import JSONResponse
 
-from rlreg.web.api import json_response
+from rlreg.web.api import json_response, model_name
 from rlreg.web.errors import BadParameterError, ReadOnlyError
 from rlreg.web.refs import PathRef, read_path
 
@@ -44,9 +44,9 @@ async def body(request: Request) -> dict[str, Any]:
     if not raw.strip():
         return {}
     try:
-        value = json.loads(raw)
-    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-        raise BadParameterError(f"the request body is not JSON: {exc}") from None
+        value = jsondepth.loads(raw, "the request body")  # (depth-checked: a deeply nested body is refused)
+    except (ValueError, UnicodeDecodeError) as exc:  # (JSONDecodeError and JSONDepthError are ValueErrors)
+        raise BadParameterError(f"the request body is not JSON this server takes: {exc}") from None
     if not isinstance(value, dict):
         raise BadParameterError("the request body must be a JSON object")
     return value
@@ -81,13 +81,25 @@ def _reason(request: Request, data: dict[str, Any]) -> str:
 
 
 def _force(request: Request, data: dict[str, Any]) -> bool:
-    return bool(data.get("force")) or request.query_params.get("force") in {"1", "true"}
+    """``force`` from the body (``true``/``false``) or the query (``1``/``true``, ``0``/``false``); anything
+    else is refused (a body's ``"false"`` is a string, which Python takes for true: it forced deletes)."""
+    if "force" in data:
+        value = data["force"]
+        if not isinstance(value, bool):
+            raise BadParameterError(f'"force" must be true or false in the JSON body, not {value!r}')
+        return value
+    query = request.query_params.get("force")
+    if query is None or query.lower() in {"", "0", "false"}:
+        return False
+    if query.lower() in {"1", "true"}:
+        return True
+    raise BadParameterError(f"force={query!r}: expected 1 or true (0 or false)")
 
 
 async def alias_set(request: Request) -> JSONResponse:
     """``PUT /api/v1/aliases/NAME@ALIAS`` with ``{"version": N}``: move the alias."""
-    ref = _alias_ref(request)
     writer(request)
+    ref = _alias_ref(request)
     version = (await body(request)).get("version")
     if isinstance(version, bool) or not isinstance(version, int) or version < 1:
         raise BadParameterError(f'expected {{"version": N}} with N a positive integer, got {version!r}')
@@ -96,6 +108,7 @@ async def alias_set(request: Request) -> JSONResponse:
 
 async def alias_remove(request: Request) -> JSONResponse:
     """``DELETE /api/v1/aliases/NAME@ALIAS``."""
+    writer(request)
     ref = _alias_ref(request)
     return await _run(request, lambda r: r.remove_alias(ref.name, ref.alias))
 
@@ -103,8 +116,8 @@ async def alias_remove(request: Request) -> JSONResponse:
 async def version_write(request: Request) -> JSONResponse:
     """Under ``/api/v1/versions/NAME/N``: ``POST …/tags``, ``DELETE …/tags?key=K``, ``DELETE`` the
     version (``?reason=``), ``POST …/restore``."""
-    ref = read_path(request.path_params["ref"])
     writer(request)
+    ref = read_path(request.path_params["ref"])
     data = await body(request)
     route = (request.method, ref.inner)
     if route == ("POST", "tags"):
@@ -130,20 +143,22 @@ async def version_write(request: Request) -> JSONResponse:
 
 async def model_delete(request: Request) -> JSONResponse:
     """``DELETE /api/v1/models/NAME?reason=``: delete the whole model."""
-    ref = read_path(request.path_params["name"])
     writer(request)
+    name = model_name(request)  # (NAME/3 or NAME@prod is refused: never deleted as the whole model)
     data = await body(request)
     reason, force = _reason(request, data), _force(request, data)
-    return await _run(request, lambda r: r.delete_model(ref.name, reason=reason, force=force))
+    return await _run(request, lambda r: r.delete_model(name, reason=reason, force=force))
 
 
 async def describe(request: Request) -> JSONResponse:
     """``PUT /api/v1/descriptions/NAME[/N]`` with ``{"description": TEXT}``: the model's or a version's."""
-    ref = read_path(request.path_params["ref"])
     writer(request)
+    ref = read_path(request.path_params["ref"])
     text = (await body(request)).get("description")
     if not isinstance(text, str):
         raise BadParameterError('expected {"description": TEXT}')
     if ref.inner or ref.alias:
         raise BadParameterError(f"{request.url.path!r}: expected /api/v1/descriptions/NAME[/VERSION]")
-    return await _run(request, lambda r: r.set_description(ref.name, text, version=ref.version))
+    latest = ref.names_version and ref.version is None  # NAME@latest: the latest version's (not the model's)
+    return await _run(request, lambda r: r.set_description(
+        ref.name, text, version=r.version(ref.name).version if latest else ref.version))

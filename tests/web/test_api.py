@@ -178,6 +178,12 @@ def test_unknown_things_are_404_json(client, url, fragment):
     (f"/api/v1/versions/{MODEL}?limit=0", "limit='0'"),
     (f"/api/v1/diff/{MODEL}?a=1", "needs ?a=VERSION&b=VERSION"),
     (f"/api/v1/versions/{MODEL}/2/elsewhere", "expected …/versions/NAME"),
+    ("/api/v1/events?after=" + "9" * 5000, "out of range"),  # (int() refuses past 4,300 digits: a 500 before)
+    (f"/api/v1/versions/{MODEL}/" + "9" * 5000, "out of range"),
+    (f"/api/v1/diff/{MODEL}?a=1&b=" + "9" * 5000, "out of range"),
+    (f"/api/v1/models/{MODEL}/3", "expected a model name"),  # (answered the whole model before)
+    (f"/api/v1/history/{MODEL}@prod", "expected a model name"),
+    (f"/api/v1/diff/{MODEL}?a=1&b=@@@prod", "@@prod"),
 ])
 def test_bad_input_is_400_json_naming_it(client, url, fragment):
     r = client.get(url)

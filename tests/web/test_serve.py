@@ -61,6 +61,21 @@ def test_serve_on_a_database_without_a_registry_exits_3(tmp_path, monkeypatch):
     assert "typo.db" in result.stderr
 
 
+def test_serve_on_a_host_name_that_does_not_resolve_is_a_usage_error(fresh, monkeypatch):
+    """One line and exit 2, not a traceback (socket.gaierror); ``[::1]`` is read as the address ``::1``."""
+    result = serve_in_process(monkeypatch, "--db", fresh.db_url, "--storage", fresh.storage,
+                              "--host", "no-such-host.invalid")
+    assert result.exit_code == 2, result.output
+    assert "'--host'" in result.stderr and "Traceback" not in result.stderr
+    from rlreg.web.server import bind
+
+    sock = bind("[::1]", 0)  # (the loopback's IPv6 address, as a URL writes it)
+    try:
+        assert sock.getsockname()[0] == "::1"
+    finally:
+        sock.close()
+
+
 def test_the_read_pages_never_import_torch(populated):
     """``rlreg serve`` starts and answers reads without torch (only a diff or a version's state needs it)."""
     import subprocess

@@ -165,3 +165,46 @@ def test_deleted_versions_are_hidden_marked_on_request_and_restorable(writable):
     assert gone.status_code == 404 and "wrong place" in gone.json()["error"]["message"]
     assert c.request("POST", f"/api/v1/versions/{MODEL}/1/restore", headers=ALICE).status_code == 200
     assert c.get(f"/api/v1/versions/{MODEL}/1").status_code == 200
+
+
+def test_deleting_a_model_path_that_names_a_version_or_alias_is_400_and_deletes_nothing(writable):
+    """``DELETE /api/v1/models/NAME/3`` (or ``NAME@prod``) deleted the whole model: the version was dropped."""
+    c, reg = writable
+    before = [v.version for v in reg.versions(MODEL)]
+    for path in (f"/api/v1/models/{MODEL}/3", f"/api/v1/models/{MODEL}@prod"):
+        r = c.request("DELETE", path, params={"reason": "one version", "force": "1"}, headers=ALICE)
+        assert r.status_code == 400 and "/api/v1/versions/NAME/VERSION" in r.json()["error"]["message"], r.text
+    assert [v.version for v in reg.versions(MODEL)] == before and reg.aliases(MODEL)
+
+
+@pytest.mark.parametrize("force", ["false", "0", 0, None, "yes"])
+def test_force_in_a_body_must_be_true_or_false(writable, force):
+    """``{"force": "false"}`` is a string Python takes for true: it forced the delete and removed the aliases."""
+    c, reg = writable
+    aliases = reg.aliases(MODEL)
+    r = c.request("DELETE", f"/api/v1/versions/{MODEL}/{aliases['prod']}", json={"reason": "x", "force": force},
+                  headers=ALICE)
+    assert r.status_code == 400 and '"force" must be true or false' in r.json()["error"]["message"], r.text
+    assert reg.aliases(MODEL) == aliases
+
+
+def test_a_write_is_authorised_before_its_path_or_body_is_read(writable, fresh):
+    """401 for no token (not 400 for the malformed path it also has), as the docs order the checks."""
+    c, _ = writable
+    assert c.request("DELETE", "/api/v1/aliases/no-alias-here").status_code == 401
+    assert c.request("DELETE", f"/api/v1/models/{MODEL}/3", params={"reason": "x"}).status_code == 401
+
+
+def test_a_deeply_nested_body_is_400(writable):
+    c, _ = writable
+    body = '{"version": ' + "[" * 100_000 + "]" * 100_000 + "}"
+    r = c.request("PUT", f"/api/v1/aliases/{MODEL}@x", content=body, headers={**ALICE, "content-type": "application/json"})
+    assert r.status_code == 400 and "not JSON this server takes" in r.text, r.text[:300]
+
+
+def test_describing_name_at_latest_describes_the_latest_version(writable):
+    c, reg = writable
+    r = c.request("PUT", f"/api/v1/descriptions/{MODEL}@latest", json={"description": "the newest"}, headers=ALICE)
+    assert r.status_code == 200, r.text
+    latest = reg.version(MODEL)
+    assert r.json()["result"]["payload"].get("version") == latest.version
