@@ -158,6 +158,11 @@ _IDENT = re.compile(r"[A-Za-z_][A-Za-z0-9_-]*")
 _KEY = re.compile(r'[^"\\\x00-\x1f\x7f]{1,200}')  # SQLite's JSON paths cannot escape '"'
 
 
+def nameable_key(key: str) -> bool:
+    """Whether the query language can name the metadata or tag key ``key`` (``metadata."..."``)."""
+    return bool(_KEY.fullmatch(key))
+
+
 def _quote(text: str) -> str:
     return '"' + text.replace("\\", "\\\\").replace('"', '\\"') + '"'
 

@@ -52,7 +52,13 @@ class Chart:
 def _ticks(lo: float, hi: float, n: int = 5) -> list[float]:
     if hi == lo:
         return [lo]
-    return [lo + (hi - lo) * i / (n - 1) for i in range(n)]
+    return [lo * (1 - i / (n - 1)) + hi * (i / (n - 1)) for i in range(n)]  # (not lo + (hi - lo) * f: it may overflow)
+
+
+def _fraction(v: float, lo: float, hi: float) -> float:
+    """Where ``v`` lies from ``lo`` (0) to ``hi`` (1); halved first, as ``hi - lo`` of two finite floats
+    may overflow (values from -1e308 to 1e308 drew a path of nan)."""
+    return (v / 2 - lo / 2) / (hi / 2 - lo / 2)
 
 
 def _label(value: float) -> str:
@@ -88,13 +94,12 @@ def line_chart(key: str, points: Sequence[tuple[int, Any]], *, count: int | None
     vy = [p[1] for p in pts]
     x0, x1 = versions if versions is not None else (min(vx), max(vx))
     y0, y1 = min(vy), max(vy)
-    span_x, span_y = (x1 - x0) or 1, (y1 - y0) or 1
 
     def sx(v: float) -> float:
-        return round(left + (v - x0) / span_x * (right - left), 1) if x1 != x0 else (left + right) / 2
+        return round(left + _fraction(v, x0, x1) * (right - left), 1) if x1 != x0 else (left + right) / 2
 
     def sy(v: float) -> float:
-        return round(bottom - (v - y0) / span_y * (bottom - top), 1) if y1 != y0 else (top + bottom) / 2
+        return round(bottom - _fraction(v, y0, y1) * (bottom - top), 1) if y1 != y0 else (top + bottom) / 2
 
     drawn = _envelope(pts, MAX_POINTS)
     chart.path = "M" + " L".join(f"{sx(v)},{sy(y)}" for v, y in drawn)

@@ -7,6 +7,7 @@ import re
 from collections.abc import Mapping
 from typing import Any
 
+from registry.query import nameable_key
 from rlreg.output import compact, size, to_jsonable, when
 from rlreg.show import aliases_text, short_digest
 from rlreg.web.charts import is_number
@@ -61,11 +62,16 @@ def without_tensors(state: Any) -> Any:
 _IDENTIFIER = re.compile(r"[A-Za-z_][A-Za-z0-9_-]*")
 
 
-def metadata_field(key: str) -> str:
-    """The ``where`` language's field for a metadata key: ``metadata.k``, or ``metadata."a b"`` when quoted."""
+def metadata_field(key: str) -> str | None:
+    """The ``where`` language's field for a metadata key: ``metadata.k``, or ``metadata."a b"`` when quoted;
+    ``None`` for a key the language cannot name (a ``"``, a backslash or a control character: SQLite's
+    JSON paths cannot hold them), whose column then has no sort link (it led to a 400)."""
     if _IDENTIFIER.fullmatch(key):
         return f"metadata.{key}"
+    if not nameable_key(key):
+        return None
     return "metadata." + json.dumps(key, ensure_ascii=False)
+
 
 
 FILTERS = {

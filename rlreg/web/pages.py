@@ -116,13 +116,13 @@ def diff_page(request: Request) -> Response:
     reg = request.app.state.registry
     name = read_path(request.path_params["name"]).name
     info = to_jsonable(reads.model_info(reg, name))
-    latest = info["latest_version"] or 0
-    a = request.query_params.get("a") or str(max(latest - 1, 1))
-    b = request.query_params.get("b") or str(max(latest, 1))
+    live = [v.version for v in reg.versions(name, order_by="-version", limit=DIFF_CHOICES)]
+    # by default the two newest versions still there (latest - 1 may have been deleted: a 404 page)
+    a = request.query_params.get("a") or str(live[1] if len(live) > 1 else (live[0] if live else 1))
+    b = request.query_params.get("b") or str(live[0] if live else 1)
     result = reg.diff(name, a.removeprefix("@"), b.removeprefix("@"))
     return render(request, "diff.html", info=info, a=a, b=b, d=to_jsonable(result), result=result,
-                  bars=charts.diff_bars(result.changed, result.shapes),
-                  versions=[v.version for v in reg.versions(name, order_by="-version", limit=DIFF_CHOICES)])
+                  bars=charts.diff_bars(result.changed, result.shapes), versions=live)
 
 
 def events_page(request: Request) -> Response:
@@ -131,9 +131,9 @@ def events_page(request: Request) -> Response:
     params = request.query_params
     stream = params.get("model", "").strip() or None
     types = frozenset(t for t in params.getlist("type") if t)
-    page = reads.event_page(reg, before=reads.positive_int(params.get("before"), "before"),
-                            limit=reads.positive_int(params.get("limit"), "limit", default=50, maximum=1000),
+    limit = reads.positive_int(params.get("limit"), "limit", default=50, maximum=1000)
+    page = reads.event_page(reg, before=reads.positive_int(params.get("before"), "before"), limit=limit,
                             stream=stream, types=types)
     rows = [{**to_jsonable(e), "summary": event_summary(e)} for e in page.events]
     return render(request, "events.html", page=page, rows=rows, model=stream or "", types=sorted(types),
-                  event_types=sorted({*EVENT_TYPES, *types}))
+                  event_types=sorted({*EVENT_TYPES, *types}), limit=limit)  # (the older page keeps the limit)

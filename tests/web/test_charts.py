@@ -64,3 +64,21 @@ def test_a_series_downsampled_in_sql_spans_all_its_versions_without_markers():
     assert chart.path.count("L") == 2 and f",{float(chart.plot[1])}" in chart.path  # 9.0 at the top
     empty = charts.series_chart(Series("r", count=0, first=None, last=None, points=[]))
     assert empty.count == 0 and not empty.path
+
+
+def test_values_from_minus_to_plus_1e308_draw_finite_coordinates():
+    """``hi - lo`` of two finite floats may overflow: the path held nan and the ticks read nan/inf."""
+    import math
+    import re
+
+    chart = charts.line_chart("r", [(1, -1e308), (2, 0.0), (3, 1e308)])
+    numbers = [float(x) for x in re.findall(r"-?[\d.]+(?:e[-+]?\d+)?|nan|inf", chart.path)]
+    assert numbers and all(math.isfinite(x) for x in numbers), chart.path
+    assert all(math.isfinite(y) and "nan" not in label and "inf" not in label for y, label in chart.y_ticks)
+    assert chart.y_ticks[0][1] == "-1e+308" and chart.y_ticks[-1][1] == "1e+308"
+
+
+def test_a_metadata_key_the_query_language_cannot_name_has_no_sort_field():
+    """A key with '"' (SQLite's JSON paths cannot hold it): its column's sort link led to a 400."""
+    assert metadata_field('say "hi"') is None and metadata_field("tab\there") is None
+    assert metadata_field("a b") == 'metadata."a b"'

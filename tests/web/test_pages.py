@@ -77,14 +77,23 @@ def test_diff_page_defaults_to_the_last_two_versions(client):
     assert f'<a href="/models/{MODEL}/4">4</a> → <a href="/models/{MODEL}/5">5</a>' in page(client, f"/diff/{MODEL}")
 
 
+def test_diff_page_defaults_to_the_two_newest_versions_still_there(writable):
+    """Version 4 deleted: the default diff is 3 → 5 (it was 4 → 5: a 404 page)."""
+    c, reg = writable
+    reg.delete_version(MODEL, 4, reason="gone", force=True)
+    r = c.get(f"/diff/{MODEL}")
+    assert r.status_code == 200, r.text[:300]
+    assert f'<a href="/models/{MODEL}/3">3</a> → <a href="/models/{MODEL}/5">5</a>' in r.text
+
+
 def test_events_page_newest_first_paged_by_position(client, read_registry):
     html = page(client, "/events?limit=3")
     positions = [int(p) for p in re.findall(r'<tr data-position="(\d+)">', html)]
     head = read_registry.head()
     assert positions == [head, head - 1, head - 2]
     older = re.search(r'id="older" href="([^"]+)"', html).group(1).replace("&amp;", "&")
-    assert f"before={head - 3}" in older
-    nxt = [int(p) for p in re.findall(r'<tr data-position="(\d+)">', page(client, older + "&limit=3"))]
+    assert f"before={head - 3}" in older and "limit=3" in older  # (the older page kept 50 before)
+    nxt = [int(p) for p in re.findall(r'<tr data-position="(\d+)">', page(client, older))]
     assert nxt == [head - 3, head - 4, head - 5]
 
 
@@ -140,3 +149,9 @@ def test_bad_query_parameter_is_a_400_page(client):
 def test_malformed_where_is_a_400_page_naming_the_token(client):
     html = page(client, f"/models/{MODEL}?where=metadata.mean_return%20%3E%3E%201", 400)
     assert 'id="where-error"' in html and "&gt;" in html
+
+
+def test_the_registrys_own_events_are_not_linked_to_a_model_page(client):
+    """``$registry`` is a stream, not a model: its rows linked to /models/$registry, a 400."""
+    html = page(client, "/events?model=$registry")
+    assert "StorageBound" in html and 'href="/models/$registry"' not in html
