@@ -25,7 +25,7 @@ import random
 import threading
 import time
 import uuid
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from json.encoder import c_make_encoder, encode_basestring_ascii  # type: ignore[attr-defined]
 from typing import Any, Optional, Protocol, Union
@@ -340,11 +340,12 @@ class EventStore:
         if stream is not None:
             _check_name("stream", stream)
         if types is not None:
-            if isinstance(types, str):
-                raise errors.InvalidNameError(f"events types {types!r}: expected a list of event type names, not one")
-            types = sorted(set(types), key=str)
-            for name in types:
+            if isinstance(types, str) or not isinstance(types, Iterable):
+                raise errors.InvalidNameError(f"events types {types!r}: expected a list of event type names")
+            types = list(types)
+            for name in types:  # (before the set: a list inside is unhashable)
                 _check_name("event type", name, TYPE_LENGTH)
+            types = sorted(set(types))
             if not types:
                 return []
             if len(types) > _MAX_TYPES:

@@ -9,6 +9,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response, StreamingResponse
 
 from rlreg.output import to_jsonable
+from registry.errors import DatabaseUnavailableError
 from rlreg.web import reads
 from rlreg.web.errors import BadParameterError
 from rlreg.web.refs import read_path
@@ -108,7 +109,11 @@ def events_live(request: Request) -> StreamingResponse:
     last = request.headers.get("last-event-id")
     after = reads.non_negative_int(last if last else request.query_params.get("after"), "after",
                                    default=reg.head())
-    reg.follow(after)  # (checks ``after`` at once: a bad or future position is a 4xx, not a stream that dies)
+    request.app.state.feeds.admit()  # (at most MAX_FEEDS: each holds a thread and a database connection)
+    try:
+        reg.follow(after)  # (checks ``after`` at once: a bad or future position is a 4xx, not a stream that dies)
+    except DatabaseUnavailableError:
+        pass  # (a restart: the feed follows once the database is back; a 503 would end the browser's EventSource)
     stream = request.app.state.feeds.stream(reg, after, **_filters(request))
     return StreamingResponse(stream, media_type="text/event-stream",
                              headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"})
@@ -116,7 +121,7 @@ def events_live(request: Request) -> StreamingResponse:
 
 def diff(request: Request) -> JSONResponse:
     """``rlreg diff NAME A B --json`` with ``?a=&b=`` (numbers or ``@alias``)."""
-    name = read_path(request.path_params["name"]).name
+    name = model_name(request)
     a, b = request.query_params.get("a"), request.query_params.get("b")
     if not a or not b:
         raise BadParameterError("diff needs ?a=VERSION&b=VERSION (numbers or @ALIAS)")

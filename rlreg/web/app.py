@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import re
 from importlib.metadata import PackageNotFoundError
 from importlib.metadata import version as package_version
 from pathlib import Path
@@ -13,9 +14,8 @@ from typing import Any
 import jinja2
 from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
-from starlette.middleware.trustedhost import TrustedHostMiddleware
 from starlette.requests import Request
-from starlette.responses import JSONResponse, Response
+from starlette.responses import JSONResponse, PlainTextResponse, Response
 from starlette.routing import Mount, Route
 from starlette.staticfiles import StaticFiles
 from starlette.templating import Jinja2Templates
@@ -142,6 +142,28 @@ def templates() -> Jinja2Templates:
 
 
 LOOPBACK_HOSTS = ("localhost", "127.0.0.1", "[::1]")  # what a browser on this machine sends as Host
+_HOST = re.compile(r"(\[[^\]]*\]|[^:\[\]]*)(?::\d*)?")  # a Host header: name or [v6], then :port
+
+
+class HostsOnly:
+    """ASGI middleware: requests whose ``Host`` names none of ``hosts`` (case and a trailing dot aside) are
+    refused with 400; a request without a ``Host`` (HTTP/1.0: a health probe) is served, as a browser
+    always sends one."""
+
+    def __init__(self, app: Any, hosts: Sequence[str]) -> None:
+        self.app, self.hosts = app, {h.lower().rstrip(".") for h in hosts}
+
+    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
+        if scope["type"] in ("http", "websocket"):
+            header = dict(scope.get("headers") or ()).get(b"host")
+            if header is not None:
+                match = _HOST.fullmatch(header.decode("latin-1"))
+                if match is None or match.group(1).lower().rstrip(".") not in self.hosts:
+                    response = PlainTextResponse("this server answers only the names of the machine it runs on "
+                                                 "(the Host header named another)", status_code=400)
+                    await response(scope, receive, send)
+                    return
+        await self.app(scope, receive, send)
 
 
 def create_app(registry: Any, *, allow_writes: bool = False, tokens: Tokens | None = None,
@@ -165,7 +187,7 @@ def create_app(registry: Any, *, allow_writes: bool = False, tokens: Tokens | No
     app = Starlette(routes=ROUTES, exception_handlers=_handlers(), lifespan=lifespan)
     app.add_middleware(SecurityHeaders)
     if allowed_hosts is not None:
-        app.add_middleware(TrustedHostMiddleware, allowed_hosts=list(allowed_hosts))
+        app.add_middleware(HostsOnly, hosts=list(allowed_hosts))
     app.state.registry = registry
     app.state.allow_writes = allow_writes
     app.state.tokens = tokens

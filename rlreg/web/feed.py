@@ -23,11 +23,20 @@ import anyio.from_thread
 import anyio.lowlevel
 
 from rlreg.output import event_summary, to_jsonable
+from rlreg.web.errors import WebError
 
 log = logging.getLogger(__name__)
 
 HEARTBEAT = 15.0  # seconds without a message before a keep-alive comment
 BUFFER = 256  # messages a slow client may fall behind before its feed's thread waits for it
+MAX_FEEDS = 64  # feeds open at once: each holds a thread and a database connection (PostgreSQL: a session)
+RETRY = (0.5, 5.0)  # seconds: first and longest wait before following again once the database went away
+
+
+class TooManyFeedsError(WebError):
+    """Every feed this server keeps open at once is taken (``MAX_FEEDS``): 503, try again later."""
+
+    status = 503
 
 
 def sse_message(event: Any) -> str:
@@ -42,14 +51,27 @@ def _pump(reg: Any, after: int, stop: threading.Event, send: Any, token: Any, st
     """On the feed's thread: follow the log after ``after`` and send each matching event's message to the
     event loop, until ``stop``, the client leaves (the stream is closed) or ``follow`` fails (logged: the
     browser reconnects after ``retry`` with ``Last-Event-ID``); then close the stream."""
+    from registry.errors import DatabaseUnavailableError
+
+    wait = RETRY[0]
     try:
-        for event in reg.follow(after=after, stop=stop):
-            if (stream is None or event.stream == stream) and (not types or event.type in types):
-                try:
-                    anyio.from_thread.run(send.send, sse_message(event), token=token)
-                except (anyio.BrokenResourceError, anyio.ClosedResourceError, RuntimeError):
-                    return  # the client left, or the event loop is gone (the server stopped)
-    except Exception as exc:  # noqa: BLE001 - the database went away or the registry closed: end this feed
+        while not stop.is_set():
+            try:
+                for event in reg.follow(after=after, stop=stop):
+                    wait = RETRY[0]
+                    if (stream is None or event.stream == stream) and (not types or event.type in types):
+                        try:
+                            anyio.from_thread.run(send.send, sse_message(event), token=token)
+                        except (anyio.BrokenResourceError, anyio.ClosedResourceError, RuntimeError):
+                            return  # the client left, or the event loop is gone (the server stopped)
+                    after = event.position
+                return  # (stopped)
+            except DatabaseUnavailableError as exc:  # (a restart: follow again after the last event sent, as
+                log.warning("a live feed lost the database after position %d (%s): following again in %.1f s",
+                            after, exc, wait)  # the CLI's tail does; the client hears keep-alives meanwhile)
+                stop.wait(wait)
+                wait = min(wait * 2, RETRY[1])
+    except Exception as exc:  # noqa: BLE001 - the registry closed, or another failure: end this feed
         log.warning("a live feed ended after position %d: %s", after, exc)
     finally:
         stop.set()
@@ -60,17 +82,22 @@ def _pump(reg: Any, after: int, stop: threading.Event, send: Any, token: Any, st
 
 
 class Feeds:
-    """The stop flags of the open feeds, so a shutdown ends every ``follow``."""
+    """The open feeds (each its stop flag and its stream's receiving end), so that a shutdown ends every
+    one, and no more than ``MAX_FEEDS`` are open at once."""
 
     def __init__(self) -> None:
-        self._open: set[threading.Event] = set()
+        self._open: dict[threading.Event, Any] = {}
         self._lock = threading.Lock()
 
     def stop_all(self) -> None:
-        """Stop every open feed (the server is shutting down)."""
+        """Stop every open feed (the server is shutting down; on the event loop): each ``follow`` is told to
+        stop, and each stream closed, so that a feed's thread waiting to send to a client that stopped
+        reading is let go too (it held the shutdown until uvicorn cancelled the feed, with a traceback)."""
         with self._lock:
-            for stop in self._open:
-                stop.set()
+            opened = list(self._open.items())
+        for stop, receive in opened:
+            stop.set()
+            receive.close()
 
     async def stream(self, reg: Any, after: int, *, stream: str | None = None,
                      types: frozenset[str] = frozenset()) -> AsyncIterator[str]:
@@ -79,7 +106,7 @@ class Feeds:
         stop = threading.Event()
         send, receive = anyio.create_memory_object_stream[str](max_buffer_size=BUFFER)
         with self._lock:
-            self._open.add(stop)
+            self._open[stop] = receive
         thread = threading.Thread(target=_pump, args=(reg, after, stop, send, anyio.lowlevel.current_token(),
                                                       stream, types), name="rlreg-feed", daemon=True)
         try:
@@ -90,10 +117,17 @@ class Feeds:
                 with anyio.move_on_after(HEARTBEAT):
                     message = await receive.receive()
                 yield ": keep-alive\n\n" if message is None else message
-        except anyio.EndOfStream:  # the feed's thread ended (stopped, or follow failed)
+        except (anyio.EndOfStream, anyio.ClosedResourceError):  # the feed's thread ended, or stop_all closed it
             return
         finally:
             stop.set()
             receive.close()  # (a thread waiting to send is told the client left)
             with self._lock:
-                self._open.discard(stop)
+                self._open.pop(stop, None)
+
+    def admit(self) -> None:
+        """Refuse a new feed (``TooManyFeedsError``, 503) while ``MAX_FEEDS`` are open."""
+        with self._lock:
+            if len(self._open) >= MAX_FEEDS:
+                raise TooManyFeedsError(f"{MAX_FEEDS} live feeds are open on this server, as many as it keeps: "
+                                        "try again later (a page reconnects by itself)")

@@ -14,13 +14,24 @@ SHUTDOWN_GRACE = 2.0  # seconds for open feeds to end on Ctrl-C
 
 
 def is_loopback(host: str) -> bool:
-    """Whether ``host`` is a loopback address or ``localhost``."""
-    if host == "localhost":
-        return True
+    """Whether ``host`` is a loopback address or a name of one (``localhost``, ``LOCALHOST``, ``127.1``:
+    every address it resolves to is a loopback's)."""
+    host = unbracketed(host)
     try:
         return ipaddress.ip_address(host).is_loopback
     except ValueError:
+        pass
+    try:
+        found = socket.getaddrinfo(host, None)
+    except (socket.gaierror, UnicodeError):
         return False
+    return bool(found) and all(ipaddress.ip_address(info[4][0].split("%")[0]).is_loopback for info in found)
+
+
+def host_header_name(host: str) -> str:
+    """``host`` as a ``Host`` header names it (an IPv6 address in brackets)."""
+    host = unbracketed(host)
+    return f"[{host}]" if ":" in host else host
 
 
 def unbracketed(host: str) -> str:

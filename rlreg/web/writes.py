@@ -44,7 +44,8 @@ async def body(request: Request) -> dict[str, Any]:
     if not raw.strip():
         return {}
     try:
-        value = jsondepth.loads(raw, "the request body")  # (depth-checked: a deeply nested body is refused)
+        # (depth-checked: a deeply nested body is refused; off the event loop, as a large body takes a while)
+        value = await run_in_threadpool(jsondepth.loads, raw, "the request body")
     except (ValueError, UnicodeDecodeError) as exc:  # (JSONDecodeError and JSONDepthError are ValueErrors)
         raise BadParameterError(f"the request body is not JSON this server takes: {exc}") from None
     if not isinstance(value, dict):

@@ -183,6 +183,7 @@ def test_unknown_things_are_404_json(client, url, fragment):
     (f"/api/v1/diff/{MODEL}?a=1&b=" + "9" * 5000, "out of range"),
     (f"/api/v1/models/{MODEL}/3", "expected a model name"),  # (answered the whole model before)
     (f"/api/v1/history/{MODEL}@prod", "expected a model name"),
+    (f"/api/v1/diff/{MODEL}/3?a=1&b=2", "expected a model name"),
     (f"/api/v1/diff/{MODEL}?a=1&b=@@@prod", "@@prod"),
 ])
 def test_bad_input_is_400_json_naming_it(client, url, fragment):

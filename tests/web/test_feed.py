@@ -9,6 +9,7 @@ import time
 from pathlib import Path
 
 import httpx
+import pytest
 from webtoys import MODEL, OTHER
 
 HERE = Path(__file__).resolve().parent
@@ -146,6 +147,38 @@ def test_a_server_bound_to_this_machine_refuses_other_host_names(served):
     assert httpx.get(f"{server.url}/api/v1/models", headers={"Host": "attacker.example"}).status_code == 400
     assert httpx.get(f"{server.url}/api/v1/models", headers={"Host": "localhost:1"}).status_code == 200
     assert httpx.get(f"{server.url}/api/v1/models").status_code == 200  # (127.0.0.1:port)
+    for name in ("localhost.:1", "LOCALHOST", "[::1]:1"):  # (a trailing dot, case, IPv6 in brackets)
+        assert httpx.get(f"{server.url}/healthz", headers={"Host": name}).status_code == 200, name
+    import socket
+
+    with socket.create_connection((server.info["host"], server.info["port"]), timeout=10) as sock:
+        sock.sendall(b"GET /healthz HTTP/1.0\r\n\r\n")  # (no Host at all: a probe, not a browser)
+        assert sock.recv(64).startswith(b"HTTP/1.1 200")
+
+
+def test_loopback_is_any_name_of_a_loopback_address_and_the_bound_name_is_answered():
+    """``--host 127.1`` or ``LOCALHOST`` bind the loopback: they were taken for other interfaces (no Host
+    check at all), and ``--host 127.0.0.2`` refused requests to the very URL it printed."""
+    from rlreg.web.app import HostsOnly
+    from rlreg.web.server import host_header_name, is_loopback
+
+    assert all(is_loopback(h) for h in ("127.1", "LOCALHOST", "127.0.0.2", "0:0:0:0:0:0:0:1", "[::1]"))
+    assert not any(is_loopback(h) for h in ("0.0.0.0", "10.0.0.1", "no-such-host.invalid"))
+    assert host_header_name("0:0:0:0:0:0:0:1") == "[0:0:0:0:0:0:0:1]"
+    seen = []
+
+    async def app(scope, receive, send):
+        seen.append(scope["path"])
+
+    import anyio
+
+    async def ask(host: bytes) -> None:
+        await HostsOnly(app, ["127.0.0.2"])({"type": "http", "path": "/", "headers": [(b"host", host)]},
+                                           None, lambda message: anyio.sleep(0))
+
+    anyio.run(ask, b"127.0.0.2:8765")
+    anyio.run(ask, b"rebind.attacker.example:8765")
+    assert seen == ["/"]
 
 
 def test_ctrl_c_with_open_feeds_ends_them_first_without_a_traceback(fresh):
@@ -169,3 +202,82 @@ def test_ctrl_c_with_open_feeds_ends_them_first_without_a_traceback(fresh):
             r.close()
         client.close()
         server.stop()
+
+
+class _Log:
+    """A registry whose follow yields events of model ``m`` from ``after`` on, every 10 ms; it raises
+    ``DatabaseUnavailableError`` at its first ``fail`` calls (a restart)."""
+
+    def __init__(self, fail: int = 0) -> None:
+        self.fail, self.calls = fail, []
+
+    def follow(self, after, stop):
+        from types import SimpleNamespace
+
+        from registry.errors import DatabaseUnavailableError
+
+        self.calls.append(after)
+        if len(self.calls) <= self.fail:
+            raise DatabaseUnavailableError("the server is restarting")
+        while not stop.is_set():
+            time.sleep(0.01)
+            after += 1
+            yield SimpleNamespace(position=after, stream="m", type="Tick", payload={}, timestamp=None,
+                                  id=None, actor=None, stream_version=after, to_dict=lambda: {})
+
+
+def test_a_feed_follows_again_once_the_database_is_back(monkeypatch):
+    """A restart: the feed waits and follows again after the last event it had (it ended, and the page's
+    reconnect got a 503, which ends a browser's EventSource for good)."""
+    import anyio
+
+    from rlreg.web import feed
+
+    monkeypatch.setattr(feed, "RETRY", (0.01, 0.05))
+    monkeypatch.setattr(feed, "sse_message", lambda e: f"id: {e.position}\n\n")
+    log = _Log(fail=2)
+
+    async def first_two() -> list[str]:
+        out = feed.Feeds().stream(log, 0)
+        await out.__anext__()
+        got = [await out.__anext__(), await out.__anext__()]
+        await out.aclose()
+        return got
+
+    assert anyio.run(first_two) == ["id: 1\n\n", "id: 2\n\n"] and log.calls[:3] == [0, 0, 0]
+
+
+def test_no_more_than_max_feeds_are_open_and_stop_all_lets_a_blocked_feed_go(monkeypatch):
+    """Each feed holds a thread and a connection: past MAX_FEEDS a new one is refused (503; 40 feeds took
+    every session of a PostgreSQL role). stop_all closes each stream, so a feed's thread waiting to send to
+    a client that stopped reading ends too (it held the shutdown: a traceback each)."""
+    import threading
+
+    import anyio
+
+    from rlreg.web import feed
+
+    monkeypatch.setattr(feed, "MAX_FEEDS", 1)
+    monkeypatch.setattr(feed, "BUFFER", 1)
+    monkeypatch.setattr(feed, "sse_message", lambda e: f"id: {e.position}\n\n")
+    feeds = feed.Feeds()
+
+    async def scenario() -> None:
+        before = set(threading.enumerate())
+        out = feeds.stream(_Log(), 0)
+        await out.__anext__()  # (open; its thread soon waits: the client reads no more)
+        mine = [t for t in threading.enumerate() if t.name == "rlreg-feed" and t not in before]
+        assert len(mine) == 1
+        with pytest.raises(feed.TooManyFeedsError):
+            feeds.admit()
+        await anyio.sleep(0.2)
+        feeds.stop_all()
+        for _ in range(200):
+            if not mine[0].is_alive():
+                break
+            await anyio.sleep(0.01)
+        assert not mine[0].is_alive()
+        await out.aclose()
+        feeds.admit()  # (closed: room again)
+
+    anyio.run(scenario)

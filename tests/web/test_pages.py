@@ -155,3 +155,8 @@ def test_the_registrys_own_events_are_not_linked_to_a_model_page(client):
     """``$registry`` is a stream, not a model: its rows linked to /models/$registry, a 400."""
     html = page(client, "/events?model=$registry")
     assert "StorageBound" in html and 'href="/models/$registry"' not in html
+
+
+def test_a_diff_page_of_a_path_naming_a_version_is_400(client):
+    for path in (f"/diff/{MODEL}@prod?a=1&b=2", f"/diff/{MODEL}/3?a=1&b=2"):
+        assert client.get(path).status_code == 400, path

@@ -71,9 +71,16 @@ function liveFeed() {
   const source = new EventSource("/api/v1/events/live?" + query.toString());
   status.textContent = "connecting…";
   source.addEventListener("open", () => { status.textContent = "live"; status.classList.add("on"); });
-  source.addEventListener("error", () => { status.textContent = "reconnecting…"; status.classList.remove("on"); });
+  source.addEventListener("error", () => {
+    status.textContent = "reconnecting…";
+    status.classList.remove("on");
+    if (source.readyState === EventSource.CLOSED) {  // an answer other than 200 ends an EventSource for good:
+      setTimeout(liveFeed, 5000);                    // start a new one, after the last event shown
+    }
+  });
   source.addEventListener("rlreg", (message) => {
     const event = JSON.parse(message.data);
+    status.dataset.after = String(Math.max(Number(status.dataset.after) || 0, event.position));
     if (body.querySelector('tr[data-position="' + event.position + '"]')) return;
     body.prepend(eventRow(event));
     const empty = document.getElementById("no-events");
