@@ -185,14 +185,18 @@ def writes(case: Case, rounds: int) -> list[dict[str, Any]]:
             for name, t in took.items()]
 
 
+_FAKE_DIGESTS = itertools.count(int.from_bytes(os.urandom(8), "big") << 64)  # (another run's are others)
+
+
 @contextlib.contextmanager
 def _free_hashing() -> Iterator[None]:
     """Within the block, a tensor's digest is a counter and a pack's data digest a constant: no byte is
     hashed (a what-if: the objects written are not what their names say, so the case is not loaded after)."""
     from storage import digest, objects
 
-    count = itertools.count()
-    fake = lambda *_: f"{digest.PREFIX}{next(count):064x}"  # noqa: E731 - unique, as distinct tensors' are
+    # unique across calls too: a digest seen in an earlier round would name an object already stored, and
+    # the snapshot would write nothing (a what-if of no hashing and no writing)
+    fake = lambda *_: f"{digest.PREFIX}{next(_FAKE_DIGESTS):064x}"  # noqa: E731
     with mock.patch.object(digest, "tensor_digest", fake), mock.patch.object(objects, "_data_digest", fake):
         yield
 
