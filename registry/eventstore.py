@@ -25,7 +25,7 @@ import random
 import threading
 import time
 import uuid
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from json.encoder import c_make_encoder, encode_basestring_ascii  # type: ignore[attr-defined]
 from typing import Any, Optional, Protocol, Union
@@ -340,7 +340,7 @@ class EventStore:
         if stream is not None:
             _check_name("stream", stream)
         if types is not None:
-            if isinstance(types, str) or not isinstance(types, Iterable):
+            if isinstance(types, str | Mapping) or not isinstance(types, Iterable):
                 raise errors.InvalidNameError(f"events types {types!r}: expected a list of event type names")
             types = list(types)
             for name in types:  # (before the set: a list inside is unhashable)

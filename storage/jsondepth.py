@@ -32,9 +32,21 @@ _AS_PARENS = bytes.maketrans(b"[{]}", b"(())")
 
 def text_depth(data: bytes | bytearray | memoryview | str) -> int:
     """The deepest nesting of arrays and objects in JSON text (linear, no recursion; not a validator)."""
-    raw = data.encode("utf-8", "surrogatepass") if isinstance(data, str) else bytes(data)
+    raw = data.encode("utf-8", "surrogatepass") if isinstance(data, str) else _as_utf8(bytes(data))
     depth = _balanced_depth(raw)
     return depth if depth is not None else _scanned_depth(raw)
+
+
+def _as_utf8(raw: bytes) -> bytes:
+    """``raw`` in UTF-8: ``json.loads`` reads bytes in UTF-16 and UTF-32 too, whose brackets and quotes
+    the patterns here would misread (an escaped quote's ``00`` byte hid every bracket after it)."""
+    encoding = json.detect_encoding(raw)
+    if encoding == "utf-8":
+        return raw
+    try:
+        return raw.decode(encoding, "surrogatepass").encode("utf-8", "surrogatepass")
+    except UnicodeError:  # (json.loads refuses it too)
+        return raw
 
 
 def _balanced_depth(raw: bytes) -> int | None:

@@ -109,12 +109,12 @@ def events_live(request: Request) -> StreamingResponse:
     last = request.headers.get("last-event-id")
     after = reads.non_negative_int(last if last else request.query_params.get("after"), "after",
                                    default=reg.head())
-    request.app.state.feeds.admit()  # (at most MAX_FEEDS: each holds a thread and a database connection)
     try:
         reg.follow(after)  # (checks ``after`` at once: a bad or future position is a 4xx, not a stream that dies)
     except DatabaseUnavailableError:
         pass  # (a restart: the feed follows once the database is back; a 503 would end the browser's EventSource)
-    stream = request.app.state.feeds.stream(reg, after, **_filters(request))
+    # (at most MAX_FEEDS at once, each holding a thread and a database connection: else a 503)
+    stream = request.app.state.feeds.open(reg, after, **_filters(request))
     return StreamingResponse(stream, media_type="text/event-stream",
                              headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"})
 

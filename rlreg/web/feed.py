@@ -15,6 +15,7 @@ from __future__ import annotations
 import json
 import logging
 import threading
+import weakref
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -87,6 +88,7 @@ class Feeds:
 
     def __init__(self) -> None:
         self._open: dict[threading.Event, Any] = {}
+        self._reserved = 0  # feeds admitted whose stream has not started yet
         self._lock = threading.Lock()
 
     def stop_all(self) -> None:
@@ -99,12 +101,36 @@ class Feeds:
             stop.set()
             receive.close()
 
+    def open(self, reg: Any, after: int, **filters: Any) -> AsyncIterator[str]:
+        """``stream(...)`` for a new client, refused (``TooManyFeedsError``, 503) while ``MAX_FEEDS`` are open
+        or admitted. The slot is taken here, at once (requests arriving together all passed a count of
+        the feeds already streaming), and handed to the stream when it starts, or given back if it never
+        does (the client left before its response began)."""
+        with self._lock:
+            if len(self._open) + self._reserved >= MAX_FEEDS:
+                raise TooManyFeedsError(f"{MAX_FEEDS} live feeds are open on this server, as many as it keeps: "
+                                        "try again later (a page reconnects by itself)")
+            self._reserved += 1
+        held = [True]
+
+        def unreserve() -> None:
+            with self._lock:
+                if held[0]:
+                    held[0] = False
+                    self._reserved -= 1
+
+        messages = self.stream(reg, after, started=unreserve, **filters)
+        weakref.finalize(messages, unreserve)  # (never started: given back once the response is dropped)
+        return messages
+
     async def stream(self, reg: Any, after: int, *, stream: str | None = None,
-                     types: frozenset[str] = frozenset()) -> AsyncIterator[str]:
+                     types: frozenset[str] = frozenset(), started: Any = None) -> AsyncIterator[str]:
         """Messages for one client: its events after ``after`` (filtered), a keep-alive every
         ``HEARTBEAT`` s without one; stops the feed's ``follow`` when the client goes away."""
         stop = threading.Event()
         send, receive = anyio.create_memory_object_stream[str](max_buffer_size=BUFFER)
+        if started is not None:
+            started()  # (its reservation becomes the open feed below)
         with self._lock:
             self._open[stop] = receive
         thread = threading.Thread(target=_pump, args=(reg, after, stop, send, anyio.lowlevel.current_token(),
@@ -125,9 +151,4 @@ class Feeds:
             with self._lock:
                 self._open.pop(stop, None)
 
-    def admit(self) -> None:
-        """Refuse a new feed (``TooManyFeedsError``, 503) while ``MAX_FEEDS`` are open."""
-        with self._lock:
-            if len(self._open) >= MAX_FEEDS:
-                raise TooManyFeedsError(f"{MAX_FEEDS} live feeds are open on this server, as many as it keeps: "
-                                        "try again later (a page reconnects by itself)")
+

@@ -21,11 +21,17 @@ def is_loopback(host: str) -> bool:
         return ipaddress.ip_address(host).is_loopback
     except ValueError:
         pass
-    try:
-        found = socket.getaddrinfo(host, None)
+    try:  # (the addresses ``bind`` may take: of the family it binds, not every address the name has)
+        found = socket.getaddrinfo(host, None, family=_family(host), type=socket.SOCK_STREAM)
     except (socket.gaierror, UnicodeError):
         return False
     return bool(found) and all(ipaddress.ip_address(info[4][0].split("%")[0]).is_loopback for info in found)
+
+
+def _family(host: str) -> int:
+    """The address family ``bind`` listens on for ``host``: IPv6 for an IPv6 address, else IPv4 (a name
+    is bound to its IPv4 address)."""
+    return socket.AF_INET6 if ":" in unbracketed(host) else socket.AF_INET
 
 
 def host_header_name(host: str) -> str:
@@ -42,8 +48,7 @@ def unbracketed(host: str) -> str:
 def bind(host: str, port: int) -> socket.socket:
     """A listening TCP socket on ``host:port`` (port 0: a free one); ``host`` may be written ``[::1]``."""
     host = unbracketed(host)
-    family = socket.AF_INET6 if ":" in host else socket.AF_INET
-    sock = socket.socket(family, socket.SOCK_STREAM)
+    sock = socket.socket(_family(host), socket.SOCK_STREAM)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     try:
         sock.bind((host, port))

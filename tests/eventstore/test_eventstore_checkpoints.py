@@ -142,7 +142,7 @@ def test_events_refuses_positions_out_of_range_on_both_backends(store, after, li
 
 
 @pytest.mark.parametrize("types", ["Tick", ["Tick", 1], ["a\0b"], [""], ["x"] * 1 + [f"t{i}" for i in range(1000)],
-                                   [["AliasSet"]], [{}], 7])
+                                   [["AliasSet"]], [{}], 7, {"AliasSet": 1}])
 def test_events_refuses_types_that_are_not_a_list_of_type_names(store, types):
     """A bare string (it filtered by its characters), a non-string, a NUL (SQLite answered [], PostgreSQL
     failed), more names than one read takes (SQLite's variables: an "outage" before)."""

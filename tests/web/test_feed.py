@@ -264,12 +264,12 @@ def test_no_more_than_max_feeds_are_open_and_stop_all_lets_a_blocked_feed_go(mon
 
     async def scenario() -> None:
         before = set(threading.enumerate())
-        out = feeds.stream(_Log(), 0)
+        out = feeds.open(_Log(), 0)
         await out.__anext__()  # (open; its thread soon waits: the client reads no more)
         mine = [t for t in threading.enumerate() if t.name == "rlreg-feed" and t not in before]
         assert len(mine) == 1
         with pytest.raises(feed.TooManyFeedsError):
-            feeds.admit()
+            feeds.open(_Log(), 0)
         await anyio.sleep(0.2)
         feeds.stop_all()
         for _ in range(200):
@@ -278,6 +278,43 @@ def test_no_more_than_max_feeds_are_open_and_stop_all_lets_a_blocked_feed_go(mon
             await anyio.sleep(0.01)
         assert not mine[0].is_alive()
         await out.aclose()
-        feeds.admit()  # (closed: room again)
+        feeds.open(_Log(), 0)  # (closed: room again; this one never starts, and gives its slot back)
 
     anyio.run(scenario)
+
+
+def test_feeds_admitted_together_are_counted_before_they_start(monkeypatch):
+    """150 requests at once all passed a count of the feeds already streaming (104 of 150 were let in with
+    a cap of 64): the slot is taken when the request is admitted, and given back if its feed never starts."""
+    import gc
+
+    from rlreg.web import feed
+
+    monkeypatch.setattr(feed, "MAX_FEEDS", 64)
+    feeds = feed.Feeds()
+    admitted, refused = [], 0
+    for _ in range(150):
+        try:
+            admitted.append(feeds.open(_Log(), 0))
+        except feed.TooManyFeedsError:
+            refused += 1
+    assert len(admitted) == 64 and refused == 86
+    admitted.clear()  # (the clients left before their responses began)
+    gc.collect()
+    assert feeds.open(_Log(), 0) is not None
+
+
+def test_a_name_is_loopback_when_the_address_bind_takes_for_it_is(monkeypatch):
+    """A name with a loopback IPv4 and a public IPv6 address binds the IPv4 one (an IPv4 socket): it was
+    taken for a public server, with no Host check, although only this machine could connect."""
+    import socket
+
+    from rlreg.web import server
+
+    def getaddrinfo(host, port, family=0, type=0, *args):
+        found = [(socket.AF_INET, socket.SOCK_STREAM, 6, "", ("127.0.0.1", 0)),
+                 (socket.AF_INET6, socket.SOCK_STREAM, 6, "", ("2001:db8::1", 0, 0, 0))]
+        return [f for f in found if family in (0, f[0])]
+
+    monkeypatch.setattr(server.socket, "getaddrinfo", getaddrinfo)
+    assert server.is_loopback("mixed.test")
