@@ -9,7 +9,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response, StreamingResponse
 
 from rlreg.output import to_jsonable
-from registry.errors import DatabaseUnavailableError
+from registry.errors import DatabaseUnavailableError, RegistryError
 from rlreg.web import reads
 from rlreg.web.errors import BadParameterError
 from rlreg.web.refs import read_path
@@ -21,9 +21,14 @@ def json_response(obj: Any, status: int = 200) -> JSONResponse:
 
 
 def healthz(request: Request) -> JSONResponse:
-    """Liveness and the log's head: the database answered."""
-    return JSONResponse({"ok": True, "head": request.app.state.registry.head(),
-                         "writes": request.app.state.allow_writes})
+    """Liveness and the log's head: the database answered. Any expected error reaching it is a 503 with
+    ``ok: false`` (a dropped database is "not found" elsewhere, but to a health check the service is down)."""
+    try:
+        head = request.app.state.registry.head()
+    except RegistryError as exc:
+        return JSONResponse({"ok": False, "error": str(exc)[:2000], "writes": request.app.state.allow_writes},
+                            status_code=503)
+    return JSONResponse({"ok": True, "head": head, "writes": request.app.state.allow_writes})
 
 
 def models(request: Request) -> JSONResponse:

@@ -133,6 +133,25 @@ def test_healthz(client, read_registry):
     assert r.status_code == 200 and r.json() == {"ok": True, "head": read_registry.head(), "writes": False}
 
 
+def test_healthz_is_503_when_the_database_is_gone(fresh):
+    """A dropped database is "not found" to the other endpoints; to a health check the service is down."""
+    from webclient import ASGIClient
+
+    from registry.errors import NotFoundError
+    from rlreg.web import create_app
+
+    reg = fresh.open()
+    try:
+        def gone():
+            raise NotFoundError("reading the head: database 'x' does not exist on the server")
+
+        reg.head = gone
+        r = ASGIClient(create_app(reg)).get("/healthz")
+        assert r.status_code == 503 and r.json()["ok"] is False and "does not exist" in r.json()["error"]
+    finally:
+        reg.close()
+
+
 def test_openapi_lists_exactly_the_api_routes(client):
     from starlette.routing import Route
 
