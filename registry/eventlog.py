@@ -8,8 +8,8 @@ and ``pg_notify`` the followers. Each step only runs if the one before it did, s
 changes nothing. The counter is locked before the stream's row: every append takes the two in that
 order, so a transaction appending to several streams (a consumer's ``append(conn=...)``) cannot
 deadlock with a plain append to one of them (the other order held a stream's row while waiting for
-the counter that transaction held). Idempotency is checked by the first event's id (unique, so indexed) only when the
-insert or the stream claim fails: the common path never looks.
+the counter that transaction held). Idempotency is checked by the first event's id (unique, so
+indexed) only when the insert or the stream claim fails: the common path never looks.
 
 Reads return one dict of ``Event``'s fields per row, built in one pass with the page's JSON parsed in
 one call; the caller makes each dict an event's ``__dict__``.
@@ -93,7 +93,7 @@ class SQLiteLog:
         """Rows with ``position > after``, ascending (only of ``stream`` and ``types``, if given)."""
         if stream is None and types is None:
             return _sqlite_page(dbapi, self.read_all, (after, -1 if limit is None else limit), limit)
-        where, params = _filters("?", stream, types, ",".join("?" * len(types or ())))
+        where, params = _filters("?", stream, types, array=False)
         query = self.read_all.replace(" ORDER BY", f"{where} ORDER BY")
         return _sqlite_page(dbapi, query, (after, *params, -1 if limit is None else limit), limit)
 
@@ -178,17 +178,17 @@ def _pg_rows(rows: list[tuple]) -> list[dict[str, Any]]:
         ]
 
 
-def _filters(mark: str, stream: Optional[str], types: Optional[Sequence[str]],
-             marks: Optional[str]) -> tuple[str, list[Any]]:
-    """The ``AND ...`` of a filtered read and its parameters (``marks``: SQLite's ``?,?``; None: an array)."""
+def _filters(mark: str, stream: Optional[str], types: Optional[Sequence[str]], *,
+             array: bool) -> tuple[str, list[Any]]:
+    """The ``AND ...`` of a filtered read and its parameters (``array``: the types as one array parameter,
+    PostgreSQL's ``= ANY``; else one parameter each, SQLite's ``IN``)."""
     where, params = "", []
     if stream is not None:
         where, params = f" AND stream = {mark}", [stream]
-    if types is not None:
-        if marks is None:
-            where, params = f"{where} AND type = ANY({mark})", [*params, list(types)]
-        else:
-            where, params = f"{where} AND type IN ({marks})", [*params, *types]
+    if types is not None and array:
+        where, params = f"{where} AND type = ANY({mark})", [*params, list(types)]
+    elif types is not None:
+        where, params = f"{where} AND type IN ({','.join([mark] * len(types))})", [*params, *types]
     return where, params
 
 
@@ -286,7 +286,7 @@ class PostgresLog:
         """Rows with ``position > after``, ascending (only of ``stream`` and ``types``, if given)."""
         if stream is None and types is None:
             return _pg_page(dbapi, self.read_all, (after, limit), limit)
-        where, params = _filters("%s", stream, types, None)
+        where, params = _filters("%s", stream, types, array=True)
         query = self.read_all.replace(" ORDER BY", f"{where} ORDER BY")
         return _pg_page(dbapi, query, (after, *params, limit), limit)
 

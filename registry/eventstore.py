@@ -388,10 +388,8 @@ class EventStore:
         (``after`` past the head is a ``NotFoundError``: see ``check_position``), not at the first event.
         """
         self.check_position(after)
-        for value, what, least in ((poll_interval, "poll_interval", "more than 0"), (timeout, "timeout", "0 or more")):
-            if value is not None and (isinstance(value, bool) or not isinstance(value, int | float)
-                                      or not (value > 0 if what == "poll_interval" else value >= 0)):
-                raise errors.InvalidNameError(f"follow: {what} {value!r} is not a number of seconds ({least})")
+        _check_seconds("poll_interval", poll_interval, zero=False)
+        _check_seconds("timeout", timeout, zero=True)
         if not isinstance(batch, int) or isinstance(batch, bool) or batch < 1:
             raise errors.InvalidNameError(f"follow: batch {batch!r} is not a positive integer")
         return self._follow(after, poll_interval, timeout, stop, batch)
@@ -507,6 +505,15 @@ def _recorded_events(stream: str, new_events: list[NewEvent], written: _Written)
           "payload": e.payload, "timestamp": now, "id": e.id, "actor": e.actor}
          for i, e in enumerate(new_events)]
     )
+
+
+def _check_seconds(what: str, value: Any, *, zero: bool) -> None:
+    """``InvalidNameError`` unless ``value`` is ``None`` or a number of seconds (0 too, if ``zero``)."""
+    if value is None:
+        return
+    if isinstance(value, bool) or not isinstance(value, int | float) or not (value >= 0 if zero else value > 0):
+        raise errors.InvalidNameError(f"follow: {what} {value!r} is not a number of seconds "
+                                      f"({'0 or more' if zero else 'more than 0'})")
 
 
 _MAX_TYPES = 1000  # event types of one filtered read (SQLite's variables: 32,766 in its default build)

@@ -1,8 +1,8 @@
 """Wake-ups for ``EventStore.follow``: they only say "something committed"; the follower then reads by position.
 
 PostgreSQL: every append ``pg_notify``s a channel at commit; the follower ``LISTEN``s on a connection
-of its own (taken out of the engine's pool, and read on too) and re-reads once a second even without a notification (a lost connection or a write by
-another tool cannot stall it for longer). SQLite: ``PRAGMA data_version`` on a connection of its own
+of its own (taken out of the engine's pool, and read on too) and re-reads once a second even without
+a notification (a lost connection or a write by another tool cannot stall it for longer). SQLite: ``PRAGMA data_version`` on a connection of its own
 changes whenever another connection commits; checking it between 2 ms sleeps costs microseconds and
 reads nothing from the log. Positions stay the only ordering: a wake-up carries no events.
 """

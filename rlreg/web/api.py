@@ -8,11 +8,12 @@ from typing import Any
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response, StreamingResponse
 
-from rlreg.output import to_jsonable
 from registry.errors import DatabaseUnavailableError, RegistryError
+
+from rlreg.output import to_jsonable
 from rlreg.web import reads
 from rlreg.web.errors import BadParameterError
-from rlreg.web.refs import read_path
+from rlreg.web.refs import model_name, read_path
 
 
 def json_response(obj: Any, status: int = 200) -> JSONResponse:
@@ -34,16 +35,6 @@ def healthz(request: Request) -> JSONResponse:
 def models(request: Request) -> JSONResponse:
     """``rlreg models --json``."""
     return json_response(request.app.state.registry.models())
-
-
-def model_name(request: Request, param: str = "name") -> str:
-    """The bare model name a path names (``BadParameterError`` if it also names a version, an alias or more:
-    ``/models/NAME/3`` must not be read, or deleted, as the whole model)."""
-    ref = read_path(request.path_params[param])
-    if ref.names_version or ref.inner:
-        raise BadParameterError(f"{request.url.path!r}: expected a model name, not a version or alias of one "
-                                "(a version: /api/v1/versions/NAME/VERSION)")
-    return ref.name
 
 
 def model(request: Request) -> JSONResponse:

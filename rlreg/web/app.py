@@ -5,10 +5,10 @@ from __future__ import annotations
 import contextlib
 import logging
 import re
+from collections.abc import Sequence
 from importlib.metadata import PackageNotFoundError
 from importlib.metadata import version as package_version
 from pathlib import Path
-from collections.abc import Sequence
 from typing import Any
 
 import jinja2

@@ -23,6 +23,12 @@ class WebError(CLIError):
     status = 500
 
 
+class TooManyFeedsError(WebError):
+    """Every live feed the server keeps open at once is taken (``feed.MAX_FEEDS``): try again later."""
+
+    status = 503
+
+
 class BadParameterError(WebError, ValueError):
     """A query parameter, path or request body the endpoint cannot use."""
 

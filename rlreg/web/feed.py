@@ -24,7 +24,7 @@ import anyio.from_thread
 import anyio.lowlevel
 
 from rlreg.output import event_summary, to_jsonable
-from rlreg.web.errors import WebError
+from rlreg.web.errors import TooManyFeedsError
 
 log = logging.getLogger(__name__)
 
@@ -32,12 +32,6 @@ HEARTBEAT = 15.0  # seconds without a message before a keep-alive comment
 BUFFER = 256  # messages a slow client may fall behind before its feed's thread waits for it
 MAX_FEEDS = 64  # feeds open at once: each holds a thread and a database connection (PostgreSQL: a session)
 RETRY = (0.5, 5.0)  # seconds: first and longest wait before following again once the database went away
-
-
-class TooManyFeedsError(WebError):
-    """Every feed this server keeps open at once is taken (``MAX_FEEDS``): 503, try again later."""
-
-    status = 503
 
 
 def sse_message(event: Any) -> str:

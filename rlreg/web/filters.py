@@ -73,7 +73,6 @@ def metadata_field(key: str) -> str | None:
     return "metadata." + json.dumps(key, ensure_ascii=False)
 
 
-
 FILTERS = {
     "when": when, "size": size, "compact": compact, "aliases_text": aliases_text, "short_digest": short_digest,
     "actor_text": actor_text, "pretty_json": pretty_json, "cell": cell, "shape": shape,

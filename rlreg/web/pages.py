@@ -10,9 +10,9 @@ from starlette.responses import Response
 
 from rlreg.output import event_summary, to_jsonable
 from rlreg.show import spec_pairs
-from rlreg.web import api, charts, reads
+from rlreg.web import charts, reads
 from rlreg.web.errors import BadParameterError, http_status
-from rlreg.web.refs import PathRef, read_path
+from rlreg.web.refs import PathRef, model_name, read_path
 
 PAGE_LIMIT = 100  # versions shown before "show more"
 MAX_PAGE = 1000  # the most versions one page shows (a where or a sort reaches the others)
@@ -114,7 +114,7 @@ def version_page(request: Request, ref: PathRef) -> Response:
 def diff_page(request: Request) -> Response:
     """Two versions side by side: tensors changed (max |a-b| as bars), added, removed; spec and metadata."""
     reg = request.app.state.registry
-    name = api.model_name(request)  # (``/diff/NAME/3`` is refused, not read as NAME)
+    name = model_name(request)  # (``/diff/NAME/3`` is refused, not read as NAME)
     info = to_jsonable(reads.model_info(reg, name))
     live = [v.version for v in reg.versions(name, order_by="-version", limit=DIFF_CHOICES)]
     # by default the two newest versions still there (latest - 1 may have been deleted: a 404 page)

@@ -8,8 +8,11 @@ versions of it, ``/models/team/p0@latest`` its latest; what follows a version or
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 from registry import uri
+
+from rlreg.web.errors import BadParameterError
 
 
 @dataclass(frozen=True)
@@ -36,6 +39,16 @@ def read_path(path: str) -> PathRef:
     head = path.strip("/")[: len(path.strip("/")) - len(inner)] if inner else path
     written = ref.version is not None or "@" in head
     return PathRef(ref.name, ref.version, ref.alias, inner, written)
+
+
+def model_name(request: Any, param: str = "name") -> str:
+    """The bare model name a request's path names (``BadParameterError`` if it also names a version, an
+    alias or more: ``/models/NAME/3`` must not be read, or deleted, as the whole model)."""
+    ref = read_path(request.path_params[param])
+    if ref.names_version or ref.inner:
+        raise BadParameterError(f"{request.url.path!r}: expected a model name, not a version or alias of one "
+                                "(a version: /api/v1/versions/NAME/VERSION)")
+    return ref.name
 
 
 def model_url(name: str) -> str:

@@ -11,13 +11,13 @@ from collections.abc import Callable
 from typing import Any
 
 from starlette.concurrency import run_in_threadpool
-from storage import jsondepth
 from starlette.requests import Request
 from starlette.responses import JSONResponse
+from storage import jsondepth
 
-from rlreg.web.api import json_response, model_name
+from rlreg.web.api import json_response
 from rlreg.web.errors import BadParameterError, ReadOnlyError
-from rlreg.web.refs import PathRef, read_path
+from rlreg.web.refs import PathRef, model_name, read_path
 
 
 def writer(request: Request) -> tuple[Any, str]:
