@@ -79,6 +79,7 @@ events = Table(
     _required("timestamp", UTCDateTime),
     _optional("actor", JSON(none_as_null=True)),  # who appended it (registry.actor); NULL before 0004
     UniqueConstraint("stream", "stream_version", name="uq_rlreg_events_stream_version"),
+    Index("ix_rlreg_events_stream_position", "stream", "position"),  # one stream's events in log order
 )
 
 # Tables only some backends have (``info["dialects"]``; migrations/env.py compares each with its own).

@@ -23,7 +23,7 @@ PROJECTION_TABLES = {
     "rlreg_models", "rlreg_versions", "rlreg_aliases", "rlreg_specs",
     "rlreg_deleted_versions", "rlreg_deleted_models", "rlreg_retention", "rlreg_objects", "rlreg_version_fields",
 }
-HEAD = "0007_retention_ends_with_model"
+HEAD = "0008_events_by_stream"
 
 
 def _tables(engine) -> set[str]:
@@ -231,7 +231,9 @@ def test_revision_0006_keeps_every_event_and_sqlite_appends_continue_from_the_lo
     if engine.dialect.name == "sqlite":
         with engine.connect() as conn:
             indexes = conn.exec_driver_sql("PRAGMA index_list(rlreg_events)").all()
-            assert sorted(r[2] for r in indexes) == [1, 1] and len(indexes) == 2  # id, (stream, version): no position index
+            columns = {r[1]: [c[2] for c in conn.exec_driver_sql(f"PRAGMA index_info('{r[1]}')")] for r in indexes}
+            # id, (stream, version), and (stream, position) from 0008: no index led by position (the rowid is it)
+            assert sorted(columns.values()) == [["id"], ["stream", "position"], ["stream", "stream_version"]]
             assert conn.exec_driver_sql("SELECT count(*) FROM rlreg_events WHERE rowid != position").scalar() == 0
     db.downgrade(engine, "0005_tags_descriptions")  # the counter and stream rows come back from the log
     with engine.connect() as conn:
