@@ -53,6 +53,31 @@ def test_an_idle_follower_reads_at_most_once_a_second(store, monkeypatch, poll_i
         assert len(reads) <= 1 + idle, f"{len(reads)} reads in {idle} s of idling"
 
 
+def test_an_idle_sqlite_follower_checks_less_often_after_a_quiet_second_and_still_wakes(sqlite_url, monkeypatch):
+    """SQLite: ``data_version`` is checked every 2 ms while commits come, every 20 ms after a quiet second
+    (60 idle feeds took 44% of a core); a commit after the quiet second still reaches the follower."""
+    store = EventStore(sqlite_url)
+    other = EventStore(sqlite_url)  # (a commit on another connection: what data_version sees)
+    checks: list[float] = []
+    real = tailing.SQLiteWaker._data_version
+    monkeypatch.setattr(tailing.SQLiteWaker, "_data_version", lambda self: checks.append(time.monotonic()) or real(self))
+    try:
+        store.append("m", plain(1))
+        appended: list[float] = []
+        threading.Timer(2.0, lambda: appended.append(time.monotonic()) or other.append("m", plain(1))).start()
+        start = time.monotonic()
+        got = next(iter(store.follow(1, timeout=10)))
+        seen = time.monotonic()
+    finally:
+        store.close()
+        other.close()
+    assert got.position == 2 and seen - appended[0] < 0.5, f"seen {seen - appended[0]:.3f} s after its commit"
+    busy = [t for t in checks if t - start < 0.8]
+    quiet = [t for t in checks if 1.2 <= t - start < appended[0] - start]
+    assert len(busy) >= 80, f"{len(busy)} checks in the first 0.8 s: no longer every 2 ms while busy"
+    assert len(quiet) <= 60, f"{len(quiet)} checks in a quiet 0.8 s: every {0.8 / max(len(quiet), 1) * 1000:.1f} ms"
+
+
 def test_many_followers_hold_none_of_the_pools_connections(store):
     """Sixteen followers in one process (a web page's live feeds): each follows on a connection of its
     own, so the engine's pool (5 + 10) stays free for the process's other reads and writes (each
