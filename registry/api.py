@@ -12,7 +12,7 @@ import warnings
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from contextlib import contextmanager
 from contextvars import ContextVar, copy_context
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Any
 
 import rlmodule
@@ -740,10 +740,14 @@ class Registry:
         """``(version, value)`` of the top-level metadata number ``key`` over the live versions of ``name``.
 
         At most ``max_points`` points, downsampled in SQL (each bucket of versions keeps its smallest and
-        largest value) when more versions hold the key; ``Series.count`` says how many do.
+        largest value) when more versions hold the key; ``Series.count`` says how many do. With
+        ``include_deleted``, deleted versions are points too, and ``Series.deleted`` names them.
         """
         with self._model_read(name, include_deleted) as (conn, gone):
-            return query.series(conn, version_fields, name, key, max_points, gone)
+            found = query.series(conn, version_fields, name, key, max_points, gone)
+            if include_deleted:
+                found = replace(found, deleted=lifecycle.deleted_among(conn, name, (v for v, _ in found.points)))
+            return found
 
     @contextmanager
     def _model_read(self, name: str, include_deleted: bool) -> Iterator[tuple[sa.Connection, Mapping]]:

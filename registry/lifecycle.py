@@ -16,6 +16,7 @@ as ``AliasRemoved`` events of the same append.
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from typing import Any
 
 import sqlalchemy as sa
@@ -63,6 +64,16 @@ def deletions(conn: Connection, name: str) -> dict[int, Deletion]:
     """``{version: Deletion}`` of ``name``'s deleted versions."""
     rows = conn.execute(sa.select(deleted_versions).where(deleted_versions.c.name == name))
     return {r.version: _deletion(r) for r in rows}
+
+
+def deleted_among(conn: Connection, name: str, numbers: Iterable[int]) -> frozenset[int]:
+    """Those of ``numbers`` that are deleted versions of ``name`` (read for these only, 500 at a time)."""
+    wanted, found = sorted(set(numbers)), set()
+    dv = deleted_versions.c
+    for at in range(0, len(wanted), 500):
+        chunk = wanted[at:at + 500]
+        found.update(conn.execute(sa.select(dv.version).where(dv.name == name, dv.version.in_(chunk))).scalars())
+    return frozenset(found)
 
 
 def model_deletion(conn: Connection, name: str) -> Deletion | None:

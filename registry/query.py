@@ -521,6 +521,7 @@ class Series:
     first: int | None
     last: int | None
     points: list[tuple[int, float]]
+    deleted: frozenset[int] = frozenset()  # the points' versions that are deleted (a series of deleted ones too)
 
     @property
     def downsampled(self) -> bool:

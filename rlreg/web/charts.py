@@ -42,6 +42,7 @@ class Chart:
     count: int
     path: str = ""
     markers: list[tuple[float, float, int, float]] = field(default_factory=list)
+    deleted: frozenset[int] = frozenset()  # versions of markers that are deleted (drawn, not linked)
     x_ticks: list[tuple[float, str]] = field(default_factory=list)
     y_ticks: list[tuple[float, str]] = field(default_factory=list)
     width: int = WIDTH
@@ -142,4 +143,6 @@ def diff_bars(changed: Mapping[str, float], shapes: Mapping[str, tuple[str, str]
 def series_chart(series: Any) -> Chart:
     """The chart of a ``registry.query.Series`` (read by ``Registry.metadata_series``)."""
     versions = (series.first, series.last) if series.count else None
-    return line_chart(series.key, series.points, count=series.count, versions=versions)
+    chart = line_chart(series.key, series.points, count=series.count, versions=versions)
+    chart.deleted = series.deleted
+    return chart

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import html
+import re
+
 import pytest
 from webclient import ALICE, CI_BOT, ASGIClient
 from webtoys import MODEL
@@ -160,7 +163,11 @@ def test_deleted_versions_are_hidden_marked_on_request_and_restorable(writable):
     assert r.status_code == 200, r.text
     assert f'href="/models/{MODEL}/1"' not in c.get(f"/models/{MODEL}").text
     marked = c.get(f"/models/{MODEL}?deleted=1").text
-    assert f'href="/models/{MODEL}/1"' in marked and '<span class="badge">deleted</span>' in marked
+    assert 'data-version="1"' in marked and '<span class="badge">deleted</span>' in marked
+    # its row links nowhere (its page is a 404 naming the deletion), and no link of the page is a dead end
+    assert f'href="/models/{MODEL}/1"' not in marked
+    for link in set(re.findall(r'href="(/models/[^"?]*)"', marked)):
+        assert c.get(html.unescape(link)).status_code == 200, link
     gone = c.get(f"/api/v1/versions/{MODEL}/1")
     assert gone.status_code == 404 and "wrong place" in gone.json()["error"]["message"]
     assert c.request("POST", f"/api/v1/versions/{MODEL}/1/restore", headers=ALICE).status_code == 200
