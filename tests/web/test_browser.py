@@ -130,3 +130,55 @@ def test_error_page_in_the_browser(page, shots, problems):
     problems.clear()
     assert "no model named 'nobody'" in page.locator("#error-message").inner_text()
     page.screenshot(path=shots / "not-found.png")
+
+
+def _live_requests(page, answer) -> list[float]:
+    """Route the page's live-feed requests to ``answer(route)``; the times they were made."""
+    made: list[float] = []
+
+    def handle(route):
+        made.append(time.monotonic())
+        answer(route)
+
+    page.route("**/api/v1/events/live?*", handle)
+    return made
+
+
+def _wait_for_status(page, start: str, seconds: float = 15.0) -> None:
+    """Wait until the live status reads ``start...`` (polled: the page's policy forbids evaluated scripts)."""
+    deadline = time.monotonic() + seconds
+    while not page.locator("#live-status").inner_text().startswith(start):
+        assert time.monotonic() < deadline, page.locator("#live-status").inner_text()
+        page.wait_for_timeout(50)
+
+
+def test_a_live_feed_refused_for_good_stops_and_says_why(page, problems):
+    """A 4xx (here: a position past the log's end, as after a restore) will not change: the page stops
+    asking, and says why, where it retried every 5 s forever."""
+    page.add_init_script("window.rlregRetryMs = 200")
+    body = '{"error": {"message": "follow after position 99: the log ends at position 7"}}'
+    made = _live_requests(page, lambda route: route.fulfill(status=404, content_type="application/json", body=body))
+    page.goto("/events")
+    _wait_for_status(page, "stopped")
+    page.wait_for_timeout(2000)  # ten first delays: a page that retried would have asked again
+    assert "the log ends at position 7" in page.locator("#live-status").inner_text()
+    assert len(made) == 2, f"{len(made)} requests: the feed, and the request asking why it was closed"
+    problems[:] = [p for p in problems if "404" not in p]  # (the two refusals, as the browser logs them)
+
+
+def test_a_live_feed_refused_for_now_retries_less_and_less_often_then_goes_live(page, problems):
+    page.add_init_script("window.rlregRetryMs = 200")
+    down = [True]
+    made = _live_requests(page, lambda route: route.fulfill(status=503, content_type="application/json",
+                                                            body='{"error": {"message": "down"}}')
+                          if down[0] else route.continue_())
+    page.goto("/events")
+    _wait_for_status(page, "offline")
+    page.wait_for_timeout(3500)  # 200 + 400 + 800 + 1600 ms: four more feeds and their four questions
+    times = made[::2]  # each feed's first request (the second is the question why it was closed)
+    gaps = [b - a for a, b in zip(times, times[1:])]
+    # (each gap also holds a request and its question: under load the first ones vary, the doubling shows)
+    assert 3 <= len(times) <= 6 and gaps[-1] >= 2 * gaps[0] and gaps[-1] >= 0.7, gaps
+    down[0] = False
+    page.wait_for_selector("#live-status.on", timeout=15_000)  # the database is back: live again
+    problems[:] = [p for p in problems if "503" not in p]

@@ -61,6 +61,10 @@ function eventRow(e) {
   return tr;
 }
 
+const RETRY_FIRST = window.rlregRetryMs || 5000;  // ms before a closed feed is started again (then doubled)
+const RETRY_MOST = 60000;                           // and never longer than this
+let retryDelay = 0;
+
 function liveFeed() {
   const status = document.getElementById("live-status");
   const body = document.getElementById("events-body");
@@ -68,15 +72,14 @@ function liveFeed() {
   const query = new URLSearchParams({after: status.dataset.after});
   if (status.dataset.model) query.set("model", status.dataset.model);
   for (const t of (status.dataset.types || "").split(",")) if (t) query.append("type", t);
-  const source = new EventSource("/api/v1/events/live?" + query.toString());
+  const url = "/api/v1/events/live?" + query.toString();
+  const source = new EventSource(url);
   status.textContent = "connecting…";
-  source.addEventListener("open", () => { status.textContent = "live"; status.classList.add("on"); });
+  source.addEventListener("open", () => { retryDelay = 0; status.textContent = "live"; status.classList.add("on"); });
   source.addEventListener("error", () => {
     status.textContent = "reconnecting…";
     status.classList.remove("on");
-    if (source.readyState === EventSource.CLOSED) {  // an answer other than 200 ends an EventSource for good:
-      setTimeout(liveFeed, 5000);                    // start a new one, after the last event shown
-    }
+    if (source.readyState === EventSource.CLOSED) whyClosed(status, url);  // (else the browser retries by itself)
   });
   source.addEventListener("rlreg", (message) => {
     const event = JSON.parse(message.data);
@@ -86,6 +89,33 @@ function liveFeed() {
     const empty = document.getElementById("no-events");
     if (empty) empty.remove();
   });
+}
+
+// An answer other than 200 ends an EventSource for good, without saying which. Ask again: an answer
+// that will not change (4xx: a position past the log's end, as after a restore from an older backup)
+// stops the feed and says why; anything else (503 while the database is down, a lost network) starts
+// a new feed after the last event shown, waiting twice as long each time, up to a minute.
+function whyClosed(status, url) {
+  const probe = new AbortController();
+  fetch(url, {signal: probe.signal, headers: {Accept: "application/json"}}).then((r) => {
+    if (r.status >= 400 && r.status < 500 && r.status !== 408 && r.status !== 429) {
+      return r.json().then((b) => (b && b.error && b.error.message) || r.statusText, () => r.statusText)
+        .then((why) => stopFeed(status, r.status + ": " + why));
+    }
+    probe.abort();  // (a 200 is a live stream: not this one's to read)
+    retryLater(status);
+  }, () => retryLater(status));
+}
+
+function retryLater(status) {
+  retryDelay = Math.min(RETRY_MOST, retryDelay ? retryDelay * 2 : RETRY_FIRST);
+  status.textContent = "offline: trying again in " + Math.round(retryDelay / 1000) + " s";
+  setTimeout(liveFeed, retryDelay);
+}
+
+function stopFeed(status, why) {
+  status.dataset.paused = "1";
+  status.textContent = "stopped (" + why + "): reload the page";
 }
 
 document.addEventListener("DOMContentLoaded", () => {
