@@ -30,8 +30,11 @@ clock) is what writers and ``gc`` coordinate on. The safety argument:
    at the generation it claimed, deletes their objects from storage while it holds their locks, and
    marks them ``deleted``. A row claimed again since is the later claim's: this gc deletes neither it
    nor its object (and a row a writer made ``live`` again is at a later generation too).
-3. Row locks order a writer and a tombstone. If the writer's append commits first, its touch is newer
-   than the cutoff (for a grace longer than one append transaction) and ``gc`` leaves the object. If
+3. Row locks order a writer and a tombstone. If the writer's append commits first, ``gc`` leaves the
+   object: either its touch is newer than the cutoff, or (a grace shorter than the append's
+   transaction, which touched the rows before its slow fsyncs and commit) the tombstone, holding the
+   rows' locks, finds the new version among those of the models written to since gc read the
+   references (events past the head it read first: positions are commit-ordered). If
    the tombstone commits first, the writer's append sees ``deleting`` (or ``deleted``, or another
    generation) and does not commit; a revive after it finds another generation and does not either.
    So no committed version names a deleted object, whatever the timing (and however many gcs run, 4);
@@ -392,15 +395,25 @@ class GcReport:
         return {k: (sorted(v) if k == "reclaimed" else v) for k, v in self.__dict__.items()}
 
 
-def _referenced(conn: Connection, cutoff: dt.datetime, gone: frozenset[tuple[str, int]] = frozenset()) -> set[str]:
-    """Objects of live versions and of versions deleted after ``cutoff``, but for the versions ``gone``."""
+def _referenced(conn: Connection, cutoff: dt.datetime, gone: frozenset[tuple[str, int]] = frozenset(),
+                models: Iterable[str] | None = None) -> set[str]:
+    """Objects of live versions and of versions deleted after ``cutoff``, but for the versions ``gone``
+    (of the ``models`` named only, if given)."""
     recent = sa.select(deleted_versions.c.version).where(
         deleted_versions.c.name == versions.c.name, deleted_versions.c.version == versions.c.version,
         deleted_versions.c.deleted_at <= cutoff,
     )
     out: set[str] = set()
     query = sa.select(versions.c.name, versions.c.version, versions.c.manifest).where(~recent.exists())
-    for name, version, manifest in conn.execute(query):
+    if models is not None:
+        query = query.where(versions.c.name.in_(sa.bindparam("models", expanding=True)))
+        names = sorted(set(models))
+        if not names:
+            return out
+        rows = (r for part in _chunks(names) for r in conn.execute(query, {"models": part}))
+    else:
+        rows = conn.execute(query)
+    for name, version, manifest in rows:
         if (name, version) not in gone:
             out |= set(storage.manifest_objects(manifest))
     return out
@@ -426,10 +439,18 @@ def _candidates(rows: Mapping[str, Any], stored: Mapping[str, Any], referenced: 
     return out
 
 
-def _tombstone(event_store: Any, batch: Mapping[str, int], cutoff: dt.datetime) -> dict[str, int]:
+def _tombstone(event_store: Any, batch: Mapping[str, int], cutoff: dt.datetime,
+               since: int | None = None) -> dict[str, int]:
     """Claim the rows of ``batch`` that are still live and untouched since ``cutoff``, or not live (``deleting``:
     another gc's claim; ``deleted``; no row yet): ``deleting`` at ``generation + 1``. Returns ``{digest:
-    generation claimed}``: what only this gc's ``_finish`` may finish (until another claim)."""
+    generation claimed}``: what only this gc's ``_finish`` may finish (until another claim).
+
+    ``since``: the log's head before gc read which objects are referenced. A live row is not claimed if a
+    version of a model written to after it references the object: a writer touches its rows in its append's
+    transaction, before it commits (a slow fsync, a short grace): gc may have taken its cutoff after that
+    touch and read the references before that commit. Once this transaction holds the rows' locks, every
+    append that touched them has committed (SQLite's write lock; PostgreSQL's row locks), and its events
+    are past ``since`` (positions are commit-ordered)."""
     with event_store.transaction() as conn:
         now = db_now(conn)
         new = [{"digest": d, "nbytes": n, "state": DELETED, "generation": 0, "touched_at": now}
@@ -437,6 +458,11 @@ def _tombstone(event_store: Any, batch: Mapping[str, int], cutoff: dt.datetime) 
         conn.execute(_insert(conn).values(new).on_conflict_do_nothing())
         rows = _locked_rows(conn, list(batch))
         claimed = {d: r.generation + 1 for d, r in rows.items() if r.state != LIVE or r.touched_at < cutoff}
+        if since is not None and any(rows[d].state == LIVE for d in claimed):
+            written = conn.execute(sa.select(events.c.stream).where(events.c.position > since).distinct()).scalars()
+            for d in _referenced(conn, cutoff, models=written) & set(claimed):
+                if rows[d].state == LIVE:
+                    del claimed[d]
         # A new generation for every claim, a row another gc claimed too: its finish then leaves the row (and
         # the object) to this one, and a writer that saw the row 'deleted' before cannot take this collection's
         # 'deleted' for the one it saw (revive compares generations).
@@ -572,6 +598,7 @@ def _collect(reg: Any, grace: dt.timedelta, dry_run: bool, progress: Callable[[i
             report.retention_deleted = {n: d for n in names if (d := retention.pending(conn, n))}
     if not dry_run:
         report.retention_deleted = {n: d for n in names if (d := retention.apply(reg, n))}
+    since = reg.event_store.head()  # (before the references are read: see _tombstone)
     with reg._read("reading versions") as conn:
         cutoff = db_now(conn) - grace
         # A dry run counts retention's deletions as made now: after the cutoff unless the grace is 0.
@@ -589,7 +616,7 @@ def _collect(reg: Any, grace: dt.timedelta, dry_run: bool, progress: Callable[[i
     order = sorted(doomed)
     for part in _batches(order):
         batch = {d: doomed[d] for d in part}
-        gone_now = list(batch) if dry_run else _reclaim(reg, batch, cutoff, lease)
+        gone_now = list(batch) if dry_run else _reclaim(reg, batch, cutoff, since, lease)
         report.reclaimed += [d for d in gone_now if d in stored]
         report.reclaimed_bytes += sum(stored[d].nbytes for d in gone_now if d in stored)
         if progress is not None:
@@ -601,13 +628,13 @@ def _collect(reg: Any, grace: dt.timedelta, dry_run: bool, progress: Callable[[i
     return report
 
 
-def _reclaim(reg: Any, batch: Mapping[str, int], cutoff: dt.datetime, lease: Any = None) -> list[str]:
+def _reclaim(reg: Any, batch: Mapping[str, int], cutoff: dt.datetime, since: int, lease: Any = None) -> list[str]:
     """Claim ``batch`` (``_tombstone``), then delete and finish what is still this gc's claim; returns that.
     ``lease`` (``storage.holders.Lease``) is checked before each: a lapsed one stops gc (a claim left
     ``deleting`` is the next gc's to finish)."""
     if lease is not None:
         lease.check()
-    claimed = _tombstone(reg.event_store, batch, cutoff)
+    claimed = _tombstone(reg.event_store, batch, cutoff, since)
 
     def delete(digests: list[str]) -> Any:
         if lease is not None:

@@ -326,8 +326,8 @@ class _Pausing:
         self.resumed: dict[int, threading.Event] = {}
         real = collector._tombstone
 
-        def tombstone(event_store, batch, cutoff):
-            claimed = real(event_store, batch, cutoff)
+        def tombstone(event_store, batch, cutoff, *more):
+            claimed = real(event_store, batch, cutoff, *more)
             key = id(event_store)
             if key in self.paused and not self.paused[key].is_set():
                 self.paused[key].set()
@@ -489,3 +489,44 @@ def test_versions_past_the_integer_range_are_refused(reg):
     for call in (lambda: reg.restore_version("pol", 10**20), lambda: reg.delete_version("pol", 2**63, reason="x")):
         with pytest.raises(InvalidNameError, match="version .* is out of range: expected 1 to"):
             call()
+
+
+def test_a_gc_with_no_grace_during_a_snapshots_commit_leaves_the_objects_it_names(make_registry, monkeypatch):
+    """A writer touches its objects' rows in its append's transaction, before it commits (here its fsyncs
+    are slow): a gc with grace 0 took its cutoff after that touch and read the references before that
+    commit, then claimed the rows once the commit let go of them, and deleted the objects of a version
+    ``snapshot()`` had returned. The tombstone now re-reads the references of models written to since."""
+    writer, gc_reg = make_registry(), make_registry()
+    module = toys.spec(hidden=32).build()
+    writer.snapshot("walk", module)
+    toys.train_step(module, 1)
+    touched, read = threading.Event(), threading.Event()
+    real_candidates = collector._candidates
+    monkeypatch.setattr(collector, "_candidates", lambda *a: (read.set(), real_candidates(*a))[1])
+    real_put = writer.store.begin_put
+
+    def slow_put(tensors, **kwargs):
+        put = real_put(tensors, **kwargs)
+        wait = put.wait
+
+        def stored():  # called in the append's transaction, after the touch, before the commit
+            touched.set()
+            assert read.wait(30), "gc never read the references"
+            time.sleep(0.5)  # gc's tombstone now waits for this transaction's locks
+            return wait()
+
+        put.wait = stored
+        return put
+
+    writer.store.begin_put = slow_put
+    reports = []
+    collecting = threading.Thread(target=lambda: touched.wait(30) and reports.append(gc_reg.gc(grace=NOW)))
+    collecting.start()
+    version = writer.snapshot("walk", module)
+    collecting.join(60)
+    assert reports and version.version == 2
+    assert writer.verify()["ok"], "a committed version names objects gc deleted"
+    assert toys.states_equal(writer.load("walk", 2), module)
+    # the control: the version this snapshot replaced had objects of its own, which a later gc does reclaim
+    writer.delete_version("walk", 1, reason="old")
+    assert gc_reg.gc(grace=NOW).reclaimed_objects > 0 and writer.verify()["ok"]
