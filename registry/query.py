@@ -60,6 +60,7 @@ MAX_LENGTH = 2000  # characters of one expression
 MAX_NUMBER = 2**63 - 1  # the largest number literal
 MAX_FLOAT = 1e308  # larger numbers in metadata are not searchable
 MAX_DEPTH = 50  # nesting of parentheses and "not"
+MAX_SORT_KEYS = 8  # each metadata or tags key joins the search table once (SQLite 3.40 crashed at 32 joins)
 OPERATORS = ("=", "!=", "<", "<=", ">", ">=")
 FIELDS = ("version", "created_at", "metadata", "tags")
 KEYWORDS = ("and", "or", "not", "true", "false")
@@ -324,6 +325,8 @@ class _Parser:
     def order(self) -> list[OrderKey]:
         keys = [self.order_key()]
         while self.punct(","):
+            if len(keys) == MAX_SORT_KEYS:
+                raise self.fail(f"at most {MAX_SORT_KEYS} sort keys")
             keys.append(self.order_key())
         if self.token.kind != "end":
             raise self.fail("expected ',' or the end")
