@@ -718,12 +718,12 @@ class Registry:
                 raise self._no_model(conn, name)
             if not include_deleted:
                 lifecycle.live_model(conn, name)
-            gone = lifecycle.deletions(conn, name)
             target = query.Target(name, versions.c.version, versions.c.created_at, version_fields)
             picked = query.select_versions(target, where, order_by, limit)
-            if not include_deleted and gone:
-                picked = picked.where(versions.c.version.not_in(list(gone)))
+            if not include_deleted:
+                picked = picked.where(lifecycle.not_deleted(name, versions.c.version))
             numbers = conn.execute(picked).scalars().all()
+            gone = lifecycle.deletions(conn, name, numbers) if include_deleted else {}
             return self._versions_by_number(conn, name, numbers, gone)
 
     def numeric_metadata_keys(self, name: str, *, include_deleted: bool = False) -> list[str]:
@@ -732,8 +732,8 @@ class Registry:
         Read from the search projection's key index (one seek per distinct key, whatever the number of
         versions). ``include_deleted``: deleted versions count too.
         """
-        with self._model_read(name, include_deleted) as (conn, gone):
-            return query.numeric_keys(conn, version_fields, name, gone)
+        with self._model_read(name, include_deleted) as (conn, live):
+            return query.numeric_keys(conn, version_fields, name, live)
 
     def metadata_series(self, name: str, key: str, *, max_points: int = 2000,
                         include_deleted: bool = False) -> query.Series:
@@ -743,23 +743,24 @@ class Registry:
         largest value) when more versions hold the key; ``Series.count`` says how many do. With
         ``include_deleted``, deleted versions are points too, and ``Series.deleted`` names them.
         """
-        with self._model_read(name, include_deleted) as (conn, gone):
-            found = query.series(conn, version_fields, name, key, max_points, gone)
+        with self._model_read(name, include_deleted) as (conn, live):
+            found = query.series(conn, version_fields, name, key, max_points, live)
             if include_deleted:
-                found = replace(found, deleted=lifecycle.deleted_among(conn, name, (v for v, _ in found.points)))
+                found = replace(found, deleted=frozenset(lifecycle.deletions(conn, name, (v for v, _ in found.points))))
             return found
 
     @contextmanager
-    def _model_read(self, name: str, include_deleted: bool) -> Iterator[tuple[sa.Connection, Mapping]]:
-        """A read of one model: ``(connection, its deleted versions)``; ``NotFoundError``/``DeletedError``
-        for an unknown or (unless ``include_deleted``) deleted model."""
+    def _model_read(self, name: str, include_deleted: bool) -> Iterator[tuple[sa.Connection, Any]]:
+        """A read of one model: ``(connection, live)``, ``live(version column)`` the condition that a version
+        is not deleted (``None`` with ``include_deleted``); ``NotFoundError``/``DeletedError`` for an unknown
+        or (unless ``include_deleted``) deleted model."""
         validate_name(name)
         with self._read(f"reading model {name!r}") as conn:
             if conn.execute(sa.select(models.c.name).where(models.c.name == name)).first() is None:
                 raise self._no_model(conn, name)
             if not include_deleted:
                 lifecycle.live_model(conn, name)
-            yield conn, ({} if include_deleted else lifecycle.deletions(conn, name))
+            yield conn, (None if include_deleted else functools.partial(lifecycle.not_deleted, name))
 
     def _versions_by_number(self, conn: sa.Connection, name: str, numbers: list[int], gone: Mapping) -> list[ModelVersion]:
         """The versions ``numbers`` of ``name`` in that order (whole rows read only for these)."""

@@ -60,20 +60,22 @@ def _deletion(row: Any) -> Deletion:
     return Deletion(deleted_at=row.deleted_at, reason=row.reason, actor=row.actor, position=row.position)
 
 
-def deletions(conn: Connection, name: str) -> dict[int, Deletion]:
-    """``{version: Deletion}`` of ``name``'s deleted versions."""
-    rows = conn.execute(sa.select(deleted_versions).where(deleted_versions.c.name == name))
-    return {r.version: _deletion(r) for r in rows}
+def deletions(conn: Connection, name: str, numbers: Iterable[int] | None = None) -> dict[int, Deletion]:
+    """``{version: Deletion}`` of ``name``'s deleted versions (of those among ``numbers`` only, if given)."""
+    query = sa.select(deleted_versions).where(deleted_versions.c.name == name)
+    if numbers is None:
+        return {r.version: _deletion(r) for r in conn.execute(query)}
+    query = query.where(deleted_versions.c.version.in_(sa.bindparam("numbers", expanding=True)))
+    wanted = sorted(set(numbers))
+    return {r.version: _deletion(r) for at in range(0, len(wanted), 500)
+            for r in conn.execute(query, {"numbers": wanted[at:at + 500]})}
 
 
-def deleted_among(conn: Connection, name: str, numbers: Iterable[int]) -> frozenset[int]:
-    """Those of ``numbers`` that are deleted versions of ``name`` (read for these only, 500 at a time)."""
-    wanted, found = sorted(set(numbers)), set()
+def not_deleted(name: str, version: Any) -> Any:
+    """The SQL condition that version ``version`` (a column) of ``name`` is not deleted (one ``NOT EXISTS``,
+    not a list of the deleted ones: a model kept by a ``keep_last`` policy may have deleted 100,000)."""
     dv = deleted_versions.c
-    for at in range(0, len(wanted), 500):
-        chunk = wanted[at:at + 500]
-        found.update(conn.execute(sa.select(dv.version).where(dv.name == name, dv.version.in_(chunk))).scalars())
-    return frozenset(found)
+    return ~sa.exists().where(dv.name == name, dv.version == version)
 
 
 def model_deletion(conn: Connection, name: str) -> Deletion | None:

@@ -531,14 +531,15 @@ class Series:
         return len(self.points) < self.count
 
 
-def _numbers(fields: sa.Table, name: str, key: str, excluded: Any) -> list[Any]:
+def _numbers(fields: sa.Table, name: str, key: str, live: Any) -> list[Any]:
     f = fields.c
     conditions = [f.name == name, f.source == "metadata", f.key == encode_key((key,)), f.kind == "number"]
-    return conditions + ([f.version.not_in(list(excluded))] if excluded else [])
+    return conditions + ([live(f.version)] if live is not None else [])
 
 
-def numeric_keys(conn: sa.Connection, fields: sa.Table, name: str, excluded: Any = ()) -> list[str]:
-    """The top-level metadata keys holding a number in some version of ``name`` (not in ``excluded``), sorted.
+def numeric_keys(conn: sa.Connection, fields: sa.Table, name: str, live: Any = None) -> list[str]:
+    """The top-level metadata keys holding a number in some version of ``name``, sorted (``live(version
+    column)``: the condition a version must meet, e.g. not to be deleted).
 
     A skip scan over the key index: one index seek per distinct key (``ORDER BY key LIMIT 1``, not
     ``min()``), then one per key for a number (a scalar subquery, which is never turned into a join);
@@ -554,7 +555,7 @@ def numeric_keys(conn: sa.Connection, fields: sa.Table, name: str, excluded: Any
     keys = sa.select(next_key().label("key")).cte("metadata_keys", recursive=True)
     keys = keys.union_all(sa.select(next_key(f.key > keys.c.key)).where(keys.c.key.is_not(None)))
     a_number = sa.select(f.version).where(
-        *mine, f.key == keys.c.key, f.kind == "number", *([f.version.not_in(list(excluded))] if excluded else [])
+        *mine, f.key == keys.c.key, f.kind == "number", *([live(f.version)] if live is not None else [])
     ).order_by(f.num).limit(1).scalar_subquery()  # in index order: a seek, never a scan that hopes to stop early
     found = conn.execute(sa.select(keys.c.key, a_number).where(keys.c.key.is_not(None))).all()
     paths = [json.loads(key) for key, version in found if version is not None]
@@ -562,7 +563,7 @@ def numeric_keys(conn: sa.Connection, fields: sa.Table, name: str, excluded: Any
 
 
 def series(conn: sa.Connection, fields: sa.Table, name: str, key: str, max_points: int,
-           excluded: Any = ()) -> Series:
+           live: Any = None) -> Series:
     """The values of the top-level metadata number ``key`` over ``name``'s versions, at most ``max_points``.
 
     Computed in SQL from the search projection's index on (name, source, key, kind, num, version):
@@ -571,7 +572,7 @@ def series(conn: sa.Connection, fields: sa.Table, name: str, key: str, max_point
     if max_points < 2:
         raise ValueError(f"max_points={max_points}: expected at least 2")
     f = fields.c
-    where = _numbers(fields, name, key, excluded)
+    where = _numbers(fields, name, key, live)
     count, first, last = conn.execute(sa.select(sa.func.count(), sa.func.min(f.version), sa.func.max(f.version))
                                       .where(*where)).one()
     if count <= max_points:

@@ -194,3 +194,34 @@ def test_at_most_eight_sort_keys_and_eight_still_sort(six, db_url, local_storage
     eight = ",".join(["-metadata.mean_return"] + [f"metadata.k{i}" for i in range(7)])
     assert [v.version for v in six.versions("m", order_by=eight)] == [
         v.version for v in six.versions("m", order_by="-metadata.mean_return")]
+
+
+def test_reads_of_a_model_bind_as_many_parameters_whatever_it_deleted(reg):
+    """The live versions were picked with ``NOT IN (:v1, .., :vN)``, one parameter per deleted version:
+    PostgreSQL refuses a statement of more than 65,535 (a trainer under a keep_last policy reaches it),
+    as "unavailable or locked". Now one ``NOT EXISTS``: the parameters do not grow with the deletions."""
+    import sqlalchemy as sa
+
+    module = toys.spec().build()
+    for i in range(12):
+        reg.snapshot("m", module, {"r": float(i)})
+    most: list[int] = []
+    sa.event.listen(reg.event_store.engine, "before_cursor_execute",
+                    lambda conn, cur, stmt, params, *a: most.append(len(params or ())))
+
+    def parameters() -> int:
+        most.clear()
+        assert reg.versions("m", where="metadata.r >= 0", order_by="-metadata.r")
+        assert reg.numeric_metadata_keys("m") == ["r"]
+        assert reg.metadata_series("m", "r").count >= 1
+        return max(most)
+
+    reg.delete_version("m", 1, reason="old")
+    few = parameters()
+    for v in range(2, 11):
+        reg.delete_version("m", v, reason="old")
+    assert parameters() == few
+    assert [v.version for v in reg.versions("m")] == [11, 12]
+    assert [v.version for v in reg.versions("m", include_deleted=True) if v.deleted] == list(range(1, 11))
+    assert reg.metadata_series("m", "r").points == [(11, 10.0), (12, 11.0)]
+    assert reg.metadata_series("m", "r", include_deleted=True).deleted == frozenset(range(1, 11))
