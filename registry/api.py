@@ -31,7 +31,7 @@ from registry import gc as collector
 from registry.eventstore import Event, EventStore, NewEvent, closed_message, encode_json
 from registry.modeldiff import ModelDiff, diff_versions
 from registry.names import (
-    MAX_INTEGER, did_you_mean, validate_alias, validate_name, validate_position, validate_version,
+    MAX_INTEGER, did_you_mean, nul_in, validate_alias, validate_name, validate_position, validate_version,
 )
 from registry.projections import (
     ALIAS_REMOVED, ALIAS_SET, DESCRIPTION_SET, SPEC_RECORDED, TAGS_REMOVED, TAGS_SET, VERSION_RECORDED,
@@ -1292,6 +1292,10 @@ def _json_metadata(name: str, metadata: Mapping[str, Any] | None) -> dict[str, A
                 f"snapshot of {name!r}: metadata[{key!r}] is not JSON ({exc})"
             ) from None
         out[key] = json.loads(json.dumps(value))
+    bad = nul_in(out)
+    if bad is not None:
+        raise errors.InvalidEventError(f"snapshot of {name!r}: metadata text {bad!r:.80} holds a NUL character "
+                                       "(\\0): remove it")
     return out
 
 

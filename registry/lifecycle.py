@@ -37,10 +37,10 @@ MAX_REASON = 1000
 
 def check_reason(name: str, reason: Any) -> str:
     """``reason`` if it is a non-empty text of at most ``MAX_REASON`` characters."""
-    if not isinstance(reason, str) or not reason.strip() or len(reason) > MAX_REASON:
+    if not isinstance(reason, str) or not reason.strip() or len(reason) > MAX_REASON or "\0" in reason:
         raise errors.InvalidEventError(
             f"deleting from model {name!r}: reason must be a non-empty text of at most {MAX_REASON} "
-            f"characters (why it is deleted), got {reason!r:.80}"
+            f"characters (why it is deleted) without NUL (\\0), got {reason!r:.80}"
         )
     return reason.strip()
 

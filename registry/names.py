@@ -87,6 +87,24 @@ def validate_alias(alias: object) -> str:
     return alias
 
 
+def nul_in(value: object) -> str | None:
+    """The first text holding a NUL character in ``value`` (a JSON value: keys too), else ``None``.
+    PostgreSQL's text columns cannot hold one; SQLite's can: refused on both, alike."""
+    if isinstance(value, str):
+        return value if "\0" in value else None
+    if isinstance(value, dict):
+        for key, inner in value.items():
+            found = nul_in(key) or nul_in(inner)
+            if found is not None:
+                return found
+    elif isinstance(value, list):
+        for inner in value:
+            found = nul_in(inner)
+            if found is not None:
+                return found
+    return None
+
+
 def did_you_mean(name: str, known: list[str]) -> str:
     """`` (did you mean 'walk'?)`` naming the recorded names closest to ``name``, or ``""``."""
     import difflib

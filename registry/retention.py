@@ -69,8 +69,14 @@ def _best(name: str, keep_best: Any) -> dict[str, Any] | None:
             f"retention of model {name!r}: keep_best must be (metadata key, count[, 'max' or 'min']), got {keep_best!r}"
         )
     key, count, mode = (*keep_best, "max")[:3]
-    if not isinstance(key, str) or not key:
-        raise errors.InvalidEventError(f"retention of model {name!r}: keep_best's metadata key must be a non-empty text")
+    if not isinstance(key, str) or not key or "\0" in key:
+        raise errors.InvalidEventError(f"retention of model {name!r}: keep_best's metadata key must be a non-empty text "
+                                       "without NUL (\\0)")
+    try:
+        key.encode("utf-8")
+    except UnicodeEncodeError:  # (bytes not UTF-8 from argv: surrogates, which no metadata key can match)
+        raise errors.InvalidEventError(f"retention of model {name!r}: keep_best's metadata key {key!r} holds bytes "
+                                       "that are not UTF-8 (shown as \\udcXX): give it as UTF-8 text") from None
     if mode not in MODES:
         raise errors.InvalidEventError(f"retention of model {name!r}: keep_best's mode must be 'max' or 'min', got {mode!r}")
     return {"key": key, "count": _count(name, "keep_best's count", count), "mode": mode}

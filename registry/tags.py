@@ -51,8 +51,9 @@ def validate_keys(keys: Iterable[Any]) -> list[str]:
 
 def validate_description(text: Any) -> str:
     """``text`` if it is a description (text of at most 10,000 characters; ``""`` clears it)."""
-    if not isinstance(text, str) or len(text) > MAX_DESCRIPTION:
-        raise InvalidNameError(f"a description is text of at most {MAX_DESCRIPTION} characters, got {text!r:.60}")
+    if not isinstance(text, str) or len(text) > MAX_DESCRIPTION or "\0" in text:
+        raise InvalidNameError(f"a description is text of at most {MAX_DESCRIPTION} characters and no NUL (\\0), "
+                               f"got {text!r:.60}")
     return text
 
 

@@ -81,7 +81,7 @@ def _keep_best(text: str | None, lowest: bool) -> tuple[str, int, str] | None:
     if text is None:
         return None
     key, sep, count = text.rpartition(":")
-    if not sep or not key or not count.isdigit():
+    if not sep or not key or not (count.isascii() and count.isdigit()):  # ('²'.isdigit(); int('٣') is 3)
         raise CLIError(f"--keep-best {text!r}: expected METADATA_KEY:COUNT, e.g. mean_return:5")
     return key, int(count), "min" if lowest else "max"
 

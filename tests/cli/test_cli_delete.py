@@ -46,6 +46,8 @@ def test_retention_set_show_clear(home_registry, inproc):
     assert [v.version for v in home_registry.versions("pol")] == [1, 4]
     assert inproc("retention", "show", "pol", "--json").json()["keep_best"] == {"key": "ret", "count": 1, "mode": "max"}
     assert_error(inproc("retention", "set", "pol", "--keep-best", "ret", code=4), 4, "METADATA_KEY:COUNT")
+    for count in ("\u00b2", "\u0663"):  # str.isdigit() takes both: a traceback (int('²')), or 3
+        assert_error(inproc("retention", "set", "pol", "--keep-best", f"ret:{count}", code=4), 4, "METADATA_KEY:COUNT")
     inproc("retention", "set", "pol", "--keep-best", "ret:1", "--min")
     assert [v.version for v in home_registry.versions("pol")] == [4]  # 0 is the lowest, and the newest
     typo = inproc("retention", "set", "pol", "--keep-best", "rte:1")

@@ -197,3 +197,21 @@ def test_verify_names_the_versions_and_tensors_a_damaged_object_breaks_and_repai
     assert toys.states_equal(reg.load("pol", 1), module) and toys.states_equal(reg.load("pol", 2), module)
     healthy = reg.verify()
     assert healthy["ok"] and healthy["damaged_versions"] == {} and healthy["missing"] == {}
+
+
+def test_text_with_a_nul_is_refused_alike_on_both_databases_and_records_nothing(reg, recorded):
+    """SQLite stored a NUL in metadata, a description or a reason; PostgreSQL's text columns cannot hold
+    one, and failed with a generic database error. Both refuse it now, naming it, before anything is written."""
+    head = reg.event_store.head()
+    module = toys.spec().build()
+    with pytest.raises(InvalidEventError, match="NUL"):
+        reg.snapshot("pol", module, {"note": {"deep": ["ok", "a\x00b"]}})
+    with pytest.raises(InvalidEventError, match="NUL"):
+        reg.snapshot("pol", module, {"k\x00": 1})
+    with pytest.raises(InvalidNameError, match="NUL"):
+        reg.set_description("pol", "a\x00b", version=1)
+    with pytest.raises(InvalidEventError, match="NUL"):
+        reg.delete_version("pol", 1, reason="a\x00b")
+    with pytest.raises(InvalidEventError, match="NUL"):
+        reg.set_retention("pol", keep_best=("k\x00", 1))
+    assert reg.event_store.head() == head
