@@ -353,7 +353,7 @@ def _check_types(compare: Compare, parser: _Parser, token: Token) -> None:
         try:
             _timestamp(value)
         except ValueError:
-            raise parser.fail("expected an ISO 8601 date or time", token) from None
+            raise parser.fail("expected an ISO 8601 date or time between the years 1 and 9999 (UTC)", token) from None
     if kind == "tags" and not isinstance(value, str):
         raise parser.fail(f"tags are text: write {compare.field} {op} \"{_plain(value)}\"", token)
     if isinstance(value, bool) and op not in ("=", "!="):
@@ -365,8 +365,15 @@ def _plain(value: Any) -> str:
 
 
 def _timestamp(text: str) -> dt.datetime:
+    """The moment ``text`` names, in UTC (``ValueError`` for one that is not a date or time, or whose UTC
+    falls outside the years 1-9999: "0001-01-01T00:00+01:00")."""
     moment = dt.datetime.fromisoformat(text)
-    return moment.replace(tzinfo=dt.timezone.utc) if moment.tzinfo is None else moment
+    if moment.tzinfo is None:
+        return moment.replace(tzinfo=dt.timezone.utc)
+    try:
+        return moment.astimezone(dt.timezone.utc)
+    except OverflowError:
+        raise ValueError(f"{text!r} is out of range in UTC") from None
 
 
 def parse(text: str) -> Node:

@@ -100,6 +100,9 @@ def _outside_strings(source: str, at: int) -> bool:
         ("version > 1 x", "at character 13 'x': expected 'and', 'or' or the end"),
         ("version > 1.5", "at character 11 '1.5': 'version' compares with a whole number"),
         ('created_at > "yesterday"', "expected an ISO 8601 date or time"),
+        # UTC in year 0 or 10000: an OverflowError when bound, reported with the SQL's text
+        ('created_at > "0001-01-01T00:00+01:00"', "at character 14 '\"0001-01-01T00:00+01:00\"': expected an ISO"),
+        ('created_at < "9999-12-31T23:30-01:00"', "between the years 1 and 9999 (UTC)"),
         ("metadata.ok < true", "true and false compare only with = and !=, not '<'"),
         ("metadata = 1", "at character 10 '=': expected '.' and a key after 'metadata'"),
         ("metadata.x = 1e999", "expected a number within"),
