@@ -7,9 +7,11 @@ from collections.abc import Iterable, Mapping
 from typing import Any
 
 from registry.errors import InvalidNameError
+from registry.query import MAX_TEXT
 
 MAX_KEY = 100
 MAX_VALUE = 500
+MAX_VALUE_BYTES = MAX_TEXT  # the longest text a search row holds: a longer value was stored, never found
 MAX_DESCRIPTION = 10_000
 _KEY = re.compile(r"[A-Za-z_][A-Za-z0-9_.-]*")
 
@@ -31,9 +33,11 @@ def validate_tags(tags: Any) -> dict[str, str]:
     out = {}
     for key, value in tags.items():
         validate_key(key)
-        if not isinstance(value, str) or len(value) > MAX_VALUE or not value.isprintable():
+        if (not isinstance(value, str) or len(value) > MAX_VALUE or not value.isprintable()
+                or len(value.encode("utf-8", "surrogatepass")) > MAX_VALUE_BYTES):
             raise InvalidNameError(
-                f"tag {key!r}: the value {value!r} is not text of at most {MAX_VALUE} printable characters"
+                f"tag {key!r}: the value {value!r:.80} is not text of at most {MAX_VALUE} printable characters "
+                f"and {MAX_VALUE_BYTES} bytes in UTF-8"
             )
         out[key] = value
     return out

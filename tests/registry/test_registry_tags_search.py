@@ -50,6 +50,8 @@ def test_bad_tags_and_descriptions_record_nothing(six):
         reg.set_tags("m", 1, {"1x": "y"})
     with pytest.raises(InvalidNameError, match=r"tag 'k': the value 3 is not text"):
         reg.set_tags("m", 1, {"k": 3})
+    with pytest.raises(InvalidNameError, match="at most 500 printable characters and 1000 bytes"):
+        reg.set_tags("m", 1, {"note": "\u4e00" * 334})  # 334 characters, 1,002 bytes: stored, never found
     with pytest.raises(InvalidNameError, match="tags must be a non-empty dict"):
         reg.set_tags("m", 1, {})
     with pytest.raises(InvalidNameError, match="a description is text of at most 10000 characters"):
