@@ -246,9 +246,24 @@ def _deletions(conn: Connection, name: str) -> list[NewEvent]:
         # keep none, and the policy would delete every version it keeps by its key. Wait for one.
         warnings.warn(_unranked_message(name, policy), errors.RetentionWarning, stacklevel=2)
         return []
-    keep = kept(policy, live, aliased)
+    keep = kept(policy, live, aliased | _restored_since_set(conn, name))
     reason = f"retention: {describe(policy)}"
     return [NewEvent(lifecycle.VERSION_DELETED, {"version": v, "reason": reason}) for v, _ in live if v not in keep]
+
+
+# The versions of a model restored after its policy was set: a restore is deliberate, and the policy that
+# deleted the version would delete it again at the next snapshot or gc (and gc, with a short grace, its
+# objects too). Setting the policy again applies it to them. Read from the log (the model's stream, by the
+# (stream, position) index): what a replay of the log decides, as every retention decision.
+_RESTORED_SINCE_SET = sa.select(events.c.payload).where(
+    events.c.stream == sa.bindparam("name"), events.c.type == lifecycle.VERSION_RESTORED,
+    events.c.position > sa.select(retention.c.position).where(retention.c.name == sa.bindparam("name"))
+    .scalar_subquery(),
+)
+
+
+def _restored_since_set(conn: Connection, name: str) -> set[int]:
+    return {payload["version"] for payload in conn.execute(_RESTORED_SINCE_SET, {"name": name}).scalars()}
 
 
 def pending(conn: Connection, name: str) -> list[int]:

@@ -149,3 +149,28 @@ def test_a_database_lost_while_retention_runs_after_a_snapshot_does_not_fail_the
         reg.apply_retention("pol")
     monkeypatch.undo()
     assert reg.apply_retention("pol") == [1]
+
+
+def test_a_version_restored_after_the_policy_was_set_is_kept_until_the_policy_is_set_again(reg):
+    """``rlreg restore`` of a version the policy deleted was undone by the next snapshot or gc (which, with a
+    short grace, then reclaimed its objects for good): a restore is deliberate, the policy keeps it."""
+    import datetime as dt
+
+    module = toys.spec().build()
+    for step in range(1, 4):
+        toys.train_step(module, step)
+        reg.snapshot("pol", module)
+    reg.set_retention("pol", keep_last=1)
+    assert [v.version for v in reg.versions("pol")] == [3]
+    reg.restore_version("pol", 2)
+    toys.train_step(module, 4)
+    reg.snapshot("pol", module)  # applies the policy: 3 goes, 2 stays
+    assert [v.version for v in reg.versions("pol")] == [2, 4]
+    reg.gc(grace=dt.timedelta(0))  # applies every policy, then reclaims
+    assert [v.version for v in reg.versions("pol")] == [2, 4]
+    reg.load("pol", 2)
+    live = reg.projection_rows()
+    reg.rebuild_projections()
+    assert reg.projection_rows() == live  # the decision is the log's: a replay makes the same
+    reg.set_retention("pol", keep_last=1)  # set again: applies to the restored version too
+    assert [v.version for v in reg.versions("pol")] == [4]
