@@ -412,6 +412,10 @@ class Checkpointable(abc.ABC):
         """Keys of a checkpoint's `state` this component does not have ([] here: none checked)."""
         return []
 
+    def missing_state_keys(self, state: StateDict) -> list[str]:
+        """Keys of this component a checkpoint's `state` must hold but does not ([] here: none checked)."""
+        return []
+
     def _restore_plan(self, loc, component, kwargs) -> list:
         """(component, state, folder) triples to set, subcomponents first, as RLlib restores them."""
         _require_dir(loc)

@@ -5,7 +5,10 @@ Reading (`load_rllib_checkpoint`): `metadata.json` names the files; `class_and_c
 decoded by `pickle_free.decode` with the allow-list of `rllib_globals` (RLlib's PPO module,
 catalog, MultiRLModule, specs and configs map to ours); 2.60's `module_state.msgpack` is read with
 msgpack and msgpack-numpy's array layout rebuilt by our code. Sub-folders restore sub-modules, as
-RLlib's `restore_from_path` does. Every state is checked before any is set.
+RLlib's `restore_from_path` does, but a sub-module's folder may not be missing. Every state is
+checked before any is set, against the module built on torch's meta device (no memory): a state
+must hold every tensor of its module (but buffers RLlib before 2.40 did not have), where RLlib's
+`set_state` (`strict=False`) would keep the initial values of those it lacks.
 
 Writing (`save_rllib_checkpoint`): the folder RLlib 2.60's `RLModule.from_checkpoint` and
 `restore_from_path` read, for PPO modules and MultiRLModules of them: `metadata.json`
@@ -251,18 +254,60 @@ def _specs_in(args, kwargs, url: str) -> list:
     return specs
 
 
-def _plan(module, loc, plan: list) -> None:
+def _plan(module, loc, plan: list, names: tuple = ()) -> None:
+    """(names, component, state, state file URL) for `module` and its components, components first.
+
+    A component's folder must be there (RLlib writes one per sub-module; skipping a missing one
+    would leave that policy's initial weights in what is recorded)."""
     for name, component in module.get_checkpointable_components():
-        if loc.child(name).isdir():
-            _plan(component, loc.child(name), plan)
-    state = _decode_file(loc, _state_file(loc, rllib_metadata(loc)))
+        sub = _component_folder(loc, name)
+        _plan(component, sub, plan, names + (name,))
+    state_file = _state_file(loc, rllib_metadata(loc))
+    state = _decode_file(loc, state_file)
     if not isinstance(state, dict):
-        raise CheckpointFormatError(f"{loc.url}: the state file holds a {type(state).__name__}, not a dict")
-    plan.append((module, state, loc))
+        raise CheckpointFormatError(f"{_url(loc, state_file)} holds a {type(state).__name__}, not a dict")
+    plan.append((names, module, state, _url(loc, state_file)))
+
+
+def _component_folder(loc, name):
+    sub = loc.child(name)
+    if not sub.isdir():
+        raise CheckpointNotFoundError(f"{loc.url} is not a complete RLlib checkpoint: the folder of "
+                                      f"module {name!r} is missing")
+    return sub
+
+
+def _component(module, names: tuple):
+    for name in names:
+        module = dict(module.get_checkpointable_components())[name]
+    return module
+
+
+def _check(target, state: dict, url: str) -> None:
+    """Refuses a state that does not fit `target`: a misfit tensor, a tensor it lacks, or one of
+    its tensors the state does not hold (RLlib's `set_state` would keep the initial values)."""
+    target.check_state(state)
+    unknown = target.unknown_state_keys(state)
+    if unknown:
+        raise StateMismatchError(f"RLlib checkpoint {url}: {type(target).__name__} has no "
+                                 f"state keys {', '.join(map(repr, unknown))}")
+    missing = target.missing_state_keys(state)
+    if missing:
+        shown = ", ".join(map(repr, missing[:4])) + (f", ... ({len(missing) - 4} more)" if len(missing) > 4 else "")
+        raise CheckpointFormatError(f"RLlib checkpoint {url} lacks {len(missing)} of the module's "
+                                    f"tensors: {shown}")
 
 
 def load_rllib_checkpoint(path):
-    """Our module (PPO or MultiRLModule) with the state of the RLlib checkpoint at `path`."""
+    """Our module (PPO or MultiRLModule) with the state of the RLlib checkpoint at `path`.
+
+    The module is first built on torch's meta device (its layers' shapes, no memory) and every
+    state file is checked against it: a tensor of the wrong shape, one the module lacks, or one of
+    the module's tensors a state file does not hold is refused before anything is allocated, so
+    what the real build allocates is what the state files hold.
+    """
+    import torch
+
     loc = as_location(path)
     meta = rllib_metadata(loc)
     if "format" in meta:
@@ -273,17 +318,16 @@ def load_rllib_checkpoint(path):
                             "class_and_ctor_args_file")
     if not loc.exists(ctor_file):
         raise CheckpointNotFoundError(f"{loc.url} is not a complete RLlib checkpoint: {ctor_file} is missing")
-    module = _build(_decode_file(loc, ctor_file), _url(loc, ctor_file))
+    ctor, ctor_url = _decode_file(loc, ctor_file), _url(loc, ctor_file)
+    with torch.device("meta"):
+        shape = _build(ctor, ctor_url)
     plan: list = []
-    _plan(module, loc, plan)
-    for target, state, where in plan:
-        target.check_state(state)
-        unknown = target.unknown_state_keys(state)
-        if unknown:
-            raise StateMismatchError(f"RLlib checkpoint {where.url}: {type(target).__name__} has no "
-                                     f"state keys {', '.join(map(repr, unknown))}")
-    for target, state, _ in plan:
-        target.set_state(state)
+    _plan(shape, loc, plan)
+    for _, target, state, url in plan:
+        _check(target, state, url)
+    module = _build(ctor, ctor_url)
+    for names, _, state, _ in plan:
+        _component(module, names).set_state(state)
     return module
 
 

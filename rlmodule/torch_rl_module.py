@@ -232,6 +232,15 @@ class TorchRLModule(nn.Module, RLModule):
             unknown = {k: v for k, v in unknown.items() if k in kept}
         return sorted(unknown)
 
+    # buffers a checkpoint may lack: set from the model config, and RLlib before 2.40 had none
+    OMISSIBLE_BUFFERS = frozenset({"log_std_clip_param_const"})
+
+    @override(RLModule)
+    def missing_state_keys(self, state: StateDict) -> list[str]:
+        """The module's tensor keys `state` does not hold, but for `OMISSIBLE_BUFFERS`."""
+        return sorted(k for k in self.state_dict(keep_vars=True)
+                      if k not in state and k.rsplit(".", 1)[-1] not in self.OMISSIBLE_BUFFERS)
+
     @OverrideToImplementCustomLogic
     @override(RLModule)
     def set_state(self, state: StateDict) -> None:
