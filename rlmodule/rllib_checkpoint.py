@@ -270,7 +270,11 @@ def _plan(module, loc, plan: list, names: tuple = ()) -> None:
 
 
 def _component_folder(loc, name):
-    sub = loc.child(name)
+    try:
+        sub = loc.child(name)
+    except ValueError:
+        raise CheckpointFormatError(f"{loc.url}: module id {name!r} is not a folder name inside the "
+                                    "checkpoint") from None
     if not sub.isdir():
         raise CheckpointNotFoundError(f"{loc.url} is not a complete RLlib checkpoint: the folder of "
                                       f"module {name!r} is missing")

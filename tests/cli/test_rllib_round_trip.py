@@ -85,3 +85,45 @@ def test_a_hostile_rllib_pickle_is_an_invalid_input_not_a_crash(inproc, tmp_path
     (copy / "module_state.pkl").write_bytes(__import__("pickle").dumps({"junk": x}))
     assert_error(inproc("import", "x", str(copy), "--from-rllib", code=None), exitcodes.INVALID,
                  "far more than its size")
+
+
+def _multi_with_module_id(folder: Path, mid: str) -> Path:
+    """An RLlib 2.60 MultiRLModule checkpoint whose one sub-module has the id `mid` (no sub-folders)."""
+    import gymnasium as gym
+    import numpy as np
+
+    from rlmodule import rllib_checkpoint as rc
+    from rlmodule.rllib_writer import New, dumps
+
+    folder.mkdir(parents=True)
+    kw = {"observation_space": rc._space(gym.spaces.Box(-1.0, 1.0, (4,), np.float32)),
+          "action_space": rc._space(gym.spaces.Discrete(2)), "inference_only": False, "learner_only": False,
+          "model_config": {"fcnet_hiddens": [8]}, "catalog_class": rc._RAY_CATALOG}
+    spec = New(rc._RAY_SPEC, {"module_class": rc._RAY_PPO, **kw, "load_state_path": None, "model_config_dict": None})
+    (folder / "class_and_ctor_args.pkl").write_bytes(dumps({"class": rc._RAY_MULTI, "ctor_args_and_kwargs": ((), {
+        "observation_space": None, "action_space": None, "inference_only": False, "learner_only": None,
+        "model_config": None, "rl_module_specs": {mid: spec}})}))
+    (folder / "module_state.pkl").write_bytes(dumps({}))
+    (folder / "metadata.json").write_text(json.dumps({
+        "class_and_ctor_args_file": "class_and_ctor_args.pkl", "state_file": "module_state",
+        "ray_version": "2.60.0", "checkpoint_version": "2.1"}))
+    return folder
+
+
+@pytest.mark.parametrize("mid", ["../victim", "..", "."])
+def test_a_module_id_that_is_not_a_folder_name_is_an_invalid_checkpoint(inproc, home_registry, tmp_path, mid):
+    ckpt = _multi_with_module_id(tmp_path / "x" / "ckpt", mid)
+    assert_error(inproc("import", "trav", str(ckpt), "--from-rllib", code=None), exitcodes.INVALID,
+                 f"module id {mid!r} is not a folder name")
+    assert home_registry.models() == []
+
+
+def test_a_checkpoint_missing_tensors_is_refused_and_nothing_is_recorded(inproc, home_registry, tmp_path):
+    import shutil
+
+    copy = tmp_path / "ckpt"
+    shutil.copytree(FIXTURES / "ray-2.60.0" / "ppo_cartpole", copy)
+    (copy / "module_state.pkl").write_bytes(__import__("pickle").dumps({}))
+    assert_error(inproc("import", "x", str(copy), "--from-rllib", code=None), exitcodes.INVALID,
+                 "module_state.pkl lacks 12 of the module's tensors", "(8 more)")
+    assert home_registry.models() == []
