@@ -51,6 +51,9 @@ class Handler:
     reduce: `REDUCE` with these arguments (and the state of a later `BUILD`) -> our object.
     new: `NEWOBJ` with these arguments and the state of a later `BUILD` -> our object.
     eager: `reduce` runs at once (its result is a container the stream fills, e.g. OrderedDict).
+    cost: (arguments, state) -> the units (values and bytes) the object will allocate beyond its
+        arguments (e.g. a space's default arrays, sized by a number in the file), charged to the
+        budget before `reduce` or `new` runs; it raises (ValueError, ...) on sizes beyond reason.
     """
 
     name: str
@@ -58,6 +61,7 @@ class Handler:
     reduce: Optional[Callable[[tuple, Any], Any]] = None
     new: Optional[Callable[[tuple, Any], Any]] = None
     eager: bool = False
+    cost: Optional[Callable[[tuple, Any], int]] = None
 
 
 @dataclass(eq=False)
@@ -365,7 +369,12 @@ class _Machine:
             fn = obj.handler.reduce if obj.how == "reduce" else obj.handler.new
             held = self.held
             state = m(obj.state) if obj.built else _NO_STATE
-            out = self._call(obj.handler, fn, m(obj.args), state)
+            args = m(obj.args)
+            if obj.handler.cost is not None:  # what it will allocate, before it does
+                units = self._call(obj.handler, obj.handler.cost, args, state)
+                self.charge(units)
+                self.held += units  # (not counted again once made)
+            out = self._call(obj.handler, fn, args, state)
             self._copied(out, self.held - held)
             return out
         if isinstance(obj, (np.ndarray, np.generic, np.dtype)):

@@ -18,6 +18,7 @@ from typing import Any, Callable
 import gymnasium as gym
 import numpy as np
 
+from rlmodule.limits import check_shape
 from rlmodule.pickle_free import _NO_STATE, COLLECTIONS_GLOBALS, NUMPY_GLOBALS, Handler
 from rlmodule.spaces import FlexDict, Repeated, Simplex
 
@@ -226,11 +227,26 @@ def _text(args, state) -> gym.spaces.Text:
                            charset=str(charset))
 
 
-def _simplex(args, state) -> Simplex:
+def _simplex_dim(state) -> int:
+    """The last size of a Simplex's `_shape`, its whole shape checked against MAX_SPACE_ELEMENTS."""
     s = _state(state, _SPACE_COMMON | {"dim", "concentration"}, "Simplex")
-    default = np.array([1] * int(s["_shape"][-1]))
+    shape = s.get("_shape")
+    check_shape(list(shape) if isinstance(shape, tuple) else shape, "Simplex '_shape'")
+    if not shape:
+        raise ValueError("Simplex '_shape' is empty")
+    return int(shape[-1])
+
+
+def _simplex_cost(args, state) -> int:
+    """Our Simplex builds its default concentration, a list then an array of `dim` ints."""
+    return _simplex_dim(state) * (1 + np.dtype(int).itemsize)
+
+
+def _simplex(args, state) -> Simplex:
+    dim = _simplex_dim(state)  # (charged by _simplex_cost before this runs)
+    s = state
     conc = _array(s["concentration"], "concentration")
-    same = conc.shape == default.shape and bool(np.all(conc == default))
+    same = conc.shape == (dim,) and bool(np.all(conc == 1))  # the default: RLlib's np.array([1] * dim)
     return Simplex(tuple(s["_shape"]), concentration=None if same else conc, dtype=s["dtype"])
 
 
@@ -297,7 +313,8 @@ _SPACES = dict([
     _space("gymnasium.spaces.tuple.Tuple", _tuple, _called(gym.spaces.Tuple, (_space_list,))),
     _space("gymnasium.spaces.dict.Dict", _dict, _called(gym.spaces.Dict, (_space_dict,))),
     _space("gymnasium.spaces.text.Text", _text),
-    _space("ray.rllib.utils.spaces.simplex.Simplex", _simplex),
+    ("ray.rllib.utils.spaces.simplex.Simplex",
+     Handler("ray.rllib.utils.spaces.simplex.Simplex", new=_simplex, cost=_simplex_cost)),
     _space("ray.rllib.utils.spaces.repeated.Repeated", _repeated),
     _space("ray.rllib.utils.spaces.flexdict.FlexDict", _flex_dict),
 ])
