@@ -290,7 +290,10 @@ def _component(module, names: tuple):
 def _check(target, state: dict, url: str) -> None:
     """Refuses a state that does not fit `target`: a misfit tensor, a tensor it lacks, or one of
     its tensors the state does not hold (RLlib's `set_state` would keep the initial values)."""
-    target.check_state(state)
+    try:
+        target.check_state(state)
+    except StateMismatchError as e:
+        raise StateMismatchError(f"RLlib checkpoint {url}: {e}") from None
     unknown = target.unknown_state_keys(state)
     if unknown:
         raise StateMismatchError(f"RLlib checkpoint {url}: {type(target).__name__} has no "

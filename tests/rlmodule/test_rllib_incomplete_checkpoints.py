@@ -14,7 +14,7 @@ import gymnasium as gym
 import numpy as np
 import pytest
 
-from rlmodule import CheckpointFormatError, CheckpointNotFoundError
+from rlmodule import CheckpointFormatError, CheckpointNotFoundError, StateMismatchError
 from rlmodule.pickle_free import decode
 from rlmodule.rllib_checkpoint import (_RAY_CATALOG, _RAY_MULTI, _RAY_PPO, _RAY_SPEC, _space,
                                        load_rllib_checkpoint)
@@ -107,3 +107,12 @@ def test_huge_layers_with_an_empty_state_are_refused_before_they_are_built(tmp_p
                          cwd=ROOT, check=True).stdout.splitlines()
     assert out[0].startswith("CheckpointFormatError") and "lacks" in out[0], out
     assert int(out[-1]) < 100, f"the peak memory grew {out[-1]} MiB"
+
+
+def test_a_misfit_tensor_in_a_multi_checkpoint_names_the_policys_state_file(tmp_path):
+    ckpt = _copy(tmp_path, MULTI)
+    state = decode((ckpt / "p1" / "module_state.pkl").read_bytes(), RLLIB_GLOBALS)
+    state["pi.net.mlp.0.bias"] = np.zeros(3, np.float32)
+    (ckpt / "p1" / "module_state.pkl").write_bytes(dumps(state))
+    with pytest.raises(StateMismatchError, match=r"p1/module_state\.pkl: .*'pi\.net\.mlp\.0\.bias'"):
+        load_rllib_checkpoint(ckpt)
