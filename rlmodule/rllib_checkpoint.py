@@ -426,12 +426,20 @@ def save_rllib_checkpoint(module, path) -> str:
 
     loc = as_location(path)
     if isinstance(module, MultiRLModule):
-        specs = {}
+        every = {}  # every sub-module checked before anything is written
         for mid, sub in module.items():
-            kwargs = _ppo_kwargs(sub)
+            try:
+                every[mid] = _ppo_kwargs(sub), loc.child(mid)
+            except CheckpointFormatError as e:
+                raise CheckpointFormatError(f"MultiRLModule's module {mid!r}: {e}") from None
+            except ValueError:
+                raise CheckpointFormatError(f"MultiRLModule's module id {mid!r} is not a folder name: "
+                                            "RLlib writes each module to a folder of its id") from None
+        specs = {}
+        for mid, (kwargs, sub_loc) in every.items():
             specs[mid] = _New(_RAY_SPEC, {
                 "module_class": _RAY_PPO, **kwargs, "load_state_path": None, "model_config_dict": None})
-            _write(loc.child(mid), _RAY_PPO, kwargs, sub.get_state())
+            _write(sub_loc, _RAY_PPO, kwargs, module[mid].get_state())
         _write(loc, _RAY_MULTI, {"observation_space": None, "action_space": None,
                                  "inference_only": bool(module.config.inference_only),
                                  "learner_only": None, "model_config": None,

@@ -142,3 +142,18 @@ def test_an_rlreg_checkpoint_is_not_taken_for_an_rllib_one(toy_module, tmp_path)
     with pytest.raises(CheckpointFormatError, match="is an rlreg checkpoint .rlreg.checkpoint/1., not one "
                                                     "RLlib wrote; import it without --from-rllib"):
         load_rllib_checkpoint(tmp_path / "ours")
+
+
+def test_a_multi_module_with_one_module_rllib_lacks_is_refused_before_anything_is_written(toy_spec, tmp_path):
+    import gymnasium as gym
+
+    from rlmodule import MultiRLModuleSpec, RLModuleSpec
+    from rlmodule.ppo import PPOCatalog
+
+    ppo = RLModuleSpec(module_class=PPOTorchRLModule, observation_space=gym.spaces.Box(-1, 1, (4,), np.float32),
+                       action_space=gym.spaces.Discrete(2), model_config_dict={"fcnet_hiddens": [8]},
+                       catalog_class=PPOCatalog)
+    multi = MultiRLModuleSpec(module_specs={"a": ppo, "z": toy_spec}).build()
+    with pytest.raises(CheckpointFormatError, match="module 'z': ToyTorchModule has no RLlib counterpart"):
+        save_rllib_checkpoint(multi, tmp_path / "out")
+    assert not (tmp_path / "out").exists()  # not even the PPO module 'a' (written first, before)
