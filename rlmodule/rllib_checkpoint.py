@@ -31,7 +31,8 @@ import gymnasium as gym
 import numpy as np
 
 from rlmodule.checkpoints import as_location
-from rlmodule.errors import CheckpointFormatError, CheckpointNotFoundError, StateMismatchError
+from rlmodule.errors import (CheckpointFormatError, CheckpointNotFoundError, PickleRefusedError,
+                             StateMismatchError)
 from rlmodule.pickle_free import decode
 from rlmodule.rllib_globals import RLLIB_GLOBALS
 from rlmodule.rllib_writer import Call as _Call, Global as _Global, New as _New, dumps as _dumps
@@ -40,6 +41,7 @@ __all__ = ["export_as", "is_rllib_checkpoint", "load_rllib_checkpoint", "rllib_m
            "save_rllib_checkpoint"]
 EXPORT_FORMATS = ("rlreg", "rllib")
 
+_LEGACY_TORCH_MAGIC = 0x1950A86A20F9469CFC6C  # the first pickle of a legacy torch.save file
 STATE_NAMES = ("module_state.pkl", "module_state.pt", "module_state.msgpack")
 EXPORT_RAY_VERSION = "2.60.0"
 
@@ -264,6 +266,9 @@ def _plan(module, loc, plan: list, names: tuple = ()) -> None:
         _plan(component, sub, plan, names + (name,))
     state_file = _state_file(loc, rllib_metadata(loc))
     state = _decode_file(loc, state_file)
+    if type(state) is int and state == _LEGACY_TORCH_MAGIC:  # (torch.save's legacy format: pickles after a magic number)
+        raise CheckpointFormatError(f"{_url(loc, state_file)} is a legacy (non-zip) torch.save file; it is "
+                                    "not read (torch.load unpickles)")
     if not isinstance(state, dict):
         raise CheckpointFormatError(f"{_url(loc, state_file)} holds a {type(state).__name__}, not a dict")
     plan.append((names, module, state, _url(loc, state_file)))
@@ -316,16 +321,17 @@ def load_rllib_checkpoint(path):
     import torch
 
     loc = as_location(path)
-    meta = rllib_metadata(loc)
-    if "format" in meta:
-        raise CheckpointFormatError(
-            f"{loc.url} is an rlreg checkpoint ({meta['format']}), not one RLlib wrote; import it "
-            "without --from-rllib (RLModule.from_checkpoint reads it)")
-    ctor_file = _plain_name(loc, meta.get("class_and_ctor_args_file", "class_and_ctor_args.pkl"),
-                            "class_and_ctor_args_file")
-    if not loc.exists(ctor_file):
-        raise CheckpointNotFoundError(f"{loc.url} is not a complete RLlib checkpoint: {ctor_file} is missing")
-    ctor, ctor_url = _decode_file(loc, ctor_file), _url(loc, ctor_file)
+    try:
+        meta = rllib_metadata(loc)
+        ctor_file, ctor = _ctor(loc, meta)
+    except (CheckpointNotFoundError, PickleRefusedError) as e:
+        inner = _rl_module_below(loc)
+        if inner is None:
+            raise
+        raise CheckpointFormatError(f"{loc.url} is an RLlib Algorithm, LearnerGroup or Learner checkpoint, "
+                                    f"not an RLModule one; its RLModule checkpoint is {inner} "
+                                    "(import that folder)") from e
+    ctor_url = _url(loc, ctor_file)
     with torch.device("meta"):
         shape = _build(ctor, ctor_url)
     plan: list = []
@@ -336,6 +342,32 @@ def load_rllib_checkpoint(path):
     for names, _, state, _ in plan:
         _component(module, names).set_state(state)
     return module
+
+
+_RL_MODULE_FOLDERS = ("learner_group/learner/rl_module", "learner/rl_module", "rl_module")
+
+
+def _rl_module_below(loc):
+    """The URL of the RLModule checkpoint inside an Algorithm / LearnerGroup / Learner one, or None."""
+    for sub in _RL_MODULE_FOLDERS:
+        try:
+            if loc.child(sub).exists("metadata.json"):
+                return loc.child(sub).url
+        except OSError:
+            return None
+    return None
+
+
+def _ctor(loc, meta: dict):
+    if "format" in meta:
+        raise CheckpointFormatError(
+            f"{loc.url} is an rlreg checkpoint ({meta['format']}), not one RLlib wrote; import it "
+            "without --from-rllib (RLModule.from_checkpoint reads it)")
+    ctor_file = _plain_name(loc, meta.get("class_and_ctor_args_file", "class_and_ctor_args.pkl"),
+                            "class_and_ctor_args_file")
+    if not loc.exists(ctor_file):
+        raise CheckpointNotFoundError(f"{loc.url} is not a complete RLlib checkpoint: {ctor_file} is missing")
+    return ctor_file, _decode_file(loc, ctor_file)
 
 
 # -- writing ----------------------------------------------------------------------------------------

@@ -5,6 +5,7 @@ not folder names; and an absurd model config with no state behind it is refused 
 from __future__ import annotations
 
 import json
+import pickle
 import shutil
 import subprocess
 import sys
@@ -116,3 +117,26 @@ def test_a_misfit_tensor_in_a_multi_checkpoint_names_the_policys_state_file(tmp_
     (ckpt / "p1" / "module_state.pkl").write_bytes(dumps(state))
     with pytest.raises(StateMismatchError, match=r"p1/module_state\.pkl: .*'pi\.net\.mlp\.0\.bias'"):
         load_rllib_checkpoint(ckpt)
+
+
+def test_a_legacy_torch_save_state_file_is_named_as_such(tmp_path):
+    ckpt = _copy(tmp_path, FIXTURES / "ray-2.35.0" / "ppo_cartpole")
+    legacy = pickle.dumps(0x1950A86A20F9469CFC6C, protocol=2) + pickle.dumps(1001, protocol=2)  # its first pickles
+    (ckpt / "module_state.pt").write_bytes(legacy)
+    with pytest.raises(CheckpointFormatError, match=r"module_state\.pt is a legacy \(non-zip\) torch\.save file"):
+        load_rllib_checkpoint(ckpt)
+
+
+def test_an_algorithm_checkpoint_names_the_rl_module_checkpoint_inside_it(tmp_path):
+    algo = tmp_path / "algo"
+    shutil.copytree(CARTPOLE, algo / "learner_group" / "learner" / "rl_module")
+    (algo / "rllib_checkpoint.json").write_text("{}")
+    for folder in (algo / "learner_group", algo / "learner_group" / "learner"):
+        (folder / "metadata.json").write_text(json.dumps(METADATA))
+        (folder / "class_and_ctor_args.pkl").write_bytes(
+            b"\x80\x02cray.rllib.core.learner.learner_group\nLearnerGroup\n.")
+    for folder in (algo, algo / "learner_group", algo / "learner_group" / "learner"):
+        with pytest.raises(CheckpointFormatError, match=r"not an RLModule one; its RLModule checkpoint is "
+                                                        r"\S+/algo/learner_group/learner/rl_module"):
+            load_rllib_checkpoint(folder)
+    load_rllib_checkpoint(algo / "learner_group" / "learner" / "rl_module")
