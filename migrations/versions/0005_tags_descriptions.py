@@ -4,8 +4,8 @@ Revision ID: 0005_tags_descriptions
 Revises: 0004_event_actor
 Create Date: 2026-12-02 17:00:00
 
-Filled by the projector from VersionRecorded, TagsSet, TagsRemoved and DescriptionSet events: run
-``rlreg projections rebuild`` after upgrading a registry with versions, so their metadata is searchable.
+Filled by the projector from VersionRecorded, TagsSet, TagsRemoved and DescriptionSet events; created
+empty here: the rows of versions recorded before it are added by ``0009_old_versions_searchable``.
 """
 
 from __future__ import annotations
