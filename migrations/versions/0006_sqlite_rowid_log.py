@@ -1,7 +1,7 @@
 """SQLite: the log is its own position index, and an append writes nothing but its events.
 
 Revision ID: 0006_sqlite_rowid_log
-Revises: 0005_tags_descriptions
+Revises: 0005_lifecycle_tables_if_missing
 Create Date: 2026-12-03 06:40:00
 
 On SQLite ``position BIGINT PRIMARY KEY`` is a second B-tree beside the table's rowid, and every
@@ -24,7 +24,7 @@ import sqlalchemy as sa
 from alembic import op
 
 revision: str = "0006_sqlite_rowid_log"
-down_revision: Union[str, None] = "0005_tags_descriptions"
+down_revision: Union[str, None] = "0005_lifecycle_tables_if_missing"  # (was 0005_tags_descriptions: see that revision)
 branch_labels: Union[str, Sequence[str], None] = None
 depends_on: Union[str, Sequence[str], None] = None
 

@@ -95,6 +95,17 @@ def _check_upgraded(engine, matches_r_over_20: list[int]) -> None:
 
 
 @pytest.mark.parametrize("revision", ["0004_event_actor", "0005_tags_descriptions"])
+def test_a_database_of_the_first_parent_history_upgrades(engine, revision):
+    """Before: 0007 failed on the missing rlreg_retention (SQLite: 'unavailable or locked'), for good."""
+    _record(engine, tags=revision == "0005_tags_descriptions", lifecycle=False)
+    _take_down_to(engine, revision, first_parent_history=True)
+    _check_upgraded(engine, [3, 4])
+    with engine.connect() as conn:
+        for table in LIFECYCLE_TABLES:
+            assert conn.execute(sa.text(f"SELECT count(*) FROM {table}")).scalar() == 0
+
+
+@pytest.mark.parametrize("revision", ["0004_event_actor", "0005_tags_descriptions"])
 def test_a_database_of_the_merged_history_at_the_same_revision_keeps_its_lifecycle_rows(engine, revision):
     _record(engine, tags=revision == "0005_tags_descriptions", lifecycle=True)
     _take_down_to(engine, revision)
@@ -129,5 +140,5 @@ def test_every_revision_id_fits_the_version_table():
     from alembic.script import ScriptDirectory
 
     ids = [r.revision for r in ScriptDirectory.from_config(db.alembic_config()).walk_revisions()]
-    assert "0009_old_versions_searchable" in ids
+    assert "0005_lifecycle_tables_if_missing" in ids
     assert [i for i in ids if len(i) > 32] == []
