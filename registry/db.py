@@ -824,8 +824,9 @@ def upgrade(engine: Engine, revision: str = "head") -> SchemaStatus:
     """Upgrade the schema to ``revision`` under a cross-process lock; returns the new status."""
     from alembic import command
 
-    _raise_if_newer(engine, schema_status(engine))
-    with _migration_lock(engine), _alembic_errors(f"upgrading the schema to {revision!r}"):
+    status = schema_status(engine)
+    _raise_if_newer(engine, status)
+    with _migration_lock(engine), _alembic_errors(f"upgrading the schema to {revision!r}", status.current):
         with _begin_write(engine) as conn:
             command.upgrade(alembic_config(conn), revision)
     return schema_status(engine)
@@ -835,14 +836,21 @@ def downgrade(engine: Engine, revision: str) -> SchemaStatus:
     """Downgrade the schema to ``revision`` (``"base"`` drops every table) under the lock."""
     from alembic import command
 
-    with _migration_lock(engine), _alembic_errors(f"downgrading the schema to {revision!r}"):
+    current = schema_status(engine).current
+    with _migration_lock(engine), _alembic_errors(f"downgrading the schema to {revision!r}", current):
         with _begin_write(engine) as conn:
             command.downgrade(alembic_config(conn), revision)
     return schema_status(engine)
 
 
 @contextlib.contextmanager
-def _alembic_errors(what: str) -> Iterator[None]:
+def _alembic_errors(what: str, current: Optional[str]) -> Iterator[None]:
+    """Alembic's refusals, and a migration whose SQL fails, are ``SchemaVersionError``s; the database's
+    own failures (locked, full, read-only, unreachable) are mapped as by ``translate_errors``.
+
+    Every migration of one call runs in one transaction (``_begin_write``; DDL is transactional on
+    both backends), so a failure leaves the schema at ``current``, the revision it started from.
+    """
     from alembic.util.exc import CommandError
 
     with translate_errors(what):
@@ -850,6 +858,31 @@ def _alembic_errors(what: str) -> Iterator[None]:
             yield
         except CommandError as e:
             raise errors.SchemaVersionError(f"{what}: {e}") from e
+        except Exception as e:
+            if not _failed_statement(e):
+                raise
+            raise errors.SchemaVersionError(
+                f"{what}: a migration failed, the schema is left "
+                f"{'empty' if current is None else f'at revision {current!r}'} (nothing was changed): "
+                f"{getattr(e, 'orig', None) or e}"
+            ) from e
+
+
+def _failed_statement(e: BaseException) -> bool:
+    """Whether ``e`` is a statement's own failure (a missing table, a violated constraint), not the database's.
+
+    SQLite reports a missing table or column as an ``OperationalError`` like a locked file: its result code
+    tells them apart (SQLITE_ERROR, 1, is the statement's; busy, locked, full, read-only, I/O have their own).
+    """
+    if is_driver_error(e):
+        e = _wrap_driver_error(e)
+    if not isinstance(e, exc.DBAPIError) or e.connection_invalidated or isinstance(e, exc.InterfaceError):
+        return False
+    if getattr(e.orig, "sqlstate", None) in _CLASHED:
+        return False
+    if isinstance(e, exc.OperationalError):
+        return isinstance(e.orig, sqlite3.Error) and (getattr(e.orig, "sqlite_errorcode", 0) & 0xFF) == 1
+    return True
 
 
 def ensure_schema(engine: Engine, upgrade: bool = False, create: bool = True) -> SchemaStatus:
@@ -871,7 +904,8 @@ def ensure_schema(engine: Engine, upgrade: bool = False, create: bool = True) ->
         if not status.up_to_date and (status.empty or upgrade):
             from alembic import command
 
-            with translate_errors("creating the schema"), _begin_write(engine) as conn:
+            what = "creating the schema" if status.empty else f"upgrading the schema to {status.head!r}"
+            with _alembic_errors(what, status.current), _begin_write(engine) as conn:
                 command.upgrade(alembic_config(conn), "head")
             status = schema_status(engine)
     if not status.up_to_date:

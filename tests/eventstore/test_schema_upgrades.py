@@ -135,10 +135,25 @@ def test_a_database_upgraded_before_the_fix_gets_its_missing_search_rows(engine)
     _check_upgraded(engine, [3, 4])
 
 
+def test_a_failing_migration_is_a_schema_error_and_changes_nothing(engine):
+    """Before: SQLite said 'the database is unavailable or locked' (exit 6), PostgreSQL 'database error'."""
+    db.upgrade(engine, "0006_sqlite_rowid_log")
+    with engine.begin() as conn:
+        conn.execute(sa.text("DROP TABLE rlreg_retention"))
+    with pytest.raises(errors.SchemaVersionError,
+                       match=r"upgrading the schema to 'head': a migration failed, the schema is left at revision "
+                             r"'0006_sqlite_rowid_log' \(nothing was changed\): .*rlreg_retention") as raised:
+        db.upgrade(engine)
+    assert not isinstance(raised.value, errors.DatabaseUnavailableError)
+    assert db.schema_status(engine).current == "0006_sqlite_rowid_log"
+    with pytest.raises(errors.SchemaVersionError, match=r"a migration failed.*rlreg_retention"):
+        EventStore(engine, upgrade=True)
+
+
 def test_every_revision_id_fits_the_version_table():
     """alembic_version.version_num is VARCHAR(32): PostgreSQL refuses a longer id (SQLite does not check)."""
     from alembic.script import ScriptDirectory
 
     ids = [r.revision for r in ScriptDirectory.from_config(db.alembic_config()).walk_revisions()]
-    assert "0005_lifecycle_tables_if_missing" in ids
+    assert {"0005_lifecycle_tables_if_missing", "0009_old_versions_searchable"} <= set(ids)
     assert [i for i in ids if len(i) > 32] == []
