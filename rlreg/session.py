@@ -46,17 +46,20 @@ class Session:
 
         return exitcodes.mask_secrets(self.db or default_db_url())
 
-    def _engine(self):
+    def _engine(self, what: str):
+        from registry import offline
         from registry.config import default_db_url
         from registry.db import create_engine
 
+        if config.offline():  # (as a Registry opened offline: the database is not contacted, nor made)
+            raise offline.refused(self.db_display, what)
         return create_engine(self.db or default_db_url())
 
     def schema_status(self) -> Any:
         """The database's schema revision next to this package's, without upgrading anything."""
         from registry.db import schema_status
 
-        engine = self._engine()
+        engine = self._engine("db current")
         try:
             return schema_status(engine)
         finally:
@@ -66,7 +69,7 @@ class Session:
         """Upgrade the schema to this package's head revision; returns the status afterwards."""
         from registry.db import upgrade
 
-        engine = self._engine()
+        engine = self._engine("db upgrade")
         try:
             return upgrade(engine)
         finally:

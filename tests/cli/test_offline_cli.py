@@ -85,6 +85,11 @@ def test_export_and_show_offline(cut_off, tmp_path):
     assert_error(_run(env, "export", "walk@best", str(tmp_path / "o3")), OFFLINE, "alias 'best' was never seen")
     assert_error(_run(env, "alias", "set", "walk", "prod", "1"), OFFLINE, "RLREG_OFFLINE=1 does not contact")
     assert_error(_run(env, "models"), OFFLINE, "needs the database")
+    # db upgrade made (or migrated) a database, db current tried the network (exit 6)
+    fresh = tmp_path / "fresh.db"
+    assert_error(_run({**env, "RLREG_DB_URL": f"sqlite:///{fresh}"}, "db", "upgrade"), OFFLINE, "db upgrade needs")
+    assert not fresh.exists()
+    assert_error(_run(env, "db", "current"), OFFLINE, "db current needs the database")
 
     online = _run({**env, "RLREG_OFFLINE": "0"}, "models")  # control: the database really is unreachable
     assert_error(online, 6)
