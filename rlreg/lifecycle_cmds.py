@@ -166,7 +166,8 @@ def gc(session: Session, grace: str, dry_run: bool) -> None:
         ("examined", f"{report.examined_objects} objects, {output.size(report.examined_bytes)}"),
         ("kept", f"{report.kept_objects} objects, {output.size(report.kept_bytes)}"),
         (verb, f"{report.reclaimed_objects} objects, {output.size(report.reclaimed_bytes)}"),
-        ("leftovers", f"{report.leftovers_reclaimed} of {report.leftovers_examined} removed "
+        ("leftovers", f"{report.leftovers_reclaimed} of {report.leftovers_examined} "
+                      f"{'would be removed' if dry_run else 'removed'} "
                       f"({output.size(report.leftover_bytes_reclaimed)})"),
         ("retention", f"{deleted} version(s) {'would be deleted' if dry_run else 'deleted'}"),
     ]))
