@@ -764,6 +764,10 @@ def schema_status(engine: Engine) -> SchemaStatus:
 
     script = ScriptDirectory.from_config(alembic_config())
     head = script.get_current_head()
+    database = engine.url.database
+    if is_sqlite(engine) and database not in (None, "", ":memory:") and not database.startswith("file:") \
+            and not os.path.exists(database):  # (a connection would make the file: a mistyped path left one)
+        return SchemaStatus(current=None, head=head, known=True, empty=True)
     with translate_errors("reading the schema revision"), engine.connect() as conn:
         current = MigrationContext.configure(conn).get_current_revision()
         tables = [t for t in sa.inspect(conn).get_table_names() if t.startswith("rlreg_")]

@@ -88,6 +88,13 @@ def test_damaged_object_verify_and_load_exit_8(rlreg, inproc, home_registry):
     assert inproc("export", "damaged:1", str(rlreg.home / "out")).code == 0  # version 1 loads again
 
 
+def test_db_current_of_a_mistyped_sqlite_path_makes_no_file(inproc, tmp_path):
+    typo = tmp_path / "typo.db"
+    status = inproc("db", "current", "--db", f"sqlite:///{typo}", "--json").json()
+    assert status["current"] is None and status["up_to_date"] is False
+    assert not typo.exists()  # (a connection made a 4 KiB file there)
+
+
 def test_old_schema_exits_9_until_db_upgrade(rlreg, inproc, home_registry):
     from registry.db import create_engine, downgrade
 
