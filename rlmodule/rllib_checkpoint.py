@@ -127,7 +127,8 @@ def _decode_msgpack(data: bytes, url: str):
         raise
     except (ValueError, TypeError, IndexError, KeyError, OverflowError,
             msgpack.exceptions.ExtraData) as e:  # (a map as a key: TypeError unhashable)
-        raise CheckpointFormatError(f"{url} is not a readable msgpack file: {e}") from None
+        why = str(e) or ("nested too deeply" if isinstance(e, msgpack.exceptions.StackError) else type(e).__name__)
+        raise CheckpointFormatError(f"{url} is not a readable msgpack file: {why}") from None
 
 
 def _msgpack_numpy(d: dict, url: str):

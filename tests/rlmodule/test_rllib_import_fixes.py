@@ -263,13 +263,14 @@ def test_string_weights_are_a_state_mismatch(tmp_path):
     ("string dtype", {b"nd": True, b"type": "<U1", b"kind": b"", b"shape": [1], b"data": b"\0" * 4},
      "not a numeric or bool dtype"),
     ("map as key", None, "not a readable msgpack file: unhashable"),
+    ("nested deep", b"\x91" * 100_000 + b"\xc0", "not a readable msgpack file: nested too deeply"),  # (an empty reason)
 ])
 def test_malformed_msgpack_state_is_a_format_error(tmp_path, label, payload, message):
     msgpack = pytest.importorskip("msgpack")
     copy = _copy(tmp_path)
     (copy / "module_state.pkl").unlink()
-    data = msgpack.packb({"pi.net.mlp.0.bias": payload}) if payload is not None else bytes.fromhex(
-        "81" + "81a161a162" + "01")  # {{"a": "b"}: 1}
+    data = payload if isinstance(payload, bytes) else msgpack.packb({"pi.net.mlp.0.bias": payload}) \
+        if payload is not None else bytes.fromhex("81" + "81a161a162" + "01")  # {{"a": "b"}: 1}
     (copy / "module_state.msgpack").write_bytes(data)
     with pytest.raises(CheckpointFormatError, match=message):
         load_rllib_checkpoint(copy)
