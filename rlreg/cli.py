@@ -95,7 +95,7 @@ def _warnings_as_lines():
 
         def show(message, category, filename, lineno, file=None, line=None):
             if issubclass(category, ours):
-                click.echo(f"rlreg: warning: {message}", err=True)
+                _warning_line(str(message))
             else:
                 shown(message, category, filename, lineno, file, line)
 
@@ -105,9 +105,18 @@ def _warnings_as_lines():
         yield
 
 
+def _warning_line(message: str) -> None:
+    """``rlreg: warning: ...`` on stderr; with ``--json`` a JSON line, as an error is."""
+    ctx = click.get_current_context(silent=True)
+    if ctx is not None and ctx.find_root().meta.get("rlreg.as_json"):
+        click.echo(json.dumps({"warning": message}), err=True)
+    else:
+        click.echo(f"rlreg: warning: {message}", err=True)
+
+
 class _LineHandler(logging.Handler):
     def emit(self, record: logging.LogRecord) -> None:
-        click.echo(f"rlreg: warning: {record.getMessage()}", err=True)
+        _warning_line(record.getMessage())
 
 
 @contextlib.contextmanager

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 from clihelpers import assert_error, small_module
 
 from rlreg import exitcodes
@@ -53,6 +55,9 @@ def test_retention_set_show_clear(home_registry, inproc):
     typo = inproc("retention", "set", "pol", "--keep-best", "rte:1")
     assert typo.err.count("rlreg: warning: retention of pol: no version has a number under metadata key 'rte'") == 1
     assert "check the key" in typo.err and "deleted 0 version(s)" in typo.out
+    as_json = inproc("retention", "set", "pol", "--keep-best", "rte:1", "--json")  # stderr: JSON lines, as errors
+    warned = [json.loads(line)["warning"] for line in as_json.err.splitlines()]
+    assert len(warned) == 1 and warned[0].startswith("retention of pol: no version has a number"), warned
     assert_error(inproc("retention", "set", "pol", "--keep-last", str(2**63), code=4), 4, "keep_last", "2^63 - 1")
     assert "cleared" in inproc("retention", "clear", "pol").out
     assert "has no retention policy" in inproc("retention", "show", "pol").out
