@@ -13,9 +13,18 @@ import click
 from registry.actor import describe as describe_actor
 
 
+_CONTROL = {c: f"\\x{c:02x}" for c in (*range(32), 127)} | {ord("\n"): "\\n", ord("\r"): "\\r", ord("\t"): "\\t"}
+
+
+def cell(value: Any) -> str:
+    """``value`` as one table cell: control characters escaped (a reason with a newline broke the table
+    across lines, and an escape sequence in a name could move the terminal's cursor)."""
+    return "" if value is None else str(value).translate(_CONTROL)
+
+
 def table(headers: Sequence[str], rows: Iterable[Sequence[Any]], *, right: Iterable[int] = ()) -> str:
     """Format rows as a plain table with a header line; columns in ``right`` are right-aligned."""
-    cells = [[str(h) for h in headers]] + [["" if c is None else str(c) for c in row] for row in rows]
+    cells = [[str(h) for h in headers]] + [[cell(c) for c in row] for row in rows]
     widths = [max(len(row[i]) for row in cells) for i in range(len(headers))]
     right = set(right)
     lines = []
@@ -29,7 +38,9 @@ def fields(pairs: Iterable[tuple[str, Any]]) -> str:
     """Format ``label: value`` lines with the values aligned."""
     pairs = list(pairs)
     width = max((len(k) for k, _ in pairs), default=0) + 1
-    return "\n".join(f"{k + ':':<{width}} {v}" for k, v in pairs)
+    pad = "\n" + " " * (width + 1)  # (a value's further lines, a description's, under its first)
+    return "\n".join(f"{k + ':':<{width}} {pad.join(cell(line) for line in str(v).splitlines() or [''])}"
+                     for k, v in pairs)
 
 
 def to_jsonable(obj: Any) -> Any:
