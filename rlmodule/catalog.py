@@ -61,6 +61,7 @@ FRAMEWORKS = ("torch",)
 
 def _layer_sizes(key: str, value) -> list[int]:
     """`value` as a list of positive layer sizes, else a ValueError naming `key`."""
+    limits.check_layer_count(key, value)
     ok = isinstance(value, (list, tuple)) and all(
         isinstance(v, (int, np.integer)) and not isinstance(v, bool) and v > 0 for v in value
     )
@@ -84,6 +85,7 @@ def _merged_model_config(model_config_dict: Optional[dict]) -> dict:
                 f"{user['fcnet_hiddens']}: give one of them"
             )
         user["fcnet_hiddens"] = hidden
+    limits.check_total_layers({k: user[k] for k in ("fcnet_hiddens", "post_fcnet_hiddens") if k in user})
     return {**MODEL_DEFAULTS, **user}
 
 

@@ -12,6 +12,10 @@ bound                    value       what it limits
                                      ``Discrete.n``, ``Text.max_length``, ``Repeated.max_len``
 ``MAX_LAYER_SIZE``       2**16       units of one layer (``hidden``, ``fcnet_hiddens``, ...)
 ``MAX_LAYER_PARAMS``     2**28       weights of one dense layer (1 GiB of float32)
+``MAX_LAYERS``           64          layers of one layer-size list (``fcnet_hiddens``, ...);
+                                     RLlib's configs use a handful
+``MAX_LAYERS_TOTAL``     96          layers of all a model config's lists together (PPO builds
+                                     each list twice: actor and critic)
 ``NPY_HEADER_BYTES``     65,546      the ``np.save`` header before an array's bytes
 =======================  ==========  ==========================================================
 """
@@ -29,6 +33,8 @@ from rlmodule.errors import SpaceSerializationError
 MAX_SPACE_ELEMENTS = 1 << 24
 MAX_LAYER_SIZE = 1 << 16
 MAX_LAYER_PARAMS = 1 << 28
+MAX_LAYERS = 64
+MAX_LAYERS_TOTAL = 96
 NPY_HEADER_BYTES = 65_546  # magic (6) + version (2) + length (2) + a header of at most 65,535 bytes + 1
 _INT64 = 1 << 63
 
@@ -87,8 +93,25 @@ def npy_bytes_bound(head: bytes, field: str) -> int:
     return buf.tell() + check_shape(list(shape), f"{field} shape") * dtype.itemsize
 
 
+def check_layer_count(key: str, sizes: Any) -> None:
+    """Refuse a layer-size list of more than ``MAX_LAYERS`` layers (before its items are looked at)."""
+    if isinstance(sizes, (list, tuple)) and len(sizes) > MAX_LAYERS:
+        raise ValueError(f"model config {key!r} lists {len(sizes):,} layers, beyond reason: at most "
+                         f"{MAX_LAYERS} per list")
+
+
+def check_total_layers(lists: dict) -> None:
+    """Refuse layer-size lists (key -> sizes) of more than ``MAX_LAYERS_TOTAL`` layers together."""
+    total = sum(len(sizes) for sizes in lists.values())
+    if total > MAX_LAYERS_TOTAL:
+        raise ValueError(f"model config {' + '.join(map(repr, lists))} list {total:,} layers together, "
+                         f"beyond reason: at most {MAX_LAYERS_TOTAL}")
+
+
 def check_layer_sizes(key: str, sizes: list[int]) -> None:
-    """Refuse a layer-size list (``hidden``, ``fcnet_hiddens``, ...) with a layer of more than ``MAX_LAYER_SIZE`` units."""
+    """Refuse a layer-size list (``hidden``, ``fcnet_hiddens``, ...) with more than ``MAX_LAYERS``
+    layers or a layer of more than ``MAX_LAYER_SIZE`` units."""
+    check_layer_count(key, sizes)
     big = [s for s in sizes if s > MAX_LAYER_SIZE]
     if big:
         raise ValueError(

@@ -1,0 +1,61 @@
+"""RLlib import/export fixes from review s21: layer counts, odd spaces, export ids and activations,
+inference-only states, space decoding cost, msgpack budget."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import gymnasium as gym
+import numpy as np
+import pytest
+import torch
+
+from rlmodule import CheckpointFormatError
+from rlmodule import rllib_checkpoint as rc
+from rlmodule.rllib_checkpoint import load_rllib_checkpoint
+from rlmodule.rllib_writer import Call, Global, dumps
+
+_META = json.dumps({"class_and_ctor_args_file": "class_and_ctor_args.pkl", "state_file": "module_state",
+                    "ray_version": "2.60.0", "checkpoint_version": "2.1"})
+_BOX4 = rc._space(gym.spaces.Box(-1, 1, (4,), np.float32))
+
+
+def _ppo_ckpt(path: Path, model_config: dict, action_space=None, state=None) -> Path:
+    kwargs = {"observation_space": _BOX4, "action_space": action_space or rc._space(gym.spaces.Discrete(2)),
+              "inference_only": False, "learner_only": False, "model_config": model_config,
+              "catalog_class": rc._RAY_CATALOG}
+    path.mkdir(parents=True)
+    (path / "class_and_ctor_args.pkl").write_bytes(dumps({"class": rc._RAY_PPO,
+                                                          "ctor_args_and_kwargs": ((), kwargs)}))
+    (path / "module_state.pkl").write_bytes(dumps(state or {}))
+    (path / "metadata.json").write_text(_META)
+    return path
+
+
+# -- 1. many layers -----------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("config", [
+    {"fcnet_hiddens": [1] * 65, "vf_share_layers": False},
+    {"head_fcnet_hiddens": [1] * 65},
+    {"fcnet_hiddens": [1] * 50, "head_fcnet_hiddens": [1] * 50, "vf_share_layers": False},
+], ids=["fcnet", "head", "total"])
+def test_a_checkpoint_of_many_layers_is_refused_before_any_layer_is_built(tmp_path, config, monkeypatch):
+    built = []
+    init = torch.nn.Linear.__init__
+    monkeypatch.setattr(torch.nn.Linear, "__init__", lambda self, *a, **k: (built.append(a), init(self, *a, **k)))
+    with pytest.raises(CheckpointFormatError, match=r"layers.*beyond reason: at most (64 per list|96)"):
+        load_rllib_checkpoint(_ppo_ckpt(tmp_path / "c", config))
+    assert built == []
+
+
+def test_one_memoized_list_of_40000_layers_is_refused_quickly(tmp_path):
+    import time
+    hiddens = [1] * 40_000  # one list, pickled once and referenced twice (the memo)
+    path = _ppo_ckpt(tmp_path / "c", {"fcnet_hiddens": hiddens, "head_fcnet_hiddens": hiddens,
+                                      "vf_share_layers": False})
+    assert (path / "class_and_ctor_args.pkl").stat().st_size < 100_000
+    start = time.process_time()
+    with pytest.raises(CheckpointFormatError, match="40,000 layers"):
+        load_rllib_checkpoint(path)
+    assert time.process_time() - start < 5
