@@ -303,7 +303,8 @@ class _Machine:
             return fn(args, state)
         except PickleRefusedError:
             raise
-        except (TypeError, ValueError, KeyError, AssertionError, AttributeError, IndexError) as e:
+        except (TypeError, ValueError, KeyError, AssertionError, AttributeError, IndexError,
+                ArithmeticError) as e:  # (OverflowError: gymnasium's int64 of a number beyond it)
             raise self.refuse(f"{handler.name} cannot be rebuilt from what the file holds "
                               f"({type(e).__name__}: {e})") from None
 

@@ -200,7 +200,8 @@ def _build(ctor: Any, url: str):
         return _construct(klass, args, kwargs, url)
     except RLModuleError:
         raise
-    except (TypeError, ValueError, KeyError, AttributeError, IndexError) as e:
+    except (TypeError, ValueError, KeyError, AttributeError, IndexError, ArithmeticError,
+            NotImplementedError) as e:  # (NotImplementedError: an action space with no distribution)
         raise CheckpointFormatError(f"{url}: cannot build {klass.__name__} from the arguments it "
                                     f"holds ({type(e).__name__}: {e})") from e
 

@@ -59,3 +59,38 @@ def test_one_memoized_list_of_40000_layers_is_refused_quickly(tmp_path):
     with pytest.raises(CheckpointFormatError, match="40,000 layers"):
         load_rllib_checkpoint(path)
     assert time.process_time() - start < 5
+
+
+# -- 2. spaces gymnasium or the catalog cannot take ------------------------------------------------------
+
+def _g(mod: str, name: str) -> Global:
+    return Global(f"gymnasium.spaces.{mod}", name)
+
+
+@pytest.mark.parametrize("space, message", [
+    (Call(_g("discrete", "Discrete"), (10**30, None, 0)), "Discrete cannot be rebuilt.*OverflowError"),
+    (Call(_g("discrete", "Discrete"), (2**63, None, 0)), "Discrete cannot be rebuilt.*OverflowError"),
+    (Call(_g("discrete", "Discrete"), (2, None, 10**30)), "Discrete cannot be rebuilt.*OverflowError"),
+    (Call(_g("multi_binary", "MultiBinary"), (3,)), r"unsupported action space: MultiBinary\(3\)"),
+], ids=["n-1e30", "n-2**63", "start-1e30", "multibinary"])
+def test_a_space_that_cannot_be_built_is_a_one_line_format_error(tmp_path, space, message):
+    path = _ppo_ckpt(tmp_path / "c", {"fcnet_hiddens": [8]}, action_space=space)
+    with pytest.raises(CheckpointFormatError, match=message) as info:
+        load_rllib_checkpoint(path)
+    assert "class_and_ctor_args.pkl" in str(info.value) and "\n" not in str(info.value)
+
+
+@pytest.mark.parametrize("kind", ["text", "simplex"])
+def test_an_action_space_without_a_distribution_is_a_format_error(tmp_path, kind):
+    from rlmodule.rllib_writer import New
+    if kind == "text":
+        space = New(_g("text", "Text"), {"_shape": None, "dtype": None, "_np_random": None, "min_length": 1,
+                                         "max_length": 5, "_char_str": "abc"})
+    else:
+        space = New(Global("ray.rllib.utils.spaces.simplex", "Simplex"),
+                    {"_shape": (3,), "dtype": np.dtype("float32"), "_np_random": None, "dim": 3,
+                     "concentration": np.ones(3)})
+    path = _ppo_ckpt(tmp_path / "c", {"fcnet_hiddens": [8]}, action_space=space)
+    with pytest.raises(CheckpointFormatError, match=r"class_and_ctor_args.pkl.*unsupported action space: "
+                       + ("Text" if kind == "text" else "Simplex")):
+        load_rllib_checkpoint(path)
