@@ -454,6 +454,10 @@ def _write(loc, cls: _Global, kwargs: dict, state: dict) -> None:
         "written_by": "rlreg"}).encode())
 
 
+# the names `_write` gives files, and those a reader looks for: no module id's folder may be one
+_WRITTEN_NAMES = ("metadata.json", "class_and_ctor_args.pkl") + STATE_NAMES
+
+
 def save_rllib_checkpoint(module, path) -> str:
     """Write `module` (PPO, or a MultiRLModule of PPO modules) as RLlib 2.60 writes it; its URL."""
     from rlmodule.multi_rl_module import MultiRLModule
@@ -462,6 +466,12 @@ def save_rllib_checkpoint(module, path) -> str:
     if isinstance(module, MultiRLModule):
         every = {}  # every sub-module checked before anything is written
         for mid, sub in module.items():
+            taken = sorted(set(str(mid).split("/")) & set(_WRITTEN_NAMES))
+            if taken:
+                raise CheckpointFormatError(
+                    f"MultiRLModule's module id {mid!r} cannot be written for RLlib: each module is "
+                    f"written to a folder of its id, and {taken[0]!r} is the name of a checkpoint file "
+                    "(rename the module)")
             try:
                 every[mid] = _ppo_kwargs(sub), loc.child(mid)
             except CheckpointFormatError as e:

@@ -94,3 +94,32 @@ def test_an_action_space_without_a_distribution_is_a_format_error(tmp_path, kind
     with pytest.raises(CheckpointFormatError, match=r"class_and_ctor_args.pkl.*unsupported action space: "
                        + ("Text" if kind == "text" else "Simplex")):
         load_rllib_checkpoint(path)
+
+
+# -- 3. module ids that are the names of the files the export writes ----------------------------------
+
+def _multi(*ids):
+    from rlmodule import MultiRLModuleSpec, RLModuleSpec
+    from rlmodule.ppo import PPOCatalog, PPOTorchRLModule
+
+    def spec():
+        return RLModuleSpec(module_class=PPOTorchRLModule, observation_space=gym.spaces.Box(-1, 1, (4,), np.float32),
+                            action_space=gym.spaces.Discrete(2), model_config_dict={"fcnet_hiddens": [8]},
+                            catalog_class=PPOCatalog)
+    return MultiRLModuleSpec(module_specs={i: spec() for i in ids}).build()
+
+
+@pytest.mark.parametrize("bad", ["metadata.json", "module_state.pkl", "class_and_ctor_args.pkl",
+                                 "module_state.msgpack", "a/module_state.pkl", "a/metadata.json"])
+def test_an_export_refuses_a_module_id_that_is_a_checkpoint_file_name_before_writing(tmp_path, bad):
+    module = _multi("p0", "a", bad)
+    out = tmp_path / "out"
+    with pytest.raises(CheckpointFormatError, match=f"module id {bad!r}"):
+        rc.save_rllib_checkpoint(module, out)
+    assert not out.exists()
+
+
+def test_an_export_of_plain_and_nested_ids_still_loads(tmp_path):
+    module = _multi("p0", "team/p1")
+    rc.save_rllib_checkpoint(module, tmp_path / "out")
+    assert sorted(load_rllib_checkpoint(tmp_path / "out").keys()) == ["p0", "team/p1"]
