@@ -419,12 +419,30 @@ def _rllib_model_config(module) -> dict:
     if merged.get("encoder_latent_dim"):
         hiddens.append(int(merged["encoder_latent_dim"]))
     return {"fcnet_hiddens": hiddens,
-            "fcnet_activation": merged["fcnet_activation"],
+            "fcnet_activation": _rllib_activation(merged["fcnet_activation"], "fcnet_activation"),
             "head_fcnet_hiddens": list(merged["post_fcnet_hiddens"]),
-            "head_fcnet_activation": merged["post_fcnet_activation"],
+            "head_fcnet_activation": _rllib_activation(merged["post_fcnet_activation"],
+                                                       "post_fcnet_activation"),
             "vf_share_layers": bool(merged["vf_share_layers"]),
             "free_log_std": bool(merged["free_log_std"]),
             "log_std_clip_param": float(merged.get("log_std_clip_param", 20.0))}
+
+
+# our activation names (any case) -> a name RLlib 2.60's `get_activation_fn` resolves to the same
+# torch class: it knows relu, tanh, elu, swish/silu (any case) and else `getattr(torch.nn, name)`,
+# so "sigmoid" must be written "Sigmoid"
+_RLLIB_ACTIVATIONS = {"tanh": "tanh", "relu": "relu", "elu": "elu", "swish": "silu", "silu": "silu",
+                      "sigmoid": "Sigmoid"}
+
+
+def _rllib_activation(name, key: str):
+    if name is None or name == "linear":
+        return name
+    found = _RLLIB_ACTIVATIONS.get(name.lower()) if isinstance(name, str) else None
+    if found is None:
+        raise CheckpointFormatError(f"model config {key!r} {_short(name)} has no name RLlib resolves "
+                                    f"(it knows {', '.join(sorted(_RLLIB_ACTIVATIONS))} and linear)")
+    return found
 
 
 def _ppo_kwargs(module) -> dict:

@@ -123,3 +123,45 @@ def test_an_export_of_plain_and_nested_ids_still_loads(tmp_path):
     module = _multi("p0", "team/p1")
     rc.save_rllib_checkpoint(module, tmp_path / "out")
     assert sorted(load_rllib_checkpoint(tmp_path / "out").keys()) == ["p0", "team/p1"]
+
+
+# -- 4. activations the export writes ---------------------------------------------------------------------
+
+def _rllib_260_activation(name):
+    """RLlib 2.60's `ray.rllib.models.utils.get_activation_fn(name, framework="torch")`, verbatim in effect."""
+    lower = name.lower() if isinstance(name, str) else name
+    if lower in ["linear", None]:
+        return None
+    fn = getattr(torch.nn, name, None)
+    if fn is not None:
+        return fn
+    found = {"swish": torch.nn.SiLU, "silu": torch.nn.SiLU, "relu": torch.nn.ReLU, "tanh": torch.nn.Tanh,
+             "elu": torch.nn.ELU, "softmax": torch.nn.Softmax}.get(lower)
+    if found is None:
+        raise ValueError(f"Unknown activation ({name}) for framework=torch!")
+    return found
+
+
+def _names():
+    from rlmodule.models import _ACTIVATIONS
+    for key in _ACTIVATIONS:
+        yield from sorted({key, key.upper(), key.title(), _ACTIVATIONS[key].__name__})
+
+
+@pytest.mark.parametrize("name", list(_names()))
+@pytest.mark.parametrize("where", ["fcnet_activation", "post_fcnet_activation"])
+def test_every_activation_we_accept_is_exported_as_a_name_rllib_resolves_to_the_same_class(tmp_path, name, where):
+    from rlmodule import RLModuleSpec
+    from rlmodule.pickle_free import decode
+    from rlmodule.rllib_globals import RLLIB_GLOBALS
+    from rlmodule.models import get_activation
+    from rlmodule.ppo import PPOCatalog, PPOTorchRLModule
+
+    module = RLModuleSpec(module_class=PPOTorchRLModule, observation_space=gym.spaces.Box(-1, 1, (4,), np.float32),
+                          action_space=gym.spaces.Discrete(2), catalog_class=PPOCatalog,
+                          model_config_dict={"fcnet_hiddens": [8], "post_fcnet_hiddens": [4], where: name}).build()
+    rc.save_rllib_checkpoint(module, tmp_path / "out")
+    ctor = decode((tmp_path / "out" / "class_and_ctor_args.pkl").read_bytes(), RLLIB_GLOBALS)
+    written = ctor["ctor_args_and_kwargs"][1]["model_config"][
+        "fcnet_activation" if where == "fcnet_activation" else "head_fcnet_activation"]
+    assert _rllib_260_activation(written) is type(get_activation(name))
