@@ -8,7 +8,10 @@ msgpack and msgpack-numpy's array layout rebuilt by our code. Sub-folders restor
 RLlib's `restore_from_path` does, but a sub-module's folder may not be missing. Every state is
 checked before any is set, against the module built on torch's meta device (no memory): a state
 must hold every tensor of its module (but buffers RLlib before 2.40 did not have), where RLlib's
-`set_state` (`strict=False`) would keep the initial values of those it lacks.
+`set_state` (`strict=False`) would keep the initial values of those it lacks. A full module's
+state holding exactly its inference-only tensors (RLlib's
+`save_to_path(p, state=m.get_state(inference_only=True))`) is imported as the inference-only module
+it is, with `inference_only=True` in its spec, rather than with a random value function.
 
 Writing (`save_rllib_checkpoint`): the folder RLlib 2.60's `RLModule.from_checkpoint` and
 `restore_from_path` read, for PPO modules and MultiRLModules of them: `metadata.json`
@@ -312,6 +315,51 @@ def _check(target, state: dict, url: str) -> None:
                                     f"tensors: {shown}")
 
 
+def _inference_only_state(target, state: dict) -> bool:
+    """Whether `state` is exactly what `target` (a full module) keeps when inference-only: what
+    RLlib's `save_to_path(p, state=m.get_state(inference_only=True))` writes with metadata saying
+    inference_only=False (RLlib loads it with a random value function)."""
+    from rlmodule.multi_rl_module import MultiRLModule
+
+    if isinstance(target, MultiRLModule) or getattr(target.config, "inference_only", True):
+        return False
+    hook = getattr(target, "_inference_only_get_state_hook", None)
+    missing = target.missing_state_keys(state)
+    if hook is None or not missing:
+        return False
+    own = target.state_dict(keep_vars=True)
+    kept = hook(dict(own))
+    return len(kept) < len(own) and not (set(missing) & set(kept)) and all(
+        k in kept for k in state if k in own)
+
+
+def _as_inference_only(ctor: dict, names: tuple) -> bool:
+    """Marks the module at `names` (the top one, or a MultiRLModule's sub-module) inference-only in
+    the decoded constructor arguments; False if it is not found there."""
+    import dataclasses
+    from rlmodule.multi_rl_module import MultiRLModuleConfig
+    from rlmodule.rl_module import RLModuleConfig
+
+    args, kwargs = ctor["ctor_args_and_kwargs"]
+    args = args if isinstance(args, (list, tuple)) else (args,)
+    if not names:
+        if args and isinstance(args[0], RLModuleConfig):
+            args[0].inference_only = True
+        elif not args:
+            kwargs["inference_only"] = True
+        else:
+            return False
+        return True
+    if len(names) != 1:
+        return False
+    for specs in (kwargs.get("rl_module_specs"),
+                  args[0].modules if args and isinstance(args[0], MultiRLModuleConfig) else None):
+        if isinstance(specs, dict) and names[0] in specs:  # (a copy: ids may share one spec object)
+            specs[names[0]] = dataclasses.replace(specs[names[0]], inference_only=True)
+            return True
+    return False
+
+
 def load_rllib_checkpoint(path):
     """Our module (PPO or MultiRLModule) with the state of the RLlib checkpoint at `path`.
 
@@ -338,6 +386,11 @@ def load_rllib_checkpoint(path):
         shape = _build(ctor, ctor_url)
     plan: list = []
     _plan(shape, loc, plan)
+    inference_only = [names for names, target, state, _ in plan if _inference_only_state(target, state)]
+    if inference_only and all(_as_inference_only(ctor, names) for names in inference_only):
+        with torch.device("meta"):
+            shape = _build(ctor, ctor_url)
+        plan = [(names, _component(shape, names), state, url) for names, _, state, url in plan]
     for _, target, state, url in plan:
         _check(target, state, url)
     module = _build(ctor, ctor_url)

@@ -165,3 +165,51 @@ def test_every_activation_we_accept_is_exported_as_a_name_rllib_resolves_to_the_
     written = ctor["ctor_args_and_kwargs"][1]["model_config"][
         "fcnet_activation" if where == "fcnet_activation" else "head_fcnet_activation"]
     assert _rllib_260_activation(written) is type(get_activation(name))
+
+
+# -- 5. a full module saved with its inference-only state -------------------------------------------------
+
+FULL_WITH_INF_STATE = Path(__file__).parents[1] / "fixtures" / "rllib" / "ray-2.60.0" / "full_with_inf_state"
+
+
+def test_rllibs_full_module_saved_with_its_inference_only_state_imports_as_inference_only():
+    exp = json.loads((FULL_WITH_INF_STATE / "expected.json").read_text())
+    module = load_rllib_checkpoint(FULL_WITH_INF_STATE)
+    assert module.config.inference_only is True
+    assert not any("critic" in k or k.startswith("vf.") for k in module.get_state())
+    with torch.no_grad():
+        adi = module.forward_inference({"obs": torch.tensor(exp["obs"])})["action_dist_inputs"]
+    assert torch.allclose(adi, torch.tensor(exp["adi"]), atol=1e-6)
+
+
+def _sep_export(tmp_path, keep):
+    from rlmodule import RLModuleSpec
+    from rlmodule.ppo import PPOCatalog, PPOTorchRLModule
+
+    module = RLModuleSpec(module_class=PPOTorchRLModule, observation_space=gym.spaces.Box(-1, 1, (4,), np.float32),
+                          action_space=gym.spaces.Discrete(2), catalog_class=PPOCatalog,
+                          model_config_dict={"fcnet_hiddens": [8], "vf_share_layers": False}).build()
+    out = tmp_path / "out"
+    rc.save_rllib_checkpoint(module, out)
+    state = {k: v.numpy() for k, v in module.get_state().items() if keep(k)}
+    (out / "module_state.pkl").write_bytes(dumps(state))
+    return module, out
+
+
+def test_a_full_modules_inference_only_state_imports_as_inference_only_in_a_multi_module_too(tmp_path):
+    module, out = _sep_export(tmp_path, lambda k: "critic" not in k and not k.startswith("vf."))
+    multi = _multi("p0", "p1")
+    rc.save_rllib_checkpoint(multi, tmp_path / "multi")
+    inf = {k: v.numpy() for k, v in multi["p1"].get_state(inference_only=True).items()}
+    (tmp_path / "multi" / "p1" / "module_state.pkl").write_bytes(dumps(inf))
+    single = load_rllib_checkpoint(out)
+    assert single.config.inference_only is True
+    assert all(torch.equal(v, module.get_state()[k]) for k, v in single.get_state().items())
+    loaded = load_rllib_checkpoint(tmp_path / "multi")
+    assert (loaded["p0"].config.inference_only, loaded["p1"].config.inference_only) == (False, True)
+
+
+def test_a_state_lacking_only_part_of_the_value_function_is_still_refused(tmp_path):
+    _, out = _sep_export(tmp_path, lambda k: not k.startswith("vf."))
+    with pytest.raises(CheckpointFormatError, match="lacks 2 of the module's tensors: 'vf.net"):
+        load_rllib_checkpoint(out)
