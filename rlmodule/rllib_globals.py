@@ -191,6 +191,34 @@ def _box(args, state) -> gym.spaces.Box:
                           shape=tuple(s["_shape"]), dtype=s["dtype"])
 
 
+def _space_cost(shape, dtype, per_element, name: str) -> int:
+    """`per_element` arrays of `shape` and `dtype` (bytes), the shape checked against the limit first."""
+    shape = list(shape) if isinstance(shape, tuple) else shape
+    elements = check_shape(shape, f"{name} shape")
+    itemsize = np.dtype(dtype).itemsize if isinstance(dtype, (np.dtype, str)) else 8
+    return elements * per_element(itemsize)
+
+
+def _box_cost(args, state) -> int:
+    """gymnasium's Box casts low and high to its dtype and adds two bool masks (before we charge
+    what it made): 2 x itemsize + 2 bytes per element, charged before it is built."""
+    if state is _NO_STATE:  # Box(low, high, shape, dtype name)
+        shape, dtype = (args[2], args[3]) if len(args) == 4 else ((), None)
+    else:
+        shape, dtype = (state.get("_shape"), state.get("dtype")) if isinstance(state, dict) else ((), None)
+    return _space_cost(shape, dtype, lambda size: 2 * size + 2, "Box")
+
+
+def _multi_discrete_cost(args, state) -> int:
+    """gymnasium's MultiDiscrete casts nvec to its dtype and makes a start array of the same."""
+    if state is _NO_STATE:  # MultiDiscrete(nvec, dtype name, None, start)
+        nvec, dtype = (args[0], args[1]) if len(args) == 4 else (None, None)
+    else:
+        nvec, dtype = (state.get("nvec"), state.get("dtype")) if isinstance(state, dict) else (None, None)
+    shape = tuple(np.shape(nvec)) if isinstance(nvec, (np.ndarray, np.generic)) else ()
+    return _space_cost(shape, dtype, lambda size: 2 * size, "MultiDiscrete nvec")
+
+
 def _discrete(args, state) -> gym.spaces.Discrete:
     s = _state(state, _SPACE_COMMON | {"n", "start"}, "Discrete")
     return gym.spaces.Discrete(_int(s["n"]), start=_int(s.get("start", 0)))
@@ -260,8 +288,9 @@ def _flex_dict(args, state) -> FlexDict:
     return FlexDict(dict(s["spaces"]))
 
 
-def _space(path: str, fn: Callable, call: Callable | None = None) -> tuple[str, Handler]:
-    return path, Handler(path, new=fn, reduce=call)
+def _space(path: str, fn: Callable, call: Callable | None = None,
+           cost: Callable | None = None) -> tuple[str, Handler]:
+    return path, Handler(path, new=fn, reduce=call, cost=cost)
 
 
 def _called(build: Callable[..., gym.Space], checks: tuple) -> Callable:
@@ -303,11 +332,11 @@ _N = lambda v: _int(v) if np.ndim(v) == 0 else [_int(x) for x in v]  # noqa: E73
 
 _SPACES = dict([
     _space("gymnasium.spaces.box.Box", _box,
-           _called(gym.spaces.Box, (_ARRAY, _ARRAY, _SHAPE, _dtype_name))),
+           _called(gym.spaces.Box, (_ARRAY, _ARRAY, _SHAPE, _dtype_name)), _box_cost),
     _space("gymnasium.spaces.discrete.Discrete", _discrete,
            _called(gym.spaces.Discrete, (_int, _none, _int))),
     _space("gymnasium.spaces.multi_discrete.MultiDiscrete", _multi_discrete,
-           _called(gym.spaces.MultiDiscrete, (_ARRAY, _dtype_name, _none, _ARRAY))),
+           _called(gym.spaces.MultiDiscrete, (_ARRAY, _dtype_name, _none, _ARRAY)), _multi_discrete_cost),
     _space("gymnasium.spaces.multi_binary.MultiBinary", _multi_binary,
            _called(gym.spaces.MultiBinary, (_N,))),
     _space("gymnasium.spaces.tuple.Tuple", _tuple, _called(gym.spaces.Tuple, (_space_list,))),

@@ -213,3 +213,48 @@ def test_a_state_lacking_only_part_of_the_value_function_is_still_refused(tmp_pa
     _, out = _sep_export(tmp_path, lambda k: not k.startswith("vf."))
     with pytest.raises(CheckpointFormatError, match="lacks 2 of the module's tensors: 'vf.net"):
         load_rllib_checkpoint(out)
+
+
+# -- 6. what gymnasium allocates for a Box or MultiDiscrete is charged before it is built -----------------
+
+@pytest.mark.parametrize("how", ["new", "call"])
+def test_a_box_cast_to_a_wider_dtype_is_refused_before_gymnasium_builds_it(how, monkeypatch):
+    from rlmodule import PickleRefusedError
+    from rlmodule.pickle_free import decode
+    from rlmodule.rllib_globals import RLLIB_GLOBALS
+    from rlmodule.rllib_writer import New
+
+    built = []
+    init = gym.spaces.Box.__init__
+    monkeypatch.setattr(gym.spaces.Box, "__init__", lambda self, *a, **k: (built.append(a), init(self, *a, **k))[1])
+    n = 1 << 20
+    low = np.zeros(n, np.int8)  # one array, memoized: low and high, cast to float64 + two masks: 18 n bytes
+    if how == "new":
+        box = New(_g("box", "Box"), {"low": low, "high": low, "_shape": (n,), "dtype": np.dtype("float64"),
+                                     "_np_random": None, "bounded_below": None, "bounded_above": None})
+    else:
+        box = Call(_g("box", "Box"), (low, low, (n,), "float64"))
+    data = dumps({"observation_space": box})
+    with pytest.raises(PickleRefusedError, match="far more than its size"):
+        decode(data, RLLIB_GLOBALS, what="ctor")
+    assert built == []
+    small = dumps({"o": rc._space(gym.spaces.Box(-1, 1, (84, 84, 3), np.float32))})
+    assert decode(small, RLLIB_GLOBALS)["o"] == gym.spaces.Box(-1, 1, (84, 84, 3), np.float32)
+
+
+def test_a_multi_discrete_cast_to_a_wider_dtype_is_refused_before_gymnasium_builds_it(monkeypatch):
+    from rlmodule import PickleRefusedError
+    from rlmodule.pickle_free import decode
+    from rlmodule.rllib_globals import RLLIB_GLOBALS
+    from rlmodule.rllib_writer import New
+
+    built = []
+    init = gym.spaces.MultiDiscrete.__init__
+    monkeypatch.setattr(gym.spaces.MultiDiscrete, "__init__",
+                        lambda self, *a, **k: (built.append(a), init(self, *a, **k))[1])
+    n = 1 << 20
+    space = New(_g("multi_discrete", "MultiDiscrete"), {"nvec": np.full(n, 2, np.int8), "dtype": np.dtype("int64"),
+                                                        "_shape": (n,), "_np_random": None, "start": None})
+    with pytest.raises(PickleRefusedError, match="far more than its size"):
+        decode(dumps({"a": space}), RLLIB_GLOBALS, what="ctor")
+    assert built == []
