@@ -47,6 +47,9 @@ EXPORT_FORMATS = ("rlreg", "rllib")
 _LEGACY_TORCH_MAGIC = 0x1950A86A20F9469CFC6C  # the first pickle of a legacy torch.save file
 STATE_NAMES = ("module_state.pkl", "module_state.pt", "module_state.msgpack")
 EXPORT_RAY_VERSION = "2.60.0"
+# a msgpack state may hold one map or list per this many bytes of the file, plus the floor
+MSGPACK_BYTES_PER_CONTAINER = 16
+MSGPACK_CONTAINER_FLOOR = 4096
 
 
 def _url(loc, name: str) -> str:
@@ -123,9 +126,20 @@ def _decode_msgpack(data: bytes, url: str):
     except ImportError:
         raise CheckpointFormatError(f"{url}: reading msgpack checkpoints needs the msgpack "
                                     "package (pip install msgpack)") from None
+    most = len(data) // MSGPACK_BYTES_PER_CONTAINER + MSGPACK_CONTAINER_FLOOR
+    made = [0]
+
+    def counted(value):  # maps and lists a file of its size may hold: an empty one is 1 byte there,
+        made[0] += 1  # ~60-230 in Python; refused as soon as there are more
+        if made[0] > most:
+            raise CheckpointFormatError(
+                f"{url} holds more than {most:,} maps and lists ({MSGPACK_BYTES_PER_CONTAINER} bytes of "
+                "the file each, beyond a floor): a state is a few maps of arrays; refused")
+        return value
+
     try:
-        return msgpack.unpackb(data, raw=False, strict_map_key=False,
-                               object_hook=lambda d: _msgpack_numpy(d, url))
+        return msgpack.unpackb(data, raw=False, strict_map_key=False, list_hook=counted,
+                               object_hook=lambda d: _msgpack_numpy(counted(d), url))
     except CheckpointFormatError:
         raise
     except (ValueError, TypeError, IndexError, KeyError, OverflowError,

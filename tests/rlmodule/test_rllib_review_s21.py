@@ -258,3 +258,21 @@ def test_a_multi_discrete_cast_to_a_wider_dtype_is_refused_before_gymnasium_buil
     with pytest.raises(PickleRefusedError, match="far more than its size"):
         decode(dumps({"a": space}), RLLIB_GLOBALS, what="ctor")
     assert built == []
+
+
+# -- 7. a msgpack state of many small maps or lists -------------------------------------------------------
+
+@pytest.mark.parametrize("payload", [[{}] * 300_000, [[]] * 300_000], ids=["maps", "lists"])
+def test_a_msgpack_state_of_many_empty_containers_is_refused_as_it_decodes(tmp_path, payload, monkeypatch):
+    msgpack = pytest.importorskip("msgpack")
+    data = msgpack.packb(payload)
+    calls = []
+    unpackb = msgpack.unpackb
+
+    def spy(*a, **k):
+        calls.append(k)
+        return unpackb(*a, **k)
+    monkeypatch.setattr(msgpack, "unpackb", spy)
+    with pytest.raises(CheckpointFormatError, match=r"module_state.msgpack holds more than [\d,]+ maps and lists"):
+        rc._decode_msgpack(data, "file:///x/module_state.msgpack")
+    assert calls and "list_hook" in calls[0]  # refused while decoding, not after the whole list is built
