@@ -26,6 +26,7 @@ pickles of their own and are refused); `COLLECTIONS_GLOBALS` gives `OrderedDict`
 
 from __future__ import annotations
 
+import math
 import pickletools
 import re
 from collections import OrderedDict
@@ -475,7 +476,7 @@ def _array(raw, dtype, shape, order: str) -> np.ndarray:
         raise ValueError(f"array data is a {type(raw).__name__}, not bytes (object arrays are refused)")
     if order not in ("C", "F"):
         raise ValueError(f"order {order!r}")
-    if len(raw) != int(np.prod(shape, dtype=np.int64)) * dtype.itemsize:
+    if len(raw) != math.prod(shape) * dtype.itemsize:  # (exact: np.prod wrapped around, with a RuntimeWarning)
         raise ValueError(f"{len(raw)} bytes do not fill shape {shape} of {dtype}")
     array = np.frombuffer(raw, dtype=dtype).reshape(shape, order=order)
     return array if isinstance(raw, bytearray) else array.copy(order="K")  # own, writable memory

@@ -392,8 +392,9 @@ def load_rllib_checkpoint(path):
         inner = _rl_module_below(loc)
         if inner is None:
             raise
-        raise CheckpointFormatError(f"{loc.url} is an RLlib Algorithm, LearnerGroup or Learner checkpoint, "
-                                    f"not an RLModule one; its RLModule checkpoint is {inner} "
+        raise CheckpointFormatError(f"{loc.url} is an RLlib checkpoint holding an RLModule (an Algorithm's, "
+                                    f"LearnerGroup's, Learner's or EnvRunner's), not an RLModule one; its RLModule "
+                                    f"checkpoint is {inner} "
                                     "(import that folder)") from e
     ctor_url = _url(loc, ctor_file)
     with torch.device("meta"):

@@ -276,3 +276,17 @@ def test_a_msgpack_state_of_many_empty_containers_is_refused_as_it_decodes(tmp_p
     with pytest.raises(CheckpointFormatError, match=r"module_state.msgpack holds more than [\d,]+ maps and lists"):
         rc._decode_msgpack(data, "file:///x/module_state.msgpack")
     assert calls and "list_hook" in calls[0]  # refused while decoding, not after the whole list is built
+
+
+def test_an_array_shape_past_int64_is_refused_without_a_numpy_warning():
+    """np.prod of the shape wrapped around int64 and printed a RuntimeWarning line before the one-line error."""
+    import warnings
+
+    import numpy as np
+
+    from rlmodule import pickle_free
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        with pytest.raises(ValueError, match="do not fill shape"):
+            pickle_free._array(b"", np.dtype("f4"), (2**33, 2**33), "C")
