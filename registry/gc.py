@@ -33,8 +33,8 @@ clock) is what writers and ``gc`` coordinate on. The safety argument:
 3. Row locks order a writer and a tombstone. If the writer's append commits first, ``gc`` leaves the
    object: either its touch is newer than the cutoff, or (a grace shorter than the append's
    transaction, which touched the rows before its slow fsyncs and commit) the tombstone, holding the
-   rows' locks, finds the new version among those of the models written to since gc read the
-   references (events past the head it read first: positions are commit-ordered). If
+   rows' locks, finds the new version among those recorded or restored since gc read the references
+   (events past the head it read first: positions are commit-ordered). If
    the tombstone commits first, the writer's append sees ``deleting`` (or ``deleted``, or another
    generation) and does not commit; a revive after it finds another generation and does not either.
    So no committed version names a deleted object, whatever the timing (and however many gcs run, 4);
@@ -97,12 +97,17 @@ from storage import listing
 
 from registry import actor as actors
 from registry import binding, db, errors, lifecycle, retention
+from registry.projections import VERSION_RECORDED
 from registry.schema import deleted_versions, events, objects, versions
 
 log = logging.getLogger(__name__)
 
 LIVE, DELETING, DELETED = "live", "deleting", "deleted"
 DEFAULT_GRACE = dt.timedelta(hours=24)
+# Leftovers (temporary files, incomplete multipart uploads) are removed only once this old too, whatever the
+# grace: one younger may be a write in flight (a gc with grace 0 removed a snapshot's temporary file before
+# its rename, and the snapshot failed with "not found").
+LEFTOVER_AGE = dt.timedelta(hours=1)
 # Longer than any registry has been kept: a grace past it is a typo (``--grace 1e12d``), and one near
 # datetime's range would make the cutoff (the database clock minus the grace) overflow.
 MAX_GRACE = dt.timedelta(days=3650)
@@ -395,26 +400,39 @@ class GcReport:
         return {k: (sorted(v) if k == "reclaimed" else v) for k, v in self.__dict__.items()}
 
 
-def _referenced(conn: Connection, cutoff: dt.datetime, gone: frozenset[tuple[str, int]] = frozenset(),
-                models: Iterable[str] | None = None) -> set[str]:
-    """Objects of live versions and of versions deleted after ``cutoff``, but for the versions ``gone``
-    (of the ``models`` named only, if given)."""
+def _referenced(conn: Connection, cutoff: dt.datetime, gone: frozenset[tuple[str, int]] = frozenset()) -> set[str]:
+    """Objects of live versions and of versions deleted after ``cutoff``, but for the versions ``gone``."""
     recent = sa.select(deleted_versions.c.version).where(
         deleted_versions.c.name == versions.c.name, deleted_versions.c.version == versions.c.version,
         deleted_versions.c.deleted_at <= cutoff,
     )
     out: set[str] = set()
     query = sa.select(versions.c.name, versions.c.version, versions.c.manifest).where(~recent.exists())
-    if models is not None:
-        query = query.where(versions.c.name.in_(sa.bindparam("models", expanding=True)))
-        names = sorted(set(models))
-        if not names:
-            return out
-        rows = (r for part in _chunks(names) for r in conn.execute(query, {"models": part}))
-    else:
-        rows = conn.execute(query)
-    for name, version, manifest in rows:
+    for name, version, manifest in conn.execute(query):
         if (name, version) not in gone:
+            out |= set(storage.manifest_objects(manifest))
+    return out
+
+
+# The events after a position that make a version reference its objects: a version recorded (the manifest
+# is in its payload) or restored (its row's). Read by position (the log's own order): what was appended
+# while gc ran, not the models' whole histories.
+_REFERENCING_SINCE = sa.select(events.c.stream, events.c.type, events.c.payload).where(
+    events.c.position > sa.bindparam("since"), events.c.type.in_([VERSION_RECORDED, lifecycle.VERSION_RESTORED]),
+)
+_MANIFEST = sa.select(versions.c.manifest).where(versions.c.name == sa.bindparam("name"),
+                                                  versions.c.version == sa.bindparam("version"))
+
+
+def _referenced_since(conn: Connection, since: int) -> set[str]:
+    """Objects of the versions recorded or restored after position ``since`` (deleted since or not: kept)."""
+    out: set[str] = set()
+    for stream, kind, payload in conn.execute(_REFERENCING_SINCE, {"since": since}):
+        if kind == VERSION_RECORDED:
+            manifest = payload["manifest"]
+        else:
+            manifest = conn.execute(_MANIFEST, {"name": stream, "version": payload["version"]}).scalar()
+        if manifest is not None:
             out |= set(storage.manifest_objects(manifest))
     return out
 
@@ -446,7 +464,7 @@ def _tombstone(event_store: Any, batch: Mapping[str, int], cutoff: dt.datetime,
     generation claimed}``: what only this gc's ``_finish`` may finish (until another claim).
 
     ``since``: the log's head before gc read which objects are referenced. A live row is not claimed if a
-    version of a model written to after it references the object: a writer touches its rows in its append's
+    version recorded or restored after it references the object: a writer touches its rows in its append's
     transaction, before it commits (a slow fsync, a short grace): gc may have taken its cutoff after that
     touch and read the references before that commit. Once this transaction holds the rows' locks, every
     append that touched them has committed (SQLite's write lock; PostgreSQL's row locks), and its events
@@ -459,8 +477,7 @@ def _tombstone(event_store: Any, batch: Mapping[str, int], cutoff: dt.datetime,
         rows = _locked_rows(conn, list(batch))
         claimed = {d: r.generation + 1 for d, r in rows.items() if r.state != LIVE or r.touched_at < cutoff}
         if since is not None and any(rows[d].state == LIVE for d in claimed):
-            written = conn.execute(sa.select(events.c.stream).where(events.c.position > since).distinct()).scalars()
-            for d in _referenced(conn, cutoff, models=written) & set(claimed):
+            for d in _referenced_since(conn, since) & set(claimed):
                 if rows[d].state == LIVE:
                     del claimed[d]
         # A new generation for every claim, a row another gc claimed too: its finish then leaves the row (and
@@ -624,7 +641,7 @@ def _collect(reg: Any, grace: dt.timedelta, dry_run: bool, progress: Callable[[i
     report.reclaimed_objects = len(report.reclaimed)
     report.kept_objects = report.examined_objects - report.reclaimed_objects
     report.kept_bytes = report.examined_bytes - report.reclaimed_bytes
-    _leftovers(reg, leftovers, cutoff, report, lease)
+    _leftovers(reg, leftovers, min(cutoff, cutoff + grace - LEFTOVER_AGE), report, lease)
     return report
 
 

@@ -289,6 +289,10 @@ def apply_version_restored(conn: Connection, event: Event, model: Any) -> None:
     if gone.rowcount != 1:
         raise errors.ConflictError(f"model {name!r} version {version!r} is not deleted: nothing to restore")
     revive(conn, name)
+    policy = conn.execute(sa.select(retention.c.restored).where(retention.c.name == name)).first()
+    if policy is not None:  # its retention policy keeps it (registry.retention)
+        restored = sorted({*(policy.restored or ()), version})
+        conn.execute(retention.update().where(retention.c.name == name).values(restored=restored))
 
 
 def revive(conn: Connection, name: str) -> None:

@@ -253,17 +253,13 @@ def _deletions(conn: Connection, name: str) -> list[NewEvent]:
 
 # The versions of a model restored after its policy was set: a restore is deliberate, and the policy that
 # deleted the version would delete it again at the next snapshot or gc (and gc, with a short grace, its
-# objects too). Setting the policy again applies it to them. Read from the log (the model's stream, by the
-# (stream, position) index): what a replay of the log decides, as every retention decision.
-_RESTORED_SINCE_SET = sa.select(events.c.payload).where(
-    events.c.stream == sa.bindparam("name"), events.c.type == lifecycle.VERSION_RESTORED,
-    events.c.position > sa.select(retention.c.position).where(retention.c.name == sa.bindparam("name"))
-    .scalar_subquery(),
-)
+# objects too). Setting the policy again applies it to them. The projection keeps them on the policy's row
+# (``VersionRestored`` adds one, ``RetentionSet`` starts empty): what a replay of the log makes.
+_RESTORED = sa.select(retention.c.restored).where(retention.c.name == sa.bindparam("name"))
 
 
 def _restored_since_set(conn: Connection, name: str) -> set[int]:
-    return {payload["version"] for payload in conn.execute(_RESTORED_SINCE_SET, {"name": name}).scalars()}
+    return set(conn.execute(_RESTORED, {"name": name}).scalar() or ())
 
 
 def pending(conn: Connection, name: str) -> list[int]:

@@ -203,6 +203,7 @@ retention = Table(
     Column("name", String(NAME_LENGTH), primary_key=True),
     _required("policy", JSON),
     _required("position", BigInteger),
+    _optional("restored", JSON(none_as_null=True)),  # versions restored since the policy was set (kept by it)
 )
 
 # Storage objects the writers and ``gc`` coordinate on (derived data: not from the log). A writer

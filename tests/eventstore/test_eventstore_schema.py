@@ -23,7 +23,7 @@ PROJECTION_TABLES = {
     "rlreg_models", "rlreg_versions", "rlreg_aliases", "rlreg_specs",
     "rlreg_deleted_versions", "rlreg_deleted_models", "rlreg_retention", "rlreg_objects", "rlreg_version_fields",
 }
-HEAD = "0009_old_versions_searchable"
+HEAD = "0010_retention_keeps_restored"
 
 
 def _tables(engine) -> set[str]:

@@ -128,6 +128,7 @@ def test_a_database_upgraded_before_the_fix_gets_its_missing_search_rows(engine)
     """A registry upgraded past 0005_tags_descriptions with the empty projection, then used (a tag set on
     an old version, a new version recorded), is filled at its next upgrade; rows already there stay."""
     _record(engine, tags=True, lifecycle=True)
+    db.downgrade(engine, "0009_old_versions_searchable")  # (0010's column: not yet at that time)
     with engine.begin() as conn:
         conn.execute(sa.text("DELETE FROM rlreg_version_fields WHERE NOT (name = 'team/a' AND version = 3)"
                              " AND source = 'metadata'"))
@@ -157,3 +158,18 @@ def test_every_revision_id_fits_the_version_table():
     ids = [r.revision for r in ScriptDirectory.from_config(db.alembic_config()).walk_revisions()]
     assert {"0005_lifecycle_tables_if_missing", "0009_old_versions_searchable"} <= set(ids)
     assert [i for i in ids if len(i) > 32] == []
+
+
+def test_an_upgrade_to_0010_keeps_the_versions_restored_since_the_policy_on_its_row(engine):
+    """Revision 0010 fills ``rlreg_retention.restored`` from the log: a version restored after the policy was
+    set is kept by it (one restored before the policy is not), as a rebuild makes the row."""
+    _record(engine, tags=True, lifecycle=True)  # team/a: version 4 deleted, then a policy keep_last=3
+    with EventStore(engine, projector=Projections()) as store:
+        store.append("team/a", [NewEvent("VersionDeleted", {"version": 1, "reason": "old"}),
+                                NewEvent("VersionRestored", {"version": 4})])
+    with engine.connect() as conn:
+        assert conn.execute(sa.text("SELECT restored FROM rlreg_retention")).scalar() in ([4], "[4]")
+    _take_down_to(engine, "0009_old_versions_searchable")
+    _check_upgraded(engine, [3, 4])
+    with engine.connect() as conn:
+        assert conn.execute(sa.text("SELECT restored FROM rlreg_retention")).scalar() in ([4], "[4]")

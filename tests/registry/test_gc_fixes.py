@@ -249,8 +249,9 @@ def test_migration_0007_ends_the_policies_models_deleted_before_the_rule_kept(re
     assert reg.retention("pol") is not None
     with reg.event_store.engine.begin() as conn:  # back at 0006, as such a registry is
         conn.exec_driver_sql("DROP INDEX ix_rlreg_events_stream_position")  # (0008's)
+        conn.exec_driver_sql("ALTER TABLE rlreg_retention DROP COLUMN restored")  # (0010's)
         conn.exec_driver_sql("UPDATE alembic_version SET version_num = '0006_sqlite_rowid_log'")
-    assert reg.upgrade_schema().current == db.head_revision() == "0009_old_versions_searchable"
+    assert reg.upgrade_schema().current == db.head_revision() == "0010_retention_keeps_restored"
     assert reg.retention("pol") is None
     assert reg.retention("again")["keep_last"] == 2 and reg.retention("kept")["keep_last"] == 5
     live = reg.projection_rows()

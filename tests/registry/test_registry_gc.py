@@ -90,6 +90,14 @@ def test_gc_removes_old_temp_files_only(make_registry, tmp_path):
     assert (report.leftovers_examined, report.leftovers_reclaimed, report.leftover_bytes_reclaimed) == (2, 1, 100)
     assert not old.exists() and new.exists()
     assert reg.verify()["ok"]
+    # with no grace too, a temporary file younger than an hour may be a write in flight: kept (a gc with grace
+    # 0 removed a running snapshot's before its rename, and the snapshot failed with "not found")
+    minutes_ago = (dt.datetime.now() - dt.timedelta(minutes=50)).timestamp()
+    os.utime(new, (minutes_ago, minutes_ago))
+    assert reg.gc(grace=NOW).leftovers_reclaimed == 0 and new.exists()
+    hours_ago = (dt.datetime.now() - dt.timedelta(minutes=70)).timestamp()
+    os.utime(new, (hours_ago, hours_ago))
+    assert reg.gc(grace=NOW).leftovers_reclaimed == 1 and not new.exists()
 
 
 @pytest.mark.s3

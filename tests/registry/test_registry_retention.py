@@ -174,3 +174,22 @@ def test_a_version_restored_after_the_policy_was_set_is_kept_until_the_policy_is
     assert reg.projection_rows() == live  # the decision is the log's: a replay makes the same
     reg.set_retention("pol", keep_last=1)  # set again: applies to the restored version too
     assert [v.version for v in reg.versions("pol")] == [4]
+
+
+def test_applying_a_policy_reads_no_event_of_the_models_log(reg):
+    """The restored versions a policy keeps were read from the model's stream, every event since the policy
+    at every snapshot (400,000 events: a snapshot 31 -> 88 ms); they are on the policy's row now."""
+    import sqlalchemy as sa
+
+    module = toys.spec().build()
+    for step in range(1, 4):
+        toys.train_step(module, step)
+        reg.snapshot("pol", module)
+    reg.set_retention("pol", keep_last=1)
+    reg.restore_version("pol", 1)
+    seen: list[str] = []
+    sa.event.listen(reg.event_store.engine, "before_cursor_execute", lambda c, cur, stmt, *a: seen.append(stmt))
+    reg.apply_retention("pol")
+    reads = [s for s in seen if s.lstrip().upper().startswith("SELECT")]
+    assert reads and not [s for s in reads if "rlreg_events" in s], reads
+    assert [v.version for v in reg.versions("pol")] == [1, 3]
