@@ -480,13 +480,17 @@ def _rllib_model_config(module) -> dict:
     encoder RLlib builds for `fcnet_hiddens + [encoder_latent_dim]` (same layers, activations and
     state keys), so that is what is written.
     """
-    from rlmodule.catalog import _merged_model_config
+    from rlmodule.catalog import MODEL_DEFAULTS, _merged_model_config
 
     merged = _merged_model_config(module.config.model_config_dict)
     hiddens = [int(h) for h in merged["fcnet_hiddens"]]
     if merged.get("encoder_latent_dim"):
         hiddens.append(int(merged["encoder_latent_dim"]))
-    return {"fcnet_hiddens": hiddens,
+    # keys of the user's own (a custom module's settings): RLlib's model_config keeps them, and so does the export
+    custom = {k: v for k, v in (module.config.model_config_dict or {}).items()
+              if k not in MODEL_DEFAULTS and k != "hidden"}
+    return {**custom,
+            "fcnet_hiddens": hiddens,
             "fcnet_activation": _rllib_activation(merged["fcnet_activation"], "fcnet_activation"),
             "head_fcnet_hiddens": list(merged["post_fcnet_hiddens"]),
             "head_fcnet_activation": _rllib_activation(merged["post_fcnet_activation"],

@@ -12,7 +12,7 @@ import pytest
 import torch
 
 from rlmodule import (
-    CheckpointFormatError, CheckpointNotFoundError, MultiRLModule, PickleRefusedError, RLModule,
+    CheckpointFormatError, CheckpointNotFoundError, MultiRLModule, PickleRefusedError, RLModule, RLModuleSpec,
     StateMismatchError,
 )
 from rlmodule.ppo import PPOTorchRLModule
@@ -157,3 +157,18 @@ def test_a_multi_module_with_one_module_rllib_lacks_is_refused_before_anything_i
     with pytest.raises(CheckpointFormatError, match="module 'z': ToyTorchModule has no RLlib counterpart"):
         save_rllib_checkpoint(multi, tmp_path / "out")
     assert not (tmp_path / "out").exists()  # not even the PPO module 'a' (written first, before)
+
+
+def test_an_export_keeps_the_model_configs_own_keys(tmp_path):
+    """Keys of the user's own in model_config (a custom module's settings) were dropped by the export, as
+    RLlib's model_config keeps them; a read back keeps them too."""
+    import gymnasium as gym
+
+    spec = RLModuleSpec(module_class=PPOTorchRLModule, observation_space=gym.spaces.Box(-1, 1, (4,)),
+                        action_space=gym.spaces.Discrete(2),
+                        model_config={"fcnet_hiddens": [8], "my_custom": 3, "nested": {"a": [1, "b"]}})
+    module = spec.build()
+    save_rllib_checkpoint(module, tmp_path / "out")
+    again = load_rllib_checkpoint(tmp_path / "out")
+    config = again.config.model_config_dict
+    assert config["my_custom"] == 3 and config["nested"] == {"a": [1, "b"]}, config
