@@ -90,6 +90,7 @@ def _warnings_as_lines():
 
     ours = (OfflineAliasWarning, RetentionWarning, StorageSharedWarning)
 
+    _command_json[0] = False  # (set by the command's options, once parsed)
     with warnings.catch_warnings(), _log_lines("storage", "registry"):
         shown = warnings.showwarning
 
@@ -105,10 +106,13 @@ def _warnings_as_lines():
         yield
 
 
+_command_json = [False]  # --json of the command running (for warnings from threads without click's context)
+
+
 def _warning_line(message: str) -> None:
     """``rlreg: warning: ...`` on stderr; with ``--json`` a JSON line, as an error is."""
     ctx = click.get_current_context(silent=True)
-    if ctx is not None and ctx.find_root().meta.get("rlreg.as_json"):
+    if ctx.find_root().meta.get("rlreg.as_json") if ctx is not None else _command_json[0]:
         click.echo(json.dumps({"warning": message}), err=True)
     else:
         click.echo(f"rlreg: warning: {message}", err=True)
@@ -161,6 +165,7 @@ def common(func=None, *, writes: bool = False, create: bool | None = None):
         session = Session(db, storage, as_json, create=(writes or not db) if create is None else create)
         ctx.find_root().meta["rlreg.session"] = session
         ctx.find_root().meta["rlreg.as_json"] = as_json  # (read, as the cache commands set it, for a system error)
+        _command_json[0] = as_json
         ctx.call_on_close(session.close)
         return func(session, **kwargs)
 

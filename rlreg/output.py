@@ -13,12 +13,17 @@ import click
 from registry.actor import describe as describe_actor
 
 
-_CONTROL = {c: f"\\x{c:02x}" for c in (*range(32), 127)} | {ord("\n"): "\\n", ord("\r"): "\\r", ord("\t"): "\\t"}
+# C0 and C1 controls (U+009B is ESC [ to a terminal), line and paragraph separators, bidirectional overrides
+# and isolates (they reorder what follows them on the line)
+_CONTROL = ({c: f"\\x{c:02x}" for c in (*range(32), *range(127, 160))}
+            | {c: f"\\u{c:04x}" for c in (0x2028, 0x2029, *range(0x202A, 0x202F), *range(0x2066, 0x206A))}
+            | {ord("\n"): "\\n", ord("\r"): "\\r", ord("\t"): "\\t"})
 
 
 def cell(value: Any) -> str:
-    """``value`` as one table cell: control characters escaped (a reason with a newline broke the table
-    across lines, and an escape sequence in a name could move the terminal's cursor)."""
+    """``value`` as one table cell: control and bidirectional formatting characters escaped (a reason with
+    a newline broke the table across lines, an escape sequence could move the terminal's cursor, and a
+    right-to-left override reorder the rest of the line)."""
     return "" if value is None else str(value).translate(_CONTROL)
 
 

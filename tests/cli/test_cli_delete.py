@@ -28,9 +28,9 @@ def test_rm_restore_and_versions_all(rlreg, home_registry, inproc):
     assert_error(inproc("restore", "pol", code=4), 4, "NAME:VERSION")
     history = inproc("history", "pol").out
     assert "version 2 deleted: bad run" in history and "version 2 restored" in history
-    inproc("rm", "pol:1", "--reason", "two\nlines \x1b[2J")  # a table row each: control characters escaped
-    marked = inproc("versions", "pol", "--all").out.splitlines()
-    assert len(marked) == 4 and "two\\nlines \\x1b[2J" in marked[1], marked
+    inproc("rm", "pol:1", "--reason", "two\nlines \x1b[2J \x9b2J \u202eRTL")  # one row each: controls escaped
+    marked = inproc("versions", "pol", "--all").out.splitlines()  # (C1's CSI and bidi overrides too)
+    assert len(marked) == 4 and "two\\nlines \\x1b[2J \\x9b2J \\u202eRTL" in marked[1], marked
     home_registry.set_description("pol", "first line\nsecond line", version=3)
     shown = inproc("show", "pol:3").out.splitlines()  # a description's lines, each under the first
     assert "second line" in shown[shown.index(next(x for x in shown if x.startswith("description:"))) + 1]
