@@ -109,9 +109,8 @@ def check_total_layers(lists: dict) -> None:
 
 
 def check_layer_sizes(key: str, sizes: list[int]) -> None:
-    """Refuse a layer-size list (``hidden``, ``fcnet_hiddens``, ...) with more than ``MAX_LAYERS``
-    layers or a layer of more than ``MAX_LAYER_SIZE`` units."""
-    check_layer_count(key, sizes)
+    """Refuse a layer-size list (``hidden``, ``fcnet_hiddens``, ...) with a layer of more than ``MAX_LAYER_SIZE``
+    units (its length: ``check_layer_count``, before its items are looked at)."""
     big = [s for s in sizes if s > MAX_LAYER_SIZE]
     if big:
         raise ValueError(
